@@ -1,0 +1,702 @@
+package framebus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math/rand/v2"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// ConsumerOptions configures Open. The zero value is the sensible default.
+type ConsumerOptions struct {
+	Dir string // bus directory, default $FRAMEBUS_DIR or /dev/shm
+
+	// Wait is how long Open waits for a producer that has not created the
+	// bus yet (or is still initialising it); 0 fails at once with ErrNotFound.
+	Wait time.Duration
+
+	// SkipChecksum skips the CRC-32C check of frames that carry one.
+	SkipChecksum bool
+}
+
+// Frame is one delivered frame. It is owned by the Consumer and valid until
+// the next call to Next, ReadInto or Close.
+type Frame struct {
+	Seq       uint64 // frame sequence number
+	CaptureNS int64  // when the source produced it (CLOCK_MONOTONIC, see Now)
+	CommitNS  int64  // when the producer committed it
+	WakeNS    int64  // when this consumer read it
+
+	// Data is the frame's bytes: a read-only view into shared memory for
+	// Next (call Valid after use to know it was not overwritten meanwhile),
+	// the caller's buffer for ReadInto.
+	Data     []byte
+	UserMeta []byte // the frame's user metadata (0-64 bytes)
+
+	Format     Format
+	Generation uint64
+	// GenerationChanged is set on the first frame of a new generation
+	// (producer restart or format change) that the consumer followed.
+	GenerationChanged bool
+
+	Dropped     uint64 // frames missed since the previous delivered frame
+	TornRetries uint64 // reads that lost a race with the producer for this frame
+
+	slot *cslot
+	lock uint64
+}
+
+// Valid reports whether a zero-copy frame is still intact: the producer has
+// not started to overwrite its slot since it was read (PROTOCOL.md section 5
+// step 3, repeated after use). A frame from ReadInto is always valid.
+func (f *Frame) Valid() bool {
+	if f.slot == nil {
+		return true
+	}
+	loadFence()
+	return f.slot.lock.Load() == f.lock
+}
+
+// Consumer reads frames from a bus. It is not safe for concurrent use.
+type Consumer struct {
+	name, dir, path, lockPath string
+	opts                      ConsumerOptions
+
+	seg   *cseg
+	old   *cseg // the previous generation, released at the next call
+	lockF *sysFile
+
+	token   uint64
+	lastSeq uint64
+	frame   Frame
+	meta    [UserMetaMax]byte
+
+	genChanged      bool
+	goneReported    bool
+	stalledReported bool
+	eos             bool
+	closed          bool
+
+	// context binding: a cancelled context wakes the futex sleeper.
+	boundCtx context.Context
+	stopCtx  func() bool
+	sleepOn  atomic.Uintptr
+}
+
+// cseg is one generation as a consumer sees it: the control block mapped
+// read-write and the frame data read-only.
+type cseg struct {
+	f    *sysFile
+	ctl  []byte
+	data []byte
+	id   fileID
+	h    header
+	fmt  Format
+	hb   time.Duration
+
+	state, active *atomic.Uint32
+	lastSeq       *atomic.Uint64
+	heartbeat     *atomic.Uint64
+	slots         []cslot
+	checksum      bool
+
+	entry                                           int
+	eOff                                            uint64
+	eState, eSem, eWaiters                          *atomic.Uint32
+	eToken, eLast, eDelivered, eDropped, eHB, eTorn *atomic.Uint64
+}
+
+type cslot struct {
+	lock, seq, capture, commit, bytes *atomic.Uint64
+	checksum, flags, metaLen          *atomic.Uint32
+	meta                              []byte
+	data                              []byte
+}
+
+// Open joins a bus as a consumer: it maps the segment, validates it and
+// registers in the consumer table (PROTOCOL.md section 2).
+func Open(name string, opts ConsumerOptions) (*Consumer, error) {
+	return OpenContext(context.Background(), name, opts)
+}
+
+// OpenContext is Open with a context bounding the wait for the producer.
+func OpenContext(ctx context.Context, name string, opts ConsumerOptions) (*Consumer, error) {
+	c, err := openConsumer(ctx, name, opts)
+	return c, wrap("open", name, err)
+}
+
+var errNotReady = errors.New("segment is still initialising")
+
+func openConsumer(ctx context.Context, name string, opts ConsumerOptions) (*Consumer, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	dir := Dir(opts.Dir)
+	c := &Consumer{name: name, dir: dir, path: SegmentPath(dir, name), lockPath: LockPath(dir, name), opts: opts}
+	c.token = rand.Uint64() | 1
+	deadline := time.Now().Add(opts.Wait)
+	for {
+		seg, err := c.attach()
+		if err == nil {
+			c.seg = seg
+			break
+		}
+		if !errors.Is(err, ErrNotFound) && !errors.Is(err, errNotReady) && !errors.Is(err, ErrProducerGone) {
+			return nil, err
+		}
+		if !time.Now().Before(deadline) {
+			if errors.Is(err, errNotReady) {
+				return nil, fmt.Errorf("%w: %s never became ready", ErrNotFound, c.path)
+			}
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctxErr(ctx)
+		case <-time.After(min(20*time.Millisecond, time.Until(deadline)+time.Millisecond)):
+		}
+	}
+	c.openLock()
+	return c, nil
+}
+
+func (c *Consumer) openLock() {
+	if c.lockF != nil {
+		c.lockF.close()
+		c.lockF = nil
+	}
+	if f, err := openExisting(c.lockPath, false); err == nil {
+		c.lockF = f
+	}
+}
+
+// attach opens, validates, maps and joins the segment at the bus path.
+func (c *Consumer) attach() (*cseg, error) {
+	f, err := openExisting(c.path, true)
+	if err != nil {
+		return nil, err
+	}
+	seg, err := mapConsumer(f)
+	if err != nil {
+		f.close()
+		return nil, err
+	}
+	if err := seg.join(c.token); err != nil {
+		seg.release()
+		return nil, err
+	}
+	c.lastSeq = seg.eLast.Load()
+	return seg, nil
+}
+
+// countVersionMismatch bumps version_mismatch_count of a segment whose
+// abi_version this reader refuses (PROTOCOL.md section 3.1).
+func countVersionMismatch(f *sysFile) {
+	m, err := f.mapRegion(0, 64, true)
+	if err != nil {
+		return
+	}
+	u64At(m, offVersionMismatchCount).Add(1)
+	unmap(m)
+}
+
+func mapConsumer(f *sysFile) (*cseg, error) {
+	size, id, _, _, err := f.stat()
+	if err != nil {
+		return nil, err
+	}
+	var b [HeaderSize]byte
+	n, err := f.preadFull(b[:], 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkIdentity(b[:n], size); err != nil {
+		var ve *VersionError
+		if errors.As(err, &ve) && size >= 64 {
+			countVersionMismatch(f)
+		}
+		return nil, err
+	}
+	h := decodeHeader(b[:])
+	if err := validateHeader(&h, size); err != nil {
+		return nil, err
+	}
+	if h.State == StateInitializing {
+		return nil, errNotReady
+	}
+	ctl, err := f.mapRegion(0, h.PayloadOffset, true)
+	if err != nil {
+		return nil, err
+	}
+	data, err := f.mapRegion(h.PayloadOffset, h.PayloadSize, false)
+	if err != nil {
+		unmap(ctl)
+		return nil, err
+	}
+	s := &cseg{f: f, ctl: ctl, data: data, id: id, h: h, fmt: h.format(),
+		hb: time.Duration(h.HeartbeatIntervalMS) * time.Millisecond, checksum: h.Flags&FlagChecksum != 0}
+	s.state = u32At(ctl, offState)
+	s.active = u32At(ctl, offActive)
+	s.lastSeq = u64At(ctl, offLastSeq)
+	s.heartbeat = u64At(ctl, offHeartbeatNS)
+	s.slots = make([]cslot, h.SlotCount)
+	for i := range s.slots {
+		d := h.SlotTableOffset + uint64(i)*SlotDescSize
+		o := uint64(i) * h.SlotStride
+		s.slots[i] = cslot{
+			lock: u64At(ctl, d+slotLock), seq: u64At(ctl, d+slotFrameSeq),
+			capture: u64At(ctl, d+slotCaptureNS), commit: u64At(ctl, d+slotCommitNS),
+			bytes: u64At(ctl, d+slotBytes), checksum: u32At(ctl, d+slotChecksum),
+			flags: u32At(ctl, d+slotFrameFlags), metaLen: u32At(ctl, d+slotUserMetaLen),
+			meta: ctl[d+slotUserMeta : d+slotUserMeta+UserMetaMax : d+slotUserMeta+UserMetaMax],
+			data: data[o : o+h.SlotCapacity : o+h.SlotCapacity],
+		}
+	}
+	s.entry = -1
+	return s, nil
+}
+
+func (s *cseg) release() {
+	unmap(s.ctl)
+	unmap(s.data)
+	s.ctl, s.data = nil, nil
+	s.f.close()
+}
+
+func (s *cseg) bindEntry(i int) {
+	e := s.h.ConsumerTableOffset + uint64(i)*ConsumerEntrySize
+	s.entry, s.eOff = i, e
+	s.eState, s.eSem, s.eWaiters = u32At(s.ctl, e+entState), u32At(s.ctl, e+entSem), u32At(s.ctl, e+entWaiters)
+	s.eToken, s.eLast = u64At(s.ctl, e+entToken), u64At(s.ctl, e+entLastSeq)
+	s.eDelivered, s.eDropped = u64At(s.ctl, e+entDelivered), u64At(s.ctl, e+entDropped)
+	s.eHB, s.eTorn = u64At(s.ctl, e+entHeartbeatNS), u64At(s.ctl, e+entTornRetries)
+}
+
+// join claims a free entry: shared lock first, then CAS 0 -> 1, fill, CAS
+// 1 -> 2 (the model-checked order of PROTOCOL.md section 2).
+func (s *cseg) join(token uint64) error {
+	for i := 0; i < int(s.h.ConsumerCapacity); i++ {
+		off := s.h.ConsumerTableOffset + uint64(i)*ConsumerEntrySize
+		ok, err := s.f.tryLock(off, ConsumerEntrySize, false)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if !u32At(s.ctl, off+entState).CompareAndSwap(EntryFree, EntryClaiming) {
+			s.f.unlock(off, ConsumerEntrySize)
+			continue
+		}
+		s.bindEntry(i)
+		u32At(s.ctl, off+entPID).Store(getpid())
+		s.eSem.Store(0)
+		s.eWaiters.Store(0)
+		s.eToken.Store(token)
+		s.eLast.Store(s.lastSeq.Load())
+		s.eDelivered.Store(0)
+		s.eDropped.Store(0)
+		s.eTorn.Store(0)
+		s.eHB.Store(uint64(Now()))
+		if !s.eState.CompareAndSwap(EntryClaiming, EntryActive) {
+			s.f.unlock(off, ConsumerEntrySize)
+			s.entry = -1
+			continue
+		}
+		return nil
+	}
+	return &TableFullError{Capacity: s.h.ConsumerCapacity}
+}
+
+// leave gives the entry back: CAS 2 -> 0, then drop the lock.
+func (s *cseg) leave(token uint64) {
+	if s.entry < 0 || s.ctl == nil {
+		return
+	}
+	if s.eToken.Load() == token {
+		s.eState.CompareAndSwap(EntryActive, EntryFree)
+	}
+	s.f.unlock(s.eOff, ConsumerEntrySize)
+	s.entry = -1
+}
+
+// Format returns the frame format of the current generation.
+func (c *Consumer) Format() Format { return c.seg.fmt }
+
+// Generation returns the generation the consumer is attached to.
+func (c *Consumer) Generation() uint64 { return c.seg.h.Generation }
+
+// Entry returns the index of the consumer's table entry.
+func (c *Consumer) Entry() int { return c.seg.entry }
+
+// ConsumerStats are the consumer's counters in its current generation.
+type ConsumerStats struct {
+	Generation                               uint64
+	Entry                                    int
+	LastSeq, Delivered, Dropped, TornRetries uint64
+}
+
+// Stats reads the consumer's counters from its table entry.
+func (c *Consumer) Stats() ConsumerStats {
+	s := c.seg
+	if s == nil || s.entry < 0 {
+		return ConsumerStats{}
+	}
+	return ConsumerStats{Generation: s.h.Generation, Entry: s.entry, LastSeq: s.eLast.Load(),
+		Delivered: s.eDelivered.Load(), Dropped: s.eDropped.Load(), TornRetries: s.eTorn.Load()}
+}
+
+// Next waits for a frame newer than the last one delivered and returns the
+// newest as a zero-copy, read-only view, validated by the sequence lock (and
+// the checksum, when the bus carries one). It follows a new generation by
+// itself (Frame.GenerationChanged). Errors wrap ErrClosed (the producer
+// ended the stream), ErrProducerGone, ErrStalled (both reported once per
+// episode; calling Next again keeps waiting), ErrRetired, a layout error, or
+// the context's error (os.ErrDeadlineExceeded for a deadline).
+func (c *Consumer) Next(ctx context.Context) (*Frame, error) {
+	return c.next(ctx, nil, false)
+}
+
+// ReadInto is Next that copies the frame into dst (Frame.Data = dst[:n]).
+// If dst is too small the error wraps ErrShortBuffer, names the size, and the
+// frame is not consumed.
+func (c *Consumer) ReadInto(ctx context.Context, dst []byte) (*Frame, error) {
+	return c.next(ctx, dst, true)
+}
+
+func (c *Consumer) next(ctx context.Context, dst []byte, copyOut bool) (*Frame, error) {
+	op := "next"
+	if copyOut {
+		op = "read"
+	}
+	if c.closed {
+		return nil, &Error{Op: op, Name: c.name, Err: ErrConsumerClosed}
+	}
+	if c.old != nil {
+		c.old.release()
+		c.old = nil
+	}
+	if c.eos {
+		return nil, &Error{Op: op, Name: c.name, Err: ErrClosed}
+	}
+	c.bind(ctx)
+	for {
+		fr, err := c.tryRead(dst, copyOut)
+		if err != nil {
+			return nil, &Error{Op: op, Name: c.name, Err: err}
+		}
+		if fr != nil {
+			return fr, nil
+		}
+		if err := c.wait(ctx); err != nil {
+			if err == errFollowed {
+				continue
+			}
+			return nil, &Error{Op: op, Name: c.name, Err: err}
+		}
+	}
+}
+
+// tryRead is the read protocol of PROTOCOL.md section 5. It returns nil, nil
+// when there is nothing new.
+func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
+	s := c.seg
+	var torn uint64
+	for spins := 0; ; spins++ {
+		a := s.active.Load()
+		if a >= s.h.SlotCount {
+			return nil, layoutErr("active", uint64(a), "want < slot_count (%d)", s.h.SlotCount)
+		}
+		sl := &s.slots[a]
+		l1 := sl.lock.Load() // step 1
+		if l1&1 != 0 {
+			if spins > 1000 {
+				return nil, nil // a producer died mid-write; the timeouts will tell
+			}
+			continue
+		}
+		seq := sl.seq.Load() // step 2
+		if seq <= c.lastSeq {
+			return nil, nil // nothing new (or a stale active): deliver nothing
+		}
+		n := sl.bytes.Load()
+		flags := sl.flags.Load()
+		sum := sl.checksum.Load()
+		ml := sl.metaLen.Load()
+		capture, commit := sl.capture.Load(), sl.commit.Load()
+		copy(c.meta[:], sl.meta)
+		bad := n > uint64(len(sl.data)) || ml > UserMetaMax
+		short := false
+		crcBad := false
+		if !bad {
+			if copyOut {
+				if uint64(len(dst)) < n {
+					short = true
+				} else {
+					copy(dst, sl.data[:n])
+				}
+			} else if s.checksum && !c.opts.SkipChecksum && n > 0 {
+				crcBad = crc32.Update(0, castagnoli, sl.data[:n]) != sum
+			}
+		}
+		loadFence()
+		if sl.lock.Load() != l1 { // step 3: overwritten mid-read
+			torn++
+			s.eTorn.Add(1)
+			continue
+		}
+		if bad {
+			return nil, fmt.Errorf("%w: slot %d: bytes = %d (capacity %d), user_meta_len = %d", ErrCorrupt, a, n, len(sl.data), ml)
+		}
+		if short {
+			return nil, fmt.Errorf("%w: frame of %d bytes, buffer of %d", ErrShortBuffer, n, len(dst))
+		}
+		if copyOut && s.checksum && !c.opts.SkipChecksum && n > 0 {
+			crcBad = crc32.Update(0, castagnoli, dst[:n]) != sum
+		}
+		if crcBad {
+			return nil, fmt.Errorf("%w: frame %d", ErrChecksum, seq)
+		}
+		// step 4: accounting
+		var dropped uint64
+		if seq > c.lastSeq+1 {
+			dropped = seq - c.lastSeq - 1
+			s.eDropped.Add(dropped)
+		}
+		c.lastSeq = seq
+		s.eLast.Store(seq)
+		s.eDelivered.Add(1)
+		if flags&FrameEndOfStream != 0 {
+			c.eos = true
+			return nil, ErrClosed
+		}
+		f := &c.frame
+		*f = Frame{Seq: seq, CaptureNS: int64(capture), CommitNS: int64(commit), WakeNS: Now(),
+			UserMeta: c.meta[:ml], Format: s.fmt, Generation: s.h.Generation, GenerationChanged: c.genChanged,
+			Dropped: dropped, TornRetries: torn}
+		if copyOut {
+			f.Data = dst[:n]
+		} else {
+			f.Data = sl.data[:n:n]
+			f.slot, f.lock = sl, l1
+		}
+		c.genChanged = false
+		return f, nil
+	}
+}
+
+var errFollowed = errors.New("followed a new generation")
+
+// wait sleeps on the entry's semaphore (PROTOCOL.md section 5) until a wake,
+// checking liveness and generation on every timeout.
+func (c *Consumer) wait(ctx context.Context) error {
+	s := c.seg
+	lastCheck := Now()
+	for {
+		if s.eSem.Swap(0) > 0 {
+			s.eHB.Store(uint64(Now()))
+			return nil
+		}
+		timeout := s.hb
+		if dl, ok := ctx.Deadline(); ok {
+			left := time.Until(dl)
+			if left <= 0 {
+				return ctxErr(ctx)
+			}
+			timeout = min(timeout, left)
+		}
+		if done := ctx.Done(); done != nil {
+			select {
+			case <-done:
+				return ctxErr(ctx)
+			default:
+			}
+		}
+		s.eWaiters.Add(1)
+		c.sleepOn.Store(futexAddr(s.eSem))
+		err := sleep(s.eSem, timeout)
+		c.sleepOn.Store(0)
+		s.eWaiters.Add(^uint32(0))
+		if done := ctx.Done(); done != nil {
+			select {
+			case <-done:
+				return ctxErr(ctx)
+			default:
+			}
+		}
+		if now := Now(); err == errTimedOut || now-lastCheck >= int64(s.hb) {
+			lastCheck = now
+			s.eHB.Store(uint64(now))
+			if err := c.check(); err != nil {
+				return err
+			}
+			s = c.seg
+		}
+	}
+}
+
+// check is what a consumer does on every wait timeout (PROTOCOL.md sections 2
+// and 5): keep its entry, and look at state, owner, heartbeat and the file
+// behind the name.
+func (c *Consumer) check() error {
+	s := c.seg
+	if s.eState.Load() != EntryActive || s.eToken.Load() != c.token {
+		// Our entry was taken from us (it must not be while we hold its lock,
+		// but a hostile peer can write anything): join again.
+		s.f.unlock(s.eOff, ConsumerEntrySize)
+		s.entry = -1
+		if err := s.join(c.token); err != nil {
+			return err
+		}
+		s.eLast.Store(c.lastSeq)
+	}
+	info, err := lstatPath(c.path)
+	if err != nil {
+		return err
+	}
+	if info.exists && info.id != s.id {
+		return c.follow()
+	}
+	st := s.state.Load()
+	alive := c.ownerAlive()
+	if st == StateRetired || st == StateBroken || !info.exists {
+		if alive {
+			return nil // the producer is replacing the segment: wait for it
+		}
+		if st == StateRetired {
+			return ErrRetired
+		}
+	}
+	if !alive {
+		c.stalledReported = false
+		if !c.goneReported {
+			c.goneReported = true
+			return ErrProducerGone
+		}
+		return nil
+	}
+	c.goneReported = false
+	hb := int64(s.heartbeat.Load())
+	if Now()-hb > 3*int64(s.hb) {
+		if !c.stalledReported {
+			c.stalledReported = true
+			return ErrStalled
+		}
+		return nil
+	}
+	c.stalledReported = false
+	return nil
+}
+
+// ownerAlive tests the producer's lock on byte 0 of the lock file
+// (F_OFD_GETLK, taking nothing).
+func (c *Consumer) ownerAlive() bool {
+	if c.lockF != nil {
+		if info, err := lstatPath(c.lockPath); err == nil && info.exists {
+			if _, id, _, _, err := c.lockF.stat(); err == nil && id != info.id {
+				c.openLock() // a new producer made a new lock file
+			}
+		}
+	} else {
+		c.openLock()
+	}
+	if c.lockF == nil {
+		return false
+	}
+	held, err := c.lockF.lockHeld(0, 1)
+	return err == nil && held
+}
+
+// follow joins the generation now behind the name.
+func (c *Consumer) follow() error {
+	f, err := openExisting(c.path, true)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	seg, err := mapConsumer(f)
+	if err != nil {
+		f.close()
+		if errors.Is(err, errNotReady) {
+			return nil
+		}
+		return err
+	}
+	if err := seg.join(c.token); err != nil {
+		seg.release()
+		return err
+	}
+	old := c.seg
+	old.leave(c.token)
+	c.old = old // released at the next call: the caller may hold views into it
+	c.seg = seg
+	c.lastSeq = seg.eLast.Load()
+	c.genChanged = true
+	c.goneReported, c.stalledReported = false, false
+	c.openLock()
+	return errFollowed
+}
+
+// Close leaves the consumer table and unmaps the segment.
+func (c *Consumer) Close() error {
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	if c.stopCtx != nil {
+		c.stopCtx()
+		c.stopCtx = nil
+	}
+	if c.old != nil {
+		c.old.release()
+		c.old = nil
+	}
+	if c.seg != nil {
+		c.seg.leave(c.token)
+		c.seg.release()
+	}
+	if c.lockF != nil {
+		c.lockF.close()
+	}
+	return nil
+}
+
+// bind arranges for a cancellation of ctx to wake the futex sleeper. The
+// registration is kept while the same context is passed again, so a loop
+// over Next with one context allocates nothing per frame.
+func (c *Consumer) bind(ctx context.Context) {
+	if ctx == c.boundCtx {
+		return
+	}
+	if c.stopCtx != nil {
+		c.stopCtx()
+		c.stopCtx = nil
+	}
+	c.boundCtx = ctx
+	if ctx.Done() == nil {
+		return
+	}
+	c.stopCtx = context.AfterFunc(ctx, func() { futexWakeAddr(c.sleepOn.Load(), 1<<30) })
+}
+
+type deadlineError struct{}
+
+func (deadlineError) Error() string { return "deadline exceeded" }
+func (deadlineError) Timeout() bool { return true }
+func (deadlineError) Unwrap() []error {
+	return []error{os.ErrDeadlineExceeded, context.DeadlineExceeded}
+}
+
+func ctxErr(ctx context.Context) error {
+	err := ctx.Err()
+	if err == nil || errors.Is(err, context.DeadlineExceeded) {
+		return deadlineError{}
+	}
+	return err
+}

@@ -1,0 +1,7 @@
+//go:build !framebus_faults
+
+package framebus
+
+const faultsOn = false
+
+func fault(step int) {}

@@ -1,0 +1,219 @@
+package framebus
+
+// The wire layout of PROTOCOL.md version 1. Every offset here is checked
+// against the protocol's tables, the C header and golden bytes by
+// layout_test.go; change nothing here without changing docs/PROTOCOL.md,
+// include/framebus.h and testdata/header.golden together.
+
+const (
+	Magic      = 0x53554246 // "FBUS" read as a little-endian u32
+	ABIVersion = 1
+
+	HeaderSize        = 512   // sections 3.1-3.3
+	SlotDescSize      = 128   // section 3.4
+	ConsumerEntrySize = 128   // section 3.5
+	PayloadAlign      = 65536 // payload_offset and slot_stride are multiples of it
+	MinSlots          = 2
+	MaxSlots          = 8
+	MaxConsumers      = 1024
+	DefaultConsumers  = 32
+	UserMetaMax       = 64
+	MaxPlanes         = 4
+
+	DefaultHeartbeatMS = 100
+)
+
+// Segment states (header.state).
+const (
+	StateInitializing = 0
+	StateReady        = 1
+	StateBroken       = 2
+	StateRetired      = 3
+)
+
+// Header flags and per-frame flags.
+const (
+	FlagChecksum     = 1 << 0 // header.flags: slots carry CRC-32C checksums
+	FrameEndOfStream = 1 << 0 // slot.frame_flags: end of stream
+)
+
+// Consumer entry states (entry.state).
+const (
+	EntryFree     = 0
+	EntryClaiming = 1
+	EntryActive   = 2
+)
+
+// header is the fixed 512-byte control block header. It is the one Go
+// description of the layout: offsets (PROTOCOL.md section 3) are given in the
+// comments and enforced by TestLayoutOffsets. It is used to encode a header at
+// creation and to decode a snapshot (Inspect); the live, concurrently written
+// words are accessed through the atomic accessors of segment_unsafe.go at the
+// off* constants below, never through a copy of this struct.
+type header struct {
+	// 3.1 stable prefix, bytes 0-63
+	Magic                uint32 // 0
+	ABIVersion           uint16 // 4
+	HeaderSize           uint16 // 6
+	State                uint32 // 8 atomic
+	Flags                uint32 // 12
+	TotalSize            uint64 // 16
+	Generation           uint64 // 24
+	HeartbeatNS          uint64 // 32 atomic
+	PayloadOffset        uint64 // 40
+	PayloadSize          uint64 // 48
+	VersionMismatchCount uint64 // 56 atomic
+	_                    [64]byte
+
+	// 3.2 stream description, bytes 128-255
+	ProducerPID         uint32    // 128
+	SlotCount           uint32    // 132
+	SlotStride          uint64    // 136
+	SlotCapacity        uint64    // 144
+	ConsumerCapacity    uint32    // 152
+	HeartbeatIntervalMS uint32    // 156
+	Width               uint32    // 160
+	Height              uint32    // 164
+	PixelFormat         uint32    // 168
+	PlaneCount          uint32    // 172
+	PlaneStride         [4]uint32 // 176
+	PlaneOffset         [4]uint32 // 192
+	FPSNum              uint32    // 208
+	FPSDen              uint32    // 212
+	SlotTableOffset     uint64    // 216
+	ConsumerTableOffset uint64    // 224
+	SlotDescSize        uint32    // 232
+	ConsumerEntrySize   uint32    // 236
+	CreatedNS           uint64    // 240
+	_                   uint64    // 248
+
+	// 3.3 publication and counters, bytes 256-511
+	Active             uint32 // 256 atomic
+	_                  uint32 // 260
+	LastSeq            uint64 // 264 atomic
+	FramesPublished    uint64 // 272 atomic
+	LastCommitNS       uint64 // 280 atomic
+	SourceDrops        uint64 // 288 atomic
+	ConsumersReclaimed uint64 // 296 atomic
+	_                  [208]byte
+}
+
+// slotDesc is one 128-byte slot descriptor (section 3.4).
+type slotDesc struct {
+	Lock        uint64 // 0 atomic sequence lock
+	FrameSeq    uint64 // 8
+	CaptureNS   uint64 // 16
+	CommitNS    uint64 // 24
+	Bytes       uint64 // 32
+	Checksum    uint32 // 40
+	FrameFlags  uint32 // 44
+	UserMetaLen uint32 // 48
+	_           [12]byte
+	UserMeta    [64]byte // 64
+}
+
+// consumerEntry is one 128-byte consumer table entry (section 3.5).
+type consumerEntry struct {
+	State       uint32 // 0 atomic
+	PID         uint32 // 4
+	Sem         uint32 // 8 atomic futex word
+	Waiters     uint32 // 12 atomic
+	Token       uint64 // 16
+	LastSeq     uint64 // 24 atomic
+	Delivered   uint64 // 32 atomic
+	Dropped     uint64 // 40 atomic
+	HeartbeatNS uint64 // 48 atomic
+	TornRetries uint64 // 56 atomic
+	_           [64]byte
+}
+
+// Byte offsets of the header fields (section 3).
+const (
+	offMagic                = 0
+	offABIVersion           = 4
+	offHeaderSize           = 6
+	offState                = 8
+	offFlags                = 12
+	offTotalSize            = 16
+	offGeneration           = 24
+	offHeartbeatNS          = 32
+	offPayloadOffset        = 40
+	offPayloadSize          = 48
+	offVersionMismatchCount = 56
+	offProducerPID          = 128
+	offSlotCount            = 132
+	offSlotStride           = 136
+	offSlotCapacity         = 144
+	offConsumerCapacity     = 152
+	offHeartbeatIntervalMS  = 156
+	offWidth                = 160
+	offHeight               = 164
+	offPixelFormat          = 168
+	offPlaneCount           = 172
+	offPlaneStride          = 176
+	offPlaneOffset          = 192
+	offFPSNum               = 208
+	offFPSDen               = 212
+	offSlotTableOffset      = 216
+	offConsumerTableOffset  = 224
+	offSlotDescSize         = 232
+	offConsumerEntrySize    = 236
+	offCreatedNS            = 240
+	offActive               = 256
+	offLastSeq              = 264
+	offFramesPublished      = 272
+	offLastCommitNS         = 280
+	offSourceDrops          = 288
+	offConsumersReclaimed   = 296
+)
+
+// Byte offsets inside a slot descriptor (section 3.4).
+const (
+	slotLock        = 0
+	slotFrameSeq    = 8
+	slotCaptureNS   = 16
+	slotCommitNS    = 24
+	slotBytes       = 32
+	slotChecksum    = 40
+	slotFrameFlags  = 44
+	slotUserMetaLen = 48
+	slotUserMeta    = 64
+)
+
+// Byte offsets inside a consumer entry (section 3.5).
+const (
+	entState       = 0
+	entPID         = 4
+	entSem         = 8
+	entWaiters     = 12
+	entToken       = 16
+	entLastSeq     = 24
+	entDelivered   = 32
+	entDropped     = 40
+	entHeartbeatNS = 48
+	entTornRetries = 56
+)
+
+func alignUp(n, a uint64) uint64 { return (n + a - 1) / a * a }
+
+// geometry is the derived size of a segment.
+type geometry struct {
+	slotCount, consumerCap         uint32
+	slotCapacity, slotStride       uint64
+	slotTableOff, consumerTableOff uint64
+	payloadOff, payloadSize, total uint64
+}
+
+func computeGeometry(slotCount, consumerCap uint32, slotCapacity uint64) geometry {
+	g := geometry{slotCount: slotCount, consumerCap: consumerCap, slotCapacity: slotCapacity}
+	g.slotStride = alignUp(slotCapacity, PayloadAlign)
+	if g.slotStride == 0 {
+		g.slotStride = PayloadAlign
+	}
+	g.slotTableOff = HeaderSize
+	g.consumerTableOff = g.slotTableOff + uint64(slotCount)*SlotDescSize
+	g.payloadOff = alignUp(g.consumerTableOff+uint64(consumerCap)*ConsumerEntrySize, PayloadAlign)
+	g.payloadSize = uint64(slotCount) * g.slotStride
+	g.total = g.payloadOff + g.payloadSize
+	return g
+}

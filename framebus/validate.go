@@ -1,0 +1,206 @@
+package framebus
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+)
+
+// decodeHeader reads a header snapshot out of b (at least HeaderSize bytes).
+// Every value is loaded once here; callers use the copy, never the live bytes.
+func decodeHeader(b []byte) header {
+	le := binary.LittleEndian
+	var h header
+	h.Magic = le.Uint32(b[offMagic:])
+	h.ABIVersion = le.Uint16(b[offABIVersion:])
+	h.HeaderSize = le.Uint16(b[offHeaderSize:])
+	h.State = le.Uint32(b[offState:])
+	h.Flags = le.Uint32(b[offFlags:])
+	h.TotalSize = le.Uint64(b[offTotalSize:])
+	h.Generation = le.Uint64(b[offGeneration:])
+	h.HeartbeatNS = le.Uint64(b[offHeartbeatNS:])
+	h.PayloadOffset = le.Uint64(b[offPayloadOffset:])
+	h.PayloadSize = le.Uint64(b[offPayloadSize:])
+	h.VersionMismatchCount = le.Uint64(b[offVersionMismatchCount:])
+	h.ProducerPID = le.Uint32(b[offProducerPID:])
+	h.SlotCount = le.Uint32(b[offSlotCount:])
+	h.SlotStride = le.Uint64(b[offSlotStride:])
+	h.SlotCapacity = le.Uint64(b[offSlotCapacity:])
+	h.ConsumerCapacity = le.Uint32(b[offConsumerCapacity:])
+	h.HeartbeatIntervalMS = le.Uint32(b[offHeartbeatIntervalMS:])
+	h.Width = le.Uint32(b[offWidth:])
+	h.Height = le.Uint32(b[offHeight:])
+	h.PixelFormat = le.Uint32(b[offPixelFormat:])
+	h.PlaneCount = le.Uint32(b[offPlaneCount:])
+	for i := 0; i < MaxPlanes; i++ {
+		h.PlaneStride[i] = le.Uint32(b[offPlaneStride+4*i:])
+		h.PlaneOffset[i] = le.Uint32(b[offPlaneOffset+4*i:])
+	}
+	h.FPSNum = le.Uint32(b[offFPSNum:])
+	h.FPSDen = le.Uint32(b[offFPSDen:])
+	h.SlotTableOffset = le.Uint64(b[offSlotTableOffset:])
+	h.ConsumerTableOffset = le.Uint64(b[offConsumerTableOffset:])
+	h.SlotDescSize = le.Uint32(b[offSlotDescSize:])
+	h.ConsumerEntrySize = le.Uint32(b[offConsumerEntrySize:])
+	h.CreatedNS = le.Uint64(b[offCreatedNS:])
+	h.Active = le.Uint32(b[offActive:])
+	h.LastSeq = le.Uint64(b[offLastSeq:])
+	h.FramesPublished = le.Uint64(b[offFramesPublished:])
+	h.LastCommitNS = le.Uint64(b[offLastCommitNS:])
+	h.SourceDrops = le.Uint64(b[offSourceDrops:])
+	h.ConsumersReclaimed = le.Uint64(b[offConsumersReclaimed:])
+	return h
+}
+
+// encodeHeader writes the fixed fields of h into b (HeaderSize bytes). It is
+// used on a fresh, private segment only.
+func encodeHeader(b []byte, h *header) {
+	le := binary.LittleEndian
+	le.PutUint32(b[offMagic:], h.Magic)
+	le.PutUint16(b[offABIVersion:], h.ABIVersion)
+	le.PutUint16(b[offHeaderSize:], h.HeaderSize)
+	le.PutUint32(b[offState:], h.State)
+	le.PutUint32(b[offFlags:], h.Flags)
+	le.PutUint64(b[offTotalSize:], h.TotalSize)
+	le.PutUint64(b[offGeneration:], h.Generation)
+	le.PutUint64(b[offHeartbeatNS:], h.HeartbeatNS)
+	le.PutUint64(b[offPayloadOffset:], h.PayloadOffset)
+	le.PutUint64(b[offPayloadSize:], h.PayloadSize)
+	le.PutUint64(b[offVersionMismatchCount:], h.VersionMismatchCount)
+	le.PutUint32(b[offProducerPID:], h.ProducerPID)
+	le.PutUint32(b[offSlotCount:], h.SlotCount)
+	le.PutUint64(b[offSlotStride:], h.SlotStride)
+	le.PutUint64(b[offSlotCapacity:], h.SlotCapacity)
+	le.PutUint32(b[offConsumerCapacity:], h.ConsumerCapacity)
+	le.PutUint32(b[offHeartbeatIntervalMS:], h.HeartbeatIntervalMS)
+	le.PutUint32(b[offWidth:], h.Width)
+	le.PutUint32(b[offHeight:], h.Height)
+	le.PutUint32(b[offPixelFormat:], h.PixelFormat)
+	le.PutUint32(b[offPlaneCount:], h.PlaneCount)
+	for i := 0; i < MaxPlanes; i++ {
+		le.PutUint32(b[offPlaneStride+4*i:], h.PlaneStride[i])
+		le.PutUint32(b[offPlaneOffset+4*i:], h.PlaneOffset[i])
+	}
+	le.PutUint32(b[offFPSNum:], h.FPSNum)
+	le.PutUint32(b[offFPSDen:], h.FPSDen)
+	le.PutUint64(b[offSlotTableOffset:], h.SlotTableOffset)
+	le.PutUint64(b[offConsumerTableOffset:], h.ConsumerTableOffset)
+	le.PutUint32(b[offSlotDescSize:], h.SlotDescSize)
+	le.PutUint32(b[offConsumerEntrySize:], h.ConsumerEntrySize)
+	le.PutUint64(b[offCreatedNS:], h.CreatedNS)
+	le.PutUint32(b[offActive:], h.Active)
+	le.PutUint64(b[offLastSeq:], h.LastSeq)
+	le.PutUint64(b[offFramesPublished:], h.FramesPublished)
+	le.PutUint64(b[offLastCommitNS:], h.LastCommitNS)
+	le.PutUint64(b[offSourceDrops:], h.SourceDrops)
+	le.PutUint64(b[offConsumersReclaimed:], h.ConsumersReclaimed)
+}
+
+func layoutErr(field string, v uint64, format string, args ...any) error {
+	return &LayoutError{Field: field, Value: v, Reason: fmt.Sprintf(format, args...)}
+}
+
+// checkIdentity checks the stable prefix's magic and version. It is split out
+// so that a refused version can be counted before the rest is looked at.
+func checkIdentity(b []byte, fileSize int64) error {
+	if fileSize < HeaderSize || len(b) < HeaderSize {
+		if fileSize >= 8 && len(b) >= 8 && binary.LittleEndian.Uint32(b) != Magic {
+			return fmt.Errorf("%w: magic = 0x%08x, want 0x%08x", ErrBadMagic, binary.LittleEndian.Uint32(b), uint32(Magic))
+		}
+		return layoutErr("file size", uint64(max(fileSize, 0)), "shorter than the %d-byte header (truncated or empty file)", HeaderSize)
+	}
+	if m := binary.LittleEndian.Uint32(b[offMagic:]); m != Magic {
+		return fmt.Errorf("%w: magic = 0x%08x, want 0x%08x", ErrBadMagic, m, uint32(Magic))
+	}
+	if v := binary.LittleEndian.Uint16(b[offABIVersion:]); v != ABIVersion {
+		return &VersionError{Got: v, Want: ABIVersion}
+	}
+	return nil
+}
+
+// validateHeader checks every layout field of a header snapshot against the
+// file size, so that every offset derived from it stays inside the file.
+// It never panics, whatever the bytes.
+func validateHeader(h *header, fileSize int64) error {
+	if h.HeaderSize != HeaderSize {
+		return layoutErr("header_size", uint64(h.HeaderSize), "want %d", HeaderSize)
+	}
+	if fileSize < 0 || h.TotalSize != uint64(fileSize) {
+		return layoutErr("total_size", h.TotalSize, "file size is %d", fileSize)
+	}
+	if h.State > StateRetired {
+		return layoutErr("state", uint64(h.State), "want 0-3")
+	}
+	if h.SlotCount < MinSlots || h.SlotCount > MaxSlots {
+		return layoutErr("slot_count", uint64(h.SlotCount), "want %d-%d", MinSlots, MaxSlots)
+	}
+	if h.ConsumerCapacity < 1 || h.ConsumerCapacity > MaxConsumers {
+		return layoutErr("consumer_capacity", uint64(h.ConsumerCapacity), "want 1-%d", MaxConsumers)
+	}
+	if h.SlotDescSize != SlotDescSize {
+		return layoutErr("slot_desc_size", uint64(h.SlotDescSize), "want %d", SlotDescSize)
+	}
+	if h.ConsumerEntrySize != ConsumerEntrySize {
+		return layoutErr("consumer_entry_size", uint64(h.ConsumerEntrySize), "want %d", ConsumerEntrySize)
+	}
+	if h.HeartbeatIntervalMS < 1 || h.HeartbeatIntervalMS > 60000 {
+		return layoutErr("heartbeat_interval_ms", uint64(h.HeartbeatIntervalMS), "want 1-60000")
+	}
+	if h.SlotTableOffset != HeaderSize {
+		return layoutErr("slot_table_offset", h.SlotTableOffset, "want %d", HeaderSize)
+	}
+	slotEnd := h.SlotTableOffset + uint64(h.SlotCount)*SlotDescSize
+	if h.ConsumerTableOffset < slotEnd || h.ConsumerTableOffset%8 != 0 || h.ConsumerTableOffset > h.TotalSize {
+		return layoutErr("consumer_table_offset", h.ConsumerTableOffset, "want a multiple of 8 between %d and total_size", slotEnd)
+	}
+	tableEnd := h.ConsumerTableOffset + uint64(h.ConsumerCapacity)*ConsumerEntrySize // no overflow: both bounded above
+	if h.PayloadOffset%PayloadAlign != 0 || h.PayloadOffset < tableEnd || h.PayloadOffset > h.TotalSize {
+		return layoutErr("payload_offset", h.PayloadOffset, "want a multiple of %d between the consumer table end (%d) and total_size", PayloadAlign, tableEnd)
+	}
+	if h.SlotStride == 0 || h.SlotStride%PayloadAlign != 0 {
+		return layoutErr("slot_stride", h.SlotStride, "want a positive multiple of %d", PayloadAlign)
+	}
+	if h.SlotCapacity == 0 || h.SlotCapacity > h.SlotStride {
+		return layoutErr("slot_capacity", h.SlotCapacity, "want 1..slot_stride (%d)", h.SlotStride)
+	}
+	hi, lo := bits.Mul64(uint64(h.SlotCount), h.SlotStride)
+	if hi != 0 || h.PayloadSize != lo {
+		return layoutErr("payload_size", h.PayloadSize, "want slot_count * slot_stride")
+	}
+	end, carry := bits.Add64(h.PayloadOffset, h.PayloadSize, 0)
+	if carry != 0 || end > h.TotalSize {
+		return layoutErr("payload_size", h.PayloadSize, "payload ends past total_size (%d)", h.TotalSize)
+	}
+	if h.PlaneCount < 1 || h.PlaneCount > MaxPlanes {
+		return layoutErr("plane_count", uint64(h.PlaneCount), "want 1-%d", MaxPlanes)
+	}
+	for i := uint32(0); i < h.PlaneCount; i++ {
+		if uint64(h.PlaneOffset[i]) >= h.SlotCapacity {
+			return layoutErr(fmt.Sprintf("plane_offset[%d]", i), uint64(h.PlaneOffset[i]), "outside the slot capacity %d", h.SlotCapacity)
+		}
+	}
+	if h.Active >= h.SlotCount {
+		return layoutErr("active", uint64(h.Active), "want < slot_count (%d)", h.SlotCount)
+	}
+	return nil
+}
+
+// validateSegment checks the bytes of a header against the file size:
+// identity first, then layout. b holds at least the first HeaderSize bytes of
+// the file when the file is that long.
+func validateSegment(b []byte, fileSize int64) (header, error) {
+	if err := checkIdentity(b, fileSize); err != nil {
+		return header{}, err
+	}
+	h := decodeHeader(b)
+	return h, validateHeader(&h, fileSize)
+}
+
+func (h *header) format() Format {
+	f := Format{
+		Width: h.Width, Height: h.Height, PixelFormat: FourCC(h.PixelFormat),
+		PlaneCount: h.PlaneCount, PlaneStride: h.PlaneStride, PlaneOffset: h.PlaneOffset,
+		FrameSize: h.SlotCapacity, FPSNum: h.FPSNum, FPSDen: h.FPSDen,
+	}
+	return f
+}

@@ -1,0 +1,5 @@
+package framebus
+
+import "errors"
+
+var errTimedOut = errors.New("wait timed out")
