@@ -22,7 +22,7 @@ build: deps
 # (multi-process failure tests, the C header check, the fuzz seed corpus).
 test: deps vet
 	CGO_ENABLED=0 $(GO) build ./framebus/...
-	$(GO) test -count=1 -timeout 30m $(PKGS)
+	FRAMEBUS_REQUIRE_GCC=1 $(GO) test -count=1 -timeout 30m $(PKGS)
 
 # The main job on the built-in source: a synthetic test pattern published on
 # the bus "demo", read back by a consumer that prints each frame.
