@@ -392,6 +392,16 @@ func (c *Consumer) next(ctx context.Context, dst []byte, copyOut bool) (*Frame, 
 		if fr != nil {
 			return fr, nil
 		}
+		// Nothing new: a RETIRED or BROKEN segment means the name must be
+		// looked at now, not at the next timeout (PROTOCOL.md section 2).
+		if st := c.seg.state.Load(); st == StateRetired || st == StateBroken {
+			if err := c.check(); err != nil {
+				if err == errFollowed {
+					continue
+				}
+				return nil, &Error{Op: op, Name: c.name, Err: err}
+			}
+		}
 		if err := c.wait(ctx); err != nil {
 			if err == errFollowed {
 				continue
@@ -636,7 +646,16 @@ func (c *Consumer) follow() error {
 	old.leave(c.token)
 	c.old = old // released at the next call: the caller may hold views into it
 	c.seg = seg
-	c.lastSeq = seg.eLast.Load()
+	// Gap accounting in the new generation (PROTOCOL.md section 2, as
+	// amended in docs/PROTOCOL.md): when the producer continued the frame
+	// numbers, keep our own last_seq, so frames committed before we joined
+	// count as dropped instead of vanishing; when it restarted them, restart
+	// at the generation's last_seq.
+	if joined := seg.eLast.Load(); joined >= c.lastSeq {
+		seg.eLast.Store(c.lastSeq)
+	} else {
+		c.lastSeq = joined
+	}
 	c.genChanged = true
 	c.goneReported, c.stalledReported = false, false
 	c.openLock()

@@ -44,59 +44,63 @@ const (
 	EntryActive   = 2
 )
 
-// header is the fixed 512-byte control block header. It is the one Go
+// Header is the fixed 512-byte control block header. It is the one Go
 // description of the layout: offsets (PROTOCOL.md section 3) are given in the
-// comments and enforced by TestLayoutOffsets. It is used to encode a header at
-// creation and to decode a snapshot (Inspect); the live, concurrently written
-// words are accessed through the atomic accessors of segment_unsafe.go at the
-// off* constants below, never through a copy of this struct.
-type header struct {
+// comments and enforced by TestLayoutOffsets; JSON names are the protocol's
+// field names. It is used to encode a header at creation and to decode a
+// snapshot (Inspect); the live, concurrently written words are accessed
+// through the atomic accessors of segment_unsafe.go at the off* constants
+// below, never through a copy of this struct.
+type Header struct {
 	// 3.1 stable prefix, bytes 0-63
-	Magic                uint32 // 0
-	ABIVersion           uint16 // 4
-	HeaderSize           uint16 // 6
-	State                uint32 // 8 atomic
-	Flags                uint32 // 12
-	TotalSize            uint64 // 16
-	Generation           uint64 // 24
-	HeartbeatNS          uint64 // 32 atomic
-	PayloadOffset        uint64 // 40
-	PayloadSize          uint64 // 48
-	VersionMismatchCount uint64 // 56 atomic
+	Magic                uint32 `json:"magic"`                  // 0
+	ABIVersion           uint16 `json:"abi_version"`            // 4
+	HeaderSize           uint16 `json:"header_size"`            // 6
+	State                uint32 `json:"state"`                  // 8 atomic
+	Flags                uint32 `json:"flags"`                  // 12
+	TotalSize            uint64 `json:"total_size"`             // 16
+	Generation           uint64 `json:"generation"`             // 24
+	HeartbeatNS          uint64 `json:"heartbeat_ns"`           // 32 atomic
+	PayloadOffset        uint64 `json:"payload_offset"`         // 40
+	PayloadSize          uint64 `json:"payload_size"`           // 48
+	VersionMismatchCount uint64 `json:"version_mismatch_count"` // 56 atomic
 	_                    [64]byte
 
 	// 3.2 stream description, bytes 128-255
-	ProducerPID         uint32    // 128
-	SlotCount           uint32    // 132
-	SlotStride          uint64    // 136
-	SlotCapacity        uint64    // 144
-	ConsumerCapacity    uint32    // 152
-	HeartbeatIntervalMS uint32    // 156
-	Width               uint32    // 160
-	Height              uint32    // 164
-	PixelFormat         uint32    // 168
-	PlaneCount          uint32    // 172
-	PlaneStride         [4]uint32 // 176
-	PlaneOffset         [4]uint32 // 192
-	FPSNum              uint32    // 208
-	FPSDen              uint32    // 212
-	SlotTableOffset     uint64    // 216
-	ConsumerTableOffset uint64    // 224
-	SlotDescSize        uint32    // 232
-	ConsumerEntrySize   uint32    // 236
-	CreatedNS           uint64    // 240
+	ProducerPID         uint32    `json:"producer_pid"`          // 128
+	SlotCount           uint32    `json:"slot_count"`            // 132
+	SlotStride          uint64    `json:"slot_stride"`           // 136
+	SlotCapacity        uint64    `json:"slot_capacity"`         // 144
+	ConsumerCapacity    uint32    `json:"consumer_capacity"`     // 152
+	HeartbeatIntervalMS uint32    `json:"heartbeat_interval_ms"` // 156
+	Width               uint32    `json:"width"`                 // 160
+	Height              uint32    `json:"height"`                // 164
+	PixelFormat         uint32    `json:"pixel_format"`          // 168
+	PlaneCount          uint32    `json:"plane_count"`           // 172
+	PlaneStride         [4]uint32 `json:"plane_stride"`          // 176
+	PlaneOffset         [4]uint32 `json:"plane_offset"`          // 192
+	FPSNum              uint32    `json:"fps_num"`               // 208
+	FPSDen              uint32    `json:"fps_den"`               // 212
+	SlotTableOffset     uint64    `json:"slot_table_offset"`     // 216
+	ConsumerTableOffset uint64    `json:"consumer_table_offset"` // 224
+	SlotDescSize        uint32    `json:"slot_desc_size"`        // 232
+	ConsumerEntrySize   uint32    `json:"consumer_entry_size"`   // 236
+	CreatedNS           uint64    `json:"created_ns"`            // 240
 	_                   uint64    // 248
 
 	// 3.3 publication and counters, bytes 256-511
-	Active             uint32 // 256 atomic
+	Active             uint32 `json:"active"` // 256 atomic
 	_                  uint32 // 260
-	LastSeq            uint64 // 264 atomic
-	FramesPublished    uint64 // 272 atomic
-	LastCommitNS       uint64 // 280 atomic
-	SourceDrops        uint64 // 288 atomic
-	ConsumersReclaimed uint64 // 296 atomic
+	LastSeq            uint64 `json:"last_seq"`            // 264 atomic
+	FramesPublished    uint64 `json:"frames_published"`    // 272 atomic
+	LastCommitNS       uint64 `json:"last_commit_ns"`      // 280 atomic
+	SourceDrops        uint64 `json:"source_drops"`        // 288 atomic
+	ConsumersReclaimed uint64 `json:"consumers_reclaimed"` // 296 atomic
 	_                  [208]byte
 }
+
+// header is the package's own name for Header.
+type header = Header
 
 // slotDesc is one 128-byte slot descriptor (section 3.4).
 type slotDesc struct {

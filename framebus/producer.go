@@ -318,17 +318,29 @@ func (p *Producer) previous() (*pseg, error) {
 		f.close()
 		return nil, nil // a corrupt leftover is replaced by generation 1
 	}
-	mem, err := f.mapRegion(0, h.PayloadOffset, true)
+	s, err := openPseg(f, h)
 	if err != nil {
 		f.close()
 		return nil, nil
 	}
+	s.id = id
+	s.h.LastSeq = s.lastSeq.Load()
+	return s, nil
+}
+
+// openPseg maps the control block of a validated segment that is not ours
+// (an old generation), enough to read last_seq, set its state and wake its
+// consumers.
+func openPseg(f *sysFile, h header) (*pseg, error) {
+	mem, err := f.mapRegion(0, h.PayloadOffset, true)
+	if err != nil {
+		return nil, err
+	}
 	g := geometry{slotCount: h.SlotCount, consumerCap: h.ConsumerCapacity, slotCapacity: h.SlotCapacity, slotStride: h.SlotStride,
 		slotTableOff: h.SlotTableOffset, consumerTableOff: h.ConsumerTableOffset, payloadOff: h.PayloadOffset, payloadSize: h.PayloadSize, total: h.TotalSize}
-	s := &pseg{f: f, mem: mem, id: id, h: h, g: g}
+	s := &pseg{f: f, mem: mem, h: h, g: g}
 	s.state = u32At(mem, offState)
 	s.lastSeq = u64At(mem, offLastSeq)
-	s.h.LastSeq = s.lastSeq.Load()
 	s.entries = make([]pentry, g.consumerCap)
 	for i := range s.entries {
 		e := g.consumerTableOff + uint64(i)*ConsumerEntrySize

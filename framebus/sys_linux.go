@@ -325,3 +325,9 @@ func groupID(g string) (int, error) {
 }
 
 func geteuid() int { return os.Geteuid() }
+
+// processAlive reports whether a process with this pid exists.
+func processAlive(pid int) bool {
+	err := unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
+}

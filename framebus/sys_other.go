@@ -63,3 +63,4 @@ func groupID(g string) (int, error)                                { return -1, 
 func futexWakeOn(w *atomic.Uint32, n int)                          {}
 func futexWakeAddr(addr uintptr, n int)                            {}
 func sleep(w *atomic.Uint32, d time.Duration) error                { time.Sleep(d); return errTimedOut }
+func processAlive(pid int) bool                                    { return true }

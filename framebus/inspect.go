@@ -1,0 +1,326 @@
+package framebus
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+)
+
+// SlotInfo is a snapshot of one slot descriptor (PROTOCOL.md section 3.4).
+type SlotInfo struct {
+	Index       int    `json:"index"`
+	Lock        uint64 `json:"lock"`
+	FrameSeq    uint64 `json:"frame_seq"`
+	CaptureNS   uint64 `json:"capture_ns"`
+	CommitNS    uint64 `json:"commit_ns"`
+	Bytes       uint64 `json:"bytes"`
+	Checksum    uint32 `json:"checksum"`
+	FrameFlags  uint32 `json:"frame_flags"`
+	UserMetaLen uint32 `json:"user_meta_len"`
+}
+
+// ConsumerInfo is a snapshot of one consumer table entry (section 3.5).
+type ConsumerInfo struct {
+	Index       int    `json:"index"`
+	State       uint32 `json:"state"`
+	PID         uint32 `json:"pid"`
+	Sem         uint32 `json:"sem"`
+	Waiters     uint32 `json:"waiters"`
+	Token       uint64 `json:"token"`
+	LastSeq     uint64 `json:"last_seq"`
+	Delivered   uint64 `json:"delivered"`
+	Dropped     uint64 `json:"dropped"`
+	HeartbeatNS uint64 `json:"heartbeat_ns"`
+	TornRetries uint64 `json:"torn_retries"`
+	Alive       bool   `json:"alive"` // its liveness lock is held
+}
+
+// Snapshot is what Inspect reads of a segment without registering: the
+// header, the slot descriptors and the non-free consumer entries.
+type Snapshot struct {
+	Name       string         `json:"name"`
+	Path       string         `json:"path"`
+	FileSize   int64          `json:"file_size"`
+	Mode       fs.FileMode    `json:"mode"`
+	UID        uint32         `json:"uid"`
+	Header     Header         `json:"header"`
+	Format     Format         `json:"-"`
+	Slots      []SlotInfo     `json:"slots"`
+	Consumers  []ConsumerInfo `json:"consumers"`
+	OwnerAlive bool           `json:"owner_alive"` // the producer's lock is held
+	NowNS      int64          `json:"now_ns"`      // CLOCK_MONOTONIC when the snapshot was taken
+	// Invalid is the layout error of a corrupt segment (nil when valid).
+	// Header holds the raw decoded bytes either way; Slots and Consumers are
+	// only read from a valid layout.
+	Invalid error `json:"-"`
+}
+
+// Inspect reads a snapshot of the bus name in dir ("" for the default) with
+// pread, never mapping or registering, so it works on corrupt, BROKEN and
+// truncated segments alike. On a corrupt segment it returns the snapshot and
+// an error wrapping the layout error.
+func Inspect(name, dir string) (*Snapshot, error) {
+	s, err := inspect(name, dir)
+	return s, wrap("inspect", name, err)
+}
+
+func inspect(name, dir string) (*Snapshot, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	dir = Dir(dir)
+	path := SegmentPath(dir, name)
+	f, err := openExisting(path, false)
+	if err != nil {
+		return nil, err
+	}
+	defer f.close()
+	size, _, uid, mode, err := f.stat()
+	if err != nil {
+		return nil, err
+	}
+	s := &Snapshot{Name: name, Path: path, FileSize: size, Mode: mode, UID: uid, NowNS: Now()}
+	s.OwnerAlive = ownerAlive(LockPath(dir, name))
+	var b [HeaderSize]byte
+	n, err := f.preadFull(b[:], 0)
+	if err != nil {
+		return nil, err
+	}
+	s.Header = decodeHeader(b[:]) // zero beyond n
+	if err := checkIdentity(b[:n], size); err != nil {
+		s.Invalid = err
+		return s, err
+	}
+	if err := validateHeader(&s.Header, size); err != nil {
+		s.Invalid = err
+		return s, err
+	}
+	h := &s.Header
+	s.Format = h.format()
+	ctl := make([]byte, h.PayloadOffset)
+	if m, err := f.preadFull(ctl, 0); err != nil || uint64(m) < h.PayloadOffset {
+		s.Invalid = layoutErr("file size", uint64(size), "control block cut short")
+		return s, s.Invalid
+	}
+	le := binary.LittleEndian
+	for i := uint64(0); i < uint64(h.SlotCount); i++ {
+		d := ctl[h.SlotTableOffset+i*SlotDescSize:]
+		s.Slots = append(s.Slots, SlotInfo{Index: int(i), Lock: le.Uint64(d[slotLock:]), FrameSeq: le.Uint64(d[slotFrameSeq:]),
+			CaptureNS: le.Uint64(d[slotCaptureNS:]), CommitNS: le.Uint64(d[slotCommitNS:]), Bytes: le.Uint64(d[slotBytes:]),
+			Checksum: le.Uint32(d[slotChecksum:]), FrameFlags: le.Uint32(d[slotFrameFlags:]), UserMetaLen: le.Uint32(d[slotUserMetaLen:])})
+	}
+	for i := uint64(0); i < uint64(h.ConsumerCapacity); i++ {
+		off := h.ConsumerTableOffset + i*ConsumerEntrySize
+		e := ctl[off:]
+		st := le.Uint32(e[entState:])
+		if st == EntryFree {
+			continue
+		}
+		held, _ := f.lockHeld(off, ConsumerEntrySize)
+		s.Consumers = append(s.Consumers, ConsumerInfo{Index: int(i), State: st, PID: le.Uint32(e[entPID:]),
+			Sem: le.Uint32(e[entSem:]), Waiters: le.Uint32(e[entWaiters:]), Token: le.Uint64(e[entToken:]),
+			LastSeq: le.Uint64(e[entLastSeq:]), Delivered: le.Uint64(e[entDelivered:]), Dropped: le.Uint64(e[entDropped:]),
+			HeartbeatNS: le.Uint64(e[entHeartbeatNS:]), TornRetries: le.Uint64(e[entTornRetries:]), Alive: held})
+	}
+	return s, nil
+}
+
+// ownerAlive tests the producer lock of a bus without taking it.
+func ownerAlive(lockPath string) bool {
+	lf, err := openExisting(lockPath, false)
+	if err != nil {
+		return false
+	}
+	defer lf.close()
+	held, err := lf.lockHeld(0, 1)
+	return err == nil && held
+}
+
+// BusInfo is one bus of List.
+type BusInfo struct {
+	Name       string    `json:"name"`
+	Path       string    `json:"path"`
+	Size       int64     `json:"size"`
+	Generation uint64    `json:"generation"`
+	State      uint32    `json:"state"`
+	Format     string    `json:"format"`
+	OwnerAlive bool      `json:"owner_alive"`
+	Snapshot   *Snapshot `json:"-"`
+	Err        error     `json:"-"` // why the segment could not be read or is invalid
+}
+
+// List returns every bus in dir ("" for the default), sorted by name.
+func List(dir string) ([]BusInfo, error) {
+	dir = Dir(dir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, &Error{Op: "list", Err: err}
+	}
+	var out []BusInfo
+	for _, e := range ents {
+		name, ok := busName(e.Name())
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		bi := BusInfo{Name: name, Path: SegmentPath(dir, name)}
+		s, err := Inspect(name, dir)
+		bi.Snapshot, bi.Err = s, err
+		if s != nil {
+			bi.Size, bi.Generation, bi.State, bi.OwnerAlive = s.FileSize, s.Header.Generation, s.Header.State, s.OwnerAlive
+			if s.Invalid == nil {
+				bi.Format = s.Format.String()
+			}
+		}
+		out = append(out, bi)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// busName extracts the bus name from a segment file name.
+func busName(file string) (string, bool) {
+	name, ok := strings.CutPrefix(file, filePrefix)
+	if !ok || ValidateName(name) != nil {
+		return "", false
+	}
+	return name, true
+}
+
+// Remove deletes a bus. A bus whose producer is alive is refused (an error
+// wrapping ErrBusy, naming the pid) unless force is set; then the segment is
+// marked RETIRED, its consumers are woken and its name removed (the live
+// producer notices at its next heartbeat and publishes a new generation, as
+// after systemd's RemoveIPC). A stale bus loses its segment and lock file.
+func Remove(name, dir string, force bool) error {
+	return wrap("remove", name, remove(name, dir, force))
+}
+
+func remove(name, dir string, force bool) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	dir = Dir(dir)
+	path, lockPath := SegmentPath(dir, name), LockPath(dir, name)
+	info, err := lstatPath(path)
+	if err != nil {
+		return err
+	}
+	if info.exists && !info.regular {
+		return fmt.Errorf("%w: %s is not a regular file", ErrUnsafePath, path)
+	}
+	lk, _ := lstatPath(lockPath)
+	if !info.exists && !lk.exists {
+		return fmt.Errorf("%w: %s does not exist", ErrNotFound, path)
+	}
+	var lf *sysFile
+	if lk.exists && lk.regular {
+		if lf, err = openExisting(lockPath, true); err != nil {
+			return err
+		}
+		defer lf.close()
+		ok, err := lf.tryLock(0, 1, true)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if !force {
+				return &BusyError{PID: ownerPID(path)}
+			}
+			if info.exists {
+				retireFile(path)
+				return unlinkFile(path)
+			}
+			return nil
+		}
+		defer lf.unlock(0, 1)
+	}
+	if info.exists {
+		retireFile(path)
+		if err := unlinkFile(path); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	if lf != nil {
+		if cur, _ := lstatPath(lockPath); cur.exists && cur.id == lk.id {
+			unlinkFile(lockPath) // still holding byte 0
+		}
+	}
+	return nil
+}
+
+// retireFile marks a valid segment RETIRED and wakes its consumers, so that
+// they re-check the name at once instead of at their next timeout.
+func retireFile(path string) {
+	f, err := openExisting(path, true)
+	if err != nil {
+		return
+	}
+	defer f.close()
+	size, _ := f.size()
+	var b [HeaderSize]byte
+	n, _ := f.preadFull(b[:], 0)
+	h, err := validateSegment(b[:n], size)
+	if err != nil {
+		return
+	}
+	s, err := openPseg(f, h)
+	if err != nil {
+		return
+	}
+	s.retire()
+	unmap(s.mem)
+}
+
+// GC removes every stale bus of dir (segments and lock files with no live
+// producer) and temporary files left by dead producers. It returns the paths
+// it removed.
+func GC(dir string) ([]string, error) {
+	dir = Dir(dir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, &Error{Op: "gc", Err: err}
+	}
+	var removed []string
+	seen := map[string]bool{}
+	for _, e := range ents {
+		file := e.Name()
+		if !strings.HasPrefix(file, filePrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		base := strings.TrimPrefix(file, filePrefix)
+		if i := strings.Index(base, ".tmp-"); i > 0 {
+			var pid int
+			if _, err := fmt.Sscanf(base[i+5:], "%d", &pid); err == nil && !processAlive(pid) {
+				p := dir + "/" + file
+				if unlinkFile(p) == nil {
+					removed = append(removed, p)
+				}
+			}
+			continue
+		}
+		name := strings.TrimSuffix(base, ".lock")
+		if ValidateName(name) != nil || seen[name] {
+			continue
+		}
+		seen[name] = true
+		if ownerAlive(LockPath(dir, name)) {
+			continue
+		}
+		segInfo, _ := lstatPath(SegmentPath(dir, name))
+		lockInfo, _ := lstatPath(LockPath(dir, name))
+		if err := Remove(name, dir, false); err != nil {
+			continue
+		}
+		if segInfo.exists {
+			removed = append(removed, SegmentPath(dir, name))
+		}
+		if lockInfo.exists {
+			removed = append(removed, LockPath(dir, name))
+		}
+	}
+	return removed, nil
+}
