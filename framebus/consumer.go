@@ -381,7 +381,7 @@ func (c *Consumer) next(ctx context.Context, dst []byte, copyOut bool) (*Frame, 
 		c.old = nil
 	}
 	if c.eos {
-		return nil, &Error{Op: op, Name: c.name, Err: ErrClosed}
+		return nil, &Error{Op: op, Name: c.name, Err: &EndOfStreamError{Seq: c.lastSeq}}
 	}
 	c.bind(ctx)
 	for {
@@ -482,7 +482,7 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 		s.eDelivered.Add(1)
 		if flags&FrameEndOfStream != 0 {
 			c.eos = true
-			return nil, ErrClosed
+			return nil, &EndOfStreamError{Seq: seq, Dropped: dropped}
 		}
 		f := &c.frame
 		*f = Frame{Seq: seq, CaptureNS: int64(capture), CommitNS: int64(commit), WakeNS: Now(),
@@ -541,12 +541,26 @@ func (c *Consumer) wait(ctx context.Context) error {
 		if now := Now(); err == errTimedOut || now-lastCheck >= int64(s.hb) {
 			lastCheck = now
 			s.eHB.Store(uint64(now))
+			if c.pending() {
+				// A committed frame we have not read (say, the end of stream
+				// of a producer that closed while we were stopped) comes
+				// before any verdict on the producer.
+				return nil
+			}
 			if err := c.check(); err != nil {
 				return err
 			}
 			s = c.seg
 		}
 	}
+}
+
+// pending reports whether the active slot holds a committed frame newer than
+// the last one delivered.
+func (c *Consumer) pending() bool {
+	s := c.seg
+	a := s.active.Load()
+	return a < s.h.SlotCount && s.slots[a].seq.Load() > c.lastSeq
 }
 
 // check is what a consumer does on every wait timeout (PROTOCOL.md sections 2

@@ -117,6 +117,22 @@ func (e *TableFullError) Error() string {
 }
 func (e *TableFullError) Unwrap() error { return ErrTableFull }
 
+// EndOfStreamError is how ErrClosed arrives from Next and ReadInto: the
+// sequence number of the end-of-stream frame, and the frames missed between
+// the last delivered frame and it (they are in no Frame.Dropped).
+type EndOfStreamError struct {
+	Seq     uint64
+	Dropped uint64
+}
+
+func (e *EndOfStreamError) Error() string {
+	if e.Dropped == 0 {
+		return ErrClosed.Error()
+	}
+	return fmt.Sprintf("%v (%d frames dropped before the end of stream)", ErrClosed, e.Dropped)
+}
+func (e *EndOfStreamError) Unwrap() error { return ErrClosed }
+
 // NameError explains why a bus name was refused.
 type NameError struct {
 	Name   string

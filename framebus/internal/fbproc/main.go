@@ -231,6 +231,10 @@ func consumer(args []string) {
 			emit("stalled", map[string]any{"last_seq": last})
 			continue
 		case errors.Is(err, framebus.ErrClosed):
+			var eos *framebus.EndOfStreamError
+			if errors.As(err, &eos) {
+				dropped += eos.Dropped
+			}
 			result = "closed"
 			goto end
 		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.Canceled):
