@@ -217,7 +217,7 @@ func create(name string, opts ProducerOptions) (*Producer, error) {
 	prevGen, prevSeq := uint64(0), uint64(0)
 	old, err := p.previous()
 	if err != nil {
-		p.lock.close()
+		p.disown()
 		return nil, err
 	}
 	if old != nil {
@@ -228,7 +228,7 @@ func create(name string, opts ProducerOptions) (*Producer, error) {
 		if old != nil {
 			old.release()
 		}
-		p.lock.close()
+		p.disown()
 		return nil, err
 	}
 	p.seg = seg
@@ -269,6 +269,21 @@ func (p *Producer) takeOwnership() error {
 		lf.close()
 	}
 	return fmt.Errorf("%w: lock file %s keeps changing", ErrBusy, p.lockPath)
+}
+
+// disown undoes takeOwnership after a failed Create: with no segment of
+// ours at the name, the lock file is unlinked while byte 0 is still held (so
+// nothing is left behind), then the lock is released.
+func (p *Producer) disown() {
+	if info, _ := lstatPath(p.path); !info.exists {
+		if cur, _ := lstatPath(p.lockPath); cur.exists {
+			if _, id, _, _, err := p.lock.stat(); err == nil && id == cur.id {
+				unlinkFile(p.lockPath)
+			}
+		}
+	}
+	p.lock.unlock(0, 1)
+	p.lock.close()
 }
 
 // ownerPID reads producer_pid from the segment at path, 0 if it cannot.

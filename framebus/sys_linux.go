@@ -36,6 +36,10 @@ func pathErr(op, path string, err error) error {
 		return fmt.Errorf("%w: %s does not exist", ErrNotFound, path)
 	case errors.Is(err, unix.ELOOP):
 		return fmt.Errorf("%w: %s is a symbolic link", ErrUnsafePath, path)
+	case errors.Is(err, unix.EISDIR):
+		return fmt.Errorf("%w: %s is a directory", ErrUnsafePath, path)
+	case errors.Is(err, unix.ENOTDIR):
+		return fmt.Errorf("%w: a component of %s is not a directory", ErrNotFound, path)
 	case errors.Is(err, unix.ENOSPC):
 		return fmt.Errorf("%w: %s: %v", ErrNoSpace, path, err)
 	}

@@ -171,12 +171,39 @@ func validateHeader(h *header, fileSize int64) error {
 	if carry != 0 || end > h.TotalSize {
 		return layoutErr("payload_size", h.PayloadSize, "payload ends past total_size (%d)", h.TotalSize)
 	}
+	if h.Width < 1 || h.Width > MaxDimension {
+		return layoutErr("width", uint64(h.Width), "want 1-%d", MaxDimension)
+	}
+	if h.Height < 1 || h.Height > MaxDimension {
+		return layoutErr("height", uint64(h.Height), "want 1-%d", MaxDimension)
+	}
+	if h.FPSNum != 0 && h.FPSDen == 0 {
+		return layoutErr("fps_den", 0, "zero with fps_num %d", h.FPSNum)
+	}
 	if h.PlaneCount < 1 || h.PlaneCount > MaxPlanes {
 		return layoutErr("plane_count", uint64(h.PlaneCount), "want 1-%d", MaxPlanes)
 	}
 	for i := uint32(0); i < h.PlaneCount; i++ {
 		if uint64(h.PlaneOffset[i]) >= h.SlotCapacity {
 			return layoutErr(fmt.Sprintf("plane_offset[%d]", i), uint64(h.PlaneOffset[i]), "outside the slot capacity %d", h.SlotCapacity)
+		}
+	}
+	// For the raw formats this reader knows, every plane must fit in the
+	// slot, so that a consumer can slice rows out of a frame without checks
+	// of its own.
+	if specs, ok := planeLayout(FourCC(h.PixelFormat)); ok && len(specs) > 0 {
+		if int(h.PlaneCount) != len(specs) {
+			return layoutErr("plane_count", uint64(h.PlaneCount), "%v has %d planes", FourCC(h.PixelFormat), len(specs))
+		}
+		for i, sp := range specs {
+			row := uint64(h.Width) * uint64(sp.bppNum) / uint64(sp.bppDen)
+			if uint64(h.PlaneStride[i]) < row {
+				return layoutErr(fmt.Sprintf("plane_stride[%d]", i), uint64(h.PlaneStride[i]), "shorter than a row of %d bytes", row)
+			}
+			end := uint64(h.PlaneOffset[i]) + uint64(h.PlaneStride[i])*uint64(h.Height/sp.rowDiv)
+			if end > h.SlotCapacity {
+				return layoutErr(fmt.Sprintf("plane_stride[%d]", i), uint64(h.PlaneStride[i]), "plane %d ends at %d, past the slot capacity %d", i, end, h.SlotCapacity)
+			}
 		}
 	}
 	if h.Active >= h.SlotCount {
