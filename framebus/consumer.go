@@ -468,17 +468,21 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 		if copyOut && s.checksum && !c.opts.SkipChecksum && n > 0 {
 			crcBad = crc32.Update(0, castagnoli, dst[:n]) != sum
 		}
-		if crcBad {
-			return nil, fmt.Errorf("%w: frame %d", ErrChecksum, seq)
-		}
 		// step 4: accounting
 		var dropped uint64
 		if seq > c.lastSeq+1 {
 			dropped = seq - c.lastSeq - 1
-			s.eDropped.Add(dropped)
 		}
 		c.lastSeq = seq
 		s.eLast.Store(seq)
+		if crcBad {
+			// Intact by the sequence lock yet not what the producer summed:
+			// corrupted in memory. It is consumed and counted as dropped, so
+			// the next call moves on instead of failing on it again.
+			s.eDropped.Add(dropped + 1)
+			return nil, fmt.Errorf("%w: frame %d", ErrChecksum, seq)
+		}
+		s.eDropped.Add(dropped)
 		s.eDelivered.Add(1)
 		if flags&FrameEndOfStream != 0 {
 			c.eos = true
