@@ -1,0 +1,190 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/framebus/framebus/framebus"
+)
+
+// Source produces frames.
+type Source interface {
+	// Format is the real frame format (completed: plane strides, offsets
+	// and FrameSize filled in), known before the bus is created.
+	Format() framebus.Format
+
+	// Read waits until the next frame is due (at the source's rate; at once
+	// when the rate is 0), writes it into dst (at least Format().FrameSize
+	// bytes, normally the producer's back slot) and returns the bytes
+	// written and when the frame was captured, on framebus.Now's clock.
+	// It returns the context's error when ctx ends first, io.EOF at the end
+	// of a finite source, and ErrClosed after Close.
+	Read(ctx context.Context, dst []byte) (n int, captureNS int64, err error)
+
+	// Close releases the source. Read must not be running.
+	Close() error
+}
+
+// Config asks a source for frames. Each source takes what applies to it and
+// reports the format it really produces in Source.Format.
+type Config struct {
+	Width, Height uint32
+	PixelFormat   framebus.FourCC // 0: the source's default (RGBA for the pattern)
+	FPS           float64         // frames per second; 0: as fast as possible
+	Arg           string          // what follows "name:" in the spec, e.g. the path of file:PATH
+}
+
+// Opener makes a source from a configuration.
+type Opener func(Config) (Source, error)
+
+// Sentinels, tested with errors.Is.
+var (
+	ErrUnknownSource = errors.New("unknown source")
+	ErrNotInBuild    = errors.New("source not in this build")
+	ErrBadConfig     = errors.New("bad source configuration")
+	ErrClosed        = errors.New("source closed")
+)
+
+// UnknownSourceError names a source that no build has.
+type UnknownSourceError struct {
+	Source string
+	Known  []string // registered sources
+	Absent []string // sources known to exist but not in this build
+}
+
+func (e *UnknownSourceError) Error() string {
+	msg := fmt.Sprintf("unknown source %q (want one of: %s", e.Source, strings.Join(e.Known, ", "))
+	if len(e.Absent) > 0 {
+		msg += "; not in this build yet: " + strings.Join(e.Absent, ", ")
+	}
+	return msg + ")"
+}
+func (e *UnknownSourceError) Unwrap() error { return ErrUnknownSource }
+
+// NotInBuildError names a source that exists but was not compiled in.
+type NotInBuildError struct{ Source string }
+
+func (e *NotInBuildError) Error() string {
+	return fmt.Sprintf("source %s is not in this build yet", e.Source)
+}
+func (e *NotInBuildError) Unwrap() error { return ErrNotInBuild }
+
+// ConfigError explains why a source refused a configuration.
+type ConfigError struct {
+	Source string
+	Err    error
+}
+
+func (e *ConfigError) Error() string {
+	// framebus's validation errors start with "bad options: ", which says
+	// nothing more here.
+	return "source " + e.Source + ": " + strings.TrimPrefix(e.Err.Error(), framebus.ErrBadOptions.Error()+": ")
+}
+func (e *ConfigError) Unwrap() []error { return []error{ErrBadConfig, e.Err} }
+
+var (
+	regMu    sync.Mutex
+	registry = map[string]Opener{}
+)
+
+// planned are the sources that later builds add (pion/mediadevices' videotest,
+// screen and V4L2 camera drivers, a gocv file reader). Their files register
+// them under these names; until then Open says they are not in this build.
+var planned = map[string]string{
+	"videotest": "videotest",
+	"screen":    "screen",
+	"camera":    "camera",
+	"file":      "file:PATH",
+}
+
+// Register makes a source available to Open under name. It is meant for
+// init functions and panics on a duplicate or malformed name.
+func Register(name string, open Opener) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if name == "" || strings.ContainsRune(name, ':') || open == nil {
+		panic("capture: bad Register(" + name + ")")
+	}
+	if _, dup := registry[name]; dup {
+		panic("capture: source " + name + " registered twice")
+	}
+	registry[name] = open
+}
+
+// Sources returns the names of the sources in this build, sorted.
+func Sources() []string {
+	regMu.Lock()
+	defer regMu.Unlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Open makes the source that spec names: "NAME" or "NAME:ARG" (ARG goes to
+// Config.Arg). Errors wrap ErrUnknownSource, ErrNotInBuild or ErrBadConfig
+// when the request itself is wrong; anything else is a runtime failure of
+// the source.
+func Open(spec string, cfg Config) (Source, error) {
+	name, arg, hasArg := strings.Cut(spec, ":")
+	regMu.Lock()
+	open, ok := registry[name]
+	regMu.Unlock()
+	if !ok {
+		if _, later := planned[name]; later {
+			return nil, &NotInBuildError{Source: name}
+		}
+		var absent []string
+		regMu.Lock()
+		for n, usage := range planned {
+			if _, in := registry[n]; !in {
+				absent = append(absent, usage)
+			}
+		}
+		regMu.Unlock()
+		sort.Strings(absent)
+		return nil, &UnknownSourceError{Source: spec, Known: Sources(), Absent: absent}
+	}
+	if hasArg {
+		cfg.Arg = arg
+	}
+	return open(cfg)
+}
+
+// maxFPS bounds a requested rate (a camera does at most a few hundred).
+const maxFPS = 100000
+
+// checkFPS validates a requested rate and returns it as the rational of
+// framebus.Format (FPSNum/FPSDen; 0/1 for "as fast as possible").
+func checkFPS(fps float64) (num, den uint32, err error) {
+	switch {
+	case math.IsNaN(fps) || math.IsInf(fps, 0) || fps < 0:
+		return 0, 0, fmt.Errorf("fps %v: want a number >= 0 (0: as fast as possible)", fps)
+	case fps > maxFPS:
+		return 0, 0, fmt.Errorf("fps %v: more than %d", fps, maxFPS)
+	case fps == 0:
+		return 0, 1, nil
+	case fps == math.Trunc(fps):
+		return uint32(fps), 1, nil
+	}
+	num, den = uint32(math.Round(fps*1000)), 1000
+	if num == 0 {
+		return 0, 0, fmt.Errorf("fps %v: too small", fps)
+	}
+	g := gcd(num, den)
+	return num / g, den / g, nil
+}
+
+func gcd(a, b uint32) uint32 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/framebus/framebus/capture"
+	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/cli"
+	"github.com/framebus/framebus/internal/report"
+)
+
+const dirUsage = "bus `DIR`ectory (default $FRAMEBUS_DIR, else /dev/shm)"
+
+var captureCmd = &cli.Command{
+	Name:    "capture",
+	Args:    "--name NAME [--source SOURCE] [--size WxH] [--format FORMAT] [--fps N] [--slots N] [--checksum] [--duration D] [--mode MODE] [--group G] [--dir DIR]",
+	Summary: "publish the frames of a source on a bus",
+	Description: `Creates the bus NAME (or takes it over from a producer that died) and
+publishes the source's frames on it, written straight into the bus's back
+slot. It runs until the source ends, --duration passes, or SIGINT/SIGTERM;
+then it closes the bus, and its consumers see the end of the stream.
+
+Sources: pattern (a synthetic moving test pattern). The sources videotest,
+screen, camera and file:PATH are not in this build yet.
+
+Formats: RGBA, RGB24, BGR24, GREY, YUYV, NV12, I420, MJPEG, or a V4L2 fourcc
+such as AB24 or YU12 (the pattern makes all of them but MJPEG).
+
+A bad flag, a size or format the source cannot make, or a bus directory too
+small for the frames is a usage error (exit 2), found before anything is
+created.`,
+	Examples: `framebus capture --name cam0 --source pattern
+		framebus capture --name demo --source pattern --size 640x480 --fps 30 --duration 20s
+		framebus capture --name hd --size 1920x1080 --format NV12 --fps 60 --checksum
+		framebus capture --name fast --size 640x480 --fps 0 --duration 10s   # as fast as possible
+		framebus capture --name cam0 --mode 0660 --group video --dir /dev/shm`,
+	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		o := &captureOpts{}
+		fs.StringVar(&o.name, "name", "", "bus `NAME` (also accepted as the argument)")
+		fs.StringVar(&o.source, "source", "pattern", "frame `SOURCE`: pattern (videotest, screen, camera and file:PATH are not in this build yet)")
+		fs.StringVar(&o.size, "size", "1280x720", "frame size, `WxH`")
+		fs.StringVar(&o.format, "format", "RGBA", "pixel `FORMAT`: RGBA, RGB24, BGR24, GREY, YUYV, NV12, I420, MJPEG or a fourcc")
+		fs.Float64Var(&o.fps, "fps", 30, "frames per second, `N` (0: as fast as possible)")
+		fs.IntVar(&o.slots, "slots", framebus.MinSlots, fmt.Sprintf("frame slots, `N` (%d-%d)", framebus.MinSlots, framebus.MaxSlots))
+		fs.BoolVar(&o.checksum, "checksum", false, "carry a CRC-32C of every frame")
+		fs.DurationVar(&o.duration, "duration", 0, "stop after `D` (e.g. 20s; 0: until interrupted)")
+		fs.StringVar(&o.mode, "mode", "0600", "file `MODE` of the bus (0660 to share with a group; never world-writable)")
+		fs.StringVar(&o.group, "group", "", "`GROUP` (name or id) of the bus files")
+		fs.StringVar(&o.dir, "dir", "", dirUsage)
+		return o.run
+	},
+}
+
+type captureOpts struct {
+	name, source, size, format string
+	fps                        float64
+	slots                      int
+	checksum                   bool
+	duration                   time.Duration
+	mode, group, dir           string
+}
+
+// progressEvery is how often capture logs its rate.
+const progressEvery = 5 * time.Second
+
+func (o *captureOpts) run(ctx context.Context, args []string) error {
+	// Everything the user can get wrong is checked before anything is created.
+	if len(args) > 1 || (len(args) == 1 && o.name != "" && o.name != args[0]) {
+		return cli.Usagef("one bus name expected, got --name %q and %q", o.name, args)
+	}
+	if len(args) == 1 {
+		o.name = args[0]
+	}
+	if o.name == "" {
+		return cli.Usagef("--name is required")
+	}
+	if err := framebus.ValidateName(o.name); err != nil {
+		return cli.Usage(err)
+	}
+	w, h, err := cli.ParseSize(o.size)
+	if err != nil {
+		return cli.Usagef("--size %q: %v", o.size, err)
+	}
+	pf, err := framebus.ParseFourCC(o.format)
+	if err != nil {
+		return cli.Usagef("--format %q: want RGBA, RGB24, BGR24, GREY, YUYV, NV12, I420, MJPEG or a fourcc such as AB24", o.format)
+	}
+	if math.IsNaN(o.fps) || math.IsInf(o.fps, 0) || o.fps < 0 {
+		return cli.Usagef("--fps %v: want a number >= 0 (0: as fast as possible)", o.fps)
+	}
+	if o.slots < framebus.MinSlots || o.slots > framebus.MaxSlots {
+		return cli.Usagef("--slots %d: want %d to %d", o.slots, framebus.MinSlots, framebus.MaxSlots)
+	}
+	mode, err := cli.ParseMode(o.mode)
+	if err != nil {
+		return cli.Usagef("--mode %q: %v", o.mode, err)
+	}
+	if o.duration < 0 {
+		return cli.Usagef("--duration %v: must not be negative", o.duration)
+	}
+	src, err := capture.Open(o.source, capture.Config{Width: w, Height: h, PixelFormat: pf, FPS: o.fps})
+	if err != nil {
+		if errors.Is(err, capture.ErrUnknownSource) || errors.Is(err, capture.ErrNotInBuild) || errors.Is(err, capture.ErrBadConfig) {
+			return cli.Usage(err)
+		}
+		return err
+	}
+	defer src.Close()
+
+	p, err := o.create(src.Format(), mode)
+	if err != nil {
+		return err
+	}
+	return o.publish(ctx, src, p)
+}
+
+// create makes the bus, turning framebus's errors into messages.
+func (o *captureOpts) create(f framebus.Format, mode os.FileMode) (*framebus.Producer, error) {
+	p, err := framebus.Create(o.name, framebus.ProducerOptions{
+		Format: f, Slots: o.slots, Checksum: o.checksum, Mode: mode, Group: o.group, Dir: o.dir,
+	})
+	if err == nil {
+		return p, nil
+	}
+	var se *framebus.SpaceError
+	var be *framebus.BusyError
+	switch {
+	case errors.As(err, &se):
+		return nil, cli.Usagef("bus %s needs %d bytes (%s) in %s, only %d (%s) are free: use a smaller --size, fewer --slots or another --dir; in Docker, raise --shm-size (e.g. docker run --shm-size=1g)",
+			o.name, se.Needed, cli.Bytes(se.Needed), se.Dir, se.Available, cli.Bytes(se.Available))
+	case errors.As(err, &be):
+		return nil, fmt.Errorf("bus %s is published by a live producer (pid %d): stop it or choose another --name", o.name, be.PID)
+	case errors.Is(err, framebus.ErrBadOptions), errors.Is(err, framebus.ErrBadName):
+		return nil, cli.Usagef("%s", strings.TrimPrefix(report.Cause(err).Error(), framebus.ErrBadOptions.Error()+": "))
+	}
+	return nil, fmt.Errorf("bus %s: %v", o.name, report.Cause(err))
+}
+
+// publish runs the capture loop: Begin, Read into the back slot, Commit.
+func (o *captureOpts) publish(ctx context.Context, src capture.Source, p *framebus.Producer) error {
+	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx = sigCtx
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.duration)
+		defer cancel()
+	}
+	f := p.Format()
+	log.Info().Str("bus", o.name).Str("path", p.Path()).Uint64("generation", p.Generation()).
+		Str("source", o.source).Str("format", report.FormatString(f)).Uint64("frame_bytes", f.FrameSize).
+		Int("slots", o.slots).Bool("checksum", o.checksum).Int("pid", os.Getpid()).Msg("publishing")
+
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		progress(p, done)
+	}()
+
+	var runErr error
+	commitFails := 0
+	for {
+		buf, err := p.Begin()
+		if err != nil {
+			runErr = fmt.Errorf("bus %s: %v", o.name, report.Cause(err))
+			break
+		}
+		n, captureNS, err := src.Read(ctx, buf)
+		if err != nil {
+			p.Abort()
+			switch {
+			case ctx.Err() != nil:
+			case errors.Is(err, io.EOF):
+				log.Info().Str("source", o.source).Msg("the source ended")
+			default:
+				runErr = fmt.Errorf("source %s: %w", o.source, err)
+			}
+			break
+		}
+		if _, err := p.Commit(n, framebus.Meta{CaptureNS: captureNS}); err != nil {
+			// A segment truncated from outside fails one commit; the next
+			// Begin publishes a new generation.
+			log.Warn().Err(err).Msg("commit failed")
+			if commitFails++; commitFails >= 10 {
+				runErr = fmt.Errorf("bus %s: %d commits in a row failed: %v", o.name, commitFails, report.Cause(err))
+				break
+			}
+			continue
+		}
+		commitFails = 0
+	}
+	why := "the source ended"
+	switch {
+	case sigCtx.Err() != nil:
+		why = "interrupted"
+	case ctx.Err() != nil:
+		why = "--duration reached"
+	case runErr != nil:
+		why = "error"
+	}
+	stop() // a second Ctrl-C now kills at once
+	close(done)
+	wg.Wait()
+	st := p.Stats()
+	if err := p.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("bus %s: close: %v", o.name, report.Cause(err))
+	}
+	log.Info().Str("bus", o.name).Str("why", why).Uint64("frames", st.FramesPublished).Uint64("last_seq", st.LastSeq).
+		Uint64("generation", st.Generation).Msg("closed the bus")
+	return runErr
+}
+
+// progress logs the publish rate every progressEvery until done closes.
+func progress(p *framebus.Producer, done <-chan struct{}) {
+	t := time.NewTicker(progressEvery)
+	defer t.Stop()
+	last, lastT := p.Stats(), time.Now()
+	var lastErr error
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-t.C:
+			st := p.Stats()
+			fps := 0.0
+			if st.Generation == last.Generation && st.FramesPublished >= last.FramesPublished {
+				fps = float64(st.FramesPublished-last.FramesPublished) / now.Sub(lastT).Seconds()
+			}
+			log.Info().Str("fps", fmt.Sprintf("%.1f", fps)).Uint64("frames", st.FramesPublished).Uint64("last_seq", st.LastSeq).
+				Int("consumers", st.ActiveConsumers).Uint64("generation", st.Generation).Msg("progress")
+			if err := p.Err(); err != nil && (lastErr == nil || err.Error() != lastErr.Error()) {
+				log.Warn().Err(err).Msg("heartbeat")
+				lastErr = err
+			}
+			last, lastT = st, now
+		}
+	}
+}

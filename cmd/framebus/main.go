@@ -1,0 +1,87 @@
+// Command framebus publishes live video frames on a framebus bus and looks
+// at buses: capture, tail, stat, ls, rm, gc and dump. Run "framebus --help".
+//
+// This file and its siblings are flags, logging and wiring; what is more
+// than that lives in package capture and internal/.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/cli"
+	"github.com/framebus/framebus/internal/report"
+	"github.com/rs/zerolog"
+)
+
+var (
+	stdout  io.Writer = os.Stdout
+	logOpts cli.LogOptions
+	log     = zerolog.Nop()
+	logOK   bool // log is the logger the flags asked for
+)
+
+func main() {
+	os.Exit(newApp().Run(context.Background(), os.Args[1:]))
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:     "framebus",
+		Summary:  "shared-memory transport for live video frames between processes",
+		Commands: []*cli.Command{captureCmd, tailCmd, statCmd, lsCmd, rmCmd, gcCmd, dumpCmd},
+		Global:   logOpts.Register,
+		Before: func() error {
+			l, err := logOpts.Logger(os.Stderr)
+			log, logOK = l, err == nil
+			return err
+		},
+		Report: func(cmd string, err error) {
+			if logOK && logOpts.JSON() {
+				log.Error().Str("command", cmd).Int("exit_code", cli.ExitCode(err)).Msg(err.Error())
+				return
+			}
+			fmt.Fprintf(os.Stderr, "framebus %s: %v\n", cmd, err)
+		},
+	}
+}
+
+// oneName checks that the positional arguments are exactly one valid bus
+// name.
+func oneName(args []string) (string, error) {
+	switch {
+	case len(args) == 0:
+		return "", cli.Usagef("a bus NAME is required")
+	case len(args) > 1:
+		return "", cli.Usagef("one bus NAME expected, got %q", args)
+	}
+	if err := framebus.ValidateName(args[0]); err != nil {
+		return "", cli.Usage(err)
+	}
+	return args[0], nil
+}
+
+func noArgs(args []string) error {
+	if len(args) > 0 {
+		return cli.Usagef("unexpected argument %q", args[0])
+	}
+	return nil
+}
+
+// busError explains an error of opening or inspecting bus name in dir.
+func busError(name, dir string, err error) error {
+	cause := report.Cause(err)
+	switch {
+	case errors.Is(err, framebus.ErrNotFound):
+		return fmt.Errorf("no bus %q in %s ('framebus ls' lists the buses)", name, framebus.Dir(dir))
+	case errors.Is(err, framebus.ErrCorrupt), errors.Is(err, framebus.ErrBadMagic), errors.Is(err, framebus.ErrVersionMismatch):
+		return fmt.Errorf("bus %s: %v ('framebus dump %s' shows its raw fields)", name, cause, name)
+	case errors.Is(err, framebus.ErrBadName):
+		return cli.Usage(cause)
+	}
+	return fmt.Errorf("bus %s: %v", name, cause)
+}

@@ -1,0 +1,573 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bin is the framebus binary, built once for all the tests.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "framebus-cmd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "framebus")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// run runs the binary to its end, within 30 s.
+func run(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	r := result{stdout: so.String(), stderr: se.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("framebus %q: %v", args, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("framebus %q did not end within 30 s", args)
+	}
+	checkNoPanic(t, args, r.stderr)
+	return r
+}
+
+func checkNoPanic(t *testing.T, args []string, stderr string) {
+	t.Helper()
+	if strings.Contains(stderr, "panic:") || strings.Contains(stderr, "goroutine ") {
+		t.Fatalf("framebus %q panicked:\n%s", args, stderr)
+	}
+}
+
+// proc is a framebus process running in the background.
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	done           chan struct{}
+	code           int
+}
+
+// start runs the binary in the background; Cleanup kills it by pid.
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := p.cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); ok {
+			p.code = ee.ExitCode()
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				p.code = -int(ws.Signal())
+			}
+		}
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// wait waits for the process to end, at most d.
+func (p *proc) wait(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		checkNoPanic(t, p.cmd.Args, p.stderr.String())
+		return p.code
+	case <-time.After(d):
+		t.Fatalf("%q still running after %v; stderr:\n%s", p.cmd.Args, d, p.stderr.String())
+		return 0
+	}
+}
+
+func (p *proc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := syscall.Kill(p.pid(), sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond every 20 ms for at most d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func segment(dir, name string) string { return filepath.Join(dir, "framebus."+name) }
+
+// startCapture starts a small, fast capture and waits for its bus.
+func startCapture(t *testing.T, dir, name string, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{"capture", "--name", name, "--source", "pattern", "--size", "64x48", "--fps", "100", "--dir", dir}, extra...)
+	p := start(t, args...)
+	waitFor(t, 10*time.Second, "the bus "+name, func() bool {
+		select {
+		case <-p.done:
+			t.Fatalf("capture ended early (exit %d):\n%s", p.code, p.stderr.String())
+		default:
+		}
+		return exists(segment(dir, name))
+	})
+	return p
+}
+
+var seqLine = regexp.MustCompile(`^seq=(\d+) bytes=(\d+) commit_to_wake=([\d.]+)µs capture_to_wake=([\d.]+)µs dropped=(\d+) torn=(\d+)`)
+
+func TestCaptureThenTailUntilClosed(t *testing.T) {
+	dir := t.TempDir()
+	tail := start(t, "tail", "cam", "--dir", dir, "--timeout", "20s")
+	capt := run(t, "capture", "--name", "cam", "--source", "pattern", "--size", "64x48", "--format", "RGBA", "--fps", "100", "--duration", "1500ms", "--dir", dir)
+	if capt.code != 0 {
+		t.Fatalf("capture exit %d:\n%s", capt.code, capt.stderr)
+	}
+	if code := tail.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("tail exit %d:\n%s", code, tail.stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(tail.stdout.String()), "\n")
+	if last := lines[len(lines)-1]; last != "closed" {
+		t.Fatalf("tail's last line is %q, want \"closed\"", last)
+	}
+	var prev uint64
+	for _, l := range lines[:len(lines)-1] {
+		m := seqLine.FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("tail printed %q", l)
+		}
+		seq, _ := strconv.ParseUint(m[1], 10, 64)
+		if seq <= prev {
+			t.Fatalf("seq %d after %d", seq, prev)
+		}
+		prev = seq
+		if m[2] != strconv.Itoa(64*48*4) {
+			t.Fatalf("frame of %s bytes, want %d", m[2], 64*48*4)
+		}
+	}
+	// 1.5 s at 100 fps; the tail may join a little late.
+	if n := len(lines) - 1; n < 50 {
+		t.Errorf("tail printed %d frames, want about 150", n)
+	}
+	if exists(segment(dir, "cam")) || exists(segment(dir, "cam")+".lock") {
+		t.Errorf("capture left its files behind")
+	}
+}
+
+// The keys of PROTOCOL.md section 3 (header) and 3.5 (consumer entries).
+var headerKeys = strings.Fields(`magic abi_version header_size state flags total_size generation heartbeat_ns
+	payload_offset payload_size version_mismatch_count producer_pid slot_count slot_stride slot_capacity
+	consumer_capacity heartbeat_interval_ms width height pixel_format plane_count plane_stride plane_offset
+	fps_num fps_den slot_table_offset consumer_table_offset slot_desc_size consumer_entry_size created_ns
+	active last_seq frames_published last_commit_ns source_drops consumers_reclaimed consumers`)
+var consumerKeys = strings.Fields(`index state pid sem waiters token last_seq delivered dropped heartbeat_ns torn_retries lag`)
+
+func TestStatJSONShowsTheConsumer(t *testing.T) {
+	dir := t.TempDir()
+	capt := startCapture(t, dir, "cam", "--checksum")
+	tail := start(t, "tail", "cam", "--duration", "30s", "--dir", dir) // flags after NAME
+
+	var st map[string]any
+	waitFor(t, 10*time.Second, "stat to show the consumer", func() bool {
+		r := run(t, "stat", "cam", "--json", "--dir", dir)
+		if r.code != 0 {
+			t.Fatalf("stat exit %d: %s", r.code, r.stderr)
+		}
+		st = nil
+		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+			t.Fatalf("stat --json: %v\n%s", err, r.stdout)
+		}
+		c, _ := st["consumers"].([]any)
+		return len(c) > 0
+	})
+	for _, k := range headerKeys {
+		if _, ok := st[k]; !ok {
+			t.Errorf("stat --json has no %q", k)
+		}
+	}
+	if st["magic"] != float64(0x53554246) || st["state"] != float64(1) || st["flags"] != float64(1) {
+		t.Errorf("magic %v, state %v, flags %v", st["magic"], st["state"], st["flags"])
+	}
+	if st["producer_pid"] != float64(capt.pid()) || st["producer_alive"] != true {
+		t.Errorf("producer_pid %v alive %v, want %d alive", st["producer_pid"], st["producer_alive"], capt.pid())
+	}
+	c := st["consumers"].([]any)[0].(map[string]any)
+	for _, k := range consumerKeys {
+		if _, ok := c[k]; !ok {
+			t.Errorf("consumer entry has no %q", k)
+		}
+	}
+	if c["pid"] != float64(tail.pid()) || c["alive"] != true {
+		t.Errorf("consumer pid %v alive %v, want the tail's %d", c["pid"], c["alive"], tail.pid())
+	}
+
+	// The text form names the producer and the consumer.
+	r := run(t, "stat", "--dir", dir, "cam")
+	for _, want := range []string{fmt.Sprintf("pid %d, alive", capt.pid()), "64x48 RGBA (AB24) @ 100 fps", "checksums on", strconv.Itoa(tail.pid())} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stat does not say %q:\n%s", want, r.stdout)
+		}
+	}
+
+	// SIGTERM ends the capture cleanly: the tail sees the end of the stream.
+	capt.signal(t, syscall.SIGTERM)
+	if code := capt.wait(t, 10*time.Second); code != 0 {
+		t.Errorf("capture exit %d after SIGTERM:\n%s", code, capt.stderr.String())
+	}
+	if code := tail.wait(t, 10*time.Second); code != 0 {
+		t.Errorf("tail exit %d:\n%s", code, tail.stderr.String())
+	}
+	if out := strings.TrimSpace(tail.stdout.String()); !strings.HasSuffix(out, "\nclosed") {
+		t.Errorf("tail did not end with closed:\n...%s", out[max(0, len(out)-200):])
+	}
+}
+
+func TestGCRemovesAKilledCapture(t *testing.T) {
+	dir := t.TempDir()
+	capt := startCapture(t, dir, "cam")
+	capt.signal(t, syscall.SIGKILL)
+	capt.wait(t, 10*time.Second)
+	seg, lock := segment(dir, "cam"), segment(dir, "cam")+".lock"
+	if !exists(seg) || !exists(lock) {
+		t.Fatalf("a SIGKILLed capture should leave its segment and lock file")
+	}
+	if r := run(t, "ls", "--dir", dir); r.code != 0 || !strings.Contains(r.stdout, "gone (stale)") {
+		t.Errorf("ls exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, "stat", "cam", "--dir", dir); r.code != 0 || !strings.Contains(r.stdout, "gone") {
+		t.Errorf("stat exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r := run(t, "gc", "--dir", dir)
+	if r.code != 0 {
+		t.Fatalf("gc exit %d: %s", r.code, r.stderr)
+	}
+	for _, p := range []string{seg, lock} {
+		if !strings.Contains(r.stdout, "removed "+p+"\n") {
+			t.Errorf("gc did not report removing %s:\n%s", p, r.stdout)
+		}
+		if exists(p) {
+			t.Errorf("%s is still there", p)
+		}
+	}
+	if r := run(t, "gc", "--dir", dir); r.code != 0 || r.stdout != "" {
+		t.Errorf("second gc: exit %d, %q", r.code, r.stdout)
+	}
+}
+
+func TestGCLeavesALiveBus(t *testing.T) {
+	dir := t.TempDir()
+	startCapture(t, dir, "live")
+	if r := run(t, "gc", "--dir", dir); r.code != 0 || r.stdout != "" {
+		t.Errorf("gc exit %d removed %q", r.code, r.stdout)
+	}
+	if !exists(segment(dir, "live")) {
+		t.Errorf("gc removed a live bus")
+	}
+	r := run(t, "rm", "live", "--dir", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "live producer") || !strings.Contains(r.stderr, "--force") {
+		t.Errorf("rm of a live bus: exit %d: %s", r.code, r.stderr)
+	}
+	r = run(t, "capture", "--name", "live", "--size", "64x48", "--dir", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "live producer") {
+		t.Errorf("a second capture on the bus: exit %d: %s", r.code, r.stderr)
+	}
+	if r := run(t, "rm", "--force", "live", "--dir", dir); r.code != 0 || !strings.Contains(r.stdout, "removed bus live") {
+		t.Errorf("rm --force: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestBadInputs(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"capture", "--name", "x", "--source", "nope"}, `unknown source "nope"`},
+		{[]string{"capture", "--name", "x", "--source", "camera"}, "source camera is not in this build yet"},
+		{[]string{"capture", "--name", "x", "--source", "videotest"}, "source videotest is not in this build yet"},
+		{[]string{"capture", "--name", "x", "--source", "screen"}, "source screen is not in this build yet"},
+		{[]string{"capture", "--name", "x", "--source", "file:clip.mp4"}, "source file is not in this build yet"},
+		{[]string{"capture", "--name", "x", "--format", "NOPE1"}, `--format "NOPE1"`},
+		{[]string{"capture", "--name", "x", "--format", "MJPEG"}, "the pattern makes"},
+		{[]string{"capture", "--name", "x", "--size", "1920x"}, `--size "1920x"`},
+		{[]string{"capture", "--name", "x", "--size", "0x0"}, `--size "0x0"`},
+		{[]string{"capture", "--name", "x", "--size", "100000x100000"}, "larger than 16384x16384"},
+		{[]string{"capture", "--name", "x", "--size", "641x480", "--format", "NV12"}, "even dimensions"},
+		{[]string{"capture", "--name", "x", "--fps", "-5"}, "--fps"},
+		{[]string{"capture", "--name", "x", "--slots", "1"}, "--slots"},
+		{[]string{"capture", "--name", "x", "--mode", "0666"}, "world-writable"},
+		{[]string{"capture", "--name", "x", "--duration", "-1s"}, "--duration"},
+		{[]string{"capture", "--name", "../x"}, "bad bus name"},
+		{[]string{"capture", "--size", "64x48"}, "--name is required"},
+		{[]string{"capture", "--name", "x", "--no-such-flag"}, "--no-such-flag"},
+		{[]string{"stat"}, "NAME is required"},
+		{[]string{"stat", "a", "b"}, "one bus NAME"},
+		{[]string{"tail", "bad/name"}, "bad bus name"},
+		{[]string{"ls", "extra"}, "unexpected argument"},
+		{[]string{"nosuchcommand"}, "unknown command"},
+		{[]string{"stat", "x", "--log-level", "loud"}, "--log-level"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			dir := t.TempDir()
+			r := run(t, append(c.args, "--dir", dir)...)
+			if r.code != 2 {
+				t.Errorf("exit %d, want 2; stderr: %s", r.code, r.stderr)
+			}
+			msg := strings.TrimRight(r.stderr, "\n")
+			if strings.Contains(msg, "\n") || !strings.Contains(msg, c.want) {
+				t.Errorf("stderr %q: want one line saying %q", r.stderr, c.want)
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+				t.Errorf("a usage error left %d files in the bus directory", len(ents))
+			}
+		})
+	}
+}
+
+// A bus directory too small for the frames: a private 1 MiB tmpfs (needs
+// root and unshare, as on the CI machines; skipped elsewhere).
+func TestCaptureNoSpace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("needs unshare")
+	}
+	dir, listing := t.TempDir(), filepath.Join(t.TempDir(), "ls")
+	script := `mount -t tmpfs -o size=1m tmpfs "$1" || exit 99
+"$2" capture --name big --size 640x480 --dir "$1"; rc=$?
+ls -A "$1" > "$3"; exit $rc`
+	cmd := exec.Command("unshare", "-m", "sh", "-c", script, "sh", dir, bin, listing)
+	var se bytes.Buffer
+	cmd.Stderr = &se
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	if code == 99 {
+		t.Skipf("cannot mount a tmpfs here: %s", se.String())
+	}
+	msg := strings.TrimRight(se.String(), "\n")
+	if code != 2 || strings.Contains(msg, "\n") {
+		t.Fatalf("exit %d, stderr %q: want exit 2 and one line", code, se.String())
+	}
+	for _, want := range []string{"needs 2555904 bytes", "1048576", "--shm-size"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q does not say %q", msg, want)
+		}
+	}
+	if b, _ := os.ReadFile(listing); len(b) != 0 {
+		t.Errorf("the failed capture left files: %s", b)
+	}
+}
+
+func TestMissingBus(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"stat", "nobus"}, {"dump", "nobus"}, {"rm", "nobus"}, {"tail", "nobus", "--timeout", "0"}, {"tail", "nobus", "--timeout", "200ms"},
+	} {
+		r := run(t, append(args, "--dir", dir)...)
+		if r.code != 1 || !strings.Contains(r.stderr, `no bus "nobus"`) || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("%q: exit %d, stderr %q; want exit 1 and one line", args, r.code, r.stderr)
+		}
+	}
+	if r := run(t, "ls", "--dir", filepath.Join(dir, "missing")); r.code != 1 {
+		t.Errorf("ls of a missing directory: exit %d", r.code)
+	}
+	if r := run(t, "ls", "--dir", dir, "--json"); r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("ls --json of an empty directory: exit %d %q", r.code, r.stdout)
+	}
+}
+
+func TestCorruptSegment(t *testing.T) {
+	dir := t.TempDir()
+	// Not a framebus segment at all.
+	if err := os.WriteFile(segment(dir, "junk"), bytes.Repeat([]byte("junk"), 1024), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A real segment (left by a killed capture) with slot_count 99.
+	capt := startCapture(t, dir, "bad")
+	capt.signal(t, syscall.SIGKILL)
+	capt.wait(t, 10*time.Second)
+	b, err := os.ReadFile(segment(dir, "bad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.LittleEndian.PutUint32(b[132:], 99) // slot_count
+	if err := os.WriteFile(segment(dir, "bad"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"junk": "magic", "bad": "slot_count"} {
+		for _, args := range [][]string{{"stat", name}, {"tail", name, "--timeout", "0"}, {"stat", name, "--json"}} {
+			r := run(t, append(args, "--dir", dir)...)
+			if r.code != 1 || !strings.Contains(r.stderr, want) || strings.Count(r.stderr, "\n") != 1 {
+				t.Errorf("%q: exit %d, stderr %q; want exit 1 and one line about %s", args, r.code, r.stderr, want)
+			}
+		}
+		r := run(t, "dump", name, "--dir", dir)
+		if r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("dump %s: exit %d, stderr %q", name, r.code, r.stderr)
+		}
+		for _, field := range []string{"magic", "slot_count", "consumers_reclaimed", "INVALID"} {
+			if !strings.Contains(r.stdout, field) {
+				t.Errorf("dump %s does not print %s:\n%s", name, field, r.stdout)
+			}
+		}
+	}
+	if r := run(t, "dump", "bad", "--dir", dir); !strings.Contains(r.stdout, "132  slot_count              99") {
+		t.Errorf("dump does not show the raw slot_count:\n%s", r.stdout)
+	}
+	r := run(t, "ls", "--dir", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "junk") || !strings.Contains(r.stdout, "error:") {
+		t.Errorf("ls: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestDumpOfALiveBus(t *testing.T) {
+	dir := t.TempDir()
+	startCapture(t, dir, "cam", "--format", "I420")
+	r := run(t, "dump", "cam", "--dir", dir)
+	if r.code != 0 {
+		t.Fatalf("dump exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{"0    magic                   0x53554246", `"FBUS", ok`, "I420 (YU12)", "slots (section 3.4)", "alive (holds the lock)"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("dump does not say %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+func TestFlagsAnywhere(t *testing.T) {
+	dir := t.TempDir()
+	startCapture(t, dir, "cam")
+	for _, args := range [][]string{
+		{"stat", "cam", "--json", "--dir", dir},
+		{"stat", "--json", "cam", "--dir", dir},
+		{"stat", "--dir", dir, "--json", "--", "cam"},
+		{"--log-level", "warn", "stat", "--dir", dir, "cam", "--json"},
+	} {
+		r := run(t, args...)
+		var st map[string]any
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil || st["name"] != "cam" {
+			t.Errorf("%q: exit %d, %s%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	r := run(t, "tail", "cam", "--duration", "300ms", "--json", "--dir", dir)
+	if r.code != 0 {
+		t.Fatalf("tail exit %d: %s", r.code, r.stderr)
+	}
+	sc := bufio.NewScanner(strings.NewReader(r.stdout))
+	n := 0
+	for sc.Scan() {
+		var l map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l["seq"] == nil || l["commit_to_wake_us"] == nil {
+			t.Fatalf("tail --json line %q: %v", sc.Text(), err)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Errorf("tail --duration 300ms printed no frames")
+	}
+}
+
+func TestHelp(t *testing.T) {
+	r := run(t, "--help")
+	if r.code != 0 {
+		t.Fatalf("--help exit %d", r.code)
+	}
+	cmds := []string{"capture", "tail", "stat", "ls", "rm", "gc", "dump"}
+	for _, c := range cmds {
+		if !strings.Contains(r.stdout, "\n  "+c+" ") {
+			t.Errorf("--help does not list %s:\n%s", c, r.stdout)
+		}
+		h := run(t, c, "--help")
+		if h.code != 0 || !strings.Contains(h.stdout, "Usage: framebus "+c) || !strings.Contains(h.stdout, "Examples:\n  framebus "+c) {
+			t.Errorf("%s --help: exit %d:\n%s", c, h.code, h.stdout)
+		}
+	}
+	if r := run(t, "help", "stat"); r.code != 0 || !strings.Contains(r.stdout, "Usage: framebus stat") {
+		t.Errorf("help stat: exit %d", r.code)
+	}
+	if r := run(t); r.code != 2 || !strings.Contains(r.stderr, "Commands:") {
+		t.Errorf("no arguments: exit %d", r.code)
+	}
+}
+
+func TestJSONLogs(t *testing.T) {
+	dir := t.TempDir()
+	r := run(t, "capture", "--name", "j", "--size", "64x48", "--duration", "300ms", "--log-format", "json", "--dir", dir)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	sc := bufio.NewScanner(strings.NewReader(r.stderr))
+	msgs := map[string]bool{}
+	for sc.Scan() {
+		var l map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", sc.Text(), err)
+		}
+		msgs[fmt.Sprint(l["message"])] = true
+	}
+	if !msgs["publishing"] || !msgs["closed the bus"] {
+		t.Errorf("log messages %v", msgs)
+	}
+	// An error is a JSON line too.
+	r = run(t, "stat", "nobus", "--log-format", "json", "--dir", dir)
+	var l map[string]any
+	if r.code != 1 || json.Unmarshal([]byte(r.stderr), &l) != nil || l["level"] != "error" {
+		t.Errorf("stat error with JSON logs: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
