@@ -75,6 +75,7 @@ type Consumer struct {
 	frame   Frame
 	meta    [UserMetaMax]byte
 
+	lastCheck       int64 // Now() of the last liveness check, kept across calls
 	genChanged      bool
 	goneReported    bool
 	stalledReported bool
@@ -509,7 +510,9 @@ var errFollowed = errors.New("followed a new generation")
 // checking liveness and generation on every timeout.
 func (c *Consumer) wait(ctx context.Context) error {
 	s := c.seg
-	lastCheck := Now()
+	if c.lastCheck == 0 {
+		c.lastCheck = Now()
+	}
 	for {
 		if s.eSem.Swap(0) > 0 {
 			s.eHB.Store(uint64(Now()))
@@ -542,8 +545,8 @@ func (c *Consumer) wait(ctx context.Context) error {
 			default:
 			}
 		}
-		if now := Now(); err == errTimedOut || now-lastCheck >= int64(s.hb) {
-			lastCheck = now
+		if now := Now(); err == errTimedOut || now-c.lastCheck >= int64(s.hb) {
+			c.lastCheck = now
 			s.eHB.Store(uint64(now))
 			if c.pending() {
 				// A committed frame we have not read (say, the end of stream
