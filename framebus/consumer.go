@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"math/rand/v2"
 	"os"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 )
@@ -80,6 +81,7 @@ type Consumer struct {
 	goneReported    bool
 	stalledReported bool
 	eos             bool
+	broken          bool // the mapping faulted: the file was truncated
 	closed          bool
 
 	// context binding: a cancelled context wakes the futex sleeper.
@@ -369,11 +371,31 @@ func (c *Consumer) ReadInto(ctx context.Context, dst []byte) (*Frame, error) {
 	return c.next(ctx, dst, true)
 }
 
-func (c *Consumer) next(ctx context.Context, dst []byte, copyOut bool) (*Frame, error) {
+// next runs a read with memory faults turned into an error: a segment file
+// truncated under our mappings must not kill the process with SIGBUS
+// (PROTOCOL.md section 6). Every access of the read and the wait is
+// covered; what the caller does with a zero-copy view is its own.
+func (c *Consumer) next(ctx context.Context, dst []byte, copyOut bool) (fr *Frame, err error) {
 	op := "next"
 	if copyOut {
 		op = "read"
 	}
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			c.broken = true
+			c.sleepOn.Store(0)
+			fr, err = nil, &Error{Op: op, Name: c.name, Err: fmt.Errorf("%w: segment file truncated under the consumer (%v)", ErrCorrupt, r)}
+		}
+	}()
+	return c.nextGuarded(ctx, dst, copyOut, op)
+}
+
+func (c *Consumer) nextGuarded(ctx context.Context, dst []byte, copyOut bool, op string) (*Frame, error) {
 	if c.closed {
 		return nil, &Error{Op: op, Name: c.name, Err: ErrConsumerClosed}
 	}
@@ -386,6 +408,14 @@ func (c *Consumer) next(ctx context.Context, dst []byte, copyOut bool) (*Frame, 
 	}
 	c.bind(ctx)
 	for {
+		if c.broken {
+			if err := c.recoverBroken(ctx); err != nil {
+				if err == errFollowed {
+					continue
+				}
+				return nil, &Error{Op: op, Name: c.name, Err: err}
+			}
+		}
 		fr, err := c.tryRead(dst, copyOut)
 		if err != nil {
 			return nil, &Error{Op: op, Name: c.name, Err: err}
@@ -408,6 +438,55 @@ func (c *Consumer) next(ctx context.Context, dst []byte, copyOut bool) (*Frame, 
 				continue
 			}
 			return nil, &Error{Op: op, Name: c.name, Err: err}
+		}
+	}
+}
+
+// recoverBroken waits, one heartbeat interval at most, for a new generation
+// to replace a segment that faulted under us, and joins it. It touches
+// nothing of the broken mapping.
+func (c *Consumer) recoverBroken(ctx context.Context) error {
+	deadline := time.Now().Add(c.seg.hb)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	for {
+		info, err := lstatPath(c.path)
+		if err != nil {
+			return err
+		}
+		if info.exists && info.id != c.seg.id {
+			f, err := openExisting(c.path, true)
+			if err == nil {
+				seg, err := mapConsumer(f)
+				if err == nil {
+					if err := seg.join(c.token); err != nil {
+						seg.release()
+						return err
+					}
+					// Our entry in the broken file cannot be touched: the
+					// lock goes with the descriptor, the producer has
+					// abandoned that file.
+					c.broken = false
+					c.adopt(seg)
+					return errFollowed
+				}
+				f.close()
+			}
+		}
+		if !time.Now().Before(deadline) {
+			if ctx.Err() != nil {
+				return ctxErr(ctx)
+			}
+			if !c.ownerAlive() {
+				return ErrProducerGone
+			}
+			return fmt.Errorf("%w: segment file truncated; waiting for the producer's next generation", ErrCorrupt)
+		}
+		select {
+		case <-ctx.Done():
+			return ctxErr(ctx)
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
@@ -663,9 +742,17 @@ func (c *Consumer) follow() error {
 		seg.release()
 		return err
 	}
-	old := c.seg
-	old.leave(c.token)
-	c.old = old // released at the next call: the caller may hold views into it
+	c.seg.leave(c.token)
+	c.adopt(seg)
+	return errFollowed
+}
+
+// adopt makes seg, a joined new generation, the consumer's segment.
+func (c *Consumer) adopt(seg *cseg) {
+	if c.old != nil { // a second change within one call
+		c.old.release()
+	}
+	c.old = c.seg // released at the next call: the caller may hold views into it
 	c.seg = seg
 	// Gap accounting in the new generation (PROTOCOL.md section 2, as
 	// amended in docs/PROTOCOL.md): when the producer continued the frame
@@ -680,7 +767,6 @@ func (c *Consumer) follow() error {
 	c.genChanged = true
 	c.goneReported, c.stalledReported = false, false
 	c.openLock()
-	return errFollowed
 }
 
 // Close leaves the consumer table and unmaps the segment.
@@ -698,7 +784,9 @@ func (c *Consumer) Close() error {
 		c.old = nil
 	}
 	if c.seg != nil {
-		c.seg.leave(c.token)
+		if !c.broken { // a truncated file's entry cannot be touched; its lock goes with the descriptor
+			c.seg.leave(c.token)
+		}
 		c.seg.release()
 	}
 	if c.lockF != nil {

@@ -66,3 +66,65 @@ func TestChecksumMismatchIsConsumedOnce(t *testing.T) {
 		t.Fatalf("next good frame: %+v, %v", fr, err)
 	}
 }
+
+// A segment file truncated under a live producer and consumer (PROTOCOL.md
+// section 6): no SIGBUS reaches either; the consumer gets a typed error, the
+// producer marks the file BROKEN and publishes a new generation at its next
+// heartbeat, and the consumer follows it and reads frames again.
+func TestTruncatedUnderLiveMappings(t *testing.T) {
+	dir := t.TempDir()
+	p, err := framebus.Create("trunc", framebus.ProducerOptions{Format: framebus.Format{Width: 64, Height: 64}, Checksum: true, Heartbeat: 20 * time.Millisecond, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := framebus.Open("trunc", framebus.ConsumerOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	frame := make([]byte, 64*64*4)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.Publish(frame, framebus.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p.Path(), 0); err != nil {
+		t.Fatal(err)
+	}
+	// The consumer touches the truncated mapping at once: a typed error.
+	if _, err := c.Next(ctx); !errors.Is(err, framebus.ErrCorrupt) {
+		t.Fatalf("Next on a truncated segment = %v, want ErrCorrupt", err)
+	}
+	// The producer either faults on its next write (a typed error) or has
+	// already moved to a new generation; it keeps publishing either way.
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Generation() < 2 && time.Now().Before(deadline) {
+		if _, err := p.Publish(frame, framebus.Meta{}); err != nil && !errors.Is(err, framebus.ErrCorrupt) {
+			t.Fatalf("Publish on a truncated segment = %v, want ErrCorrupt or success", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if p.Generation() < 2 {
+		t.Fatal("the producer did not publish a new generation after the truncation")
+	}
+	for {
+		if _, err := p.Publish(frame, framebus.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		f, err := c.Next(ctx)
+		if errors.Is(err, framebus.ErrCorrupt) {
+			continue // waiting for the new generation
+		}
+		if err != nil {
+			t.Fatalf("after the new generation: %v", err)
+		}
+		if f.Generation < 2 || !f.GenerationChanged {
+			t.Fatalf("frame %+v: want the first frame of generation >= 2", f)
+		}
+		break
+	}
+}

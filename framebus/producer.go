@@ -91,6 +91,7 @@ type Producer struct {
 	segMu sync.Mutex // guards seg's lifetime against the heartbeat goroutine
 	seg   *pseg
 
+	seq       uint64      // the last sequence number published (ours, not read back from the segment); under mu
 	needRegen atomic.Bool // the heartbeat found the name removed or the file truncated
 	lastErr   atomic.Pointer[error]
 
@@ -232,8 +233,9 @@ func create(name string, opts ProducerOptions) (*Producer, error) {
 		return nil, err
 	}
 	p.seg = seg
+	p.seq = prevSeq
 	if old != nil {
-		old.retire()
+		_ = p.guard(old.retire)
 		old.release()
 	}
 	p.stop = make(chan struct{})
@@ -479,6 +481,16 @@ func (p *Producer) Begin() ([]byte, error) {
 			return nil, wrap("begin", p.name, err)
 		}
 	}
+	var data []byte
+	if err := p.guard(func() { data = p.beginLocked() }); err != nil {
+		p.mu.Unlock()
+		return nil, err
+	}
+	return data, nil
+}
+
+// beginLocked is steps 1 and 2 of the commit. Called with p.mu held.
+func (p *Producer) beginLocked() []byte {
 	s := p.seg
 	b := (s.active.Load() + 1) % s.g.slotCount // step 1: the back buffer
 	sl := &s.slots[b]
@@ -488,7 +500,7 @@ func (p *Producer) Begin() ([]byte, error) {
 	sl.lock.Store(sl.lock.Load() | 1) // step 2: odd
 	storeFence()
 	p.held, p.back = true, b
-	return sl.data, nil
+	return sl.data
 }
 
 // Abort gives back the slot handed out by Begin without publishing it. The
@@ -497,10 +509,7 @@ func (p *Producer) Abort() {
 	if !p.held {
 		return
 	}
-	sl := &p.seg.slots[p.back]
-	sl.seq.Store(0)
-	sl.bytes.Store(0)
-	sl.lock.Store(sl.lock.Load() + 1)
+	p.abortLocked()
 	p.held = false
 	p.mu.Unlock()
 }
@@ -513,7 +522,10 @@ func (p *Producer) Commit(n int, m Meta) (seq uint64, err error) {
 	}
 	defer p.mu.Unlock()
 	p.held = false
-	return p.commit(n, m, 0)
+	if gerr := p.guard(func() { seq, err = p.commit(n, m, 0) }); gerr != nil {
+		return 0, gerr
+	}
+	return seq, err
 }
 
 // Publish copies data into the back slot and commits it: the copying form of
@@ -539,16 +551,24 @@ func (p *Producer) Publish(data []byte, m Meta) (uint64, error) {
 		}
 		copy(buf, data)
 	}); err != nil {
+		p.abortLocked()
 		return 0, err
 	}
-	return p.commit(len(data), m, 0)
+	var seq uint64
+	if gerr := p.guard(func() { seq, err = p.commit(len(data), m, 0) }); gerr != nil {
+		return 0, gerr
+	}
+	return seq, err
 }
 
+// abortLocked gives the held slot back, its old frame invalidated.
 func (p *Producer) abortLocked() {
-	sl := &p.seg.slots[p.back]
-	sl.seq.Store(0)
-	sl.bytes.Store(0)
-	sl.lock.Store(sl.lock.Load() + 1)
+	_ = p.guard(func() {
+		sl := &p.seg.slots[p.back]
+		sl.seq.Store(0)
+		sl.bytes.Store(0)
+		sl.lock.Store(sl.lock.Load() + 1)
+	})
 }
 
 // guard runs fn with memory faults turned into an error: a segment file
@@ -580,12 +600,9 @@ func (p *Producer) commit(n int, m Meta, flags uint32) (seq uint64, err error) {
 	}
 	var sum uint32
 	if s.h.Flags&FlagChecksum != 0 && n > 0 {
-		if err := p.guard(func() { sum = crc32.Update(0, p.table, sl.data[:n]) }); err != nil {
-			p.abortLocked()
-			return 0, err
-		}
+		sum = crc32.Update(0, p.table, sl.data[:n])
 	}
-	seq = s.lastSeq.Load() + 1
+	seq = p.seq + 1
 	capture := m.CaptureNS
 	// step 3: the descriptor; commit_ns last
 	sl.seq.Store(seq)
@@ -608,6 +625,7 @@ func (p *Producer) commit(n int, m Meta, flags uint32) (seq uint64, err error) {
 	if faultsOn {
 		fault(stepBeforeFlip)
 	}
+	p.seq = seq
 	s.lastSeq.Store(seq) // step 5: last_seq, then the flip
 	s.active.Store(p.back)
 	s.published.Add(1)
@@ -627,7 +645,7 @@ func (p *Producer) AddSourceDrops(n uint64) {
 	p.segMu.Lock()
 	defer p.segMu.Unlock()
 	if p.seg != nil {
-		p.seg.srcDrops.Add(n)
+		_ = p.guard(func() { p.seg.srcDrops.Add(n) })
 	}
 }
 
@@ -650,7 +668,7 @@ func (p *Producer) Reconfigure(f Format) error {
 // Called with p.mu held.
 func (p *Producer) regenLocked(f Format) error {
 	old := p.seg
-	seg, err := p.newGeneration(f, old.h.Generation+1, old.lastSeq.Load())
+	seg, err := p.newGeneration(f, old.h.Generation+1, p.seq)
 	if err != nil {
 		return err
 	}
@@ -687,9 +705,11 @@ func (p *Producer) beat() {
 	if size, err := s.f.size(); err != nil || uint64(size) < s.g.total {
 		broken = true // truncated: touching the mapping could fault
 	}
-	if !broken {
+	if !broken && p.guard(func() {
 		s.heartbeat.Store(uint64(Now()))
 		p.reclaim(s)
+	}) != nil {
+		broken = true // truncated between the size check and the store
 	}
 	info, err := lstatPath(p.path)
 	moved := err == nil && (!info.exists || info.id != s.id)
@@ -758,17 +778,15 @@ func (p *Producer) Close() error {
 	<-p.done
 	s := p.seg
 	var err error
-	if gerr := p.guard(func() {
-		s.state.Load()
-	}); gerr == nil {
-		b := (s.active.Load() + 1) % s.g.slotCount
-		sl := &s.slots[b]
-		sl.lock.Store(sl.lock.Load() | 1)
-		storeFence()
-		p.back = b
+	// The end-of-stream frame, RETIRED, the wake; a truncated file cannot
+	// take them, and its consumers find the name gone with no owner.
+	_ = p.guard(func() {
+		p.beginLocked()
+		p.held = false
 		_, err = p.commit(0, Meta{}, FrameEndOfStream)
-		_ = p.guard(func() { s.state.Store(StateRetired); s.wakeAll() })
-	}
+		s.state.Store(StateRetired)
+		s.wakeAll()
+	})
 	if info, _ := lstatPath(p.path); info.exists && info.id == s.id {
 		if uerr := unlinkFile(p.path); uerr != nil && err == nil {
 			err = uerr
@@ -803,12 +821,15 @@ func (p *Producer) Stats() ProducerStats {
 	if s == nil {
 		return ProducerStats{}
 	}
-	st := ProducerStats{Generation: s.h.Generation, LastSeq: s.lastSeq.Load(), FramesPublished: s.published.Load(),
-		SourceDrops: s.srcDrops.Load(), ConsumersReclaimed: s.reclaimed.Load()}
-	for i := range s.entries {
-		if s.entries[i].state.Load() == EntryActive {
-			st.ActiveConsumers++
+	st := ProducerStats{Generation: s.h.Generation}
+	_ = p.guard(func() {
+		st.LastSeq = s.lastSeq.Load()
+		st.FramesPublished, st.SourceDrops, st.ConsumersReclaimed = s.published.Load(), s.srcDrops.Load(), s.reclaimed.Load()
+		for i := range s.entries {
+			if s.entries[i].state.Load() == EntryActive {
+				st.ActiveConsumers++
+			}
 		}
-	}
+	})
 	return st
 }
