@@ -37,6 +37,11 @@ type Config struct {
 	PixelFormat   framebus.FourCC // 0: the source's default (RGBA for the pattern)
 	FPS           float64         // frames per second; 0: as fast as possible
 	Arg           string          // what follows "name:" in the spec, e.g. the path of file:PATH
+
+	// DefaultSize and DefaultFPS mark Width/Height and FPS as defaults, not
+	// requests: a source with a size or rate of its own (a video file) uses
+	// that instead. The pattern has none and ignores them.
+	DefaultSize, DefaultFPS bool
 }
 
 // Opener makes a source from a configuration.
@@ -67,9 +72,15 @@ func (e *UnknownSourceError) Error() string {
 func (e *UnknownSourceError) Unwrap() error { return ErrUnknownSource }
 
 // NotInBuildError names a source that exists but was not compiled in.
-type NotInBuildError struct{ Source string }
+type NotInBuildError struct {
+	Source string
+	Needs  string // what a build needs to have it, e.g. "OpenCV (-tags framebus_opencv, make build)"
+}
 
 func (e *NotInBuildError) Error() string {
+	if e.Needs != "" {
+		return fmt.Sprintf("source %s: needs a build with %s", e.Source, e.Needs)
+	}
 	return fmt.Sprintf("source %s is not in this build yet", e.Source)
 }
 func (e *NotInBuildError) Unwrap() error { return ErrNotInBuild }

@@ -31,11 +31,18 @@ publishes the source's frames on it, written straight into the bus's back
 slot. It runs until the source ends, --duration passes, or SIGINT/SIGTERM;
 then it closes the bus, and its consumers see the end of the stream.
 
-Sources: pattern (a synthetic moving test pattern). The sources videotest,
-screen, camera and file:PATH are not in this build yet.
+Sources: pattern (a synthetic moving test pattern, the default); videotest
+(pion/mediadevices' fake camera: 640x480 colour bars and noise); screen (the
+X display of $DISPLAY, whole: run under xvfb-run on a server);
+camera[:/dev/videoN] (a V4L2 camera, /dev/video0 by default); file:PATH (a
+video file, through OpenCV). screen and camera need a build with -tags
+framebus_media, file one with -tags framebus_opencv (make build has both).
+videotest, screen and camera have sizes of their own: --size picks among a
+camera's modes, and the log warns when the frames are not the size asked.
 
 Formats: RGBA, RGB24, BGR24, GREY, YUYV, NV12, I420, MJPEG, or a V4L2 fourcc
-such as AB24 or YU12 (the pattern makes all of them but MJPEG).
+such as AB24 or YU12 (the pattern, videotest, screen and camera make all of
+them but MJPEG).
 
 A bad flag, a size or format the source cannot make, or a bus directory too
 small for the frames is a usage error (exit 2), found before anything is
@@ -44,14 +51,16 @@ created.`,
 		framebus capture --name demo --source pattern --size 640x480 --fps 30 --duration 20s
 		framebus capture --name hd --size 1920x1080 --format NV12 --fps 60 --checksum
 		framebus capture --name fast --size 640x480 --fps 0 --duration 10s   # as fast as possible
-		framebus capture --name cam0 --mode 0660 --group video --dir /dev/shm`,
+		framebus capture --name cam0 --mode 0660 --group video --dir /dev/shm
+		framebus capture --name cam0 --source camera:/dev/video2 --format YUYV
+		xvfb-run framebus capture --name desk --source screen --fps 60`,
 	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
-		o := &captureOpts{}
+		o := &captureOpts{flags: fs}
 		fs.StringVar(&o.name, "name", "", "bus `NAME` (also accepted as the argument)")
-		fs.StringVar(&o.source, "source", "pattern", "frame `SOURCE`: pattern (videotest, screen, camera and file:PATH are not in this build yet)")
-		fs.StringVar(&o.size, "size", "1280x720", "frame size, `WxH`")
+		fs.StringVar(&o.source, "source", "pattern", "frame `SOURCE`: pattern, videotest, screen, camera[:/dev/videoN] or file:PATH")
+		fs.StringVar(&o.size, "size", "1280x720", "frame size, `WxH` (without it a video file or camera keeps its own; videotest and screen always do)")
 		fs.StringVar(&o.format, "format", "RGBA", "pixel `FORMAT`: RGBA, RGB24, BGR24, GREY, YUYV, NV12, I420, MJPEG or a fourcc")
-		fs.Float64Var(&o.fps, "fps", 30, "frames per second, `N` (0: as fast as possible)")
+		fs.Float64Var(&o.fps, "fps", 30, "frames per second, `N` (0: as fast as possible; without it a video file plays at its own rate)")
 		fs.IntVar(&o.slots, "slots", framebus.MinSlots, fmt.Sprintf("frame slots, `N` (%d-%d)", framebus.MinSlots, framebus.MaxSlots))
 		fs.BoolVar(&o.checksum, "checksum", false, "carry a CRC-32C of every frame")
 		fs.DurationVar(&o.duration, "duration", 0, "stop after `D` (e.g. 20s; 0: until interrupted)")
@@ -63,6 +72,7 @@ created.`,
 }
 
 type captureOpts struct {
+	flags                      *flag.FlagSet
 	name, source, size, format string
 	fps                        float64
 	slots                      int
@@ -109,7 +119,8 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 	if o.duration < 0 {
 		return cli.Usagef("--duration %v: must not be negative", o.duration)
 	}
-	src, err := capture.Open(o.source, capture.Config{Width: w, Height: h, PixelFormat: pf, FPS: o.fps})
+	src, err := capture.Open(o.source, capture.Config{Width: w, Height: h, PixelFormat: pf, FPS: o.fps,
+		DefaultSize: !o.given("size"), DefaultFPS: !o.given("fps")})
 	if err != nil {
 		if errors.Is(err, capture.ErrUnknownSource) || errors.Is(err, capture.ErrNotInBuild) || errors.Is(err, capture.ErrBadConfig) {
 			return cli.Usage(err)
@@ -117,12 +128,34 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer src.Close()
+	o.warnIfNotAsked(src.Format(), w, h)
 
 	p, err := o.create(src.Format(), mode)
 	if err != nil {
 		return err
 	}
 	return o.publish(ctx, src, p)
+}
+
+// warnIfNotAsked logs when the source's own size or rate wins over the
+// --size or --fps given (videotest and screen have one size; a camera the
+// nearest of its modes).
+func (o *captureOpts) warnIfNotAsked(f framebus.Format, w, h uint32) {
+	if o.given("size") && (f.Width != w || f.Height != h) {
+		log.Warn().Str("source", o.source).Str("size", fmt.Sprintf("%dx%d", f.Width, f.Height)).
+			Msgf("the source makes %dx%d frames, not the --size %s asked: publishing those", f.Width, f.Height, o.size)
+	}
+	if o.given("fps") && f.FPSNum != 0 && o.fps != 0 {
+		if got := float64(f.FPSNum) / float64(f.FPSDen); math.Abs(got-o.fps) > 0.005*o.fps {
+			log.Warn().Str("source", o.source).Float64("fps", got).Msgf("the source runs at %g fps, not the --fps %g asked", got, o.fps)
+		}
+	}
+}
+
+// given says whether the flag name was on the command line.
+func (o *captureOpts) given(name string) (set bool) {
+	o.flags.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // create makes the bus, turning framebus's errors into messages.

@@ -1,0 +1,231 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/framebus/framebus/framebus"
+)
+
+// Every frame carries, in its user metadata, its phase and the producer's
+// clock just before the hand-off: byte 0 the phase, bytes 1-8 the time.
+const metaLen = 9
+
+// fbProducer creates the bus, waits for its consumers, and publishes the
+// pattern's frames: rendered into the back slot (plain, spin) or into
+// private memory and Publish'ed (copy).
+func fbProducer(ctx context.Context, s *childSpec) (*childResult, error) {
+	src, err := newSource(s)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	p, err := framebus.Create(s.Bus, framebus.ProducerOptions{Format: src.Format(), Dir: s.Dir, Consumers: max(8, s.Consumers)})
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	var ctl *ctlBlock
+	if s.lockstep() {
+		if ctl, err = mapCtl(s.Ctl); err != nil {
+			return nil, err
+		}
+		defer ctl.unmap()
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for p.Stats().ActiveConsumers < s.Consumers {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %d consumers joined within 15 s", p.Stats().ActiveConsumers, s.Consumers)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	// Lockstep: the consumers' waiters words, to commit only to sleepers.
+	var asleep asleepWaiter
+	if ctl != nil {
+		entries := make([]int, s.Consumers)
+		for i := range entries {
+			for ctl.entry(i).Load() == 0 {
+				if time.Now().After(deadline) {
+					return nil, fmt.Errorf("consumer %d did not say its entry within 15 s", i)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			entries[i] = int(ctl.entry(i).Load() - 1)
+		}
+		words, unmap, err := segWaiters(p.Path(), entries)
+		if err != nil {
+			return nil, err
+		}
+		defer unmap()
+		asleep.words = words
+	}
+	var priv []byte
+	if s.Mode == Copy {
+		priv = make([]byte, src.Format().FrameSize)
+	}
+	pub := newHist()
+	meta := make([]byte, metaLen)
+	pace := newPacer(s.Rate)
+	sched := newSchedule(s)
+	var published int64
+	for k := int64(0); ; k++ {
+		if err := pace.wait(ctx); err != nil {
+			return nil, err
+		}
+		phase, more := sched.next(s, k)
+		if !more {
+			break
+		}
+		// The source's work: render the frame where it goes.
+		var n int
+		var captured int64
+		if priv == nil {
+			buf, err := p.Begin()
+			if err != nil {
+				return nil, err
+			}
+			if n, captured, err = src.Read(ctx, buf); err != nil {
+				p.Abort()
+				return nil, err
+			}
+		} else if n, captured, err = src.Read(ctx, priv); err != nil {
+			return nil, err
+		}
+		// Lockstep: every consumer is done with the previous frame.
+		if ctl != nil && k > 0 {
+			if err := ctl.waitAcks(uint32(k)*uint32(s.Consumers), framebus.Now()+ackTimeout); err != nil {
+				if priv == nil {
+					p.Abort()
+				}
+				return nil, err
+			}
+			asleep.wait(phase)
+		}
+		meta[0] = byte(phase)
+		t0 := framebus.Now()
+		binary.LittleEndian.PutUint64(meta[1:], uint64(t0))
+		m := framebus.Meta{CaptureNS: captured, UserMeta: meta}
+		if priv == nil {
+			_, err = p.Commit(n, m)
+		} else {
+			_, err = p.Publish(priv[:n], m)
+		}
+		t1 := framebus.Now()
+		if err != nil {
+			return nil, err
+		}
+		published++
+		if phase == phaseMeasure {
+			record(pub, t1-t0)
+			sched.measured(t0)
+		}
+	}
+	cpu := cpuTime() - sched.cpu0 - asleep.cpu
+	// Lockstep: the last frame is read before the end of stream goes out.
+	if ctl != nil && published > 0 {
+		if err := ctl.waitAcks(uint32(published)*uint32(s.Consumers), framebus.Now()+ackTimeout); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.Close(); err != nil {
+		return nil, err
+	}
+	res := &childResult{Frames: sched.frames, WindowNS: sched.last - sched.first, CPUNS: cpu, Waiting: -1, Note: awakeNote(asleep.awake)}
+	res.Publish, err = encodeHist(pub)
+	return res, err
+}
+
+// fbConsumer joins the bus and reads every frame: Next (the wake), a copy
+// of the whole frame out of the slot (the read), Frame.Valid.
+func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
+	opts := framebus.ConsumerOptions{Dir: s.Dir, Wait: 15 * time.Second}
+	if s.Mode == Spin {
+		if err := setSpin(&opts, s.Spin); err != nil {
+			return nil, err
+		}
+	}
+	c, err := framebus.OpenContext(ctx, s.Bus, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var ctl *ctlBlock
+	if s.lockstep() {
+		if ctl, err = mapCtl(s.Ctl); err != nil {
+			return nil, err
+		}
+		defer ctl.unmap()
+	}
+	if ctl != nil {
+		ctl.entry(s.Index).Store(uint32(c.Entry() + 1))
+	}
+	buf := make([]byte, c.Format().FrameSize)
+	lat, read := newHist(), newHist()
+	res := &childResult{}
+	var first, last, cpu0 int64
+	// Next sleeps at most a heartbeat at a time; the process watchdog bounds
+	// the whole. A context without a Done channel keeps Next allocation-free.
+	bg := context.Background()
+	for {
+		tCall := framebus.Now()
+		f, err := c.Next(bg)
+		t1 := framebus.Now()
+		if errors.Is(err, framebus.ErrClosed) {
+			break
+		}
+		if errors.Is(err, framebus.ErrStalled) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(f.UserMeta) != metaLen {
+			return nil, fmt.Errorf("frame %d: %d bytes of metadata, want %d", f.Seq, len(f.UserMeta), metaLen)
+		}
+		phase := f.UserMeta[0]
+		t0 := int64(binary.LittleEndian.Uint64(f.UserMeta[1:]))
+		n := copy(buf, f.Data)
+		valid := f.Valid()
+		t2 := framebus.Now()
+		if ctl != nil {
+			ctl.ack(uint32(1+f.Dropped), s.Consumers)
+		}
+		if phase != phaseMeasure {
+			continue
+		}
+		if res.Frames == 0 {
+			first, cpu0 = t1, cpuTime()
+		}
+		last = t1
+		res.Frames++
+		record(lat, t1-t0)
+		record(read, t2-t0)
+		if tCall < t0 {
+			res.Waiting++
+		}
+		res.Dropped += f.Dropped
+		res.Torn += f.TornRetries
+		if !valid {
+			res.Overwritten++
+		}
+		res.Bytes += int64(n)
+	}
+	if res.Frames > 0 {
+		res.CPUNS = cpuTime() - cpu0
+	}
+	res.WindowNS = last - first
+	if res.Latency, err = encodeHist(lat); err != nil {
+		return nil, err
+	}
+	res.Read, err = encodeHist(read)
+	return res, err
+}

@@ -1,0 +1,497 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// runner is one benchmark in progress.
+type runner struct {
+	cfg      Config
+	dir      string // the run's private directory
+	allowed  []int  // the CPUs we may use
+	split    [2]int // producer CPU, consumer CPU of the split placement
+	gst      string // gst-launch-1.0, "" if absent
+	gstWhy   string // why it is absent
+	spinErr  error
+	runs     int
+	sockNote string
+	pipeNote string
+	gstRan   bool
+}
+
+// Run runs the benchmark and returns its report. A run that fails is
+// reported in its row (skipped, with the reason) and counted in
+// Report.Failed; Run's error is for what stops the whole benchmark (a bad
+// configuration, no directory, the context's end, in which case the rows
+// measured so far come with it).
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if cfg.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("the benchmark re-executes itself: %w", err)
+		}
+		cfg.Exe = exe
+	}
+	r := &runner{cfg: cfg, spinErr: SpinSupported()}
+	var err error
+	if r.allowed, err = allowedCPUs(); err != nil || len(r.allowed) == 0 {
+		return nil, fmt.Errorf("sched_getaffinity: %v", err)
+	}
+	r.split = [2]int{r.allowed[0], r.allowed[0]}
+	if len(r.allowed) > 1 {
+		r.split[1] = r.allowed[1]
+	}
+	r.gst, r.gstWhy = findGstLaunch(cfg.GstLaunch)
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if r.dir, err = os.MkdirTemp(cfg.Dir, "framebus-bench-"); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(r.dir)
+
+	rep := &Report{Machine: machineInfo(r.allowed, r.gst, r.gstWhy), Results: []Result{}, Targets: []Target{}}
+	rep.Config = RunConfig{Command: cfg.Command, DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
+		Rounds: cfg.Rounds, MinPacedFrames: cfg.MinPacedFrames, SpinUS: float64(cfg.Spin) / 1e3, SplitCPUs: r.split}
+
+	// The plan: every variant's reason to be skipped, or its runs.
+	type row struct {
+		sc   Scenario
+		v    Variant
+		skip string
+		runs []*runResult
+		errs []error
+	}
+	var plan [][]*row
+	total := 0
+	for _, sc := range cfg.Scenarios {
+		var rows []*row
+		for _, v := range sc.Variants {
+			rw := &row{sc: sc, v: v, skip: r.skipReason(sc, v)}
+			if rw.skip == "" {
+				total += cfg.Rounds
+			}
+			rows = append(rows, rw)
+		}
+		plan = append(plan, rows)
+	}
+	if cfg.Progress != nil {
+		cfg.Progress.Start(total)
+		defer cfg.Progress.Finish()
+	}
+	var stopErr error
+	for si, rows := range plan {
+		sc := cfg.Scenarios[si]
+		// Rounds: every variant once, the order rotated each round, so that
+		// a burst of load from a neighbour falls on all of them alike.
+		for round := 0; round < cfg.Rounds && stopErr == nil; round++ {
+			for i := range rows {
+				rw := rows[(i+round)%len(rows)]
+				if rw.skip != "" {
+					continue
+				}
+				if cfg.Progress != nil {
+					cfg.Progress.Step(fmt.Sprintf("%s %s x%d %s %s: %v #%d", sc.Size.Dims(), sc.Size.FormatName(),
+						sc.Consumers, shortRate(sc.Rate), sc.Placement, rw.v, round+1))
+				}
+				rr, err := r.runOnce(ctx, sc, rw.v)
+				if ctx.Err() != nil {
+					stopErr = ctx.Err()
+					break
+				}
+				if err != nil {
+					cfg.Log.Warn().Str("scenario", sc.String()).Str("transport", rw.v.String()).Err(err).Msg("run failed")
+					rw.errs = append(rw.errs, err)
+					continue
+				}
+				rw.runs = append(rw.runs, rr)
+			}
+		}
+	}
+	for _, rows := range plan {
+		for _, rw := range rows {
+			var res Result
+			switch {
+			case rw.skip != "":
+				res = aggregate(rw.sc, rw.v, nil)
+				res.Skipped, res.Reason = true, rw.skip
+			case len(rw.runs) == 0:
+				res = aggregate(rw.sc, rw.v, nil)
+				res.Skipped, res.Reason = true, "not measured"
+				if len(rw.errs) > 0 {
+					res.Reason = "failed: " + rw.errs[0].Error()
+					rep.Failed += len(rw.errs)
+				}
+			default:
+				res = aggregate(rw.sc, rw.v, rw.runs)
+				if len(rw.errs) > 0 {
+					rep.Failed += len(rw.errs)
+					res.Note = joinNote(res.Note, fmt.Sprintf("%d of %d rounds failed: %v", len(rw.errs), cfg.Rounds, rw.errs[0]))
+				}
+			}
+			rep.Results = append(rep.Results, res)
+		}
+	}
+	rep.Targets = evaluateTargets(rep.Results)
+	rep.Notes = r.notes()
+	rep.Elapsed = round3(time.Since(start).Seconds())
+	return rep, stopErr
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// skipReason says why a variant cannot run here ("" if it can).
+func (r *runner) skipReason(sc Scenario, v Variant) string {
+	switch {
+	case sc.Placement == Split && len(r.allowed) < 2:
+		return "the split placement needs two CPUs; this process may use one"
+	case v.Mode == Spin && r.spinErr != nil:
+		return r.spinErr.Error()
+	case v.Transport == GStreamer && r.gst == "":
+		return r.gstWhy
+	case v.Transport == GStreamer && (sc.Rate != 0 || sc.Consumers != 1):
+		return "GStreamer is measured for throughput only: as fast as possible, one consumer"
+	case v.Transport == Memcpy && sc.Rate != 0:
+		return "memcpy is the copy limit: measured as fast as possible only"
+	}
+	return ""
+}
+
+// cpus gives the CPU masks of the producer side and the consumer side.
+func (r *runner) cpus(p Placement) (prod, cons []int) {
+	switch p {
+	case Split:
+		return []int{r.split[0]}, []int{r.split[1]}
+	case Shared:
+		return []int{r.split[0]}, []int{r.split[0]}
+	}
+	return r.allowed, r.allowed
+}
+
+// runOnce runs one variant once, in a directory of its own.
+func (r *runner) runOnce(ctx context.Context, sc Scenario, v Variant) (*runResult, error) {
+	r.runs++
+	dir := filepath.Join(r.dir, fmt.Sprintf("run%04d", r.runs))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	measure := r.cfg.measureTime(sc)
+	spec := childSpec{
+		Mode: v.Mode, Width: sc.Size.Width, Height: sc.Size.Height, Format: sc.Size.Format,
+		Consumers: sc.Consumers, Rate: sc.Rate, Warmup: r.cfg.Warmup, Measure: measure,
+		Deadline: r.cfg.Warmup + measure + 40*time.Second, Dir: dir, Spin: r.cfg.Spin,
+	}
+	limit := spec.Deadline + 10*time.Second
+	r.cfg.Log.Debug().Str("scenario", sc.String()).Str("transport", v.String()).Dur("measure", measure).Msg("run")
+	switch v.Transport {
+	case Framebus:
+		return r.runFramebus(ctx, sc, spec, limit)
+	case Futex:
+		return r.runFutex(ctx, sc, spec, limit)
+	case UDS, Pipe:
+		return r.runStream(ctx, sc, v.Transport, spec, limit)
+	case Memcpy:
+		return r.runMemcpy(ctx, sc, spec, limit)
+	case GStreamer:
+		r.gstRan = true
+		return r.runGStreamer(ctx, sc, spec, limit)
+	}
+	return nil, fmt.Errorf("unknown transport %q", v.Transport)
+}
+
+func (r *runner) runFramebus(ctx context.Context, sc Scenario, spec childSpec, limit time.Duration) (*runResult, error) {
+	spec.Bus = "bench"
+	spec.Ctl = filepath.Join(spec.Dir, "ctl")
+	if err := createCtl(spec.Ctl); err != nil {
+		return nil, err
+	}
+	prodCPU, consCPU := r.cpus(sc.Placement)
+	g := newGroup()
+	defer g.killAll()
+	ps := spec
+	ps.Role = roleFBProducer
+	prod, err := r.startChild(g, "framebus producer", &ps, prodCPU, nil)
+	if err != nil {
+		return nil, err
+	}
+	cons := make([]*proc, sc.Consumers)
+	for i := range cons {
+		cs := spec
+		cs.Role, cs.Index = roleFBConsumer, i
+		if cons[i], err = r.startChild(g, fmt.Sprintf("framebus consumer %d", i), &cs, consCPU, nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := g.wait(ctx, limit); err != nil {
+		return nil, err
+	}
+	return collect(prod, cons)
+}
+
+func (r *runner) runFutex(ctx context.Context, sc Scenario, spec childSpec, limit time.Duration) (*runResult, error) {
+	spec.Ctl = filepath.Join(spec.Dir, "ctl")
+	if err := createCtl(spec.Ctl); err != nil {
+		return nil, err
+	}
+	frame, err := sc.Size.FrameBytes()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(spec.Dir, slotsFile), nil, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.Truncate(filepath.Join(spec.Dir, slotsFile), int64(2*slotStride(int(frame)))); err != nil {
+		return nil, err
+	}
+	prodCPU, consCPU := r.cpus(sc.Placement)
+	g := newGroup()
+	defer g.killAll()
+	cons := make([]*proc, sc.Consumers)
+	for i := range cons {
+		cs := spec
+		cs.Role, cs.Index = roleFutexWaiter, i
+		if cons[i], err = r.startChild(g, fmt.Sprintf("futex waiter %d", i), &cs, consCPU, nil); err != nil {
+			return nil, err
+		}
+	}
+	ps := spec
+	ps.Role = roleFutexWaker
+	prod, err := r.startChild(g, "futex waker", &ps, prodCPU, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.wait(ctx, limit); err != nil {
+		return nil, err
+	}
+	return collect(prod, cons)
+}
+
+// Buffer sizes of the stream baselines, as a user tuning them would set them.
+const (
+	sockBuf = 4 << 20
+	pipeBuf = 1 << 20
+)
+
+func (r *runner) runStream(ctx context.Context, sc Scenario, t Transport, spec childSpec, limit time.Duration) (*runResult, error) {
+	prodCPU, consCPU := r.cpus(sc.Placement)
+	var senders, receivers []*os.File
+	defer func() {
+		for _, f := range append(senders, receivers...) {
+			f.Close()
+		}
+	}()
+	for i := 0; i < sc.Consumers; i++ {
+		s, rcv, note, err := streamPair(t)
+		if err != nil {
+			return nil, err
+		}
+		senders, receivers = append(senders, s), append(receivers, rcv)
+		if t == UDS {
+			r.sockNote = note
+		} else {
+			r.pipeNote = note
+		}
+	}
+	g := newGroup()
+	defer g.killAll()
+	cons := make([]*proc, sc.Consumers)
+	var err error
+	for i := range cons {
+		cs := spec
+		cs.Role, cs.Index, cs.FDs = roleReceiver, i, 1
+		if cons[i], err = r.startChild(g, fmt.Sprintf("%s receiver %d", t, i), &cs, consCPU, []*os.File{receivers[i]}); err != nil {
+			return nil, err
+		}
+	}
+	ps := spec
+	ps.Role, ps.FDs = roleSender, len(senders)
+	prod, err := r.startChild(g, string(t)+" sender", &ps, prodCPU, senders)
+	if err != nil {
+		return nil, err
+	}
+	// Only the children hold the ends now: the receivers see the end of the
+	// stream when the sender closes its ends.
+	for _, f := range append(senders, receivers...) {
+		f.Close()
+	}
+	senders, receivers = nil, nil
+	if err := g.wait(ctx, limit); err != nil {
+		return nil, err
+	}
+	return collect(prod, cons)
+}
+
+// streamPair makes the two ends of one sender-receiver connection.
+func streamPair(t Transport) (send, recv *os.File, note string, err error) {
+	if t == Pipe {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return nil, nil, "", fmt.Errorf("pipe2: %w", err)
+		}
+		size, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, pipeBuf)
+		if err != nil {
+			size, _ = unix.FcntlInt(uintptr(p[1]), unix.F_GETPIPE_SZ, 0)
+		}
+		note = fmt.Sprintf("pipe: F_SETPIPE_SZ %d KiB asked, %d KiB granted (pipe-max-size)", pipeBuf>>10, size>>10)
+		return os.NewFile(uintptr(p[1]), "pipe-w"), os.NewFile(uintptr(p[0]), "pipe-r"), note, nil
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("socketpair: %w", err)
+	}
+	for _, fd := range fds {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sockBuf)
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, sockBuf)
+	}
+	snd, _ := unix.GetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_SNDBUF)
+	rcv, _ := unix.GetsockoptInt(fds[1], unix.SOL_SOCKET, unix.SO_RCVBUF)
+	note = fmt.Sprintf("uds: SOCK_STREAM socketpair, SO_SNDBUF and SO_RCVBUF set to %d MiB (the kernel reports %d and %d KiB; it doubles what is asked, up to net.core.wmem_max/rmem_max)",
+		sockBuf>>20, snd>>10, rcv>>10)
+	return os.NewFile(uintptr(fds[0]), "uds-send"), os.NewFile(uintptr(fds[1]), "uds-recv"), note, nil
+}
+
+func (r *runner) runMemcpy(ctx context.Context, sc Scenario, spec childSpec, limit time.Duration) (*runResult, error) {
+	prodCPU, _ := r.cpus(sc.Placement)
+	g := newGroup()
+	defer g.killAll()
+	spec.Role = roleMemcpy
+	p, err := r.startChild(g, "memcpy", &spec, prodCPU, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.wait(ctx, limit); err != nil {
+		return nil, err
+	}
+	res, err := p.result()
+	if err != nil {
+		return nil, err
+	}
+	if res.Frames < 2 || res.WindowNS <= 0 {
+		return nil, fmt.Errorf("memcpy measured %d copies", res.Frames)
+	}
+	rr := &runResult{waiting: -1, samples: res.Frames, processCPU: p.cpu(), windowCPU: time.Duration(res.CPUNS)}
+	if rr.lat, err = decodeHist(res.Latency); err != nil {
+		return nil, err
+	}
+	rr.read, rr.pub = rr.lat, rr.lat
+	rr.fps = float64(res.Frames-1) / (float64(res.WindowNS) / 1e9)
+	rr.producerFPS = rr.fps
+	rr.prodUSPerFrame = float64(res.CPUNS) / float64(res.Frames) / 1e3
+	rr.prodPct = 100 * float64(res.CPUNS) / float64(res.WindowNS)
+	rr.note = "latency and read are the copy of one frame; fps the copies per second"
+	return rr, nil
+}
+
+// collect adds up the results of a producer-side child and its consumers.
+func collect(prod *proc, cons []*proc) (*runResult, error) {
+	pr, err := prod.result()
+	if err != nil {
+		return nil, err
+	}
+	if pr.Frames < 2 || pr.WindowNS <= 0 {
+		return nil, fmt.Errorf("%s measured %d frames", prod.name, pr.Frames)
+	}
+	rr := &runResult{processCPU: prod.cpu(), windowCPU: time.Duration(pr.CPUNS), note: pr.Note}
+	if rr.pub, err = decodeHist(pr.Publish); err != nil {
+		return nil, err
+	}
+	rr.producerFPS = float64(pr.Frames-1) / (float64(pr.WindowNS) / 1e9)
+	rr.prodUSPerFrame = float64(pr.CPUNS) / float64(pr.Frames) / 1e3
+	rr.prodPct = 100 * float64(pr.CPUNS) / float64(pr.WindowNS)
+	var fps, cus, cpct []float64
+	for _, c := range cons {
+		cr, err := c.result()
+		if err != nil {
+			return nil, err
+		}
+		if cr.Frames < 2 || cr.WindowNS <= 0 {
+			return nil, fmt.Errorf("%s measured %d frames", c.name, cr.Frames)
+		}
+		lat, err := decodeHist(cr.Latency)
+		if err != nil {
+			return nil, err
+		}
+		read, err := decodeHist(cr.Read)
+		if err != nil {
+			return nil, err
+		}
+		rr.lat, rr.read = merge(rr.lat, lat), merge(rr.read, read)
+		rr.samples += cr.Frames
+		rr.dropped += cr.Dropped
+		rr.torn += cr.Torn
+		rr.overwrite += cr.Overwritten
+		if cr.Waiting < 0 || rr.waiting < 0 {
+			rr.waiting = -1
+		} else {
+			rr.waiting += cr.Waiting
+		}
+		rr.processCPU += c.cpu()
+		rr.windowCPU += time.Duration(cr.CPUNS)
+		fps = append(fps, float64(cr.Frames-1)/(float64(cr.WindowNS)/1e9))
+		cus = append(cus, float64(cr.CPUNS)/float64(cr.Frames)/1e3)
+		cpct = append(cpct, 100*float64(cr.CPUNS)/float64(cr.WindowNS))
+	}
+	rr.fps, rr.consUSPerFrame, rr.consPct = mean(fps), mean(cus), mean(cpct)
+	return rr, nil
+}
+
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// notes are what a reader of the table needs to know about this run.
+func (r *runner) notes() []string {
+	n := []string{
+		"latency_us: publish-to-wake, from just before the hand-off (Commit, Publish, the futex store and wake, the first byte written) to the consumer's return from its wait (sockets, pipes: the whole frame received), CLOCK_MONOTONIC in both processes",
+		"read_us: to the end of the consumer's read; framebus consumers copy the whole frame out of the slot and check Frame.Valid",
+		"rate 0: framebus and futex in lockstep (the next frame once every consumer is done with the previous one; the ack is not timed), uds and pipe held back by their kernel buffers",
+		fmt.Sprintf("split: producer side on CPU %d, consumer side on CPU %d; shared: all on CPU %d; free: not pinned", r.split[0], r.split[1], r.split[0]),
+	}
+	if r.sockNote != "" {
+		n = append(n, r.sockNote)
+	}
+	if r.pipeNote != "" {
+		n = append(n, r.pipeNote)
+	}
+	if r.gstRan {
+		n = append(n, "gstreamer: videotestsrc pattern=black ! identity drop-allocation=true ! shmsink (4 frames of shm) -> shmsrc ! fakesink, through "+r.gst+
+			"; fps is frames over gst-launch's execution time; no per-frame latency; its consumer does not read the pixels (ours copy every frame out), which favours it; the source renders into private memory and shmsink copies (its zero-copy allocation stalls when shm fills)")
+	}
+	return n
+}
+
+var errNoGst = errors.New("gst-launch-1.0 is not installed (Debian: gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad; the Makefile's bench target installs them)")
+
+func shortRate(r float64) string {
+	if r == 0 {
+		return "max"
+	}
+	return rateName(r)
+}

@@ -1,0 +1,162 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteTable prints the report for people: one block per scenario, one row
+// per transport with the ratios to the baselines of the same scenario, then
+// the targets and the notes.
+func (rep *Report) WriteTable(w io.Writer) error {
+	var order []string
+	rows := map[string][]*Result{}
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		k := r.scenarioKey()
+		if _, ok := rows[k]; !ok {
+			order = append(order, k)
+		}
+		rows[k] = append(rows[k], r)
+	}
+	m := rep.Machine
+	fmt.Fprintf(w, "framebus bench: %s, %d CPUs", m.CPUModel, m.CPUs)
+	if m.Hypervisor {
+		fmt.Fprint(w, " (virtual machine)")
+	}
+	fmt.Fprintf(w, ", Linux %s, %s; %d rounds, %gs measured per run\n", m.Kernel, m.GoVersion, rep.Config.Rounds, rep.Config.DurationS)
+	for _, k := range order {
+		rs := rows[k]
+		fmt.Fprintf(w, "\n%s\n", rs[0].ScenarioName())
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "transport\t wake p50\tp90\tp99\tp99.9\tmax\tread p50\tpub p50\tfps\tGB/s\tdrop\ttorn\tprod CPU\tcons CPU\tp50 xfutex\tp99 xfutex\tuds p50 /\tfps xuds\t")
+		fmt.Fprintln(tw, "\t us\tus\tus\tus\tus\tus\tus\t\t\t\t\tus/frame\t%\t\t\tthis\t\t")
+		futex, uds := pick(rs, Futex), pick(rs, UDS)
+		for _, r := range rs {
+			name := rowName(r)
+			if r.Skipped {
+				// Every cell, so that the columns stay aligned below.
+				fmt.Fprintf(tw, "%s\t skipped%s\t\n", name, strings.Repeat("\t-", 16))
+				continue
+			}
+			cells := []string{name}
+			cells = append(cells, pcts(r.Latency)...)
+			cells = append(cells, p50(r.Read), p50(r.Publish), num(r.FPS), fmt.Sprintf("%.2f", r.GBps),
+				fmt.Sprint(r.Dropped), fmt.Sprint(r.TornRetries), num(r.CPU.ProducerUSPerFrame), pct(r.CPU.ConsumerPct))
+			cells = append(cells,
+				ratio(r, futex, func(x *Result) float64 { return lat(x, 50) }, false),
+				ratio(r, futex, func(x *Result) float64 { return lat(x, 99) }, false),
+				ratio(r, uds, func(x *Result) float64 { return lat(x, 50) }, true),
+				ratio(r, uds, func(x *Result) float64 { return x.FPS }, false))
+			fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+		}
+		tw.Flush()
+		for _, r := range rs {
+			switch {
+			case r.Skipped:
+				fmt.Fprintf(w, "  %s skipped: %s\n", rowName(r), strings.TrimSpace(r.Reason))
+			case r.Note != "":
+				fmt.Fprintf(w, "  %s: %s\n", rowName(r), r.Note)
+			}
+		}
+	}
+	if len(rep.Targets) > 0 {
+		fmt.Fprintf(w, "\nTargets (this run):\n")
+		for _, t := range rep.Targets {
+			got := t.Got
+			if t.Status == Skipped {
+				got = t.Why
+			}
+			fmt.Fprintf(w, "  %-7s %s, %s: want %s; %s\n", strings.ToUpper(t.Status), t.Name, t.Scenario, t.Want, got)
+		}
+	}
+	if len(rep.Notes) > 0 {
+		fmt.Fprintf(w, "\nNotes:\n")
+		for _, n := range rep.Notes {
+			fmt.Fprintf(w, "  - %s\n", n)
+		}
+	}
+	if rep.Failed > 0 {
+		fmt.Fprintf(w, "\n%d runs failed; their rows say why.\n", rep.Failed)
+	}
+	return nil
+}
+
+// pick is the measured row of a baseline, or nil.
+func pick(rs []*Result, t Transport) *Result {
+	for _, r := range rs {
+		if r.Transport == string(t) && !r.Skipped {
+			return r
+		}
+	}
+	return nil
+}
+
+func lat(r *Result, p int) float64 {
+	if r.Latency == nil {
+		return 0
+	}
+	if p == 99 {
+		return r.Latency.P99
+	}
+	return r.Latency.P50
+}
+
+// ratio is f(r)/f(base), or f(base)/f(r) when inverse: "-" for the baseline
+// itself and where either is missing.
+func ratio(r, base *Result, f func(*Result) float64, inverse bool) string {
+	if base == nil || r == base {
+		return "-"
+	}
+	a, b := f(r), f(base)
+	if inverse {
+		a, b = b, a
+	}
+	if a <= 0 || b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+func pcts(p *Percentiles) []string {
+	if p == nil {
+		return []string{"-", "-", "-", "-", "-"}
+	}
+	return []string{num(p.P50), num(p.P90), num(p.P99), num(p.P999), num(p.Max)}
+}
+
+func p50(p *Percentiles) string {
+	if p == nil {
+		return "-"
+	}
+	return num(p.P50)
+}
+
+// num prints with 3 significant digits or more: 1.23, 12.3, 123, 12345.
+func num(x float64) string {
+	switch {
+	case x == 0:
+		return "0"
+	case x < 10:
+		return fmt.Sprintf("%.2f", x)
+	case x < 100:
+		return fmt.Sprintf("%.1f", x)
+	}
+	return fmt.Sprintf("%.0f", x)
+}
+
+func pct(x float64) string {
+	if x == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", x)
+}
+
+func rowName(r *Result) string {
+	if r.Mode != "" {
+		return r.Transport + "/" + r.Mode
+	}
+	return r.Transport
+}

@@ -1,0 +1,140 @@
+package bench
+
+import (
+	"fmt"
+)
+
+// Target statuses.
+const (
+	Met     = "met"
+	Missed  = "missed"
+	Skipped = "skipped"
+)
+
+// scenarioKey groups the rows of one scenario.
+func (r *Result) scenarioKey() string {
+	return fmt.Sprintf("%s %s c%d r%g %s", r.Size, r.Format, r.Consumers, r.Rate, r.Placement)
+}
+
+// ScenarioName describes a row's scenario for people.
+func (r *Result) ScenarioName() string {
+	c := "1 consumer"
+	if r.Consumers != 1 {
+		c = fmt.Sprintf("%d consumers", r.Consumers)
+	}
+	return fmt.Sprintf("%s %s, %s, %s, %s", r.Size, r.Format, c, rateName(r.Rate), r.Placement)
+}
+
+// find returns the measured row of a transport and mode in the scenario of
+// key, or nil.
+func find(rs []Result, key string, t Transport, m Mode) *Result {
+	for i := range rs {
+		r := &rs[i]
+		if r.scenarioKey() == key && r.Transport == string(t) && r.Mode == string(m) {
+			return r
+		}
+	}
+	return nil
+}
+
+func measured(r *Result) bool { return r != nil && !r.Skipped }
+
+func status(ok bool) string {
+	if ok {
+		return Met
+	}
+	return Missed
+}
+
+// evaluateTargets judges the targets on the rows of one run (each
+// comparison within one scenario, or between two scenarios that differ only
+// in the number of consumers).
+func evaluateTargets(rs []Result) []Target {
+	ts := []Target{}
+	seen := map[string]bool{}
+	for i := range rs {
+		key := rs[i].scenarioKey()
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		name := rs[i].ScenarioName()
+		plain, copyRow := find(rs, key, Framebus, Plain), find(rs, key, Framebus, Copy)
+		spin, futex := find(rs, key, Framebus, Spin), find(rs, key, Futex, "")
+		uds, gst := find(rs, key, UDS, ""), find(rs, key, GStreamer, "")
+
+		// Publish-to-wake against the raw futex, same scenario.
+		if measured(plain) && measured(futex) && plain.Latency != nil && futex.Latency != nil {
+			r50 := plain.Latency.P50 / futex.Latency.P50
+			r99 := plain.Latency.P99 / futex.Latency.P99
+			ts = append(ts, Target{Name: "publish-to-wake vs raw futex", Scenario: name,
+				Want: "p50 <= 1.3x and p99 <= 2x the futex's",
+				Got: fmt.Sprintf("p50 %.2fx (%.1f vs %.1f us), p99 %.2fx (%.1f vs %.1f us)", r50, plain.Latency.P50, futex.Latency.P50,
+					r99, plain.Latency.P99, futex.Latency.P99),
+				Status: status(r50 <= 1.3 && r99 <= 2)})
+		}
+
+		// 1080p RGBA, one consumer, as fast as possible: against the socket
+		// and GStreamer.
+		r0 := &rs[i]
+		if r0.Size == HD1080RGBA.Dims() && r0.Format == "RGBA" && r0.Consumers == 1 && r0.Rate == 0 && measured(uds) && uds.Latency != nil {
+			if measured(plain) && plain.Latency != nil {
+				x := uds.Latency.P50 / plain.Latency.P50
+				ts = append(ts, Target{Name: "hand-off vs Unix socket, zero-copy", Scenario: name,
+					Want: "p50 at least 20x lower than the socket's",
+					Got:  fmt.Sprintf("%.1fx lower (%.1f vs %.1f us)", x, plain.Latency.P50, uds.Latency.P50), Status: status(x >= 20)})
+				f := plain.FPS / uds.FPS
+				ts = append(ts, Target{Name: "frames/s vs Unix socket", Scenario: name, Want: "at least 2.5x the socket's",
+					Got: fmt.Sprintf("%.2fx (%.0f vs %.0f fps)", f, plain.FPS, uds.FPS), Status: status(f >= 2.5)})
+				switch {
+				case measured(gst):
+					g := plain.FPS / gst.FPS
+					ts = append(ts, Target{Name: "frames/s vs GStreamer shmsink->shmsrc", Scenario: name, Want: "at least GStreamer's",
+						Got: fmt.Sprintf("%.2fx (%.0f vs %.0f fps)", g, plain.FPS, gst.FPS), Status: status(g >= 1)})
+				case gst != nil:
+					ts = append(ts, Target{Name: "frames/s vs GStreamer shmsink->shmsrc", Scenario: name, Want: "at least GStreamer's",
+						Status: Skipped, Why: gst.Reason})
+				}
+			}
+			if measured(copyRow) && copyRow.Latency != nil {
+				ts = append(ts, Target{Name: "hand-off vs Unix socket, copying Publish", Scenario: name, Want: "p50 lower than the socket's",
+					Got:    fmt.Sprintf("%.1f vs %.1f us (%.1fx lower)", copyRow.Latency.P50, uds.Latency.P50, uds.Latency.P50/copyRow.Latency.P50),
+					Status: status(copyRow.Latency.P50 < uds.Latency.P50)})
+			}
+		}
+
+		// Four consumers against one: the producer's cost.
+		if r0.Consumers == 4 && measured(plain) {
+			one := fmt.Sprintf("%s %s c1 r%g %s", r0.Size, r0.Format, r0.Rate, r0.Placement)
+			if p1 := find(rs, one, Framebus, Plain); measured(p1) {
+				cpu := plain.CPU.ProducerUSPerFrame / p1.CPU.ProducerUSPerFrame
+				ts = append(ts, Target{Name: "4 consumers vs 1: producer CPU per frame", Scenario: name, Want: "less than 1.5x",
+					Got: fmt.Sprintf("%.2fx (%.1f vs %.1f us of CPU per frame, rendering included)", cpu,
+						plain.CPU.ProducerUSPerFrame, p1.CPU.ProducerUSPerFrame), Status: status(cpu < 1.5)})
+				if plain.Publish != nil && p1.Publish != nil {
+					c := plain.Publish.P50 / p1.Publish.P50
+					ts = append(ts, Target{Name: "4 consumers vs 1: Commit call (wake fan-out)", Scenario: name, Want: "less than 1.5x",
+						Got: fmt.Sprintf("%.2fx (p50 %.1f vs %.1f us)", c, plain.Publish.P50, p1.Publish.P50), Status: status(c < 1.5)})
+				}
+			}
+		}
+
+		// The spinning consumer against the plain one.
+		if spin != nil {
+			t := Target{Name: "spin consumer", Scenario: name, Want: "publish-to-wake p50 under 2 us for under 3% more consumer CPU than plain"}
+			switch {
+			case spin.Skipped:
+				t.Status, t.Why = Skipped, spin.Reason
+			case spin.Latency == nil || !measured(plain):
+				t.Status, t.Why = Skipped, "no plain row to compare with"
+			default:
+				extra := spin.CPU.ConsumerPct - plain.CPU.ConsumerPct
+				t.Got = fmt.Sprintf("p50 %.2f us (plain %.1f us), consumer CPU %+.1f points (%.1f%% vs %.1f%%)",
+					spin.Latency.P50, plain.Latency.P50, extra, spin.CPU.ConsumerPct, plain.CPU.ConsumerPct)
+				t.Status = status(spin.Latency.P50 < 2 && extra < 3)
+			}
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
