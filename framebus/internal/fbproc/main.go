@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -78,6 +80,8 @@ func main() {
 		producer(os.Args[2:])
 	case "consumer":
 		consumer(os.Args[2:])
+	case "write-frame":
+		writeFrame(os.Args[2:])
 	default:
 		fmt.Fprintln(os.Stderr, "fbproc: unknown role", os.Args[1])
 		os.Exit(2)
@@ -89,8 +93,10 @@ func producer(args []string) {
 	name := fs.String("name", "t", "bus name")
 	dir := fs.String("dir", "", "bus directory")
 	frames := fs.Int("frames", 100, "frames to publish (0: until SIGTERM)")
-	width := fs.Uint("width", 256, "frame width (GREY)")
-	height := fs.Uint("height", 256, "frame height (GREY)")
+	width := fs.Uint("width", 256, "frame width")
+	height := fs.Uint("height", 256, "frame height")
+	format := fs.String("format", "grey", "pixel format: grey or rgba")
+	tolerate := fs.Bool("tolerate-corrupt", false, "report a segment truncated under the producer (ErrCorrupt) and carry on")
 	interval := fs.Duration("interval", 0, "time between frames (0: as fast as possible)")
 	checksum := fs.Bool("checksum", false, "CRC-32C on")
 	hb := fs.Duration("heartbeat", 20*time.Millisecond, "heartbeat interval")
@@ -102,8 +108,16 @@ func producer(args []string) {
 	group := fs.String("group", "", "group of the files")
 	fs.Parse(args)
 
+	pf := framebus.FormatGrey
+	switch *format {
+	case "grey":
+	case "rgba":
+		pf = framebus.FormatRGBA
+	default:
+		fatal(fmt.Errorf("unknown -format %q", *format))
+	}
 	p, err := framebus.Create(*name, framebus.ProducerOptions{
-		Format:    framebus.Format{Width: uint32(*width), Height: uint32(*height), PixelFormat: framebus.FormatGrey},
+		Format:    framebus.Format{Width: uint32(*width), Height: uint32(*height), PixelFormat: pf},
 		Checksum:  *checksum,
 		Heartbeat: *hb,
 		Consumers: *consumers,
@@ -126,7 +140,19 @@ func producer(args []string) {
 	size := int(p.Format().FrameSize)
 	scratch := make([]byte, size)
 	var next time.Time
-	published := 0
+	published, corrupt := 0, 0
+	gen := p.Generation()
+	// failed reports a publishing error: fatal, or with -tolerate-corrupt a
+	// segment truncated under us is reported and the frame given again.
+	failed := func(err error) {
+		if *tolerate && errors.Is(err, framebus.ErrCorrupt) {
+			corrupt++
+			emit("corrupt", map[string]any{"error": err.Error()})
+			time.Sleep(time.Millisecond)
+			return
+		}
+		fatal(err)
+	}
 loop:
 	for *frames == 0 || published < *frames {
 		select {
@@ -138,19 +164,36 @@ loop:
 		if *zeroCopy {
 			buf, err := p.Begin()
 			if err != nil {
-				fatal(err)
+				failed(err)
+				continue
 			}
-			Fill(buf[:size], seq)
+			if *tolerate {
+				// A truncation between Begin and Commit faults here, in our
+				// own writes to the slot: the caller's to guard.
+				if !guarded(func() { Fill(buf[:size], seq) }) {
+					p.Abort()
+					failed(fmt.Errorf("%w: fault writing the slot", framebus.ErrCorrupt))
+					continue
+				}
+			} else {
+				Fill(buf[:size], seq)
+			}
 			if _, err := p.Commit(size, framebus.Meta{CaptureNS: framebus.Now()}); err != nil {
-				fatal(err)
+				failed(err)
+				continue
 			}
 		} else {
 			Fill(scratch, seq)
 			if _, err := p.Publish(scratch, framebus.Meta{CaptureNS: framebus.Now()}); err != nil {
-				fatal(err)
+				failed(err)
+				continue
 			}
 		}
 		published++
+		if g := p.Generation(); g != gen {
+			gen = g
+			emit("generation", map[string]any{"generation": g, "seq": seq})
+		}
 		if *interval > 0 {
 			if next.IsZero() {
 				next = time.Now()
@@ -161,7 +204,7 @@ loop:
 	}
 	st := p.Stats()
 	emit("done", map[string]any{"published": published, "last_seq": st.LastSeq, "frames_published": st.FramesPublished,
-		"consumers_reclaimed": st.ConsumersReclaimed, "generation": st.Generation})
+		"consumers_reclaimed": st.ConsumersReclaimed, "generation": st.Generation, "corrupt": corrupt})
 	if *closeAtEnd {
 		if err := p.Close(); err != nil {
 			fatal(err)
@@ -184,6 +227,9 @@ func consumer(args []string) {
 	copyOut := fs.Bool("copy", false, "use ReadInto instead of Next")
 	logSeqs := fs.Bool("log-seqs", false, "emit one line per delivered frame")
 	exitOnGone := fs.Bool("exit-on-gone", false, "stop at the first producer-gone")
+	hold := fs.Duration("hold", 0, "sleep this long after each frame (a slow consumer)")
+	tolerate := fs.Bool("tolerate-corrupt", false, "report ErrCorrupt and ErrChecksum results and carry on (else they end the run)")
+	guard := fs.Bool("guard", false, "verify zero-copy views under debug.SetPanicOnFault (a view of a truncated file faults)")
 	fs.Parse(args)
 
 	c, err := framebus.Open(*name, framebus.ConsumerOptions{Dir: *dir, Wait: *wait})
@@ -199,6 +245,7 @@ func consumer(args []string) {
 
 	var (
 		delivered, dropped, torn, bad uint64
+		corrupt, viewFaults           uint64
 		first, last                   uint64
 		gens                          = []uint64{c.Generation()}
 		dst                           []byte
@@ -240,6 +287,10 @@ func consumer(args []string) {
 		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.Canceled):
 			result = "timeout"
 			goto end
+		case *tolerate && (errors.Is(err, framebus.ErrCorrupt) || errors.Is(err, framebus.ErrChecksum)):
+			corrupt++
+			emit("corrupt", map[string]any{"error": err.Error(), "last_seq": last})
+			continue
 		default:
 			emit("error", map[string]any{"error": err.Error()})
 			result = "error"
@@ -251,7 +302,17 @@ func consumer(args []string) {
 		}
 		ok := true
 		if *verify {
-			ok = Check(f.Data, f.Seq)
+			if *guard && !*copyOut {
+				if !guarded(func() { ok = Check(f.Data, f.Seq) }) {
+					// The file was truncated under the view: not a torn
+					// frame, a view that can no longer be read.
+					viewFaults++
+					emit("viewfault", map[string]any{"seq": f.Seq})
+					ok = true
+				}
+			} else {
+				ok = Check(f.Data, f.Seq)
+			}
 			if !*copyOut && !f.Valid() {
 				// The producer lapped us while we verified: a zero-copy view
 				// must be re-validated after use; this one is discarded, not
@@ -277,11 +338,96 @@ func consumer(args []string) {
 		if *logSeqs {
 			emit("frame", map[string]any{"seq": f.Seq, "dropped": f.Dropped, "wake_ns": f.WakeNS, "commit_ns": f.CommitNS})
 		}
+		if *hold > 0 {
+			time.Sleep(*hold)
+		}
 	}
 end:
 	st := c.Stats()
 	emit("summary", map[string]any{"result": result, "delivered": delivered, "dropped": dropped, "torn_retries": torn,
-		"bad": bad, "first_seq": first, "last_seq": last, "generations": gens,
+		"bad": bad, "first_seq": first, "last_seq": last, "generations": gens, "corrupt": corrupt, "view_faults": viewFaults,
 		"entry_delivered": st.Delivered, "entry_dropped": st.Dropped, "entry_last_seq": st.LastSeq})
 	c.Close()
+}
+
+// guarded runs fn with memory faults turned into a false result, the way a
+// caller protects its own accesses to a zero-copy view or slot of a segment
+// that may be truncated from outside.
+func guarded(fn func()) (ok bool) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			ok = false
+		}
+	}()
+	fn()
+	return true
+}
+
+// writeFrame is the read-only proof: it joins a bus as a consumer, takes a
+// frame with Next, reports the permissions of the mapping that holds the
+// frame's bytes (from /proc/self/maps), then writes one byte through the
+// frame's slice. With -recover the fault is caught (debug.SetPanicOnFault)
+// and reported as a "fault" event; without it the process dies of it. A
+// "wrote" event means the write went through: the data was writable.
+func writeFrame(args []string) {
+	fs := flag.NewFlagSet("write-frame", flag.ExitOnError)
+	name := fs.String("name", "t", "bus name")
+	dir := fs.String("dir", "", "bus directory")
+	rec := fs.Bool("recover", true, "catch the fault and report it")
+	fs.Parse(args)
+	c, err := framebus.Open(*name, framebus.ConsumerOptions{Dir: *dir, Wait: 10 * time.Second})
+	if err != nil {
+		fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f, err := c.Next(ctx)
+	if err != nil {
+		fatal(err)
+	}
+	if len(f.Data) == 0 {
+		fatal(errors.New("empty frame"))
+	}
+	addr, perms, mapping := mappingOf(fmt.Sprintf("%p", &f.Data[0]))
+	emit("maps", map[string]any{"seq": f.Seq, "addr": addr, "perms": perms, "mapping": mapping, "byte": f.Data[0]})
+	if *rec {
+		debug.SetPanicOnFault(true)
+		defer func() {
+			r := recover()
+			if fa, ok := r.(interface{ Addr() uintptr }); ok {
+				emit("fault", map[string]any{"addr": fmt.Sprintf("%#x", fa.Addr()), "panic": fmt.Sprint(r)})
+				c.Close()
+				return
+			}
+			if r != nil {
+				panic(r)
+			}
+		}()
+	}
+	f.Data[0] ^= 0xff
+	emit("wrote", map[string]any{"seq": f.Seq, "byte": f.Data[0]})
+	c.Close()
+}
+
+// mappingOf finds the line of /proc/self/maps whose range holds the address
+// (a %p string) and returns the address, the permissions and the line.
+func mappingOf(p string) (addr uint64, perms, line string) {
+	fmt.Sscanf(p, "0x%x", &addr)
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return addr, "", err.Error()
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		var lo, hi uint64
+		var pm string
+		if n, _ := fmt.Sscanf(l, "%x-%x %s", &lo, &hi, &pm); n == 3 && lo <= addr && addr < hi {
+			return addr, pm, l
+		}
+	}
+	return addr, "", "not found"
 }
