@@ -34,12 +34,8 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// DefaultDir is the bus directory used when none is given and FRAMEBUS_DIR is
-// not set.
-const DefaultDir = "/dev/shm"
-
 // Dir resolves a bus directory: dir if non-empty, else $FRAMEBUS_DIR, else
-// /dev/shm.
+// DefaultDir (/dev/shm; Local\ on Windows, see dir_windows.go).
 func Dir(dir string) string {
 	if dir != "" {
 		return dir

@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !windows
 
 package framebus
 
@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// framebus runs on Linux today; Windows follows PROTOCOL.md section 1's
-// Windows column in a later change. Every entry point fails here with an
+// framebus runs on Linux (sys_linux.go) and Windows (sys_windows.go).
+// On every other system (darwin, the BSDs, ...) every entry point fails with an
 // error that wraps errors.ErrUnsupported.
 
 var errUnsupported = fmt.Errorf("framebus is not implemented on %s/%s: %w", runtime.GOOS, runtime.GOARCH, errors.ErrUnsupported)
