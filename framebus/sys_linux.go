@@ -125,7 +125,9 @@ func openLockFile(path string, mode fs.FileMode, gid int) (*sysFile, bool, error
 			f.close()
 			return nil, false, err
 		}
-	} else if st.Uid != uint32(os.Geteuid()) && os.Geteuid() != 0 {
+	} else if st.Uid != uint32(os.Geteuid()) {
+		// Even for root: the owner of a lock file can unlink it (in a sticky
+		// /dev/shm too) and so make a live producer look gone.
 		f.close()
 		return nil, false, &PermissionError{Path: path, Mode: fs.FileMode(st.Mode & 0o7777), UID: st.Uid, Err: errors.New("lock file belongs to another user")}
 	}

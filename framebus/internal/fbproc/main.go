@@ -141,6 +141,10 @@ func producer(args []string) {
 	scratch := make([]byte, size)
 	var next time.Time
 	published, corrupt := 0, 0
+	// The next frame's number, counted here (the producer's own numbering
+	// continues across generations); not read back from a segment that may
+	// be truncated.
+	seq := p.Stats().LastSeq + 1
 	gen := p.Generation()
 	// failed reports a publishing error: fatal, or with -tolerate-corrupt a
 	// segment truncated under us is reported and the frame given again.
@@ -160,7 +164,6 @@ loop:
 			break loop
 		default:
 		}
-		seq := p.Stats().LastSeq + 1
 		if *zeroCopy {
 			buf, err := p.Begin()
 			if err != nil {
@@ -178,18 +181,27 @@ loop:
 			} else {
 				Fill(buf[:size], seq)
 			}
-			if _, err := p.Commit(size, framebus.Meta{CaptureNS: framebus.Now()}); err != nil {
+			got, err := p.Commit(size, framebus.Meta{CaptureNS: framebus.Now()})
+			if err != nil {
 				failed(err)
 				continue
+			}
+			if got != seq {
+				fatal(fmt.Errorf("committed frame %d, filled as frame %d", got, seq))
 			}
 		} else {
 			Fill(scratch, seq)
-			if _, err := p.Publish(scratch, framebus.Meta{CaptureNS: framebus.Now()}); err != nil {
+			got, err := p.Publish(scratch, framebus.Meta{CaptureNS: framebus.Now()})
+			if err != nil {
 				failed(err)
 				continue
 			}
+			if got != seq {
+				fatal(fmt.Errorf("published frame %d, filled as frame %d", got, seq))
+			}
 		}
 		published++
+		seq++
 		if g := p.Generation(); g != gen {
 			gen = g
 			emit("generation", map[string]any{"generation": g, "seq": seq})

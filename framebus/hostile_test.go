@@ -1,0 +1,652 @@
+//go:build linux
+
+package framebus_test
+
+// Hostile and broken segments (issue 6): a file truncated under live
+// processes, a writer scribbling over the control block, files planted at
+// the bus paths, the name removed from outside (systemd RemoveIPC), and the
+// read-only frame data of consumers. docs/SECURITY.md cites these tests.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/framebus/framebus/framebus"
+)
+
+// TestHostileTruncateLive: the segment file is truncated (to 0, to a part of
+// the control block, to half of the last slot) under a live producer process
+// and three live consumer processes, three times. No process dies of SIGBUS
+// or any signal: the consumers get typed errors (ErrCorrupt), the producer's
+// writes fault into typed errors and it publishes a new generation at its
+// next heartbeat, and every consumer follows it and reads intact frames
+// again. Two consumers copy (ReadInto: every access inside framebus); the
+// third reads zero-copy views, which it verifies under its own
+// debug.SetPanicOnFault (a view is the caller's memory access: see
+// docs/SECURITY.md).
+func TestHostileTruncateLive(t *testing.T) {
+	dir, name := fbprocBusDir(t), fbprocBusName(t)
+	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+		"-format", "rgba", "-width", "320", "-height", "240", "-checksum", "-frames", "0", "-interval", "1ms",
+		"-heartbeat", "20ms", "-wait-consumers", "3", "-tolerate-corrupt")...)
+	ready := prod.waitEvent("ready", procStartTimeout)
+	path := ready.str("path")
+	var cons []*fbprocProc
+	for i := 0; i < 3; i++ {
+		args := fbprocArgs(dir, name, "-tolerate-corrupt", "-timeout", "5m")
+		label := fmt.Sprintf("consumer%d(ReadInto)", i)
+		if i == 2 {
+			args = append(args, "-guard")
+			label = "consumer2(Next)"
+		} else {
+			args = append(args, "-copy")
+		}
+		cons = append(cons, startFbproc(t, label, fbprocOpts{}, "consumer", args...))
+	}
+	joins := make([]uint64, len(cons))
+	for i, c := range cons {
+		joins[i] = c.waitEvent("joined", procStartTimeout).u("last_seq")
+	}
+	prod.waitEvent("consumers", procStartTimeout)
+	seg, err := readFbprocSegment(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payloadOff := seg.u64(40)
+	stride := seg.u64(136)
+	sizes := []int64{0, 4096, int64(payloadOff + stride + stride/2)}
+	for i, size := range sizes {
+		gen := uint64(i + 2)
+		time.Sleep(100 * time.Millisecond) // frames flowing
+		if err := os.Truncate(path, size); err != nil {
+			t.Fatal(err)
+		}
+		truncNS := framebus.Now()
+		pe := prod.waitMatch(fmt.Sprintf("generation %d", gen), 10*time.Second, func(e fbprocEvent) bool {
+			return e.Kind == "generation" && e.u("generation") == gen
+		})
+		for _, c := range cons {
+			c.waitMatch(fmt.Sprintf("first frame of generation %d", gen), 10*time.Second, func(e fbprocEvent) bool {
+				return e.Kind == "generation" && e.u("generation") == gen
+			})
+		}
+		t.Logf("truncated to %d bytes: the producer published generation %d %s later", size, gen, procMS(pe.NS-truncNS))
+	}
+	time.Sleep(100 * time.Millisecond)
+	prod.signal(syscall.SIGTERM)
+	done := prod.waitEvent("done", 10*time.Second)
+	prod.waitEvent("closed", 10*time.Second)
+	if _, err := prod.waitExit(10 * time.Second); err != nil {
+		t.Errorf("producer exited with %v (a SIGBUS?)", err)
+	}
+	if g := done.u("generation"); g != uint64(len(sizes)+1) {
+		t.Errorf("producer ended in generation %d, want %d", g, len(sizes)+1)
+	}
+	if pub, fp := done.u("published"), done.u("last_seq"); pub != fp {
+		t.Errorf("producer: published %d frames, last_seq %d: numbering must continue across generations", pub, fp)
+	}
+	t.Logf("producer: %d frames, %d writes faulted into ErrCorrupt (frame given again)", done.u("published"), done.u("corrupt"))
+	for i, c := range cons {
+		s := c.summary(procRunTimeout)
+		c.noEvents("bad", "order", "error")
+		procCheckClosed(t, c, s)
+		want := []uint64{1, 2, 3, 4}
+		if g := s.uints("generations"); !slices.Equal(g, want) {
+			t.Errorf("%s: generations %v, want %v", c.label, g, want)
+		}
+		for _, e := range c.all("corrupt") {
+			if !strings.Contains(e.str("error"), "corrupt") {
+				t.Errorf("%s: %s", c.label, e.Line)
+			}
+		}
+		procCheckCallerAccounting(t, c.label, s, joins[i])
+		t.Logf("%s: delivered %d, dropped %d, ErrCorrupt results %d, views that faulted in the caller %d",
+			c.label, s.u("delivered"), s.u("dropped"), s.u("corrupt"), s.u("view_faults"))
+	}
+}
+
+// scribbleErrOK reports whether err is one of the results a consumer may give
+// on a control block that a hostile writer scribbles over: all typed. A
+// memory fault is not among them: the file is never truncated here, so a
+// fault would mean a read outside the mappings.
+func scribbleErrOK(err error) bool {
+	var fe *framebus.Error
+	if !errors.As(err, &fe) {
+		return false
+	}
+	if strings.Contains(err.Error(), "truncated") {
+		return false
+	}
+	for _, s := range []error{framebus.ErrCorrupt, framebus.ErrChecksum, framebus.ErrClosed, framebus.ErrStalled,
+		framebus.ErrProducerGone, framebus.ErrRetired, framebus.ErrTableFull, framebus.ErrBadMagic,
+		framebus.ErrVersionMismatch, framebus.ErrNotFound, os.ErrDeadlineExceeded} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// scribbleFormat is the bus of the scribble tests: small, with CRC-32C.
+var scribbleFormat = framebus.Format{Width: 64, Height: 48, PixelFormat: framebus.FormatGrey}
+
+// TestHostileScribble: a writer with write access to the file (any consumer
+// has it) writes random bytes at random places of the control block (header,
+// slot descriptors, consumer table) while a producer publishes and four
+// consumers read, re-open and close. Every call returns within its bound, with
+// a frame no larger than the slot or a typed error; nothing panics, and no
+// access faults (a fault would mean a read outside the mappings: the file is
+// never truncated here).
+func TestHostileScribble(t *testing.T) {
+	rng := chaosRand(t)
+	dir := fbprocBusDir(t)
+	p, err := framebus.Create("scrib", framebus.ProducerOptions{Format: scribbleFormat, Checksum: true, Consumers: 8,
+		Heartbeat: 10 * time.Millisecond, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	st, err := framebus.Inspect("scrib", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctlSize := int64(st.Header.PayloadOffset)
+	f, err := os.OpenFile(p.Path(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+
+	scribbles := 20000
+	if testing.Short() {
+		scribbles = 2000
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan string, 100)
+	report := func(format string, args ...any) {
+		select {
+		case errs <- fmt.Sprintf(format, args...):
+		default:
+		}
+	}
+	var published atomic.Uint64
+	wg.Add(1)
+	go func() { // the producer
+		defer wg.Done()
+		frame := make([]byte, scribbleFormat.Width*scribbleFormat.Height)
+		for !stop.Load() {
+			if _, err := p.Publish(frame, framebus.Meta{}); err != nil {
+				report("producer: Publish: %v", err)
+				return
+			}
+			published.Add(1)
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	var calls, frames, typed [4]atomic.Uint64
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			var c *framebus.Consumer
+			defer func() {
+				if c != nil {
+					c.Close()
+				}
+			}()
+			dst := make([]byte, 64*48)
+			for n := 0; !stop.Load(); n++ {
+				if c == nil || n%50 == 0 {
+					if c != nil {
+						c.Close()
+					}
+					c = nil
+					start := time.Now()
+					nc, err := framebus.Open("scrib", framebus.ConsumerOptions{Dir: dir})
+					if d := time.Since(start); d > 5*time.Second {
+						report("consumer %d: Open took %v", i, d)
+					}
+					if err != nil {
+						if !scribbleErrOK(err) {
+							report("consumer %d: Open: untyped or unexpected error %v (%T)", i, err, errors.Unwrap(err))
+						}
+						typed[i].Add(1)
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					c = nc
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+				start := time.Now()
+				var fr *framebus.Frame
+				if n%2 == 0 {
+					fr, err = c.Next(ctx)
+				} else {
+					fr, err = c.ReadInto(ctx, dst)
+				}
+				cancel()
+				calls[i].Add(1)
+				if d := time.Since(start); d > 5*time.Second {
+					report("consumer %d: a call with a 20ms deadline took %v", i, d)
+				}
+				if err != nil {
+					if !scribbleErrOK(err) {
+						report("consumer %d: untyped or unexpected error %v", i, err)
+					}
+					typed[i].Add(1)
+					if errors.Is(err, framebus.ErrClosed) || errors.Is(err, framebus.ErrTableFull) {
+						c.Close()
+						c = nil
+					}
+					continue
+				}
+				frames[i].Add(1)
+				if uint64(len(fr.Data)) > fr.Format.FrameSize || len(fr.UserMeta) > framebus.UserMetaMax {
+					report("consumer %d: frame of %d bytes (capacity %d), %d bytes of metadata", i, len(fr.Data), fr.Format.FrameSize, len(fr.UserMeta))
+				}
+				var sum byte
+				for _, b := range fr.Data {
+					sum += b
+				}
+				_ = sum
+			}
+		}(i)
+	}
+	// The stream description (bytes 0-255), put back every 200 scribbles so
+	// that consumers keep (re-)opening and reading, not only being refused.
+	pristine := make([]byte, 256)
+	if _, err := f.ReadAt(pristine, 0); err != nil {
+		t.Fatal(err)
+	}
+	tables := int64(st.Header.ConsumerTableOffset) + int64(st.Header.ConsumerCapacity)*framebus.ConsumerEntrySize
+	var buf [8]byte
+	for n := 0; n < scribbles; n++ {
+		k := 1 << rng.IntN(4) // 1, 2, 4 or 8 bytes
+		for j := 0; j < k; j++ {
+			buf[j] = byte(rng.Uint32())
+		}
+		var off int64
+		switch rng.IntN(4) {
+		case 0: // the header
+			off = rng.Int64N(framebus.HeaderSize - int64(k))
+		case 1: // anywhere in the control block
+			off = rng.Int64N(ctlSize - int64(k))
+		default: // the slot descriptors and the consumer table
+			off = framebus.HeaderSize + rng.Int64N(tables-framebus.HeaderSize-int64(k))
+		}
+		if _, err := f.WriteAt(buf[:k], off); err != nil {
+			t.Fatal(err)
+		}
+		if n%200 == 199 {
+			if _, err := f.WriteAt(pristine, 0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte{0, 0, 0, 0}, 256); err != nil { // active
+				t.Fatal(err)
+			}
+		}
+		if n%20 == 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	stop.Store(true)
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a consumer or the producer is stuck 30s after the scribbling ended")
+	}
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	for i := range calls {
+		t.Logf("consumer %d: %d calls, %d frames, %d typed errors", i, calls[i].Load(), frames[i].Load(), typed[i].Load())
+	}
+	t.Logf("%d scribbles over a %d-byte control block; the producer published %d frames", scribbles, ctlSize, published.Load())
+}
+
+// TestHostilePlantedFiles: files planted at a bus's paths before its producer
+// starts. A regular file of another user at the segment path or at the lock
+// path is refused (a *PermissionError naming it), as are a symbolic link to an
+// existing file at the lock path and a hard link at the segment path to a
+// file of another user; none of them is written to. (Symbolic links at the
+// segment path, dangling ones at the lock path, directories and FIFOs are
+// TestBadInputSymlink and TestBadInputNotRegular.)
+func TestHostilePlantedFiles(t *testing.T) {
+	const other = 65534
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to plant files of another user (uid 65534)")
+	}
+	good := validSegmentBytes(t)
+	plant := func(t *testing.T, path string, b []byte) {
+		t.Helper()
+		if err := os.WriteFile(path, b, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(path, other, other); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unchanged := func(t *testing.T, path string, b []byte) {
+		t.Helper()
+		after, err := os.ReadFile(path)
+		if err != nil || string(after) != string(b) {
+			t.Errorf("%s was modified or removed (%v)", path, err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(path, &st); err != nil || st.Uid != other {
+			t.Errorf("%s: owner %d (%v), want %d", path, st.Uid, err, other)
+		}
+	}
+	create := func(dir string) error {
+		p, err := framebus.Create("cam", framebus.ProducerOptions{Format: smallFormat, Dir: dir})
+		if err == nil {
+			p.Close()
+		}
+		return err
+	}
+	noLeftovers := func(t *testing.T, dir string, want ...string) {
+		t.Helper()
+		if names := listDir(t, dir); !slices.Equal(names, want) {
+			t.Errorf("the bus directory holds %v, want %v", names, want)
+		}
+	}
+	t.Run("segment-of-another-user", func(t *testing.T) {
+		dir := t.TempDir()
+		path := framebus.SegmentPath(dir, "cam")
+		plant(t, path, good)
+		err := create(dir)
+		var pe *framebus.PermissionError
+		if !errors.Is(err, framebus.ErrPermission) || !errors.As(err, &pe) || pe.UID != other {
+			t.Fatalf("Create over another user's segment: %v, want a *PermissionError naming uid %d", err, other)
+		}
+		wantMention(t, err, path, "another user")
+		unchanged(t, path, good)
+		noLeftovers(t, dir, "framebus.cam")
+	})
+	t.Run("lock-of-another-user", func(t *testing.T) {
+		dir := t.TempDir()
+		path := framebus.LockPath(dir, "cam")
+		plant(t, path, nil)
+		err := create(dir)
+		var pe *framebus.PermissionError
+		if !errors.Is(err, framebus.ErrPermission) || !errors.As(err, &pe) || pe.UID != other {
+			t.Fatalf("Create with another user's lock file: %v, want a *PermissionError naming uid %d "+
+				"(the owner of a lock file can unlink it, and so make the bus look ownerless to consumers and producers)", err, other)
+		}
+		wantMention(t, err, path)
+		unchanged(t, path, nil)
+		noLeftovers(t, dir, "framebus.cam.lock")
+	})
+	t.Run("lock-symlink-to-a-file", func(t *testing.T) {
+		dir, elsewhere := t.TempDir(), t.TempDir()
+		target := filepath.Join(elsewhere, "precious")
+		if err := os.WriteFile(target, []byte("keep me"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, framebus.LockPath(dir, "cam")); err != nil {
+			t.Fatal(err)
+		}
+		if err := create(dir); !errors.Is(err, framebus.ErrUnsafePath) {
+			t.Fatalf("Create with a symlinked lock file: %v, want ErrUnsafePath", err)
+		}
+		if b, err := os.ReadFile(target); err != nil || string(b) != "keep me" {
+			t.Errorf("the symlink's target was modified: %q %v", b, err)
+		}
+		noLeftovers(t, dir, "framebus.cam.lock")
+	})
+	t.Run("segment-hardlink-to-another-users-file", func(t *testing.T) {
+		dir := t.TempDir()
+		target := filepath.Join(dir, "victim")
+		plant(t, target, good)
+		if err := os.Link(target, framebus.SegmentPath(dir, "cam")); err != nil {
+			t.Fatal(err)
+		}
+		if err := create(dir); !errors.Is(err, framebus.ErrPermission) {
+			t.Fatalf("Create over a hard link to another user's file: %v, want ErrPermission", err)
+		}
+		unchanged(t, target, good)
+	})
+}
+
+// TestHostileNameRemoved: the bus's names removed from outside while the
+// producer runs, as systemd's RemoveIPC does at logout (it removes every file
+// of the user in /dev/shm). The producer notices at its next heartbeat and
+// publishes a new generation under the name; the consumers follow it with
+// the frame numbers continued. With the lock file removed too, the producer
+// must still be seen alive and keep its name: a consumer that joins
+// afterwards does not report it gone, and a second producer gets ErrBusy.
+func TestHostileNameRemoved(t *testing.T) {
+	for _, what := range []string{"segment", "segment-and-lock"} {
+		t.Run(what, func(t *testing.T) {
+			const hb = 50 * time.Millisecond
+			dir, name := fbprocBusDir(t), fbprocBusName(t)
+			prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+				"-frames", "0", "-interval", "2ms", "-heartbeat", hb.String(), "-wait-consumers", "2", "-checksum")...)
+			path := prod.waitEvent("ready", procStartTimeout).str("path")
+			var cons []*fbprocProc
+			for i := 0; i < 2; i++ {
+				cons = append(cons, startFbproc(t, fmt.Sprintf("consumer%d", i), fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-log-seqs")...))
+			}
+			joins := make([]uint64, len(cons))
+			for i, c := range cons {
+				joins[i] = c.waitEvent("joined", procStartTimeout).u("last_seq")
+			}
+			prod.waitEvent("consumers", procStartTimeout)
+			time.Sleep(50 * time.Millisecond)
+			seg, err := readFbprocSegment(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if what == "segment-and-lock" {
+				if err := os.Remove(path + ".lock"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rmNS := framebus.Now()
+			ge := prod.waitMatch("generation 2", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "generation" && e.u("generation") == 2 })
+			t.Logf("name removed: the producer published generation 2 %s later (heartbeat %v), at frame %d (frame %d was committed before the removal)",
+				procMS(ge.NS-rmNS), hb, ge.u("seq"), seg.u64(segOffLastSeq))
+			for _, c := range cons {
+				e := c.waitMatch("generation 2", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "generation" && e.u("generation") == 2 })
+				if e.u("seq") <= seg.u64(segOffLastSeq) {
+					t.Errorf("%s: first frame of generation 2 is %d, want > %d (numbers continue)", c.label, e.u("seq"), seg.u64(segOffLastSeq))
+				}
+			}
+			// The owner is alive and keeps its name, whatever was removed.
+			late := startFbproc(t, "late-consumer", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-count", "20")...)
+			time.Sleep(4 * hb) // more than 3 intervals: a consumer that cannot see the owner's lock says gone by now
+			p2, err := framebus.Create(name, framebus.ProducerOptions{Format: framebus.Format{Width: 256, Height: 256, PixelFormat: framebus.FormatGrey}, Dir: dir})
+			if err == nil {
+				p2.Close()
+				t.Errorf("a second producer took the name of a live producer after the %s was removed", what)
+			} else if !errors.Is(err, framebus.ErrBusy) {
+				t.Errorf("second producer: %v, want ErrBusy", err)
+			}
+			ls := late.summary(procRunTimeout)
+			late.noEvents("bad", "order", "error", "gone")
+			if ls.str("result") != "count" {
+				t.Errorf("late consumer: %s", ls.Line)
+			}
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("segment name after the new generation: %v", err)
+			}
+			prod.signal(syscall.SIGTERM)
+			done := prod.waitEvent("done", 10*time.Second)
+			prod.waitEvent("closed", 10*time.Second)
+			if g := done.u("generation"); g != 2 {
+				t.Errorf("producer ended in generation %d, want 2", g)
+			}
+			for i, c := range cons {
+				s := c.summary(procRunTimeout)
+				c.noEvents("bad", "order", "error", "gone")
+				procCheckClosed(t, c, s)
+				if g := s.uints("generations"); !slices.Equal(g, []uint64{1, 2}) {
+					t.Errorf("%s: generations %v, want [1 2]", c.label, g)
+				}
+				procCheckCallerAccounting(t, c.label, s, joins[i])
+				procPerFrameDropped(t, c, s)
+			}
+			if names := listDir(t, dir); len(names) != 0 {
+				t.Errorf("after the close the bus directory holds %v", names)
+			}
+		})
+	}
+}
+
+// TestHostileConsumerCannotWrite: a consumer's frame data is mapped
+// read-only. In a child process (fbproc write-frame) a consumer writes one
+// byte through the frame slice Next returned: the write faults (SIGSEGV; the
+// child catches it with debug.SetPanicOnFault, or dies of it without), the
+// mapping is "r--s" in /proc/self/maps, and the frame in the segment is
+// unchanged. In this process, the control block is mapped "rw-s" (consumers
+// own their table entry) and the data "r--s".
+func TestHostileConsumerCannotWrite(t *testing.T) {
+	dir := fbprocBusDir(t)
+	name := fbprocBusName(t)
+	p, err := framebus.Create(name, framebus.ProducerOptions{Format: scribbleFormat, Checksum: true, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	frame := make([]byte, scribbleFormat.Width*scribbleFormat.Height)
+	for i := range frame {
+		frame[i] = byte(i*7 + 3)
+	}
+	// Frames keep coming (all the same bytes) so that a joining child gets one.
+	stop := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			if _, err := p.Publish(frame, framebus.Meta{}); err != nil {
+				t.Error(err)
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-stopped
+	}()
+
+	for _, rec := range []bool{true, false} {
+		c := startFbproc(t, fmt.Sprintf("writer(recover=%v)", rec), fbprocOpts{}, "write-frame",
+			fbprocArgs(dir, name, fmt.Sprintf("-recover=%v", rec))...)
+		m := c.waitEvent("maps", procStartTimeout)
+		t.Logf("child: frame byte at %#x in mapping %q", m.u("addr"), m.str("mapping"))
+		if perms := m.str("perms"); perms != "r--s" {
+			t.Errorf("child: the frame's mapping has permissions %q, want r--s (%s)", perms, m.str("mapping"))
+		}
+		_, werr := c.waitExit(10 * time.Second)
+		c.noEvents("wrote")
+		if rec {
+			fe := c.waitEvent("fault", time.Second)
+			t.Logf("child: the write faulted: %s", fe.str("panic"))
+			if werr != nil {
+				t.Errorf("child exited with %v after catching the fault", werr)
+			}
+		} else {
+			stderr := c.stderr.String()
+			if werr == nil || !strings.Contains(stderr, "SIGSEGV") {
+				t.Errorf("child without recover: exit %v, stderr %q; want death by a SIGSEGV fault", werr, firstLines(stderr, 3))
+			} else {
+				t.Logf("child without recover: %v: %s", werr, firstLines(stderr, 2))
+			}
+		}
+		after, err := os.ReadFile(p.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := framebus.Inspect(name, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off := st.Header.PayloadOffset + uint64(st.Header.Active)*st.Header.SlotStride
+		if string(after[off:off+uint64(len(frame))]) != string(frame) {
+			t.Errorf("the frame in the segment changed")
+		}
+	}
+
+	// In this process: the two mappings of a consumer.
+	c, err := framebus.Open(name, framebus.ConsumerOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fr, err := c.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range strings.Split(string(maps), "\n") {
+		if strings.HasSuffix(l, p.Path()) {
+			f := strings.Fields(l)
+			got = append(got, f[1]+" @"+f[2])
+		}
+	}
+	t.Logf("mappings of %s in this process (producer and consumer): %v", p.Path(), got)
+	var addr uint64
+	fmt.Sscanf(fmt.Sprintf("%p", &fr.Data[0]), "0x%x", &addr)
+	for _, l := range strings.Split(string(maps), "\n") {
+		var lo, hi uint64
+		var perms string
+		if n, _ := fmt.Sscanf(l, "%x-%x %s", &lo, &hi, &perms); n == 3 && lo <= addr && addr < hi {
+			if perms != "r--s" {
+				t.Errorf("consumer frame data mapped %q, want r--s: %s", perms, l)
+			}
+		}
+	}
+	// rw-s (producer, whole file; consumer, control block at offset 0) and
+	// r--s (consumer, data at payload_offset), all shared.
+	var rw0, roData bool
+	for _, g := range got {
+		rw0 = rw0 || g == "rw-s @00000000"
+		roData = roData || strings.HasPrefix(g, "r--s @")
+	}
+	if !rw0 || !roData {
+		t.Errorf("mappings %v: want an rw-s one at offset 0 and an r--s one (the consumer's data)", got)
+	}
+}
+
+func firstLines(s string, n int) string {
+	l := strings.SplitN(s, "\n", n+1)
+	if len(l) > n {
+		l = l[:n]
+	}
+	return strings.Join(l, " | ")
+}
