@@ -8,9 +8,11 @@ PKGS      := ./...
 # cgo parts behind build tags: OpenCV through gocv (file source, viewers) and
 # the pion/mediadevices drivers that need cgo (V4L2 camera, X11 screen).
 TAGS      ?= framebus_opencv,framebus_media
-# Debian packages they need: pkg-config name or command, then the package.
+# Debian packages they need: pkg-config name, command or file, then the package.
 SYSDEPS   := pkgconf:opencv4:libopencv-dev pkgconf:x11:libx11-dev pkgconf:xext:libxext-dev \
-             cmd:xvfb-run:xvfb cmd:xauth:xauth cmd:pkg-config:pkg-config
+             cmd:xvfb-run:xvfb cmd:xauth:xauth cmd:pkg-config:pkg-config \
+             cmd:chromium:chromium cmd:import:imagemagick \
+             file:/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml:opencv-data
 
 .PHONY: all build test test-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model
 
@@ -27,6 +29,7 @@ sysdeps:
 	  case $$kind in \
 	    pkgconf) pkg-config --exists $$what 2>/dev/null || missing="$$missing $$pkg";; \
 	    cmd) command -v $$what >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    file) [ -e $$what ] || missing="$$missing $$pkg";; \
 	  esac; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
@@ -45,7 +48,7 @@ build: deps
 # (multi-process failure tests, the C header check, the fuzz seed corpus).
 test: deps vet
 	CGO_ENABLED=0 $(GO) build ./framebus/... ./capture/... ./cmd/...
-	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_TAGS=$(TAGS) $(GO) test -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
+	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_REQUIRE_BROWSER=1 FRAMEBUS_TAGS=$(TAGS) $(GO) test -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
 
 # The main job on the built-in source: a synthetic test pattern published on
 # the bus "demo", read back by a consumer that prints each frame.

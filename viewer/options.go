@@ -1,0 +1,154 @@
+package viewer
+
+import (
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// HTTPOptions configures ServeHTTP.
+type HTTPOptions struct {
+	Dir     string          // bus directory
+	Timeout time.Duration   // wait for a producer that has not started (after that: for ever)
+	Quality int             // JPEG quality 1-100, default 80
+	Log     *zerolog.Logger // nil: no logging
+}
+
+// WindowOptions configures RunWindow.
+type WindowOptions struct {
+	Dir         string          // bus directory
+	Timeout     time.Duration   // wait for a producer that has not started (after that: for ever)
+	SnapshotDir string          // where 's' saves PNGs, default the working directory
+	Log         *zerolog.Logger // nil: no logging
+}
+
+// Detectors analyze knows.
+const (
+	DetectMotion = "motion"
+	DetectFaces  = "faces"
+)
+
+// DefaultCascade is Debian's (opencv-data) frontal face Haar cascade.
+const DefaultCascade = "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml"
+
+// AnalyzeOptions configures Analyze.
+type AnalyzeOptions struct {
+	Dir     string        // bus directory
+	Timeout time.Duration // wait for a producer that has not started, or for a gone one to come back
+	Detect  string        // DetectMotion or DetectFaces
+
+	// Motion: a pixel moved when its grey level changed by more than
+	// Threshold (1-254, default 25) between two analysed frames; a moving
+	// region counts when its area is at least MinArea pixels of the frame
+	// (0: 1/2000 of the frame).
+	Threshold int
+	MinArea   int
+
+	Cascade string // faces: the Haar cascade file, default DefaultCascade
+
+	Out io.Writer       // one JSON object per analysed frame
+	Log *zerolog.Logger // nil: no logging
+}
+
+// Box is a region found in a frame, in the frame's pixels.
+type Box struct{ X, Y, W, H int }
+
+// AnalyzeSummary is what Analyze did.
+type AnalyzeSummary struct {
+	Frames       uint64        // frames analysed
+	WithBoxes    uint64        // frames where something was found
+	Dropped      uint64        // frames skipped (latest-frame semantics) or overwritten in use
+	LatencyMean  time.Duration // capture to result
+	LatencyMax   time.Duration
+	Elapsed      time.Duration // from the first frame to the last result
+	StreamClosed bool          // the producer closed the stream
+}
+
+// FPS is the analysed frames per second.
+func (s AnalyzeSummary) FPS() float64 {
+	if s.Elapsed <= 0 || s.Frames < 2 {
+		return 0
+	}
+	return float64(s.Frames-1) / s.Elapsed.Seconds()
+}
+
+// RecordOptions configures Record.
+type RecordOptions struct {
+	Dir     string        // bus directory
+	Timeout time.Duration // wait for a producer that has not started, or for a gone one to come back
+	Out     string        // the video file (MJPEG; .avi)
+	FPS     float64       // frame rate of the file; 0: the bus's, else 30
+	Log     *zerolog.Logger
+}
+
+// RecordSummary is what Record wrote.
+type RecordSummary struct {
+	Path          string
+	Frames        uint64 // frames written
+	Dropped       uint64 // frames the bus had that were not written
+	Width, Height int
+	FPS           float64
+	StreamClosed  bool
+}
+
+// appendResult appends one analysed frame as a JSON object and a newline.
+func appendResult(b []byte, r *result) []byte {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, r.seq, 10)
+	b = append(b, `,"generation":`...)
+	b = strconv.AppendUint(b, r.generation, 10)
+	b = append(b, `,"capture_ns":`...)
+	b = strconv.AppendInt(b, r.captureNS, 10)
+	b = append(b, `,"commit_ns":`...)
+	b = strconv.AppendInt(b, r.commitNS, 10)
+	b = append(b, `,"result_ns":`...)
+	b = strconv.AppendInt(b, r.doneNS, 10)
+	b = append(b, `,"width":`...)
+	b = strconv.AppendInt(b, int64(r.width), 10)
+	b = append(b, `,"height":`...)
+	b = strconv.AppendInt(b, int64(r.height), 10)
+	b = append(b, `,"detect":"`...)
+	b = append(b, r.detect...)
+	b = append(b, `","boxes":[`...)
+	for i, x := range r.boxes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"x":`...)
+		b = strconv.AppendInt(b, int64(x.X), 10)
+		b = append(b, `,"y":`...)
+		b = strconv.AppendInt(b, int64(x.Y), 10)
+		b = append(b, `,"w":`...)
+		b = strconv.AppendInt(b, int64(x.W), 10)
+		b = append(b, `,"h":`...)
+		b = strconv.AppendInt(b, int64(x.H), 10)
+		b = append(b, '}')
+	}
+	b = append(b, `],"latency_capture_us":`...)
+	b = strconv.AppendFloat(b, float64(r.doneNS-r.captureNS)/1e3, 'f', 1, 64)
+	b = append(b, `,"latency_commit_us":`...)
+	b = strconv.AppendFloat(b, float64(r.doneNS-r.commitNS)/1e3, 'f', 1, 64)
+	b = append(b, `,"dropped":`...)
+	b = strconv.AppendUint(b, r.dropped, 10)
+	return append(b, "}\n"...)
+}
+
+// result is one analysed frame.
+type result struct {
+	seq, generation             uint64
+	captureNS, commitNS, doneNS int64
+	width, height               int
+	detect                      string
+	boxes                       []Box
+	dropped                     uint64
+}
+
+func logOrNop(l *zerolog.Logger) *zerolog.Logger {
+	if l == nil {
+		n := zerolog.Nop()
+		return &n
+	}
+	return l
+}

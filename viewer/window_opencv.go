@@ -1,0 +1,226 @@
+//go:build framebus_opencv
+
+package viewer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/report"
+)
+
+// HasOpenCV says whether this build has the OpenCV parts of the package.
+const HasOpenCV = true
+
+// windowPoll is the longest the window goes without reading its keys.
+const windowPoll = 30 * time.Millisecond
+
+// RunWindow shows bus name in a desktop window (OpenCV highgui) until ctx
+// ends or the user presses q or Esc or closes the window. The overlay shows
+// the sequence number, fps, commit-to-display and capture-to-display
+// latency and drops; space pauses, s saves the frame shown (without the
+// overlay) as NAME-SEQ.png in SnapshotDir. While there is no producer the
+// window says "waiting for producer"; it waits up to Timeout for the first
+// one (then *NoProducerError), for ever after that.
+func RunWindow(ctx context.Context, name string, o WindowOptions) error {
+	log := logOrNop(o.Log)
+	if err := checkDisplay(); err != nil {
+		return err
+	}
+	if o.SnapshotDir == "" {
+		o.SnapshotDir = "."
+	}
+	if fi, err := os.Stat(o.SnapshotDir); err != nil || !fi.IsDir() {
+		return &OptionError{Reason: fmt.Sprintf("--snapshot-dir %s: not a directory", o.SnapshotDir)}
+	}
+	title := "framebus view " + name
+	win := gocv.NewWindow(title) // locks this goroutine to its OS thread
+	defer win.Close()
+	win.SetWindowProperty(gocv.WindowPropertyAutosize, gocv.WindowAutosize)
+
+	feed := NewFeed(name, FeedOptions{Dir: o.Dir, Timeout: o.Timeout, Persist: true, Poll: windowPoll})
+	defer feed.Close()
+	conv := NewConverter()
+	defer conv.Close()
+	shown := gocv.NewMat() // the frame with its overlay
+	defer shown.Close()
+
+	var (
+		rate      rateMeter
+		paused    bool
+		have      bool // conv holds a frame shown
+		last      framebus.Frame
+		dispLat   [2]int64 // commit and capture to display of the last frame shown
+		dropped   uint64   // since the window opened
+		waitShown time.Time
+		waitLog   bool
+	)
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		fr, err := feed.Next(ctx)
+		var we *WaitingError
+		switch {
+		case err == nil:
+			dropped += fr.Dropped
+			if fr.GenerationChanged || waitLog || !have {
+				log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).Msg("showing")
+				waitLog = false
+			}
+			if paused {
+				break
+			}
+			m, err := conv.Convert(fr.Data, fr.Format)
+			if err != nil {
+				return fmt.Errorf("bus %s: %w", name, err)
+			}
+			if !feed.Keep(fr) {
+				break // overwritten while converted; counted in the next frame's drops
+			}
+			last = *fr
+			last.Data, last.UserMeta = nil, nil
+			have = true
+			m.CopyTo(&shown)
+			overlay(&shown, &last, rate.fps(framebus.Now()), dispLat, dropped, "")
+			win.IMShow(shown)
+			now := framebus.Now()
+			rate.add(now)
+			dispLat = [2]int64{now - fr.CommitNS, now - fr.CaptureNS}
+		case errors.As(err, &we):
+			if !waitLog {
+				log.Warn().Str("bus", name).Str("why", we.Reason).Msg("waiting for producer")
+				waitLog = true
+			}
+			if time.Since(waitShown) >= 200*time.Millisecond {
+				waitShown = time.Now()
+				showWaiting(win, &shown, conv, have, we)
+			}
+		case errors.Is(err, ErrIdle):
+		case ctx.Err() != nil:
+			return nil
+		default:
+			return err
+		}
+		switch key := win.WaitKey(1); key {
+		case 'q', 'Q', 27:
+			log.Info().Str("bus", name).Uint64("frames", feed.Stats().Frames).Uint64("dropped", dropped).Msg("quit")
+			return nil
+		case ' ':
+			paused = !paused
+			log.Info().Bool("paused", paused).Msg("pause")
+			if have {
+				conv.bgr.CopyTo(&shown)
+				state := ""
+				if paused {
+					state = "PAUSED"
+				}
+				overlay(&shown, &last, 0, dispLat, dropped, state)
+				win.IMShow(shown)
+			}
+		case 's', 'S':
+			if !have {
+				log.Warn().Msg("no frame to save yet")
+				break
+			}
+			path := filepath.Join(o.SnapshotDir, name+"-"+strconv.FormatUint(last.Seq, 10)+".png")
+			if gocv.IMWrite(path, conv.bgr) {
+				log.Info().Str("path", path).Uint64("seq", last.Seq).Msg("saved snapshot")
+			} else {
+				log.Error().Str("path", path).Msg("could not save the snapshot")
+			}
+		}
+		if win.GetWindowProperty(gocv.WindowPropertyVisible) < 1 {
+			return nil // closed by the window manager
+		}
+	}
+}
+
+// checkDisplay makes sure an X display is there: without one, OpenCV's
+// highgui (Qt) aborts the process.
+func checkDisplay() error {
+	d := os.Getenv("DISPLAY")
+	if d == "" {
+		return &OptionError{Reason: "no display ($DISPLAY is not set): use --http ADDR for a web preview, or run under xvfb-run"}
+	}
+	host, rest, ok := strings.Cut(d, ":")
+	if !ok {
+		return &OptionError{Reason: fmt.Sprintf("$DISPLAY %q is not HOST:N", d)}
+	}
+	num, _, _ := strings.Cut(rest, ".")
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 0 {
+		return &OptionError{Reason: fmt.Sprintf("$DISPLAY %q is not HOST:N", d)}
+	}
+	var c net.Conn
+	if host == "" || host == "unix" {
+		c, err = net.DialTimeout("unix", "/tmp/.X11-unix/X"+num, 2*time.Second)
+	} else {
+		c, err = net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(6000+n)), 2*time.Second)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot reach the X display %s: %v (use --http ADDR for a web preview, or xvfb-run)", d, err)
+	}
+	c.Close()
+	return nil
+}
+
+var (
+	textColor = color.RGBA{255, 255, 255, 0}
+	warnColor = color.RGBA{0, 160, 255, 0} // BGR order in a Mat: orange
+	shade     = color.RGBA{0, 0, 0, 0}
+)
+
+// overlay draws the status lines at the top left of m.
+func overlay(m *gocv.Mat, f *framebus.Frame, fps float64, lat [2]int64, dropped uint64, state string) {
+	lines := [3]string{
+		fmt.Sprintf("seq %d  gen %d  %dx%d %s", f.Seq, f.Generation, f.Format.Width, f.Format.Height, report.FormatName(f.Format.PixelFormat)),
+		fmt.Sprintf("%.1f fps  commit>display %.1f ms  capture>display %.1f ms", fps, float64(lat[0])/1e6, float64(lat[1])/1e6),
+		fmt.Sprintf("dropped %d  %s", dropped, state),
+	}
+	drawLines(m, lines[:], textColor)
+}
+
+func drawLines(m *gocv.Mat, lines []string, c color.RGBA) {
+	scale := max(0.4, float64(m.Rows())/1080)
+	th := max(1, int(scale*2))
+	lh := int(22 * scale * 1.4)
+	w := 0
+	for _, l := range lines {
+		w = max(w, gocv.GetTextSize(l, gocv.FontHersheySimplex, scale, th).X)
+	}
+	gocv.Rectangle(m, image.Rect(0, 0, min(m.Cols(), w+int(16*scale)), min(m.Rows(), lh*len(lines)+int(10*scale))), shade, -1)
+	for i, l := range lines {
+		gocv.PutText(m, l, image.Pt(int(8*scale), lh*(i+1)), gocv.FontHersheySimplex, scale, c, th)
+	}
+}
+
+// showWaiting shows "waiting for producer": over the last frame, darkened,
+// or on a black 640x360 picture.
+func showWaiting(win *gocv.Window, shown *gocv.Mat, conv *Converter, have bool, we *WaitingError) {
+	if have {
+		conv.bgr.CopyTo(shown)
+		shown.MultiplyFloat(0.35)
+	} else {
+		shown.Close()
+		*shown = gocv.NewMatWithSizeFromScalar(gocv.NewScalar(0, 0, 0, 0), 360, 640, gocv.MatTypeCV8UC3)
+	}
+	lines := []string{
+		"waiting for producer",
+		fmt.Sprintf("bus %s: %s, %s", we.Name, we.Reason, time.Since(we.Since).Round(time.Second)),
+	}
+	drawLines(shown, lines, warnColor)
+	win.IMShow(*shown)
+}
