@@ -1,0 +1,168 @@
+//go:build linux
+
+package framebus_test
+
+// The soak (issue 6): `make soak` (FRAMEBUS_SOAK=10m; any duration, e.g.
+// FRAMEBUS_SOAK=2m make soak). Not part of make test.
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// procRSSAndFDs returns a process's resident set (VmRSS, bytes) and its
+// number of open descriptors.
+func procRSSAndFDs(pid int) (rss int64, fds int, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			rss = kb << 10
+		}
+	}
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	return rss, len(ents), nil
+}
+
+// TestSoak: 1080p RGBA with CRC-32C at 60 fps for FRAMEBUS_SOAK (make soak:
+// 10 minutes), to four consumer processes, one of them deliberately slow
+// (it holds each frame 50 ms, so it can take about one frame in three).
+// Every 5 s it samples each process's resident set and descriptors. It
+// asserts: resident sets flat within 5% of their value after the warm-up
+// (the first tenth of the run, at least 10 s), no descriptor growth, no torn
+// or corrupt frame delivered, the three fast consumers drop nothing, and the
+// slow one's drops account exactly for every frame number it did not get.
+func TestSoak(t *testing.T) {
+	v := os.Getenv("FRAMEBUS_SOAK")
+	if v == "" {
+		t.Skip("the soak runs with make soak (FRAMEBUS_SOAK=10m, or another duration)")
+	}
+	dur, err := time.ParseDuration(v)
+	if err != nil || dur < 20*time.Second {
+		t.Fatalf("FRAMEBUS_SOAK=%q: want a duration of at least 20s (%v)", v, err)
+	}
+	const (
+		fps  = 60
+		hold = 50 * time.Millisecond
+	)
+	frames := int(dur.Seconds() * fps)
+	dir, name := fbprocBusDir(t), fbprocBusName(t)
+	limit := (dur + 5*time.Minute).String()
+	var cons []*fbprocProc
+	for i := 0; i < 4; i++ {
+		args := fbprocArgs(dir, name, "-timeout", limit)
+		label := fmt.Sprintf("fast%d", i)
+		if i == 3 {
+			args = append(args, "-hold", hold.String())
+			label = "slow"
+		}
+		cons = append(cons, startFbproc(t, label, fbprocOpts{}, "consumer", args...))
+	}
+	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name, append(slices.Clone(chaos1080p),
+		"-frames", strconv.Itoa(frames), "-interval", "16667us", "-wait-consumers", "4")...)...)
+	prod.waitEvent("ready", procStartTimeout)
+	prod.waitEvent("consumers", procStartTimeout)
+	joins := make([]uint64, len(cons))
+	for i, c := range cons {
+		joins[i] = c.waitEvent("joined", time.Second).u("last_seq")
+	}
+	procs := append([]*fbprocProc{prod}, cons...)
+	type sample struct {
+		at  time.Duration
+		rss []int64
+		fds []int
+	}
+	var samples []sample
+	start := time.Now()
+	warm := max(dur/10, 10*time.Second)
+	for {
+		if _, ok := prod.tryWaitMatch(5*time.Second, func(e fbprocEvent) bool { return e.Kind == "done" }); ok {
+			break
+		}
+		if time.Since(start) > dur+2*time.Minute {
+			t.Fatalf("the producer has not finished %d frames after %v", frames, time.Since(start))
+		}
+		s := sample{at: time.Since(start)}
+		for _, p := range procs {
+			rss, fds, err := procRSSAndFDs(p.pid)
+			if err != nil {
+				t.Fatalf("%s: %v", p.label, err)
+			}
+			s.rss, s.fds = append(s.rss, rss), append(s.fds, fds)
+		}
+		samples = append(samples, s)
+	}
+	elapsed := time.Since(start)
+	done := prod.waitEvent("done", time.Second)
+	prod.waitEvent("closed", 10*time.Second)
+	if pub, fp, ls := done.u("published"), done.u("frames_published"), done.u("last_seq"); pub != uint64(frames) || fp != pub || ls != pub {
+		t.Errorf("producer: published %d, frames_published %d, last_seq %d; want %d", pub, fp, ls, frames)
+	}
+	t.Logf("%d frames of 1080p RGBA (8,294,400 B, CRC-32C) in %v: %.2f fps", frames, elapsed.Round(time.Millisecond), float64(frames)/elapsed.Seconds())
+
+	// Resident sets and descriptors after the warm-up.
+	for i, p := range procs {
+		var base sample
+		var baseSet bool
+		var lo, hi int64
+		var fdLo, fdHi int
+		for _, s := range samples {
+			if s.at < warm {
+				continue
+			}
+			if !baseSet {
+				base, baseSet = s, true
+				lo, hi, fdLo, fdHi = s.rss[i], s.rss[i], s.fds[i], s.fds[i]
+			}
+			lo, hi = min(lo, s.rss[i]), max(hi, s.rss[i])
+			fdLo, fdHi = min(fdLo, s.fds[i]), max(fdHi, s.fds[i])
+		}
+		if !baseSet {
+			t.Fatalf("no sample after the warm-up of %v", warm)
+		}
+		b := base.rss[i]
+		t.Logf("%s: RSS after %v %.1f MiB, then min %.1f max %.1f MiB (%+.2f%% .. %+.2f%%); descriptors %d..%d",
+			p.label, base.at.Round(time.Second), mib(b), mib(lo), mib(hi), pct(lo, b), pct(hi, b), fdLo, fdHi)
+		if float64(hi) > float64(b)*1.05 || float64(lo) < float64(b)*0.95 {
+			t.Errorf("%s: RSS moved outside 5%% of %.1f MiB: %.1f..%.1f MiB", p.label, mib(b), mib(lo), mib(hi))
+		}
+		if fdHi > base.fds[i] {
+			t.Errorf("%s: descriptors grew from %d to %d", p.label, base.fds[i], fdHi)
+		}
+	}
+
+	for i, c := range cons {
+		s := c.summary(procRunTimeout)
+		c.noEvents("bad", "order", "error", "gone", "corrupt", "generation")
+		procLogStalled(t, c)
+		procCheckClosed(t, c, s)
+		procCheckCallerAccounting(t, c.label, s, joins[i])
+		procCheckEntryCounters(t, c.label, s, joins[i])
+		del, drop := s.u("delivered"), s.u("dropped")
+		t.Logf("%s: delivered %d, dropped %d, torn retries %d (discarded, never delivered), torn or corrupt delivered %d",
+			c.label, del, drop, s.u("torn_retries"), s.u("bad"))
+		if c.label == "slow" {
+			if drop == 0 {
+				t.Errorf("slow consumer dropped nothing: it was not slow")
+			}
+			continue
+		}
+		if drop != 0 {
+			t.Errorf("%s: dropped %d frames, want 0 (a fast consumer)", c.label, drop)
+		}
+	}
+}
+
+func mib(b int64) float64       { return float64(b) / (1 << 20) }
+func pct(v, base int64) float64 { return 100 * (float64(v) - float64(base)) / float64(base) }
