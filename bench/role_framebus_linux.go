@@ -149,9 +149,7 @@ func fbProducer(ctx context.Context, s *childSpec) (*childResult, error) {
 func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
 	opts := framebus.ConsumerOptions{Dir: s.Dir, Wait: 15 * time.Second}
 	if s.Mode == Spin {
-		if err := setSpin(&opts, s.Spin); err != nil {
-			return nil, err
-		}
+		opts.Spin = s.Spin
 	}
 	c, err := framebus.OpenContext(ctx, s.Bus, opts)
 	if err != nil {

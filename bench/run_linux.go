@@ -21,7 +21,6 @@ type runner struct {
 	split    [2]int // producer CPU, consumer CPU of the split placement
 	gst      string // gst-launch-1.0, "" if absent
 	gstWhy   string // why it is absent
-	spinErr  error
 	runs     int
 	sockNote string
 	pipeNote string
@@ -46,7 +45,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		cfg.Exe = exe
 	}
-	r := &runner{cfg: cfg, spinErr: SpinSupported()}
+	r := &runner{cfg: cfg}
 	var err error
 	if r.allowed, err = allowedCPUs(); err != nil || len(r.allowed) == 0 {
 		return nil, fmt.Errorf("sched_getaffinity: %v", err)
@@ -164,8 +163,6 @@ func (r *runner) skipReason(sc Scenario, v Variant) string {
 	switch {
 	case sc.Placement == Split && len(r.allowed) < 2:
 		return "the split placement needs two CPUs; this process may use one"
-	case v.Mode == Spin && r.spinErr != nil:
-		return r.spinErr.Error()
 	case v.Transport == GStreamer && r.gst == "":
 		return r.gstWhy
 	case v.Transport == GStreamer && (sc.Rate != 0 || sc.Consumers != 1):

@@ -22,6 +22,14 @@ type ConsumerOptions struct {
 
 	// SkipChecksum skips the CRC-32C check of frames that carry one.
 	SkipChecksum bool
+
+	// Spin turns on the low-latency wait: the consumer learns the frame
+	// period from the commit times, sleeps until just before the next frame
+	// is due, then spins on the active slot for at most Spin before going
+	// back to sleep on the semaphore. 0 (the default) never spins. A few
+	// hundred microseconds suit a camera's pacing; the CPU it costs is
+	// about the window per frame.
+	Spin time.Duration
 }
 
 // Frame is one delivered frame. It is owned by the Consumer and valid until
@@ -77,6 +85,7 @@ type Consumer struct {
 	meta    [UserMetaMax]byte
 
 	lastCheck       int64 // Now() of the last liveness check, kept across calls
+	spin            spinState
 	genChanged      bool
 	goneReported    bool
 	stalledReported bool
@@ -101,11 +110,12 @@ type cseg struct {
 	fmt  Format
 	hb   time.Duration
 
-	state, active *atomic.Uint32
-	lastSeq       *atomic.Uint64
-	heartbeat     *atomic.Uint64
-	slots         []cslot
-	checksum      bool
+	state, active        *atomic.Uint32
+	lastSeq              *atomic.Uint64
+	heartbeat            *atomic.Uint64
+	wakeSeq, wakeWaiters *atomic.Uint32 // amendment 7's shared wake word; nil without the flag
+	slots                []cslot
+	checksum             bool
 
 	entry                                           int
 	eOff                                            uint64
@@ -246,6 +256,9 @@ func mapConsumer(f *sysFile) (*cseg, error) {
 	s.active = u32At(ctl, offActive)
 	s.lastSeq = u64At(ctl, offLastSeq)
 	s.heartbeat = u64At(ctl, offHeartbeatNS)
+	if h.Flags&FlagSharedWake != 0 && !perEntryWakeOnly {
+		s.wakeSeq, s.wakeWaiters = u32At(ctl, offWakeSeq), u32At(ctl, offWakeWaiters)
+	}
 	s.slots = make([]cslot, h.SlotCount)
 	for i := range s.slots {
 		d := h.SlotTableOffset + uint64(i)*SlotDescSize
@@ -341,6 +354,15 @@ type ConsumerStats struct {
 	Generation                               uint64
 	Entry                                    int
 	LastSeq, Delivered, Dropped, TornRetries uint64
+
+	// The spin (ConsumerOptions.Spin): frames found while spinning, and
+	// spins that ended with no frame (the consumer then slept for it).
+	// Counted by this process only; 0 without Spin.
+	SpinHits, SpinMisses uint64
+
+	// SharedWake says the consumer sleeps on the bus's shared wake word
+	// (PROTOCOL.md amendment 7) rather than its entry's semaphore.
+	SharedWake bool
 }
 
 // Stats reads the consumer's counters from its table entry.
@@ -350,7 +372,8 @@ func (c *Consumer) Stats() ConsumerStats {
 		return ConsumerStats{}
 	}
 	return ConsumerStats{Generation: s.h.Generation, Entry: s.entry, LastSeq: s.eLast.Load(),
-		Delivered: s.eDelivered.Load(), Dropped: s.eDropped.Load(), TornRetries: s.eTorn.Load()}
+		Delivered: s.eDelivered.Load(), Dropped: s.eDropped.Load(), TornRetries: s.eTorn.Load(),
+		SpinHits: c.spin.hits, SpinMisses: c.spin.misses, SharedWake: s.wakeSeq != nil}
 }
 
 // Next waits for a frame newer than the last one delivered and returns the
@@ -564,6 +587,9 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 		}
 		s.eDropped.Add(dropped)
 		s.eDelivered.Add(1)
+		if c.opts.Spin > 0 {
+			c.spin.learn(int64(commit), dropped)
+		}
 		if flags&FrameEndOfStream != 0 {
 			c.eos = true
 			return nil, &EndOfStreamError{Seq: seq, Dropped: dropped}
@@ -585,17 +611,26 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 
 var errFollowed = errors.New("followed a new generation")
 
-// wait sleeps on the entry's semaphore (PROTOCOL.md section 5) until a wake,
-// checking liveness and generation on every timeout.
+// wait sleeps until a wake (PROTOCOL.md section 5), checking liveness and
+// generation on every timeout. It sleeps on the shared wake word when the
+// producer keeps one (amendment 7), else on the entry's semaphore. With
+// ConsumerOptions.Spin it sleeps only until just before the next frame is
+// due and spins for it from there (spin.go).
 func (c *Consumer) wait(ctx context.Context) error {
 	s := c.seg
 	if c.lastCheck == 0 {
 		c.lastCheck = Now()
 	}
 	for {
-		if s.eSem.Swap(0) > 0 {
-			s.eHB.Store(uint64(Now()))
-			return nil
+		word, val := s.wakeSeq, uint32(0)
+		if word != nil {
+			val = word.Load() // before the pending check (amendment 7)
+		} else {
+			if s.eSem.Swap(0) > 0 {
+				s.eHB.Store(uint64(Now()))
+				return nil
+			}
+			word = s.eSem
 		}
 		timeout := s.hb
 		if dl, ok := ctx.Deadline(); ok {
@@ -612,11 +647,46 @@ func (c *Consumer) wait(ctx context.Context) error {
 			default:
 			}
 		}
-		s.eWaiters.Add(1)
-		c.sleepOn.Store(futexAddr(s.eSem))
-		err := sleep(s.eSem, timeout)
+		// The spin: sleep until the window opens, then watch the slot.
+		early := int64(0)
+		if c.opts.Spin > 0 {
+			if start, end, ok := c.spin.window(c.lastSeq, c.opts.Spin); ok {
+				now := Now()
+				if now >= start {
+					if c.spinFor(ctx, end) {
+						s.eHB.Store(uint64(Now()))
+						return nil
+					}
+					continue // missed: sleep for it as usual
+				}
+				if d := time.Duration(start - now); d < timeout {
+					timeout, early = d, start
+				}
+			}
+		}
+		if s.wakeSeq != nil {
+			s.wakeWaiters.Add(1)
+			if c.pending() {
+				s.wakeWaiters.Add(^uint32(0))
+				s.eHB.Store(uint64(Now()))
+				return nil
+			}
+		} else {
+			s.eWaiters.Add(1)
+		}
+		c.sleepOn.Store(futexAddr(word))
+		var err error
+		if s.wakeSeq != nil {
+			err = sleepWhile(word, val, timeout)
+		} else {
+			err = sleep(word, timeout)
+		}
 		c.sleepOn.Store(0)
-		s.eWaiters.Add(^uint32(0))
+		if s.wakeSeq != nil {
+			s.wakeWaiters.Add(^uint32(0))
+		} else {
+			s.eWaiters.Add(^uint32(0))
+		}
 		if done := ctx.Done(); done != nil {
 			select {
 			case <-done:
@@ -624,7 +694,18 @@ func (c *Consumer) wait(ctx context.Context) error {
 			default:
 			}
 		}
-		if now := Now(); err == errTimedOut || now-c.lastCheck >= int64(s.hb) {
+		if s.wakeSeq != nil && s.wakeSeq.Load() != val {
+			s.eHB.Store(uint64(Now()))
+			return nil
+		}
+		now := Now()
+		if err == errTimedOut && early != 0 {
+			c.spin.overslept(now - early)
+			if now-c.lastCheck < int64(s.hb) {
+				continue // the spin window opens: not a heartbeat timeout
+			}
+		}
+		if err == errTimedOut || now-c.lastCheck >= int64(s.hb) {
 			c.lastCheck = now
 			s.eHB.Store(uint64(now))
 			if c.pending() {

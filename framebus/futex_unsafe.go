@@ -53,3 +53,17 @@ func sleep(w *atomic.Uint32, d time.Duration) error {
 	}
 	return nil
 }
+
+// sharedWakeOS says the producer can keep amendment 7's shared wake word:
+// a futex on the header, which every process maps.
+const sharedWakeOS = true
+
+// sleepWhile is the FUTEX_WAIT of amendment 7: it sleeps while *w == val, at
+// most d, with sleep's results.
+func sleepWhile(w *atomic.Uint32, val uint32, d time.Duration) error {
+	ts := unix.NsecToTimespec(int64(d))
+	if err := futexWaitOn(w, val, &ts); err == unix.ETIMEDOUT {
+		return errTimedOut
+	}
+	return nil
+}

@@ -34,6 +34,7 @@ const (
 // Header flags and per-frame flags.
 const (
 	FlagChecksum     = 1 << 0 // header.flags: slots carry CRC-32C checksums
+	FlagSharedWake   = 1 << 1 // header.flags: the producer bumps and wakes wake_seq at every commit (amendment 7)
 	FrameEndOfStream = 1 << 0 // slot.frame_flags: end of stream
 )
 
@@ -89,14 +90,17 @@ type Header struct {
 	_                   uint64    // 248
 
 	// 3.3 publication and counters, bytes 256-511
-	Active             uint32 `json:"active"` // 256 atomic
-	_                  uint32 // 260
-	LastSeq            uint64 `json:"last_seq"`            // 264 atomic
-	FramesPublished    uint64 `json:"frames_published"`    // 272 atomic
-	LastCommitNS       uint64 `json:"last_commit_ns"`      // 280 atomic
-	SourceDrops        uint64 `json:"source_drops"`        // 288 atomic
-	ConsumersReclaimed uint64 `json:"consumers_reclaimed"` // 296 atomic
-	_                  [208]byte
+	Active             uint32    `json:"active"` // 256 atomic
+	_                  uint32    // 260
+	LastSeq            uint64    `json:"last_seq"`            // 264 atomic
+	FramesPublished    uint64    `json:"frames_published"`    // 272 atomic
+	LastCommitNS       uint64    `json:"last_commit_ns"`      // 280 atomic
+	SourceDrops        uint64    `json:"source_drops"`        // 288 atomic
+	ConsumersReclaimed uint64    `json:"consumers_reclaimed"` // 296 atomic
+	_                  [16]byte  // 304
+	WakeSeq            uint32    `json:"wake_seq"`     // 320 atomic, amendment 7: its own cache line
+	WakeWaiters        uint32    `json:"wake_waiters"` // 324 atomic, amendment 7
+	_                  [184]byte // 328-511
 }
 
 // header is the package's own name for Header.
@@ -169,6 +173,8 @@ const (
 	offLastCommitNS         = 280
 	offSourceDrops          = 288
 	offConsumersReclaimed   = 296
+	offWakeSeq              = 320
+	offWakeWaiters          = 324
 )
 
 // Byte offsets inside a slot descriptor (section 3.4).

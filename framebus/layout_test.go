@@ -87,6 +87,8 @@ func TestLayoutOffsets(t *testing.T) {
 		row("last_commit_ns", 280, 8, unsafe.Offsetof(h.LastCommitNS), unsafe.Sizeof(h.LastCommitNS), offLastCommitNS),
 		row("source_drops", 288, 8, unsafe.Offsetof(h.SourceDrops), unsafe.Sizeof(h.SourceDrops), offSourceDrops),
 		row("consumers_reclaimed", 296, 8, unsafe.Offsetof(h.ConsumersReclaimed), unsafe.Sizeof(h.ConsumersReclaimed), offConsumersReclaimed),
+		row("wake_seq", 320, 4, unsafe.Offsetof(h.WakeSeq), unsafe.Sizeof(h.WakeSeq), offWakeSeq),
+		row("wake_waiters", 324, 4, unsafe.Offsetof(h.WakeWaiters), unsafe.Sizeof(h.WakeWaiters), offWakeWaiters),
 	}
 	slotRows := []layoutRow{
 		row("lock", 0, 8, unsafe.Offsetof(s.Lock), unsafe.Sizeof(s.Lock), slotLock),
@@ -216,7 +218,7 @@ func goConstants() map[string]uint64 {
 		"MAX_CONSUMERS": MaxConsumers, "USER_META_MAX": UserMetaMax, "MAX_PLANES": MaxPlanes,
 		"STATE_INITIALIZING": StateInitializing, "STATE_READY": StateReady,
 		"STATE_BROKEN": StateBroken, "STATE_RETIRED": StateRetired,
-		"FLAG_CHECKSUM": FlagChecksum, "FRAME_EOS": FrameEndOfStream,
+		"FLAG_CHECKSUM": FlagChecksum, "FLAG_SHARED_WAKE": FlagSharedWake, "FRAME_EOS": FrameEndOfStream,
 		"ENTRY_FREE": EntryFree, "ENTRY_CLAIMING": EntryClaiming, "ENTRY_ACTIVE": EntryActive,
 		"FOURCC_AB24": uint64(FormatRGBA), "FOURCC_RGB3": uint64(FormatRGB24),
 		"FOURCC_BGR3": uint64(FormatBGR24), "FOURCC_GREY": uint64(FormatGrey),
@@ -421,7 +423,7 @@ func TestGoldenHeader(t *testing.T) {
 			t.Errorf("golden offset %d (u%d) = %d (%#x), want %d (%#x)", c.off, 8*c.size, v, v, c.want, c.want)
 		}
 	}
-	for _, r := range [][2]int{{64, 128}, {196, 208}, {248, 256}, {260, 264}, {304, 512}} {
+	for _, r := range [][2]int{{64, 128}, {196, 208}, {248, 256}, {260, 264}, {304, 320}, {328, 512}} {
 		if !isZero(want[r[0]:r[1]]) {
 			t.Errorf("golden bytes %d-%d are reserved or unused but not zero: % x", r[0], r[1]-1, want[r[0]:r[1]])
 		}

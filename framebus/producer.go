@@ -26,6 +26,11 @@ type ProducerOptions struct {
 
 	Checksum bool   // carry a CRC-32C of every frame
 	Dir      string // bus directory, default $FRAMEBUS_DIR or /dev/shm
+
+	// PerEntryWake leaves out the shared wake word of PROTOCOL.md amendment
+	// 7: every sleeping consumer then costs Commit its own FUTEX_WAKE, as in
+	// section 5 as written. For comparisons; the default is cheaper.
+	PerEntryWake bool
 }
 
 func (o *ProducerOptions) complete() error {
@@ -115,6 +120,7 @@ type pseg struct {
 	state, active                                       *atomic.Uint32
 	lastSeq, published, lastCommit, heartbeat, srcDrops *atomic.Uint64
 	reclaimed                                           *atomic.Uint64
+	wakeSeq, wakeWaiters                                *atomic.Uint32 // nil without FlagSharedWake
 	slots                                               []pslot
 	entries                                             []pentry
 }
@@ -142,6 +148,9 @@ func newPseg(f *sysFile, mem []byte, id fileID, h header, g geometry) *pseg {
 	s.heartbeat = u64At(mem, offHeartbeatNS)
 	s.srcDrops = u64At(mem, offSourceDrops)
 	s.reclaimed = u64At(mem, offConsumersReclaimed)
+	if h.Flags&FlagSharedWake != 0 {
+		s.wakeSeq, s.wakeWaiters = u32At(mem, offWakeSeq), u32At(mem, offWakeWaiters)
+	}
 	s.slots = make([]pslot, g.slotCount)
 	for i := range s.slots {
 		d := g.slotTableOff + uint64(i)*SlotDescSize
@@ -172,7 +181,8 @@ func (s *pseg) release() {
 // wakeAll is step 6 of the commit: every active entry gets sem += 1, and a
 // FUTEX_WAKE only if it sleeps. sem += 1 and the read of waiters are
 // sequentially consistent atomics (the store-buffering handshake of
-// PROTOCOL.md section 5).
+// PROTOCOL.md section 5). Then the shared wake word of amendment 7: one
+// FUTEX_WAKE for every consumer that sleeps on it, however many.
 func (s *pseg) wakeAll() {
 	for i := range s.entries {
 		e := &s.entries[i]
@@ -182,6 +192,12 @@ func (s *pseg) wakeAll() {
 		e.sem.Add(1)
 		if e.waiters.Load() != 0 {
 			futexWakeOn(e.sem, math.MaxInt32)
+		}
+	}
+	if s.wakeSeq != nil {
+		s.wakeSeq.Add(1)
+		if s.wakeWaiters.Load() != 0 {
+			futexWakeOn(s.wakeSeq, math.MaxInt32)
 		}
 	}
 }
@@ -419,6 +435,9 @@ func (p *Producer) newGeneration(f Format, gen, lastSeq uint64) (*pseg, error) {
 	var flags uint32
 	if o.Checksum {
 		flags |= FlagChecksum
+	}
+	if !o.PerEntryWake && sharedWakeOS {
+		flags |= FlagSharedWake
 	}
 	h := header{
 		Magic: Magic, ABIVersion: ABIVersion, HeaderSize: HeaderSize, State: StateInitializing, Flags: flags,

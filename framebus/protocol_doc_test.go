@@ -57,7 +57,7 @@ var expectedSpecConstants = []string{
 	"MAGIC", "ABI_VERSION", "HEADER_SIZE", "SLOT_DESC_SIZE", "CONSUMER_ENTRY_SIZE",
 	"PAYLOAD_ALIGN", "MIN_SLOTS", "MAX_SLOTS", "MAX_CONSUMERS", "USER_META_MAX", "MAX_PLANES",
 	"STATE_INITIALIZING", "STATE_READY", "STATE_BROKEN", "STATE_RETIRED",
-	"FLAG_CHECKSUM", "FRAME_EOS", "ENTRY_FREE", "ENTRY_CLAIMING", "ENTRY_ACTIVE",
+	"FLAG_CHECKSUM", "FLAG_SHARED_WAKE", "FRAME_EOS", "ENTRY_FREE", "ENTRY_CLAIMING", "ENTRY_ACTIVE",
 	"FOURCC_AB24", "FOURCC_RGB3", "FOURCC_BGR3", "FOURCC_GREY", "FOURCC_YUYV",
 	"FOURCC_NV12", "FOURCC_YU12", "FOURCC_MJPG",
 }
@@ -70,7 +70,7 @@ var structSizeConstant = map[string]string{
 }
 
 var (
-	sectionRe   = regexp.MustCompile(`^#{1,6}\s+3\.([1-5])\b`)
+	sectionRe   = regexp.MustCompile(`^#{1,6}\s+(?:3\.([1-5])|Amendment \d+ layout)\b`)
 	headingRe   = regexp.MustCompile(`^#{1,6}\s`)
 	identRe     = regexp.MustCompile(`^[a-z][a-z0-9_]*`)
 	typeRe      = regexp.MustCompile(`^u(8|16|32|64)(?:\[(\d+)\])?$`)
@@ -166,6 +166,9 @@ func parseProtocolTables(path string) (map[string]specField, map[string]uint64, 
 		line := strings.TrimRight(sc.Text(), "\r")
 		if m := sectionRe.FindStringSubmatch(line); m != nil {
 			prefix, section = section3Prefix[m[1]], "3."+m[1]
+			if m[1] == "" { // an amendment's header words (section 7)
+				prefix, section = "header.", "7"
+			}
 			continue
 		}
 		if headingRe.MatchString(line) {
@@ -208,7 +211,9 @@ func parseProtocolTables(path string) (map[string]specField, map[string]uint64, 
 			}
 		}
 		key := prefix + name
-		if _, dup := fields[key]; dup {
+		// An amendment may restate a field of section 3 to give it a new
+		// meaning (a flag bit), at the same place.
+		if old, dup := fields[key]; dup && !(section == "7" && old == (specField{Offset: off, Size: size})) {
 			return nil, nil, fmt.Errorf("%s: field %s listed twice", where, key)
 		}
 		fields[key] = specField{Offset: off, Size: size}
@@ -307,6 +312,9 @@ func extractConstants(key, text, meaning, raw string, set func(string, uint64) e
 	case "header.flags":
 		if m := bitRe.FindStringSubmatch(text); m != nil && strings.Contains(text, "CRC") {
 			add("FLAG_CHECKSUM", 1<<parse(m[1]))
+		}
+		if m := bitRe.FindStringSubmatch(text); m != nil && strings.Contains(text, "wake_seq") {
+			add("FLAG_SHARED_WAKE", 1<<parse(m[1]))
 		}
 	case "slot.frame_flags":
 		if m := bitRe.FindStringSubmatch(text); m != nil && strings.Contains(text, "end of stream") {

@@ -49,6 +49,8 @@ func decodeHeader(b []byte) header {
 	h.LastCommitNS = le.Uint64(b[offLastCommitNS:])
 	h.SourceDrops = le.Uint64(b[offSourceDrops:])
 	h.ConsumersReclaimed = le.Uint64(b[offConsumersReclaimed:])
+	h.WakeSeq = le.Uint32(b[offWakeSeq:])
+	h.WakeWaiters = le.Uint32(b[offWakeWaiters:])
 	return h
 }
 
@@ -94,6 +96,8 @@ func encodeHeader(b []byte, h *header) {
 	le.PutUint64(b[offLastCommitNS:], h.LastCommitNS)
 	le.PutUint64(b[offSourceDrops:], h.SourceDrops)
 	le.PutUint64(b[offConsumersReclaimed:], h.ConsumersReclaimed)
+	le.PutUint32(b[offWakeSeq:], h.WakeSeq)
+	le.PutUint32(b[offWakeWaiters:], h.WakeWaiters)
 }
 
 func layoutErr(field string, v uint64, format string, args ...any) error {

@@ -98,6 +98,7 @@
 
 /* framebus_header.flags */
 #define FRAMEBUS_FLAG_CHECKSUM (1u << 0) /* slots carry CRC-32C (Castagnoli) checksums */
+#define FRAMEBUS_FLAG_SHARED_WAKE (1u << 1) /* amendment 7: wake_seq is bumped and woken at every commit */
 
 /* framebus_slot_desc.frame_flags */
 #define FRAMEBUS_FRAME_EOS (1u << 0) /* end of stream: bytes == 0 */
@@ -168,7 +169,10 @@ typedef struct framebus_header {
 	uint64_t last_commit_ns;         /* 280  atomic */
 	uint64_t source_drops;           /* 288  atomic */
 	uint64_t consumers_reclaimed;    /* 296  atomic */
-	uint8_t reserved_304[208];       /* 304  reserved, zero, up to 511 */
+	uint8_t reserved_304[16];        /* 304  reserved, zero */
+	uint32_t wake_seq;               /* 320  atomic, amendment 7: shared wake word (futex) */
+	uint32_t wake_waiters;           /* 324  atomic, amendment 7: consumers about to sleep on it */
+	uint8_t reserved_328[184];       /* 328  reserved, zero, up to 511 */
 } framebus_header;
 
 /* ---- Slot descriptor, slot_count x 128 bytes from slot_table_offset ---------------- */
@@ -248,7 +252,10 @@ FRAMEBUS_CHECK_FIELD(framebus_header, frames_published, 272, 8);
 FRAMEBUS_CHECK_FIELD(framebus_header, last_commit_ns, 280, 8);
 FRAMEBUS_CHECK_FIELD(framebus_header, source_drops, 288, 8);
 FRAMEBUS_CHECK_FIELD(framebus_header, consumers_reclaimed, 296, 8);
-FRAMEBUS_CHECK_FIELD(framebus_header, reserved_304, 304, 208);
+FRAMEBUS_CHECK_FIELD(framebus_header, reserved_304, 304, 16);
+FRAMEBUS_CHECK_FIELD(framebus_header, wake_seq, 320, 4);
+FRAMEBUS_CHECK_FIELD(framebus_header, wake_waiters, 324, 4);
+FRAMEBUS_CHECK_FIELD(framebus_header, reserved_328, 328, 184);
 
 FRAMEBUS_STATIC_ASSERT(sizeof(framebus_slot_desc) == FRAMEBUS_SLOT_DESC_SIZE, "slot size");
 FRAMEBUS_CHECK_FIELD(framebus_slot_desc, lock, 0, 8);

@@ -56,6 +56,8 @@ int main(void)
 	FIELD("header", framebus_header, last_commit_ns);
 	FIELD("header", framebus_header, source_drops);
 	FIELD("header", framebus_header, consumers_reclaimed);
+	FIELD("header", framebus_header, wake_seq);
+	FIELD("header", framebus_header, wake_waiters);
 
 	FIELD("slot", framebus_slot_desc, lock);
 	FIELD("slot", framebus_slot_desc, frame_seq);
@@ -94,6 +96,7 @@ int main(void)
 	CONST(STATE_BROKEN);
 	CONST(STATE_RETIRED);
 	CONST(FLAG_CHECKSUM);
+	CONST(FLAG_SHARED_WAKE);
 	CONST(FRAME_EOS);
 	CONST(ENTRY_FREE);
 	CONST(ENTRY_CLAIMING);

@@ -1,0 +1,29 @@
+#!/bin/sh
+# Reruns every check. Needs: spin (apt-get install -y spin), gcc. Output: out/<name>/{pan.out,trail.txt}
+cd "$(dirname "$0")"
+R=./run.sh
+# --- sections 4/5, protocol text as written (N=5) ---
+$R lit_safety   framebus.pml ""                 "-DSAFETY -DBFS" ""          # P1-P3 + P2(watchdog)
+$R lit_nomono   framebus.pml "-DNOMONO"         "-DSAFETY -DBFS" ""          # what the reorder breaks next
+$R lit_live     framebus.pml "-DLIVE"           ""        "-a -A -m1000000"  # P2 as LTL, asserts ignored
+# --- with the proposed step-4 fix ---
+$R fix_safety   framebus.pml "-DFIX_MONO"       "-DSAFETY" "-m1000000"
+$R fix_live     framebus.pml "-DFIX_MONO -DLIVE" ""        "-a -m1000000"
+$R fix_spur2_n4 framebus.pml "-DFIX_MONO -DN=4 -DMAXSPUR=2" "-DSAFETY" "-m1000000"
+$R fix_safety_n6 framebus.pml "-DFIX_MONO -DN=6" "-DSAFETY -DCOLLAPSE" "-m1000000"
+# --- mutations (on top of the fix, so only the mutation can fail) ---
+$R mutA_noL2          framebus.pml "-DFIX_MONO -DMUT_NO_L2"        "-DSAFETY -DBFS" ""
+$R mutB1_late_waiters framebus.pml "-DFIX_MONO -DMUT_LATE_WAITERS" "-DSAFETY -DBFS" ""
+$R mutB1_ltl          framebus.pml "-DFIX_MONO -DMUT_LATE_WAITERS -DLIVE" "" "-a -A -m1000000"
+$R mutB2_early_read   framebus.pml "-DFIX_MONO -DMUT_EARLY_READ"   "-DSAFETY -DBFS" ""
+$R mutB2_ltl          framebus.pml "-DFIX_MONO -DMUT_EARLY_READ -DLIVE" "" "-a -A -m1000000"
+# --- amendment 7.2: the shared wake word (on top of the fix) ---
+$R sw_safety          framebus.pml "-DFIX_MONO -DSHARED_WAKE"        "-DSAFETY" "-m1000000"
+$R sw_mixed           framebus.pml "-DFIX_MONO -DSHARED_WAKE -DMIXED" "-DSAFETY" "-m1000000"
+$R sw_mut_late_v      framebus.pml "-DFIX_MONO -DSHARED_WAKE -DMUT_SW_LATE_V"       "-DSAFETY -DBFS" ""
+$R sw_mut_late_waiters framebus.pml "-DFIX_MONO -DSHARED_WAKE -DMUT_SW_LATE_WAITERS" "-DSAFETY -DBFS" ""
+$R sw_mut_no_pending  framebus.pml "-DFIX_MONO -DSHARED_WAKE -DMUT_SW_NO_PENDING"   "-DSAFETY -DBFS" ""
+# --- section 2: join vs reclaim ---
+$R reclaim_lit      reclaim.pml ""           "-DSAFETY -DBFS" ""
+$R reclaim_lit_p4b  reclaim.pml "-DONLY_P4B" "-DSAFETY -DBFS" ""
+$R reclaim_fix      reclaim.pml "-DFIX"      "-DSAFETY" ""

@@ -1,0 +1,201 @@
+package framebus
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestWakeMixed runs amendment 7's shared wake word beside section 5's
+// per-entry semaphore on one bus: a consumer that ignores the flag (as a
+// reader that does not know it) and one that uses it, in lockstep with the
+// producer so that every frame finds both asleep. A lost wake would leave a
+// consumer asleep for the whole 60 s heartbeat and fail the test's deadline;
+// nothing here is timed otherwise.
+func TestWakeMixed(t *testing.T) {
+	for _, perEntryProducer := range []bool{false, true} {
+		name := "shared"
+		if perEntryProducer {
+			name = "per-entry-producer"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			f, _ := Format{Width: 64, Height: 64, PixelFormat: FormatGrey}.Complete()
+			p, err := Create("wake", ProducerOptions{Format: f, Dir: dir, Heartbeat: time.Minute, PerEntryWake: perEntryProducer})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			perEntryWakeOnly = true
+			old, err := Open("wake", ConsumerOptions{Dir: dir})
+			perEntryWakeOnly = false
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer old.Close()
+			cur, err := Open("wake", ConsumerOptions{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cur.Close()
+			if old.Stats().SharedWake || cur.Stats().SharedWake != !perEntryProducer {
+				t.Fatalf("shared wake: old %v, new %v, producer per-entry %v", old.Stats().SharedWake, cur.Stats().SharedWake, perEntryProducer)
+			}
+
+			const frames = 300
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			type result struct {
+				got uint64
+				err error
+			}
+			acks := make(chan int, 2)
+			done := make(chan result, 2)
+			for i, c := range []*Consumer{old, cur} {
+				go func() {
+					var got uint64
+					for {
+						fr, err := c.Next(ctx)
+						var eos *EndOfStreamError
+						if errors.As(err, &eos) {
+							done <- result{got, nil}
+							return
+						}
+						if err != nil {
+							done <- result{got, err}
+							return
+						}
+						if fr.Dropped != 0 || fr.Seq != got+1 {
+							done <- result{got, errors.New("a frame was skipped in lockstep")}
+							return
+						}
+						got = fr.Seq
+						acks <- i
+					}
+				}()
+			}
+			buf := make([]byte, f.FrameSize)
+			for k := 1; k <= frames; k++ {
+				if _, err := p.Publish(buf, Meta{}); err != nil {
+					t.Fatal(err)
+				}
+				for range 2 {
+					select {
+					case <-acks:
+					case r := <-done:
+						t.Fatalf("frame %d: consumer ended early: %d frames, %v", k, r.got, r.err)
+					case <-ctx.Done():
+						t.Fatalf("frame %d: a consumer was never woken (lost wake)", k)
+					}
+				}
+				// Both are on their way back to sleep; give them the chance
+				// to get there so that the next frame has to wake them.
+				waitAsleep(ctx, p, 2)
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				r := <-done
+				if r.err != nil || r.got != frames {
+					t.Errorf("consumer: %d of %d frames, %v", r.got, frames, r.err)
+				}
+			}
+		})
+	}
+}
+
+// waitAsleep waits until n consumers are counted as sleeping on the bus
+// (entry waiters plus the shared wake_waiters), or ctx ends.
+func waitAsleep(ctx context.Context, p *Producer, n uint32) {
+	s := p.seg
+	for ctx.Err() == nil {
+		var sleeping uint32
+		for i := range s.entries {
+			sleeping += s.entries[i].waiters.Load()
+		}
+		if s.wakeWaiters != nil {
+			sleeping += s.wakeWaiters.Load()
+		}
+		if sleeping >= n {
+			return
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// TestSpinConsumer runs the spinning consumer against a paced producer: it
+// must deliver every frame, learn the period, and catch frames while
+// spinning; with a spin window of 0 it never spins.
+func TestSpinConsumer(t *testing.T) {
+	dir := t.TempDir()
+	f, _ := Format{Width: 64, Height: 64, PixelFormat: FormatGrey}.Complete()
+	p, err := Create("spin", ProducerOptions{Format: f, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	spinner, err := Open("spin", ConsumerOptions{Dir: dir, Spin: 4 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spinner.Close()
+	plain, err := Open("spin", ConsumerOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+
+	const frames, period = 200, 2 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	errs := make(chan error, 2)
+	for _, c := range []*Consumer{spinner, plain} {
+		go func() {
+			for {
+				_, err := c.Next(ctx)
+				if errors.As(err, new(*EndOfStreamError)) {
+					errs <- nil
+					return
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	buf := make([]byte, f.FrameSize)
+	next := time.Now()
+	for range frames {
+		next = next.Add(period)
+		time.Sleep(time.Until(next))
+		if _, err := p.Publish(buf, Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, ps := spinner.Stats(), plain.Stats()
+	t.Logf("spinner: %+v; learned period %v, jitter %v, timer lateness %v", st,
+		time.Duration(spinner.spin.period), time.Duration(spinner.spin.jitter), time.Duration(spinner.spin.late))
+	if st.Delivered+st.Dropped != frames+1 || ps.Delivered+ps.Dropped != frames+1 {
+		t.Errorf("accounting: spinner %d+%d, plain %d+%d, want %d", st.Delivered, st.Dropped, ps.Delivered, ps.Dropped, frames+1)
+	}
+	if st.SpinHits == 0 {
+		t.Errorf("the spinner never caught a frame while spinning (%d misses)", st.SpinMisses)
+	}
+	if ps.SpinHits != 0 || ps.SpinMisses != 0 {
+		t.Errorf("the plain consumer spun: %+v", ps)
+	}
+	if p := time.Duration(spinner.spin.period); p < period/2 || p > 4*period {
+		t.Errorf("learned period %v for frames every %v", p, period)
+	}
+}
