@@ -45,8 +45,8 @@ func (r *rateMeter) fps(now int64) float64 {
 		}
 		first, count = t, i
 	}
-	if count == 0 || last == first {
-		return 0
+	if count == 0 || last-first < int64(250*time.Millisecond) {
+		return 0 // too few to say
 	}
 	return float64(count) / time.Duration(last-first).Seconds()
 }

@@ -179,7 +179,7 @@ func checkDisplay() error {
 
 var (
 	textColor = color.RGBA{255, 255, 255, 0}
-	warnColor = color.RGBA{0, 160, 255, 0} // BGR order in a Mat: orange
+	warnColor = color.RGBA{255, 160, 0, 0} // orange
 	shade     = color.RGBA{0, 0, 0, 0}
 )
 
