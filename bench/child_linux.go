@@ -284,12 +284,17 @@ const ackTimeout = int64(10 * time.Second)
 // The CPU it burns is the benchmark's, not the producer's: it is counted
 // apart and taken out of the producer's CPU time.
 type asleepWaiter struct {
-	words []*atomic.Uint32
-	awake int64 // measured frames handed off to a consumer still awake
-	cpu   int64 // CPU time spent waiting
+	words  []*atomic.Uint32 // per-entry waiters
+	shared *atomic.Uint32   // or the bus's wake_waiters, counting sleepers
+	n      uint32           // consumers
+	awake  int64            // measured frames handed off to a consumer still awake
+	cpu    int64            // CPU time spent waiting
 }
 
 func (a *asleepWaiter) asleep() bool {
+	if a.shared != nil {
+		return a.shared.Load() >= a.n
+	}
 	for _, w := range a.words {
 		if w.Load() == 0 {
 			return false

@@ -121,16 +121,19 @@ func futexWake(w *atomic.Uint32, n int) {
 // 3.1 and 3.5: consumer_table_offset at byte 224, 128-byte entries, waiters
 // at +12, non-zero while the consumer sleeps on its semaphore), so that a
 // lockstep producer can tell that its consumers sleep before it commits.
+// When the segment has the shared wake word (flags bit 1, PROTOCOL.md
+// amendment 7), consumers sleep on it and count themselves in wake_waiters
+// (byte 324) instead: then shared is that word and words is nil.
 // Every offset read from the file is checked against the mapping.
-func segWaiters(path string, entries []int) ([]*atomic.Uint32, func(), error) {
+func segWaiters(path string, entries []int) (words []*atomic.Uint32, shared *atomic.Uint32, unmap func(), err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer f.Close()
 	var h [256]byte
 	if _, err := f.ReadAt(h[:], 0); err != nil {
-		return nil, nil, fmt.Errorf("%s: header: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("%s: header: %w", path, err)
 	}
 	le := func(off int) uint64 {
 		var v uint64
@@ -141,22 +144,25 @@ func segWaiters(path string, entries []int) ([]*atomic.Uint32, func(), error) {
 	}
 	payload, table := le(40), le(224)
 	if payload == 0 || payload > 1<<30 || table >= payload {
-		return nil, nil, fmt.Errorf("%s: payload_offset %d, consumer_table_offset %d: not a framebus segment", path, payload, table)
+		return nil, nil, nil, fmt.Errorf("%s: payload_offset %d, consumer_table_offset %d: not a framebus segment", path, payload, table)
 	}
 	m, err := unix.Mmap(int(f.Fd()), 0, int(payload), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mmap %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("mmap %s: %w", path, err)
 	}
-	words := make([]*atomic.Uint32, len(entries))
+	if flags := uint32(le(12)); flags&(1<<1) != 0 {
+		return nil, (*atomic.Uint32)(unsafe.Pointer(&m[324])), func() { unix.Munmap(m) }, nil
+	}
+	words = make([]*atomic.Uint32, len(entries))
 	for i, e := range entries {
 		off := table + uint64(e)*128 + 12
 		if e < 0 || off+4 > payload {
 			unix.Munmap(m)
-			return nil, nil, fmt.Errorf("%s: consumer entry %d outside the control block", path, e)
+			return nil, nil, nil, fmt.Errorf("%s: consumer entry %d outside the control block", path, e)
 		}
 		words[i] = (*atomic.Uint32)(unsafe.Pointer(&m[off]))
 	}
-	return words, func() { unix.Munmap(m) }, nil
+	return words, nil, func() { unix.Munmap(m) }, nil
 }
 
 // schedYield gives the CPU to another runnable thread, if any.

@@ -61,12 +61,12 @@ func fbProducer(ctx context.Context, s *childSpec) (*childResult, error) {
 			}
 			entries[i] = int(ctl.entry(i).Load() - 1)
 		}
-		words, unmap, err := segWaiters(p.Path(), entries)
+		words, shared, unmap, err := segWaiters(p.Path(), entries)
 		if err != nil {
 			return nil, err
 		}
 		defer unmap()
-		asleep.words = words
+		asleep.words, asleep.shared, asleep.n = words, shared, uint32(s.Consumers)
 	}
 	var priv []byte
 	if s.Mode == Copy {
@@ -221,6 +221,9 @@ func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
 		res.CPUNS = cpuTime() - cpu0
 	}
 	res.WindowNS = last - first
+	if st := c.Stats(); s.Mode == Spin {
+		res.Note = fmt.Sprintf("spin: %d frames caught spinning, %d spins missed (the consumer slept for those)", st.SpinHits, st.SpinMisses)
+	}
 	if res.Latency, err = encodeHist(lat); err != nil {
 		return nil, err
 	}

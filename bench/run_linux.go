@@ -433,6 +433,9 @@ func collect(prod *proc, cons []*proc) (*runResult, error) {
 			return nil, err
 		}
 		rr.lat, rr.read = merge(rr.lat, lat), merge(rr.read, read)
+		if cr.Note != "" {
+			rr.note = joinNote(rr.note, c.name+": "+cr.Note)
+		}
 		rr.samples += cr.Frames
 		rr.dropped += cr.Dropped
 		rr.torn += cr.Torn

@@ -42,7 +42,7 @@ Any of the list flags runs their whole product instead.
 Rates: 0 is as fast as the consumers take the frames. Placements: split
 (producer and consumers on two CPUs), shared (one CPU), free (unpinned).
 Modes: plain (zero-copy Begin/Commit), copy (Publish), spin (a consumer
-that spins before the next frame is due; skipped until framebus has it).`,
+that spins before the next frame is due, framebus.ConsumerOptions.Spin).`,
 	Examples: `framebus bench --quick
 		framebus bench --quick --json /tmp/q.json --plot /tmp/q.png
 		framebus bench --json bench.json --plot bench.png
