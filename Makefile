@@ -14,7 +14,7 @@ SYSDEPS   := pkgconf:opencv4:libopencv-dev pkgconf:x11:libx11-dev pkgconf:xext:l
              cmd:chromium:chromium cmd:import:imagemagick \
              file:/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml:opencv-data
 
-.PHONY: all build test test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model
+.PHONY: all build test test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
 
 all: build
 
@@ -158,10 +158,10 @@ bench-quick:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/framebus-bench ./cmd/framebus
 	$(BIN)/framebus-bench bench --quick --json $(BIN)/bench-quick.json --plot $(BIN)/bench-quick.png
 
-# The Spin models of the protocol (needs spin; about 6 minutes).
+# The Spin models of the protocol (needs spin; about 15 minutes).
 model:
 	@command -v spin >/dev/null || apt-get install -y --no-install-recommends spin
-	../shared/model/runall.sh
+	docs/model/runall.sh
 
 clean:
 	rm -rf $(BIN)
