@@ -588,7 +588,7 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 		s.eDropped.Add(dropped)
 		s.eDelivered.Add(1)
 		if c.opts.Spin > 0 {
-			c.spin.learn(int64(commit), dropped)
+			c.spin.learn(seq, int64(commit))
 		}
 		if flags&FrameEndOfStream != 0 {
 			c.eos = true

@@ -10,16 +10,24 @@ import (
 var perEntryWakeOnly = false
 
 // spinState is what a spinning consumer (ConsumerOptions.Spin) learns about
-// the stream: the frame period and its jitter from the commit times of
-// consecutive frames, and how late its timed sleeps end. All in
-// nanoseconds; moving averages with a weight of 1/8.
+// the stream. The period is the mean interval since an anchor frame
+// ((commit - anchor commit) / (seq - anchor seq)), which a burst of late
+// frames caught up at once does not throw. The predicted commit time of the
+// next frame is corrected by a quarter of each error, like a phase-locked
+// loop, so that one late frame does not move the next window much. Three
+// predictions in a row off by more than half a period (a stall, a new rate)
+// start the learning again. All times in nanoseconds of Now().
 type spinState struct {
-	lastCommit int64  // commit_ns of the last frame delivered
-	period     int64  // mean commit-to-commit interval
-	jitter     int64  // mean absolute deviation from the period
-	late       int64  // mean lateness of a timed sleep's end
-	missed     uint64 // last_seq when a spin ended with no frame: sleep until it comes
-	samples    int
+	anchorSeq    uint64
+	anchorCommit int64
+	period       int64  // mean commit-to-commit interval
+	nextSeq      uint64 // the frame predicted
+	next         int64  // its predicted commit_ns; 0: none yet
+	jitter       int64  // mean absolute prediction error
+	late         int64  // mean lateness of a timed sleep's end
+	bad          int    // predictions in a row off by more than half a period
+	missed       uint64 // last_seq when a spin ended with no frame: sleep until it comes
+	samples      int
 
 	hits, misses uint64 // ConsumerStats.SpinHits, SpinMisses
 }
@@ -27,31 +35,40 @@ type spinState struct {
 const (
 	spinMinWindow = 20 * time.Microsecond
 	spinMaxPeriod = time.Second // slower streams are not worth a spin
-	spinLearn     = 4           // intervals seen before the first spin
+	spinLearn     = 8           // frames predicted before the first spin
 )
 
-// learn takes the commit time of a frame just delivered.
-func (s *spinState) learn(commit int64, dropped uint64) {
-	prev := s.lastCommit
-	s.lastCommit = commit
-	if prev == 0 || dropped != 0 {
-		return // an interval with a frame missing in it is not a period
-	}
-	d := commit - prev
-	if d <= 0 || d > int64(spinMaxPeriod) {
+// learn takes the sequence number and commit time of a frame just delivered.
+func (s *spinState) learn(seq uint64, commit int64) {
+	if s.anchorSeq == 0 || seq <= s.anchorSeq || commit <= s.anchorCommit {
+		*s = spinState{anchorSeq: seq, anchorCommit: commit, late: s.late, hits: s.hits, misses: s.misses}
 		return
 	}
-	if s.period == 0 {
-		s.period = d
-		s.samples = 1
+	s.period = (commit - s.anchorCommit) / int64(seq-s.anchorSeq)
+	if s.period <= 0 || s.period > int64(spinMaxPeriod) {
+		*s = spinState{anchorSeq: seq, anchorCommit: commit, late: s.late, hits: s.hits, misses: s.misses}
 		return
 	}
-	dev := d - s.period
-	s.period += dev / 8
-	if dev < 0 {
-		dev = -dev
+	if s.next == 0 || seq < s.nextSeq {
+		s.next, s.nextSeq = commit+s.period, seq+1
+		return
 	}
-	s.jitter += (dev - s.jitter) / 8
+	want := s.next + int64(seq-s.nextSeq)*s.period
+	err := commit - want
+	if err > s.period/2 || err < -s.period/2 {
+		if s.bad++; s.bad >= 3 {
+			*s = spinState{anchorSeq: seq, anchorCommit: commit, late: s.late, hits: s.hits, misses: s.misses}
+			return
+		}
+		s.next, s.nextSeq = want+s.period, seq+1 // keep the phase
+		return
+	}
+	s.bad = 0
+	s.next, s.nextSeq = want+err/4+s.period, seq+1
+	if err < 0 {
+		err = -err
+	}
+	s.jitter += (err - s.jitter) / 8
 	s.samples++
 }
 
@@ -66,13 +83,13 @@ func (s *spinState) overslept(d int64) {
 
 // window gives the spin window for the frame after lastSeq: start (when to
 // be awake, the timer's lateness allowed for) and end, in Now() time. ok is
-// false while the period is unknown, or once a spin for this frame missed.
+// false while the loop is not locked, or once a spin for this frame missed.
 func (s *spinState) window(lastSeq uint64, limit time.Duration) (start, end int64, ok bool) {
-	if s.samples < spinLearn || s.missed == lastSeq+1 {
+	if s.samples < spinLearn || s.missed == lastSeq+1 || s.period <= 0 || lastSeq+1 < s.nextSeq {
 		return 0, 0, false
 	}
 	half := min(max(2*s.jitter+int64(spinMinWindow), int64(spinMinWindow)), int64(limit)/2)
-	due := s.lastCommit + s.period
+	due := s.next + int64(lastSeq+1-s.nextSeq)*s.period
 	if now := Now(); due+half < now {
 		// Past the window: the frame is late or was dropped at the source.
 		// Aim at the next period rather than spinning on a lost cause.
