@@ -21,9 +21,15 @@
 //	}
 //
 // Sources register themselves by name (Register); Open finds them by a spec
-// such as "pattern" or "file:clip.mp4". This build has the synthetic test
-// pattern ("pattern", pure Go, no allocation per frame). The names of the
-// sources that a later build adds behind build tags (videotest, screen,
-// camera, file:PATH) are known, so that asking for one gives an error that
-// says it is not in this build rather than that it does not exist.
+// such as "pattern" or "file:clip.mp4", each in its own file:
+//
+//	pattern           the synthetic test pattern, pure Go, no allocation per frame
+//	videotest         pion/mediadevices' test driver (pure Go)
+//	screen            the X11 screen through mediadevices (cgo, -tags framebus_media)
+//	camera[:/dev/videoN]  V4L2 through mediadevices (cgo, -tags framebus_media)
+//	file:PATH         a video file through gocv, looping (cgo, -tags framebus_opencv)
+//
+// make build has them all. In a build without a tag the source's name is
+// still known, and asking for it gives a NotInBuildError that names what the
+// build needs, rather than an unknown-source error.
 package capture

@@ -65,7 +65,7 @@ type UnknownSourceError struct {
 func (e *UnknownSourceError) Error() string {
 	msg := fmt.Sprintf("unknown source %q (want one of: %s", e.Source, strings.Join(e.Known, ", "))
 	if len(e.Absent) > 0 {
-		msg += "; not in this build yet: " + strings.Join(e.Absent, ", ")
+		msg += "; not in this build: " + strings.Join(e.Absent, ", ")
 	}
 	return msg + ")"
 }
@@ -81,7 +81,7 @@ func (e *NotInBuildError) Error() string {
 	if e.Needs != "" {
 		return fmt.Sprintf("source %s: needs a build with %s", e.Source, e.Needs)
 	}
-	return fmt.Sprintf("source %s is not in this build yet", e.Source)
+	return fmt.Sprintf("source %s is not in this build", e.Source)
 }
 func (e *NotInBuildError) Unwrap() error { return ErrNotInBuild }
 
@@ -103,9 +103,9 @@ var (
 	registry = map[string]Opener{}
 )
 
-// planned are the sources that later builds add (pion/mediadevices' videotest,
-// screen and V4L2 camera drivers, a gocv file reader). Their files register
-// them under these names; until then Open says they are not in this build.
+// planned are the sources that some builds lack (the cgo ones behind build
+// tags). Their files register them under these names; in a build without
+// them Open says they are not in this build.
 var planned = map[string]string{
 	"videotest": "videotest",
 	"screen":    "screen",
