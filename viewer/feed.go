@@ -148,6 +148,9 @@ const pollWait = 250 * time.Millisecond
 // (with Poll; call again), *NoProducerError, framebus.ErrClosed (the stream
 // ended, without Persist), the context's error, or the bus's own errors.
 func (f *Feed) Next(ctx context.Context) (*framebus.Frame, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // (a consumer with a frame ready would not look)
+	}
 	if f.c == nil {
 		if err := f.join(ctx); err != nil {
 			return nil, err

@@ -39,8 +39,8 @@ type AnalyzeOptions struct {
 	Timeout time.Duration // wait for a producer that has not started, or for a gone one to come back
 	Detect  string        // DetectMotion or DetectFaces
 
-	// Motion: a pixel moved when its grey level changed by more than
-	// Threshold (1-254, default 25) between two analysed frames; a moving
+	// Motion: a pixel moved when the grey level of its colour difference
+	// between two analysed frames is over Threshold (1-254, default 25); a moving
 	// region counts when its area is at least MinArea pixels of the frame
 	// (0: 1/2000 of the frame).
 	Threshold int

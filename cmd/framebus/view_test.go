@@ -343,7 +343,8 @@ func TestConsumersWithoutOpenCV(t *testing.T) {
 	for _, args := range [][]string{
 		{"view", "cam0"},
 		{"view", "cam0", "--http", ":0"},
-		// analyze and record are added to this list with their commands.
+		{"analyze", "cam0", "--detect", "motion"},
+		{"record", "cam0", "--out", "cam0.avi"},
 	} {
 		cmd := exec.Command(nocv, args...)
 		var se bytes.Buffer

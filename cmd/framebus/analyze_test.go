@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"image"
+	"image/draw"
+	"image/jpeg"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/framebus/framebus/framebus"
+)
+
+// analyzeLine is one line of analyze's output.
+type analyzeLine struct {
+	Seq        uint64 `json:"seq"`
+	Generation uint64 `json:"generation"`
+	CaptureNS  int64  `json:"capture_ns"`
+	CommitNS   int64  `json:"commit_ns"`
+	ResultNS   int64  `json:"result_ns"`
+	Width      int    `json:"width"`
+	Height     int    `json:"height"`
+	Detect     string `json:"detect"`
+	Boxes      []struct {
+		X, Y, W, H int
+	} `json:"boxes"`
+	LatencyCaptureUS float64 `json:"latency_capture_us"`
+	LatencyCommitUS  float64 `json:"latency_commit_us"`
+	Dropped          uint64  `json:"dropped"`
+}
+
+func parseAnalyze(t *testing.T, out string) []analyzeLine {
+	t.Helper()
+	var lines []analyzeLine
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if l == "" {
+			continue
+		}
+		var a analyzeLine
+		if err := json.Unmarshal([]byte(l), &a); err != nil {
+			t.Fatalf("analyze printed %q: %v", l, err)
+		}
+		if a.ResultNS < a.CommitNS || a.CommitNS < a.CaptureNS || a.LatencyCaptureUS < a.LatencyCommitUS || a.LatencyCommitUS < 0 {
+			t.Fatalf("times out of order: %+v", a)
+		}
+		lines = append(lines, a)
+	}
+	return lines
+}
+
+// publishStill publishes img (RGBA) on bus name at about 50 fps until the
+// test ends: a camera looking at a still picture.
+func publishStill(t *testing.T, dir, name string, img *image.RGBA) {
+	t.Helper()
+	b := img.Bounds()
+	p, err := framebus.Create(name, framebus.ProducerOptions{Dir: dir,
+		Format: framebus.Format{Width: uint32(b.Dx()), Height: uint32(b.Dy()), PixelFormat: framebus.FormatRGBA, FPSNum: 50, FPSDen: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if _, err := p.Publish(img.Pix, framebus.Meta{CaptureNS: framebus.Now()}); err != nil {
+				t.Errorf("publish: %v", err)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		p.Close()
+	})
+}
+
+// runAnalyze runs analyze on bus name for d and returns its lines.
+func runAnalyze(t *testing.T, dir, name string, d time.Duration, extra ...string) ([]analyzeLine, string) {
+	t.Helper()
+	args := append([]string{"analyze", name, "--dir", dir, "--duration", d.String(), "--timeout", "20s"}, extra...)
+	a := startLive(t, nil, args...)
+	select {
+	case <-a.done:
+	case <-time.After(d + 20*time.Second):
+		a.cmd.Process.Signal(syscall.SIGQUIT)
+		<-a.done
+		t.Fatalf("analyze did not end after --duration %v:\n%s", d, a.stderr.String())
+	}
+	if a.code != 0 {
+		t.Fatalf("analyze exit %d:\n%s", a.code, a.stderr.String())
+	}
+	return parseAnalyze(t, a.stdout.String()), a.stderr.String()
+}
+
+// Motion on the moving pattern: boxes in nearly every frame, one of them in
+// the colour bars (the bouncing box; the frame counter below moves too).
+// analyze starts before the producer and waits for it.
+func TestAnalyzeMotionOnThePattern(t *testing.T) {
+	needOpenCV(t)
+	dir := t.TempDir()
+	a := startLive(t, nil, "analyze", "moving", "--detect", "motion", "--dir", dir, "--duration", "4s", "--timeout", "20s")
+	time.Sleep(300 * time.Millisecond)
+	startCapture(t, dir, "moving", "--size", "320x240", "--fps", "30", "--duration", "2500ms")
+	if code := a.stop0(t, 20*time.Second); code != 0 {
+		t.Fatalf("analyze exit %d:\n%s", code, a.stderr.String())
+	}
+	lines := parseAnalyze(t, a.stdout.String())
+	if len(lines) < 30 {
+		t.Fatalf("%d frames analysed in 2.5 s at 30 fps:\n%s", len(lines), a.stderr.String())
+	}
+	inBars, withBoxes := 0, 0
+	for _, l := range lines[1:] { // the first frame has nothing to compare with
+		if len(l.Boxes) > 0 {
+			withBoxes++
+		}
+		for _, b := range l.Boxes {
+			if b.Y < 150 && b.W >= 20 && b.H >= 20 { // the bars are the top 160 rows
+				inBars++
+				break
+			}
+		}
+		if l.Width != 320 || l.Height != 240 || l.Detect != "motion" {
+			t.Fatalf("line %+v", l)
+		}
+	}
+	if withBoxes < len(lines)*9/10 || inBars < len(lines)*9/10 {
+		t.Errorf("of %d frames, %d had motion, %d in the bars; want nearly all", len(lines)-1, withBoxes, inBars)
+	}
+	if !strings.Contains(a.stderr.String(), "stream_closed=true") {
+		t.Errorf("analyze did not end with the stream:\n%s", a.stderr.String())
+	}
+}
+
+// stop0 waits for a process that ends by itself.
+func (p *live) stop0(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		t.Fatalf("%q still running after %v:\n%s", p.cmd.Args, d, p.stderr.String())
+	}
+	checkNoPanic(t, p.cmd.Args, p.stderr.String())
+	return p.code
+}
+
+// The pattern, still: no motion at all.
+func TestAnalyzeMotionOnAStillPicture(t *testing.T) {
+	needOpenCV(t)
+	dir := t.TempDir()
+	img := image.NewRGBA(image.Rect(0, 0, 320, 240))
+	for y := range 240 {
+		for x := range 320 {
+			c := barColors[x*8/320]
+			o := img.PixOffset(x, y)
+			img.Pix[o], img.Pix[o+1], img.Pix[o+2], img.Pix[o+3] = uint8(c[0]), uint8(c[1]), uint8(c[2]), 255
+		}
+	}
+	publishStill(t, dir, "still", img)
+	lines, _ := runAnalyze(t, dir, "still", 1500*time.Millisecond, "--detect", "motion")
+	if len(lines) < 20 {
+		t.Fatalf("%d frames analysed in 1.5 s at 50 fps", len(lines))
+	}
+	for _, l := range lines {
+		if len(l.Boxes) != 0 {
+			t.Fatalf("motion on a still picture: %+v", l)
+		}
+	}
+}
+
+// gocvFace is gocv's sample face picture (in the module cache, no download).
+func gocvFace(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "gocv.io/x/gocv").Output()
+	if err != nil {
+		t.Fatalf("go list -m gocv.io/x/gocv: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "images", "face.jpg")
+}
+
+const faceCascade = "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml"
+
+// A frame made of a real face picture: a face found, where the face is.
+func TestAnalyzeFaces(t *testing.T) {
+	needOpenCV(t)
+	if _, err := os.Stat(faceCascade); err != nil {
+		if os.Getenv("FRAMEBUS_REQUIRE_BROWSER") != "" {
+			t.Fatalf("%v (make sysdeps installs opencv-data)", err)
+		}
+		t.Skipf("%v (apt-get install opencv-data)", err)
+	}
+	f, err := os.Open(gocvFace(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := jpeg.Decode(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := image.NewRGBA(src.Bounds())
+	draw.Draw(img, img.Bounds(), src, src.Bounds().Min, draw.Src)
+	dir := t.TempDir()
+	publishStill(t, dir, "face", img)
+	lines, _ := runAnalyze(t, dir, "face", 1500*time.Millisecond, "--detect", "faces")
+	if len(lines) < 5 {
+		t.Fatalf("%d frames analysed", len(lines))
+	}
+	for _, l := range lines {
+		if len(l.Boxes) != 1 {
+			t.Fatalf("faces %+v, want one", l.Boxes)
+		}
+		b := l.Boxes[0]
+		if cx, cy := b.X+b.W/2, b.Y+b.H/2; cx < 290 || cx > 420 || cy < 180 || cy > 330 {
+			t.Fatalf("face box %+v, want one around (350,250)", b)
+		}
+	}
+}
+
+// Slower than the camera: analyze takes the newest frame and says how many
+// it skipped, exactly the gaps in the sequence numbers.
+func TestAnalyzeSkipsToTheNewest(t *testing.T) {
+	needOpenCV(t)
+	dir := t.TempDir()
+	startCapture(t, dir, "fast", "--size", "1280x720", "--fps", "0")
+	lines, _ := runAnalyze(t, dir, "fast", 1500*time.Millisecond, "--detect", "faces")
+	if len(lines) < 3 {
+		t.Fatalf("%d frames analysed", len(lines))
+	}
+	var skipped uint64
+	for i := 1; i < len(lines); i++ {
+		if gap := lines[i].Seq - lines[i-1].Seq - 1; gap != lines[i].Dropped {
+			t.Fatalf("seq %d after %d with dropped=%d", lines[i].Seq, lines[i-1].Seq, lines[i].Dropped)
+		}
+		skipped += lines[i].Dropped
+	}
+	if skipped == 0 {
+		t.Errorf("no frame skipped analysing %d frames of a producer as fast as it can", len(lines))
+	}
+}
+
+func TestAnalyzeBadOptions(t *testing.T) {
+	needOpenCV(t)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"analyze", "x"}, "--detect motion or --detect faces is required"},
+		{[]string{"analyze", "x", "--detect", "cats"}, `--detect "cats": want motion or faces`},
+		{[]string{"analyze", "x", "--detect", "faces", "--cascade", filepath.Join(dir, "none.xml")}, "face cascade"},
+		{[]string{"analyze", "x", "--detect", "motion", "--threshold", "0"}, "--threshold 0"},
+		{[]string{"record", "x"}, "--out FILE is required"},
+		{[]string{"record", "x", "--out", filepath.Join(dir, "no", "such", "dir.avi")}, "no directory"},
+	} {
+		r := run(t, append(c.args, "--dir", dir, "--timeout", "0s")...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
+	// No producer within --timeout: exit 1.
+	r := run(t, "analyze", "nobody", "--detect", "motion", "--timeout", "300ms", "--dir", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "after waiting 300ms") {
+		t.Errorf("no producer: exit %d:\n%s", r.code, r.stderr)
+	}
+}
