@@ -11,10 +11,10 @@ TAGS      ?= framebus_opencv,framebus_media
 # Debian packages they need: pkg-config name, command or file, then the package.
 SYSDEPS   := pkgconf:opencv4:libopencv-dev pkgconf:x11:libx11-dev pkgconf:xext:libxext-dev \
              cmd:xvfb-run:xvfb cmd:xauth:xauth cmd:pkg-config:pkg-config \
-             cmd:chromium:chromium cmd:import:imagemagick \
+             cmd:chromium:chromium cmd:import:imagemagick cmd:xdotool:xdotool \
              file:/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml:opencv-data
 
-.PHONY: all build test test-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model
+.PHONY: all build test test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
 
 all: build
 
@@ -29,6 +29,7 @@ sysdeps:
 	  case $$kind in \
 	    pkgconf) pkg-config --exists $$what 2>/dev/null || missing="$$missing $$pkg";; \
 	    cmd) command -v $$what >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    gst) gst-inspect-1.0 $$what >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	    file) [ -e $$what ] || missing="$$missing $$pkg";; \
 	  esac; done; \
 	if [ -n "$$missing" ]; then \
@@ -55,12 +56,34 @@ test: deps vet
 run: build
 	./scripts/run-demo.sh $(BIN)/framebus
 
+# The full comparison (docs/BENCHMARKS.md, about 11 minutes): framebus
+# bench with GStreamer's shmsink/shmsrc rows (installed here when missing),
+# then the transport's Go benchmarks. Results in $(BIN)/bench.{json,png,txt}.
+GSTDEPS   := cmd:gst-launch-1.0:gstreamer1.0-tools gst:videotestsrc:gstreamer1.0-plugins-base \
+             gst:shmsink:gstreamer1.0-plugins-bad
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 ./framebus/ | tee bench/framebus-bench.txt
+	@$(MAKE) -s sysdeps SYSDEPS="$(GSTDEPS)"
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/framebus-bench ./cmd/framebus
+	$(BIN)/framebus-bench bench --json $(BIN)/bench.json --plot $(BIN)/bench.png | tee $(BIN)/bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 ./framebus/ | tee $(BIN)/framebus-bench.txt
 
 fuzz: deps
 	$(GO) test -run '^$$' -fuzz FuzzValidateSegment -fuzztime $(FUZZTIME) ./framebus/
 	$(GO) test -run '^$$' -fuzz FuzzConsumerOpen -fuzztime $(FUZZTIME) ./framebus/
+	$(GO) test -run '^$$' -fuzz FuzzScribble -fuzztime $(FUZZTIME) ./framebus/
+
+# The chaos tests in full (docs/RELIABILITY.md): 100 kill -9 of a 1080p
+# producer, 80 consumers killed through a 32-entry table, a producer stopped
+# 2 s (about a minute). make test runs a shorter version (12 kills).
+chaos: deps
+	FRAMEBUS_CHAOS=full $(GO) test -count=1 -v -timeout 30m -run '^TestChaos' ./framebus/
+
+# The soak (docs/RELIABILITY.md): 1080p RGBA at 60 fps to 4 consumers, one
+# slow, for SOAK (default 10m; e.g. make soak SOAK=2m). Not part of make test.
+SOAK ?= 10m
+soak: deps
+	FRAMEBUS_SOAK=$(SOAK) $(GO) test -count=1 -v -timeout 2h -run '^TestSoak$$' ./framebus/
 
 vet:
 	$(GO) vet $(PKGS)
@@ -69,22 +92,64 @@ vet:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-# Static checks and cross-builds of the pure-Go parts.
+# Static checks and cross-builds of the pure-Go parts: vet of the transport
+# (with its tests), internal/ and the command for linux/arm64, windows/amd64
+# and windows/arm64, and the command's CGO_ENABLED=0 binaries. cmd/framebus's
+# own tests drive processes with POSIX signals, so on Windows its non-test
+# files are vetted (go list ... GoFiles). darwin proves the stubs build.
+CROSS := linux/arm64 windows/amd64 windows/arm64
 check: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
-	CGO_ENABLED=0 GOOS=linux   GOARCH=arm64 $(GO) vet ./framebus/...
-	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) vet ./framebus/...
-	CGO_ENABLED=0 GOOS=windows GOARCH=arm64 $(GO) vet ./framebus/...
+	@set -e; for t in $(CROSS); do os=$${t%/*}; arch=$${t#*/}; echo "== $$os/$$arch: vet, build"; \
+	  export CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch; \
+	  $(GO) vet ./framebus/... ./internal/...; \
+	  if [ $$os = linux ]; then $(GO) vet ./cmd/framebus; \
+	  else $(GO) vet $$($(GO) list -f '{{range .GoFiles}}{{$$.Dir}}/{{.}} {{end}}' ./cmd/framebus); fi; \
+	  $(GO) build -o /dev/null ./cmd/framebus; \
+	done
 	CGO_ENABLED=0 GOOS=darwin  GOARCH=arm64 $(GO) vet ./framebus/...
 
 # The transport's in-process tests for linux/arm64 under qemu-user (the
-# process tests are skipped with -short). An x86 host cannot expose memory
-# ordering bugs this way; it proves the arm64 build and its fences run.
+# process tests are skipped with -short), then a short run of the litmus
+# tests. An x86 host cannot expose memory ordering bugs this way (qemu-user
+# runs the guest's threads on the host's, with x86's ordering): it proves the
+# arm64 build and its fences run. make litmus-arm64 is for the real board.
 test-arm64:
 	@command -v qemu-aarch64 >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq --no-install-recommends qemu-user >/dev/null; }
 	@mkdir -p $(BIN)
 	GOARCH=arm64 CGO_ENABLED=0 $(GO) test -c -o $(BIN)/framebus-arm64.test ./framebus/
 	cd framebus && qemu-aarch64 ../$(BIN)/framebus-arm64.test -test.short
+	cd framebus && FRAMEBUS_LITMUS=1s qemu-aarch64 ../$(BIN)/framebus-arm64.test -test.run 'Litmus' -test.v
+
+# The seqlock litmus tests (framebus/litmus_test.go) for real weakly ordered
+# hardware. litmus runs them on this machine for LITMUS (default 60s each);
+# litmus-arm64 cross-builds bin/framebus-arm64.test to copy to an arm64 board,
+# and runs it when this machine is one.
+LITMUS ?= 60s
+litmus:
+	FRAMEBUS_LITMUS=$(LITMUS) $(GO) test -count=1 -v -timeout 30m -run 'Litmus' ./framebus/
+litmus-arm64:
+	@mkdir -p $(BIN)
+	GOARCH=arm64 CGO_ENABLED=0 $(GO) test -c -o $(BIN)/framebus-arm64.test ./framebus/
+	@if [ "$$(uname -m)" = aarch64 ]; then cd framebus && FRAMEBUS_LITMUS=$(LITMUS) ../$(BIN)/framebus-arm64.test -test.run 'Litmus' -test.v; \
+	else echo "copy $(BIN)/framebus-arm64.test to the board and run: FRAMEBUS_LITMUS=$(LITMUS) ./framebus-arm64.test -test.run Litmus -test.v"; fi
+
+# The transport's tests for windows/amd64 under Wine (docs/PORTABILITY.md says
+# what runs there and what does not). Installs wine64 and
+# binutils-mingw-w64-x86-64 when missing (as root) and builds the one DLL
+# Wine 8 lacks (scripts/wine). Not part of make test: Wine is not on a clean
+# machine, and the first run makes a Wine prefix (about 20 s).
+WINEPREFIX ?= $(CURDIR)/$(BIN)/wineprefix
+# Tests that need a real directory: t.TempDir's cleanup fails under Wine 8
+# (Go 1.26's RemoveAll uses a file disposition class Wine lacks).
+WINE_SKIP  ?= ^(FuzzConsumerOpen|TestWakeMixed|TestSpinConsumer)$$
+test-windows:
+	@mkdir -p $(BIN)
+	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) test -c -o $(BIN)/framebus-windows-amd64.test.exe ./framebus/
+	@wine=$$(scripts/wine/setup.sh $(WINEPREFIX)) && cd framebus && \
+	  WINEPREFIX=$(WINEPREFIX) WINEDEBUG=-all $$wine ../$(BIN)/framebus-windows-amd64.test.exe \
+	    -test.count=1 -test.timeout=10m -test.v -test.skip '$(WINE_SKIP)' $(WINETESTFLAGS) > ../$(BIN)/test-windows.log 2>&1; \
+	  rc=$$?; grep -vE '^=== (RUN|PAUSE|CONT)' ../$(BIN)/test-windows.log; exit $$rc
 
 # The quick benchmark (~30 s here): 1080p RGBA and 640x480 GREY, framebus
 # against a raw futex, memcpy, a Unix socket and a pipe. Pure Go.
@@ -93,10 +158,10 @@ bench-quick:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/framebus-bench ./cmd/framebus
 	$(BIN)/framebus-bench bench --quick --json $(BIN)/bench-quick.json --plot $(BIN)/bench-quick.png
 
-# The Spin models of the protocol (needs spin; about 6 minutes).
+# The Spin models of the protocol (needs spin; about 15 minutes).
 model:
 	@command -v spin >/dev/null || apt-get install -y --no-install-recommends spin
-	../shared/model/runall.sh
+	docs/model/runall.sh
 
 clean:
 	rm -rf $(BIN)
