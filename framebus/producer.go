@@ -86,7 +86,8 @@ type Producer struct {
 	opts                      ProducerOptions
 	gid                       int
 
-	lock *sysFile // byte 0 held for the producer's life
+	lock        *sysFile // byte 0 held for the producer's life
+	lockCreated bool     // takeOwnership created the lock file (disown removes it)
 
 	mu     sync.Mutex // held from Begin to Commit/Abort; excludes generation changes
 	held   bool
@@ -253,6 +254,7 @@ func create(name string, opts ProducerOptions) (*Producer, error) {
 	if old != nil {
 		_ = p.guard(old.retire)
 		old.release()
+		p.needRegen.Store(false) // a fault in the old file's retire is not ours
 	}
 	p.stop = make(chan struct{})
 	p.done = make(chan struct{})
@@ -263,7 +265,7 @@ func create(name string, opts ProducerOptions) (*Producer, error) {
 // takeOwnership opens the lock file and takes its byte 0 (PROTOCOL.md section 2).
 func (p *Producer) takeOwnership() error {
 	for try := 0; try < 10; try++ {
-		lf, _, err := openLockFile(p.lockPath, p.opts.Mode, p.gid)
+		lf, created, err := openLockFile(p.lockPath, p.opts.Mode, p.gid)
 		if err != nil {
 			return err
 		}
@@ -281,7 +283,7 @@ func (p *Producer) takeOwnership() error {
 		_, id, _, _, err := lf.stat()
 		info, lerr := lstatPath(p.lockPath)
 		if err == nil && lerr == nil && info.exists && info.regular && info.id == id {
-			p.lock = lf
+			p.lock, p.lockCreated = lf, created
 			return nil
 		}
 		lf.close()
@@ -289,11 +291,12 @@ func (p *Producer) takeOwnership() error {
 	return fmt.Errorf("%w: lock file %s keeps changing", ErrBusy, p.lockPath)
 }
 
-// disown undoes takeOwnership after a failed Create: with no segment of
-// ours at the name, the lock file is unlinked while byte 0 is still held (so
-// nothing is left behind), then the lock is released.
+// disown undoes takeOwnership after a failed Create: with no segment at the
+// name, or a lock file this Create made, the lock file is unlinked while
+// byte 0 is still held (so nothing is left behind), then the lock is
+// released.
 func (p *Producer) disown() {
-	if info, _ := lstatPath(p.path); !info.exists {
+	if info, _ := lstatPath(p.path); !info.exists || p.lockCreated {
 		if cur, _ := lstatPath(p.lockPath); cur.exists {
 			if _, id, _, _, err := p.lock.stat(); err == nil && id == cur.id {
 				unlinkFile(p.lockPath)
@@ -695,9 +698,11 @@ func (p *Producer) regenLocked(f Format) error {
 	p.seg = seg
 	p.opts.Format = f
 	p.segMu.Unlock()
-	p.needRegen.Store(false)
+	// Retire first: on a truncated old file retire faults, and guard then
+	// asks for a new generation; that request is the one just served.
 	_ = p.guard(old.retire)
 	old.release()
+	p.needRegen.Store(false)
 	return nil
 }
 
@@ -733,11 +738,23 @@ func (p *Producer) beat() {
 	info, err := lstatPath(p.path)
 	moved := err == nil && (!info.exists || info.id != s.id)
 	p.segMu.Unlock()
+	if err := p.keepLock(); err != nil {
+		// Another process holds the lock file now at our path: the name is
+		// no longer ours, and we do not fight for it.
+		p.lastErr.Store(&err)
+		return
+	}
 	if broken || moved {
 		if broken {
 			_ = p.guard(func() { s.state.Store(StateBroken) })
 		}
-		p.needRegen.Store(true)
+		// Only for the segment that is still current: Begin may have
+		// replaced it since (then the request is served already).
+		p.segMu.Lock()
+		if p.seg == s {
+			p.needRegen.Store(true)
+		}
+		p.segMu.Unlock()
 		// Publish the new generation now unless a frame is being written;
 		// then Begin does it.
 		if p.mu.TryLock() {
@@ -749,6 +766,31 @@ func (p *Producer) beat() {
 			p.mu.Unlock()
 		}
 	}
+}
+
+// keepLock re-creates and re-takes the lock file when it was removed from
+// outside (systemd's RemoveIPC removes every file of the user in /dev/shm):
+// without it, consumers and tools that open the lock path find no owner, and
+// a second producer could take the name of a live one. It fails (ErrBusy)
+// when another process holds the lock file now at the path. Called by the
+// heartbeat goroutine, the only user of p.lock until Close stops it.
+func (p *Producer) keepLock() error {
+	info, err := lstatPath(p.lockPath)
+	if err != nil {
+		return err
+	}
+	if info.exists {
+		if _, id, _, _, err := p.lock.stat(); err == nil && id == info.id {
+			return nil
+		}
+	}
+	old := p.lock
+	if err := p.takeOwnership(); err != nil { // sets p.lock only on success
+		return err
+	}
+	old.unlock(0, 1)
+	old.close()
+	return nil
 }
 
 // reclaim takes back the entries of dead consumers: only an entry whose
