@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The `make run` job: publish the built-in test pattern on the bus "demo" for
-# 20 s, read it back with a consumer that prints each frame for 5 s, then show
-# the bus's status, and wait for the capture to close the bus.
+# 20 s and show it live: in a window when there is a display ($DISPLAY), else
+# as a web preview on http://127.0.0.1:8080/ (FRAMEBUS_DEMO_HTTP picks another
+# address). A consumer prints a few frames and the bus's status is shown;
+# everything ends by itself after 20 s, or on Ctrl-C.
 #
-# usage: scripts/run-demo.sh BIN      (BIN: the framebus binary)
+# usage: scripts/run-demo.sh BIN      (BIN: the framebus binary, built by make build)
 # Needs nothing but bash and the binary. FRAMEBUS_DIR picks the bus directory
 # (default /dev/shm).
 set -euo pipefail
@@ -13,32 +15,57 @@ if [[ ! -x $BIN ]]; then
 	echo "$0: $BIN is not an executable (build it with: make build)" >&2
 	exit 2
 fi
+DURATION=20s
+HTTP=${FRAMEBUS_DEMO_HTTP:-127.0.0.1:8080}
 
-"$BIN" capture --name demo --source pattern --size 640x480 --fps 30 --duration 20s &
-capture_pid=$!
-# Whatever happens below (an error, Ctrl-C), the capture does not outlive us.
+pids=()
+# Whatever happens below (an error, Ctrl-C), nothing we started outlives us.
 cleanup() {
-	if kill -0 "$capture_pid" 2>/dev/null; then
-		kill -TERM "$capture_pid" 2>/dev/null || true
-		wait "$capture_pid" 2>/dev/null || true
-	fi
+	for pid in "${pids[@]}"; do
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -TERM "$pid" 2>/dev/null || true
+		fi
+	done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== framebus tail demo --duration 5s (frames flowing from the capture, pid $capture_pid)"
-"$BIN" tail demo --duration 5s
+"$BIN" capture --name demo --source pattern --size 640x480 --fps 30 --duration "$DURATION" &
+capture_pid=$!
+pids+=("$capture_pid")
+
+if [[ -n ${DISPLAY:-} ]]; then
+	echo "== framebus view demo: a window on $DISPLAY (q closes it, space pauses, s saves a PNG)"
+	"$BIN" view demo --duration "$DURATION" --timeout 10s &
+else
+	echo "== framebus view demo --http $HTTP: no \$DISPLAY, so a web preview (open the URL below)"
+	"$BIN" view demo --http "$HTTP" --duration "$DURATION" --timeout 10s &
+fi
+view_pid=$!
+pids+=("$view_pid")
+
+sleep 1
+echo
+echo "== framebus tail demo --duration 300ms: a consumer printing each frame"
+"$BIN" tail demo --duration 300ms --timeout 10s
 
 echo
 echo "== framebus stat demo"
 "$BIN" stat demo
 
 echo
-echo "== waiting for the capture to end (--duration 20s)"
+echo "== previewing until the capture ends (--duration $DURATION; Ctrl-C ends it now)"
 status=0
 wait "$capture_pid" || status=$?
+view_status=0
+wait "$view_pid" || view_status=$?
 trap - EXIT
 if ((status != 0)); then
 	echo "$0: the capture failed (exit $status)" >&2
+	exit "$status"
 fi
-exit "$status"
+if ((view_status != 0)); then
+	echo "$0: the preview failed (exit $view_status); 'framebus view --help' says what it needs" >&2
+	exit "$view_status"
+fi
