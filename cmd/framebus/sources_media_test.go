@@ -1,15 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/framebus/framebus/internal/xvfb"
 )
 
 // The pion/mediadevices sources end to end: capture publishes, tail reads
@@ -156,56 +154,8 @@ func TestCaptureHelpNamesMediaSources(t *testing.T) {
 	}
 }
 
-// startXvfb runs an X server of w x h on a free display (Xvfb picks it:
-// -displayfd) and returns ":N"; Cleanup kills it by pid. Without Xvfb the
-// test is skipped, unless FRAMEBUS_REQUIRE_XVFB=1. The server resets when
-// its last client leaves, as xvfb-run's does.
-func startXvfb(t *testing.T, w, h int) string {
+// startXvfb runs a private X server of w x h (internal/xvfb) and returns its display.
+func startXvfb(t testing.TB, w, h int) string {
 	t.Helper()
-	xvfb, err := exec.LookPath("Xvfb")
-	if err != nil {
-		if os.Getenv("FRAMEBUS_REQUIRE_XVFB") == "1" {
-			t.Fatal("Xvfb is missing and FRAMEBUS_REQUIRE_XVFB=1 (apt-get install xvfb)")
-		}
-		t.Skip("needs Xvfb (apt-get install xvfb)")
-	}
-	rd, wr, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-	cmd := exec.Command(xvfb, "-displayfd", "3", "-screen", "0", fmt.Sprintf("%dx%dx24", w, h), "-nolisten", "tcp")
-	cmd.ExtraFiles = []*os.File{wr}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	wr.Close()
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(rd).ReadString('\n')
-		line <- strings.TrimSpace(s)
-	}()
-	select {
-	case n := <-line:
-		if n == "" {
-			t.Fatalf("Xvfb gave no display number:\n%s", stderr.String())
-		}
-		return ":" + n
-	case <-time.After(10 * time.Second):
-		t.Fatalf("Xvfb did not start within 10 s:\n%s", stderr.String())
-	}
-	return ""
+	return xvfb.Start(t, w, h)
 }
