@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/framebus/framebus/framebus"
 )
 
 // bin is the framebus binary, built once for all the tests.
@@ -185,17 +187,12 @@ func startCapture(t *testing.T, dir, name string, extra ...string) *proc {
 
 var seqLine = regexp.MustCompile(`^seq=(\d+) bytes=(\d+) commit_to_wake=([\d.]+)µs capture_to_wake=([\d.]+)µs dropped=(\d+) torn=(\d+)`)
 
-func TestCaptureThenTailUntilClosed(t *testing.T) {
-	dir := t.TempDir()
-	tail := start(t, "tail", "cam", "--dir", dir, "--timeout", "20s")
-	capt := run(t, "capture", "--name", "cam", "--source", "pattern", "--size", "64x48", "--format", "RGBA", "--fps", "100", "--duration", "1500ms", "--dir", dir)
-	if capt.code != 0 {
-		t.Fatalf("capture exit %d:\n%s", capt.code, capt.stderr)
-	}
-	if code := tail.wait(t, 15*time.Second); code != 0 {
-		t.Fatalf("tail exit %d:\n%s", code, tail.stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(tail.stdout.String()), "\n")
+// checkTailFrames checks tail's output: one line per frame, sequence
+// numbers increasing, every frame of frameBytes, and "closed" at the end. It
+// returns the number of frames.
+func checkTailFrames(t *testing.T, out string, frameBytes int) int {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if last := lines[len(lines)-1]; last != "closed" {
 		t.Fatalf("tail's last line is %q, want \"closed\"", last)
 	}
@@ -210,12 +207,26 @@ func TestCaptureThenTailUntilClosed(t *testing.T) {
 			t.Fatalf("seq %d after %d", seq, prev)
 		}
 		prev = seq
-		if m[2] != strconv.Itoa(64*48*4) {
-			t.Fatalf("frame of %s bytes, want %d", m[2], 64*48*4)
+		if m[2] != strconv.Itoa(frameBytes) {
+			t.Fatalf("frame of %s bytes, want %d", m[2], frameBytes)
 		}
 	}
+	return len(lines) - 1
+}
+
+func TestCaptureThenTailUntilClosed(t *testing.T) {
+	dir := t.TempDir()
+	tail := start(t, "tail", "cam", "--dir", dir, "--timeout", "20s")
+	capt := run(t, "capture", "--name", "cam", "--source", "pattern", "--size", "64x48", "--format", "RGBA", "--fps", "100", "--duration", "1500ms", "--dir", dir)
+	if capt.code != 0 {
+		t.Fatalf("capture exit %d:\n%s", capt.code, capt.stderr)
+	}
+	if code := tail.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("tail exit %d:\n%s", code, tail.stderr.String())
+	}
+	n := checkTailFrames(t, tail.stdout.String(), 64*48*4)
 	// 1.5 s at 100 fps; the tail may join a little late.
-	if n := len(lines) - 1; n < 50 {
+	if n < 50 {
 		t.Errorf("tail printed %d frames, want about 150", n)
 	}
 	if exists(segment(dir, "cam")) || exists(segment(dir, "cam")+".lock") {
@@ -228,7 +239,7 @@ var headerKeys = strings.Fields(`magic abi_version header_size state flags total
 	payload_offset payload_size version_mismatch_count producer_pid slot_count slot_stride slot_capacity
 	consumer_capacity heartbeat_interval_ms width height pixel_format plane_count plane_stride plane_offset
 	fps_num fps_den slot_table_offset consumer_table_offset slot_desc_size consumer_entry_size created_ns
-	active last_seq frames_published last_commit_ns source_drops consumers_reclaimed consumers`)
+	active last_seq frames_published last_commit_ns source_drops consumers_reclaimed wake_seq wake_waiters consumers`)
 var consumerKeys = strings.Fields(`index state pid sem waiters token last_seq delivered dropped heartbeat_ns torn_retries lag`)
 
 func TestStatJSONShowsTheConsumer(t *testing.T) {
@@ -254,7 +265,7 @@ func TestStatJSONShowsTheConsumer(t *testing.T) {
 			t.Errorf("stat --json has no %q", k)
 		}
 	}
-	if st["magic"] != float64(0x53554246) || st["state"] != float64(1) || st["flags"] != float64(1) {
+	if st["magic"] != float64(0x53554246) || st["state"] != float64(1) || st["flags"] != float64(framebus.FlagChecksum|framebus.FlagSharedWake) {
 		t.Errorf("magic %v, state %v, flags %v", st["magic"], st["state"], st["flags"])
 	}
 	if st["producer_pid"] != float64(capt.pid()) || st["producer_alive"] != true {

@@ -68,26 +68,8 @@ func TestCaptureFileThenTail(t *testing.T) {
 			if code := tail.wait(t, 15*time.Second); code != 0 {
 				t.Fatalf("tail exit %d:\n%s", code, tail.stderr.String())
 			}
-			lines := strings.Split(strings.TrimSpace(tail.stdout.String()), "\n")
-			if last := lines[len(lines)-1]; last != "closed" {
-				t.Fatalf("tail's last line is %q, want \"closed\"", last)
-			}
-			var prev uint64
-			for _, l := range lines[:len(lines)-1] {
-				m := seqLine.FindStringSubmatch(l)
-				if m == nil {
-					t.Fatalf("tail printed %q", l)
-				}
-				seq, _ := strconv.ParseUint(m[1], 10, 64)
-				if seq <= prev {
-					t.Fatalf("seq %d after %d", seq, prev)
-				}
-				prev = seq
-				if m[2] != strconv.Itoa(c.bytes) {
-					t.Fatalf("frame of %s bytes, want %d", m[2], c.bytes)
-				}
-			}
-			if n := len(lines) - 1; n < c.minTailed {
+			n := checkTailFrames(t, tail.stdout.String(), c.bytes)
+			if n < c.minTailed {
 				t.Errorf("tail printed %d frames, want at least %d", n, c.minTailed)
 			}
 		})

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,26 +20,6 @@ func needMedia(t *testing.T) {
 	}
 }
 
-// tailFrames checks tail's output: frames of size bytes, then "closed". It
-// returns the number of frames.
-func tailFrames(t *testing.T, out string, bytes int) int {
-	t.Helper()
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if last := lines[len(lines)-1]; last != "closed" {
-		t.Fatalf("tail's last line is %q, want \"closed\"", last)
-	}
-	for _, l := range lines[:len(lines)-1] {
-		m := seqLine.FindStringSubmatch(l)
-		if m == nil {
-			t.Fatalf("tail printed %q", l)
-		}
-		if n, _ := strconv.Atoi(m[2]); n != bytes {
-			t.Fatalf("a frame of %d bytes, want %d", n, bytes)
-		}
-	}
-	return len(lines) - 1
-}
-
 // captureThenTail runs capture with args on the bus "m" in a new directory
 // for its --duration, with a tail reading it, and returns capture's stderr
 // and the frames tail saw of size bytes.
@@ -55,7 +34,7 @@ func captureThenTail(t *testing.T, bytes int, args ...string) (stderr string, fr
 	if code := tail.wait(t, 15*time.Second); code != 0 {
 		t.Fatalf("tail exit %d:\n%s", code, tail.stderr.String())
 	}
-	return capt.stderr, tailFrames(t, tail.stdout.String(), bytes)
+	return capt.stderr, checkTailFrames(t, tail.stdout.String(), bytes)
 }
 
 func TestCaptureVideotestThenTail(t *testing.T) {

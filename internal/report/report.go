@@ -350,10 +350,23 @@ func meaning(s *framebus.Snapshot, field string) string {
 	case "state":
 		return StateName(h.State)
 	case "flags":
+		var names []string
 		if h.Flags&framebus.FlagChecksum != 0 {
-			return "checksums"
+			names = append(names, "checksums")
+		} else {
+			names = append(names, "no checksums")
 		}
-		return "no checksums"
+		if h.Flags&framebus.FlagSharedWake != 0 {
+			names = append(names, "shared wake word")
+		}
+		if unknown := h.Flags &^ (framebus.FlagChecksum | framebus.FlagSharedWake); unknown != 0 {
+			names = append(names, fmt.Sprintf("unknown bits 0x%x", unknown))
+		}
+		return strings.Join(names, ", ")
+	case "wake_waiters":
+		if h.Flags&framebus.FlagSharedWake != 0 {
+			return "consumers sleeping on wake_seq"
+		}
 	case "total_size":
 		if uint64(s.FileSize) != h.TotalSize {
 			return fmt.Sprintf("bad: the file has %d bytes", s.FileSize)
