@@ -468,20 +468,16 @@ func ConvertRGBA(dst []byte, f framebus.Format, src *image.RGBA) (int, error) {
 		for y := 0; y < d.h; y++ {
 			copy(d.row(0, y, 4*w), row(y))
 		}
-	case framebus.FormatRGB24:
-		for y := 0; y < d.h; y++ {
-			in, out := row(y), d.row(0, y, 3*w)
-			for x := range w {
-				p, q := in[4*x:4*x+4:4*x+4], out[3*x:3*x+3:3*x+3]
-				q[0], q[1], q[2] = p[0], p[1], p[2]
-			}
+	case framebus.FormatRGB24, framebus.FormatBGR24:
+		first, last := 0, 2 // RGB: R first
+		if f.PixelFormat == framebus.FormatBGR24 {
+			first, last = 2, 0
 		}
-	case framebus.FormatBGR24:
 		for y := 0; y < d.h; y++ {
 			in, out := row(y), d.row(0, y, 3*w)
 			for x := range w {
 				p, q := in[4*x:4*x+4:4*x+4], out[3*x:3*x+3:3*x+3]
-				q[0], q[1], q[2] = p[2], p[1], p[0]
+				q[0], q[1], q[2] = p[first], p[1], p[last]
 			}
 		}
 	case framebus.FormatGrey:
