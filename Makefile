@@ -11,10 +11,10 @@ TAGS      ?= framebus_opencv,framebus_media
 # Debian packages they need: pkg-config name, command or file, then the package.
 SYSDEPS   := pkgconf:opencv4:libopencv-dev pkgconf:x11:libx11-dev pkgconf:xext:libxext-dev \
              cmd:xvfb-run:xvfb cmd:xauth:xauth cmd:pkg-config:pkg-config \
-             cmd:chromium:chromium cmd:import:imagemagick \
+             cmd:chromium:chromium cmd:import:imagemagick cmd:xdotool:xdotool \
              file:/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml:opencv-data
 
-.PHONY: all build test test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model
+.PHONY: all build test test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
 
 all: build
 
@@ -29,6 +29,7 @@ sysdeps:
 	  case $$kind in \
 	    pkgconf) pkg-config --exists $$what 2>/dev/null || missing="$$missing $$pkg";; \
 	    cmd) command -v $$what >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    gst) gst-inspect-1.0 $$what >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	    file) [ -e $$what ] || missing="$$missing $$pkg";; \
 	  esac; done; \
 	if [ -n "$$missing" ]; then \
@@ -55,12 +56,34 @@ test: deps vet
 run: build
 	./scripts/run-demo.sh $(BIN)/framebus
 
+# The full comparison (docs/BENCHMARKS.md, about 11 minutes): framebus
+# bench with GStreamer's shmsink/shmsrc rows (installed here when missing),
+# then the transport's Go benchmarks. Results in $(BIN)/bench.{json,png,txt}.
+GSTDEPS   := cmd:gst-launch-1.0:gstreamer1.0-tools gst:videotestsrc:gstreamer1.0-plugins-base \
+             gst:shmsink:gstreamer1.0-plugins-bad
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 ./framebus/ | tee bench/framebus-bench.txt
+	@$(MAKE) -s sysdeps SYSDEPS="$(GSTDEPS)"
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/framebus-bench ./cmd/framebus
+	$(BIN)/framebus-bench bench --json $(BIN)/bench.json --plot $(BIN)/bench.png | tee $(BIN)/bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 ./framebus/ | tee $(BIN)/framebus-bench.txt
 
 fuzz: deps
 	$(GO) test -run '^$$' -fuzz FuzzValidateSegment -fuzztime $(FUZZTIME) ./framebus/
 	$(GO) test -run '^$$' -fuzz FuzzConsumerOpen -fuzztime $(FUZZTIME) ./framebus/
+	$(GO) test -run '^$$' -fuzz FuzzScribble -fuzztime $(FUZZTIME) ./framebus/
+
+# The chaos tests in full (docs/RELIABILITY.md): 100 kill -9 of a 1080p
+# producer, 80 consumers killed through a 32-entry table, a producer stopped
+# 2 s (about a minute). make test runs a shorter version (12 kills).
+chaos: deps
+	FRAMEBUS_CHAOS=full $(GO) test -count=1 -v -timeout 30m -run '^TestChaos' ./framebus/
+
+# The soak (docs/RELIABILITY.md): 1080p RGBA at 60 fps to 4 consumers, one
+# slow, for SOAK (default 10m; e.g. make soak SOAK=2m). Not part of make test.
+SOAK ?= 10m
+soak: deps
+	FRAMEBUS_SOAK=$(SOAK) $(GO) test -count=1 -v -timeout 2h -run '^TestSoak$$' ./framebus/
 
 vet:
 	$(GO) vet $(PKGS)
@@ -140,10 +163,10 @@ bench-quick:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/framebus-bench ./cmd/framebus
 	$(BIN)/framebus-bench bench --quick --json $(BIN)/bench-quick.json --plot $(BIN)/bench-quick.png
 
-# The Spin models of the protocol (needs spin; about 6 minutes).
+# The Spin models of the protocol (needs spin; about 15 minutes).
 model:
 	@command -v spin >/dev/null || apt-get install -y --no-install-recommends spin
-	../shared/model/runall.sh
+	docs/model/runall.sh
 
 clean:
 	rm -rf $(BIN)
