@@ -251,3 +251,27 @@ func BenchmarkConvert1080p(b *testing.B) {
 		})
 	}
 }
+
+// The web preview's per-picture work at 1080p: convert (no allocation) and
+// encode a JPEG (gocv's IMEncodeWithParams allocates a few small Go values
+// per call: the parameter vector and the buffer handle; the JPEG bytes stay
+// in OpenCV's buffer until the hub copies them into a reused one).
+func BenchmarkPicture1080p(b *testing.B) {
+	f, _ := framebus.Format{Width: 1920, Height: 1080, PixelFormat: framebus.FormatRGBA}.Complete()
+	data := make([]byte, f.FrameSize)
+	cv := NewConverter()
+	defer cv.Close()
+	params := []int{gocv.IMWriteJpegQuality, 80}
+	b.ReportAllocs()
+	for b.Loop() {
+		m, err := cv.Convert(data, f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, *m, params)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf.Close()
+	}
+}

@@ -142,7 +142,8 @@ func (f *Feed) Close() error {
 // pollWait is how often Next reports a wait that goes on.
 const pollWait = 250 * time.Millisecond
 
-// Next returns the newest frame not yet delivered. Its Dropped counts every
+// Next returns the newest frame not yet delivered (a feed that has just
+// joined a bus waits for the next frame published). Its Dropped counts every
 // frame skipped since the previous one (frames the bus had meanwhile, and
 // frames discarded by Keep). Errors: *WaitingError (call again), ErrIdle
 // (with Poll; call again), *NoProducerError, framebus.ErrClosed (the stream
@@ -186,6 +187,9 @@ func (f *Feed) Next(ctx context.Context) (*framebus.Frame, error) {
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return nil, context.DeadlineExceeded // the caller's (framebus may see it first)
 	}
 	var eos *framebus.EndOfStreamError
 	if errors.As(err, &eos) {

@@ -1,0 +1,174 @@
+package viewer
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/framebus/framebus/framebus"
+)
+
+func producer(t *testing.T, dir, name string, w, h uint32) *framebus.Producer {
+	t.Helper()
+	p, err := framebus.Create(name, framebus.ProducerOptions{Dir: dir, Format: framebus.Format{Width: w, Height: h, PixelFormat: framebus.FormatGrey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func publish(t *testing.T, p *framebus.Producer, fill byte) uint64 {
+	t.Helper()
+	buf, err := p.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int(p.Format().FrameSize)
+	for i := range buf[:n] {
+		buf[i] = fill
+	}
+	seq, err := p.Commit(n, framebus.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+func nextFrame(t *testing.T, f *Feed) *framebus.Frame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		fr, err := f.Next(ctx)
+		if errors.Is(err, ErrWaiting) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fr
+	}
+}
+
+// join makes the feed join the bus (it then waits for the next frame).
+func join(t *testing.T, f *Feed) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	for f.Consumer() == nil {
+		if _, err := f.Next(ctx); err == nil || (!errors.Is(err, ErrWaiting) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrIdle)) {
+			t.Fatalf("joining: %v", err)
+		}
+	}
+}
+
+func TestFeedNoProducer(t *testing.T) {
+	f := NewFeed("nobody", FeedOptions{Dir: t.TempDir(), Timeout: 300 * time.Millisecond})
+	start := time.Now()
+	var err error
+	for {
+		if _, err = f.Next(context.Background()); !errors.Is(err, ErrWaiting) {
+			break
+		}
+	}
+	var npe *NoProducerError
+	if !errors.As(err, &npe) || npe.Gone || !errors.Is(err, ErrNoProducer) {
+		t.Fatalf("after %v: %v, want a NoProducerError", time.Since(start), err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("gave up after %v, before --timeout", d)
+	}
+}
+
+// Without Persist the end of the stream ends the feed; with it, the feed
+// waits and follows the next producer, whose numbers start again.
+func TestFeedCloseAndRejoin(t *testing.T) {
+	for _, persist := range []bool{false, true} {
+		dir := t.TempDir()
+		p := producer(t, dir, "cam", 64, 16)
+		f := NewFeed("cam", FeedOptions{Dir: dir, Timeout: 5 * time.Second, Persist: persist})
+		defer f.Close()
+		join(t, f)
+		publish(t, p, 1)
+		if fr := nextFrame(t, f); fr.Data[0] != 1 {
+			t.Fatalf("frame %v", fr.Data[:4])
+		}
+		p.Close()
+		_, err := f.Next(context.Background())
+		if !persist {
+			if !errors.Is(err, framebus.ErrClosed) {
+				t.Fatalf("without Persist: %v, want ErrClosed", err)
+			}
+			continue
+		}
+		var we *WaitingError
+		if !errors.As(err, &we) || we.Reason != "closed the stream" {
+			t.Fatalf("with Persist: %v, want a WaitingError", err)
+		}
+		p2 := producer(t, dir, "cam", 32, 8)
+		join(t, f)
+		publish(t, p2, 2)
+		fr := nextFrame(t, f)
+		if fr.Data[0] != 2 || fr.Format.Width != 32 || f.Stats().Joins != 2 {
+			t.Fatalf("after the new producer: %dx%d %v, joins %d", fr.Format.Width, fr.Format.Height, fr.Data[:4], f.Stats().Joins)
+		}
+	}
+}
+
+// A frame overwritten while in use is discarded, counted in the next
+// frame's drops, and the feed reads copies for a while.
+func TestFeedKeepAndCopyMode(t *testing.T) {
+	dir := t.TempDir()
+	p := producer(t, dir, "cam", 64, 16)
+	f := NewFeed("cam", FeedOptions{Dir: dir, Timeout: 5 * time.Second})
+	defer f.Close()
+	join(t, f)
+	publish(t, p, 1)
+	fr := nextFrame(t, f)
+	if !f.Keep(fr) {
+		t.Fatal("an untouched frame is not intact")
+	}
+	publish(t, p, 2)
+	fr = nextFrame(t, f)
+	publish(t, p, 3) // the other slot
+	publish(t, p, 4) // fr's slot again: overwritten
+	if f.Keep(fr) {
+		t.Fatal("an overwritten frame passed Keep")
+	}
+	fr = nextFrame(t, f)
+	if fr.Data[0] != 4 || fr.Dropped != 2 || !f.Keep(fr) || f.Stats().Copied != 1 || f.Stats().Discarded != 1 {
+		t.Fatalf("next: data %d dropped %d, stats %+v; want frame 4, 2 dropped (3 skipped, 2 discarded), a copy", fr.Data[0], fr.Dropped, f.Stats())
+	}
+}
+
+// Reading frames allocates nothing, zero-copy and in copy mode.
+func TestFeedAllocatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	p := producer(t, dir, "cam", 640, 480)
+	f := NewFeed("cam", FeedOptions{Dir: dir, Timeout: 5 * time.Second})
+	defer f.Close()
+	join(t, f)
+	publish(t, p, 1)
+	nextFrame(t, f)
+	ctx := context.Background()
+	for _, copying := range []bool{false, true} {
+		allocs := testing.AllocsPerRun(100, func() {
+			if copying {
+				f.copyLeft = 2
+			}
+			if _, err := p.Publish(nil, framebus.Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			fr, err := f.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Keep(fr)
+		})
+		if allocs != 0 {
+			t.Errorf("copy mode %v: %.1f allocations per frame, want 0", copying, allocs)
+		}
+	}
+}
