@@ -167,9 +167,7 @@ func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
 		ctl.entry(s.Index).Store(uint32(c.Entry() + 1))
 	}
 	buf := make([]byte, c.Format().FrameSize)
-	lat, read := newHist(), newHist()
-	res := &childResult{}
-	var first, last, cpu0 int64
+	sm := newSampler(false)
 	// Next sleeps at most a heartbeat at a time; the process watchdog bounds
 	// the whole. A context without a Done channel keeps Next allocation-free.
 	bg := context.Background()
@@ -200,33 +198,14 @@ func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
 		if phase != phaseMeasure {
 			continue
 		}
-		if res.Frames == 0 {
-			first, cpu0 = t1, cpuTime()
-		}
-		last = t1
-		res.Frames++
-		record(lat, t1-t0)
-		record(read, t2-t0)
-		if tCall < t0 {
-			res.Waiting++
-		}
-		res.Dropped += f.Dropped
-		res.Torn += f.TornRetries
+		sm.add(tCall, t0, t1, t2, f.Dropped, n)
+		sm.res.Torn += f.TornRetries
 		if !valid {
-			res.Overwritten++
+			sm.res.Overwritten++
 		}
-		res.Bytes += int64(n)
 	}
-	if res.Frames > 0 {
-		res.CPUNS = cpuTime() - cpu0
-	}
-	res.WindowNS = last - first
 	if st := c.Stats(); s.Mode == Spin {
-		res.Note = fmt.Sprintf("spin: %d frames caught spinning, %d spins missed (the consumer slept for those)", st.SpinHits, st.SpinMisses)
+		sm.res.Note = fmt.Sprintf("spin: %d frames caught spinning, %d spins missed (the consumer slept for those)", st.SpinHits, st.SpinMisses)
 	}
-	if res.Latency, err = encodeHist(lat); err != nil {
-		return nil, err
-	}
-	res.Read, err = encodeHist(read)
-	return res, err
+	return sm.finish()
 }

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/framebus/framebus/framebus"
@@ -176,18 +175,10 @@ func futexWaiter(ctx context.Context, s *childSpec) (*childResult, error) {
 	buf := make([]byte, frame)
 
 	word, waiting := ctl.word(i), ctl.waiting(i)
-	lat, read := newHist(), newHist()
-	res := &childResult{}
-	var first, last, cpu0 int64
+	sm := newSampler(false)
 	ppid := os.Getppid()
 	seen := word.Load()
-	finish := func() (*childResult, error) {
-		if res.Frames > 0 {
-			res.CPUNS = cpuTime() - cpu0
-		}
-		res.WindowNS = last - first
-		return res, encodeHists(res, lat, read)
-	}
+	finish := sm.finish
 	ctl.ready(i).Store(1)
 	for {
 		tCall := framebus.Now()
@@ -219,26 +210,6 @@ func futexWaiter(ctx context.Context, s *childSpec) (*childResult, error) {
 		if phase != phaseMeasure {
 			continue
 		}
-		if res.Frames == 0 {
-			first, cpu0 = t1, cpuTime()
-		}
-		last = t1
-		res.Frames++
-		record(lat, t1-t0)
-		record(read, t2-t0)
-		if tCall < t0 {
-			res.Waiting++
-		}
-		res.Dropped += uint64(missed)
-		res.Bytes += int64(n)
+		sm.add(tCall, t0, t1, t2, uint64(missed), n)
 	}
-}
-
-func encodeHists(res *childResult, lat, read *hdrhistogram.Histogram) error {
-	var err error
-	if res.Latency, err = encodeHist(lat); err != nil {
-		return err
-	}
-	res.Read, err = encodeHist(read)
-	return err
 }

@@ -95,9 +95,7 @@ func streamReceiver(ctx context.Context, s *childSpec) (*childResult, error) {
 		return nil, err
 	}
 	buf := make([]byte, f.FrameSize)
-	lat := newHist()
-	res := &childResult{Waiting: -1}
-	var first, last, cpu0 int64
+	sm := newSampler(true)
 	next := uint64(0)
 	for {
 		err := readFull(fd, buf)
@@ -118,26 +116,12 @@ func streamReceiver(ctx context.Context, s *childSpec) (*childResult, error) {
 		if phase != phaseMeasure {
 			continue
 		}
-		if res.Frames == 0 {
-			first, cpu0 = t1, cpuTime()
-		}
-		last = t1
-		res.Frames++
-		res.Bytes += int64(len(buf))
-		record(lat, t1-t0)
+		sm.add(0, t0, t1, t1, 0, len(buf))
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 	}
-	if res.Frames > 0 {
-		res.CPUNS = cpuTime() - cpu0
-	}
-	res.WindowNS = last - first
-	if res.Latency, err = encodeHist(lat); err != nil {
-		return nil, err
-	}
-	res.Read = res.Latency
-	return res, nil
+	return sm.finish()
 }
 
 func writeAll(fd int, b []byte) error {
