@@ -52,7 +52,8 @@ test: deps vet
 	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_REQUIRE_BROWSER=1 FRAMEBUS_TAGS=$(TAGS) $(GO) test -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
 
 # The main job on the built-in source: a synthetic test pattern published on
-# the bus "demo", read back by a consumer that prints each frame.
+# the bus "demo" for 20 s, shown live by framebus view (a window with $DISPLAY,
+# else the web preview on http://127.0.0.1:8080/).
 run: build
 	./scripts/run-demo.sh $(BIN)/framebus
 
