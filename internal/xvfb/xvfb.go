@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package xvfb starts a private X server for the tests that need a display
 // (the screen source, the preview window). It is test support: it takes a
 // testing.TB and kills the server by its pid at the test's end.
