@@ -15,24 +15,32 @@ import (
 	"time"
 )
 
-// procRSSAndFDs returns a process's resident set (VmRSS, bytes) and its
-// number of open descriptors.
-func procRSSAndFDs(pid int) (rss int64, fds int, err error) {
+// procRSSAndFDs returns a process's resident set (VmRSS, bytes), the part
+// of it that is its own memory (RssAnon: Go heap, stacks) and its number of
+// open descriptors. The rest of the resident set is mostly the shared
+// segment (RssShmem), the same pages in every process.
+func procRSSAndFDs(pid int) (rss, anon int64, fds int, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
+	}
+	kb := func(v string) int64 {
+		n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		return n << 10
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			rss = kb << 10
+			rss = kb(v)
+		}
+		if v, ok := strings.CutPrefix(l, "RssAnon:"); ok {
+			anon = kb(v)
 		}
 	}
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	return rss, len(ents), nil
+	return rss, anon, len(ents), nil
 }
 
 // TestSoak: 1080p RGBA with CRC-32C at 60 fps for FRAMEBUS_SOAK (make soak:
@@ -70,7 +78,8 @@ func TestSoak(t *testing.T) {
 		cons = append(cons, startFbproc(t, label, fbprocOpts{}, "consumer", args...))
 	}
 	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name, append(slices.Clone(chaos1080p),
-		"-frames", strconv.Itoa(frames), "-interval", "16667us", "-wait-consumers", "4")...)...)
+		"-frames", strconv.Itoa(frames), "-interval", "16667us", "-wait-consumers", "4",
+		"-heartbeat", "100ms", "-memstats", "30s")...)...)
 	prod.waitEvent("ready", procStartTimeout)
 	prod.waitEvent("consumers", procStartTimeout)
 	joins := make([]uint64, len(cons))
@@ -79,9 +88,10 @@ func TestSoak(t *testing.T) {
 	}
 	procs := append([]*fbprocProc{prod}, cons...)
 	type sample struct {
-		at  time.Duration
-		rss []int64
-		fds []int
+		at   time.Duration
+		rss  []int64
+		anon []int64
+		fds  []int
 	}
 	var samples []sample
 	start := time.Now()
@@ -95,11 +105,11 @@ func TestSoak(t *testing.T) {
 		}
 		s := sample{at: time.Since(start)}
 		for _, p := range procs {
-			rss, fds, err := procRSSAndFDs(p.pid)
+			rss, anon, fds, err := procRSSAndFDs(p.pid)
 			if err != nil {
 				t.Fatalf("%s: %v", p.label, err)
 			}
-			s.rss, s.fds = append(s.rss, rss), append(s.fds, fds)
+			s.rss, s.anon, s.fds = append(s.rss, rss), append(s.anon, anon), append(s.fds, fds)
 		}
 		samples = append(samples, s)
 	}
@@ -115,7 +125,7 @@ func TestSoak(t *testing.T) {
 	for i, p := range procs {
 		var base sample
 		var baseSet bool
-		var lo, hi int64
+		var lo, hi, aLo, aHi int64
 		var fdLo, fdHi int
 		for _, s := range samples {
 			if s.at < warm {
@@ -124,16 +134,18 @@ func TestSoak(t *testing.T) {
 			if !baseSet {
 				base, baseSet = s, true
 				lo, hi, fdLo, fdHi = s.rss[i], s.rss[i], s.fds[i], s.fds[i]
+				aLo, aHi = s.anon[i], s.anon[i]
 			}
 			lo, hi = min(lo, s.rss[i]), max(hi, s.rss[i])
+			aLo, aHi = min(aLo, s.anon[i]), max(aHi, s.anon[i])
 			fdLo, fdHi = min(fdLo, s.fds[i]), max(fdHi, s.fds[i])
 		}
 		if !baseSet {
 			t.Fatalf("no sample after the warm-up of %v", warm)
 		}
 		b := base.rss[i]
-		t.Logf("%s: RSS after %v %.1f MiB, then min %.1f max %.1f MiB (%+.2f%% .. %+.2f%%); descriptors %d..%d",
-			p.label, base.at.Round(time.Second), mib(b), mib(lo), mib(hi), pct(lo, b), pct(hi, b), fdLo, fdHi)
+		t.Logf("%s: RSS after %v %.1f MiB, then min %.1f max %.1f MiB (%+.2f%% .. %+.2f%%), of which its own (RssAnon) %.1f..%.1f MiB; descriptors %d..%d",
+			p.label, base.at.Round(time.Second), mib(b), mib(lo), mib(hi), pct(lo, b), pct(hi, b), mib(aLo), mib(aHi), fdLo, fdHi)
 		if float64(hi) > float64(b)*1.05 || float64(lo) < float64(b)*0.95 {
 			t.Errorf("%s: RSS moved outside 5%% of %.1f MiB: %.1f..%.1f MiB", p.label, mib(b), mib(lo), mib(hi))
 		}
@@ -142,6 +154,14 @@ func TestSoak(t *testing.T) {
 		}
 	}
 
+	// The producer's Go heap: live bytes growing across collections would be
+	// a leak; garbage between two collections is the collector's slack.
+	if ms := prod.all("memstats"); len(ms) > 1 {
+		a, b := ms[0], ms[len(ms)-1]
+		t.Logf("producer Go heap: %.2f -> %.2f MiB allocated (%d -> %d collections, next goal %.1f MiB), %d -> %d mallocs (%.1f per second: heartbeat garbage)",
+			mib(int64(a.u("heap_alloc"))), mib(int64(b.u("heap_alloc"))), a.u("num_gc"), b.u("num_gc"), mib(int64(b.u("next_gc"))),
+			a.u("mallocs"), b.u("mallocs"), float64(b.u("mallocs")-a.u("mallocs"))/(float64(b.NS-a.NS)/1e9))
+	}
 	for i, c := range cons {
 		s := c.summary(procRunTimeout)
 		c.noEvents("bad", "order", "error", "gone", "corrupt", "generation")

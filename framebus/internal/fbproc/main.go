@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -106,7 +107,11 @@ func producer(args []string) {
 	closeAtEnd := fs.Bool("close", true, "close the stream cleanly at the end (else keep the bus and sleep)")
 	mode := fs.Uint("mode", 0, "file mode (octal, e.g. 0660 -> 432)")
 	group := fs.String("group", "", "group of the files")
+	memEvery := fs.Duration("memstats", 0, "emit the Go runtime's memory statistics this often (0: never)")
 	fs.Parse(args)
+	if *memEvery > 0 {
+		go memStats(*memEvery)
+	}
 
 	pf := framebus.FormatGrey
 	switch *format {
@@ -138,7 +143,10 @@ func producer(args []string) {
 		emit("consumers", map[string]any{"active": p.Stats().ActiveConsumers})
 	}
 	size := int(p.Format().FrameSize)
-	scratch := make([]byte, size)
+	var scratch []byte // the copying path's source frame; none when writing in place
+	if !*zeroCopy {
+		scratch = make([]byte, size)
+	}
 	var next time.Time
 	published, corrupt := 0, 0
 	// The next frame's number, counted here (the producer's own numbering
@@ -442,4 +450,17 @@ func mappingOf(p string) (addr uint64, perms, line string) {
 		}
 	}
 	return addr, "", "not found"
+}
+
+// memStats emits the Go runtime's memory figures every period, so that a
+// soak can tell a leak (live heap growing across collections) from the
+// collector's slack (garbage allowed to accumulate up to the next GC goal).
+func memStats(period time.Duration) {
+	var m runtime.MemStats
+	for range time.Tick(period) {
+		runtime.ReadMemStats(&m)
+		emit("memstats", map[string]any{"heap_alloc": m.HeapAlloc, "heap_inuse": m.HeapInuse, "heap_sys": m.HeapSys,
+			"heap_released": m.HeapReleased, "stack_sys": m.StackSys, "sys": m.Sys, "mallocs": m.Mallocs, "num_gc": m.NumGC,
+			"next_gc": m.NextGC})
+	}
 }
