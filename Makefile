@@ -148,7 +148,7 @@ litmus-arm64:
 WINEPREFIX ?= $(CURDIR)/$(BIN)/wineprefix
 # Tests that need a real directory: t.TempDir's cleanup fails under Wine 8
 # (Go 1.26's RemoveAll uses a file disposition class Wine lacks).
-WINE_SKIP  ?= ^(FuzzConsumerOpen|TestWakeMixed|TestSpinConsumer)$$
+WINE_SKIP  ?= ^(FuzzConsumerOpen)$$
 test-windows:
 	@mkdir -p $(BIN)
 	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) test -c -o $(BIN)/framebus-windows-amd64.test.exe ./framebus/
