@@ -429,6 +429,12 @@ func (c *Consumer) nextGuarded(ctx context.Context, dst []byte, copyOut bool, op
 	if c.eos {
 		return nil, &Error{Op: op, Name: c.name, Err: &EndOfStreamError{Seq: c.lastSeq}}
 	}
+	// A context that is already done ends the call even with a frame ready,
+	// as a read with a past deadline does: a loop bounded by its context
+	// must end while frames keep coming.
+	if ctx.Err() != nil {
+		return nil, &Error{Op: op, Name: c.name, Err: ctxErr(ctx)}
+	}
 	c.bind(ctx)
 	for {
 		if c.broken {

@@ -199,3 +199,36 @@ func TestSpinConsumer(t *testing.T) {
 		t.Errorf("learned period %v for frames every %v", p, period)
 	}
 }
+
+// A done context ends Next even when a frame is ready.
+func TestNextDoneContextWins(t *testing.T) {
+	dir := portableDir(t)
+	f, _ := Format{Width: 16, Height: 16, PixelFormat: FormatGrey}.Complete()
+	p, err := Create("ctx", ProducerOptions{Format: f, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := Open("ctx", ConsumerOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := p.Publish(make([]byte, f.FrameSize), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if fr, err := c.Next(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Next with a cancelled context = %v, %v; want context.Canceled", fr, err)
+	}
+	past, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+	if _, err := c.Next(past); !errors.Is(err, ErrDeadlineExceeded) {
+		t.Fatalf("Next with a past deadline = %v; want ErrDeadlineExceeded", err)
+	}
+	// The frame is still there for a live context.
+	if fr, err := c.Next(context.Background()); err != nil || fr.Seq != 1 {
+		t.Fatalf("Next = %v, %v; want frame 1", fr, err)
+	}
+}
