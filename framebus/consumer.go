@@ -23,6 +23,11 @@ type ConsumerOptions struct {
 	// SkipChecksum skips the CRC-32C check of frames that carry one.
 	SkipChecksum bool
 
+	// Newest makes the first Next deliver the newest frame already committed
+	// when the consumer joined, at once, instead of waiting for the next one
+	// (a preview of a slow or paused producer shows a picture straight away).
+	Newest bool
+
 	// Spin turns on the low-latency wait: the consumer learns the frame
 	// period from the commit times, sleeps until just before the next frame
 	// is due, then spins on the active slot for at most Spin before going
@@ -203,6 +208,11 @@ func (c *Consumer) attach() (*cseg, error) {
 		return nil, err
 	}
 	c.lastSeq = seg.eLast.Load()
+	if c.opts.Newest && c.lastSeq > 0 {
+		// The newest committed frame counts as not yet delivered.
+		c.lastSeq--
+		seg.eLast.Store(c.lastSeq)
+	}
 	return seg, nil
 }
 

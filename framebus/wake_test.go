@@ -232,3 +232,40 @@ func TestNextDoneContextWins(t *testing.T) {
 		t.Fatalf("Next = %v, %v; want frame 1", fr, err)
 	}
 }
+
+// ConsumerOptions.Newest delivers the frame committed before the join.
+func TestNewestOnJoin(t *testing.T) {
+	dir := portableDir(t)
+	f, _ := Format{Width: 16, Height: 16, PixelFormat: FormatGrey}.Complete()
+	p, err := Create("newest", ProducerOptions{Format: f, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for range 3 {
+		if _, err := p.Publish(make([]byte, f.FrameSize), Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain, err := Open("newest", ConsumerOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	newest, err := Open("newest", ConsumerOptions{Dir: dir, Newest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer newest.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if fr, err := newest.Next(ctx); err != nil || fr.Seq != 3 || fr.Dropped != 0 {
+		t.Fatalf("Newest: Next = %+v, %v; want frame 3 at once", fr, err)
+	}
+	if _, err := plain.Next(ctx); !errors.Is(err, ErrDeadlineExceeded) {
+		t.Fatalf("plain: Next = %v; want nothing before the next frame", err)
+	}
+	if st := newest.Stats(); st.Delivered != 1 || st.Dropped != 0 || st.LastSeq != 3 {
+		t.Errorf("Newest stats %+v", st)
+	}
+}

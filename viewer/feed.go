@@ -259,7 +259,9 @@ func (f *Feed) join(ctx context.Context) error {
 	if bounded {
 		wait = min(step, max(0, time.Until(deadline)))
 	}
-	c, err := framebus.OpenContext(ctx, f.name, framebus.ConsumerOptions{Dir: f.o.Dir, Wait: wait})
+	// A preview (Persist) shows the picture already on the bus at once, even
+	// of a paused producer; analysis and recording start at the next frame.
+	c, err := framebus.OpenContext(ctx, f.name, framebus.ConsumerOptions{Dir: f.o.Dir, Wait: wait, Newest: f.o.Persist})
 	if err == nil {
 		f.c = c
 		f.joined = true
