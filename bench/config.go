@@ -180,7 +180,7 @@ type Config struct {
 	MinPacedFrames int           // a paced run measures at least this many frames, default 300
 	Warmup         time.Duration // discarded start of every run, default 300 ms
 	Rounds         int           // runs of every variant, alternating, default 2
-	Spin           time.Duration // the spin mode's maximum spin window, default 200 µs
+	Spin           time.Duration // the spin mode's maximum spin window, default 400 µs
 
 	Dir       string   // where the run's private directory goes, default /dev/shm
 	Exe       string   // the binary that plays the children, default os.Executable()
@@ -198,7 +198,7 @@ const (
 	DefaultMinPacedFrames = 300
 	DefaultWarmup         = 300 * time.Millisecond
 	DefaultRounds         = 2
-	DefaultSpin           = 200 * time.Microsecond
+	DefaultSpin           = 400 * time.Microsecond
 	MaxConsumers          = 16
 )
 

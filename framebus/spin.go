@@ -13,7 +13,7 @@ var perEntryWakeOnly = false
 // the stream. The period is the mean interval since an anchor frame
 // ((commit - anchor commit) / (seq - anchor seq)), which a burst of late
 // frames caught up at once does not throw. The predicted commit time of the
-// next frame is corrected by a quarter of each error, like a phase-locked
+// next frame is corrected by a sixteenth of each error, like a phase-locked
 // loop, so that one late frame does not move the next window much. Three
 // predictions in a row off by more than half a period (a stall, a new rate)
 // start the learning again. All times in nanoseconds of Now().
@@ -24,6 +24,7 @@ type spinState struct {
 	nextSeq      uint64 // the frame predicted
 	next         int64  // its predicted commit_ns; 0: none yet
 	jitter       int64  // mean absolute prediction error
+	lo, hi       int64  // running 10th and 90th percentiles of the prediction error
 	late         int64  // mean lateness of a timed sleep's end
 	bad          int    // predictions in a row off by more than half a period
 	missed       uint64 // last_seq when a spin ended with no frame: sleep until it comes
@@ -64,12 +65,28 @@ func (s *spinState) learn(seq uint64, commit int64) {
 		return
 	}
 	s.bad = 0
-	s.next, s.nextSeq = want+err/4+s.period, seq+1
+	s.next, s.nextSeq = want+err/16+s.period, seq+1
+	// Arrival times are skewed (a producer is late now and then, never
+	// much early): the window follows percentiles of the error, not its
+	// mean, with steps of a quarter of the mean error.
+	step := max(s.jitter/4, int64(2*time.Microsecond))
+	s.lo = quantileStep(s.lo, err, step, 10)
+	s.hi = quantileStep(s.hi, err, step, 90)
 	if err < 0 {
 		err = -err
 	}
 	s.jitter += (err - s.jitter) / 8
 	s.samples++
+}
+
+// quantileStep moves the estimate est of the pct-th percentile of a stream
+// by one step towards x (stochastic approximation: up by pct/100 of a step
+// when x is above, down by the rest when below).
+func quantileStep(est, x, step int64, pct int64) int64 {
+	if x < est {
+		return est - step*(100-pct)/100
+	}
+	return est + step*pct/100
 }
 
 // overslept takes how late a timed sleep that should have ended at the
@@ -82,20 +99,26 @@ func (s *spinState) overslept(d int64) {
 }
 
 // window gives the spin window for the frame after lastSeq: start (when to
-// be awake, the timer's lateness allowed for) and end, in Now() time. ok is
-// false while the loop is not locked, or once a spin for this frame missed.
+// be awake, the timer's lateness allowed for) and end, in Now() time. It
+// spans the 10th to 90th percentile of the arrival times around the
+// prediction, at least 2 x spinMinWindow, at most limit from its start. ok
+// is false while the loop is not locked, or once a spin for this frame
+// missed.
 func (s *spinState) window(lastSeq uint64, limit time.Duration) (start, end int64, ok bool) {
 	if s.samples < spinLearn || s.missed == lastSeq+1 || s.period <= 0 || lastSeq+1 < s.nextSeq {
 		return 0, 0, false
 	}
-	half := min(max(2*s.jitter+int64(spinMinWindow), int64(spinMinWindow)), int64(limit)/2)
 	due := s.next + int64(lastSeq+1-s.nextSeq)*s.period
-	if now := Now(); due+half < now {
+	lo, hi := s.lo-int64(spinMinWindow), s.hi+int64(spinMinWindow)
+	if hi-lo > int64(limit) {
+		hi = lo + int64(limit)
+	}
+	if now := Now(); due+hi < now {
 		// Past the window: the frame is late or was dropped at the source.
 		// Aim at the next period rather than spinning on a lost cause.
-		due += ((now-due)/s.period + 1) * s.period
+		due += ((now-due-hi)/s.period + 1) * s.period
 	}
-	return due - half - s.late, due + half, true
+	return due + lo - s.late, due + hi, true
 }
 
 // spinFor watches the active slot until a new frame is there (true) or end

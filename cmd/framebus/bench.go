@@ -63,7 +63,7 @@ that spins before the next frame is due, framebus.ConsumerOptions.Spin).`,
 		fs.StringVar(&o.placements, "placements", "", "CPU placements, `LIST` of split, shared, free")
 		fs.StringVar(&o.transports, "transports", "", "`LIST` of framebus, futex, memcpy, uds, pipe, gstreamer")
 		fs.StringVar(&o.modes, "modes", "", "framebus modes, `LIST` of plain, copy, spin")
-		fs.DurationVar(&o.spin, "spin", 0, "the spin mode's maximum spin window, `D` (default 200us)")
+		fs.DurationVar(&o.spin, "spin", 0, "the spin mode's maximum spin window, `D` (default 400us)")
 		fs.BoolVar(&o.progress, "progress", false, "draw the progress bar on stderr even when it is not a terminal")
 		fs.StringVar(&o.dir, "dir", "", "`DIR` for the benchmark's buses and files (default /dev/shm)")
 		fs.StringVar(&o.gst, "gst-launch", "", "the gst-launch-1.0 `PATH` (default: found in PATH)")
