@@ -69,7 +69,7 @@ func TestSoak(t *testing.T) {
 	limit := (dur + 5*time.Minute).String()
 	var cons []*fbprocProc
 	for i := 0; i < 4; i++ {
-		args := fbprocArgs(dir, name, "-timeout", limit)
+		args := fbprocArgs(dir, name, "-timeout", limit, "-log-drops", "-memstats", "30s")
 		label := fmt.Sprintf("fast%d", i)
 		if i == 3 {
 			args = append(args, "-hold", hold.String())
@@ -79,7 +79,7 @@ func TestSoak(t *testing.T) {
 	}
 	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name, append(slices.Clone(chaos1080p),
 		"-frames", strconv.Itoa(frames), "-interval", "16667us", "-wait-consumers", "4",
-		"-heartbeat", "100ms", "-memstats", "30s")...)...)
+		"-heartbeat", "100ms", "-memstats", "30s", "-catchup=false")...)...)
 	prod.waitEvent("ready", procStartTimeout)
 	prod.waitEvent("consumers", procStartTimeout)
 	joins := make([]uint64, len(cons))
@@ -154,13 +154,15 @@ func TestSoak(t *testing.T) {
 		}
 	}
 
-	// The producer's Go heap: live bytes growing across collections would be
+	// Each process's Go heap: live bytes growing across collections would be
 	// a leak; garbage between two collections is the collector's slack.
-	if ms := prod.all("memstats"); len(ms) > 1 {
-		a, b := ms[0], ms[len(ms)-1]
-		t.Logf("producer Go heap: %.2f -> %.2f MiB allocated (%d -> %d collections, next goal %.1f MiB), %d -> %d mallocs (%.1f per second: heartbeat garbage)",
-			mib(int64(a.u("heap_alloc"))), mib(int64(b.u("heap_alloc"))), a.u("num_gc"), b.u("num_gc"), mib(int64(b.u("next_gc"))),
-			a.u("mallocs"), b.u("mallocs"), float64(b.u("mallocs")-a.u("mallocs"))/(float64(b.NS-a.NS)/1e9))
+	for _, p := range procs {
+		if ms := p.all("memstats"); len(ms) > 1 {
+			a, b := ms[0], ms[len(ms)-1]
+			t.Logf("%s: Go heap %.2f -> %.2f MiB allocated, in use %.2f -> %.2f MiB (%d -> %d collections, next goal %.1f MiB), %.1f mallocs per second",
+				p.label, mib(int64(a.u("heap_alloc"))), mib(int64(b.u("heap_alloc"))), mib(int64(a.u("heap_inuse"))), mib(int64(b.u("heap_inuse"))),
+				a.u("num_gc"), b.u("num_gc"), mib(int64(b.u("next_gc"))), float64(b.u("mallocs")-a.u("mallocs"))/(float64(b.NS-a.NS)/1e9))
+		}
 	}
 	for i, c := range cons {
 		s := c.summary(procRunTimeout)
@@ -179,7 +181,16 @@ func TestSoak(t *testing.T) {
 			continue
 		}
 		if drop != 0 {
-			t.Errorf("%s: dropped %d frames, want 0 (a fast consumer)", c.label, drop)
+			// Each gap: how late the consumer read the frame after it (a
+			// consumer not scheduled for a frame period drops a frame).
+			var lags []int64
+			for _, e := range c.all("drop") {
+				w, _ := e.num("wake_ns")
+				cm, _ := e.num("commit_ns")
+				lags = append(lags, w-cm)
+			}
+			t.Errorf("%s: dropped %d frames in %d gaps, want 0 (a fast consumer); wake-up lag of the frame after a gap: median %s, worst %s",
+				c.label, drop, len(lags), procMS(chaosPercentile(lags, 0.5)), procMS(slices.Max(append(lags, 0))))
 		}
 	}
 }

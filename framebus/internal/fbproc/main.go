@@ -107,6 +107,7 @@ func producer(args []string) {
 	closeAtEnd := fs.Bool("close", true, "close the stream cleanly at the end (else keep the bus and sleep)")
 	mode := fs.Uint("mode", 0, "file mode (octal, e.g. 0660 -> 432)")
 	group := fs.String("group", "", "group of the files")
+	catchup := fs.Bool("catchup", true, "after falling behind the -interval schedule, publish back to back until caught up (else, like a camera, carry on one interval after the late frame)")
 	memEvery := fs.Duration("memstats", 0, "emit the Go runtime's memory statistics this often (0: never)")
 	fs.Parse(args)
 	if *memEvery > 0 {
@@ -219,7 +220,11 @@ loop:
 				next = time.Now()
 			}
 			next = next.Add(*interval)
-			time.Sleep(time.Until(next))
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			} else if !*catchup {
+				next = time.Now()
+			}
 		}
 	}
 	st := p.Stats()
@@ -249,9 +254,14 @@ func consumer(args []string) {
 	exitOnGone := fs.Bool("exit-on-gone", false, "stop at the first producer-gone")
 	hold := fs.Duration("hold", 0, "sleep this long after each frame (a slow consumer)")
 	tolerate := fs.Bool("tolerate-corrupt", false, "report ErrCorrupt and ErrChecksum results and carry on (else they end the run)")
+	memEveryC := fs.Duration("memstats", 0, "emit the Go runtime's memory statistics this often (0: never)")
+	logDrops := fs.Bool("log-drops", false, "emit one line per delivered frame that follows a gap (with its wake-up lag)")
 	guard := fs.Bool("guard", false, "verify zero-copy views under debug.SetPanicOnFault (a view of a truncated file faults)")
 	fs.Parse(args)
 
+	if *memEveryC > 0 {
+		go memStats(*memEveryC)
+	}
 	c, err := framebus.Open(*name, framebus.ConsumerOptions{Dir: *dir, Wait: *wait})
 	if err != nil {
 		fatal(err)
@@ -357,6 +367,9 @@ func consumer(args []string) {
 		torn += f.TornRetries
 		if *logSeqs {
 			emit("frame", map[string]any{"seq": f.Seq, "dropped": f.Dropped, "wake_ns": f.WakeNS, "commit_ns": f.CommitNS})
+		}
+		if *logDrops && f.Dropped > 0 && !*logSeqs {
+			emit("drop", map[string]any{"seq": f.Seq, "dropped": f.Dropped, "wake_ns": f.WakeNS, "commit_ns": f.CommitNS})
 		}
 		if *hold > 0 {
 			time.Sleep(*hold)
