@@ -182,9 +182,16 @@ func (s *pseg) release() {
 // wakeAll is step 6 of the commit: every active entry gets sem += 1, and a
 // FUTEX_WAKE only if it sleeps. sem += 1 and the read of waiters are
 // sequentially consistent atomics (the store-buffering handshake of
-// PROTOCOL.md section 5). Then the shared wake word of amendment 7: one
-// FUTEX_WAKE for every consumer that sleeps on it, however many.
+// PROTOCOL.md section 5). Before them, the shared wake word of amendment 7:
+// one FUTEX_WAKE for every consumer that sleeps on it, however many, and the
+// word a spinning consumer watches, bumped right after the flip.
 func (s *pseg) wakeAll() {
+	if s.wakeSeq != nil {
+		s.wakeSeq.Add(1)
+		if s.wakeWaiters.Load() != 0 {
+			futexWakeOn(s.wakeSeq, math.MaxInt32)
+		}
+	}
 	for i := range s.entries {
 		e := &s.entries[i]
 		if e.state.Load() != EntryActive {
@@ -193,12 +200,6 @@ func (s *pseg) wakeAll() {
 		e.sem.Add(1)
 		if e.waiters.Load() != 0 {
 			futexWakeOn(e.sem, math.MaxInt32)
-		}
-	}
-	if s.wakeSeq != nil {
-		s.wakeSeq.Add(1)
-		if s.wakeWaiters.Load() != 0 {
-			futexWakeOn(s.wakeSeq, math.MaxInt32)
 		}
 	}
 }

@@ -121,14 +121,28 @@ func (s *spinState) window(lastSeq uint64, limit time.Duration) (start, end int6
 	return due + lo - s.late, due + hi, true
 }
 
-// spinFor watches the active slot until a new frame is there (true) or end
-// passes (false, and no more spinning for this frame).
+// spinFor watches for a new frame until one is there (true) or end passes
+// (false, and no more spinning for this frame). With the shared wake word it
+// watches that word, which the producer writes once per commit right after
+// the flip, and looks at the slot only when it changes: polling the header
+// and slot lines themselves would pull them back from the producer between
+// each of its stores to them, and slow the commit it waits for.
 func (c *Consumer) spinFor(ctx context.Context, end int64) bool {
 	done := ctx.Done()
+	w := c.seg.wakeSeq
+	var seen uint32
+	if w != nil {
+		seen = w.Load() // before the first look at the slot
+	}
 	for i := 0; ; i++ {
-		if c.pending() {
-			c.spin.hits++
-			return true
+		if w == nil || i == 0 || w.Load() != seen {
+			if w != nil {
+				seen = w.Load()
+			}
+			if c.pending() {
+				c.spin.hits++
+				return true
+			}
 		}
 		if i&255 == 255 {
 			if Now() > end {

@@ -21,9 +21,9 @@
  *   MUT_LATE_WAITERS   mutation (b1): consumer does waiters += 1 only after the futex wait
  *   MUT_EARLY_READ     mutation (b2): producer reads waiters before sem += 1
  *   LIVE               add the LTL liveness property p2 (run ./pan -a -f)
- *   SHARED_WAKE        amendment 7.2: both consumers wait on the shared wake word
+ *   SHARED_WAKE        amendment 7: both consumers wait on the shared wake word
  *                      (header wake_seq/wake_waiters), the producer bumps it and
- *                      wakes it once per commit, after the per-entry wakes
+ *                      wakes it once per commit, before the per-entry wakes
  *   MIXED              with SHARED_WAKE: consumer 0 keeps the per-entry semaphore
  *                      (a reader that does not know the flag), consumer 1 shares
  *   MUT_SW_LATE_V      mutation: consumer reads wake_seq after its pending check
@@ -57,7 +57,7 @@ byte lastseq[2];
 byte delivered[2];
 byte dropped[2];
 
-/* amendment 7.2: the shared wake word in the header */
+/* amendment 7: the shared wake word in the header */
 byte wseq = 0;            /* wake_seq: += 1 per commit, the futex word         */
 byte gwaiters = 0;        /* wake_waiters: consumers about to sleep on wseq    */
 bool gasleep[2];          /* consumer c queued on the futex queue for wseq     */
@@ -100,10 +100,8 @@ active proctype Producer() {
      lock[s]++;                                       /* 4: even            */
      g_last = seq;                                    /* 5: last_seq, flip  */
      act = s;
-     wake(0);                                         /* 6                  */
-     wake(1);
 #ifdef SHARED_WAKE
-     wseq++;                                          /* atomic add         */
+     wseq++;                                          /* 6a: atomic add     */
      w = gwaiters;
      if
      :: w != 0 ->
@@ -111,8 +109,10 @@ active proctype Producer() {
                  gasleep[0] = false;                  /*   INT_MAX)         */
                  gasleep[1] = false }
      :: else -> skip
-     fi
+     fi;
 #endif
+     wake(0);                                         /* 6                  */
+     wake(1)
   :: else -> break
   od;
   pdone = true
@@ -123,7 +123,7 @@ proctype Consumer(byte c) {
   bool bad;            /* data halves read so far disagree with frame_seq */
   do
   :: SHARED(c) ->
-     /* ---- waiting on the shared word (amendment 7.2) ---- */
+     /* ---- waiting on the shared word (amendment 7) ---- */
 #ifndef MUT_SW_LATE_V
      v = wseq;
 #endif
