@@ -20,7 +20,7 @@ import (
 	"github.com/framebus/framebus/internal/report"
 )
 
-const dirUsage = "bus `DIR`ectory (default $FRAMEBUS_DIR, else /dev/shm)"
+var dirUsage = "bus `DIR`ectory (default $FRAMEBUS_DIR, else " + framebus.DefaultDir + ")"
 
 var captureCmd = &cli.Command{
 	Name:    "capture",
