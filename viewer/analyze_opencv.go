@@ -232,27 +232,16 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 	var latSum int64
 	waitLogged := false
 	for {
-		fr, err := feed.Next(ctx)
-		if err != nil {
-			var we *WaitingError
-			switch {
-			case ctx.Err() != nil:
-				return sum, nil
-			case errors.As(err, &we):
-				if !waitLogged {
-					log.Warn().Str("bus", name).Str("why", we.Reason).Str("timeout", o.Timeout.String()).Msg("waiting for producer")
-					waitLogged = true
-				}
-				continue
-			case errors.Is(err, framebus.ErrClosed):
-				sum.StreamClosed = true
-				var eos *framebus.EndOfStreamError
-				if errors.As(err, &eos) {
-					sum.Dropped += eos.Dropped
-				}
-				return sum, nil
-			}
+		fr, end, err := nextOrEnd(ctx, feed, log, o.Timeout, &waitLogged)
+		switch {
+		case err != nil:
 			return sum, err
+		case end != nil:
+			sum.StreamClosed = end.closed
+			sum.Dropped += end.dropped
+			return sum, nil
+		case fr == nil:
+			continue
 		}
 		if waitLogged || sum.Frames == 0 || fr.GenerationChanged {
 			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).

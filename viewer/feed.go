@@ -321,3 +321,40 @@ func (f *Feed) Keep(fr *framebus.Frame) bool {
 	f.copyLeft = copyFrames
 	return false
 }
+
+// streamEnd says how a consumer that ends with the stream (analyze, record)
+// ended: the producer closed it (with the frames the end-of-stream frame
+// reports dropped), or the context ended (closed false).
+type streamEnd struct {
+	closed  bool
+	dropped uint64
+}
+
+// nextOrEnd is feed.Next for such a consumer: a frame; or nil, nil, nil
+// while it waits for a producer (logged once per wait, *waitLogged says it
+// was); or the end; or an error.
+func nextOrEnd(ctx context.Context, feed *Feed, log loggerT, timeout time.Duration, waitLogged *bool) (*framebus.Frame, *streamEnd, error) {
+	fr, err := feed.Next(ctx)
+	if err == nil {
+		return fr, nil, nil
+	}
+	var we *WaitingError
+	switch {
+	case ctx.Err() != nil:
+		return nil, &streamEnd{}, nil
+	case errors.As(err, &we):
+		if !*waitLogged {
+			log.Warn().Str("bus", feed.Name()).Str("why", we.Reason).Str("timeout", timeout.String()).Msg("waiting for producer")
+			*waitLogged = true
+		}
+		return nil, nil, nil
+	case errors.Is(err, framebus.ErrClosed):
+		end := &streamEnd{closed: true}
+		var eos *framebus.EndOfStreamError
+		if errors.As(err, &eos) {
+			end.dropped = eos.Dropped
+		}
+		return nil, end, nil
+	}
+	return nil, nil, err
+}

@@ -12,7 +12,6 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -57,27 +56,18 @@ func Record(ctx context.Context, name string, o RecordOptions) (RecordSummary, e
 	}()
 	waitLogged := false
 	for {
-		fr, err := feed.Next(ctx)
-		if err != nil {
-			var we *WaitingError
-			switch {
-			case ctx.Err() != nil:
-				return sum, nil
-			case errors.As(err, &we):
-				if !waitLogged {
-					log.Warn().Str("bus", name).Str("why", we.Reason).Str("timeout", o.Timeout.String()).Msg("waiting for producer")
-					waitLogged = true
-				}
-				continue
-			case errors.Is(err, framebus.ErrClosed):
-				sum.StreamClosed = true
-				var eos *framebus.EndOfStreamError
-				if errors.As(err, &eos) && vw != nil {
-					sum.Dropped += eos.Dropped
-				}
-				return sum, nil
-			}
+		fr, end, err := nextOrEnd(ctx, feed, log, o.Timeout, &waitLogged)
+		switch {
+		case err != nil:
 			return sum, err
+		case end != nil:
+			sum.StreamClosed = end.closed
+			if vw != nil {
+				sum.Dropped += end.dropped
+			}
+			return sum, nil
+		case fr == nil:
+			continue
 		}
 		if waitLogged || vw == nil || fr.GenerationChanged {
 			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).
