@@ -5,9 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/framebus/framebus/internal/cli"
@@ -79,13 +76,8 @@ func (o *analyzeOpts) run(ctx context.Context, args []string) error {
 	if o.threshold < 1 || o.threshold > 254 {
 		return cli.Usagef("--threshold %d: want 1 to 254", o.threshold)
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
-	if o.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.duration)
-		defer cancel()
-	}
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	w := &lineFlusher{w: out}
 	sum, err := viewer.Analyze(ctx, name, viewer.AnalyzeOptions{Dir: o.dir, Timeout: o.timeout, Detect: o.detect,

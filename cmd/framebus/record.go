@@ -4,9 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/framebus/framebus/internal/cli"
@@ -59,13 +56,8 @@ func (o *recordOpts) run(ctx context.Context, args []string) error {
 	if o.duration < 0 || o.timeout < 0 || o.fps < 0 {
 		return cli.Usagef("--duration, --timeout and --fps must not be negative")
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
-	if o.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.duration)
-		defer cancel()
-	}
 	sum, err := viewer.Record(ctx, name, viewer.RecordOptions{Dir: o.dir, Timeout: o.timeout, Out: o.out, FPS: o.fps, Log: &log})
 	if sum.Frames > 0 {
 		fmt.Fprintf(stdout, "recorded %d frames (%d dropped) to %s: %dx%d MJPEG at %g fps\n", sum.Frames, sum.Dropped, sum.Path, sum.Width, sum.Height, sum.FPS)

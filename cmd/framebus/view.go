@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/framebus/framebus/internal/cli"
@@ -82,13 +80,8 @@ func (o *viewOpts) run(ctx context.Context, args []string) error {
 	if o.quality < 1 || o.quality > 100 {
 		return cli.Usagef("--quality %d: want 1 to 100", o.quality)
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
-	if o.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.duration)
-		defer cancel()
-	}
 	if o.http == "" {
 		err = viewer.RunWindow(ctx, name, viewer.WindowOptions{Dir: o.dir, Timeout: o.timeout, SnapshotDir: o.snapDir, Log: &log})
 		return consumerError(name, o.dir, err)
