@@ -328,7 +328,7 @@ func TestHostileScribble(t *testing.T) {
 func TestHostilePlantedFiles(t *testing.T) {
 	const other = 65534
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to plant files of another user (uid 65534)")
+		needRoot(t, "planting files of another user (uid 65534) needs root", nil)
 	}
 	good := validSegmentBytes(t)
 	plant := func(t *testing.T, path string, b []byte) {
