@@ -814,7 +814,7 @@ func (c *Consumer) ownerAlive() bool {
 	if c.lockF == nil {
 		return false
 	}
-	held, err := c.lockF.lockHeld(0, 1)
+	held, err := c.lockF.ownerHeld()
 	return err == nil && held
 }
 

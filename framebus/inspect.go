@@ -136,7 +136,7 @@ func ownerAlive(lockPath string) bool {
 		return false
 	}
 	defer lf.close()
-	held, err := lf.lockHeld(0, 1)
+	held, err := lf.ownerHeld()
 	return err == nil && held
 }
 

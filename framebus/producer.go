@@ -276,6 +276,18 @@ func (p *Producer) takeOwnership() error {
 			return err
 		}
 		if !ok {
+			// Byte 0 is locked. A producer holds a write lock; a read lock
+			// there is somebody who can read the lock file blocking the
+			// name (SECURITY.md): this lock file is given up and a new one
+			// made, which consumers follow as they follow a restart.
+			if held, err := lf.ownerHeld(); err == nil && !held && try < 9 {
+				_, id, _, _, serr := lf.stat()
+				if cur, lerr := lstatPath(p.lockPath); serr == nil && lerr == nil && cur.exists && cur.id == id {
+					unlinkFile(p.lockPath)
+				}
+				lf.close()
+				continue
+			}
 			lf.close()
 			return &BusyError{PID: ownerPID(p.path)}
 		}

@@ -259,6 +259,23 @@ func (f *sysFile) lockHeld(start, n uint64) (bool, error) {
 	}
 }
 
+// ownerHeld reports whether another open file description holds a write
+// lock on byte 0: the producer's lock (PROTOCOL.md section 2). A read lock
+// there is not a producer: anybody who can read the lock file can take one.
+func (f *sysFile) ownerHeld() (bool, error) {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 1}
+	for {
+		err := unix.FcntlFlock(uintptr(f.fd), unix.F_OFD_GETLK, &lk)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return false, pathErr("lock", f.path, err)
+		}
+		return lk.Type == unix.F_WRLCK, nil
+	}
+}
+
 // pathInfo describes what is at a path, without following a symbolic link.
 type pathInfo struct {
 	exists, symlink, regular bool

@@ -1,0 +1,71 @@
+//go:build linux
+
+package framebus_test
+
+import (
+	"context"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/framebus/framebus/framebus"
+)
+
+// A read lock on the lock file's byte 0, which anybody who can read the file
+// can take after the producer died, neither passes for a live producer nor
+// blocks the next one (docs/SECURITY.md): the next producer gives that lock
+// file up and makes a new one, and consumers join it.
+func TestReadLockDoesNotHoldTheName(t *testing.T) {
+	dir, name := fbprocBusDir(t), fbprocBusName(t)
+	p1 := startFbproc(t, "producer1", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+		"-close=false", "-frames", "10", "-interval", "1ms", "-heartbeat", "100ms")...)
+	p1.waitEvent("ready", procStartTimeout)
+	p1.waitEvent("done", procRunTimeout)
+	p1.cmd.Process.Kill()
+	if _, err := p1.waitExit(10 * time.Second); !fbprocKilledBy(err, syscall.SIGKILL) {
+		t.Fatalf("producer1: exit %v, want SIGKILL", err)
+	}
+
+	// The squatter: a read lock on byte 0 of the dead producer's lock file.
+	lf, err := os.Open(framebus.LockPath(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	lk := unix.Flock_t{Type: unix.F_RDLCK, Start: 0, Len: 1}
+	if err := unix.FcntlFlock(lf.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
+		t.Fatalf("taking the read lock: %v", err)
+	}
+
+	if s, err := framebus.Inspect(name, dir); err != nil || s.OwnerAlive {
+		t.Fatalf("Inspect with only a read lock on byte 0: owner alive %v, err %v; want not alive", s != nil && s.OwnerAlive, err)
+	}
+	f, _ := framebus.Format{Width: 64, Height: 48, PixelFormat: framebus.FormatGrey}.Complete()
+	p2, err := framebus.Create(name, framebus.ProducerOptions{Format: f, Dir: dir})
+	if err != nil {
+		t.Fatalf("the next producer is blocked by a read lock: %v", err)
+	}
+	defer p2.Close()
+	if g := p2.Generation(); g != 2 {
+		t.Errorf("generation %d, want 2 (a takeover)", g)
+	}
+	if s, err := framebus.Inspect(name, dir); err != nil || !s.OwnerAlive {
+		t.Fatalf("Inspect after the takeover: %v, %v; want the new owner alive", s, err)
+	}
+	c, err := framebus.Open(name, framebus.ConsumerOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := p2.Publish(make([]byte, f.FrameSize), framebus.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if fr, err := c.Next(ctx); err != nil || fr.Seq != 11 {
+		t.Fatalf("consumer of the new producer: %v, %v; want frame 11", fr, err)
+	}
+}
