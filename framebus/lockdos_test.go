@@ -69,3 +69,47 @@ func TestReadLockDoesNotHoldTheName(t *testing.T) {
 		t.Fatalf("consumer of the new producer: %v, %v; want frame 11", fr, err)
 	}
 }
+
+// A segment file truncated and grown back to its size under a live producer
+// reads zeros where its header was; the producer notices at its next
+// heartbeat and publishes a new generation, which new consumers join.
+func TestTruncatedAndGrownBack(t *testing.T) {
+	dir, name := t.TempDir(), "regrown"
+	f, _ := framebus.Format{Width: 64, Height: 48, PixelFormat: framebus.FormatGrey}.Complete()
+	p, err := framebus.Create(name, framebus.ProducerOptions{Format: f, Dir: dir, Heartbeat: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	path := framebus.SegmentPath(dir, name)
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, st.Size()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Generation() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no new generation within 10 s of the header being zeroed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c, err := framebus.Open(name, framebus.ConsumerOptions{Dir: dir})
+	if err != nil {
+		t.Fatalf("a new consumer after the new generation: %v", err)
+	}
+	defer c.Close()
+	if _, err := p.Publish(make([]byte, f.FrameSize), framebus.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

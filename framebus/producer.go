@@ -551,16 +551,31 @@ func (p *Producer) Abort() {
 
 // Commit publishes the first n bytes of the slot handed out by Begin
 // (steps 3-6 of the commit protocol) and returns the frame's sequence number.
+// An error means the frame was not published (its number is not used): on a
+// segment file truncated under the producer it wraps ErrCorrupt, and the
+// next Begin publishes a new generation.
 func (p *Producer) Commit(n int, m Meta) (seq uint64, err error) {
 	if !p.held {
 		return 0, &Error{Op: "commit", Name: p.name, Err: ErrSlotNotHeld}
 	}
 	defer p.mu.Unlock()
 	p.held = false
+	before := p.seq
 	if gerr := p.guard(func() { seq, err = p.commit(n, m, 0) }); gerr != nil {
-		return 0, gerr
+		return p.afterFault(before, gerr)
 	}
 	return seq, err
+}
+
+// afterFault is the result of a commit that faulted on a truncated file:
+// an error if the frame never became visible; its number and no error if
+// the fault came after the flip (consumers may have read it; the new
+// generation follows at the next Begin either way).
+func (p *Producer) afterFault(before uint64, err error) (uint64, error) {
+	if p.seq != before {
+		return p.seq, nil
+	}
+	return 0, err
 }
 
 // Publish copies data into the back slot and commits it: the copying form of
@@ -590,8 +605,9 @@ func (p *Producer) Publish(data []byte, m Meta) (uint64, error) {
 		return 0, err
 	}
 	var seq uint64
+	before := p.seq
 	if gerr := p.guard(func() { seq, err = p.commit(len(data), m, 0) }); gerr != nil {
-		return 0, gerr
+		return p.afterFault(before, gerr)
 	}
 	return seq, err
 }
@@ -660,9 +676,12 @@ func (p *Producer) commit(n int, m Meta, flags uint32) (seq uint64, err error) {
 	if faultsOn {
 		fault(stepBeforeFlip)
 	}
-	p.seq = seq
 	s.lastSeq.Store(seq) // step 5: last_seq, then the flip
 	s.active.Store(p.back)
+	// The number is used once the frame is visible. Not before: a commit
+	// that faults on a truncated file published nothing, and the next
+	// generation must continue from the last frame consumers could see.
+	p.seq = seq
 	s.published.Add(1)
 	s.lastCommit.Store(uint64(now))
 	if faultsOn {
@@ -743,6 +762,13 @@ func (p *Producer) beat() {
 		broken = true // truncated: touching the mapping could fault
 	}
 	if !broken && p.guard(func() {
+		// The stable prefix must still be ours: a file truncated and grown
+		// back reads zeros there (and new consumers would refuse the bus).
+		if u32At(s.mem, offMagic).Load() != Magic || u64At(s.mem, offTotalSize).Load() != s.g.total ||
+			u64At(s.mem, offGeneration).Load() != s.h.Generation {
+			broken = true
+			return
+		}
 		s.heartbeat.Store(uint64(Now()))
 		p.reclaim(s)
 	}) != nil {
