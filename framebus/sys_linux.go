@@ -246,6 +246,21 @@ func (f *sysFile) unlock(start, n uint64) {
 // lockHeld reports whether some other open file description holds any lock
 // on [start, start+n) that would conflict with a write lock (F_OFD_GETLK).
 func (f *sysFile) lockHeld(start, n uint64) (bool, error) {
+	typ, err := f.conflictingLock(start, n)
+	return typ != unix.F_UNLCK, err
+}
+
+// ownerHeld reports whether another open file description holds a write
+// lock on byte 0: the producer's lock (PROTOCOL.md section 2). A read lock
+// there is not a producer: anybody who can read the lock file can take one.
+func (f *sysFile) ownerHeld() (bool, error) {
+	typ, err := f.conflictingLock(0, 1)
+	return typ == unix.F_WRLCK, err
+}
+
+// conflictingLock is the type of a lock another open file description holds
+// on [start, start+n) (F_UNLCK: none), by F_OFD_GETLK, which takes nothing.
+func (f *sysFile) conflictingLock(start, n uint64) (int16, error) {
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: int64(start), Len: int64(n)}
 	for {
 		err := unix.FcntlFlock(uintptr(f.fd), unix.F_OFD_GETLK, &lk)
@@ -253,26 +268,9 @@ func (f *sysFile) lockHeld(start, n uint64) (bool, error) {
 			continue
 		}
 		if err != nil {
-			return false, pathErr("lock", f.path, err)
+			return unix.F_UNLCK, pathErr("lock", f.path, err)
 		}
-		return lk.Type != unix.F_UNLCK, nil
-	}
-}
-
-// ownerHeld reports whether another open file description holds a write
-// lock on byte 0: the producer's lock (PROTOCOL.md section 2). A read lock
-// there is not a producer: anybody who can read the lock file can take one.
-func (f *sysFile) ownerHeld() (bool, error) {
-	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 1}
-	for {
-		err := unix.FcntlFlock(uintptr(f.fd), unix.F_OFD_GETLK, &lk)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return false, pathErr("lock", f.path, err)
-		}
-		return lk.Type == unix.F_WRLCK, nil
+		return lk.Type, nil
 	}
 }
 
