@@ -42,39 +42,13 @@ func (s *syncBuffer) String() string {
 }
 
 // live is a framebus process whose output the test reads while it runs.
-type live struct {
-	cmd            *exec.Cmd
-	stdout, stderr syncBuffer
-	done           chan struct{}
-	code           int
-}
+type live = proc
 
 // startLive runs the binary in the background with env added to the
 // environment; Cleanup kills it by pid.
 func startLive(t *testing.T, env []string, args ...string) *live {
 	t.Helper()
-	p := &live{cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	p.cmd.Env = append(os.Environ(), env...)
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		err := p.cmd.Wait()
-		if ee, ok := err.(*exec.ExitError); ok {
-			p.code = ee.ExitCode()
-		}
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-	})
-	return p
+	return startEnv(t, env, args...)
 }
 
 func (p *live) running() bool {
