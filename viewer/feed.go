@@ -317,7 +317,9 @@ func (f *Feed) Keep(fr *framebus.Frame) bool {
 		return true
 	}
 	f.st.Discarded++
-	f.discard++
+	// The next frame's gap must cover this one and the gap before it,
+	// which this frame's Dropped carried (discards before it included).
+	f.discard += 1 + fr.Dropped
 	f.copyLeft = copyFrames
 	return false
 }

@@ -143,6 +143,34 @@ func TestFeedKeepAndCopyMode(t *testing.T) {
 	}
 }
 
+// A discarded frame's own gap is carried too: the next frame's Dropped is
+// exactly the gap in sequence numbers since the last frame kept.
+func TestFeedDiscardCarriesItsGap(t *testing.T) {
+	dir := t.TempDir()
+	p := producer(t, dir, "cam", 64, 16)
+	f := NewFeed("cam", FeedOptions{Dir: dir, Timeout: 5 * time.Second})
+	defer f.Close()
+	join(t, f)
+	publish(t, p, 1)
+	kept := nextFrame(t, f).Seq
+	for v := byte(2); v <= 4; v++ {
+		publish(t, p, v)
+	}
+	fr := nextFrame(t, f) // frame 4, after 2 and 3
+	if fr.Dropped != 2 {
+		t.Fatalf("frame %d: dropped %d, want 2", fr.Seq, fr.Dropped)
+	}
+	publish(t, p, 5) // the other slot
+	publish(t, p, 6) // frame 4's slot: overwritten
+	if f.Keep(fr) {
+		t.Fatal("an overwritten frame passed Keep")
+	}
+	fr = nextFrame(t, f)
+	if want := fr.Seq - kept - 1; fr.Dropped != want {
+		t.Fatalf("frame %d after frame %d kept: dropped %d, want %d", fr.Seq, kept, fr.Dropped, want)
+	}
+}
+
 // Reading frames allocates nothing, zero-copy and in copy mode.
 func TestFeedAllocatesNothing(t *testing.T) {
 	dir := t.TempDir()
