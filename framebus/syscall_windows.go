@@ -1,11 +1,8 @@
 package framebus
 
 // System calls of the Windows port that golang.org/x/sys/windows lacks.
-// zsyscall_windows.go is generated from the //sys lines below:
-//
-//	go generate ./framebus/   (on any OS; needs nothing but Go)
-
-//go:generate go run golang.org/x/sys/windows/mkwinsyscall -output zsyscall_windows.go syscall_windows.go
+// zsyscall_windows_unsafe.go is generated from the sys lines below by
+// go generate ./framebus/ (see generate.go).
 
 //sys	openFileMapping(access uint32, inherit bool, name *uint16) (handle windows.Handle, err error) = kernel32.OpenFileMappingW
 //sys	createSemaphore(sa *windows.SecurityAttributes, initial int32, max int32, name *uint16) (handle windows.Handle, err error) [failretval == 0 || e1 == windows.ERROR_ALREADY_EXISTS] = kernel32.CreateSemaphoreW
