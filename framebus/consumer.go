@@ -603,12 +603,12 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 		}
 		s.eDropped.Add(dropped)
 		s.eDelivered.Add(1)
-		if c.opts.Spin > 0 {
-			c.spin.learn(seq, int64(commit))
-		}
 		if flags&FrameEndOfStream != 0 {
 			c.eos = true
 			return nil, &EndOfStreamError{Seq: seq, Dropped: dropped}
+		}
+		if c.opts.Spin > 0 {
+			c.spin.learn(seq, int64(commit)) // not the end of stream: it keeps no rhythm
 		}
 		f := &c.frame
 		*f = Frame{Seq: seq, CaptureNS: int64(capture), CommitNS: int64(commit), WakeNS: Now(),

@@ -58,7 +58,9 @@ func (s *spinState) learn(seq uint64, commit int64) {
 	err := commit - want
 	if err > s.period/2 || err < -s.period/2 {
 		if s.bad++; s.bad >= 3 {
-			*s = spinState{anchorSeq: seq, anchorCommit: commit, late: s.late, hits: s.hits, misses: s.misses}
+			// Learn again from here; the old period stays as a rough
+			// figure until the next frame measures the new one.
+			*s = spinState{anchorSeq: seq, anchorCommit: commit, period: s.period, late: s.late, hits: s.hits, misses: s.misses}
 			return
 		}
 		s.next, s.nextSeq = want+s.period, seq+1 // keep the phase

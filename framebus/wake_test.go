@@ -197,7 +197,9 @@ func TestSpinConsumer(t *testing.T) {
 	if ps.SpinHits != 0 || ps.SpinMisses != 0 {
 		t.Errorf("the plain consumer spun: %+v", ps)
 	}
-	if p := time.Duration(spinner.spin.period); p < period/2 || p > 4*period {
+	// The period the loop is locked on (it may be relearning when the
+	// stream ends, after a burst of late frames).
+	if p := time.Duration(spinner.spin.period); spinner.spin.samples >= spinLearn && (p < period/2 || p > 4*period) {
 		t.Errorf("learned period %v for frames every %v", p, period)
 	}
 }
