@@ -64,6 +64,17 @@ func join(t *testing.T, f *Feed) {
 	}
 }
 
+// joinedFeed is a feed joined to a new w x h bus "cam" in its own directory.
+func joinedFeed(t *testing.T, w, h uint32) (*framebus.Producer, *Feed) {
+	t.Helper()
+	dir := t.TempDir()
+	p := producer(t, dir, "cam", w, h)
+	f := NewFeed("cam", FeedOptions{Dir: dir, Timeout: 5 * time.Second})
+	t.Cleanup(func() { f.Close() })
+	join(t, f)
+	return p, f
+}
+
 func TestFeedNoProducer(t *testing.T) {
 	f := NewFeed("nobody", FeedOptions{Dir: t.TempDir(), Timeout: 300 * time.Millisecond})
 	start := time.Now()
@@ -120,11 +131,7 @@ func TestFeedCloseAndRejoin(t *testing.T) {
 // A frame overwritten while in use is discarded, counted in the next
 // frame's drops, and the feed reads copies for a while.
 func TestFeedKeepAndCopyMode(t *testing.T) {
-	dir := t.TempDir()
-	p := producer(t, dir, "cam", 64, 16)
-	f := NewFeed("cam", FeedOptions{Dir: dir, Timeout: 5 * time.Second})
-	defer f.Close()
-	join(t, f)
+	p, f := joinedFeed(t, 64, 16)
 	publish(t, p, 1)
 	fr := nextFrame(t, f)
 	if !f.Keep(fr) {
@@ -146,11 +153,7 @@ func TestFeedKeepAndCopyMode(t *testing.T) {
 // A discarded frame's own gap is carried too: the next frame's Dropped is
 // exactly the gap in sequence numbers since the last frame kept.
 func TestFeedDiscardCarriesItsGap(t *testing.T) {
-	dir := t.TempDir()
-	p := producer(t, dir, "cam", 64, 16)
-	f := NewFeed("cam", FeedOptions{Dir: dir, Timeout: 5 * time.Second})
-	defer f.Close()
-	join(t, f)
+	p, f := joinedFeed(t, 64, 16)
 	publish(t, p, 1)
 	kept := nextFrame(t, f).Seq
 	for v := byte(2); v <= 4; v++ {
@@ -173,11 +176,7 @@ func TestFeedDiscardCarriesItsGap(t *testing.T) {
 
 // Reading frames allocates nothing, zero-copy and in copy mode.
 func TestFeedAllocatesNothing(t *testing.T) {
-	dir := t.TempDir()
-	p := producer(t, dir, "cam", 640, 480)
-	f := NewFeed("cam", FeedOptions{Dir: dir, Timeout: 5 * time.Second})
-	defer f.Close()
-	join(t, f)
+	p, f := joinedFeed(t, 640, 480)
 	publish(t, p, 1)
 	nextFrame(t, f)
 	ctx := context.Background()
