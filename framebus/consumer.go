@@ -638,15 +638,15 @@ func (c *Consumer) wait(ctx context.Context) error {
 		c.lastCheck = Now()
 	}
 	for {
-		word, val := s.wakeSeq, uint32(0)
-		if word != nil {
-			val = word.Load() // before the pending check (amendment 7)
-		} else {
-			if s.eSem.Swap(0) > 0 {
-				s.eHB.Store(uint64(Now()))
-				return nil
-			}
-			word = s.eSem
+		// The word to sleep on, the value it must still have, and where
+		// we count ourselves as sleeping.
+		shared := s.wakeSeq != nil
+		word, val, waiters := s.eSem, uint32(0), s.eWaiters
+		if shared {
+			word, val, waiters = s.wakeSeq, s.wakeSeq.Load(), s.wakeWaiters // val before the pending check
+		} else if s.eSem.Swap(0) > 0 {
+			s.eHB.Store(uint64(Now()))
+			return nil
 		}
 		timeout := s.hb
 		if dl, ok := ctx.Deadline(); ok {
@@ -680,29 +680,16 @@ func (c *Consumer) wait(ctx context.Context) error {
 				}
 			}
 		}
-		if s.wakeSeq != nil {
-			s.wakeWaiters.Add(1)
-			if c.pending() {
-				s.wakeWaiters.Add(^uint32(0))
-				s.eHB.Store(uint64(Now()))
-				return nil
-			}
-		} else {
-			s.eWaiters.Add(1)
+		waiters.Add(1)
+		if shared && c.pending() {
+			waiters.Add(^uint32(0))
+			s.eHB.Store(uint64(Now()))
+			return nil
 		}
 		c.sleepOn.Store(futexAddr(word))
-		var err error
-		if s.wakeSeq != nil {
-			err = sleepWhile(word, val, timeout)
-		} else {
-			err = sleep(word, timeout)
-		}
+		err := sleepWhile(word, val, timeout)
 		c.sleepOn.Store(0)
-		if s.wakeSeq != nil {
-			s.wakeWaiters.Add(^uint32(0))
-		} else {
-			s.eWaiters.Add(^uint32(0))
-		}
+		waiters.Add(^uint32(0))
 		if done := ctx.Done(); done != nil {
 			select {
 			case <-done:
@@ -710,7 +697,7 @@ func (c *Consumer) wait(ctx context.Context) error {
 			default:
 			}
 		}
-		if s.wakeSeq != nil && s.wakeSeq.Load() != val {
+		if shared && word.Load() != val {
 			s.eHB.Store(uint64(Now()))
 			return nil
 		}

@@ -42,24 +42,15 @@ func futexWakeAddr(addr uintptr, n int) {
 	}
 }
 
-// sleep is the FUTEX_WAIT of PROTOCOL.md section 5: it sleeps while *w == 0,
-// at most d. It reports errTimedOut when d ran out; any other return (a wake,
-// a spurious wake, EAGAIN because *w changed, EINTR) is nil: the caller
-// re-checks *w either way.
-func sleep(w *atomic.Uint32, d time.Duration) error {
-	ts := unix.NsecToTimespec(int64(d))
-	if err := futexWaitOn(w, 0, &ts); err == unix.ETIMEDOUT {
-		return errTimedOut
-	}
-	return nil
-}
-
 // sharedWakeOS says the producer can keep amendment 7's shared wake word:
 // a futex on the header, which every process maps.
 const sharedWakeOS = true
 
-// sleepWhile is the FUTEX_WAIT of amendment 7: it sleeps while *w == val, at
-// most d, with sleep's results.
+// sleepWhile is the FUTEX_WAIT of PROTOCOL.md section 5 (val 0, on the
+// entry's sem) and of amendment 7 (val the wake_seq read before the pending
+// check): it sleeps while *w == val, at most d. It reports errTimedOut when
+// d ran out; any other return (a wake, a spurious wake, EAGAIN because *w
+// changed, EINTR) is nil: the caller re-checks *w either way.
 func sleepWhile(w *atomic.Uint32, val uint32, d time.Duration) error {
 	ts := unix.NsecToTimespec(int64(d))
 	if err := futexWaitOn(w, val, &ts); err == unix.ETIMEDOUT {
