@@ -351,13 +351,7 @@ func TestChaosStopProducer(t *testing.T) {
 	joins := make([]uint64, len(cons))
 	for i, c := range cons {
 		joins[i] = c.waitEvent("joined", procStartTimeout).u("last_seq")
-		n := 0
-		c.waitMatch("30 frames", procRunTimeout, func(e fbprocEvent) bool {
-			if e.Kind == "frame" {
-				n++
-			}
-			return n >= 30
-		})
+		c.waitFrames(30)
 	}
 	prod.signal(syscall.SIGSTOP)
 	waitStopped(t, prod)

@@ -336,6 +336,17 @@ func (p *fbprocProc) waitMatch(what string, timeout time.Duration, match func(fb
 	return e
 }
 
+// waitFrames waits (procRunTimeout at most) until p has reported n frames.
+func (p *fbprocProc) waitFrames(n int) {
+	count := 0
+	p.waitMatch(fmt.Sprintf("%d frames", n), procRunTimeout, func(e fbprocEvent) bool {
+		if e.Kind == "frame" {
+			count++
+		}
+		return count >= n
+	})
+}
+
 // tryWaitMatch is waitMatch that reports failure instead of failing.
 func (p *fbprocProc) tryWaitMatch(timeout time.Duration, match func(fbprocEvent) bool) (fbprocEvent, bool) {
 	deadline := time.NewTimer(timeout)

@@ -393,13 +393,7 @@ func TestProcessStoppedConsumer(t *testing.T) {
 		"-frames", strconv.Itoa(frames), "-interval", "1ms", "-wait-consumers", "1")...)
 	path := prod.waitEvent("ready", procStartTimeout).str("path")
 	j := c.waitEvent("joined", procStartTimeout)
-	count := 0
-	c.waitMatch("100 frames", procRunTimeout, func(e fbprocEvent) bool {
-		if e.Kind == "frame" {
-			count++
-		}
-		return count >= 100
-	})
+	c.waitFrames(100)
 	c.signal(syscall.SIGSTOP)
 	stopNS := framebus.Now()
 	seg, err := os.Open(path) // kept: the producer may close (and unlink) before the stop ends
@@ -516,13 +510,7 @@ func procStopConsumerAcrossClose(t *testing.T, hb string, pause time.Duration) {
 	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
 		"-frames", strconv.Itoa(frames), "-interval", "1ms", "-wait-consumers", "1", "-heartbeat", hb)...)
 	j := c.waitEvent("joined", procStartTimeout)
-	count := 0
-	c.waitMatch("5 frames", procRunTimeout, func(e fbprocEvent) bool {
-		if e.Kind == "frame" {
-			count++
-		}
-		return count >= 5
-	})
+	c.waitFrames(5)
 	// Hold the producer for 10 ms (far less than 3 heartbeats), so that the
 	// consumer is asleep on its semaphore when it is stopped.
 	prod.signal(syscall.SIGSTOP)
@@ -595,13 +583,7 @@ func TestProcessStoppedProducer(t *testing.T) {
 	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
 		"-frames", "0", "-interval", "2ms", "-wait-consumers", "1", "-heartbeat", hb.String())...)
 	j := c.waitEvent("joined", procStartTimeout)
-	count := 0
-	c.waitMatch("20 frames", procRunTimeout, func(e fbprocEvent) bool {
-		if e.Kind == "frame" {
-			count++
-		}
-		return count >= 20
-	})
+	c.waitFrames(20)
 	prod.signal(syscall.SIGSTOP)
 	stopNS := framebus.Now()
 	stalled := c.waitEvent("stalled", 5*time.Second)
