@@ -208,7 +208,8 @@ func NewDetector(o AnalyzeOptions) (Detector, error) {
 // result_ns, width, height, detect, boxes [{x,y,w,h}], latency_capture_us
 // and latency_commit_us (to the result), dropped (frames skipped since the
 // previous one). It waits up to o.Timeout for a producer that has not
-// started or is gone, and follows new generations.
+// started or is gone, and follows new generations. It ends when the stream
+// ends, when ctx is done or after o.Frames analysed frames.
 func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary, error) {
 	var sum AnalyzeSummary
 	log := logOrNop(o.Log)
@@ -283,5 +284,8 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 		sum.LatencyMax = max(sum.LatencyMax, time.Duration(lat))
 		sum.LatencyMean = time.Duration(latSum / int64(sum.Frames))
 		sum.Elapsed = time.Duration(r.doneNS - first)
+		if o.Frames > 0 && sum.Frames >= o.Frames {
+			return sum, nil
+		}
 	}
 }

@@ -48,6 +48,8 @@ type AnalyzeOptions struct {
 
 	Cascade string // faces: the Haar cascade file, default DefaultCascade
 
+	Frames uint64 // stop after this many analysed frames (0: no limit)
+
 	Out io.Writer       // one JSON object per analysed frame
 	Log *zerolog.Logger // nil: no logging
 }

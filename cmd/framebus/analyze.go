@@ -13,7 +13,7 @@ import (
 
 var analyzeCmd = &cli.Command{
 	Name:    "analyze",
-	Args:    "NAME --detect motion|faces [--duration D] [--threshold N] [--min-area N] [--cascade FILE] [--timeout D] [--dir DIR]",
+	Args:    "NAME --detect motion|faces [--duration D] [--frames N] [--threshold N] [--min-area N] [--cascade FILE] [--timeout D] [--dir DIR]",
 	Summary: "run a detector (motion, faces) on the newest frames, one JSON line each",
 	Description: `Joins the bus NAME as a consumer and runs a detector on its frames, one
 after the other, with OpenCV:
@@ -38,15 +38,18 @@ the previous line). A summary (frames, fps, latency) is logged at the end.
 
 It waits up to --timeout for a producer that has not started or is gone,
 follows a new generation by itself, and ends when the producer closes the
-stream, after --duration or on SIGINT/SIGTERM (exit 0). Needs a build with
-OpenCV (make build); without it the command says so (exit 2).`,
+stream, after --duration, after --frames analysed frames or on
+SIGINT/SIGTERM (exit 0). Needs a build with OpenCV (make build); without
+it the command says so (exit 2).`,
 	Examples: `framebus analyze cam0 --detect motion
 		framebus analyze cam0 --detect faces --duration 10s | jq -c '.boxes'
+		framebus analyze cam0 --detect faces --frames 1   # one result, then exit
 		framebus analyze cam0 --detect motion --threshold 40 --min-area 2000`,
 	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		o := &analyzeOpts{}
 		fs.StringVar(&o.detect, "detect", "", "the detector: `motion` or faces")
 		fs.DurationVar(&o.duration, "duration", 0, "stop after `D` (0: until the stream ends)")
+		fs.Uint64Var(&o.frames, "frames", 0, "stop after `N` analysed frames (0: no limit)")
 		fs.IntVar(&o.threshold, "threshold", 25, "motion: colour difference `N` (1-254, as a grey level) that counts")
 		fs.IntVar(&o.minArea, "min-area", 0, "motion: smallest box in frame pixels, `N` (0: 1/2000 of the frame)")
 		fs.StringVar(&o.cascade, "cascade", viewer.DefaultCascade, "faces: the Haar cascade `FILE`")
@@ -59,6 +62,7 @@ OpenCV (make build); without it the command says so (exit 2).`,
 type analyzeOpts struct {
 	detect, cascade, dir string
 	duration, timeout    time.Duration
+	frames               uint64
 	threshold, minArea   int
 }
 
@@ -81,7 +85,7 @@ func (o *analyzeOpts) run(ctx context.Context, args []string) error {
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	w := &lineFlusher{w: out}
 	sum, err := viewer.Analyze(ctx, name, viewer.AnalyzeOptions{Dir: o.dir, Timeout: o.timeout, Detect: o.detect,
-		Threshold: o.threshold, MinArea: o.minArea, Cascade: o.cascade, Out: w, Log: &log})
+		Threshold: o.threshold, MinArea: o.minArea, Cascade: o.cascade, Frames: o.frames, Out: w, Log: &log})
 	out.Flush()
 	if sum.Frames > 0 {
 		log.Info().Str("bus", name).Str("detect", o.detect).Uint64("frames", sum.Frames).Uint64("with_boxes", sum.WithBoxes).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,22 +90,31 @@ func publishStill(t *testing.T, dir, name string, img *image.RGBA) {
 	})
 }
 
-// runAnalyze runs analyze on bus name for d and returns its lines.
-func runAnalyze(t *testing.T, dir, name string, d time.Duration, extra ...string) ([]analyzeLine, string) {
+// runAnalyze runs analyze on bus name until it has analysed frames frames,
+// and returns its lines.
+func runAnalyze(t *testing.T, dir, name string, frames int, extra ...string) ([]analyzeLine, string) {
 	t.Helper()
-	args := append([]string{"analyze", name, "--dir", dir, "--duration", d.String(), "--timeout", "20s"}, extra...)
+	// Ended by the frame count, not by a duration: a loaded machine analyses
+	// fewer frames per second, never fewer frames. --duration only bounds a
+	// run that goes wrong.
+	const bound = 2 * time.Minute
+	args := append([]string{"analyze", name, "--dir", dir, "--frames", strconv.Itoa(frames), "--duration", bound.String(), "--timeout", "20s"}, extra...)
 	a := startLive(t, nil, args...)
 	select {
 	case <-a.done:
-	case <-time.After(d + 20*time.Second):
+	case <-time.After(bound + 20*time.Second):
 		a.cmd.Process.Signal(syscall.SIGQUIT)
 		<-a.done
-		t.Fatalf("analyze did not end after --duration %v:\n%s", d, a.stderr.String())
+		t.Fatalf("analyze did not end after --duration %v:\n%s", bound, a.stderr.String())
 	}
 	if a.code != 0 {
 		t.Fatalf("analyze exit %d:\n%s", a.code, a.stderr.String())
 	}
-	return parseAnalyze(t, a.stdout.String()), a.stderr.String()
+	lines := parseAnalyze(t, a.stdout.String())
+	if len(lines) != frames {
+		t.Fatalf("analyze --frames %d printed %d lines:\n%s", frames, len(lines), a.stderr.String())
+	}
+	return lines, a.stderr.String()
 }
 
 // Motion on the moving pattern: boxes in nearly every frame, one of them in
@@ -120,9 +130,13 @@ func TestAnalyzeMotionOnThePattern(t *testing.T) {
 		t.Fatalf("analyze exit %d:\n%s", code, a.stderr.String())
 	}
 	lines := parseAnalyze(t, a.stdout.String())
-	if len(lines) < 30 {
-		t.Fatalf("%d frames analysed in 2.5 s at 30 fps:\n%s", len(lines), a.stderr.String())
+	// 75 frames published; how many of them a loaded machine analyses
+	// varies (latest-frame semantics), so the bound is loose and what is
+	// checked is that every frame is either analysed or counted as skipped.
+	if len(lines) < 10 {
+		t.Fatalf("%d frames analysed of 2.5 s at 30 fps:\n%s", len(lines), a.stderr.String())
 	}
+	checkAnalyzeGaps(t, lines)
 	inBars, withBoxes := 0, 0
 	for _, l := range lines[1:] { // the first frame has nothing to compare with
 		if len(l.Boxes) > 0 {
@@ -143,6 +157,18 @@ func TestAnalyzeMotionOnThePattern(t *testing.T) {
 	}
 	if !strings.Contains(a.stderr.String(), "stream_closed=true") {
 		t.Errorf("analyze did not end with the stream:\n%s", a.stderr.String())
+	}
+}
+
+// checkAnalyzeGaps asserts that each line's dropped is exactly the gap in
+// the sequence numbers since the line before: every frame is analysed or
+// counted as skipped.
+func checkAnalyzeGaps(t *testing.T, lines []analyzeLine) {
+	t.Helper()
+	for i := 1; i < len(lines); i++ {
+		if gap := lines[i].Seq - lines[i-1].Seq - 1; gap != lines[i].Dropped {
+			t.Fatalf("seq %d after %d with dropped=%d", lines[i].Seq, lines[i-1].Seq, lines[i].Dropped)
+		}
 	}
 }
 
@@ -171,10 +197,7 @@ func TestAnalyzeMotionOnAStillPicture(t *testing.T) {
 		}
 	}
 	publishStill(t, dir, "still", img)
-	lines, _ := runAnalyze(t, dir, "still", 1500*time.Millisecond, "--detect", "motion")
-	if len(lines) < 20 {
-		t.Fatalf("%d frames analysed in 1.5 s at 50 fps", len(lines))
-	}
+	lines, _ := runAnalyze(t, dir, "still", 20, "--detect", "motion")
 	for _, l := range lines {
 		if len(l.Boxes) != 0 {
 			t.Fatalf("motion on a still picture: %+v", l)
@@ -216,10 +239,7 @@ func TestAnalyzeFaces(t *testing.T) {
 	draw.Draw(img, img.Bounds(), src, src.Bounds().Min, draw.Src)
 	dir := t.TempDir()
 	publishStill(t, dir, "face", img)
-	lines, _ := runAnalyze(t, dir, "face", 1500*time.Millisecond, "--detect", "faces")
-	if len(lines) < 5 {
-		t.Fatalf("%d frames analysed", len(lines))
-	}
+	lines, _ := runAnalyze(t, dir, "face", 5, "--detect", "faces")
 	for _, l := range lines {
 		if len(l.Boxes) != 1 {
 			t.Fatalf("faces %+v, want one", l.Boxes)
@@ -237,16 +257,11 @@ func TestAnalyzeSkipsToTheNewest(t *testing.T) {
 	needOpenCV(t)
 	dir := t.TempDir()
 	startCapture(t, dir, "fast", "--size", "1280x720", "--fps", "0")
-	lines, _ := runAnalyze(t, dir, "fast", 1500*time.Millisecond, "--detect", "faces")
-	if len(lines) < 3 {
-		t.Fatalf("%d frames analysed", len(lines))
-	}
+	lines, _ := runAnalyze(t, dir, "fast", 5, "--detect", "faces")
+	checkAnalyzeGaps(t, lines)
 	var skipped uint64
-	for i := 1; i < len(lines); i++ {
-		if gap := lines[i].Seq - lines[i-1].Seq - 1; gap != lines[i].Dropped {
-			t.Fatalf("seq %d after %d with dropped=%d", lines[i].Seq, lines[i-1].Seq, lines[i].Dropped)
-		}
-		skipped += lines[i].Dropped
+	for _, l := range lines[1:] {
+		skipped += l.Dropped
 	}
 	if skipped == 0 {
 		t.Errorf("no frame skipped analysing %d frames of a producer as fast as it can", len(lines))
