@@ -587,22 +587,29 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 		if copyOut && s.checksum && !c.opts.SkipChecksum && n > 0 {
 			crcBad = crc32.Update(0, castagnoli, dst[:n]) != sum
 		}
-		// step 4: accounting
+		if faultsOn {
+			consumerFault(c.path)
+		}
+		// step 4: accounting. The entry's words first, our own last_seq
+		// after them: a store that faults (the file truncated under us)
+		// leaves the frame unconsumed, so the caller is told of it as
+		// dropped with the next frame instead of never.
 		var dropped uint64
 		if seq > c.lastSeq+1 {
 			dropped = seq - c.lastSeq - 1
 		}
-		c.lastSeq = seq
 		s.eLast.Store(seq)
 		if crcBad {
 			// Intact by the sequence lock yet not what the producer summed:
 			// corrupted in memory. It is consumed and counted as dropped, so
 			// the next call moves on instead of failing on it again.
 			s.eDropped.Add(dropped + 1)
+			c.lastSeq = seq
 			return nil, fmt.Errorf("%w: frame %d", ErrChecksum, seq)
 		}
 		s.eDropped.Add(dropped)
 		s.eDelivered.Add(1)
+		c.lastSeq = seq
 		if flags&FrameEndOfStream != 0 {
 			c.eos = true
 			return nil, &EndOfStreamError{Seq: seq, Dropped: dropped}

@@ -5,3 +5,5 @@ package framebus
 const faultsOn = false
 
 func fault(step int) {}
+
+func consumerFault(path string) {}
