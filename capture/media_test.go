@@ -283,10 +283,10 @@ func TestVideoTestRate(t *testing.T) {
 		}
 		rate := float64(n) / time.Since(t0).Seconds()
 		t.Logf("videotest at --fps %v: %.1f fps", fps, rate)
-		if fps == 30 && (rate < 20 || rate > 40) {
+		if fps == 30 && (rate < 10 || rate > 40) { // a loaded machine delivers late, never early
 			t.Errorf("videotest at 30 fps delivers %.1f fps", rate)
 		}
-		if fps == 0 && rate < 60 {
+		if fps == 0 && rate < 45 { // not paced at 30
 			t.Errorf("videotest as fast as possible delivers only %.1f fps", rate)
 		}
 		src.Close()

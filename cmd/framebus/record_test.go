@@ -35,7 +35,8 @@ func TestRecord(t *testing.T) {
 		t.Fatalf("record printed %q", rec.stdout.String())
 	}
 	written, _ := strconv.Atoi(m[1])
-	if written < 35 || m[3] != out || m[4] != "320" || m[5] != "240" || m[6] != "25" {
+	if written < 10 || // 50 published; a loaded machine records fewer, each counted
+		m[3] != out || m[4] != "320" || m[5] != "240" || m[6] != "25" {
 		t.Fatalf("record: %q", m[0])
 	}
 
