@@ -136,10 +136,10 @@ func RunWindow(ctx context.Context, name string, o WindowOptions) error {
 				break
 			}
 			path := filepath.Join(o.SnapshotDir, name+"-"+strconv.FormatUint(last.Seq, 10)+".png")
-			if gocv.IMWrite(path, conv.bgr) {
+			if err := savePNG(path, conv.bgr); err == nil {
 				log.Info().Str("path", path).Uint64("seq", last.Seq).Msg("saved snapshot")
 			} else {
-				log.Error().Str("path", path).Msg("could not save the snapshot")
+				log.Error().Err(err).Str("path", path).Msg("could not save the snapshot")
 			}
 		}
 		if win.GetWindowProperty(gocv.WindowPropertyVisible) < 1 {
@@ -223,4 +223,16 @@ func showWaiting(win *gocv.Window, shown *gocv.Mat, conv *Converter, have bool, 
 	}
 	drawLines(shown, lines, warnColor)
 	win.IMShow(*shown)
+}
+
+// savePNG writes m to path whole or not at all: OpenCV writes a hidden
+// temporary file next to it, renamed into place when complete, so whoever
+// watches the directory never reads half a picture.
+func savePNG(path string, m gocv.Mat) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp.png")
+	if !gocv.IMWrite(tmp, m) {
+		os.Remove(tmp)
+		return fmt.Errorf("OpenCV could not write %s", tmp)
+	}
+	return os.Rename(tmp, path)
 }
