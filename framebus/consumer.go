@@ -96,6 +96,7 @@ type Consumer struct {
 	stalledReported bool
 	eos             bool
 	broken          bool // the mapping faulted: the file was truncated
+	hbDue           bool // a wake to record in the entry's heartbeat_ns after the read
 	closed          bool
 
 	// context binding: a cancelled context wakes the futex sleeper.
@@ -456,6 +457,14 @@ func (c *Consumer) nextGuarded(ctx context.Context, dst []byte, copyOut bool, op
 			}
 		}
 		fr, err := c.tryRead(dst, copyOut)
+		if c.hbDue && !c.broken {
+			// The heartbeat of the wake (PROTOCOL.md section 3.5), stored
+			// once the frame is read: the entry's line is the one the
+			// producer's step 6 just wrote, and fetching it back before
+			// the read would add its transfer to the frame's latency.
+			c.hbDue = false
+			c.seg.eHB.Store(uint64(Now()))
+		}
 		if err != nil {
 			return nil, &Error{Op: op, Name: c.name, Err: err}
 		}
@@ -557,7 +566,9 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 		sum := sl.checksum.Load()
 		ml := sl.metaLen.Load()
 		capture, commit := sl.capture.Load(), sl.commit.Load()
-		copy(c.meta[:], sl.meta)
+		// Only the bytes in use: with no metadata the reader never touches
+		// the descriptor's second cache line, which the producer wrote.
+		copy(c.meta[:], sl.meta[:min(uint64(ml), UserMetaMax)])
 		bad := n > uint64(len(sl.data)) || ml > UserMetaMax
 		short := false
 		crcBad := false
@@ -578,6 +589,7 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 			s.eTorn.Add(1)
 			continue
 		}
+		wake := Now() // read and validated; what follows is bookkeeping
 		if bad {
 			return nil, fmt.Errorf("%w: slot %d: bytes = %d (capacity %d), user_meta_len = %d", ErrCorrupt, a, n, len(sl.data), ml)
 		}
@@ -618,7 +630,7 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 			c.spin.learn(seq, int64(commit)) // not the end of stream: it keeps no rhythm
 		}
 		f := &c.frame
-		*f = Frame{Seq: seq, CaptureNS: int64(capture), CommitNS: int64(commit), WakeNS: Now(),
+		*f = Frame{Seq: seq, CaptureNS: int64(capture), CommitNS: int64(commit), WakeNS: wake,
 			UserMeta: c.meta[:ml], Format: s.fmt, Generation: s.h.Generation, GenerationChanged: c.genChanged,
 			Dropped: dropped, TornRetries: torn}
 		if copyOut {
@@ -652,7 +664,7 @@ func (c *Consumer) wait(ctx context.Context) error {
 		if shared {
 			word, val, waiters = s.wakeSeq, s.wakeSeq.Load(), s.wakeWaiters // val before the pending check
 		} else if s.eSem.Swap(0) > 0 {
-			s.eHB.Store(uint64(Now()))
+			c.hbDue = true // stored after the read: see nextGuarded
 			return nil
 		}
 		timeout := s.hb
@@ -677,7 +689,7 @@ func (c *Consumer) wait(ctx context.Context) error {
 				now := Now()
 				if now >= start {
 					if c.spinFor(ctx, end) {
-						s.eHB.Store(uint64(Now()))
+						c.hbDue = true // stored after the read: see nextGuarded
 						return nil
 					}
 					continue // missed: sleep for it as usual
@@ -690,7 +702,7 @@ func (c *Consumer) wait(ctx context.Context) error {
 		waiters.Add(1)
 		if shared && c.pending() {
 			waiters.Add(^uint32(0))
-			s.eHB.Store(uint64(Now()))
+			c.hbDue = true // stored after the read: see nextGuarded
 			return nil
 		}
 		c.sleepOn.Store(futexAddr(word))
@@ -705,7 +717,7 @@ func (c *Consumer) wait(ctx context.Context) error {
 			}
 		}
 		if shared && word.Load() != val {
-			s.eHB.Store(uint64(Now()))
+			c.hbDue = true // stored after the read: see nextGuarded
 			return nil
 		}
 		now := Now()

@@ -3,6 +3,7 @@
 package framebus_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -126,5 +127,51 @@ func TestTruncatedUnderLiveMappings(t *testing.T) {
 			t.Fatalf("frame %+v: want the first frame of generation >= 2", f)
 		}
 		break
+	}
+}
+
+// User metadata of changing lengths through both slots: the reader gets
+// exactly the bytes of each frame, and the descriptor keeps the bytes past
+// user_meta_len zero (the producer clears only what a slot's previous frame
+// used, the reader copies only user_meta_len bytes).
+func TestUserMetaLengths(t *testing.T) {
+	dir := t.TempDir()
+	p, err := framebus.Create("meta", framebus.ProducerOptions{Format: framebus.Format{Width: 16, Height: 16, PixelFormat: framebus.FormatGrey}, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := framebus.Open("meta", framebus.ConsumerOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	frame := make([]byte, 16*16)
+	full := bytes.Repeat([]byte{0xa5}, framebus.UserMetaMax)
+	for i, n := range []int{64, 64, 5, 0, 30, 0, 0, 64, 1} {
+		meta := full[:n]
+		if _, err := p.Publish(frame, framebus.Meta{UserMeta: meta}); err != nil {
+			t.Fatal(err)
+		}
+		fr, err := c.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(fr.UserMeta, meta) {
+			t.Fatalf("frame %d: metadata %x, want %x", i, fr.UserMeta, meta)
+		}
+		s, err := framebus.Inspect("meta", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := os.ReadFile(p.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := s.Header.SlotTableOffset + uint64(s.Header.Active)*framebus.SlotDescSize
+		stored := raw[d+64 : d+64+framebus.UserMetaMax]
+		if !bytes.Equal(stored[:n], meta) || bytes.Count(stored[n:], []byte{0}) != framebus.UserMetaMax-n {
+			t.Fatalf("frame %d (%d bytes of metadata): descriptor holds %x", i, n, stored)
+		}
 	}
 }

@@ -660,9 +660,15 @@ func (p *Producer) commit(n int, m Meta, flags uint32) (seq uint64, err error) {
 	sl.bytes.Store(uint64(n))
 	sl.checksum.Store(sum)
 	sl.flags.Store(flags)
+	// The bytes past user_meta_len stay zero; only those the slot's last
+	// frame used need clearing, so a bus without metadata never writes the
+	// descriptor's second cache line (a reader would have to fetch it).
+	used := min(uint64(sl.metaLen.Load()), UserMetaMax)
 	sl.metaLen.Store(uint32(len(m.UserMeta)))
 	copy(sl.meta, m.UserMeta)
-	clear(sl.meta[len(m.UserMeta):])
+	if used > uint64(len(m.UserMeta)) {
+		clear(sl.meta[len(m.UserMeta):used])
+	}
 	now := Now()
 	if capture == 0 {
 		capture = now
