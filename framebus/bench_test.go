@@ -12,6 +12,8 @@ package framebus_test
 //	BenchmarkReadInto1080p     Publish + ReadInto; read-ns/frame is the ReadInto part
 //	BenchmarkWakeLatency       cross-process commit-to-wake latency of a sleeping consumer, against a raw
 //	                           shared futex wake between the same two CPUs (split: 0 and 1, shared: both on 0)
+//	BenchmarkSpinLatency       commit-to-wake latency of a spinning consumer (ConsumerOptions.Spin), against one
+//	                           cache line carried between the same two CPUs (spin_bench_test.go)
 //
 // Run: go test -run '^$' -bench . -benchmem -count 3 ./framebus/
 //
