@@ -658,6 +658,24 @@ func percentile(sorted []int64, p float64) float64 {
 // <= 1.3). Only ratios from the same run and placement mean anything: on a
 // shared KVM guest the absolute latencies move with the neighbours' load.
 func BenchmarkWakeLatency(b *testing.B) {
+	orig, cpus := allowedCPUs(b)
+	for _, placement := range []string{"split", "shared"} {
+		b.Run(placement, func(b *testing.B) {
+			parentCPU, childCPU := cpus[0], cpus[0]
+			if placement == "split" {
+				if len(cpus) < 2 {
+					b.Skip("needs two CPUs")
+				}
+				childCPU = cpus[1]
+			}
+			benchWake(b, orig, parentCPU, childCPU)
+		})
+	}
+}
+
+// allowedCPUs returns this thread's CPU mask, to restore after pinning, and
+// the first two CPUs in it (fewer on a one-CPU machine).
+func allowedCPUs(b *testing.B) (*unix.CPUSet, []int) {
 	var orig unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &orig); err != nil {
 		b.Skip("sched_getaffinity:", err)
@@ -668,18 +686,7 @@ func BenchmarkWakeLatency(b *testing.B) {
 			cpus = append(cpus, i)
 		}
 	}
-	for _, placement := range []string{"split", "shared"} {
-		b.Run(placement, func(b *testing.B) {
-			parentCPU, childCPU := cpus[0], cpus[0]
-			if placement == "split" {
-				if len(cpus) < 2 {
-					b.Skip("needs two CPUs")
-				}
-				childCPU = cpus[1]
-			}
-			benchWake(b, &orig, parentCPU, childCPU)
-		})
-	}
+	return &orig, cpus
 }
 
 func benchWake(b *testing.B, orig *unix.CPUSet, parentCPU, childCPU int) {

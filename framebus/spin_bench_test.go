@@ -41,21 +41,12 @@ import (
 // all frames, caught by the spin or not), line-p50-us, p50-x-line (the
 // ratio of the medians) and hit-frac (the frames the spin caught).
 func BenchmarkSpinLatency(b *testing.B) {
-	var orig unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &orig); err != nil {
-		b.Skip("sched_getaffinity:", err)
-	}
-	var cpus []int
-	for i := 0; i < 1024 && len(cpus) < 2; i++ {
-		if orig.IsSet(i) {
-			cpus = append(cpus, i)
-		}
-	}
+	orig, cpus := allowedCPUs(b)
 	if len(cpus) < 2 {
 		b.Skip("needs two CPUs")
 	}
-	b.Run("continuous", func(b *testing.B) { benchSpin(b, &orig, cpus, 2000, 250, 100*time.Microsecond) })
-	b.Run("60fps", func(b *testing.B) { benchSpin(b, &orig, cpus, 300, 150, time.Second/60) })
+	b.Run("continuous", func(b *testing.B) { benchSpin(b, orig, cpus, 2000, 250, 100*time.Microsecond) })
+	b.Run("60fps", func(b *testing.B) { benchSpin(b, orig, cpus, 300, 150, time.Second/60) })
 }
 
 func benchSpin(b *testing.B, orig *unix.CPUSet, cpus []int, samples, round int, spacing time.Duration) {
