@@ -1,6 +1,7 @@
 package framebus
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,3 +56,14 @@ func SegmentPath(dir, name string) string {
 
 // LockPath is the path of the producer's lock file of name in dir.
 func LockPath(dir, name string) string { return SegmentPath(dir, name) + ".lock" }
+
+// pathInfo describes what is at a path, as lstatPath sees it (on Linux
+// without following a symbolic link; on Windows, whether the index or the
+// owner mutex names it). id is the OS's own identity of the file.
+type pathInfo struct {
+	exists, symlink, regular bool
+	id                       fileID
+	uid                      uint32
+	mode                     fs.FileMode
+	size                     int64
+}

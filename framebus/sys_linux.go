@@ -274,15 +274,6 @@ func (f *sysFile) conflictingLock(start, n uint64) (int16, error) {
 	}
 }
 
-// pathInfo describes what is at a path, without following a symbolic link.
-type pathInfo struct {
-	exists, symlink, regular bool
-	id                       fileID
-	uid                      uint32
-	mode                     fs.FileMode
-	size                     int64
-}
-
 func lstatPath(path string) (pathInfo, error) {
 	var st unix.Stat_t
 	err := unix.Lstat(path, &st)

@@ -25,14 +25,6 @@ type sysFile struct {
 	path string
 }
 
-type pathInfo struct {
-	exists, symlink, regular bool
-	id                       fileID
-	uid                      uint32
-	mode                     fs.FileMode
-	size                     int64
-}
-
 func openExisting(path string, write bool) (*sysFile, error) { return nil, errUnsupported }
 func createExcl(path string, mode fs.FileMode, gid int) (*sysFile, error) {
 	return nil, errUnsupported

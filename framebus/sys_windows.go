@@ -951,15 +951,6 @@ func sleep(w *atomic.Uint32, d time.Duration) error {
 
 // ---- names ----
 
-// pathInfo describes what is at a path.
-type pathInfo struct {
-	exists, symlink, regular bool
-	id                       fileID
-	uid                      uint32
-	mode                     fs.FileMode
-	size                     int64
-}
-
 // lstatPath reports whether the index names a generation (a segment path),
 // or whether the owner mutex exists (a lock path). Tmp paths never exist:
 // a generation being built has no name yet.
