@@ -463,7 +463,13 @@ func (c *Consumer) nextGuarded(ctx context.Context, dst []byte, copyOut bool, op
 			// producer's step 6 just wrote, and fetching it back before
 			// the read would add its transfer to the frame's latency.
 			c.hbDue = false
-			c.seg.eHB.Store(uint64(Now()))
+			var hb int64
+			if fr != nil {
+				hb = fr.WakeNS // the read's own stamp: no second clock read
+			} else {
+				hb = Now()
+			}
+			c.seg.eHB.Store(uint64(hb))
 		}
 		if err != nil {
 			return nil, &Error{Op: op, Name: c.name, Err: err}
