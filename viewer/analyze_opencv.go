@@ -241,8 +241,6 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 			sum.StreamClosed = end.closed
 			sum.Dropped += end.dropped
 			return sum, nil
-		case fr == nil:
-			continue
 		}
 		if waitLogged || sum.Frames == 0 || fr.GenerationChanged {
 			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).

@@ -332,31 +332,33 @@ type streamEnd struct {
 	dropped uint64
 }
 
-// nextOrEnd is feed.Next for such a consumer: a frame; or nil, nil, nil
-// while it waits for a producer (logged once per wait, *waitLogged says it
-// was); or the end; or an error.
+// nextOrEnd is feed.Next for such a consumer: a frame, or the end, or an
+// error. While it waits for a producer it says so once per wait (*waitLogged
+// tells the caller it did) and keeps waiting.
 func nextOrEnd(ctx context.Context, feed *Feed, log loggerT, timeout time.Duration, waitLogged *bool) (*framebus.Frame, *streamEnd, error) {
-	fr, err := feed.Next(ctx)
-	if err == nil {
-		return fr, nil, nil
-	}
-	var we *WaitingError
-	switch {
-	case ctx.Err() != nil:
-		return nil, &streamEnd{}, nil
-	case errors.As(err, &we):
-		if !*waitLogged {
-			log.Warn().Str("bus", feed.Name()).Str("why", we.Reason).Str("timeout", timeout.String()).Msg("waiting for producer")
-			*waitLogged = true
+	for {
+		fr, err := feed.Next(ctx)
+		if err == nil {
+			return fr, nil, nil
 		}
-		return nil, nil, nil
-	case errors.Is(err, framebus.ErrClosed):
-		end := &streamEnd{closed: true}
-		var eos *framebus.EndOfStreamError
-		if errors.As(err, &eos) {
-			end.dropped = eos.Dropped
+		var we *WaitingError
+		switch {
+		case ctx.Err() != nil:
+			return nil, &streamEnd{}, nil
+		case errors.As(err, &we):
+			if !*waitLogged {
+				log.Warn().Str("bus", feed.Name()).Str("why", we.Reason).Str("timeout", timeout.String()).Msg("waiting for producer")
+				*waitLogged = true
+			}
+			continue
+		case errors.Is(err, framebus.ErrClosed):
+			end := &streamEnd{closed: true}
+			var eos *framebus.EndOfStreamError
+			if errors.As(err, &eos) {
+				end.dropped = eos.Dropped
+			}
+			return nil, end, nil
 		}
-		return nil, end, nil
+		return nil, nil, err
 	}
-	return nil, nil, err
 }

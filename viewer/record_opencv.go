@@ -66,8 +66,6 @@ func Record(ctx context.Context, name string, o RecordOptions) (RecordSummary, e
 				sum.Dropped += end.dropped
 			}
 			return sum, nil
-		case fr == nil:
-			continue
 		}
 		if waitLogged || vw == nil || fr.GenerationChanged {
 			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).
