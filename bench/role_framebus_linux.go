@@ -175,7 +175,7 @@ func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
 		tCall := framebus.Now()
 		f, err := c.Next(bg)
 		t1 := framebus.Now()
-		if errors.Is(err, framebus.ErrClosed) {
+		if errors.Is(err, framebus.ErrEndOfStream) {
 			break
 		}
 		if errors.Is(err, framebus.ErrStalled) {

@@ -502,7 +502,7 @@ func benchChildFramebus(sh *wakeShared) error {
 	sh.ready.Store(1)
 	for {
 		f, err := c.Next(ctx)
-		if errors.Is(err, framebus.ErrClosed) || errors.Is(err, framebus.ErrProducerGone) {
+		if errors.Is(err, framebus.ErrEndOfStream) || errors.Is(err, framebus.ErrProducerGone) {
 			return nil
 		}
 		if errors.Is(err, framebus.ErrStalled) {

@@ -390,7 +390,7 @@ func (c *Consumer) Stats() ConsumerStats {
 // Next waits for a frame newer than the last one delivered and returns the
 // newest as a zero-copy, read-only view, validated by the sequence lock (and
 // the checksum, when the bus carries one). It follows a new generation by
-// itself (Frame.GenerationChanged). Errors wrap ErrClosed (the producer
+// itself (Frame.GenerationChanged). Errors wrap ErrEndOfStream (the producer
 // ended the stream), ErrProducerGone, ErrStalled (both reported once per
 // episode; calling Next again keeps waiting), ErrRetired, a layout error, or
 // the context's error (os.ErrDeadlineExceeded for a deadline).

@@ -31,14 +31,14 @@
 // producer restart or a format change is a new generation: a complete file
 // renamed over the name, which consumers follow by themselves
 // (Frame.GenerationChanged). Close ends the stream with an end-of-stream
-// frame, so consumers return ErrClosed at once.
+// frame, so consumers return ErrEndOfStream at once.
 //
 // # Errors
 //
 // Every error is an *Error{Op, Name, Err} whose Err wraps a sentinel tested
 // with errors.Is (ErrBadName, ErrBadMagic, ErrVersionMismatch, ErrCorrupt,
 // ErrBusy, ErrPermission, ErrNoSpace, ErrNotFound, ErrProducerGone,
-// ErrStalled, ErrRetired, ErrClosed, ErrTableFull, ...) and, where there is
+// ErrStalled, ErrRetired, ErrEndOfStream, ErrTableFull, ...) and, where there is
 // more to say, a detail type (*VersionError, *LayoutError, *BusyError,
 // *PermissionError, *SpaceError, *TableFullError). A context deadline gives
 // an error wrapping os.ErrDeadlineExceeded.

@@ -36,7 +36,7 @@ var (
 	ErrProducerGone    = errors.New("producer gone")
 	ErrStalled         = errors.New("producer stalled (heartbeat stale)")
 	ErrRetired         = errors.New("segment retired")
-	ErrClosed          = errors.New("producer closed the stream")
+	ErrEndOfStream     = errors.New("producer closed the stream")
 	ErrTableFull       = errors.New("consumer table full")
 	ErrChecksum        = errors.New("frame checksum mismatch")
 	ErrShortBuffer     = errors.New("destination buffer too small")
@@ -117,7 +117,7 @@ func (e *TableFullError) Error() string {
 }
 func (e *TableFullError) Unwrap() error { return ErrTableFull }
 
-// EndOfStreamError is how ErrClosed arrives from Next and ReadInto: the
+// EndOfStreamError is how ErrEndOfStream arrives from Next and ReadInto: the
 // sequence number of the end-of-stream frame, and the frames missed between
 // the last delivered frame and it (they are in no Frame.Dropped).
 type EndOfStreamError struct {
@@ -127,11 +127,11 @@ type EndOfStreamError struct {
 
 func (e *EndOfStreamError) Error() string {
 	if e.Dropped == 0 {
-		return ErrClosed.Error()
+		return ErrEndOfStream.Error()
 	}
-	return fmt.Sprintf("%v (%d frames dropped before the end of stream)", ErrClosed, e.Dropped)
+	return fmt.Sprintf("%v (%d frames dropped before the end of stream)", ErrEndOfStream, e.Dropped)
 }
-func (e *EndOfStreamError) Unwrap() error { return ErrClosed }
+func (e *EndOfStreamError) Unwrap() error { return ErrEndOfStream }
 
 // NameError explains why a bus name was refused.
 type NameError struct {

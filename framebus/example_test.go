@@ -48,7 +48,7 @@ func Example() {
 	}
 	p.Close()
 	_, err = c.Next(ctx)
-	fmt.Println(errors.Is(err, framebus.ErrClosed), err)
+	fmt.Println(errors.Is(err, framebus.ErrEndOfStream), err)
 	// Output:
 	// frame 1: 3072 bytes of 0, 64x48 GREY, "hello", intact true
 	// frame 2: 3072 bytes of 1, 64x48 GREY, "hello", intact true

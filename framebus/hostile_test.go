@@ -174,7 +174,7 @@ func scribbleErrOK(err error) bool {
 	if strings.Contains(err.Error(), "truncated") {
 		return false
 	}
-	for _, s := range []error{framebus.ErrCorrupt, framebus.ErrChecksum, framebus.ErrClosed, framebus.ErrStalled,
+	for _, s := range []error{framebus.ErrCorrupt, framebus.ErrChecksum, framebus.ErrEndOfStream, framebus.ErrStalled,
 		framebus.ErrProducerGone, framebus.ErrRetired, framebus.ErrTableFull, framebus.ErrBadMagic,
 		framebus.ErrVersionMismatch, framebus.ErrNotFound, os.ErrDeadlineExceeded} {
 		if errors.Is(err, s) {
@@ -293,7 +293,7 @@ func TestHostileScribble(t *testing.T) {
 						report("consumer %d: untyped or unexpected error %v", i, err)
 					}
 					typed[i].Add(1)
-					if errors.Is(err, framebus.ErrClosed) || errors.Is(err, framebus.ErrTableFull) {
+					if errors.Is(err, framebus.ErrEndOfStream) || errors.Is(err, framebus.ErrTableFull) {
 						c.Close()
 						c = nil
 					}

@@ -118,8 +118,8 @@ func TestPortableRoundTrip(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Next(ctx); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Next after Close: %v; want ErrClosed", err)
+	if _, err := c.Next(ctx); !errors.Is(err, ErrEndOfStream) {
+		t.Fatalf("Next after Close: %v; want ErrEndOfStream", err)
 	}
 	if _, err := Open("rt", ConsumerOptions{Dir: dir}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Open after Close: %v; want ErrNotFound", err)
@@ -174,7 +174,7 @@ func TestPortableWakeAcrossGoroutines(t *testing.T) {
 			var last, delivered, dropped uint64
 			for {
 				fr, err := c.Next(ctx)
-				if errors.Is(err, ErrClosed) {
+				if errors.Is(err, ErrEndOfStream) {
 					var eos *EndOfStreamError
 					errors.As(err, &eos)
 					dropped += eos.Dropped

@@ -567,7 +567,7 @@ func TestProcessStoppedAcrossClose(t *testing.T) {
 // end-of-stream frame through its semaphore, not through a timeout: the
 // frames it missed just before the end of stream are in its entry's dropped
 // and must reach the caller too (*EndOfStreamError.Dropped; before commit
-// 3a73acf, Next returned a bare ErrClosed and only Stats().Dropped had them).
+// 3a73acf, Next returned a bare ErrEndOfStream and only Stats().Dropped had them).
 func TestProcessDropsBeforeEndOfStream(t *testing.T) {
 	procStopConsumerAcrossClose(t, "5s", 0)
 }

@@ -868,7 +868,7 @@ func (p *Producer) Err() error {
 
 // Close ends the stream cleanly: an end-of-stream frame, state RETIRED, every
 // consumer woken, the name and the lock file removed, the lock released.
-// Consumers see ErrClosed at once.
+// Consumers see ErrEndOfStream at once.
 func (p *Producer) Close() error {
 	p.mu.Lock()
 	if p.closed {

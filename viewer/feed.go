@@ -60,7 +60,7 @@ type FeedOptions struct {
 	// Persist keeps the feed alive after it has joined a bus: when the
 	// producer leaves or closes the stream it waits for the next one for as
 	// long as it takes (a preview window). Without it the end of the stream
-	// ends the feed (framebus.ErrClosed), as for tail.
+	// ends the feed (framebus.ErrEndOfStream), as for tail.
 	Persist bool
 
 	// Poll, when > 0, bounds each Next call: with no new frame within Poll
@@ -146,7 +146,7 @@ const pollWait = 250 * time.Millisecond
 // joined a bus waits for the next frame published). Its Dropped counts every
 // frame skipped since the previous one (frames the bus had meanwhile, and
 // frames discarded by Keep). Errors: *WaitingError (call again), ErrIdle
-// (with Poll; call again), *NoProducerError, framebus.ErrClosed (the stream
+// (with Poll; call again), *NoProducerError, framebus.ErrEndOfStream (the stream
 // ended, without Persist), the context's error, or the bus's own errors.
 func (f *Feed) Next(ctx context.Context) (*framebus.Frame, error) {
 	if err := ctx.Err(); err != nil {
@@ -196,7 +196,7 @@ func (f *Feed) Next(ctx context.Context) (*framebus.Frame, error) {
 		f.st.Dropped += eos.Dropped
 	}
 	switch {
-	case errors.Is(err, framebus.ErrClosed), errors.Is(err, framebus.ErrRetired):
+	case errors.Is(err, framebus.ErrEndOfStream), errors.Is(err, framebus.ErrRetired):
 		f.c.Close()
 		f.c = nil
 		if !f.o.Persist {
@@ -351,7 +351,7 @@ func nextOrEnd(ctx context.Context, feed *Feed, log loggerT, timeout time.Durati
 				*waitLogged = true
 			}
 			continue
-		case errors.Is(err, framebus.ErrClosed):
+		case errors.Is(err, framebus.ErrEndOfStream):
 			end := &streamEnd{closed: true}
 			var eos *framebus.EndOfStreamError
 			if errors.As(err, &eos) {

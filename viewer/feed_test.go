@@ -109,8 +109,8 @@ func TestFeedCloseAndRejoin(t *testing.T) {
 		p.Close()
 		_, err := f.Next(context.Background())
 		if !persist {
-			if !errors.Is(err, framebus.ErrClosed) {
-				t.Fatalf("without Persist: %v, want ErrClosed", err)
+			if !errors.Is(err, framebus.ErrEndOfStream) {
+				t.Fatalf("without Persist: %v, want ErrEndOfStream", err)
 			}
 			continue
 		}

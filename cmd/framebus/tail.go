@@ -151,7 +151,7 @@ func (o *tailOpts) run(ctx context.Context, args []string) error {
 			continue
 		}
 		switch {
-		case errors.Is(err, framebus.ErrClosed):
+		case errors.Is(err, framebus.ErrEndOfStream):
 			if o.json {
 				enc.Encode(map[string]any{"event": "closed", "frames": sum.frames, "dropped": sum.dropped})
 			} else {

@@ -307,7 +307,7 @@ func consumer(args []string) {
 		case errors.Is(err, framebus.ErrStalled):
 			emit("stalled", map[string]any{"last_seq": last})
 			continue
-		case errors.Is(err, framebus.ErrClosed):
+		case errors.Is(err, framebus.ErrEndOfStream):
 			var eos *framebus.EndOfStreamError
 			if errors.As(err, &eos) {
 				dropped += eos.Dropped
