@@ -71,8 +71,32 @@ func (f *Frame) Valid() bool {
 	if f.slot == nil {
 		return true
 	}
-	loadFence()
-	return f.slot.lock.Load() == f.lock
+	ok := false
+	if guard(func() {
+		loadFence()
+		ok = f.slot.lock.Load() == f.lock
+	}) != nil {
+		return false // the file was truncated under the view
+	}
+	return ok
+}
+
+// Use runs fn on the frame's data and then validates the frame, with memory
+// faults turned into an error: nil when the frame stayed intact while fn ran;
+// an error wrapping ErrOverwritten when the producer came back to the slot
+// meanwhile (what fn read may be torn: discard what it made of it); a
+// *FaultError (ErrCorrupt) when the bus file was truncated under the view,
+// which without Use would kill the process with SIGBUS. fn runs on the
+// calling goroutine and must not hand the data to C code or other
+// goroutines (copy it for them: ReadInto).
+func (f *Frame) Use(fn func(data []byte)) error {
+	if err := guard(func() { fn(f.Data) }); err != nil {
+		return err
+	}
+	if !f.Valid() {
+		return fmt.Errorf("%w: frame %d", ErrOverwritten, f.Seq)
+	}
+	return nil
 }
 
 // Consumer reads frames from a bus. It is not safe for concurrent use.

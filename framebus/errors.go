@@ -45,6 +45,7 @@ var (
 	ErrConsumerClosed  = errors.New("consumer closed")
 	ErrProducerClosed  = errors.New("producer already closed")
 	ErrSlotNotHeld     = errors.New("no slot held: call Begin first")
+	ErrOverwritten     = errors.New("frame overwritten while in use")
 )
 
 // ErrDeadlineExceeded is what Next and ReadInto return when the context's

@@ -1,6 +1,7 @@
 package framebus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -209,11 +210,20 @@ func (s *pseg) wakeAll() {
 // heartbeat. A second producer on a live name gets an error wrapping ErrBusy
 // that names the owner's pid.
 func Create(name string, opts ProducerOptions) (*Producer, error) {
-	p, err := create(name, opts)
+	return CreateContext(context.Background(), name, opts)
+}
+
+// CreateContext is Create with a context that can interrupt the creation:
+// building a large segment (pre-faulting every page) takes a while, and a
+// signal meanwhile must leave nothing behind. When ctx ends first, the
+// temporary file and a lock file this call made are removed and the
+// context's error is returned.
+func CreateContext(ctx context.Context, name string, opts ProducerOptions) (*Producer, error) {
+	p, err := create(ctx, name, opts)
 	return p, wrap("create", name, err)
 }
 
-func create(name string, opts ProducerOptions) (*Producer, error) {
+func create(ctx context.Context, name string, opts ProducerOptions) (*Producer, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
@@ -242,7 +252,7 @@ func create(name string, opts ProducerOptions) (*Producer, error) {
 	if old != nil {
 		prevGen, prevSeq = old.h.Generation, old.h.LastSeq
 	}
-	seg, err := p.newGeneration(opts.Format, prevGen+1, prevSeq)
+	seg, err := p.newGeneration(ctx, opts.Format, prevGen+1, prevSeq)
 	if err != nil {
 		if old != nil {
 			old.release()
@@ -408,7 +418,7 @@ func (s *pseg) retire() {
 
 // newGeneration builds a complete segment under the temporary name and
 // renames it over the bus name (PROTOCOL.md section 2).
-func (p *Producer) newGeneration(f Format, gen, lastSeq uint64) (*pseg, error) {
+func (p *Producer) newGeneration(ctx context.Context, f Format, gen, lastSeq uint64) (*pseg, error) {
 	o := &p.opts
 	g := computeGeometry(uint32(o.Slots), uint32(o.Consumers), f.FrameSize)
 	avail, err := freeSpace(p.dir)
@@ -446,6 +456,10 @@ func (p *Producer) newGeneration(f Format, gen, lastSeq uint64) (*pseg, error) {
 	// per 4 KiB).
 	for i := 0; i < len(mem); i += 4096 {
 		mem[i] = 0
+		if i&(64<<20-1) == 0 && ctx.Err() != nil { // every 64 MiB
+			unmap(mem)
+			return fail(ctxErr(ctx))
+		}
 	}
 	now := uint64(Now())
 	var flags uint32
@@ -473,6 +487,10 @@ func (p *Producer) newGeneration(f Format, gen, lastSeq uint64) (*pseg, error) {
 	}
 	s := newPseg(file, mem, id, h, g)
 	s.state.Store(StateReady)
+	if ctx.Err() != nil {
+		unmap(mem)
+		return fail(ctxErr(ctx))
+	}
 	if err := renameFile(tmp, p.path); err != nil {
 		unmap(mem)
 		return fail(err)
@@ -576,6 +594,35 @@ func (p *Producer) afterFault(before uint64, err error) (uint64, error) {
 		return p.seq, nil
 	}
 	return 0, err
+}
+
+// Fill publishes one frame written in place: it hands the back slot's bytes
+// to fill (zero-copy, as Begin does) and commits the n bytes fill says it
+// wrote, with its metadata. A memory fault inside fill (the bus file
+// truncated under the producer, which without Fill would kill the process
+// with SIGBUS) aborts the frame with a *FaultError (wrapping ErrCorrupt),
+// and the next frame goes to a new generation. An error of fill aborts the
+// frame and is returned as it is (io.EOF, a context's error, ...). fill runs
+// on the calling goroutine and must not write the slot from C code (cgo) or
+// from other goroutines: a fault there is not covered.
+func (p *Producer) Fill(fill func(slot []byte) (n int, m Meta, err error)) (uint64, error) {
+	buf, err := p.Begin()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var m Meta
+	var ferr error
+	if gerr := guard(func() { n, m, ferr = fill(buf) }); gerr != nil {
+		p.needRegen.Store(true)
+		p.Abort()
+		return 0, &Error{Op: "fill", Name: p.name, Err: gerr}
+	}
+	if ferr != nil {
+		p.Abort()
+		return 0, ferr
+	}
+	return p.Commit(n, m)
 }
 
 // Publish copies data into the back slot and commits it: the copying form of
@@ -728,7 +775,7 @@ func (p *Producer) Reconfigure(f Format) error {
 // Called with p.mu held.
 func (p *Producer) regenLocked(f Format) error {
 	old := p.seg
-	seg, err := p.newGeneration(f, old.h.Generation+1, p.seq)
+	seg, err := p.newGeneration(context.Background(), f, old.h.Generation+1, p.seq)
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/framebus/feed"
 )
 
 var out = json.NewEncoder(os.Stdout)
@@ -174,23 +175,12 @@ loop:
 		default:
 		}
 		if *zeroCopy {
-			buf, err := p.Begin()
-			if err != nil {
-				failed(err)
-				continue
-			}
-			if *tolerate {
-				// A truncation between Begin and Commit faults here, in our
-				// own writes to the slot: the caller's to guard.
-				if !guarded(func() { Fill(buf[:size], seq) }) {
-					p.Abort()
-					failed(fmt.Errorf("%w: fault writing the slot", framebus.ErrCorrupt))
-					continue
-				}
-			} else {
+			// Fill guards our own writes to the slot: a truncation between
+			// Begin and Commit faults there.
+			got, err := p.Fill(func(buf []byte) (int, framebus.Meta, error) {
 				Fill(buf[:size], seq)
-			}
-			got, err := p.Commit(size, framebus.Meta{CaptureNS: framebus.Now()})
+				return size, framebus.Meta{CaptureNS: framebus.Now()}, nil
+			})
 			if err != nil {
 				failed(err)
 				continue
@@ -295,29 +285,32 @@ func consumer(args []string) {
 		} else {
 			f, err = c.Next(ctx)
 		}
+		// The kinds are the shared consumer loop's (framebus/feed); this
+		// loop reports every event of each kind instead of riding them out.
+		kind := feed.Classify(err)
 		switch {
 		case err == nil:
-		case errors.Is(err, framebus.ErrProducerGone):
+		case kind == feed.Waiting && errors.Is(err, framebus.ErrProducerGone):
 			emit("gone", map[string]any{"last_seq": last})
 			if *exitOnGone {
 				result = "gone"
 				goto end
 			}
 			continue
-		case errors.Is(err, framebus.ErrStalled):
+		case kind == feed.Waiting:
 			emit("stalled", map[string]any{"last_seq": last})
 			continue
-		case errors.Is(err, framebus.ErrEndOfStream):
+		case kind == feed.EndOfStream && errors.Is(err, framebus.ErrEndOfStream):
 			var eos *framebus.EndOfStreamError
 			if errors.As(err, &eos) {
 				dropped += eos.Dropped
 			}
 			result = "closed"
 			goto end
-		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.Canceled):
+		case kind == feed.Deadline:
 			result = "timeout"
 			goto end
-		case *tolerate && (errors.Is(err, framebus.ErrCorrupt) || errors.Is(err, framebus.ErrChecksum)):
+		case *tolerate && kind == feed.Transient:
 			corrupt++
 			emit("corrupt", map[string]any{"error": err.Error(), "last_seq": last})
 			continue
@@ -333,7 +326,7 @@ func consumer(args []string) {
 		ok := true
 		if *verify {
 			if *guard && !*copyOut {
-				if !guarded(func() { ok = Check(f.Data, f.Seq) }) {
+				if framebus.Guard(func() { ok = Check(f.Data, f.Seq) }) != nil {
 					// The file was truncated under the view: not a torn
 					// frame, a view that can no longer be read.
 					viewFaults++
@@ -381,24 +374,6 @@ end:
 		"bad": bad, "first_seq": first, "last_seq": last, "generations": gens, "corrupt": corrupt, "view_faults": viewFaults,
 		"entry_delivered": st.Delivered, "entry_dropped": st.Dropped, "entry_last_seq": st.LastSeq})
 	c.Close()
-}
-
-// guarded runs fn with memory faults turned into a false result, the way a
-// caller protects its own accesses to a zero-copy view or slot of a segment
-// that may be truncated from outside.
-func guarded(fn func()) (ok bool) {
-	old := debug.SetPanicOnFault(true)
-	defer func() {
-		debug.SetPanicOnFault(old)
-		if r := recover(); r != nil {
-			if _, fault := r.(interface{ Addr() uintptr }); !fault {
-				panic(r)
-			}
-			ok = false
-		}
-	}()
-	fn()
-	return true
 }
 
 // writeFrame is the read-only proof: it joins a bus as a consumer, takes a
