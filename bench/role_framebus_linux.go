@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/framebus/feed"
 )
 
 // Every frame carries, in its user metadata, its phase and the producer's
@@ -147,16 +148,18 @@ func fbProducer(ctx context.Context, s *childSpec) (*childResult, error) {
 // fbConsumer joins the bus and reads every frame: Next (the wake), a copy
 // of the whole frame out of the slot (the read), Frame.Valid.
 func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
-	opts := framebus.ConsumerOptions{Dir: s.Dir, Wait: 15 * time.Second}
+	o := feed.Options{Dir: s.Dir, Timeout: 15 * time.Second}
 	if s.Mode == Spin {
-		opts.Spin = s.Spin
+		o.Spin = s.Spin
 	}
-	c, err := framebus.OpenContext(ctx, s.Bus, opts)
-	if err != nil {
+	in := feed.New(s.Bus, o)
+	defer in.Close()
+	if err := in.Join(ctx); err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	c := in.Consumer()
 	var ctl *ctlBlock
+	var err error
 	if s.lockstep() {
 		if ctl, err = mapCtl(s.Ctl); err != nil {
 			return nil, err
@@ -173,13 +176,13 @@ func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
 	bg := context.Background()
 	for {
 		tCall := framebus.Now()
-		f, err := c.Next(bg)
+		f, err := in.Next(bg)
 		t1 := framebus.Now()
 		if errors.Is(err, framebus.ErrEndOfStream) {
 			break
 		}
-		if errors.Is(err, framebus.ErrStalled) {
-			continue
+		if errors.Is(err, feed.ErrWaiting) || errors.Is(err, feed.ErrIdle) {
+			continue // a stall of the producer, or a transient bus error: the feed rides it out
 		}
 		if err != nil {
 			return nil, err
@@ -204,7 +207,7 @@ func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
 			sm.res.Overwritten++
 		}
 	}
-	if st := c.Stats(); s.Mode == Spin {
+	if st := in.ConsumerStats(); s.Mode == Spin {
 		sm.res.Note = fmt.Sprintf("spin: %d frames caught spinning, %d spins missed (the consumer slept for those)", st.SpinHits, st.SpinMisses)
 	}
 	return sm.finish()

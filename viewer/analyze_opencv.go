@@ -13,9 +13,12 @@ import (
 	"os"
 	"time"
 
+	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/framebus/feed"
+	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -222,8 +225,8 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 	if out == nil {
 		out = io.Discard
 	}
-	feed := NewFeed(name, FeedOptions{Dir: o.Dir, Timeout: o.Timeout})
-	defer feed.Close()
+	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Copy: true, Spin: o.Spin, Logf: cli.Logf(log, zerolog.WarnLevel)})
+	defer in.Close()
 	conv := NewConverter()
 	defer conv.Close()
 
@@ -231,21 +234,10 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 	var line []byte
 	var first int64
 	var latSum int64
-	waitLogged := false
-	for {
-		fr, end, err := nextOrEnd(ctx, feed, log, o.Timeout, &waitLogged)
-		switch {
-		case err != nil:
-			return sum, err
-		case end != nil:
-			sum.StreamClosed = end.closed
-			sum.Dropped += end.dropped
-			return sum, nil
-		}
-		if waitLogged || sum.Frames == 0 || fr.GenerationChanged {
+	end, err := in.Run(ctx, func(fr *framebus.Frame) error {
+		if sum.Frames == 0 || fr.GenerationChanged {
 			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).
 				Str("detect", o.Detect).Msg("analysing")
-			waitLogged = false
 		}
 		if fr.GenerationChanged {
 			det.Reset()
@@ -253,13 +245,10 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 		m, err := conv.Convert(fr.Data, fr.Format)
 		if err != nil {
 			if errors.Is(err, ErrFormat) {
-				return sum, fmt.Errorf("bus %s: %w", name, err)
+				return fmt.Errorf("bus %s: %w", name, err)
 			}
 			log.Warn().Err(err).Uint64("seq", fr.Seq).Msg("frame skipped")
-			continue
-		}
-		if !feed.Keep(fr) {
-			continue // overwritten while converted: counted in the next frame's drops
+			return nil
 		}
 		r.boxes = det.Detect(m, r.boxes[:0])
 		r.doneNS = framebus.Now()
@@ -267,7 +256,7 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 		r.width, r.height = m.Cols(), m.Rows()
 		line = appendResult(line[:0], &r)
 		if _, err := out.Write(line); err != nil {
-			return sum, nil // stdout closed (analyze | head): done
+			return feed.ErrStop // stdout closed (analyze | head): done
 		}
 		if sum.Frames == 0 {
 			first = r.doneNS
@@ -283,7 +272,11 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 		sum.LatencyMean = time.Duration(latSum / int64(sum.Frames))
 		sum.Elapsed = time.Duration(r.doneNS - first)
 		if o.Frames > 0 && sum.Frames >= o.Frames {
-			return sum, nil
+			return feed.ErrStop
 		}
-	}
+		return nil
+	})
+	sum.StreamClosed = end.EndOfStream
+	sum.Dropped += end.Dropped
+	return sum, err
 }

@@ -9,9 +9,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/framebus/feed"
+	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -53,9 +56,10 @@ func ServeHTTP(ctx context.Context, name string, ln net.Listener, o HTTPOptions)
 }
 
 // encodeLoop reads, converts and encodes until ctx ends.
-func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hub *Hub, srv *Server, log loggerT) error {
-	feed := NewFeed(name, FeedOptions{Dir: o.Dir, Timeout: o.Timeout, Persist: true})
-	defer feed.Close()
+func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hub *Hub, srv *Server, log *zerolog.Logger) error {
+	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Persist: true, Copy: true, Spin: o.Spin,
+		Logf: cli.Logf(log, zerolog.WarnLevel)})
+	defer in.Close()
 	conv := NewConverter()
 	defer conv.Close()
 	params := []int{gocv.IMWriteJpegQuality, quality}
@@ -65,32 +69,31 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 	var rate rateMeter
 	var enc latencyMeter
 	lastLog := time.Now()
-	waitLogged := false
+	waited := false
 	var formatErr string
 	for {
-		fr, err := feed.Next(ctx)
+		fr, err := in.Next(ctx)
 		if err != nil {
-			var we *WaitingError
+			var we *feed.WaitingError
 			switch {
 			case ctx.Err() != nil:
 				return nil
 			case errors.As(err, &we):
-				if !waitLogged {
-					log.Warn().Str("bus", name).Str("why", we.Reason).Msg("waiting for producer")
-					waitLogged = true
-				}
+				waited = true
 				st.State, st.Waiting, st.FPS = "waiting", we.Reason, 0
 				srv.SetStatus(st)
+				continue
+			case errors.Is(err, feed.ErrIdle):
 				continue
 			}
 			return err
 		}
 		now := framebus.Now()
-		if waitLogged || st.State == "starting" || fr.GenerationChanged {
+		if waited || st.State == "starting" || fr.GenerationChanged {
 			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).Msg("streaming")
-			waitLogged, formatErr = false, ""
+			waited, formatErr = false, ""
 		}
-		fs := feed.Stats()
+		fs := in.Stats()
 		st.State, st.Waiting = "streaming", ""
 		st.Generation, st.Seq = fr.Generation, fr.Seq
 		st.Width, st.Height, st.Format = int(fr.Format.Width), int(fr.Format.Height), report.FormatName(fr.Format.PixelFormat)
@@ -101,7 +104,7 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 					log.Error().Str("bus", name).Err(err).Msg("cannot show the frames")
 					formatErr = msg
 				}
-			} else if feed.Keep(fr) {
+			} else {
 				buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, *m, params)
 				if err == nil {
 					pic = Picture{Seq: fr.Seq, Generation: fr.Generation, CaptureNS: fr.CaptureNS, CommitNS: fr.CommitNS,

@@ -3,11 +3,7 @@ package viewer
 import (
 	"strconv"
 	"time"
-
-	"github.com/rs/zerolog"
 )
-
-type loggerT = *zerolog.Logger
 
 // progressEvery is how often the long-running consumers log their rates.
 const progressEvery = 5 * time.Second

@@ -13,6 +13,7 @@ type HTTPOptions struct {
 	Dir     string          // bus directory
 	Timeout time.Duration   // wait for a producer that has not started (after that: for ever)
 	Quality int             // JPEG quality 1-100, default 80
+	Spin    time.Duration   // framebus.ConsumerOptions.Spin (0: sleep until woken)
 	Log     *zerolog.Logger // nil: no logging
 }
 
@@ -21,6 +22,7 @@ type WindowOptions struct {
 	Dir         string          // bus directory
 	Timeout     time.Duration   // wait for a producer that has not started (after that: for ever)
 	SnapshotDir string          // where 's' saves PNGs, default the working directory
+	Spin        time.Duration   // framebus.ConsumerOptions.Spin (0: sleep until woken)
 	Log         *zerolog.Logger // nil: no logging
 }
 
@@ -38,6 +40,7 @@ type AnalyzeOptions struct {
 	Dir     string        // bus directory
 	Timeout time.Duration // wait for a producer that has not started, or for a gone one to come back
 	Detect  string        // DetectMotion or DetectFaces
+	Spin    time.Duration // framebus.ConsumerOptions.Spin (0: sleep until woken)
 
 	// Motion: a pixel moved when the grey level of its colour difference
 	// between two analysed frames is over Threshold (1-254, default 25); a moving
@@ -82,6 +85,7 @@ type RecordOptions struct {
 	Timeout time.Duration // wait for a producer that has not started, or for a gone one to come back
 	Out     string        // the video file (MJPEG; .avi)
 	FPS     float64       // frame rate of the file; 0: the bus's, else 30
+	Spin    time.Duration // framebus.ConsumerOptions.Spin (0: sleep until woken)
 	Log     *zerolog.Logger
 }
 

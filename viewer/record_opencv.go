@@ -10,8 +10,12 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
+	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/framebus/feed"
+	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -42,8 +46,8 @@ func Record(ctx context.Context, name string, o RecordOptions) (RecordSummary, e
 	if fi, err := os.Stat(o.Out); err == nil && fi.IsDir() {
 		return sum, &OptionError{Reason: fmt.Sprintf("--out %s is a directory", o.Out)}
 	}
-	feed := NewFeed(name, FeedOptions{Dir: o.Dir, Timeout: o.Timeout})
-	defer feed.Close()
+	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Copy: true, Spin: o.Spin, Logf: cli.Logf(log, zerolog.WarnLevel)})
+	defer in.Close()
 	conv := NewConverter()
 	defer conv.Close()
 	sized := gocv.NewMat()
@@ -54,35 +58,19 @@ func Record(ctx context.Context, name string, o RecordOptions) (RecordSummary, e
 			vw.Close()
 		}
 	}()
-	waitLogged := false
-	for {
-		fr, end, err := nextOrEnd(ctx, feed, log, o.Timeout, &waitLogged)
-		switch {
-		case err != nil:
-			return sum, err
-		case end != nil:
-			sum.StreamClosed = end.closed
-			if vw != nil {
-				sum.Dropped += end.dropped
-			}
-			return sum, nil
-		}
-		if waitLogged || vw == nil || fr.GenerationChanged {
+	end, err := in.Run(ctx, func(fr *framebus.Frame) error {
+		if vw == nil || fr.GenerationChanged {
 			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).
 				Str("out", o.Out).Msg("recording")
-			waitLogged = false
 		}
 		m, err := conv.Convert(fr.Data, fr.Format)
 		if err != nil {
 			if errors.Is(err, ErrFormat) {
-				return sum, fmt.Errorf("bus %s: %w", name, err)
+				return fmt.Errorf("bus %s: %w", name, err)
 			}
 			log.Warn().Err(err).Uint64("seq", fr.Seq).Msg("frame skipped")
 			sum.Dropped++
-			continue
-		}
-		if !feed.Keep(fr) {
-			continue // counted in the next frame's drops
+			return nil
 		}
 		if vw == nil {
 			sum.Width, sum.Height = m.Cols(), m.Rows()
@@ -95,7 +83,7 @@ func Record(ctx context.Context, name string, o RecordOptions) (RecordSummary, e
 			}
 			vw, err = gocv.VideoWriterFile(o.Out, "MJPG", sum.FPS, sum.Width, sum.Height, true)
 			if err != nil || !vw.IsOpened() {
-				return sum, &OptionError{Reason: fmt.Sprintf("--out %s: OpenCV cannot write an MJPEG video there (use a .avi name)", o.Out)}
+				return &OptionError{Reason: fmt.Sprintf("--out %s: OpenCV cannot write an MJPEG video there (use a .avi name)", o.Out)}
 			}
 		} else {
 			sum.Dropped += fr.Dropped
@@ -105,8 +93,14 @@ func Record(ctx context.Context, name string, o RecordOptions) (RecordSummary, e
 			m = &sized
 		}
 		if err := vw.Write(*m); err != nil {
-			return sum, fmt.Errorf("--out %s: %v", o.Out, err)
+			return fmt.Errorf("--out %s: %v", o.Out, err)
 		}
 		sum.Frames++
+		return nil
+	})
+	sum.StreamClosed = end.EndOfStream
+	if vw != nil {
+		sum.Dropped += end.Dropped
 	}
+	return sum, err
 }

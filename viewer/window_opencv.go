@@ -15,9 +15,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/framebus/feed"
+	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -50,8 +53,9 @@ func RunWindow(ctx context.Context, name string, o WindowOptions) error {
 	defer win.Close()
 	win.SetWindowProperty(gocv.WindowPropertyAutosize, gocv.WindowAutosize)
 
-	feed := NewFeed(name, FeedOptions{Dir: o.Dir, Timeout: o.Timeout, Persist: true, Poll: windowPoll})
-	defer feed.Close()
+	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Persist: true, Poll: windowPoll, Copy: true, Spin: o.Spin,
+		Logf: cli.Logf(log, zerolog.WarnLevel)})
+	defer in.Close()
 	conv := NewConverter()
 	defer conv.Close()
 	shown := gocv.NewMat() // the frame with its overlay
@@ -65,20 +69,20 @@ func RunWindow(ctx context.Context, name string, o WindowOptions) error {
 		dispLat   [2]int64 // commit and capture to display of the last frame shown
 		dropped   uint64   // since the window opened
 		waitShown time.Time
-		waitLog   bool
+		waited    bool // the last Next said it waits for a producer
 	)
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
-		fr, err := feed.Next(ctx)
-		var we *WaitingError
+		fr, err := in.Next(ctx)
+		var we *feed.WaitingError
 		switch {
 		case err == nil:
 			dropped += fr.Dropped
-			if fr.GenerationChanged || waitLog || !have {
+			if fr.GenerationChanged || waited || !have {
 				log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).Msg("showing")
-				waitLog = false
+				waited = false
 			}
 			if paused {
 				break
@@ -86,9 +90,6 @@ func RunWindow(ctx context.Context, name string, o WindowOptions) error {
 			m, err := conv.Convert(fr.Data, fr.Format)
 			if err != nil {
 				return fmt.Errorf("bus %s: %w", name, err)
-			}
-			if !feed.Keep(fr) {
-				break // overwritten while converted; counted in the next frame's drops
 			}
 			last = *fr
 			last.Data, last.UserMeta = nil, nil
@@ -100,15 +101,12 @@ func RunWindow(ctx context.Context, name string, o WindowOptions) error {
 			rate.add(now)
 			dispLat = [2]int64{now - fr.CommitNS, now - fr.CaptureNS}
 		case errors.As(err, &we):
-			if !waitLog {
-				log.Warn().Str("bus", name).Str("why", we.Reason).Msg("waiting for producer")
-				waitLog = true
-			}
+			waited = true
 			if time.Since(waitShown) >= 200*time.Millisecond {
 				waitShown = time.Now()
 				showWaiting(win, &shown, conv, have, we)
 			}
-		case errors.Is(err, ErrIdle):
+		case errors.Is(err, feed.ErrIdle):
 		case ctx.Err() != nil:
 			return nil
 		default:
@@ -116,7 +114,7 @@ func RunWindow(ctx context.Context, name string, o WindowOptions) error {
 		}
 		switch key := win.WaitKey(1); key {
 		case 'q', 'Q', 27:
-			log.Info().Str("bus", name).Uint64("frames", feed.Stats().Frames).Uint64("dropped", dropped).Msg("quit")
+			log.Info().Str("bus", name).Uint64("frames", in.Stats().Frames).Uint64("dropped", dropped).Msg("quit")
 			return nil
 		case ' ':
 			paused = !paused
@@ -209,7 +207,7 @@ func drawLines(m *gocv.Mat, lines []string, c color.RGBA) {
 
 // showWaiting shows "waiting for producer": over the last frame, darkened,
 // or on a black 640x360 picture.
-func showWaiting(win *gocv.Window, shown *gocv.Mat, conv *Converter, have bool, we *WaitingError) {
+func showWaiting(win *gocv.Window, shown *gocv.Mat, conv *Converter, have bool, we *feed.WaitingError) {
 	if have {
 		conv.bgr.CopyTo(shown)
 		shown.MultiplyFloat(0.35)

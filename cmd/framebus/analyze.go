@@ -55,6 +55,7 @@ it the command says so (exit 2).`,
 		fs.StringVar(&o.cascade, "cascade", viewer.DefaultCascade, "faces: the Haar cascade `FILE`")
 		fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "wait up to `D` for the producer to create the bus, or to come back when it is gone")
 		fs.StringVar(&o.dir, "dir", "", dirUsage)
+		fs.Var(&o.spin, "spin", spinUsage)
 		return o.run
 	},
 }
@@ -64,6 +65,7 @@ type analyzeOpts struct {
 	duration, timeout    time.Duration
 	frames               uint64
 	threshold, minArea   int
+	spin                 cli.Spin
 }
 
 func (o *analyzeOpts) run(ctx context.Context, args []string) error {
@@ -85,7 +87,7 @@ func (o *analyzeOpts) run(ctx context.Context, args []string) error {
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	w := &lineFlusher{w: out}
 	sum, err := viewer.Analyze(ctx, name, viewer.AnalyzeOptions{Dir: o.dir, Timeout: o.timeout, Detect: o.detect,
-		Threshold: o.threshold, MinArea: o.minArea, Cascade: o.cascade, Frames: o.frames, Out: w, Log: &log})
+		Threshold: o.threshold, MinArea: o.minArea, Cascade: o.cascade, Frames: o.frames, Spin: o.spin.D, Out: w, Log: &log})
 	out.Flush()
 	if sum.Frames > 0 {
 		log.Info().Str("bus", name).Str("detect", o.detect).Uint64("frames", sum.Frames).Uint64("with_boxes", sum.WithBoxes).

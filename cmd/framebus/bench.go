@@ -6,10 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/framebus/framebus/bench"
@@ -95,7 +93,7 @@ func (o *benchOpts) run(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return cli.Usage(err)
 	}
-	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	sigCtx, stop := runContext(ctx, 0)
 	defer stop()
 	if o.progress || cli.IsTerminal(os.Stderr) {
 		cfg.Progress = bench.NewProgressBar(os.Stderr)

@@ -8,10 +8,8 @@ import (
 	"io"
 	"math"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/framebus/framebus/capture"
@@ -119,6 +117,10 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 	if o.duration < 0 {
 		return cli.Usagef("--duration %v: must not be negative", o.duration)
 	}
+	// The signals are ours from here on, before anything is created: a
+	// signal while a large bus is being built removes what was made.
+	sigCtx, stop := runContext(ctx, 0)
+	defer stop()
 	src, err := capture.Open(o.source, capture.Config{Width: w, Height: h, PixelFormat: pf, FPS: o.fps,
 		DefaultSize: !o.given("size"), DefaultFPS: !o.given("fps")})
 	if err != nil {
@@ -130,11 +132,15 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 	defer src.Close()
 	o.warnIfNotAsked(src.Format(), w, h)
 
-	p, err := o.create(src.Format(), mode)
+	p, err := o.create(sigCtx, src.Format(), mode)
 	if err != nil {
+		if sigCtx.Err() != nil {
+			log.Info().Str("bus", o.name).Msg("interrupted while creating the bus; nothing left behind")
+			return nil
+		}
 		return err
 	}
-	return o.publish(ctx, src, p)
+	return o.publish(sigCtx, stop, src, p)
 }
 
 // warnIfNotAsked logs when the source's own size or rate wins over the
@@ -159,8 +165,8 @@ func (o *captureOpts) given(name string) (set bool) {
 }
 
 // create makes the bus, turning framebus's errors into messages.
-func (o *captureOpts) create(f framebus.Format, mode os.FileMode) (*framebus.Producer, error) {
-	p, err := framebus.Create(o.name, framebus.ProducerOptions{
+func (o *captureOpts) create(ctx context.Context, f framebus.Format, mode os.FileMode) (*framebus.Producer, error) {
+	p, err := framebus.CreateContext(ctx, o.name, framebus.ProducerOptions{
 		Format: f, Slots: o.slots, Checksum: o.checksum, Mode: mode, Group: o.group, Dir: o.dir,
 	})
 	if err == nil {
@@ -181,10 +187,9 @@ func (o *captureOpts) create(f framebus.Format, mode os.FileMode) (*framebus.Pro
 }
 
 // publish runs the capture loop: Begin, Read into the back slot, Commit.
-func (o *captureOpts) publish(ctx context.Context, src capture.Source, p *framebus.Producer) error {
-	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx = sigCtx
+// sigCtx ends on a stop signal; stop releases the signals.
+func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, src capture.Source, p *framebus.Producer) error {
+	ctx := sigCtx
 	if o.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.duration)
@@ -206,32 +211,51 @@ func (o *captureOpts) publish(ctx context.Context, src capture.Source, p *frameb
 	var runErr error
 	commitFails := 0
 	for {
-		buf, err := p.Begin()
-		if err != nil {
-			runErr = fmt.Errorf("bus %s: %v", o.name, report.Cause(err))
-			break
-		}
-		n, captureNS, err := src.Read(ctx, buf)
-		if err != nil {
-			p.Abort()
+		// The source writes straight into the back slot; Fill turns a
+		// memory fault there (the bus file truncated under us) into an
+		// error instead of a SIGBUS.
+		var srcErr error
+		filled := false
+		_, err := p.Fill(func(slot []byte) (int, framebus.Meta, error) {
+			n, captureNS, err := src.Read(ctx, slot)
+			srcErr, filled = err, true
+			return n, framebus.Meta{CaptureNS: captureNS}, err
+		})
+		if srcErr != nil {
 			switch {
 			case ctx.Err() != nil:
-			case errors.Is(err, io.EOF):
+			case errors.Is(srcErr, io.EOF):
 				log.Info().Str("source", o.source).Msg("the source ended")
 			default:
-				runErr = fmt.Errorf("source %s: %w", o.source, err)
+				runErr = fmt.Errorf("source %s: %w", o.source, srcErr)
 			}
 			break
 		}
-		if _, err := p.Commit(n, framebus.Meta{CaptureNS: captureNS}); err != nil {
-			// A segment truncated from outside fails one commit; the next
-			// Begin publishes a new generation.
-			log.Warn().Err(err).Msg("commit failed")
-			if commitFails++; commitFails >= 10 {
-				runErr = fmt.Errorf("bus %s: %d commits in a row failed: %v", o.name, commitFails, report.Cause(err))
+		if err != nil {
+			if !errors.Is(err, framebus.ErrCorrupt) && !errors.Is(err, framebus.ErrNoSpace) {
+				runErr = fmt.Errorf("bus %s: %v", o.name, report.Cause(err))
 				break
 			}
+			// A segment truncated from outside fails a frame; the next one
+			// goes to a new generation. A bus directory too full for that
+			// new generation fails frames until there is room again.
+			if commitFails++; commitFails == 1 || commitFails%100 == 0 {
+				log.Warn().Err(report.Cause(err)).Int("frames_failed", commitFails).Msg("frame not published")
+			}
+			p.AddSourceDrops(1)
+			if !filled {
+				// No slot to fill (no room for a new generation yet): wait
+				// a little instead of spinning; the source's frames of the
+				// meantime are lost either way.
+				select {
+				case <-ctx.Done():
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
 			continue
+		}
+		if commitFails > 0 {
+			log.Info().Int("frames_failed", commitFails).Uint64("generation", p.Generation()).Msg("publishing again")
 		}
 		commitFails = 0
 	}

@@ -35,6 +35,7 @@ command says so (exit 2).`,
 		fs.Float64Var(&o.fps, "fps", 0, "frame rate `N` of the file (0: the bus's)")
 		fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "wait up to `D` for the producer to create the bus, or to come back when it is gone")
 		fs.StringVar(&o.dir, "dir", "", dirUsage)
+		fs.Var(&o.spin, "spin", spinUsage)
 		return o.run
 	},
 }
@@ -43,6 +44,7 @@ type recordOpts struct {
 	out, dir          string
 	fps               float64
 	duration, timeout time.Duration
+	spin              cli.Spin
 }
 
 func (o *recordOpts) run(ctx context.Context, args []string) error {
@@ -58,7 +60,7 @@ func (o *recordOpts) run(ctx context.Context, args []string) error {
 	}
 	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
-	sum, err := viewer.Record(ctx, name, viewer.RecordOptions{Dir: o.dir, Timeout: o.timeout, Out: o.out, FPS: o.fps, Log: &log})
+	sum, err := viewer.Record(ctx, name, viewer.RecordOptions{Dir: o.dir, Timeout: o.timeout, Out: o.out, FPS: o.fps, Spin: o.spin.D, Log: &log})
 	if sum.Frames > 0 {
 		fmt.Fprintf(stdout, "recorded %d frames (%d dropped) to %s: %dx%d MJPEG at %g fps\n", sum.Frames, sum.Dropped, sum.Path, sum.Width, sum.Height, sum.FPS)
 	} else if err == nil {

@@ -8,8 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/framebus/framebus/framebus"
@@ -68,7 +66,7 @@ func (o *statOpts) run(ctx context.Context, args []string) error {
 		}
 		return o.print(report.NewStatus(s, nil), s.NowNS, false)
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := runContext(ctx, 0)
 	defer stop()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/framebus/feed"
 	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/internal/report"
 )
@@ -41,6 +41,7 @@ the producer is gone and does not come back within --timeout.`,
 		fs.DurationVar(&o.duration, "duration", 0, "stop after `D` of reading (0: until the stream ends)")
 		fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "wait up to `D` for the producer to create the bus, or to come back when it is gone")
 		fs.StringVar(&o.dir, "dir", "", dirUsage)
+		fs.Var(&o.spin, "spin", spinUsage)
 		return o.run
 	},
 }
@@ -49,6 +50,7 @@ type tailOpts struct {
 	json              bool
 	duration, timeout time.Duration
 	dir               string
+	spin              cli.Spin
 }
 
 // tailLine is one frame in --json output.
@@ -71,33 +73,14 @@ func (o *tailOpts) run(ctx context.Context, args []string) error {
 	if o.duration < 0 || o.timeout < 0 {
 		return cli.Usagef("--duration and --timeout must not be negative")
 	}
-	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
+	in := feed.New(name, feed.Options{Dir: o.dir, Timeout: o.timeout, Spin: o.spin.D, Logf: cli.Logf(&log, zerolog.WarnLevel)})
+	defer in.Close()
 
-	c, err := framebus.OpenContext(sigCtx, name, framebus.ConsumerOptions{Dir: o.dir, Wait: o.timeout})
-	if err != nil {
-		if sigCtx.Err() != nil {
-			return nil // interrupted while waiting
-		}
-		if errors.Is(err, framebus.ErrNotFound) && o.timeout > 0 {
-			return fmt.Errorf("no bus %q in %s after waiting %v for a producer ('framebus ls' lists the buses)", name, framebus.Dir(o.dir), o.timeout)
-		}
-		return busError(name, o.dir, err)
-	}
-	defer c.Close()
-	log.Debug().Str("bus", name).Uint64("generation", c.Generation()).Int("entry", c.Entry()).
-		Str("format", report.FormatString(c.Format())).Msg("joined")
-
-	ctx = sigCtx
-	if o.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.duration)
-		defer cancel()
-	}
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	enc := json.NewEncoder(out)
-
 	var sum struct {
 		frames, dropped, torn uint64
 		latSum, latMax        int64
@@ -109,77 +92,50 @@ func (o *tailOpts) run(ctx context.Context, args []string) error {
 				Str("commit_to_wake_max", time.Duration(sum.latMax).String()).Msg("tail summary")
 		}
 	}()
-
-	// While the producer is gone (or stalled), wait for it to come back
-	// for --timeout at most.
-	var goneSince time.Time
-	for {
-		rctx, cancel := ctx, context.CancelFunc(nil)
-		if !goneSince.IsZero() {
-			rctx, cancel = context.WithDeadline(ctx, goneSince.Add(o.timeout))
+	end, err := in.Run(ctx, func(f *framebus.Frame) error {
+		if sum.frames == 0 {
+			c := in.Consumer()
+			log.Debug().Str("bus", name).Uint64("generation", c.Generation()).Int("entry", c.Entry()).
+				Str("format", report.FormatString(c.Format())).Msg("joined")
 		}
-		f, err := c.Next(rctx)
-		if cancel != nil {
-			cancel()
+		lat := f.WakeNS - f.CommitNS
+		sum.frames++
+		sum.dropped += f.Dropped
+		sum.torn += f.TornRetries
+		sum.latSum += lat
+		sum.latMax = max(sum.latMax, lat)
+		l := tailLine{Seq: f.Seq, Bytes: len(f.Data), CommitToWakeUS: us(lat), CaptureToWake: us(f.WakeNS - f.CaptureNS),
+			Dropped: f.Dropped, TornRetries: f.TornRetries, Generation: f.Generation, NewGeneration: f.GenerationChanged}
+		if o.json {
+			enc.Encode(l)
+		} else {
+			fmt.Fprintf(out, "seq=%d bytes=%d commit_to_wake=%.1fµs capture_to_wake=%.1fµs dropped=%d torn=%d",
+				l.Seq, l.Bytes, l.CommitToWakeUS, l.CaptureToWake, l.Dropped, l.TornRetries)
+			if l.NewGeneration {
+				fmt.Fprintf(out, " new_generation=%d", l.Generation)
+			}
+			fmt.Fprintln(out)
 		}
-		if err == nil {
-			if !goneSince.IsZero() {
-				goneSince = time.Time{}
-				log.Info().Str("bus", name).Uint64("generation", f.Generation).Msg("the producer is back")
-			}
-			lat := f.WakeNS - f.CommitNS
-			sum.frames++
-			sum.dropped += f.Dropped
-			sum.torn += f.TornRetries
-			sum.latSum += lat
-			sum.latMax = max(sum.latMax, lat)
-			l := tailLine{Seq: f.Seq, Bytes: len(f.Data), CommitToWakeUS: us(lat), CaptureToWake: us(f.WakeNS - f.CaptureNS),
-				Dropped: f.Dropped, TornRetries: f.TornRetries, Generation: f.Generation, NewGeneration: f.GenerationChanged}
-			if o.json {
-				enc.Encode(l)
-			} else {
-				fmt.Fprintf(out, "seq=%d bytes=%d commit_to_wake=%.1fµs capture_to_wake=%.1fµs dropped=%d torn=%d",
-					l.Seq, l.Bytes, l.CommitToWakeUS, l.CaptureToWake, l.Dropped, l.TornRetries)
-				if l.NewGeneration {
-					fmt.Fprintf(out, " new_generation=%d", l.Generation)
-				}
-				fmt.Fprintln(out)
-			}
-			if err := out.Flush(); err != nil {
-				return nil // stdout closed (tail | head): done
-			}
-			continue
+		if err := out.Flush(); err != nil {
+			return feed.ErrStop // stdout closed (tail | head): done
 		}
-		switch {
-		case errors.Is(err, framebus.ErrEndOfStream):
-			if o.json {
-				enc.Encode(map[string]any{"event": "closed", "frames": sum.frames, "dropped": sum.dropped})
-			} else {
-				fmt.Fprintln(out, "closed")
-			}
-			return nil
-		case !goneSince.IsZero() && errors.Is(err, framebus.ErrDeadlineExceeded) && ctx.Err() == nil && goneFirst(ctx, goneSince.Add(o.timeout)):
-			return fmt.Errorf("bus %s: the producer is gone and did not come back within %v", name, o.timeout)
-		case ctx.Err() != nil, errors.Is(err, framebus.ErrDeadlineExceeded), errors.Is(err, context.Canceled):
-			// --duration passed, or interrupted. (Next may report its
-			// deadline a moment before ctx.Err does.)
-			return nil
-		case errors.Is(err, framebus.ErrProducerGone), errors.Is(err, framebus.ErrStalled):
-			log.Warn().Str("bus", name).Err(report.Cause(err)).Str("waiting", o.timeout.String()).Msg("waiting for the producer")
-			if goneSince.IsZero() {
-				goneSince = time.Now()
-			}
-		default:
-			return busError(name, o.dir, err)
+		return nil
+	})
+	switch {
+	case err != nil:
+		if errors.Is(err, feed.ErrNoProducer) {
+			return err
+		}
+		return busError(name, o.dir, err)
+	case end.EndOfStream:
+		sum.dropped += end.Dropped
+		if o.json {
+			enc.Encode(map[string]any{"event": "closed", "frames": sum.frames, "dropped": sum.dropped})
+		} else {
+			fmt.Fprintln(out, "closed")
 		}
 	}
-}
-
-// goneFirst reports whether the wait for a gone producer ends before ctx's
-// own deadline (--duration), so that a deadline error is the former.
-func goneFirst(ctx context.Context, goneDeadline time.Time) bool {
-	dl, ok := ctx.Deadline()
-	return !ok || goneDeadline.Before(dl)
+	return nil // --duration passed, interrupted, or stdout closed
 }
 
 func us(ns int64) float64 { return float64(ns) / 1e3 }

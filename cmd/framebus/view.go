@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/framebus/framebus/framebus/feed"
 	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/viewer"
 )
@@ -59,6 +60,7 @@ Needs a build with OpenCV (make build); without it the command says so
 		fs.StringVar(&o.snapDir, "snapshot-dir", ".", "`DIR`ectory of the PNGs the s key saves")
 		fs.IntVar(&o.quality, "quality", 80, "JPEG quality `N` (1-100) of the web preview")
 		fs.StringVar(&o.dir, "dir", "", dirUsage)
+		fs.Var(&o.spin, "spin", spinUsage)
 		return o.run
 	},
 }
@@ -67,6 +69,7 @@ type viewOpts struct {
 	http, snapDir, dir string
 	timeout, duration  time.Duration
 	quality            int
+	spin               cli.Spin
 }
 
 func (o *viewOpts) run(ctx context.Context, args []string) error {
@@ -83,7 +86,7 @@ func (o *viewOpts) run(ctx context.Context, args []string) error {
 	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
 	if o.http == "" {
-		err = viewer.RunWindow(ctx, name, viewer.WindowOptions{Dir: o.dir, Timeout: o.timeout, SnapshotDir: o.snapDir, Log: &log})
+		err = viewer.RunWindow(ctx, name, viewer.WindowOptions{Dir: o.dir, Timeout: o.timeout, SnapshotDir: o.snapDir, Spin: o.spin.D, Log: &log})
 		return consumerError(name, o.dir, err)
 	}
 	addr, err := viewer.ListenAddr(o.http)
@@ -103,7 +106,7 @@ func (o *viewOpts) run(ctx context.Context, args []string) error {
 		f.Sync()
 	}
 	log.Info().Str("bus", name).Str("url", url).Msg("serving the web preview")
-	err = viewer.ServeHTTP(ctx, name, ln, viewer.HTTPOptions{Dir: o.dir, Timeout: o.timeout, Quality: o.quality, Log: &log})
+	err = viewer.ServeHTTP(ctx, name, ln, viewer.HTTPOptions{Dir: o.dir, Timeout: o.timeout, Quality: o.quality, Spin: o.spin.D, Log: &log})
 	return consumerError(name, o.dir, err)
 }
 
@@ -116,7 +119,7 @@ func consumerError(name, dir string, err error) error {
 		return nil
 	case errors.Is(err, viewer.ErrNotInBuild), errors.Is(err, viewer.ErrBadOptions):
 		return cli.Usage(err)
-	case errors.Is(err, viewer.ErrNoProducer):
+	case errors.Is(err, feed.ErrNoProducer):
 		return err
 	}
 	return busError(name, dir, err)

@@ -1,4 +1,23 @@
-package viewer
+// Package feed is the consumer loop that every framebus command shares: it
+// joins a bus, waiting (bounded) for a producer that has not started, reads
+// the newest frame each time, follows new generations, rides out a producer
+// that is gone or stalled for a while, and, for previews, rejoins after the
+// stream was closed. It is pure Go, like the transport, and never logs by
+// itself: what it notices goes to Options.Logf.
+//
+//	f := feed.New("cam0", feed.Options{Timeout: 10 * time.Second, Logf: logf})
+//	defer f.Close()
+//	end, err := f.Run(ctx, func(fr *framebus.Frame) error {
+//		use(fr.Data)
+//		return nil
+//	})
+//
+// Zero-copy frames are views into shared memory. Code that reads them is
+// guarded against a bus file truncated under it only where it runs inside
+// the transport, Frame.Use or framebus.Guard; C code (cgo) never is, so a
+// consumer that hands frames to C sets Options.Copy and gets frames copied
+// into a buffer of its own.
+package feed
 
 import (
 	"context"
@@ -9,23 +28,25 @@ import (
 	"github.com/framebus/framebus/framebus"
 )
 
-// Sentinels of Feed.Next, tested with errors.Is.
+// Sentinels of Next, tested with errors.Is.
 var (
 	// ErrWaiting: there is no producer right now (not started yet, gone,
 	// stalled, or it closed the stream and the feed waits for the next one).
 	// The error is a *WaitingError; call Next again.
 	ErrWaiting = errors.New("waiting for producer")
-	// ErrIdle: no new frame within FeedOptions.Poll; call Next again.
+	// ErrIdle: no new frame within Options.Poll; call Next again.
 	ErrIdle = errors.New("no new frame yet")
-	// ErrNoProducer: the wait for a producer (FeedOptions.Timeout) ran out.
+	// ErrNoProducer: the wait for a producer (Options.Timeout) ran out.
 	ErrNoProducer = errors.New("no producer")
+	// ErrStop ends Run without an error when fn returns it.
+	ErrStop = errors.New("stop")
 )
 
 // WaitingError says why a Feed has no frame to give and since when.
 type WaitingError struct {
 	Name   string
 	Since  time.Time
-	Reason string // "not started", "gone", "stalled", "closed the stream"
+	Reason string // "not started", "gone", "stalled", "closed the stream", or a transient bus error
 }
 
 func (e *WaitingError) Error() string {
@@ -48,8 +69,9 @@ func (e *NoProducerError) Error() string {
 }
 func (e *NoProducerError) Unwrap() error { return ErrNoProducer }
 
-// FeedOptions configures a Feed.
-type FeedOptions struct {
+// Options configures a Feed. The zero value reads the bus in the default
+// directory, gives up at once when there is no producer, and is silent.
+type Options struct {
 	Dir string // bus directory ("" for $FRAMEBUS_DIR or /dev/shm)
 
 	// Timeout bounds the wait for a producer that has not created the bus
@@ -60,7 +82,10 @@ type FeedOptions struct {
 	// Persist keeps the feed alive after it has joined a bus: when the
 	// producer leaves or closes the stream it waits for the next one for as
 	// long as it takes (a preview window). Without it the end of the stream
-	// ends the feed (framebus.ErrEndOfStream), as for tail.
+	// ends the feed (framebus.ErrEndOfStream), as for tail. A persistent
+	// feed also delivers the frame already on the bus when it joins
+	// (framebus.ConsumerOptions.Newest), so a paused producer's picture
+	// shows at once.
 	Persist bool
 
 	// Poll, when > 0, bounds each Next call: with no new frame within Poll
@@ -68,52 +93,70 @@ type FeedOptions struct {
 	// It costs a timer per call; 0 (the default) blocks and allocates
 	// nothing per frame.
 	Poll time.Duration
+
+	// Copy reads every frame with ReadInto into a buffer the feed owns
+	// (reused; grown only when a generation brings larger frames) instead
+	// of handing out views into shared memory. Consumers that pass frames
+	// to C code need it: a bus file truncated under a view makes reads of
+	// it fault, which Go code can recover from and C code cannot.
+	Copy bool
+
+	// Spin is framebus.ConsumerOptions.Spin: the low-latency wait.
+	Spin time.Duration
+
+	// Logf receives what the feed notices (waits for a producer, the
+	// producer back, transient bus errors it rides out). nil: silent.
+	Logf func(format string, args ...any)
 }
 
-// FeedStats are a Feed's counters since it was made.
-type FeedStats struct {
+// Stats are a Feed's counters since it was made.
+type Stats struct {
 	Frames    uint64 // frames delivered by Next
 	Dropped   uint64 // frames the bus had that the feed never saw (skipped to the newest)
 	Discarded uint64 // zero-copy frames overwritten while in use (Keep said false)
-	Copied    uint64 // frames read with ReadInto (copy mode)
+	Copied    uint64 // frames read with ReadInto (Options.Copy, or copy mode after a discard)
 	Joins     uint64 // buses joined (1 + producers followed after a close)
+	Transient uint64 // bus errors ridden out (a corrupt or truncated segment, a checksum mismatch)
 }
 
 // Feed is a consumer that reads the newest frame of a bus and keeps doing
-// so across producer restarts: it waits (bounded) for a producer that has not
-// started, follows new generations (the framebus consumer does that itself)
-// and, with Persist, rejoins after the stream was closed.
+// so across producer restarts: it waits (bounded) for a producer that has
+// not started, follows new generations (the framebus consumer does that
+// itself) and, with Persist, rejoins after the stream was closed.
 //
-// Frames are zero-copy views into the bus: use a frame, then call Keep,
-// which says whether it stayed intact. When one did not (a reader slower
-// than the producer's slot reuse), the feed reads the next frames with
-// ReadInto into a buffer it reuses (copy mode) and returns to zero-copy
-// after a while. Next and Keep allocate nothing per frame (Poll aside).
+// Frames are zero-copy views into the bus unless Options.Copy: use a frame,
+// then call Keep, which says whether it stayed intact. When one did not (a
+// reader slower than the producer's slot reuse), the feed reads the next
+// frames with ReadInto into a buffer it reuses (copy mode) and returns to
+// zero-copy after a while. Next and Keep allocate nothing per frame (Poll
+// aside).
 //
 // A Feed is not safe for concurrent use.
 type Feed struct {
 	name string
-	o    FeedOptions
+	o    Options
 
 	c        *framebus.Consumer
 	started  time.Time // when the feed started waiting for its first producer
 	joined   bool      // a bus was joined at least once
 	wait     *WaitingError
-	lastWait time.Time // when Next last returned the WaitingError
-
+	logged   string // the reason of the wait (or the transient error) last logged
+	lastErr  time.Time
 	buf      []byte // copy mode buffer
 	copyLeft int    // frames still to read in copy mode
 	copied   bool   // the last frame came from ReadInto
 	discard  uint64 // discarded frames not yet reported in a Frame's drops
-	st       FeedStats
+	st       Stats
+
+	lastStats framebus.ConsumerStats // of the consumer that left
 }
 
 // copyFrames is how many frames the feed reads in copy mode after a
 // zero-copy frame was overwritten in use.
 const copyFrames = 64
 
-// NewFeed makes a feed of the bus name. It joins nothing until Next.
-func NewFeed(name string, o FeedOptions) *Feed {
+// New makes a feed of the bus name. It joins nothing until Next.
+func New(name string, o Options) *Feed {
 	return &Feed{name: name, o: o}
 }
 
@@ -121,7 +164,7 @@ func NewFeed(name string, o FeedOptions) *Feed {
 func (f *Feed) Name() string { return f.name }
 
 // Stats returns the counters.
-func (f *Feed) Stats() FeedStats { return f.st }
+func (f *Feed) Stats() Stats { return f.st }
 
 // Consumer is the current framebus consumer (nil while none is joined).
 func (f *Feed) Consumer() *framebus.Consumer { return f.c }
@@ -129,25 +172,61 @@ func (f *Feed) Consumer() *framebus.Consumer { return f.c }
 // Waiting is the current wait (nil while frames flow).
 func (f *Feed) Waiting() *WaitingError { return f.wait }
 
+// ConsumerStats are the counters of the current consumer, or of the last
+// one once it has left (at the end of a stream).
+func (f *Feed) ConsumerStats() framebus.ConsumerStats {
+	if f.c != nil {
+		return f.c.Stats()
+	}
+	return f.lastStats
+}
+
+// Join joins the bus now instead of at the first Next, waiting for a
+// producer as Next does (the same errors). A feed that is joined already
+// returns nil.
+func (f *Feed) Join(ctx context.Context) error {
+	for f.c == nil {
+		if err := f.join(ctx); err != nil && !errors.Is(err, ErrWaiting) {
+			return err
+		}
+	}
+	return nil
+}
+
 // Close leaves the bus.
-func (f *Feed) Close() error {
+func (f *Feed) Close() error { return f.closeConsumer() }
+
+func (f *Feed) closeConsumer() error {
 	if f.c == nil {
 		return nil
 	}
+	f.lastStats = f.c.Stats()
 	err := f.c.Close()
 	f.c = nil
 	return err
 }
 
+func (f *Feed) logf(format string, args ...any) {
+	if f.o.Logf != nil {
+		f.o.Logf(format, args...)
+	}
+}
+
 // pollWait is how often Next reports a wait that goes on.
 const pollWait = 250 * time.Millisecond
 
+// transientPause is how long Next lets a transient bus error rest before it
+// tries again, so that a persistent one costs no CPU.
+const transientPause = 20 * time.Millisecond
+
 // Next returns the newest frame not yet delivered (a feed that has just
-// joined a bus waits for the next frame published). Its Dropped counts every
-// frame skipped since the previous one (frames the bus had meanwhile, and
-// frames discarded by Keep). Errors: *WaitingError (call again), ErrIdle
-// (with Poll; call again), *NoProducerError, framebus.ErrEndOfStream (the stream
-// ended, without Persist), the context's error, or the bus's own errors.
+// joined a bus waits for the next frame published, or, with Persist, gives
+// the one on the bus). Its Dropped counts every frame skipped since the
+// previous one (frames the bus had meanwhile, and frames discarded by Keep).
+// Errors: *WaitingError (call again), ErrIdle (with Poll; call again),
+// *NoProducerError, framebus.ErrEndOfStream (the stream ended, without
+// Persist), the context's error, or an error of the bus that is not
+// transient (a permission error, a bad name).
 func (f *Feed) Next(ctx context.Context) (*framebus.Frame, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err // (a consumer with a frame ready would not look)
@@ -168,7 +247,7 @@ func (f *Feed) Next(ctx context.Context) (*framebus.Frame, error) {
 	}
 	var fr *framebus.Frame
 	var err error
-	if f.copyLeft > 0 {
+	if f.o.Copy || f.copyLeft > 0 {
 		fr, err = f.readCopy(rctx)
 	} else {
 		fr, err = f.c.Next(rctx)
@@ -178,6 +257,10 @@ func (f *Feed) Next(ctx context.Context) (*framebus.Frame, error) {
 		cancel()
 	}
 	if err == nil {
+		if f.wait != nil || f.logged != "" {
+			f.logf("bus %s: frames again (generation %d)", f.name, fr.Generation)
+			f.logged = ""
+		}
 		f.wait = nil
 		f.st.Frames++
 		f.st.Dropped += fr.Dropped
@@ -185,54 +268,140 @@ func (f *Feed) Next(ctx context.Context) (*framebus.Frame, error) {
 		f.discard = 0
 		return fr, nil
 	}
+	return nil, f.failed(ctx, err)
+}
+
+// failed turns an error of the consumer into Next's result.
+func (f *Feed) failed(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
-		return nil, context.DeadlineExceeded // the caller's (framebus may see it first)
+		return context.DeadlineExceeded // the caller's (framebus may see it first)
 	}
-	var eos *framebus.EndOfStreamError
-	if errors.As(err, &eos) {
-		f.st.Dropped += eos.Dropped
-	}
-	switch {
-	case errors.Is(err, framebus.ErrEndOfStream), errors.Is(err, framebus.ErrRetired):
-		f.c.Close()
-		f.c = nil
+	switch Classify(err) {
+	case EndOfStream:
+		var eos *framebus.EndOfStreamError
+		if errors.As(err, &eos) {
+			f.st.Dropped += eos.Dropped
+		}
+		f.closeConsumer()
 		if !f.o.Persist {
-			return nil, err
+			return err
 		}
 		f.setWait("closed the stream")
-		f.lastWait = time.Now()
-		return nil, f.wait
-	case errors.Is(err, framebus.ErrProducerGone), errors.Is(err, framebus.ErrStalled):
+		return f.wait
+	case Waiting:
 		reason := "gone"
 		if errors.Is(err, framebus.ErrStalled) {
 			reason = "stalled"
 		}
 		f.setWait(reason)
-		f.lastWait = time.Now()
-		return nil, f.wait
-	case errors.Is(err, framebus.ErrDeadlineExceeded):
+		return f.wait
+	case Deadline:
 		if f.wait != nil {
 			if !f.o.Persist && !time.Now().Before(f.wait.Since.Add(f.o.Timeout)) {
-				return nil, &NoProducerError{Name: f.name, Dir: f.o.Dir, Waited: f.o.Timeout, Gone: true}
+				return &NoProducerError{Name: f.name, Dir: f.o.Dir, Waited: f.o.Timeout, Gone: true}
 			}
-			f.lastWait = time.Now()
-			return nil, f.wait
+			return f.wait
 		}
-		return nil, ErrIdle
+		return ErrIdle
+	case Transient:
+		return f.rideOut(ctx, err)
 	}
-	return nil, err
+	return err
 }
 
-// setWait starts (or goes on with) a wait for a producer.
+// Kind is what an error of framebus.Consumer's Next or ReadInto means to a
+// consumer loop. Every loop over a bus decides by it: Feed does, and so does
+// a loop that must see each event (a test's instrumented consumer).
+type Kind int
+
+const (
+	// Fatal: give up (a permission error, a bad name, a closed consumer,
+	// a buffer too small).
+	Fatal Kind = iota
+	// Waiting: no producer now, it is gone or stalled (reported once per
+	// episode); calling Next again waits for it to come back.
+	Waiting
+	// EndOfStream: the producer closed the stream (ErrEndOfStream, or the
+	// segment RETIRED with nobody to replace it).
+	EndOfStream
+	// Transient: a bus error that passes by itself while the producer
+	// lives: a segment truncated or replaced under us (the producer
+	// publishes a new generation), a frame that failed its checksum (it is
+	// consumed; the next is read), a new generation not readable yet.
+	Transient
+	// Deadline: the context's deadline passed or it was cancelled.
+	Deadline
+)
+
+// Classify says what kind of error err is.
+func Classify(err error) Kind {
+	switch {
+	case errors.Is(err, framebus.ErrEndOfStream), errors.Is(err, framebus.ErrRetired):
+		return EndOfStream
+	case errors.Is(err, framebus.ErrProducerGone), errors.Is(err, framebus.ErrStalled):
+		return Waiting
+	case errors.Is(err, framebus.ErrDeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return Deadline
+	case errors.Is(err, framebus.ErrCorrupt), errors.Is(err, framebus.ErrChecksum),
+		errors.Is(err, framebus.ErrBadMagic), errors.Is(err, framebus.ErrVersionMismatch):
+		return Transient
+	}
+	return Fatal
+}
+
+// noteTransient counts a transient error and reports it once per kind (and
+// again every 10 s while it goes on).
+func (f *Feed) noteTransient(err error) {
+	f.st.Transient++
+	if msg := err.Error(); msg != f.logged || time.Since(f.lastErr) > 10*time.Second {
+		f.logf("bus %s: %v (going on)", f.name, err)
+		f.logged, f.lastErr = msg, time.Now()
+	}
+}
+
+// rideOut reports a transient error, lets it rest a moment (a checksum
+// mismatch needs no rest: its frame is consumed) and says the feed is idle,
+// or waiting, so that the caller calls Next again.
+func (f *Feed) rideOut(ctx context.Context, err error) error {
+	f.noteTransient(err)
+	if !errors.Is(err, framebus.ErrChecksum) {
+		if err := pause(ctx); err != nil {
+			return err
+		}
+	}
+	if f.wait != nil {
+		return f.wait
+	}
+	return ErrIdle
+}
+
+// pause waits transientPause, or until ctx ends (its error).
+func pause(ctx context.Context) error {
+	t := time.NewTimer(transientPause)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// setWait starts (or goes on with) a wait for a producer, and says so once
+// per reason.
 func (f *Feed) setWait(reason string) {
 	if f.wait == nil {
 		f.wait = &WaitingError{Name: f.name, Since: time.Now(), Reason: reason}
-		return
+	} else {
+		f.wait.Reason = reason
 	}
-	f.wait.Reason = reason
+	if f.logged != reason {
+		f.logged = reason
+		f.logf("bus %s: waiting for producer (%s)", f.name, reason)
+	}
 }
 
 // join opens the bus, waiting for its producer: bounded by Timeout before the
@@ -259,29 +428,39 @@ func (f *Feed) join(ctx context.Context) error {
 	if bounded {
 		wait = min(step, max(0, time.Until(deadline)))
 	}
-	// A preview (Persist) shows the picture already on the bus at once, even
-	// of a paused producer; analysis and recording start at the next frame.
-	c, err := framebus.OpenContext(ctx, f.name, framebus.ConsumerOptions{Dir: f.o.Dir, Wait: wait, Newest: f.o.Persist})
+	c, err := framebus.OpenContext(ctx, f.name, framebus.ConsumerOptions{Dir: f.o.Dir, Wait: wait, Newest: f.o.Persist, Spin: f.o.Spin})
 	if err == nil {
 		f.c = c
 		f.joined = true
 		f.st.Joins++
-		f.wait = nil
 		return nil
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if !errors.Is(err, framebus.ErrNotFound) && !errors.Is(err, framebus.ErrProducerGone) {
+	switch {
+	case errors.Is(err, framebus.ErrNotFound), errors.Is(err, framebus.ErrProducerGone):
+	case f.joined && Classify(err) == Transient:
+		// A replaced or corrupt file behind the name of a bus we read:
+		// its producer publishes a new generation.
+		f.noteTransient(err)
+		if err := pause(ctx); err != nil {
+			return err
+		}
+	default:
 		return err
 	}
 	if bounded && !time.Now().Before(deadline) {
 		return &NoProducerError{Name: f.name, Dir: f.o.Dir, Waited: f.o.Timeout, Gone: f.joined}
 	}
 	if f.wait == nil {
-		f.wait = &WaitingError{Name: f.name, Since: f.started, Reason: "not started"}
+		reason := "not started"
 		if f.joined {
-			f.wait.Since = time.Now()
+			reason = "gone"
+		}
+		f.setWait(reason)
+		if !f.joined {
+			f.wait.Since = f.started
 		}
 	}
 	return f.wait
@@ -300,7 +479,9 @@ func (f *Feed) readCopy(ctx context.Context) (*framebus.Frame, error) {
 			continue
 		}
 		if err == nil {
-			f.copyLeft--
+			if f.copyLeft > 0 {
+				f.copyLeft--
+			}
 			f.copied = true
 			f.st.Copied++
 		}
@@ -324,41 +505,47 @@ func (f *Feed) Keep(fr *framebus.Frame) bool {
 	return false
 }
 
-// streamEnd says how a consumer that ends with the stream (analyze, record)
-// ended: the producer closed it (with the frames the end-of-stream frame
-// reports dropped), or the context ended (closed false).
-type streamEnd struct {
-	closed  bool
-	dropped uint64
+// End says how Run ended without an error.
+type End struct {
+	// EndOfStream: the producer closed the stream; Dropped are the frames
+	// it reported missed just before the end-of-stream frame (they are in
+	// no Frame.Dropped).
+	EndOfStream bool
+	Dropped     uint64
+	// Stopped: fn returned ErrStop. Otherwise the context ended.
+	Stopped bool
 }
 
-// nextOrEnd is feed.Next for such a consumer: a frame, or the end, or an
-// error. While it waits for a producer it says so once per wait (*waitLogged
-// tells the caller it did) and keeps waiting.
-func nextOrEnd(ctx context.Context, feed *Feed, log loggerT, timeout time.Duration, waitLogged *bool) (*framebus.Frame, *streamEnd, error) {
+// Run calls fn with every frame Next gives until the stream ends, ctx ends
+// or fn returns ErrStop (all three a nil error and the End that says which),
+// fn returns another error (returned as is), or the feed gives up (a
+// *NoProducerError, or a bus error that is not transient). Waits for a
+// producer are ridden out (and reported through Options.Logf).
+func (f *Feed) Run(ctx context.Context, fn func(*framebus.Frame) error) (End, error) {
 	for {
-		fr, err := feed.Next(ctx)
+		fr, err := f.Next(ctx)
 		if err == nil {
-			return fr, nil, nil
-		}
-		var we *WaitingError
-		switch {
-		case ctx.Err() != nil:
-			return nil, &streamEnd{}, nil
-		case errors.As(err, &we):
-			if !*waitLogged {
-				log.Warn().Str("bus", feed.Name()).Str("why", we.Reason).Str("timeout", timeout.String()).Msg("waiting for producer")
-				*waitLogged = true
+			if err := fn(fr); err != nil {
+				if errors.Is(err, ErrStop) {
+					return End{Stopped: true}, nil
+				}
+				return End{}, err
 			}
 			continue
+		}
+		switch {
+		case ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			return End{}, nil // (Next reports ctx's deadline a moment before ctx.Err does)
+		case errors.Is(err, ErrWaiting), errors.Is(err, ErrIdle):
+			continue
 		case errors.Is(err, framebus.ErrEndOfStream):
-			end := &streamEnd{closed: true}
+			end := End{EndOfStream: true}
 			var eos *framebus.EndOfStreamError
 			if errors.As(err, &eos) {
-				end.dropped = eos.Dropped
+				end.Dropped = eos.Dropped
 			}
-			return nil, end, nil
+			return end, nil
 		}
-		return nil, nil, err
+		return End{}, err
 	}
 }

@@ -1,8 +1,11 @@
-package viewer
+package feed
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,14 +72,14 @@ func joinedFeed(t *testing.T, w, h uint32) (*framebus.Producer, *Feed) {
 	t.Helper()
 	dir := t.TempDir()
 	p := producer(t, dir, "cam", w, h)
-	f := NewFeed("cam", FeedOptions{Dir: dir, Timeout: 5 * time.Second})
+	f := New("cam", Options{Dir: dir, Timeout: 5 * time.Second})
 	t.Cleanup(func() { f.Close() })
 	join(t, f)
 	return p, f
 }
 
 func TestFeedNoProducer(t *testing.T) {
-	f := NewFeed("nobody", FeedOptions{Dir: t.TempDir(), Timeout: 300 * time.Millisecond})
+	f := New("nobody", Options{Dir: t.TempDir(), Timeout: 300 * time.Millisecond})
 	start := time.Now()
 	var err error
 	for {
@@ -99,7 +102,7 @@ func TestFeedCloseAndRejoin(t *testing.T) {
 	for _, persist := range []bool{false, true} {
 		dir := t.TempDir()
 		p := producer(t, dir, "cam", 64, 16)
-		f := NewFeed("cam", FeedOptions{Dir: dir, Timeout: 5 * time.Second, Persist: persist})
+		f := New("cam", Options{Dir: dir, Timeout: 5 * time.Second, Persist: persist})
 		defer f.Close()
 		join(t, f)
 		publish(t, p, 1)
@@ -197,5 +200,147 @@ func TestFeedAllocatesNothing(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("copy mode %v: %.1f allocations per frame, want 0", copying, allocs)
 		}
+	}
+}
+
+// With Copy every frame is a copy in the feed's own buffer, never a view of
+// the bus: it stays as it was however the producer goes on.
+func TestFeedCopy(t *testing.T) {
+	dir := t.TempDir()
+	p := producer(t, dir, "cam", 64, 16)
+	f := New("cam", Options{Dir: dir, Timeout: 5 * time.Second, Copy: true})
+	defer f.Close()
+	join(t, f)
+	publish(t, p, 7)
+	fr := nextFrame(t, f)
+	for v := byte(8); v < 12; v++ {
+		publish(t, p, v) // both slots overwritten twice
+	}
+	if fr.Data[0] != 7 || fr.Data[len(fr.Data)-1] != 7 || !f.Keep(fr) {
+		t.Fatalf("copied frame changed under the producer: %d..%d", fr.Data[0], fr.Data[len(fr.Data)-1])
+	}
+	if st := f.Stats(); st.Copied != 1 || st.Discarded != 0 {
+		t.Fatalf("stats %+v, want 1 copied, 0 discarded", st)
+	}
+}
+
+// Run delivers every frame to fn and ends with the stream, with ErrStop, or
+// with the context, each without an error, and says which.
+func TestFeedRunEnds(t *testing.T) {
+	dir := t.TempDir()
+	p := producer(t, dir, "cam", 64, 16)
+	f := New("cam", Options{Dir: dir, Timeout: 5 * time.Second})
+	defer f.Close()
+	if err := f.Join(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var seen []uint64
+	go func() {
+		for v := byte(1); v <= 3; v++ {
+			publish(t, p, v)
+			time.Sleep(20 * time.Millisecond)
+		}
+		p.Close()
+	}()
+	end, err := f.Run(context.Background(), func(fr *framebus.Frame) error {
+		seen = append(seen, fr.Seq)
+		return nil
+	})
+	if err != nil || !end.EndOfStream || end.Stopped {
+		t.Fatalf("Run to the end of stream: %+v, %v", end, err)
+	}
+	if n := uint64(len(seen)) + f.Stats().Dropped; n != 3 {
+		t.Fatalf("frames %v and %d dropped, want 3 in all", seen, f.Stats().Dropped)
+	}
+	if st := f.ConsumerStats(); st.Delivered != uint64(len(seen))+1 { // + the end-of-stream frame
+		t.Fatalf("consumer stats after the end: %+v", st)
+	}
+
+	p2 := producer(t, dir, "cam2", 64, 16)
+	f2 := New("cam2", Options{Dir: dir, Timeout: 5 * time.Second})
+	defer f2.Close()
+	join(t, f2)
+	publish(t, p2, 1)
+	end, err = f2.Run(context.Background(), func(*framebus.Frame) error { return ErrStop })
+	if err != nil || !end.Stopped {
+		t.Fatalf("Run stopped by fn: %+v, %v", end, err)
+	}
+	boom := errors.New("boom")
+	publish(t, p2, 2)
+	if _, err = f2.Run(context.Background(), func(*framebus.Frame) error { return boom }); err != boom {
+		t.Fatalf("Run with fn failing: %v, want fn's error", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	end, err = f2.Run(ctx, func(*framebus.Frame) error { return nil })
+	if err != nil || end.EndOfStream || end.Stopped {
+		t.Fatalf("Run to the context's end: %+v, %v", end, err)
+	}
+}
+
+// Classify is the loop's policy: what passes, what waits, what ends.
+func TestClassify(t *testing.T) {
+	wrap := func(err error) error { return &framebus.Error{Op: "next", Name: "cam", Err: err} }
+	for _, c := range []struct {
+		err  error
+		want Kind
+	}{
+		{wrap(&framebus.EndOfStreamError{Seq: 9}), EndOfStream},
+		{wrap(framebus.ErrRetired), EndOfStream},
+		{wrap(framebus.ErrProducerGone), Waiting},
+		{wrap(framebus.ErrStalled), Waiting},
+		{wrap(os.ErrDeadlineExceeded), Deadline},
+		{context.Canceled, Deadline},
+		{wrap(&framebus.LayoutError{Field: "active", Value: 7}), Transient},
+		{wrap(&framebus.FaultError{Addr: 0x1000}), Transient},
+		{wrap(framebus.ErrChecksum), Transient},
+		{wrap(framebus.ErrBadMagic), Transient},
+		{wrap(&framebus.VersionError{Got: 2, Want: 1}), Transient},
+		{wrap(&framebus.PermissionError{Path: "/dev/shm/framebus.cam"}), Fatal},
+		{wrap(framebus.ErrConsumerClosed), Fatal},
+		{wrap(framebus.ErrShortBuffer), Fatal},
+	} {
+		if got := Classify(c.err); got != c.want {
+			t.Errorf("Classify(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+}
+
+// A frame that fails its checksum is ridden out: Next says idle (and Logf
+// is told once), then the next good frame comes.
+func TestFeedRidesOutChecksum(t *testing.T) {
+	dir := t.TempDir()
+	p, err := framebus.Create("crc", framebus.ProducerOptions{Dir: dir, Checksum: true,
+		Format: framebus.Format{Width: 64, Height: 16, PixelFormat: framebus.FormatGrey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var logged []string
+	f := New("crc", Options{Dir: dir, Timeout: 5 * time.Second, Logf: func(format string, args ...any) {
+		logged = append(logged, fmt.Sprintf(format, args...))
+	}})
+	defer f.Close()
+	join(t, f)
+	// A frame whose bytes change after the checksum was taken: the
+	// sequence lock holds (nobody wrote under it), the CRC does not.
+	buf, err := p.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int(p.Format().FrameSize)
+	if _, err := p.Commit(n, framebus.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	buf[0] ^= 0xff // the slot is still mapped; the frame is committed
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := f.Next(ctx); !errors.Is(err, ErrIdle) {
+		t.Fatalf("a frame failing its checksum: %v, want ErrIdle", err)
+	}
+	publish(t, p, 3)
+	fr := nextFrame(t, f)
+	if fr.Data[0] != 3 || f.Stats().Transient != 1 || len(logged) != 2 || !strings.Contains(logged[0], "checksum") {
+		t.Fatalf("after it: frame %d, stats %+v, logged %q", fr.Data[0], f.Stats(), logged)
 	}
 }

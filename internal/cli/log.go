@@ -51,3 +51,12 @@ func (o *LogOptions) Logger(w *os.File) (zerolog.Logger, error) {
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
 }
+
+// Logf adapts l to the func(format, args...) logger that libraries take
+// (framebus/feed.Options.Logf): every message at level lvl.
+func Logf(l *zerolog.Logger, lvl zerolog.Level) func(format string, args ...any) {
+	if l == nil {
+		return nil
+	}
+	return func(format string, args ...any) { l.WithLevel(lvl).Msgf(format, args...) }
+}

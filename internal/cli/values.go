@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/framebus/framebus/framebus"
 )
@@ -61,3 +62,40 @@ func Bytes(n uint64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// DefaultSpin is the spin budget of a bare --spin: the longest a consumer
+// spins for one frame around the moment it is due (a few hundred
+// microseconds suit a camera's pacing; see framebus.ConsumerOptions.Spin).
+const DefaultSpin = 400 * time.Microsecond
+
+// Spin is the value of a --spin flag: off by default, DefaultSpin as a bare
+// --spin, or --spin=D for another budget (--spin=0 turns it off).
+type Spin struct{ D time.Duration }
+
+func (s *Spin) String() string {
+	if s == nil || s.D == 0 {
+		return "off"
+	}
+	return s.D.String()
+}
+
+// Set takes "true" (a bare --spin), "false", or a duration up to 100ms.
+func (s *Spin) Set(v string) error {
+	switch v {
+	case "true":
+		s.D = DefaultSpin
+		return nil
+	case "false":
+		s.D = 0
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > 100*time.Millisecond {
+		return fmt.Errorf("want a duration from 0 to 100ms (e.g. --spin=300us), or --spin alone for %v", DefaultSpin)
+	}
+	s.D = d
+	return nil
+}
+
+// IsBoolFlag lets --spin stand alone.
+func (s *Spin) IsBoolFlag() bool { return true }
