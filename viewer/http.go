@@ -36,6 +36,9 @@ type Status struct {
 	Discarded  uint64 `json:"discarded"`   // frames overwritten while being converted
 	Clients    int    `json:"clients"`     // open /stream.mjpg connections
 
+	Connections int    `json:"connections"` // open HTTP connections (at most Server.MaxConns)
+	Refused     uint64 `json:"refused"`     // connections refused for being over MaxConns
+
 	FPS            float64 `json:"fps"`               // pictures per second over the last second or so
 	CaptureToPicUS float64 `json:"capture_to_pic_us"` // capture to encoded picture, the last one
 	CaptureToSent  float64 `json:"capture_to_sent_us"`
@@ -48,6 +51,13 @@ type Status struct {
 type Server struct {
 	Name, Dir string
 	Hub       *Hub
+
+	// MaxConns bounds the connections open at a time (0: DefaultMaxConns);
+	// IdleTimeout closes a keep-alive connection idle that long (0:
+	// DefaultIdleTimeout). See limits.go.
+	MaxConns    int
+	IdleTimeout time.Duration
+	ln          *limitListener
 
 	mu       sync.Mutex
 	st       Status
@@ -74,8 +84,13 @@ func (s *Server) SetStatus(st Status) {
 // Status returns the viewer's status.
 func (s *Server) Status() Status {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.st
+	st := s.st
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		st.Connections, st.Refused = int(ln.open.Load()), ln.refused.Load()
+	}
+	return st
 }
 
 // SentLatency returns and resets the capture-to-sent latency of the stream
@@ -266,10 +281,21 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // Serve serves the handler on ln until ctx ends, then shuts down (open
 // streams end at once).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	maxConns, idle := s.MaxConns, s.IdleTimeout
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	ll := &limitListener{Listener: ln, max: int64(maxConns)}
+	s.mu.Lock()
+	s.ln = ll
+	s.mu.Unlock()
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: min(readHeaderTimeout, idle), IdleTimeout: idle,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(ll) }()
 	select {
 	case err := <-errc:
 		return err

@@ -37,6 +37,7 @@ func ServeHTTP(ctx context.Context, name string, ln net.Listener, o HTTPOptions)
 	defer cancel()
 	hub := NewHub()
 	srv := NewServer(name, o.Dir, hub)
+	srv.MaxConns, srv.IdleTimeout = o.MaxConns, o.IdleTimeout
 	var wg sync.WaitGroup
 	var serveErr error
 	wg.Add(1)

@@ -15,6 +15,9 @@ type HTTPOptions struct {
 	Quality int             // JPEG quality 1-100, default 80
 	Spin    time.Duration   // framebus.ConsumerOptions.Spin (0: sleep until woken)
 	Log     *zerolog.Logger // nil: no logging
+
+	MaxConns    int           // connections open at a time, default DefaultMaxConns
+	IdleTimeout time.Duration // keep-alive connections idle this long are closed, default DefaultIdleTimeout
 }
 
 // WindowOptions configures RunWindow.

@@ -36,7 +36,11 @@ preview on ADDR (a bare port or :PORT binds 127.0.0.1; give a host, e.g.
                 skips frames, it never lags behind)
   /frame.jpg    the newest frame as a JPEG, at the bus's size
   /stats        the bus's status, the JSON of 'framebus stat NAME --json'
-  /viewer.json  the preview's own counters (fps, latency, drops)
+  /viewer.json  the preview's own counters (fps, latency, drops, connections)
+It holds at most --http-max-conns connections at a time (one more is
+answered 503 and closed), closes keep-alive connections idle for
+--http-idle and connections that send no request within 10 s, and drops a
+stream client that takes longer than 10 s to accept a picture.
 Frames are converted and encoded (one encoder for all clients) only while
 somebody is looking. The URL is printed on stdout.
 
@@ -58,6 +62,8 @@ Needs a build with OpenCV (make build); without it the command says so
 		fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "wait up to `D` for a producer that has not started")
 		fs.DurationVar(&o.duration, "duration", 0, "stop after `D` (0: until q or interrupted)")
 		fs.StringVar(&o.snapDir, "snapshot-dir", ".", "`DIR`ectory of the PNGs the s key saves")
+		fs.IntVar(&o.maxConns, "http-max-conns", viewer.DefaultMaxConns, "web preview: at most `N` connections at a time")
+		fs.DurationVar(&o.idle, "http-idle", viewer.DefaultIdleTimeout, "web preview: close keep-alive connections idle for `D`")
 		fs.IntVar(&o.quality, "quality", 80, "JPEG quality `N` (1-100) of the web preview")
 		fs.StringVar(&o.dir, "dir", "", dirUsage)
 		fs.Var(&o.spin, "spin", spinUsage)
@@ -68,7 +74,8 @@ Needs a build with OpenCV (make build); without it the command says so
 type viewOpts struct {
 	http, snapDir, dir string
 	timeout, duration  time.Duration
-	quality            int
+	quality, maxConns  int
+	idle               time.Duration
 	spin               cli.Spin
 }
 
@@ -82,6 +89,9 @@ func (o *viewOpts) run(ctx context.Context, args []string) error {
 	}
 	if o.quality < 1 || o.quality > 100 {
 		return cli.Usagef("--quality %d: want 1 to 100", o.quality)
+	}
+	if o.maxConns < 1 || o.idle < time.Millisecond {
+		return cli.Usagef("--http-max-conns must be at least 1 and --http-idle at least 1ms")
 	}
 	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
@@ -106,7 +116,8 @@ func (o *viewOpts) run(ctx context.Context, args []string) error {
 		f.Sync()
 	}
 	log.Info().Str("bus", name).Str("url", url).Msg("serving the web preview")
-	err = viewer.ServeHTTP(ctx, name, ln, viewer.HTTPOptions{Dir: o.dir, Timeout: o.timeout, Quality: o.quality, Spin: o.spin.D, Log: &log})
+	err = viewer.ServeHTTP(ctx, name, ln, viewer.HTTPOptions{Dir: o.dir, Timeout: o.timeout, Quality: o.quality, Spin: o.spin.D, Log: &log,
+		MaxConns: o.maxConns, IdleTimeout: o.idle})
 	return consumerError(name, o.dir, err)
 }
 

@@ -120,6 +120,8 @@ type viewerStatus struct {
 	Width, Height  int
 	Format         string
 	Pictures       uint64
+	Connections    int
+	Refused        uint64
 }
 
 func viewerJSON(t *testing.T, url string) viewerStatus {
