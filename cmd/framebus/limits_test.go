@@ -112,4 +112,3 @@ func TestViewHTTPIdleConnections(t *testing.T) {
 		t.Fatalf("the preview ended:\n%s", v.stderr.String())
 	}
 }
-
