@@ -1,24 +1,32 @@
 // Package framebus moves live video frames between processes on one machine
 // through shared memory, implementing the wire contract of docs/PROTOCOL.md
-// (version 1).
+// (version 1, with the amendments of its section 7).
 //
 // A producer owns a bus: a segment file in the bus directory (/dev/shm, or
 // $FRAMEBUS_DIR) holding a control block and 2-8 frame slots. It writes each
 // frame into the back slot under a sequence lock, flips the active index and
-// wakes every consumer through a futex semaphore in the consumer's own table
-// entry. Consumers sleep on that semaphore (never polling), read the newest
+// wakes the consumers: with one FUTEX_WAKE on the bus's shared wake word
+// (amendment 7), which every consumer of this package sleeps on, and through
+// the futex semaphore in each consumer's own table entry for readers that
+// do not know that word. Consumers sleep (never polling), read the newest
 // frame, and validate it with the sequence lock, so a torn frame is never
 // delivered; a slow consumer loses frames (counted), it never slows the
 // producer or the other consumers.
 //
 //	p, _ := framebus.Create("cam0", framebus.ProducerOptions{Format: framebus.Format{Width: 1280, Height: 720}})
-//	buf, _ := p.Begin()                               // the back slot, zero-copy
-//	n := fill(buf)
-//	p.Commit(n, framebus.Meta{CaptureNS: framebus.Now()})
+//	p.Fill(func(slot []byte) (int, framebus.Meta, error) { // the back slot, zero-copy
+//		return fill(slot), framebus.Meta{CaptureNS: framebus.Now()}, nil
+//	})
 //
 //	c, _ := framebus.Open("cam0", framebus.ConsumerOptions{Wait: 10 * time.Second})
-//	f, err := c.Next(ctx)                             // sleeps on the semaphore
-//	use(f.Data); ok := f.Valid()                      // a read-only view into the slot
+//	f, err := c.Next(ctx)                        // sleeps until the commit wakes it
+//	err = f.Use(func(data []byte) { use(data) }) // a read-only view into the slot
+//
+// Begin and Commit are the unguarded halves of Fill; Publish is the copying
+// form; ReadInto the copying form of Next. Package framebus/feed is the
+// consumer loop every command shares: it waits for a producer, rides out
+// restarts and transient errors, and copies frames for consumers that hand
+// them to C code.
 //
 // # Liveness and recovery
 //
@@ -38,22 +46,31 @@
 // Every error is an *Error{Op, Name, Err} whose Err wraps a sentinel tested
 // with errors.Is (ErrBadName, ErrBadMagic, ErrVersionMismatch, ErrCorrupt,
 // ErrBusy, ErrPermission, ErrNoSpace, ErrNotFound, ErrProducerGone,
-// ErrStalled, ErrRetired, ErrEndOfStream, ErrTableFull, ...) and, where there is
-// more to say, a detail type (*VersionError, *LayoutError, *BusyError,
-// *PermissionError, *SpaceError, *TableFullError). A context deadline gives
-// an error wrapping os.ErrDeadlineExceeded.
+// ErrStalled, ErrRetired, ErrEndOfStream, ErrTableFull, ErrSlotHeld, ...)
+// and, where there is more to say, a detail type (*VersionError,
+// *LayoutError, *BusyError, *PermissionError, *SpaceError, *TableFullError,
+// *FaultError). A context deadline gives an error wrapping
+// os.ErrDeadlineExceeded. Misuse (a second Begin, Commit without Begin,
+// anything after Close) is an error, never a deadlock.
 //
 // # Memory and safety
 //
 // Publishing and reading allocate nothing per frame. Every value read from a
 // segment is loaded once and checked against the mapped length before use;
-// a hostile or corrupt segment yields a typed error, never a panic. Consumers
-// map the frame data read-only. Segments are created 0600 (0660 with a group
-// as an option), never world-writable, and every path is opened with
-// O_NOFOLLOW. unsafe is confined to *_unsafe.go files; the sequence-lock
-// fences per architecture are in fence_*.go.
+// a hostile or corrupt segment yields a typed error, never a panic. A bus
+// file truncated under a process makes its mapping fault: every access
+// framebus makes is guarded (a *FaultError instead of SIGBUS), and so are
+// the caller's writes inside Fill and reads inside Frame.Use and Guard; C
+// code handed a view is not, so it must be given a copy. Consumers map the
+// frame data read-only. Segments are created 0600 (0660 with a group as an
+// option), never world-writable, and every path is opened with O_NOFOLLOW.
+// unsafe is confined to *_unsafe.go files; the sequence-lock fences per
+// architecture are in fence_*.go.
 //
-// The package is pure Go (CGO_ENABLED=0) over golang.org/x/sys/unix. On
-// systems other than Linux every entry point returns an error wrapping
-// errors.ErrUnsupported.
+// The package is pure Go (CGO_ENABLED=0) over golang.org/x/sys. It runs on
+// Linux (files in /dev/shm, OFD locks, futexes) and Windows (named file
+// mappings, mutexes and semaphores: PROTOCOL.md section 1's Windows column,
+// without the shared wake word); on other systems every entry point returns
+// an error wrapping errors.ErrUnsupported. docs/DESIGN.md section 7 walks
+// through the files.
 package framebus

@@ -45,6 +45,7 @@ var (
 	ErrConsumerClosed  = errors.New("consumer closed")
 	ErrProducerClosed  = errors.New("producer already closed")
 	ErrSlotNotHeld     = errors.New("no slot held: call Begin first")
+	ErrSlotHeld        = errors.New("a slot is held already: Commit or Abort it first")
 	ErrOverwritten     = errors.New("frame overwritten while in use")
 )
 

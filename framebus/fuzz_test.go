@@ -146,13 +146,13 @@ func checkRegions(t *testing.T, h *header, size uint64) {
 	}
 }
 
-// sliceLikeConsumer takes every view mapConsumer and join take, on the
+// sliceLikeConsumer takes every view mapSegment and join take, on the
 // bytes themselves: a validated header must never make them panic.
 func sliceLikeConsumer(t *testing.T, h *header, data []byte) {
 	t.Helper()
 	defer func() {
 		if r := recover(); r != nil {
-			t.Fatalf("slicing a validated segment like mapConsumer panics: %v\nheader: %s", r, headerString(*h))
+			t.Fatalf("slicing a validated segment like mapSegment panics: %v\nheader: %s", r, headerString(*h))
 		}
 	}()
 	ctl := data[:h.PayloadOffset:h.PayloadOffset]
@@ -228,7 +228,7 @@ func FuzzValidateSegment(f *testing.F) {
 			sliceLikeConsumer(t, &h, data)
 		}
 
-		// As mapConsumer calls it: the first 512 bytes against the file size,
+		// As mapSegment calls it: the first 512 bytes against the file size,
 		// here the size the header claims (a small input stands for a large
 		// file).
 		if len(data) < HeaderSize {

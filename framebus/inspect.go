@@ -1,7 +1,6 @@
 package framebus
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -106,25 +105,22 @@ func inspect(name, dir string) (*Snapshot, error) {
 		s.Invalid = layoutErr("file size", uint64(size), "control block cut short")
 		return s, s.Invalid
 	}
-	le := binary.LittleEndian
-	for i := uint64(0); i < uint64(h.SlotCount); i++ {
-		d := ctl[h.SlotTableOffset+i*SlotDescSize:]
-		s.Slots = append(s.Slots, SlotInfo{Index: int(i), Lock: le.Uint64(d[slotLock:]), FrameSeq: le.Uint64(d[slotFrameSeq:]),
-			CaptureNS: le.Uint64(d[slotCaptureNS:]), CommitNS: le.Uint64(d[slotCommitNS:]), Bytes: le.Uint64(d[slotBytes:]),
-			Checksum: le.Uint32(d[slotChecksum:]), FrameFlags: le.Uint32(d[slotFrameFlags:]), UserMetaLen: le.Uint32(d[slotUserMetaLen:])})
+	g := geometryOf(h)
+	for i := 0; i < int(h.SlotCount); i++ {
+		d := decodeSlot(ctl[g.slotDescOff(i):])
+		s.Slots = append(s.Slots, SlotInfo{Index: i, Lock: d.Lock, FrameSeq: d.FrameSeq, CaptureNS: d.CaptureNS,
+			CommitNS: d.CommitNS, Bytes: d.Bytes, Checksum: d.Checksum, FrameFlags: d.FrameFlags, UserMetaLen: d.UserMetaLen})
 	}
-	for i := uint64(0); i < uint64(h.ConsumerCapacity); i++ {
-		off := h.ConsumerTableOffset + i*ConsumerEntrySize
-		e := ctl[off:]
-		st := le.Uint32(e[entState:])
-		if st == EntryFree {
+	for i := 0; i < int(h.ConsumerCapacity); i++ {
+		off := g.entryOff(i)
+		e := decodeEntry(ctl[off:])
+		if e.State == EntryFree {
 			continue
 		}
-		held, _ := f.lockHeld(off, ConsumerEntrySize)
-		s.Consumers = append(s.Consumers, ConsumerInfo{Index: int(i), State: st, PID: le.Uint32(e[entPID:]),
-			Sem: le.Uint32(e[entSem:]), Waiters: le.Uint32(e[entWaiters:]), Token: le.Uint64(e[entToken:]),
-			LastSeq: le.Uint64(e[entLastSeq:]), Delivered: le.Uint64(e[entDelivered:]), Dropped: le.Uint64(e[entDropped:]),
-			HeartbeatNS: le.Uint64(e[entHeartbeatNS:]), TornRetries: le.Uint64(e[entTornRetries:]), Alive: held})
+		held, _ := f.entryHeld(i, off)
+		s.Consumers = append(s.Consumers, ConsumerInfo{Index: i, State: e.State, PID: e.PID, Sem: e.Sem, Waiters: e.Waiters,
+			Token: e.Token, LastSeq: e.LastSeq, Delivered: e.Delivered, Dropped: e.Dropped, HeartbeatNS: e.HeartbeatNS,
+			TornRetries: e.TornRetries, Alive: held})
 	}
 	return s, nil
 }
@@ -222,7 +218,7 @@ func remove(name, dir string, force bool) error {
 			return err
 		}
 		defer lf.close()
-		ok, err := lf.tryLock(0, 1, true)
+		ok, err := lf.lockOwner()
 		if err != nil {
 			return err
 		}
@@ -236,7 +232,7 @@ func remove(name, dir string, force bool) error {
 			}
 			return nil
 		}
-		defer lf.unlock(0, 1)
+		defer lf.unlockOwner()
 	}
 	if info.exists {
 		retireFile(path)
@@ -255,23 +251,16 @@ func remove(name, dir string, force bool) error {
 // retireFile marks a valid segment RETIRED and wakes its consumers, so that
 // they re-check the name at once instead of at their next timeout.
 func retireFile(path string) {
-	f, err := openExisting(path, true)
+	f, h, err := openValid(path, true)
 	if err != nil {
 		return
 	}
 	defer f.close()
-	size, _ := f.size()
-	var b [HeaderSize]byte
-	n, _ := f.preadFull(b[:], 0)
-	h, err := validateSegment(b[:n], size)
+	s, err := openOldSegment(f, h)
 	if err != nil {
 		return
 	}
-	s, err := openPseg(f, h)
-	if err != nil {
-		return
-	}
-	s.retire()
+	_ = guard(s.retire)
 	unmap(s.mem)
 }
 

@@ -1,6 +1,6 @@
 package framebus
 
-// The wire layout of layout.go checked three ways: against the offsets of
+// The wire layout of wire.go checked three ways: against the offsets of
 // docs/PROTOCOL.md typed out by hand (TestLayoutOffsets), against the tables
 // parsed out of PROTOCOL.md and the C header as the C compiler sees it
 // (TestLayoutMatchesProtocolAndC, with the helpers of protocol_doc_test.go),
@@ -32,10 +32,10 @@ type layoutRow struct {
 	constVal        uintptr
 }
 
-func row(name string, docOff, docSize, goOff, goSize uintptr, c ...uintptr) layoutRow {
+func row(name string, docOff, docSize, goOff, goSize uintptr, c ...uint64) layoutRow {
 	r := layoutRow{name: name, docOff: docOff, docSize: docSize, goOff: goOff, goSize: goSize}
 	if len(c) > 0 {
-		r.hasConst, r.constVal = true, c[0]
+		r.hasConst, r.constVal = true, uintptr(c[0])
 	}
 	return r
 }

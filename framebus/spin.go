@@ -1,13 +1,10 @@
 package framebus
 
-import (
-	"context"
-	"time"
-)
+import "time"
 
-// perEntryWakeOnly makes consumers ignore the shared wake word (tests of a
-// reader that does not know amendment 7).
-var perEntryWakeOnly = false
+// The model of the spinning consumer (ConsumerOptions.Spin): what it
+// learns of the stream's pace and where it puts the spin window. The spin
+// itself is in wait.go (trySpin, spinFor).
 
 // spinState is what a spinning consumer (ConsumerOptions.Spin) learns about
 // the stream. The period is the mean interval since an anchor frame
@@ -128,44 +125,4 @@ func (s *spinState) window(lastSeq uint64, limit time.Duration) (start, end int6
 		due += ((now-due-hi)/s.period + 1) * s.period
 	}
 	return due + lo - s.late, due + hi, true
-}
-
-// spinFor watches for a new frame until one is there (true) or end passes
-// (false, and no more spinning for this frame). With the shared wake word it
-// watches that word, which the producer writes once per commit right after
-// the flip, and looks at the slot only when it changes: polling the header
-// and slot lines themselves would pull them back from the producer between
-// each of its stores to them, and slow the commit it waits for.
-func (c *Consumer) spinFor(ctx context.Context, end int64) bool {
-	done := ctx.Done()
-	w := c.seg.wakeSeq
-	var seen uint32
-	if w != nil {
-		seen = w.Load() // before the first look at the slot
-	}
-	for i := 0; ; i++ {
-		if w == nil || i == 0 || w.Load() != seen {
-			if w != nil {
-				seen = w.Load()
-			}
-			if c.pending() {
-				c.spin.hits++
-				return true
-			}
-		}
-		if i&255 == 255 {
-			if Now() > end {
-				c.spin.missed = c.lastSeq + 1
-				c.spin.misses++
-				return false
-			}
-			if done != nil {
-				select {
-				case <-done:
-					return false
-				default:
-				}
-			}
-		}
-	}
 }

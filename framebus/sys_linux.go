@@ -243,21 +243,6 @@ func (f *sysFile) unlock(start, n uint64) {
 	f.lockOp(unix.F_OFD_SETLK, unix.F_UNLCK, start, n)
 }
 
-// lockHeld reports whether some other open file description holds any lock
-// on [start, start+n) that would conflict with a write lock (F_OFD_GETLK).
-func (f *sysFile) lockHeld(start, n uint64) (bool, error) {
-	typ, err := f.conflictingLock(start, n)
-	return typ != unix.F_UNLCK, err
-}
-
-// ownerHeld reports whether another open file description holds a write
-// lock on byte 0: the producer's lock (PROTOCOL.md section 2). A read lock
-// there is not a producer: anybody who can read the lock file can take one.
-func (f *sysFile) ownerHeld() (bool, error) {
-	typ, err := f.conflictingLock(0, 1)
-	return typ == unix.F_WRLCK, err
-}
-
 // conflictingLock is the type of a lock another open file description holds
 // on [start, start+n) (F_UNLCK: none), by F_OFD_GETLK, which takes nothing.
 func (f *sysFile) conflictingLock(start, n uint64) (int16, error) {
@@ -272,6 +257,53 @@ func (f *sysFile) conflictingLock(start, n uint64) (int16, error) {
 		}
 		return lk.Type, nil
 	}
+}
+
+// The protocol's locks (PROTOCOL.md section 2), as OFD locks.
+
+// lockOwner takes the producer's write lock on byte 0 of the lock file.
+func (f *sysFile) lockOwner() (bool, error) { return f.tryLock(0, 1, true) }
+
+// unlockOwner releases it.
+func (f *sysFile) unlockOwner() { f.unlock(0, 1) }
+
+// ownerHeld reports whether another open file description holds a write
+// lock on byte 0: the producer's lock. A read lock there is not a producer:
+// anybody who can read the lock file can take one.
+func (f *sysFile) ownerHeld() (bool, error) {
+	typ, err := f.conflictingLock(0, 1)
+	return typ == unix.F_WRLCK, err
+}
+
+// lockEntry takes entry i's liveness lock (its 128 bytes at off): shared
+// for the consumer that joins it, exclusive for the producer that reclaims
+// it.
+func (f *sysFile) lockEntry(i int, off uint64, exclusive bool) (bool, error) {
+	return f.tryLock(off, ConsumerEntrySize, exclusive)
+}
+
+// unlockEntry releases it.
+func (f *sysFile) unlockEntry(i int, off uint64) { f.unlock(off, ConsumerEntrySize) }
+
+// entryHeld reports whether another open file description holds entry i's
+// lock (a live consumer), taking nothing.
+func (f *sysFile) entryHeld(i int, off uint64) (bool, error) {
+	typ, err := f.conflictingLock(off, ConsumerEntrySize)
+	return typ != unix.F_UNLCK, err
+}
+
+// isAt reports whether the file at path is still this open file (the same
+// inode): a lock file or segment that was not unlinked or replaced.
+func (f *sysFile) isAt(path string) (bool, error) {
+	_, id, _, _, err := f.stat()
+	if err != nil {
+		return false, err
+	}
+	info, err := lstatPath(path)
+	if err != nil {
+		return false, err
+	}
+	return info.exists && info.regular && info.id == id, nil
 }
 
 func lstatPath(path string) (pathInfo, error) {

@@ -76,7 +76,7 @@ func TestWindowsOwnerOnlyDACL(t *testing.T) {
 	check("index mapping", p.seg.f.idx.h)
 	check("owner mutex", p.lock.mtx)
 	c.seg.f.mu.Lock()
-	m := c.seg.f.mutexes[c.seg.entry]
+	m := c.seg.f.mutexes[c.seg.e.index]
 	c.seg.f.mu.Unlock()
 	check("entry mutex", m)
 }

@@ -6,100 +6,6 @@ import (
 	"math/bits"
 )
 
-// decodeHeader reads a header snapshot out of b (at least HeaderSize bytes).
-// Every value is loaded once here; callers use the copy, never the live bytes.
-func decodeHeader(b []byte) header {
-	le := binary.LittleEndian
-	var h header
-	h.Magic = le.Uint32(b[offMagic:])
-	h.ABIVersion = le.Uint16(b[offABIVersion:])
-	h.HeaderSize = le.Uint16(b[offHeaderSize:])
-	h.State = le.Uint32(b[offState:])
-	h.Flags = le.Uint32(b[offFlags:])
-	h.TotalSize = le.Uint64(b[offTotalSize:])
-	h.Generation = le.Uint64(b[offGeneration:])
-	h.HeartbeatNS = le.Uint64(b[offHeartbeatNS:])
-	h.PayloadOffset = le.Uint64(b[offPayloadOffset:])
-	h.PayloadSize = le.Uint64(b[offPayloadSize:])
-	h.VersionMismatchCount = le.Uint64(b[offVersionMismatchCount:])
-	h.ProducerPID = le.Uint32(b[offProducerPID:])
-	h.SlotCount = le.Uint32(b[offSlotCount:])
-	h.SlotStride = le.Uint64(b[offSlotStride:])
-	h.SlotCapacity = le.Uint64(b[offSlotCapacity:])
-	h.ConsumerCapacity = le.Uint32(b[offConsumerCapacity:])
-	h.HeartbeatIntervalMS = le.Uint32(b[offHeartbeatIntervalMS:])
-	h.Width = le.Uint32(b[offWidth:])
-	h.Height = le.Uint32(b[offHeight:])
-	h.PixelFormat = le.Uint32(b[offPixelFormat:])
-	h.PlaneCount = le.Uint32(b[offPlaneCount:])
-	for i := 0; i < MaxPlanes; i++ {
-		h.PlaneStride[i] = le.Uint32(b[offPlaneStride+4*i:])
-		h.PlaneOffset[i] = le.Uint32(b[offPlaneOffset+4*i:])
-	}
-	h.FPSNum = le.Uint32(b[offFPSNum:])
-	h.FPSDen = le.Uint32(b[offFPSDen:])
-	h.SlotTableOffset = le.Uint64(b[offSlotTableOffset:])
-	h.ConsumerTableOffset = le.Uint64(b[offConsumerTableOffset:])
-	h.SlotDescSize = le.Uint32(b[offSlotDescSize:])
-	h.ConsumerEntrySize = le.Uint32(b[offConsumerEntrySize:])
-	h.CreatedNS = le.Uint64(b[offCreatedNS:])
-	h.Active = le.Uint32(b[offActive:])
-	h.LastSeq = le.Uint64(b[offLastSeq:])
-	h.FramesPublished = le.Uint64(b[offFramesPublished:])
-	h.LastCommitNS = le.Uint64(b[offLastCommitNS:])
-	h.SourceDrops = le.Uint64(b[offSourceDrops:])
-	h.ConsumersReclaimed = le.Uint64(b[offConsumersReclaimed:])
-	h.WakeSeq = le.Uint32(b[offWakeSeq:])
-	h.WakeWaiters = le.Uint32(b[offWakeWaiters:])
-	return h
-}
-
-// encodeHeader writes the fixed fields of h into b (HeaderSize bytes). It is
-// used on a fresh, private segment only.
-func encodeHeader(b []byte, h *header) {
-	le := binary.LittleEndian
-	le.PutUint32(b[offMagic:], h.Magic)
-	le.PutUint16(b[offABIVersion:], h.ABIVersion)
-	le.PutUint16(b[offHeaderSize:], h.HeaderSize)
-	le.PutUint32(b[offState:], h.State)
-	le.PutUint32(b[offFlags:], h.Flags)
-	le.PutUint64(b[offTotalSize:], h.TotalSize)
-	le.PutUint64(b[offGeneration:], h.Generation)
-	le.PutUint64(b[offHeartbeatNS:], h.HeartbeatNS)
-	le.PutUint64(b[offPayloadOffset:], h.PayloadOffset)
-	le.PutUint64(b[offPayloadSize:], h.PayloadSize)
-	le.PutUint64(b[offVersionMismatchCount:], h.VersionMismatchCount)
-	le.PutUint32(b[offProducerPID:], h.ProducerPID)
-	le.PutUint32(b[offSlotCount:], h.SlotCount)
-	le.PutUint64(b[offSlotStride:], h.SlotStride)
-	le.PutUint64(b[offSlotCapacity:], h.SlotCapacity)
-	le.PutUint32(b[offConsumerCapacity:], h.ConsumerCapacity)
-	le.PutUint32(b[offHeartbeatIntervalMS:], h.HeartbeatIntervalMS)
-	le.PutUint32(b[offWidth:], h.Width)
-	le.PutUint32(b[offHeight:], h.Height)
-	le.PutUint32(b[offPixelFormat:], h.PixelFormat)
-	le.PutUint32(b[offPlaneCount:], h.PlaneCount)
-	for i := 0; i < MaxPlanes; i++ {
-		le.PutUint32(b[offPlaneStride+4*i:], h.PlaneStride[i])
-		le.PutUint32(b[offPlaneOffset+4*i:], h.PlaneOffset[i])
-	}
-	le.PutUint32(b[offFPSNum:], h.FPSNum)
-	le.PutUint32(b[offFPSDen:], h.FPSDen)
-	le.PutUint64(b[offSlotTableOffset:], h.SlotTableOffset)
-	le.PutUint64(b[offConsumerTableOffset:], h.ConsumerTableOffset)
-	le.PutUint32(b[offSlotDescSize:], h.SlotDescSize)
-	le.PutUint32(b[offConsumerEntrySize:], h.ConsumerEntrySize)
-	le.PutUint64(b[offCreatedNS:], h.CreatedNS)
-	le.PutUint32(b[offActive:], h.Active)
-	le.PutUint64(b[offLastSeq:], h.LastSeq)
-	le.PutUint64(b[offFramesPublished:], h.FramesPublished)
-	le.PutUint64(b[offLastCommitNS:], h.LastCommitNS)
-	le.PutUint64(b[offSourceDrops:], h.SourceDrops)
-	le.PutUint64(b[offConsumersReclaimed:], h.ConsumersReclaimed)
-	le.PutUint32(b[offWakeSeq:], h.WakeSeq)
-	le.PutUint32(b[offWakeWaiters:], h.WakeWaiters)
-}
-
 func layoutErr(field string, v uint64, format string, args ...any) error {
 	return &LayoutError{Field: field, Value: v, Reason: fmt.Sprintf(format, args...)}
 }
@@ -150,6 +56,21 @@ func validateHeader(h *header, fileSize int64) error {
 	if h.HeartbeatIntervalMS < 1 || h.HeartbeatIntervalMS > 60000 {
 		return layoutErr("heartbeat_interval_ms", uint64(h.HeartbeatIntervalMS), "want 1-60000")
 	}
+	if err := validateTables(h); err != nil {
+		return err
+	}
+	if err := validateFormat(h); err != nil {
+		return err
+	}
+	if h.Active >= h.SlotCount {
+		return layoutErr("active", uint64(h.Active), "want < slot_count (%d)", h.SlotCount)
+	}
+	return nil
+}
+
+// validateTables checks where the tables and the payload are: inside the
+// file, in order, without overflow.
+func validateTables(h *header) error {
 	if h.SlotTableOffset != HeaderSize {
 		return layoutErr("slot_table_offset", h.SlotTableOffset, "want %d", HeaderSize)
 	}
@@ -175,6 +96,12 @@ func validateHeader(h *header, fileSize int64) error {
 	if carry != 0 || end > h.TotalSize {
 		return layoutErr("payload_size", h.PayloadSize, "payload ends past total_size (%d)", h.TotalSize)
 	}
+	return nil
+}
+
+// validateFormat checks the frame format: sizes, rate, and planes that fit
+// in a slot.
+func validateFormat(h *header) error {
 	if h.Width < 1 || h.Width > MaxDimension {
 		return layoutErr("width", uint64(h.Width), "want 1-%d", MaxDimension)
 	}
@@ -209,9 +136,6 @@ func validateHeader(h *header, fileSize int64) error {
 				return layoutErr(fmt.Sprintf("plane_stride[%d]", i), uint64(h.PlaneStride[i]), "plane %d ends at %d, past the slot capacity %d", i, end, h.SlotCapacity)
 			}
 		}
-	}
-	if h.Active >= h.SlotCount {
-		return layoutErr("active", uint64(h.Active), "want < slot_count (%d)", h.SlotCount)
 	}
 	return nil
 }

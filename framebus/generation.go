@@ -1,0 +1,194 @@
+package framebus
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// A generation is one segment file, its size and format fixed for its life
+// (PROTOCOL.md section 2). A new one is built completely under a temporary
+// name and renamed over the bus name; the old one is then RETIRED.
+
+// pseg is one generation as the producer sees it: the whole file mapped
+// read-write (or, for an old generation being retired, its control block).
+type pseg struct {
+	f   *sysFile
+	mem []byte
+	id  fileID
+	h   header
+	g   geometry
+
+	headerWords
+	slots   []slotView // nil for an old generation
+	entries []entryView
+}
+
+// newPseg views a freshly built generation.
+func newPseg(f *sysFile, mem []byte, id fileID, h header) *pseg {
+	g := geometryOf(&h)
+	s := &pseg{f: f, mem: mem, id: id, h: h, g: g}
+	s.headerWords = newHeaderWords(mem, h.Flags&FlagSharedWake != 0)
+	s.slots = slotViews(mem[:g.payloadOff], mem[g.payloadOff:], &g)
+	s.entries = entryViews(mem, &g)
+	return s
+}
+
+// openOldSegment maps the control block of a validated segment that is not
+// ours (an old generation), enough to read last_seq, set its state and wake
+// its consumers.
+func openOldSegment(f *sysFile, h header) (*pseg, error) {
+	mem, err := f.mapRegion(0, h.PayloadOffset, true)
+	if err != nil {
+		return nil, err
+	}
+	_, id, _, _, _ := f.stat()
+	g := geometryOf(&h)
+	s := &pseg{f: f, mem: mem, id: id, h: h, g: g}
+	s.headerWords = newHeaderWords(mem, h.Flags&FlagSharedWake != 0)
+	s.entries = entryViews(mem, &g)
+	return s, nil
+}
+
+func (s *pseg) release() {
+	unmap(s.mem)
+	s.mem = nil
+	s.f.close()
+}
+
+// retire marks an old generation RETIRED (unless BROKEN) and wakes its
+// consumers, so that they look at the name at once.
+func (s *pseg) retire() {
+	if st := s.state.Load(); st != StateBroken {
+		s.state.Store(StateRetired)
+	}
+	s.wakeAll()
+}
+
+// newGeneration builds a complete segment of format f under the temporary
+// name and renames it over the bus name.
+func (p *Producer) newGeneration(ctx context.Context, f Format, gen, lastSeq uint64) (*pseg, error) {
+	o := &p.opts
+	g := computeGeometry(uint32(o.Slots), uint32(o.Consumers), f.FrameSize)
+	avail, err := freeSpace(p.dir)
+	if err != nil {
+		return nil, err
+	}
+	if g.total > avail {
+		return nil, &SpaceError{Dir: p.dir, Needed: g.total, Available: avail}
+	}
+	tmp := tmpName(p.path)
+	if info, _ := lstatPath(tmp); info.exists && info.regular {
+		unlinkFile(tmp) // left by a dead process that had our pid
+	}
+	file, err := createExcl(tmp, o.Mode, p.gid)
+	if err != nil {
+		return nil, err
+	}
+	mem, err := p.fill(ctx, file, &g, avail)
+	if err == nil && ctx.Err() != nil {
+		unmap(mem)
+		err = ctxErr(ctx)
+	}
+	if err != nil {
+		file.close()
+		unlinkFile(tmp)
+		return nil, err
+	}
+	h := p.newHeader(f, &g, gen, lastSeq)
+	encodeHeader(mem[:HeaderSize], &h)
+	_, id, _, _, err := file.stat()
+	if err == nil {
+		s := newPseg(file, mem, id, h)
+		s.state.Store(StateReady)
+		if err = renameFile(tmp, p.path); err == nil {
+			s.h.State = StateReady
+			return s, nil
+		}
+	}
+	unmap(mem)
+	file.close()
+	unlinkFile(tmp)
+	return nil, err
+}
+
+// fill gives a new segment file its size and maps it with every page
+// pre-faulted by a write, so that the first frames cost what later ones do
+// (a first write to fresh shared memory takes a page fault per 4 KiB). A
+// cancelled ctx stops it.
+func (p *Producer) fill(ctx context.Context, file *sysFile, g *geometry, avail uint64) ([]byte, error) {
+	if err := file.allocate(int64(g.total)); err != nil {
+		if errors.Is(err, ErrNoSpace) {
+			err = &SpaceError{Dir: p.dir, Needed: g.total, Available: avail}
+		}
+		return nil, err
+	}
+	mem, err := file.mapRegion(0, g.total, true)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < len(mem); i += 4096 {
+		mem[i] = 0
+		if i&(64<<20-1) == 0 && ctx.Err() != nil { // every 64 MiB
+			unmap(mem)
+			return nil, ctxErr(ctx)
+		}
+	}
+	return mem, nil
+}
+
+// newHeader is the header of a new generation.
+func (p *Producer) newHeader(f Format, g *geometry, gen, lastSeq uint64) header {
+	o := &p.opts
+	now := uint64(Now())
+	var flags uint32
+	if o.Checksum {
+		flags |= FlagChecksum
+	}
+	if !o.PerEntryWake && sharedWakeOS {
+		flags |= FlagSharedWake
+	}
+	return header{
+		Magic: Magic, ABIVersion: ABIVersion, HeaderSize: HeaderSize, State: StateInitializing, Flags: flags,
+		TotalSize: g.total, Generation: gen, HeartbeatNS: now, PayloadOffset: g.payloadOff, PayloadSize: g.payloadSize,
+		ProducerPID: getpid(), SlotCount: g.slotCount, SlotStride: g.slotStride, SlotCapacity: g.slotCapacity,
+		ConsumerCapacity: g.consumerCap, HeartbeatIntervalMS: uint32(o.Heartbeat / time.Millisecond),
+		Width: f.Width, Height: f.Height, PixelFormat: uint32(f.PixelFormat), PlaneCount: f.PlaneCount,
+		PlaneStride: f.PlaneStride, PlaneOffset: f.PlaneOffset, FPSNum: f.FPSNum, FPSDen: f.FPSDen,
+		SlotTableOffset: g.slotTableOff, ConsumerTableOffset: g.consumerTableOff,
+		SlotDescSize: SlotDescSize, ConsumerEntrySize: ConsumerEntrySize, CreatedNS: now, LastSeq: lastSeq,
+	}
+}
+
+// Reconfigure starts a new generation with another frame format (a
+// resolution or pixel format change). Consumers follow it by themselves.
+func (p *Producer) Reconfigure(f Format) error {
+	f, err := f.Complete()
+	if err != nil {
+		return wrap("reconfigure", p.name, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.usable(); err != nil {
+		return &Error{Op: "reconfigure", Name: p.name, Err: err}
+	}
+	return wrap("reconfigure", p.name, p.regenLocked(f))
+}
+
+// regenLocked replaces the current generation by a new one of format f.
+// Called with p.mu held and no slot lent out.
+func (p *Producer) regenLocked(f Format) error {
+	old := p.seg
+	seg, err := p.newGeneration(context.Background(), f, old.h.Generation+1, p.seq)
+	if err != nil {
+		return err
+	}
+	p.seg = seg
+	p.opts.Format = f
+	// Retire first: a truncated old file faults here, and that says
+	// nothing about the new one.
+	_ = guard(old.retire)
+	old.release()
+	p.needRegen.Store(false)
+	return nil
+}
