@@ -59,6 +59,12 @@ type Consumer struct {
 	lastCheck  int64   // Now() of the last liveness check, kept across calls
 	spin       spinState
 
+	// Refused reads and re-synchronisations (PROTOCOL.md amendment 9).
+	refused, resyncs uint64
+	lastRefusal      error
+	refusedSlot      uint32 // the slot and lock of the last frame refused
+	refusedLock      uint64
+
 	// context binding: a cancelled context wakes the futex sleeper.
 	boundCtx context.Context
 	stopCtx  func() bool
@@ -276,6 +282,7 @@ func (s *cseg) join(token uint64) error {
 			continue
 		}
 		e.pid.Store(getpid())
+		e.pidns.Store(pidNamespace())
 		e.sem.Store(0)
 		e.waiters.Store(0)
 		e.token.Store(token)
@@ -300,6 +307,7 @@ func (s *cseg) leave(token uint64) {
 		return
 	}
 	if s.e.token.Load() == token {
+		s.e.pidns.Store(0) // amendment 8: a joiner that does not write it must not inherit ours
 		s.e.state.CompareAndSwap(EntryActive, EntryFree)
 	}
 	s.drop()
@@ -340,6 +348,13 @@ type ConsumerStats struct {
 	// SharedWake says the consumer sleeps on the bus's shared wake word
 	// (PROTOCOL.md amendment 7) rather than its entry's semaphore.
 	SharedWake bool
+
+	// Refused counts reads refused for a word no honest producer writes
+	// (a frame newer than the header says, an active slot out of range,
+	// impossible sizes: PROTOCOL.md amendment 9); Resyncs the times the
+	// consumer took the header's last_seq as its own, after its own had
+	// been moved ahead by such a word. Both since Open, this process only.
+	Refused, Resyncs uint64
 }
 
 // Stats reads the consumer's counters from its table entry.
@@ -349,11 +364,19 @@ func (c *Consumer) Stats() ConsumerStats {
 		return ConsumerStats{}
 	}
 	st := ConsumerStats{Generation: s.h.Generation, Entry: s.e.index,
-		SpinHits: c.spin.hits, SpinMisses: c.spin.misses, SharedWake: s.wakeSeq != nil}
+		SpinHits: c.spin.hits, SpinMisses: c.spin.misses, SharedWake: s.wakeSeq != nil,
+		Refused: c.refused, Resyncs: c.resyncs}
 	_ = guard(func() {
 		st.LastSeq, st.Delivered, st.Dropped, st.TornRetries = s.e.lastSeq.Load(), s.e.delivered.Load(), s.e.dropped.Load(), s.e.torn.Load()
 	})
 	return st
+}
+
+// Refusals returns how many reads were refused (ConsumerStats.Refused),
+// re-synchronisations made, and why the last read was refused. It reads no
+// shared memory: a loop can call it after every frame.
+func (c *Consumer) Refusals() (refused, resyncs uint64, last error) {
+	return c.refused, c.resyncs, c.lastRefusal
 }
 
 // Close leaves the consumer table and unmaps the segment.

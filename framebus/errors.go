@@ -73,12 +73,20 @@ func (e *LayoutError) Error() string {
 }
 func (e *LayoutError) Unwrap() error { return ErrCorrupt }
 
-// BusyError names the live owner of a bus.
-type BusyError struct{ PID uint32 }
+// BusyError names the live owner of a bus: its pid and, when it runs in
+// another PID namespace than this process, that namespace (then the pid
+// names no process here).
+type BusyError struct {
+	PID   uint32
+	PIDNS uint64 // the owner's PID namespace, 0 when unknown or ours
+}
 
 func (e *BusyError) Error() string {
-	if e.PID == 0 {
+	switch {
+	case e.PID == 0:
 		return "bus is owned by a live producer"
+	case e.PIDNS != 0:
+		return fmt.Sprintf("bus is owned by a live producer (pid %d in another PID namespace, %d)", e.PID, e.PIDNS)
 	}
 	return fmt.Sprintf("bus is owned by a live producer (pid %d)", e.PID)
 }

@@ -3,6 +3,11 @@ package framebus
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -50,6 +55,13 @@ func openOldSegment(f *sysFile, h header) (*pseg, error) {
 	return s, nil
 }
 
+// intact reports whether the whole segment is still there to write into
+// (the file not truncated under the mapping), its name removed or not.
+func (s *pseg) intact() bool {
+	size, err := s.f.size()
+	return err == nil && uint64(size) >= s.g.total
+}
+
 func (s *pseg) release() {
 	unmap(s.mem)
 	s.mem = nil
@@ -65,11 +77,28 @@ func (s *pseg) retire() {
 	s.wakeAll()
 }
 
+// errTempVanished: the temporary file of a creation was removed from
+// outside before its rename (by something that does not take its lock).
+var errTempVanished = errors.New("temporary file vanished")
+
 // newGeneration builds a complete segment of format f under the temporary
-// name and renames it over the bus name.
+// name and renames it over the bus name. A temporary file removed from
+// outside before the rename makes it start again, twice at most.
 func (p *Producer) newGeneration(ctx context.Context, f Format, gen, lastSeq uint64) (*pseg, error) {
+	for try := 1; ; try++ {
+		s, err := p.buildGeneration(ctx, f, gen, lastSeq)
+		if !errors.Is(err, errTempVanished) || try == 3 {
+			return s, err
+		}
+	}
+}
+
+func (p *Producer) buildGeneration(ctx context.Context, f Format, gen, lastSeq uint64) (*pseg, error) {
 	o := &p.opts
 	g := computeGeometry(uint32(o.Slots), uint32(o.Consumers), f.FrameSize)
+	// Abandoned temporary files of this bus (a creator killed before us,
+	// maybe pid 1 of a container) hold space we may need.
+	collectTemps(p.dir, p.name)
 	avail, err := freeSpace(p.dir)
 	if err != nil {
 		return nil, err
@@ -78,10 +107,7 @@ func (p *Producer) newGeneration(ctx context.Context, f Format, gen, lastSeq uin
 		return nil, &SpaceError{Dir: p.dir, Needed: g.total, Available: avail}
 	}
 	tmp := tmpName(p.path)
-	if info, _ := lstatPath(tmp); info.exists && info.regular {
-		unlinkFile(tmp) // left by a dead process that had our pid
-	}
-	file, err := createExcl(tmp, o.Mode, p.gid)
+	file, err := p.createTemp(tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -102,14 +128,92 @@ func (p *Producer) newGeneration(ctx context.Context, f Format, gen, lastSeq uin
 		s := newPseg(file, mem, id, h)
 		s.state.Store(StateReady)
 		if err = renameFile(tmp, p.path); err == nil {
+			file.releaseCreation()
 			s.h.State = StateReady
 			return s, nil
 		}
 	}
 	unmap(mem)
 	file.close()
-	unlinkFile(tmp)
+	if !errors.Is(err, errTempVanished) {
+		unlinkFile(tmp)
+	}
 	return nil, err
+}
+
+// createTemp makes the temporary file of a creation and takes the lock that
+// proves it alive (PROTOCOL.md amendment 8). An abandoned file of the same
+// name (a dead creator that had our pid, say in another PID namespace) is
+// collected first; a file that a collector took before we locked it is
+// made again.
+func (p *Producer) createTemp(tmp string) (*sysFile, error) {
+	for try := 0; try < 8; try++ {
+		file, err := createExcl(tmp, p.opts.Mode, p.gid)
+		if errors.Is(err, fs.ErrExist) {
+			collectTemp(tmp)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if ok, err := file.holdCreation(tmp); err != nil || ok {
+			if err != nil {
+				file.close()
+				return nil, err
+			}
+			return file, nil
+		}
+		file.close() // a collector took it between our create and our lock
+	}
+	return nil, fmt.Errorf("%w: the temporary file %s is held by another process", ErrBusy, tmp)
+}
+
+// collectTemp removes the temporary file at path if it is abandoned: if its
+// creator's lock can be taken, and path still names the file (amendment 8).
+func collectTemp(path string) bool {
+	f, err := openExisting(path, true)
+	if err != nil {
+		return false
+	}
+	defer f.close()
+	if ok, err := f.holdCreation(path); err != nil || !ok {
+		return false
+	}
+	defer f.releaseCreation()
+	return unlinkFile(path) == nil
+}
+
+// collectTemps collects the abandoned temporary files of bus name in dir
+// (every one of them, if name is ""), and returns the paths it removed.
+func collectTemps(dir, name string) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var removed []string
+	for _, e := range ents {
+		bus, ok := tempBus(e.Name())
+		if !ok || (name != "" && bus != name) || !e.Type().IsRegular() {
+			continue
+		}
+		if path := filepath.Join(dir, e.Name()); collectTemp(path) {
+			removed = append(removed, path)
+		}
+	}
+	return removed
+}
+
+// tempBus says whose temporary file a file name of the bus directory is.
+func tempBus(file string) (string, bool) {
+	base, ok := strings.CutPrefix(file, filePrefix)
+	if !ok {
+		return "", false
+	}
+	i := strings.Index(base, ".tmp-")
+	if i <= 0 || ValidateName(base[:i]) != nil {
+		return "", false
+	}
+	return base[:i], true
 }
 
 // fill gives a new segment file its size and maps it with every page
@@ -156,7 +260,8 @@ func (p *Producer) newHeader(f Format, g *geometry, gen, lastSeq uint64) header 
 		Width: f.Width, Height: f.Height, PixelFormat: uint32(f.PixelFormat), PlaneCount: f.PlaneCount,
 		PlaneStride: f.PlaneStride, PlaneOffset: f.PlaneOffset, FPSNum: f.FPSNum, FPSDen: f.FPSDen,
 		SlotTableOffset: g.slotTableOff, ConsumerTableOffset: g.consumerTableOff,
-		SlotDescSize: SlotDescSize, ConsumerEntrySize: ConsumerEntrySize, CreatedNS: now, LastSeq: lastSeq,
+		SlotDescSize: SlotDescSize, ConsumerEntrySize: ConsumerEntrySize, CreatedNS: now, ProducerPIDNS: pidNamespace(),
+		LastSeq: lastSeq,
 	}
 }
 

@@ -48,11 +48,10 @@ func (p *Producer) beat() {
 	}
 	p.needRegen.Store(true)
 	// Publish the new generation now unless a frame is being written; then
-	// Begin does it.
+	// Begin does it. One that cannot be made is tried again at the next beat.
 	if !p.held {
-		if err := p.regenLocked(p.opts.Format); err != nil {
-			p.lastErr.Store(&err)
-		}
+		p.regenTried = 0
+		_ = p.replaceIfNeeded()
 	}
 }
 
@@ -111,6 +110,7 @@ func (s *pseg) reclaim() {
 			continue
 		}
 		if e.state.CompareAndSwap(st, EntryFree) {
+			e.pidns.Store(0) // amendment 8: under the exclusive lock, before anyone joins
 			s.reclaimed.Add(1)
 		}
 		s.f.unlockEntry(e.index, e.off)

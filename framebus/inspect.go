@@ -35,6 +35,7 @@ type ConsumerInfo struct {
 	Dropped     uint64 `json:"dropped"`
 	HeartbeatNS uint64 `json:"heartbeat_ns"`
 	TornRetries uint64 `json:"torn_retries"`
+	PIDNS       uint64 `json:"pidns"` // its PID namespace (amendment 8), 0 when unknown
 	Alive       bool   `json:"alive"` // its liveness lock is held
 }
 
@@ -52,6 +53,7 @@ type Snapshot struct {
 	Consumers  []ConsumerInfo `json:"consumers"`
 	OwnerAlive bool           `json:"owner_alive"` // the producer's lock is held
 	NowNS      int64          `json:"now_ns"`      // CLOCK_MONOTONIC when the snapshot was taken
+	PIDNS      uint64         `json:"pidns"`       // the inspector's own PID namespace, to compare with the pids' (0: unknown)
 	// Invalid is the layout error of a corrupt segment (nil when valid).
 	// Header holds the raw decoded bytes either way; Slots and Consumers are
 	// only read from a valid layout.
@@ -82,7 +84,7 @@ func inspect(name, dir string) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Snapshot{Name: name, Path: path, FileSize: size, Mode: mode, UID: uid, NowNS: Now()}
+	s := &Snapshot{Name: name, Path: path, FileSize: size, Mode: mode, UID: uid, NowNS: Now(), PIDNS: pidNamespace()}
 	s.OwnerAlive = ownerAlive(LockPath(dir, name))
 	var b [HeaderSize]byte
 	n, err := f.preadFull(b[:], 0)
@@ -120,10 +122,16 @@ func inspect(name, dir string) (*Snapshot, error) {
 		held, _ := f.entryHeld(i, off)
 		s.Consumers = append(s.Consumers, ConsumerInfo{Index: i, State: e.State, PID: e.PID, Sem: e.Sem, Waiters: e.Waiters,
 			Token: e.Token, LastSeq: e.LastSeq, Delivered: e.Delivered, Dropped: e.Dropped, HeartbeatNS: e.HeartbeatNS,
-			TornRetries: e.TornRetries, Alive: held})
+			TornRetries: e.TornRetries, PIDNS: e.PIDNS, Alive: held})
 	}
 	return s, nil
 }
+
+// PIDNamespace is the identity of this process's PID namespace, as the
+// segment records its producer's and its consumers' (PROTOCOL.md amendment
+// 8: the inode number of /proc/self/ns/pid on Linux), 0 when unknown. A pid
+// recorded with another namespace names no process of this one.
+func PIDNamespace() uint64 { return pidNamespace() }
 
 // ownerAlive tests the producer lock of a bus without taking it.
 func ownerAlive(lockPath string) bool {
@@ -224,7 +232,7 @@ func remove(name, dir string, force bool) error {
 		}
 		if !ok {
 			if !force {
-				return &BusyError{PID: ownerPID(path)}
+				return ownerBusy(path)
 			}
 			if info.exists {
 				retireFile(path)
@@ -265,33 +273,26 @@ func retireFile(path string) {
 }
 
 // GC removes every stale bus of dir (segments and lock files with no live
-// producer) and temporary files left by dead producers. It returns the paths
-// it removed.
+// producer) and the temporary files of creations whose creator is gone
+// (PROTOCOL.md amendment 8: their creator's lock is free, whatever PID
+// namespace it ran in). It returns the paths it removed.
 func GC(dir string) ([]string, error) {
 	dir = Dir(dir)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, &Error{Op: "gc", Err: err}
 	}
-	var removed []string
+	removed := collectTemps(dir, "")
 	seen := map[string]bool{}
 	for _, e := range ents {
 		file := e.Name()
 		if !strings.HasPrefix(file, filePrefix) || !e.Type().IsRegular() {
 			continue
 		}
-		base := strings.TrimPrefix(file, filePrefix)
-		if i := strings.Index(base, ".tmp-"); i > 0 {
-			var pid int
-			if _, err := fmt.Sscanf(base[i+5:], "%d", &pid); err == nil && !processAlive(pid) {
-				p := dir + "/" + file
-				if unlinkFile(p) == nil {
-					removed = append(removed, p)
-				}
-			}
+		if _, tmp := tempBus(file); tmp {
 			continue
 		}
-		name := strings.TrimSuffix(base, ".lock")
+		name := strings.TrimSuffix(strings.TrimPrefix(file, filePrefix), ".lock")
 		if ValidateName(name) != nil || seen[name] {
 			continue
 		}

@@ -80,6 +80,7 @@ func TestLayoutOffsets(t *testing.T) {
 		row("slot_desc_size", 232, 4, unsafe.Offsetof(h.SlotDescSize), unsafe.Sizeof(h.SlotDescSize), offSlotDescSize),
 		row("consumer_entry_size", 236, 4, unsafe.Offsetof(h.ConsumerEntrySize), unsafe.Sizeof(h.ConsumerEntrySize), offConsumerEntrySize),
 		row("created_ns", 240, 8, unsafe.Offsetof(h.CreatedNS), unsafe.Sizeof(h.CreatedNS), offCreatedNS),
+		row("producer_pidns", 248, 8, unsafe.Offsetof(h.ProducerPIDNS), unsafe.Sizeof(h.ProducerPIDNS), offProducerPIDNS),
 		// 3.3
 		row("active", 256, 4, unsafe.Offsetof(h.Active), unsafe.Sizeof(h.Active), offActive),
 		row("last_seq", 264, 8, unsafe.Offsetof(h.LastSeq), unsafe.Sizeof(h.LastSeq), offLastSeq),
@@ -112,6 +113,7 @@ func TestLayoutOffsets(t *testing.T) {
 		row("dropped", 40, 8, unsafe.Offsetof(e.Dropped), unsafe.Sizeof(e.Dropped), entDropped),
 		row("heartbeat_ns", 48, 8, unsafe.Offsetof(e.HeartbeatNS), unsafe.Sizeof(e.HeartbeatNS), entHeartbeatNS),
 		row("torn_retries", 56, 8, unsafe.Offsetof(e.TornRetries), unsafe.Sizeof(e.TornRetries), entTornRetries),
+		row("pidns", 64, 8, unsafe.Offsetof(e.PIDNS), unsafe.Sizeof(e.PIDNS), entPIDNS),
 	}
 
 	for _, tc := range []struct {

@@ -38,7 +38,39 @@ func (c *Consumer) check() (followed bool, err error) {
 			return false, ErrRetired
 		}
 	}
+	if alive {
+		c.resync()
+	}
 	return false, c.judge(alive)
+}
+
+// resync takes the header's last_seq as the consumer's own when its own is
+// ahead of it while the active slot holds an intact frame of exactly that
+// number (PROTOCOL.md amendment 9): a forged frame_seq or last_seq moved it
+// ahead, and without this every real frame would be "nothing new" for good.
+// Called at each check, while the producer is alive.
+func (c *Consumer) resync() {
+	s := c.seg
+	last := s.lastSeq.Load()
+	if last >= c.lastSeq {
+		return
+	}
+	a := s.active.Load()
+	if a >= s.h.SlotCount {
+		return
+	}
+	sl := &s.slots[a]
+	l1 := sl.lock.Load()
+	seq := sl.seq.Load()
+	loadFence()
+	if l1&1 != 0 || sl.lock.Load() != l1 || seq != last {
+		return
+	}
+	c.lastRefusal = fmt.Errorf("%w: this consumer's last frame %d is ahead of the bus's last_seq %d: re-synchronised", ErrCorrupt, c.lastSeq, last)
+	c.resyncs++
+	c.lastSeq = last
+	s.e.lastSeq.Store(last)
+	c.spin = spinState{hits: c.spin.hits, misses: c.spin.misses}
 }
 
 // keepEntry joins again when the consumer's entry was taken from it (it

@@ -104,8 +104,9 @@ type Producer struct {
 	closed  bool
 	seq     uint64 // the last sequence number published (ours, not read back from the segment)
 
-	needRegen atomic.Bool // the segment is no longer usable: the next Begin (or beat) replaces it
-	lastErr   atomic.Pointer[error]
+	needRegen  atomic.Bool // the segment is truncated or its name gone: the next Begin (or beat) replaces it
+	regenTried int64       // Now() of the last attempt that could not (under mu)
+	lastErr    atomic.Pointer[error]
 
 	stop chan struct{}
 	done chan struct{}
@@ -206,7 +207,7 @@ func (p *Producer) takeOwnership() error {
 				continue
 			}
 			lf.close()
-			return &BusyError{PID: ownerPID(p.path)}
+			return ownerBusy(p.path)
 		}
 		// The lock must be on the file that is at the path now (a closing
 		// producer or gc may have unlinked it between our open and lock).
@@ -239,14 +240,20 @@ func (p *Producer) unlinkLock() {
 	}
 }
 
-// ownerPID reads producer_pid from the segment at path, 0 if it cannot.
-func ownerPID(path string) uint32 {
+// ownerBusy is the BusyError of the live producer of the segment at path:
+// its pid and PID namespace as the segment records them (0 if it cannot be
+// read).
+func ownerBusy(path string) *BusyError {
 	f, h, err := openValid(path, false)
 	if err != nil {
-		return 0
+		return &BusyError{}
 	}
 	f.close()
-	return h.ProducerPID
+	e := &BusyError{PID: h.ProducerPID}
+	if ns := h.ProducerPIDNS; ns != 0 && ns != pidNamespace() {
+		e.PIDNS = ns
+	}
+	return e
 }
 
 // openValid opens the segment at path and validates its header.

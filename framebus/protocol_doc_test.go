@@ -166,8 +166,11 @@ func parseProtocolTables(path string) (map[string]specField, map[string]uint64, 
 		line := strings.TrimRight(sc.Text(), "\r")
 		if m := sectionRe.FindStringSubmatch(line); m != nil {
 			prefix, section = section3Prefix[m[1]], "3."+m[1]
-			if m[1] == "" { // an amendment's header words (section 7)
+			if m[1] == "" { // an amendment's header (or consumer entry) words (section 7)
 				prefix, section = "header.", "7"
+				if strings.Contains(line, "consumer entry") {
+					prefix = "entry."
+				}
 			}
 			continue
 		}

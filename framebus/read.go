@@ -177,7 +177,8 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 	for spins := 0; ; spins++ {
 		a := s.active.Load()
 		if a >= s.h.SlotCount {
-			return nil, layoutErr("active", uint64(a), "want < slot_count (%d)", s.h.SlotCount)
+			c.refuse(a, 0, layoutErr("active", uint64(a), "want < slot_count (%d)", s.h.SlotCount))
+			return nil, nil // forged or torn: the producer's next flip mends it
 		}
 		sl := &s.slots[a]
 		l1 := sl.lock.Load() // step 1
@@ -188,8 +189,8 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 			continue
 		}
 		seq := sl.seq.Load() // step 2
-		if seq <= c.lastSeq {
-			return nil, nil // nothing new (or a stale active): deliver nothing
+		if seq <= c.lastSeq || c.refusedHere(a, l1) {
+			return nil, nil // nothing new (or a stale active, or a frame refused already)
 		}
 		n := sl.bytes.Load()
 		flags := sl.flags.Load()
@@ -220,8 +221,18 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 			continue
 		}
 		wake := Now() // read and validated; what follows is bookkeeping
+		if last := s.lastSeq.Load(); seq > last {
+			// Newer than the header says (amendment 9): one ahead is a
+			// frame committed and not yet flipped (its flip and wake
+			// follow); more is a forged word.
+			if seq > last+1 {
+				c.refuse(a, l1, fmt.Errorf("%w: slot %d: frame_seq = %d, newer than last_seq %d", ErrCorrupt, a, seq, last))
+			}
+			return nil, nil
+		}
 		if bad {
-			return nil, fmt.Errorf("%w: slot %d: bytes = %d (capacity %d), user_meta_len = %d", ErrCorrupt, a, n, len(sl.data), ml)
+			c.refuse(a, l1, fmt.Errorf("%w: slot %d: bytes = %d (capacity %d), user_meta_len = %d", ErrCorrupt, a, n, len(sl.data), ml))
+			return nil, nil
 		}
 		if short {
 			return nil, fmt.Errorf("%w: frame of %d bytes, buffer of %d", ErrShortBuffer, n, len(dst))
@@ -235,6 +246,20 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 		return c.deliver(sl, seq, l1, read{n: n, flags: flags, ml: ml, capture: capture, commit: commit, wake: wake,
 			torn: torn, crcBad: crcBad}, dst, copyOut)
 	}
+}
+
+// refuse counts a read refused for a word no honest producer writes
+// (amendment 9): the frame in slot a under lock l is not taken, and not
+// looked at again while that lock stays.
+func (c *Consumer) refuse(a uint32, l uint64, why error) {
+	c.refused++
+	c.lastRefusal = why
+	c.refusedSlot, c.refusedLock = a, l
+}
+
+// refusedHere says whether the frame in slot a under lock l was refused.
+func (c *Consumer) refusedHere(a uint32, l uint64) bool {
+	return c.refused != 0 && c.refusedSlot == a && c.refusedLock == l
 }
 
 // read is what tryRead read of a frame, intact by the sequence lock.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -292,6 +293,24 @@ func (f *sysFile) entryHeld(i int, off uint64) (bool, error) {
 	return typ != unix.F_UNLCK, err
 }
 
+// holdCreation takes the creator's write lock on byte 0 of a temporary file
+// and checks that path still names it (PROTOCOL.md amendment 8): false
+// when a collector holds the lock or removed the file meanwhile.
+func (f *sysFile) holdCreation(path string) (bool, error) {
+	ok, err := f.tryLock(0, 1, true)
+	if err != nil || !ok {
+		return false, err
+	}
+	if same, err := f.isAt(path); err != nil || !same {
+		f.unlock(0, 1)
+		return false, err
+	}
+	return true, nil
+}
+
+// releaseCreation releases it, once the file is renamed (or given up).
+func (f *sysFile) releaseCreation() { f.unlock(0, 1) }
+
 // isAt reports whether the file at path is still this open file (the same
 // inode): a lock file or segment that was not unlinked or replaced.
 func (f *sysFile) isAt(path string) (bool, error) {
@@ -327,7 +346,11 @@ func lstatPath(path string) (pathInfo, error) {
 }
 
 func renameFile(from, to string) error {
-	if err := unix.Rename(from, to); err != nil {
+	err := unix.Rename(from, to)
+	if errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("%w: %s was removed before it could be renamed to %s", errTempVanished, from, to)
+	}
+	if err != nil {
 		return pathErr("rename", to, err)
 	}
 	return nil
@@ -370,8 +393,12 @@ func groupID(g string) (int, error) {
 
 func geteuid() int { return os.Geteuid() }
 
-// processAlive reports whether a process with this pid exists.
-func processAlive(pid int) bool {
-	err := unix.Kill(pid, 0)
-	return err == nil || errors.Is(err, unix.EPERM)
-}
+// pidNamespace is the identity of this process's PID namespace (the inode
+// number of /proc/self/ns/pid, PROTOCOL.md amendment 8), 0 when unknown.
+var pidNamespace = sync.OnceValue(func() uint64 {
+	var st unix.Stat_t
+	if unix.Stat("/proc/self/ns/pid", &st) != nil {
+		return 0
+	}
+	return st.Ino
+})

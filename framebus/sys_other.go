@@ -61,4 +61,7 @@ func groupID(g string) (int, error)                          { return -1, nil }
 func futexWakeOn(w *atomic.Uint32, n int)                    {}
 func futexWakeAddr(addr uintptr, n int)                      {}
 func sleep(w *atomic.Uint32, d time.Duration) error          { time.Sleep(d); return errTimedOut }
-func processAlive(pid int) bool                              { return true }
+
+func pidNamespace() uint64                                { return 0 }
+func (f *sysFile) holdCreation(path string) (bool, error) { return false, errUnsupported }
+func (f *sysFile) releaseCreation()                       {}

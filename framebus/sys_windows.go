@@ -375,16 +375,11 @@ func getpid() uint32 { return uint32(os.Getpid()) }
 // allowed users open them at all, so every bus that opens is "ours".
 func geteuid() int { return 0 }
 
-// processAlive reports whether a process with this pid exists.
-func processAlive(pid int) bool {
-	h, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, uint32(pid))
-	if err != nil {
-		return errors.Is(err, windows.ERROR_ACCESS_DENIED)
-	}
-	defer windows.CloseHandle(h)
-	var code uint32
-	if windows.GetExitCodeProcess(h, &code) != nil {
-		return true
-	}
-	return code == 259 // STILL_ACTIVE
-}
+// pidNamespace is 0: Windows has no PID namespaces (amendment 8).
+func pidNamespace() uint64 { return 0 }
+
+// holdCreation and releaseCreation have nothing to do on Windows: a
+// generation being built has no name until the index names it (amendment
+// 8's temporary files do not exist here).
+func (f *sysFile) holdCreation(path string) (bool, error) { return true, nil }
+func (f *sysFile) releaseCreation()                       {}

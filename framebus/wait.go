@@ -35,6 +35,13 @@ func (c *Consumer) wait(ctx context.Context) (woke bool, err error) {
 	if c.lastCheck == 0 {
 		c.lastCheck = Now()
 	}
+	// Wakes that bring nothing new (a forged sequence number makes every
+	// frame look old) must not put the heartbeat's look off for ever.
+	if now := Now(); now-c.lastCheck >= int64(c.seg.hb) {
+		if again, err := c.onTimeout(now); err != nil || again {
+			return false, err
+		}
+	}
 	for {
 		w, pending := c.word()
 		if pending {
@@ -177,7 +184,14 @@ func (c *Consumer) onTimeout(now int64) (again bool, err error) {
 func (c *Consumer) pending() bool {
 	s := c.seg
 	a := s.active.Load()
-	return a < s.h.SlotCount && s.slots[a].seq.Load() > c.lastSeq
+	if a >= s.h.SlotCount {
+		return false
+	}
+	sl := &s.slots[a]
+	seq := sl.seq.Load()
+	// Not a frame newer than the header says, nor one refused already
+	// (amendment 9): a forged word must not keep the consumer awake.
+	return seq > c.lastSeq && seq <= s.lastSeq.Load() && !c.refusedHere(a, sl.lock.Load())
 }
 
 // spinFor watches for a new frame until one is there (true) or end passes

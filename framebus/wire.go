@@ -93,7 +93,7 @@ type Header struct {
 	SlotDescSize        uint32    `json:"slot_desc_size"`        // 232
 	ConsumerEntrySize   uint32    `json:"consumer_entry_size"`   // 236
 	CreatedNS           uint64    `json:"created_ns"`            // 240
-	_                   uint64    // 248
+	ProducerPIDNS       uint64    `json:"producer_pidns"`        // 248, amendment 8
 
 	// 3.3 publication and counters, bytes 256-511
 	Active             uint32    `json:"active"` // 256 atomic
@@ -138,7 +138,8 @@ type consumerEntry struct {
 	Dropped     uint64 // 40 atomic
 	HeartbeatNS uint64 // 48 atomic
 	TornRetries uint64 // 56 atomic
-	_           [64]byte
+	PIDNS       uint64 // 64, amendment 8
+	_           [56]byte
 }
 
 // ---- the codec: snapshots of the structs, field by field ----
@@ -272,6 +273,7 @@ type entryView struct {
 	off                                                 uint64 // in the segment: the entry's lock range starts here
 	state, pid, sem, waiters                            *atomic.Uint32
 	token, lastSeq, delivered, dropped, heartbeat, torn *atomic.Uint64
+	pidns                                               *atomic.Uint64
 }
 
 // newEntryView views entry i of a segment of geometry g.
@@ -281,6 +283,7 @@ func newEntryView(ctl []byte, g *geometry, i int) entryView {
 		state: u32At(ctl, e+entState), pid: u32At(ctl, e+entPID), sem: u32At(ctl, e+entSem), waiters: u32At(ctl, e+entWaiters),
 		token: u64At(ctl, e+entToken), lastSeq: u64At(ctl, e+entLastSeq), delivered: u64At(ctl, e+entDelivered),
 		dropped: u64At(ctl, e+entDropped), heartbeat: u64At(ctl, e+entHeartbeatNS), torn: u64At(ctl, e+entTornRetries),
+		pidns: u64At(ctl, e+entPIDNS),
 	}
 }
 

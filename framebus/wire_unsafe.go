@@ -41,6 +41,7 @@ const (
 	offSlotDescSize         = uint64(unsafe.Offsetof(header{}.SlotDescSize))
 	offConsumerEntrySize    = uint64(unsafe.Offsetof(header{}.ConsumerEntrySize))
 	offCreatedNS            = uint64(unsafe.Offsetof(header{}.CreatedNS))
+	offProducerPIDNS        = uint64(unsafe.Offsetof(header{}.ProducerPIDNS))
 	offActive               = uint64(unsafe.Offsetof(header{}.Active))
 	offLastSeq              = uint64(unsafe.Offsetof(header{}.LastSeq))
 	offFramesPublished      = uint64(unsafe.Offsetof(header{}.FramesPublished))
@@ -76,6 +77,7 @@ const (
 	entDropped     = uint64(unsafe.Offsetof(consumerEntry{}.Dropped))
 	entHeartbeatNS = uint64(unsafe.Offsetof(consumerEntry{}.HeartbeatNS))
 	entTornRetries = uint64(unsafe.Offsetof(consumerEntry{}.TornRetries))
+	entPIDNS       = uint64(unsafe.Offsetof(consumerEntry{}.PIDNS))
 )
 
 // The structs are the sizes the protocol says, or this does not compile.

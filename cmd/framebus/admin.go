@@ -9,6 +9,7 @@ import (
 
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/cli"
+	"github.com/framebus/framebus/internal/pidns"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -74,7 +75,7 @@ next heartbeat (as after systemd's RemoveIPC).`,
 			if err := framebus.Remove(name, dir, force); err != nil {
 				var be *framebus.BusyError
 				if errors.As(err, &be) {
-					return fmt.Errorf("bus %s is published by a live producer (pid %d): stop it, or --force removes the bus anyway", name, be.PID)
+					return fmt.Errorf("bus %s is published by a live producer (%s): stop it, or --force removes the bus anyway", name, pidns.Resolve(be.PID, be.PIDNS))
 				}
 				return busError(name, dir, err)
 			}

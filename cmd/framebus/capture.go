@@ -15,6 +15,7 @@ import (
 	"github.com/framebus/framebus/capture"
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/cli"
+	"github.com/framebus/framebus/internal/pidns"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -179,7 +180,7 @@ func (o *captureOpts) create(ctx context.Context, f framebus.Format, mode os.Fil
 		return nil, cli.Usagef("bus %s needs %d bytes (%s) in %s, only %d (%s) are free: use a smaller --size, fewer --slots or another --dir; in Docker, raise --shm-size (e.g. docker run --shm-size=1g)",
 			o.name, se.Needed, cli.Bytes(se.Needed), se.Dir, se.Available, cli.Bytes(se.Available))
 	case errors.As(err, &be):
-		return nil, fmt.Errorf("bus %s is published by a live producer (pid %d): stop it or choose another --name", o.name, be.PID)
+		return nil, fmt.Errorf("bus %s is published by a live producer (%s): stop it or choose another --name", o.name, pidns.Resolve(be.PID, be.PIDNS))
 	case errors.Is(err, framebus.ErrBadOptions), errors.Is(err, framebus.ErrBadName):
 		return nil, cli.Usagef("%s", strings.TrimPrefix(report.Cause(err).Error(), framebus.ErrBadOptions.Error()+": "))
 	}

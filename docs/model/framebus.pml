@@ -29,6 +29,19 @@
  *   MUT_SW_LATE_V      mutation: consumer reads wake_seq after its pending check
  *   MUT_SW_LATE_WAITERS mutation: consumer does wake_waiters += 1 only after the wait
  *   MUT_SW_NO_PENDING  mutation: consumer sleeps without re-checking the active slot
+ *   HDR_SEQ            amendment 9: a reader takes a frame only when its frame_seq is
+ *                      not newer than the header's last_seq, loaded after the frame
+ *                      (a frame the producer has committed but not yet flipped is
+ *                      "nothing new"; its flip and wake follow); pending() likewise
+ *   MUT_HDR_SEQ_NO_PENDING with HDR_SEQ, pending() keeps the old test (fs > lastseq
+ *                      only). Safe, and the checker agrees (DIE4, -DNP): pending()
+ *                      reads act afresh each time, and an unflipped frame is only ever
+ *                      seen through a stale act, so the consumer cannot loop on it.
+ *                      The code keeps the test in pending() against forged words.
+ *   DIE4               the producer may die between steps 4 and 5 of a frame (after
+ *                      frame 1): with -DNP (./pan -l) every cycle must pass the
+ *                      producer's progress label, so a consumer that loops without
+ *                      sleeping on a dead producer's unflipped frame is found
  *   (reading wake_waiters before wake_seq += 1 is safe under SC: the Dekker pair
  *   is the flip of act against wake_waiters; the checker agrees, 68M states)
  */
@@ -98,6 +111,13 @@ active proctype Producer() {
      da[s] = seq;                                     /*    data, separate  */
      db[s] = seq;                                     /*    stores          */
      lock[s]++;                                       /* 4: even            */
+#ifdef DIE4
+     if                                               /* killed here: the   */
+     :: seq > 1 -> goto dead                          /* frame is committed */
+     :: skip                                          /* but never flipped  */
+     fi;
+progress_p:
+#endif
      g_last = seq;                                    /* 5: last_seq, flip  */
      act = s;
 #ifdef SHARED_WAKE
@@ -115,11 +135,15 @@ active proctype Producer() {
      wake(1)
   :: else -> break
   od;
-  pdone = true
+  pdone = true;
+#ifdef DIE4
+dead:
+  skip
+#endif
 }
 
 proctype Consumer(byte c) {
-  byte s, l1, fs, v;
+  byte s, l1, fs, v, hs;
   bool bad;            /* data halves read so far disagree with frame_seq */
   do
   :: SHARED(c) ->
@@ -133,6 +157,10 @@ proctype Consumer(byte c) {
 #ifndef MUT_SW_NO_PENDING
      s = act;                                 /* pending(): is the active  */
      fs = fseq[s];                            /* slot's frame new?         */
+#if defined(HDR_SEQ) && !defined(MUT_HDR_SEQ_NO_PENDING)
+     hs = g_last;                             /* and not newer than last_seq */
+     if :: fs > hs -> fs = 0 :: else -> skip fi;
+#endif
 #endif
 #ifdef MUT_SW_LATE_V
      v = wseq;
@@ -153,7 +181,7 @@ end_gsleep:
      gwaiters++;
 #endif
      gwaiters--;
-     s = 0; fs = 0; v = 0;
+     s = 0; fs = 0; v = 0; hs = 0;
      goto reading
   :: !SHARED(c) ->
      /* ---- waiting (section 5) ---- */
@@ -196,6 +224,15 @@ retry:
        :: else -> skip
        fi;
 #endif
+#ifdef HDR_SEQ
+     }
+     hs = g_last;                                        /* amendment 9       */
+     atomic {
+       if
+       :: fs > hs -> fs = 0                              /* not flipped yet: nothing new */
+       :: else -> skip
+       fi;
+#endif
        if                                                /* 4 */
 #ifdef FIX_MONO
        :: fs <= lastseq[c] -> skip                       /* nothing new       */
@@ -215,7 +252,7 @@ retry:
           delivered[c]++;
           assert(delivered[c] + dropped[c] == lastseq[c])   /* P3: accounting */
        fi;
-       s = 0; l1 = 0; fs = 0; bad = false                /* forget locals     */
+       s = 0; l1 = 0; fs = 0; bad = false; hs = 0        /* forget locals     */
      }
   od
 }
@@ -225,10 +262,14 @@ retry:
    is pending. */
 active proctype Watchdog() {
   timeout ->
+#ifdef DIE4
+  skip   /* a dead producer: that everyone blocks at all is the point */
+#else
   assert(pdone);
   assert(lastseq[0] == N && lastseq[1] == N);
   assert(SHARED(0) || sem[0] == 0);
   assert(SHARED(1) || sem[1] == 0)
+#endif
 }
 
 init {

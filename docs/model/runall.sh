@@ -27,3 +27,16 @@ $R sw_mut_no_pending  framebus.pml "-DFIX_MONO -DSHARED_WAKE -DMUT_SW_NO_PENDING
 $R reclaim_lit      reclaim.pml ""           "-DSAFETY -DBFS" ""
 $R reclaim_lit_p4b  reclaim.pml "-DONLY_P4B" "-DSAFETY -DBFS" ""
 $R reclaim_fix      reclaim.pml "-DFIX"      "-DSAFETY" ""
+# --- amendment 8: a creation in progress against a collector, proof of life by lock ---
+$R create_safety      create.pml ""                           "-DSAFETY" ""
+$R create_live        create.pml "-DLIVE"                     ""         "-a -f"
+$R create_mut_recheck create.pml "-DMUT_NO_RECHECK"           "-DSAFETY" ""
+$R create_mut_by_pid  create.pml "-DMUT_BY_PID"               "-DSAFETY" ""
+$R create_mut_pid1    create.pml "-DMUT_BY_PID -DPID1 -DLIVE" ""         "-a -f"
+# --- amendment 9: a frame is taken only when not newer than the header's last_seq ---
+$R hs_safety          framebus.pml "-DFIX_MONO -DHDR_SEQ"                      "-DSAFETY" "-m1000000"
+$R hs_live            framebus.pml "-DFIX_MONO -DHDR_SEQ -DLIVE -DN=4"         ""         "-a -m1000000"
+$R hs_sw_safety       framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DN=4"  "-DSAFETY -DCOLLAPSE" "-m1000000"
+$R hs_sw_mixed        framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DMIXED -DN=4" "-DSAFETY -DCOLLAPSE" "-m1000000"
+$R hs_sw_die4_np      framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DDIE4 -DN=3" "-DNP" "-l -m1000000"
+$R hs_mixed_die4_np   framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DMIXED -DDIE4 -DN=3" "-DNP" "-l -m1000000"

@@ -117,6 +117,8 @@ type Stats struct {
 	Copied    uint64 // frames read with ReadInto (Options.Copy, or copy mode after a discard)
 	Joins     uint64 // buses joined (1 + producers followed after a close)
 	Transient uint64 // bus errors ridden out (a corrupt or truncated segment, a checksum mismatch)
+	Refused   uint64 // reads refused for forged or torn words (framebus.ConsumerStats.Refused)
+	Resyncs   uint64 // re-synchronisations after a forged sequence number (ConsumerStats.Resyncs)
 }
 
 // Feed is a consumer that reads the newest frame of a bus and keeps doing
@@ -149,6 +151,9 @@ type Feed struct {
 	st       Stats
 
 	lastStats framebus.ConsumerStats // of the consumer that left
+
+	refused, resyncs uint64 // the current consumer's, as last seen
+	lastRefusalLog   time.Time
 }
 
 // copyFrames is how many frames the feed reads in copy mode after a
@@ -201,6 +206,7 @@ func (f *Feed) closeConsumer() error {
 		return nil
 	}
 	f.lastStats = f.c.Stats()
+	f.refused, f.resyncs = 0, 0 // the next consumer counts from 0
 	err := f.c.Close()
 	f.c = nil
 	return err
@@ -256,6 +262,7 @@ func (f *Feed) Next(ctx context.Context) (*framebus.Frame, error) {
 	if cancel != nil {
 		cancel()
 	}
+	f.noteRefusals()
 	if err == nil {
 		if f.wait != nil || f.logged != "" {
 			f.logf("bus %s: frames again (generation %d)", f.name, fr.Generation)
@@ -350,6 +357,26 @@ func Classify(err error) Kind {
 		return Transient
 	}
 	return Fatal
+}
+
+// noteRefusals reports the reads the consumer refused since the last call
+// (forged or torn words: PROTOCOL.md amendment 9; it goes on by itself),
+// at most once a second while they go on.
+func (f *Feed) noteRefusals() {
+	if f.c == nil {
+		return
+	}
+	refused, resyncs, last := f.c.Refusals()
+	if refused == f.refused && resyncs == f.resyncs {
+		return
+	}
+	f.st.Refused += refused - f.refused
+	f.st.Resyncs += resyncs - f.resyncs
+	f.refused, f.resyncs = refused, resyncs
+	if time.Since(f.lastRefusalLog) >= time.Second {
+		f.lastRefusalLog = time.Now()
+		f.logf("bus %s: refused a read of words no producer writes (%d refused, %d re-synchronisations so far): %v", f.name, f.st.Refused, f.st.Resyncs, last)
+	}
 }
 
 // noteTransient counts a transient error and reports it once per kind (and

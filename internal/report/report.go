@@ -1,7 +1,8 @@
 // Package report turns what framebus.Inspect and framebus.List read into
 // what the framebus command prints: the status of a bus (text or JSON), the
 // list of buses, and the field-by-field dump of a segment. It reads nothing
-// itself, so what it prints is tested without processes.
+// of the bus itself, so what it prints is tested without processes (pids of
+// other PID namespaces are looked up in /proc by internal/pidns).
 package report
 
 import (
@@ -14,6 +15,7 @@ import (
 
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/cli"
+	"github.com/framebus/framebus/internal/pidns"
 )
 
 // StateName names a segment state (header.state).
@@ -107,15 +109,17 @@ type Status struct {
 	PublishFPS      float64          `json:"publish_fps"`
 	RateWindowNS    int64            `json:"publish_fps_window_ns"` // what the rate was measured over
 	RateInstant     bool             `json:"publish_fps_instant"`   // over the last interval (else since created)
+	Producer        pidns.PID        `json:"producer"`              // producer_pid and what it means here
 	Consumers       []ConsumerStatus `json:"consumers"`
 }
 
 // ConsumerStatus is one consumer entry and what follows from it.
 type ConsumerStatus struct {
 	framebus.ConsumerInfo
-	StateName      string `json:"state_name"`
-	Lag            uint64 `json:"lag"` // frames behind the bus: last_seq - the entry's last_seq
-	HeartbeatAgeNS int64  `json:"heartbeat_age_ns"`
+	StateName      string    `json:"state_name"`
+	Lag            uint64    `json:"lag"` // frames behind the bus: last_seq - the entry's last_seq
+	HeartbeatAgeNS int64     `json:"heartbeat_age_ns"`
+	Process        pidns.PID `json:"process"` // pid and what it means here
 }
 
 // NewStatus derives the status from a snapshot. With prev, an earlier
@@ -126,7 +130,8 @@ func NewStatus(s, prev *framebus.Snapshot) *Status {
 	h := s.Header
 	st := &Status{Header: h, Name: s.Name, Path: s.Path, StateName: StateName(h.State),
 		PixelFormatName: FormatName(framebus.FourCC(h.PixelFormat)), ProducerAlive: s.OwnerAlive,
-		HeartbeatAgeNS: s.NowNS - int64(h.HeartbeatNS), Consumers: []ConsumerStatus{}}
+		HeartbeatAgeNS: s.NowNS - int64(h.HeartbeatNS), Consumers: []ConsumerStatus{},
+		Producer: pidns.Resolve(h.ProducerPID, h.ProducerPIDNS)}
 	if prev != nil && prev.Header.Generation == h.Generation && s.NowNS > prev.NowNS && h.FramesPublished >= prev.Header.FramesPublished {
 		st.RateWindowNS = s.NowNS - prev.NowNS
 		st.PublishFPS = float64(h.FramesPublished-prev.Header.FramesPublished) / time.Duration(st.RateWindowNS).Seconds()
@@ -142,7 +147,8 @@ func NewStatus(s, prev *framebus.Snapshot) *Status {
 		}
 	}
 	for _, c := range s.Consumers {
-		cs := ConsumerStatus{ConsumerInfo: c, StateName: EntryStateName(c.State), HeartbeatAgeNS: s.NowNS - int64(c.HeartbeatNS)}
+		cs := ConsumerStatus{ConsumerInfo: c, StateName: EntryStateName(c.State), HeartbeatAgeNS: s.NowNS - int64(c.HeartbeatNS),
+			Process: pidns.Resolve(c.PID, c.PIDNS)}
 		if h.LastSeq > c.LastSeq {
 			cs.Lag = h.LastSeq - c.LastSeq
 		}
@@ -166,9 +172,9 @@ func WriteStatus(w io.Writer, st *Status, nowNS int64) {
 	}
 	row("format", "%s, %s per frame, %d slots, checksums %s", FormatString(f), cli.Bytes(h.SlotCapacity), h.SlotCount, sums)
 	if st.ProducerAlive {
-		row("producer", "pid %d, alive, heartbeat %s", h.ProducerPID, Age(nowNS, h.HeartbeatNS))
+		row("producer", "%s, alive, heartbeat %s", st.Producer, Age(nowNS, h.HeartbeatNS))
 	} else {
-		row("producer", "pid %d, gone (no process holds the bus lock; 'framebus gc' removes a stale bus), last heartbeat %s", h.ProducerPID, Age(nowNS, h.HeartbeatNS))
+		row("producer", "%s, gone (no process holds the bus lock; 'framebus gc' removes a stale bus), last heartbeat %s", st.Producer, Age(nowNS, h.HeartbeatNS))
 	}
 	switch {
 	case st.RateWindowNS == 0:
@@ -193,7 +199,7 @@ func WriteStatus(w io.Writer, st *Status, nowNS int64) {
 		if !c.Alive {
 			state += " (dead)"
 		}
-		fmt.Fprintf(tw, "  %d\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t\n", c.Index, c.PID, state, c.Delivered, c.Dropped, c.Lag, c.TornRetries, Age(nowNS, c.HeartbeatNS))
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", c.Index, c.Process.Short(), state, c.Delivered, c.Dropped, c.Lag, c.TornRetries, Age(nowNS, c.HeartbeatNS))
 	}
 	tw.Flush()
 }
@@ -201,9 +207,10 @@ func WriteStatus(w io.Writer, st *Status, nowNS int64) {
 // ListEntry is one bus of the ls command in JSON.
 type ListEntry struct {
 	framebus.BusInfo
-	StateName   string `json:"state_name"`
-	ProducerPID uint32 `json:"producer_pid"`
-	Error       string `json:"error,omitempty"`
+	StateName   string    `json:"state_name"`
+	ProducerPID uint32    `json:"producer_pid"`
+	Producer    pidns.PID `json:"producer"`
+	Error       string    `json:"error,omitempty"`
 }
 
 // NewList derives the ls rows.
@@ -213,6 +220,7 @@ func NewList(buses []framebus.BusInfo) []ListEntry {
 		e := ListEntry{BusInfo: b, StateName: StateName(b.State)}
 		if b.Snapshot != nil {
 			e.ProducerPID = b.Snapshot.Header.ProducerPID
+			e.Producer = pidns.Resolve(e.ProducerPID, b.Snapshot.Header.ProducerPIDNS)
 		}
 		if b.Err != nil {
 			e.Error = Cause(b.Err).Error()
@@ -229,7 +237,7 @@ func WriteList(w io.Writer, list []ListEntry) {
 	for _, e := range list {
 		producer := "gone (stale)"
 		if e.OwnerAlive {
-			producer = fmt.Sprintf("pid %d", e.ProducerPID)
+			producer = e.Producer.String()
 		}
 		if e.Error != "" && e.Snapshot == nil {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t%s\terror: %s\n", e.Name, producer, e.Error)
@@ -317,13 +325,13 @@ func WriteDump(w io.Writer, s *framebus.Snapshot) {
 		return
 	}
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "  INDEX\tSTATE\tPID\tSEM\tWAITERS\tTOKEN\tLAST_SEQ\tDELIVERED\tDROPPED\tHEARTBEAT_NS\tTORN_RETRIES\tLOCK\t\n")
+	fmt.Fprintf(tw, "  INDEX\tSTATE\tPID\tPIDNS\tSEM\tWAITERS\tTOKEN\tLAST_SEQ\tDELIVERED\tDROPPED\tHEARTBEAT_NS\tTORN_RETRIES\tLOCK\t\n")
 	for _, c := range s.Consumers {
 		lock := "held"
 		if !c.Alive {
 			lock = "free (dead)"
 		}
-		fmt.Fprintf(tw, "  %d\t%d %s\t%d\t%d\t%d\t0x%016x\t%d\t%d\t%d\t%d\t%d\t%s\t\n", c.Index, c.State, EntryStateName(c.State), c.PID, c.Sem, c.Waiters,
+		fmt.Fprintf(tw, "  %d\t%d %s\t%d\t%d\t%d\t%d\t0x%016x\t%d\t%d\t%d\t%d\t%d\t%s\t\n", c.Index, c.State, EntryStateName(c.State), c.PID, c.PIDNS, c.Sem, c.Waiters,
 			c.Token, c.LastSeq, c.Delivered, c.Dropped, c.HeartbeatNS, c.TornRetries, lock)
 	}
 	tw.Flush()

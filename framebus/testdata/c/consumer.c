@@ -120,6 +120,14 @@ static int ever_joined; /* print the summary on every exit after the first join 
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
+/* The identity of our PID namespace (PROTOCOL.md amendment 8): the inode
+ * number of /proc/self/ns/pid, 0 when unknown. */
+static uint64_t pid_namespace(void)
+{
+	struct stat st;
+	return stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -443,6 +451,7 @@ static void join_table(void)
 		uint64_t token = random_token();
 		__atomic_store_n(&e->token, token, SEQ_CST);
 		__atomic_store_n(&e->pid, (uint32_t)getpid(), SEQ_CST);
+		__atomic_store_n(&e->pidns, pid_namespace(), SEQ_CST); /* amendment 8 */
 		__atomic_store_n(&e->heartbeat_ns, now_ns(), SEQ_CST);
 		uint64_t last = __atomic_load_n(&B.h->last_seq, SEQ_CST);
 		__atomic_store_n(&e->last_seq, last, SEQ_CST);

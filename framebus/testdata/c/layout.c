@@ -50,6 +50,7 @@ int main(void)
 	FIELD("header", framebus_header, slot_desc_size);
 	FIELD("header", framebus_header, consumer_entry_size);
 	FIELD("header", framebus_header, created_ns);
+	FIELD("header", framebus_header, producer_pidns);
 	FIELD("header", framebus_header, active);
 	FIELD("header", framebus_header, last_seq);
 	FIELD("header", framebus_header, frames_published);
@@ -79,6 +80,7 @@ int main(void)
 	FIELD("entry", framebus_consumer_entry, dropped);
 	FIELD("entry", framebus_consumer_entry, heartbeat_ns);
 	FIELD("entry", framebus_consumer_entry, torn_retries);
+	FIELD("entry", framebus_consumer_entry, pidns);
 
 	CONST(MAGIC);
 	CONST(ABI_VERSION);
