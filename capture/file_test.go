@@ -167,8 +167,9 @@ func lumaAt(f framebus.Format, b []byte, x, y int) byte {
 
 // Frames come in the file's order, the first again after the last, with the
 // capture time of each taken during its Read. RGBA takes the general way
-// (decode, then cvtColor into the slot), BGR24 the direct one (decoded into
-// the slot), both across the loop.
+// (decode, then cvtColor into the source's buffer), BGR24 the direct one
+// (decoded into that buffer), both across the loop; Go copies the frame into
+// the slot.
 func TestFileFramesInOrderAndLoop(t *testing.T) {
 	for _, pf := range []framebus.FourCC{framebus.FormatRGBA, framebus.FormatBGR24, framebus.FormatYUYV} {
 		t.Run(pf.String(), func(t *testing.T) {

@@ -42,7 +42,7 @@ func TestCConsumer(t *testing.T) {
 	p, err := framebus.Create("ctest", framebus.ProducerOptions{
 		Format:    framebus.Format{Width: 320, Height: 240, PixelFormat: framebus.FormatRGBA},
 		Checksum:  true,
-		Heartbeat: 50 * time.Millisecond,
+		Heartbeat: 10 * time.Second,
 		Dir:       dir,
 	})
 	if err != nil {
@@ -67,6 +67,7 @@ func TestCConsumer(t *testing.T) {
 
 	size := int(p.Format().FrameSize)
 	want := map[uint64]string{}
+	woken := 0
 	for i := 0; i < frames; i++ {
 		buf, err := p.Begin()
 		if err != nil {
@@ -80,11 +81,12 @@ func TestCConsumer(t *testing.T) {
 		if _, err := p.Commit(size, framebus.Meta{UserMeta: []byte("c-test")}); err != nil {
 			t.Fatal(err)
 		}
-		// Every other frame, give the consumer time to fall asleep on the
-		// futex, so the semaphore wake path is exercised, not only the
-		// read-before-wait path.
-		if i%2 == 0 {
-			time.Sleep(2 * time.Millisecond)
+		// Lockstep: the next frame once the consumer took this one, so
+		// that it sleeps on its semaphore before every frame and the wake
+		// path is what delivers it. The heartbeat (its wait's timeout) is
+		// 10 s: a consumer that is not woken waits out the 2 s allowed.
+		if waitTaken(dir, seq, 2*time.Second) {
+			woken++
 		}
 	}
 	if err := p.Close(); err != nil {
@@ -143,7 +145,18 @@ func TestCConsumer(t *testing.T) {
 	if delivered+dropped != frames || eos != 1 {
 		t.Errorf("delivered %d + dropped %d != %d frames, or no end of stream (eos=%d)", delivered, dropped, frames, eos)
 	}
-	if delivered < frames/4 {
-		t.Errorf("the C consumer delivered only %d of %d frames: is it being woken?", delivered, frames)
+	if woken < frames*9/10 {
+		t.Errorf("the C consumer took only %d of %d frames within 2 s of their commit: is it being woken?", woken, frames)
 	}
+}
+
+// waitTaken waits, at most d, until the one consumer of bus ctest in dir has
+// taken frame seq (its entry's last_seq).
+func waitTaken(dir string, seq uint64, d time.Duration) bool {
+	for start := time.Now(); time.Since(start) < d; time.Sleep(100 * time.Microsecond) {
+		if s, err := framebus.Inspect("ctest", dir); err == nil && len(s.Consumers) == 1 && s.Consumers[0].LastSeq >= seq {
+			return true
+		}
+	}
+	return false
 }

@@ -28,10 +28,8 @@ func (p *Producer) Begin() ([]byte, error) {
 	if p.held {
 		return nil, &Error{Op: "begin", Name: p.name, Err: ErrSlotHeld}
 	}
-	if p.needRegen.Load() {
-		if err := p.regenLocked(p.opts.Format); err != nil {
-			return nil, wrap("begin", p.name, err)
-		}
+	if err := p.replaceIfNeeded(); err != nil {
+		return nil, wrap("begin", p.name, err)
 	}
 	s := p.seg
 	var b uint32
@@ -40,6 +38,36 @@ func (p *Producer) Begin() ([]byte, error) {
 	}
 	p.held, p.back, p.heldSeg = true, b, s
 	return s.slots[b].data, nil
+}
+
+// replaceIfNeeded publishes the new generation that a fault or the
+// heartbeat asked for. When it cannot be made (a full bus directory, say,
+// after the name was removed from outside) and the current segment is still
+// whole, the producer carries on in it (its consumers keep their frames)
+// and tries again at most once a heartbeat interval, the error in Err; a
+// segment that is not whole any more (truncated) is the error. Called with
+// p.mu held and no slot lent out.
+func (p *Producer) replaceIfNeeded() error {
+	if !p.needRegen.Load() {
+		return nil
+	}
+	now := Now()
+	intact := p.seg.intact()
+	if intact && now-p.regenTried < int64(p.opts.Heartbeat) {
+		return nil // carrying on; the heartbeat retries too
+	}
+	p.regenTried = now
+	err := p.regenLocked(p.opts.Format)
+	if err == nil {
+		p.lastErr.Store(nil)
+		return nil
+	}
+	werr := wrap("new generation", p.name, err)
+	p.lastErr.Store(&werr)
+	if intact {
+		return nil
+	}
+	return err
 }
 
 // usable says why the producer cannot publish (nil when it can).
