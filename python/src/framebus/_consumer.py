@@ -691,9 +691,11 @@ class Consumer:
                     return
                 r = F.wait(word, val, timeout)
             finally:
-                if counted:
+                # The file may have been truncated while we slept: look before touching.
+                intact = s.size_ok()
+                if counted and intact:
                     _fadd4(waiters, _MINUS1, _SC)
-            if r == F.FAULT or not s.size_ok():
+            if r == F.FAULT or not intact:
                 self._broken = self._r.broken = True
                 raise _Followed()  # the read loop recovers without touching the mapping
             if shared and _load4(word, _SC) != val:
