@@ -177,7 +177,7 @@ def c_consumer(tmp_path_factory) -> str:
 
 
 def consume_args(name: str, d: str, *extra: str) -> List[str]:
-    return [PY, str(HELPERS / "consume.py"), name, d, *extra]
+    return [PY, "-X", "faulthandler", str(HELPERS / "consume.py"), name, d, *extra]
 
 
 def wait_for(pred, timeout: float = 10.0, what: str = "condition", interval: float = 0.01):

@@ -144,6 +144,23 @@ def fence() -> None:
     _fence(SEQ_CST)
 
 
+import platform as _platform
+
+#: x86-64 is TSO: loads are not reordered with loads, stores not with stores, so the
+#: seqlock's load fence (reader) and store fence (writer) are compiler-only there, and a
+#: call into libatomic already is a compiler barrier. Everywhere else (arm64) they are
+#: ``atomic_thread_fence`` calls (``dmb ish``).
+TSO: bool = _platform.machine().lower() in ("x86_64", "amd64")
+
+
+def seqlock_fence() -> None:
+    """The sequence lock's load fence (between the data reads and the second lock load) and
+    store fence (between the odd lock store and the data writes): nothing on x86-64 (TSO),
+    ``atomic_thread_fence`` (``dmb ish``) elsewhere."""
+    if not TSO:
+        _fence(SEQ_CST)
+
+
 # Bound methods for the hot paths (one attribute lookup less per call).
 raw_load4, raw_load8, raw_store4, raw_store8 = _load4, _load8, _store4, _store8
 raw_xchg4, raw_fadd4, raw_fadd8, raw_fence = _xchg4, _fadd4, _fadd8, _fence

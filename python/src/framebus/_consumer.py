@@ -31,6 +31,7 @@ _now = time.monotonic_ns  # CLOCK_MONOTONIC, the clock of every *_ns field
 _load4, _load8, _store8 = A.raw_load4, A.raw_load8, A.raw_store8
 _xchg4, _fadd4, _fadd8, _fence = A.raw_xchg4, A.raw_fadd4, A.raw_fadd8, A.raw_fence
 _SC = A.SEQ_CST
+_TSO = A.TSO
 _MINUS1 = 0xFFFFFFFF
 _fstat = os.fstat
 
@@ -264,7 +265,8 @@ class Frame:
             return True
         if seg.released or not seg.size_ok():
             return False
-        _fence(_SC)
+        if not _TSO:
+            _fence(_SC)
         return _load8(self._lock_addr, _SC) == self._lock
 
     def __repr__(self) -> str:
@@ -357,6 +359,7 @@ class Consumer:
         self._eos_seq = 0
         self._broken = False
         self._hb_due = False
+        self._fresh = False
         self._closed = False
         self._scratch: Optional[bytearray] = None
         self._scratch_mv: Optional[memoryview] = None
@@ -520,7 +523,9 @@ class Consumer:
                     if self._broken:
                         self._recover_broken(deadline)
                     s = self._seg
-                    if not s.size_ok():  # type: ignore[union-attr]
+                    if self._fresh:
+                        self._fresh = False  # just woken through the mapping: intact as of the wake
+                    elif not s.size_ok():  # type: ignore[union-attr]
                         self._broken = self._r.broken = True
                         continue
                     fr = self._try_read(dst)
@@ -574,7 +579,8 @@ class Consumer:
                 elif verify:
                     scratch = self._scratch_for(s.capacity)
                     scratch[:n] = s.data_mv[off:off + n]  # the checksum is taken of a copy made under the lock
-            _fence(_SC)  # the load fence of step 3
+            if not _TSO:
+                _fence(_SC)  # the load fence of step 3 (dmb ish on arm64; x86-64 needs none)
             if _load8(lock_addr, _SC) != l1:  # step 3: overwritten mid-read
                 torn += 1
                 _fadd8(s.e_torn, 1, _SC)
@@ -674,6 +680,7 @@ class Consumer:
             else:
                 if _xchg4(s.e_sem, 0, _SC) > 0:
                     self._hb_due = True
+                    self._fresh = True  # the exchange itself just went through the mapping
                     return
                 word, val, waiters = s.e_sem, 0, s.e_waiters
             timeout = s.hb_ns
@@ -683,23 +690,30 @@ class Consumer:
                     raise Timeout("no frame before the deadline")
                 timeout = min(timeout, left)
             counted = False
+            r = F.TIMED_OUT
             try:
                 _fadd4(waiters, 1, _SC)
                 counted = True
                 if shared and self._pending():
+                    r = F.WOKEN
                     self._hb_due = True
                     return
                 r = F.wait(word, val, timeout)
             finally:
-                # The file may have been truncated while we slept: look before touching.
-                intact = s.size_ok()
+                # A wake (or EAGAIN: the word had moved on) means the kernel read the word: the
+                # mapping was intact then, as it is after an fstat. After anything else the file
+                # may have been truncated while we slept: look before touching it.
+                intact = r == F.WOKEN or r == F.CHANGED or s.size_ok()
                 if counted and intact:
                     _fadd4(waiters, _MINUS1, _SC)
-            if r == F.FAULT or not intact:
+            if not intact or r == F.FAULT:
                 self._broken = self._r.broken = True
                 raise _Followed()  # the read loop recovers without touching the mapping
-            if shared and _load4(word, _SC) != val:
+            if shared and (r == F.WOKEN or r == F.CHANGED):
+                # Go re-reads the word to tell a spurious wake; reading the slot at once tells it
+                # too (nothing new: the read loop sleeps again), and is quicker for a real one.
                 self._hb_due = True
+                self._fresh = True
                 return
             now = _now()
             if r == F.TIMED_OUT or now - self._last_check >= s.hb_ns:

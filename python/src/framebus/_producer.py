@@ -571,7 +571,7 @@ class Producer:
         b = (_load4(s.active, _SC) + 1) % s.slot_count
         lk = s.lock[b]
         _store8(lk, _load8(lk, _SC) | 1, _SC)
-        _fence(_SC)
+        A.seqlock_fence()  # the store fence: odd lock before the data (dmb ish on arm64)
         self._held = b
         return b
 
