@@ -353,3 +353,66 @@ def test_consumer_in_another_pid_namespace(procs, busdir):
         os.kill(cons.pid, signal.SIGKILL)  # --kill-child takes the consumer with it
         cons.wait()
         wait_for(lambda: p.stats().consumers_reclaimed == 1, 10, "the entry reclaimed")
+
+
+def test_python_producer_takes_over_a_dead_go_producer(procs, go_bin, busdir):
+    cap = procs([go_bin, "capture", "--name", "take", "--dir", busdir, "--size", "64x48", "--fps", "100"])
+    cons = procs(consume_args("take", busdir, "--keep-going", "--timeout", "30"))
+    joined = cons.wait_event(lambda e: e["event"] == "joined")
+    cons.wait_event(lambda e: e["event"] == "frame" and e["seq"] >= 10)
+    os.kill(cap.pid, signal.SIGKILL)
+    cap.wait()
+    cons.wait_event(lambda e: e["event"] == "error" and e["type"] == "ProducerGone")
+    with framebus.Producer("take", 64, 48, "RGBA", dir=busdir) as p:
+        assert p.generation == 2 and p.last_seq >= 10  # the dead producer's numbering, continued
+        first = p.last_seq + 1
+        for i in range(50):
+            p.publish(np.zeros((48, 64, 4), np.uint8))
+            time.sleep(0.005)
+        ev = cons.wait_event(lambda e: e["event"] == "frame" and e["generation"] == 2)
+        assert ev["generation_changed"] and ev["seq"] >= first
+    rest = cons.drain()
+    assert cons.wait() == 0 and rest[-1]["eos"]
+    frames = [e for e in cons.lines if '"frame"' in e]
+    import json as _json
+
+    check_accounting([_json.loads(x) for x in frames], joined["last_seq"])
+
+
+def test_go_producer_takes_over_a_dead_python_producer(procs, go_bin, busdir):
+    pub = procs([PY, "-m", "framebus", "pattern", "back", "--dir", busdir, "--size", "64x48", "--fps", "100"])
+    cons = procs(consume_args("back", busdir, "--keep-going", "--timeout", "30"))
+    cons.wait_event(lambda e: e["event"] == "frame" and e["seq"] >= 10)
+    os.kill(pub.pid, signal.SIGKILL)
+    pub.wait()
+    cons.wait_event(lambda e: e["event"] == "error" and e["type"] == "ProducerGone")
+    cap = procs([go_bin, "capture", "--name", "back", "--dir", busdir, "--size", "64x48", "--fps", "100"])
+    ev = cons.wait_event(lambda e: e["event"] == "frame" and e["generation"] == 2)
+    assert ev["generation_changed"] and ev["seq"] > 10
+    st = go_stat(go_bin, "back", busdir)
+    assert st["generation"] == 2 and st["producer_pid"] == cap.pid
+    cap.signal(signal.SIGTERM)
+    assert cap.wait() == 0
+    assert cons.drain()[-1]["eos"] and cons.wait() == 0
+
+
+def test_ctrl_c_while_waiting_leaves_the_table(procs, busdir):
+    """SIGINT interrupts the futex wait (KeyboardInterrupt at once, not at the next
+    heartbeat), and the interpreter's exit gives the entry back."""
+    with framebus.Producer("sigint", 16, 16, "GREY", dir=busdir, heartbeat=30) as p:
+        cons = procs(consume_args("sigint", busdir, "--timeout", "60"))
+        cons.wait_event(lambda e: e["event"] == "joined")
+        fd = os.open(p.path, os.O_RDONLY)
+        try:
+            wait_for(lambda: struct.unpack("<I", os.pread(fd, 4, 324))[0] == 1, 10, "the consumer asleep")
+            t0 = time.monotonic()
+            os.kill(cons.pid, signal.SIGINT)
+            rc = cons.wait(20)
+            took = time.monotonic() - t0
+            assert rc != 0 and "KeyboardInterrupt" in cons.stderr
+            assert took < 10  # the heartbeat is 30 s: the signal, not a timeout, ended the wait
+            st = p.stats()
+            assert st.active_consumers == 0 and st.consumers_reclaimed == 0
+            assert struct.unpack("<I", os.pread(fd, 4, 324))[0] == 0  # wake_waiters back to 0
+        finally:
+            os.close(fd)
