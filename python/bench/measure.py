@@ -43,15 +43,17 @@ def pct(xs, q):
     return xs[k]
 
 
-def run_round(go_bin, fps, seconds, with_go=True):
+def run_round(go_bin, fps, seconds, with_go=True, with_py=True):
     d = tempfile.mkdtemp(prefix="fbmeasure-", dir="/dev/shm")
     try:
         env = dict(os.environ)
         env.pop("FRAMEBUS_DIR", None)
         py_out = open(os.path.join(d, "py.jsonl"), "w+")
         go_out = open(os.path.join(d, "go.jsonl"), "w+")
-        procs = [subprocess.Popen([sys.executable, "-m", "framebus", "tail", "m", "--dir", d, "--json", "--timeout", "20"],
-                                  stdout=py_out, stderr=subprocess.DEVNULL, env=env)]
+        procs = []
+        if with_py:
+            procs.append(subprocess.Popen([sys.executable, "-m", "framebus", "tail", "m", "--dir", d, "--json",
+                                           "--timeout", "20"], stdout=py_out, stderr=subprocess.DEVNULL, env=env))
         if with_go:
             procs.append(subprocess.Popen([go_bin, "tail", "m", "--dir", d, "--json", "--timeout", "20s"],
                                           stdout=go_out, stderr=subprocess.DEVNULL, env=env))
@@ -70,7 +72,7 @@ def run_round(go_bin, fps, seconds, with_go=True):
                 p.wait()
         res = {"published": published}
         for name, f in (("py", py_out), ("go", go_out)):
-            if name == "go" and not with_go:
+            if (name == "go" and not with_go) or (name == "py" and not with_py):
                 continue
             f.seek(0)
             lat, dropped, frames = [], 0, 0
@@ -101,15 +103,28 @@ def latency(go_bin, rounds, fps, seconds):
               f"Python p50 {py['p50']:.1f} us p99 {py['p99']:.1f} us dropped {py['dropped']}; "
               f"Go p50 {go['p50']:.1f} us p99 {go['p99']:.1f} us dropped {go['dropped']}; "
               f"ratio p50 {row['ratio_p50']:.2f} p99 {row['ratio_p99']:.2f}", flush=True)
+    solo = {"py": [], "go": []}
+    for r in range(rounds):  # each consumer alone, interleaved: the placement effect apart
+        solo["py"].append(run_round(go_bin, fps, seconds, with_go=False)["py"])
+        solo["go"].append(run_round(go_bin, fps, seconds, with_py=False)["go"])
     med = lambda k, c: statistics.median(r[c][k] for r in rows)
     summary = {"fps": fps, "py_p50": med("p50", "py"), "py_p99": med("p99", "py"), "go_p50": med("p50", "go"),
                "go_p99": med("p99", "go"), "ratio_p50": statistics.median(r["ratio_p50"] for r in rows),
                "ratio_p99": statistics.median(r["ratio_p99"] for r in rows),
                "py_dropped": [r["py"]["dropped"] for r in rows], "go_dropped": [r["go"]["dropped"] for r in rows],
-               "published": [r["published"] for r in rows]}
+               "published": [r["published"] for r in rows],
+               "solo_py_p50": statistics.median(x["p50"] for x in solo["py"]),
+               "solo_py_p99": statistics.median(x["p99"] for x in solo["py"]),
+               "solo_go_p50": statistics.median(x["p50"] for x in solo["go"]),
+               "solo_go_p99": statistics.median(x["p99"] for x in solo["go"]),
+               "solo_py_dropped": [x["dropped"] for x in solo["py"]],
+               "solo_go_dropped": [x["dropped"] for x in solo["go"]]}
     print(f"  median over {rounds} rounds: Python p50 {summary['py_p50']:.1f} p99 {summary['py_p99']:.1f} us, "
           f"Go p50 {summary['go_p50']:.1f} p99 {summary['go_p99']:.1f} us, same-run ratio p50 "
           f"{summary['ratio_p50']:.2f} p99 {summary['ratio_p99']:.2f}", flush=True)
+    print(f"  each alone (medians): Python p50 {summary['solo_py_p50']:.1f} p99 {summary['solo_py_p99']:.1f} us "
+          f"dropped {summary['solo_py_dropped']}; Go p50 {summary['solo_go_p50']:.1f} p99 {summary['solo_go_p99']:.1f} us "
+          f"dropped {summary['solo_go_dropped']}", flush=True)
     return summary
 
 
@@ -156,16 +171,18 @@ def overhead(rounds):
 
 
 def keep_up(go_bin, rates, rounds, seconds):
+    """Drops of the Python consumer at each rate, with the Go consumer's in the same run
+    (a paced producer that falls behind publishes in bursts, which every consumer drops)."""
     res = []
     for fps in rates:
-        drops = []
-        pubs = []
+        py, go, pubs = [], [], []
         for _ in range(rounds):
-            r = run_round(go_bin, fps, seconds, with_go=False)
-            drops.append(r["py"]["dropped"])
+            r = run_round(go_bin, fps, seconds)
+            py.append(r["py"]["dropped"])
+            go.append(r["go"]["dropped"])
             pubs.append(r["published"])
-        res.append({"fps": fps, "dropped": drops, "published": pubs})
-        print(f"  {fps or 'max'} fps: published {pubs}, Python consumer dropped {drops}", flush=True)
+        res.append({"fps": fps, "py_dropped": py, "go_dropped": go, "published": pubs})
+        print(f"  {fps or 'max'} fps: published {pubs} in {seconds} s; dropped: Python {py}, Go {go}", flush=True)
     return res
 
 
@@ -188,7 +205,7 @@ def main():
         result["overhead"] = overhead(a.rounds)
     if "keepup" in only:
         print("1080p RGBA: drops of a Python consumer at rising rates:", flush=True)
-        result["keepup"] = keep_up(a.bin, [120, 240, 480, 960, 0], 3, 4)
+        result["keepup"] = keep_up(a.bin, [60, 120, 180, 240, 480, 0], 3, 4)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -83,6 +83,7 @@ def test_kill9_python_consumer_is_reclaimed_by_python_producer(procs, busdir):
         cons.wait()
         wait_for(lambda: p.stats().consumers_reclaimed == 1, 10, "the entry reclaimed")
         assert p.stats().active_consumers == 0
+        assert entry_word(p.path, joined["entry"], 64) == 0  # the dead consumer's pidns cleared
         # The entry is free again: a new consumer gets it.
         with framebus.Consumer("recl", dir=busdir) as c:
             assert c.entry == joined["entry"]
@@ -119,6 +120,14 @@ def test_interpreter_exit_leaves_the_table(procs, busdir):
         assert cons.wait() == 0
         st = p.stats()
         assert st.active_consumers == 0 and st.consumers_reclaimed == 0
+        assert entry_word(p.path, 0, 64) == 0 and entry_word(p.path, 0, 0, 4) == 0  # pidns, state
+
+
+def entry_word(path: str, index: int, off: int, size: int = 8) -> int:
+    with open(path, "rb") as f:
+        b = f.read(65536)
+    cto = struct.unpack_from("<Q", b, 224)[0]
+    return int.from_bytes(b[cto + 128 * index + off:cto + 128 * index + off + size], "little")
 
 
 def test_stat_shows_python_consumer_fields(procs, go_bin, busdir):

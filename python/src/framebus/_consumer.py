@@ -153,6 +153,9 @@ class _Segment:
             return
         try:
             if A.load64(self.e_token) == token:
+                # pidns back to 0 ("unknown") while the entry is still ours: a joiner that does
+                # not know amendment 8 would otherwise inherit it (docs/PYTHON.md, findings).
+                A.store64(self.e_pidns, 0)
                 A.cas32(self.e_state, ENTRY_ACTIVE, ENTRY_FREE)
         finally:
             unlock(self.fd, self.e_off, CONSUMER_ENTRY_SIZE)

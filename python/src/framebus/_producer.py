@@ -25,8 +25,8 @@ from . import _futex as F
 from ._crc32c import crc32c
 from ._errors import BadOptions, Busy, Closed, Error, NoSpace, PermissionDenied, UnsafePath
 from ._format import MJPEG, FrameFormat, array_view, complete, packed_size
-from ._layout import (ABI_VERSION, CONSUMER_ENTRY_SIZE, DEFAULT_CONSUMERS, ENT_SEM, ENT_WAITERS, ENTRY_ACTIVE,
-                      ENTRY_CLAIMING, ENTRY_FREE, FLAG_CHECKSUM, FLAG_SHARED_WAKE, FRAME_EOS, HEADER_SIZE, MAGIC,
+from ._layout import (ABI_VERSION, CONSUMER_ENTRY_SIZE, DEFAULT_CONSUMERS, ENT_PIDNS, ENT_SEM, ENT_WAITERS,
+                      ENTRY_ACTIVE, ENTRY_CLAIMING, ENTRY_FREE, FLAG_CHECKSUM, FLAG_SHARED_WAKE, FRAME_EOS, HEADER_SIZE, MAGIC,
                       MAX_CONSUMERS, MAX_SLOTS, MIN_SLOTS, OFF, SLOT_DESC_SIZE, SLOT_USER_META, STATE_BROKEN,
                       STATE_READY, STATE_RETIRED, USER_META_MAX, Geometry, Header, check_identity, validate_header)
 from ._sys import (OPEN_FLAGS, bus_dir, free_space, lock_path, lstat_path, open_existing, owner_held,
@@ -772,6 +772,9 @@ class Producer:
             try:
                 if A.cas32(s.base + off, st, ENTRY_FREE):
                     _fadd8(s.reclaimed, 1, _SC)
+                    # The dead consumer's pidns, cleared while no joiner can claim the entry
+                    # (we hold its lock exclusively), for joiners that do not write one.
+                    _store8(s.base + off + ENT_PIDNS, 0, _SC)
             finally:
                 unlock(s.fd, off, CONSUMER_ENTRY_SIZE)
 
