@@ -427,7 +427,9 @@ class Producer:
     def _create_tmp(self, tmp: str) -> int:
         """Creates the temporary file and takes its creation lock (amendment 8): an OFD write
         lock on byte 0, held until the rename, on a file the path still names."""
-        for _ in range(CREATE_TRIES):
+        for attempt in range(CREATE_TRIES):
+            if attempt:
+                time.sleep(0.002 * attempt)  # a collector holding the file removes it in a moment
             try:
                 fd = os.open(tmp, OPEN_FLAGS | os.O_RDWR | os.O_CREAT | os.O_EXCL, self._mode)
             except FileExistsError:
@@ -458,12 +460,12 @@ class Producer:
         """Builds a complete segment under the temporary name and renames it over the bus
         name (PROTOCOL.md section 2; amendment 8 for the temporary file)."""
         g = Geometry(self._slots, self._consumers, fmt.frame_size)
-        collect_abandoned(self.name, self.dir)  # before the free-space check
-        avail = free_space(self.dir)
-        if g.total > avail:
-            raise NoSpace(self.dir, g.total, avail)
         tmp = f"{self.path}.tmp-{os.getpid()}"
         for attempt in range(CREATE_TRIES):
+            collect_abandoned(self.name, self.dir)  # before the free-space check
+            avail = free_space(self.dir)
+            if g.total > avail:
+                raise NoSpace(self.dir, g.total, avail)
             fd = self._create_tmp(tmp)
             seg: Optional[_PSeg] = None
             try:
