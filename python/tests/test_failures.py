@@ -49,7 +49,7 @@ def test_kill9_go_producer_then_follow_a_new_one(procs, go_bin, busdir):
     assert gone["checks"] - checks_before <= 3, gone
     elapsed_ms = (gone["t_ns"] - killed_ns) / 1e6
     print(f"ProducerGone {elapsed_ms:.0f} ms after kill -9, at liveness check {gone['checks']}")
-    assert elapsed_ms < 30 * HB_MS
+    assert elapsed_ms < 50 * HB_MS  # only against a hang: the count above is the invariant
 
     # A new producer takes the name over (generation 2, numbering continued): the same
     # consumer follows it by itself.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 import time
 
 import numpy as np
@@ -22,6 +23,31 @@ def stamped(p: framebus.Producer, size: int) -> np.ndarray:
     seq = p.last_seq + 1
     w = np.arange(size // 8, dtype=np.uint64) | np.uint64(seq << 32)
     return w.view(np.uint8)
+
+
+def entry_last_seq(path: str, index: int = 0) -> int:
+    """The consumer entry's last_seq, read with pread (the test's own view of the table)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        b = os.pread(fd, 65536, 0)
+    finally:
+        os.close(fd)
+    cto = struct.unpack_from("<Q", b, 224)[0]
+    return struct.unpack_from("<Q", b, cto + 128 * index + 24)[0]
+
+
+def lock_step(p: framebus.Producer, n: int) -> dict:
+    """Frames published one at a time, each only once the consumer (entry 0) has taken the
+    previous one. The bus's heartbeat is 5 s: a consumer that was not woken would take each
+    frame at its next timeout, seconds later, so a 2 s bound per frame proves the wake."""
+    want = {}
+    size = p.format.frame_size
+    for _ in range(n):
+        frame = stamped(p, size)
+        seq = p.publish(frame, user_meta=b"py-test")
+        want[seq] = bytes(frame[:8]).hex()
+        wait_for(lambda: entry_last_seq(p.path) >= seq, 2.0, f"frame {seq} taken (woken)", interval=0.001)
+    return want
 
 
 def publish_stamped(p: framebus.Producer, n: int, zero_copy: bool) -> dict:
@@ -43,11 +69,12 @@ def publish_stamped(p: framebus.Producer, n: int, zero_copy: bool) -> dict:
 
 @pytest.mark.parametrize("shared_wake", [True, False])
 def test_go_tail_reads_python_producer(procs, go_bin, busdir, shared_wake):
-    with framebus.Producer("pytail", 320, 240, "RGBA", checksum=True, dir=busdir, heartbeat=0.05,
+    with framebus.Producer("pytail", 320, 240, "RGBA", checksum=True, dir=busdir, heartbeat=5.0,
                            shared_wake=shared_wake) as p:
         tail = procs([go_bin, "tail", "pytail", "--dir", busdir, "--json", "--timeout", "20s"])
         wait_for(lambda: p.stats().active_consumers == 1, 20, "the Go consumer joining")
-        publish_stamped(p, FRAMES, zero_copy=False)
+        publish_stamped(p, FRAMES - 20, zero_copy=False)
+        lock_step(p, 20)
     assert tail.wait() == 0, tail.stderr  # a checksum mismatch would be an error (exit 1)
     lines = [json.loads(x) for x in tail.lines if x.startswith("{")]
     frames = [x for x in lines if "seq" in x]
@@ -56,17 +83,18 @@ def test_go_tail_reads_python_producer(procs, go_bin, busdir, shared_wake):
     assert closed["frames"] == len(frames) and closed["frames"] + closed["dropped"] == FRAMES
     check_accounting(frames, 0)
     assert all(x["bytes"] == 320 * 240 * 4 and x["generation"] == 1 for x in frames)
-    assert len(frames) >= FRAMES // 4, "the Go consumer is not being woken"
+    assert [x["seq"] for x in frames[-20:]] == list(range(FRAMES - 19, FRAMES + 1))  # the lock-step ones
 
 
 @pytest.mark.parametrize("zero_copy", [False, True])
 def test_c_consumer_reads_python_producer(procs, c_consumer, busdir, zero_copy):
     """consumer.c knows only section 5's per-entry semaphore: the Python producer must
     wake it through its entry as well as through the shared word."""
-    with framebus.Producer("pyc", 320, 240, "RGBA", checksum=True, dir=busdir, heartbeat=0.05) as p:
+    with framebus.Producer("pyc", 320, 240, "RGBA", checksum=True, dir=busdir, heartbeat=5.0) as p:
         c = procs([c_consumer, p.path, p.lock_path, "100000", "20000"])
         wait_for(lambda: p.stats().active_consumers == 1, 20, "the C consumer joining")
-        want = publish_stamped(p, FRAMES, zero_copy)
+        want = publish_stamped(p, FRAMES - 20, zero_copy)
+        want.update(lock_step(p, 20))
     assert c.wait(30) == 0, c.stderr
     summary = [x for x in c.lines if x.startswith("summary")][0]
     kv = dict(f.split("=") for f in summary.split()[1:])
@@ -84,7 +112,7 @@ def test_c_consumer_reads_python_producer(procs, c_consumer, busdir, zero_copy):
         delivered += 1
     assert int(kv["delivered"]) == delivered and kv["crc_bad"] == "0" and kv["eos"] == "1"
     assert delivered + int(kv["dropped"]) == FRAMES
-    assert delivered >= FRAMES // 4, "the C consumer is not being woken"
+    assert last == FRAMES and delivered >= 20  # the lock-step frames, each taken after a wake
 
 
 def test_python_to_python(procs, busdir):
@@ -97,18 +125,25 @@ def test_python_to_python(procs, busdir):
                 buf[...] = i % 256
             if i % 3 == 0:
                 time.sleep(0.001)
-    evs = cons.drain()
+        # Then in lock-step: the next frame only once the consumer has reported this one, so
+        # these views cannot have been overwritten while it used them.
+        for i in range(200, 205):
+            with p.frame(user_meta=b"m%d" % i) as buf:
+                buf[...] = i % 256
+            wait_for(lambda: any('"seq": %d,' % (i + 1) in x for x in cons.lines), 30, "the frame reported")
     assert cons.wait() == 0, cons.stderr
+    evs = [json.loads(x) for x in cons.lines]
     frames = [e for e in evs if e["event"] == "frame"]
     check_accounting(frames, joined["last_seq"])
     end = evs[-1]
     assert end["event"] == "end" and end["eos"]
-    assert len(frames) + sum(f["dropped"] for f in frames) == 200
+    assert len(frames) + sum(f["dropped"] for f in frames) == 205
     for f in frames:
         assert f["meta"] == "m%d" % (f["seq"] - 1)  # copied under the sequence lock: always right
         if f["valid"]:  # the zero-copy view: right while valid() says so
             assert f["first8"] == bytes([(f["seq"] - 1) % 256] * 8).hex()
-    assert any(f["valid"] for f in frames)
+    assert [f["seq"] for f in frames[-5:]] == [201, 202, 203, 204, 205]
+    assert all(f["valid"] for f in frames[-5:])
 
 
 def test_python_consumer_on_per_entry_semaphore(procs, busdir):
