@@ -165,3 +165,26 @@ def test_exception_hierarchy():
     assert issubclass(framebus.NotFound, FileNotFoundError) and issubclass(framebus.BadName, ValueError)
     e = framebus.CorruptSegment("slot_count", 99, "want 2-8", op="open", name="cam0")
     assert (e.field, e.value) == ("slot_count", 99) and str(e) == "framebus open cam0: corrupt segment layout: slot_count = 99: want 2-8"
+
+
+def test_optional_native_crc_is_checked_and_wrapped(monkeypatch):
+    """A native CRC module is used only if it gives the check value; one that takes only
+    bytes gets bytes (the read path passes memoryviews and numpy arrays)."""
+    import sys
+    import types
+
+    from framebus import _crc32c
+
+    def bytes_only(d):
+        if not isinstance(d, bytes):
+            raise TypeError("bytes only")
+        return crc32c_reference(d)
+
+    monkeypatch.setitem(sys.modules, "google_crc32c", types.SimpleNamespace(value=bytes_only))
+    monkeypatch.setitem(sys.modules, "crc32c", None)
+    fn = _crc32c._native()
+    assert fn is not None and fn.__name__ == "google_crc32c"
+    a = np.arange(1000, dtype=np.uint8)
+    assert fn(a) == fn(memoryview(a)) == crc32c_reference(a.tobytes())
+    monkeypatch.setitem(sys.modules, "google_crc32c", types.SimpleNamespace(value=lambda d: 1))  # wrong
+    assert _crc32c._native() is None

@@ -199,26 +199,42 @@ def crc32c_reference(data: bytes) -> int:
 
 
 def _native() -> Optional[Callable[[BufferLike], int]]:
+    """An optional native CRC-32C, checked against the check value for every kind of buffer
+    the package passes (bytes, memoryview, numpy array); one that takes only bytes is given
+    a bytes copy."""
     candidates = []
     try:
         import google_crc32c  # type: ignore
 
-        candidates.append(("google_crc32c", lambda d: int(google_crc32c.value(bytes(d) if isinstance(d, np.ndarray) else d))))
+        candidates.append(("google_crc32c", google_crc32c.value))
     except Exception:
         pass
     try:
         import crc32c as _c  # type: ignore
 
-        candidates.append(("crc32c", lambda d: int(_c.crc32c(d))))
+        candidates.append(("crc32c", _c.crc32c))
     except Exception:
         pass
-    for name, fn in candidates:
+    check = b"123456789"
+    for name, raw in candidates:
         try:
-            if fn(b"123456789") == CHECK_VALUE:
-                fn.__name__ = name  # type: ignore[attr-defined]
-                return fn
+            if int(raw(check)) != CHECK_VALUE:
+                continue
         except Exception:
             continue
+        try:
+            direct = (int(raw(memoryview(check))) == CHECK_VALUE
+                      and int(raw(np.frombuffer(check, np.uint8))) == CHECK_VALUE)
+        except Exception:
+            direct = False
+        if direct:
+            def fn(d: BufferLike, _raw=raw) -> int:
+                return int(_raw(d))
+        else:
+            def fn(d: BufferLike, _raw=raw) -> int:
+                return int(_raw(d if isinstance(d, bytes) else bytes(d)))
+        fn.__name__ = name
+        return fn
     return None
 
 
