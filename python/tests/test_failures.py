@@ -4,7 +4,6 @@ another user's bus, and amendment 8's temporary files and PID-namespace fields."
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import struct
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 import framebus
-from conftest import PY, HELPERS, check_accounting, child_env, consume_args, go_stat, wait_for
+from conftest import PY, check_accounting, child_env, consume_args, go_stat, wait_for
 
 HB_MS = 100  # framebus capture's heartbeat interval (the default)
 

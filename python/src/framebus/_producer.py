@@ -9,7 +9,6 @@ import grp
 import logging
 import mmap
 import os
-import re
 import stat as _stat
 import struct
 import threading
@@ -26,8 +25,8 @@ from ._crc32c import crc32c
 from ._errors import BadOptions, Busy, Closed, Error, NoSpace, PermissionDenied, UnsafePath
 from ._format import MJPEG, FrameFormat, array_view, complete, packed_size
 from ._layout import (ABI_VERSION, CONSUMER_ENTRY_SIZE, DEFAULT_CONSUMERS, ENT_PIDNS, ENT_SEM, ENT_WAITERS,
-                      ENTRY_ACTIVE, ENTRY_CLAIMING, ENTRY_FREE, FLAG_CHECKSUM, FLAG_SHARED_WAKE, FRAME_EOS, HEADER_SIZE, MAGIC,
-                      MAX_CONSUMERS, MAX_SLOTS, MIN_SLOTS, OFF, SLOT_DESC_SIZE, SLOT_USER_META, STATE_BROKEN,
+                      ENTRY_ACTIVE, ENTRY_CLAIMING, ENTRY_FREE, FLAG_CHECKSUM, FLAG_SHARED_WAKE, FRAME_EOS,
+                      HEADER_SIZE, MAGIC, MAX_CONSUMERS, MAX_SLOTS, MIN_SLOTS, OFF, SLOT_DESC_SIZE, SLOT_USER_META, STATE_BROKEN,
                       STATE_READY, STATE_RETIRED, USER_META_MAX, Geometry, Header, check_identity, validate_header)
 from ._sys import (OPEN_FLAGS, bus_dir, free_space, lock_path, lstat_path, open_existing, owner_held,
                    path_error, pidns, segment_path, try_lock, unlock, validate_name)
