@@ -424,3 +424,25 @@ def test_ctrl_c_while_waiting_leaves_the_table(procs, busdir):
             assert struct.unpack("<I", os.pread(fd, 4, 324))[0] == 0  # wake_waiters back to 0
         finally:
             os.close(fd)
+
+
+def test_producer_closes_at_interpreter_exit(procs, busdir):
+    """A Python producer whose program ends without close(): the interpreter's exit closes
+    the bus cleanly, so its consumers see the end of stream, not a dead producer."""
+    cons = procs(consume_args("pyexit", busdir, "--timeout", "30"))
+    pub = procs([PY, "-c", f'''
+import time, numpy as np, framebus
+p = framebus.Producer("pyexit", 16, 16, "GREY", dir={busdir!r})
+end = time.monotonic() + 30
+while p.stats().active_consumers == 0 and time.monotonic() < end:
+    time.sleep(0.01)
+for i in range(5):
+    p.publish(np.full((16, 16), i, np.uint8))
+    time.sleep(0.01)
+'''])
+    assert pub.wait(30) == 0, pub.stderr
+    evs = cons.drain()
+    assert cons.wait() == 0
+    errors = [e for e in evs if e["event"] == "error"]
+    assert [e["type"] for e in errors] == ["EndOfStream"] and evs[-1]["eos"]
+    assert os.listdir(busdir) == []
