@@ -71,7 +71,8 @@ def test_motion_matches_framebus_analyze(procs, go_bin, busdir):
     a = {r["seq"]: r for r in map(json.loads, py.lines)}
     b = {r["seq"]: r for r in map(json.loads, (x for x in go.lines if x.startswith("{")))}
     common = [s for s in a if s in b and s - 1 in a and s - 1 in b]  # the same pair of frames differenced
-    assert common, (sorted(a), sorted(b))
+    assert len(common) >= 5, (sorted(a), sorted(b))
+    assert any(a[s]["boxes"] for s in common)  # the moving box was found: not a comparison of empties
     for s in common:
         assert sorted(map(str, a[s]["boxes"])) == sorted(map(str, b[s]["boxes"])), s
 
