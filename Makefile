@@ -14,7 +14,7 @@ SYSDEPS   := pkgconf:opencv4:libopencv-dev pkgconf:x11:libx11-dev pkgconf:xext:l
              cmd:chromium:chromium cmd:import:imagemagick cmd:xdotool:xdotool \
              file:/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml:opencv-data
 
-.PHONY: all build test test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
+.PHONY: all build test test-python test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
 
 all: build
 
@@ -31,6 +31,8 @@ sysdeps:
 	    cmd) command -v $$what >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	    gst) gst-inspect-1.0 $$what >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	    file) [ -e $$what ] || missing="$$missing $$pkg";; \
+	    py) /usr/bin/python3 -c "import $$what" >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    lib) /sbin/ldconfig -p 2>/dev/null | grep -q "$$what" || missing="$$missing $$pkg";; \
 	  esac; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
@@ -46,10 +48,33 @@ build: deps
 	$(GO) build -tags $(TAGS) -o $(BIN)/framebus ./cmd/framebus
 
 # The whole test suite: vet, the pure-Go build of the transport, every test
-# (multi-process failure tests, the C header check, the fuzz seed corpus).
-test: deps vet
+# (multi-process failure tests, the C header check, the fuzz seed corpus),
+# and the Python package's tests.
+test: deps vet test-python
 	CGO_ENABLED=0 $(GO) build ./framebus/... ./capture/... ./cmd/...
 	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_REQUIRE_BROWSER=1 FRAMEBUS_TAGS=$(TAGS) $(GO) test -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
+
+# The Python package (python/, docs/PYTHON.md) against the Go command and the
+# C consumer: Debian's numpy, OpenCV-Python and pytest (installed when missing,
+# as root, like sysdeps; PyPI is never asked), a venv over them in
+# $(PYVENV) made when missing, the package installed offline into it, then
+# pytest across real processes (under a minute here, two with a new venv).
+PYDEPS    := py:numpy:python3-numpy py:cv2:python3-opencv py:pytest:python3-pytest \
+             py:ensurepip:python3-venv py:pip:python3-pip lib:libatomic.so.1:libatomic1
+PYVENV    := $(BIN)/pyvenv
+PYTESTBIN := $(BIN)/framebus-pytest
+test-python:
+	@$(MAKE) -s sysdeps SYSDEPS="$(PYDEPS)"
+	@command -v gcc >/dev/null || { echo "gcc is needed (apt-get install -y gcc)"; exit 1; }
+	@mkdir -p $(BIN)
+	@[ -x $(PYVENV)/bin/python ] || /usr/bin/python3 -m venv --system-site-packages $(PYVENV)
+	$(PYVENV)/bin/python -m pip install -q --no-index --no-build-isolation --disable-pip-version-check ./python
+	@# With OpenCV (make test's deps install it) the command has analyze, which the motion
+	@# example is compared with; without it, a pure-Go build (that test is then skipped).
+	@if pkg-config --exists opencv4 2>/dev/null; then echo "$(GO) build -tags framebus_opencv -o $(PYTESTBIN) ./cmd/framebus"; \
+	  $(GO) build -tags framebus_opencv -o $(PYTESTBIN) ./cmd/framebus; \
+	else echo "CGO_ENABLED=0 $(GO) build -o $(PYTESTBIN) ./cmd/framebus"; CGO_ENABLED=0 $(GO) build -o $(PYTESTBIN) ./cmd/framebus; fi
+	cd python && FRAMEBUS_BIN=$(CURDIR)/$(PYTESTBIN) ../$(PYVENV)/bin/python -m pytest -q -p no:cacheprovider tests
 
 # The main job on the built-in source: a synthetic test pattern published on
 # the bus "demo" for 20 s, shown live by framebus view (a window with $DISPLAY,
