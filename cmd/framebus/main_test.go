@@ -70,9 +70,16 @@ type result struct {
 // run runs the binary to its end, within 30 s.
 func run(t *testing.T, args ...string) result {
 	t.Helper()
+	return runExec(t, bin, args...)
+}
+
+// runExec runs prog (the binary, or a program that runs it, such as
+// unshare) to its end, within 30 s.
+func runExec(t *testing.T, prog string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.CommandContext(ctx, prog, args...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
@@ -113,7 +120,18 @@ func start(t *testing.T, args ...string) *proc {
 // startEnv is start with env added to the environment.
 func startEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	return startProg(t, env, bin, args...)
+}
+
+// startExec is start for a program that runs the binary (unshare, sh).
+func startExec(t *testing.T, prog string, args ...string) *proc {
+	t.Helper()
+	return startProg(t, nil, prog, args...)
+}
+
+func startProg(t *testing.T, env []string, prog string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(prog, args...), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if env != nil {
 		p.cmd.Env = append(os.Environ(), env...)

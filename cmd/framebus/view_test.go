@@ -120,6 +120,7 @@ type viewerStatus struct {
 	Width, Height  int
 	Format         string
 	Pictures       uint64
+	FramesRead     uint64 `json:"frames_read"`
 	Connections    int
 	Refused        uint64
 }

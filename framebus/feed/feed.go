@@ -467,9 +467,9 @@ func (f *Feed) join(ctx context.Context) error {
 	}
 	switch {
 	case errors.Is(err, framebus.ErrNotFound), errors.Is(err, framebus.ErrProducerGone):
-	case f.joined && Classify(err) == Transient:
-		// A replaced or corrupt file behind the name of a bus we read:
-		// its producer publishes a new generation.
+	case Classify(err) == Transient && (f.joined || f.ownerAlive()):
+		// A replaced, truncated or corrupt file behind the name of a bus
+		// that has a live producer: it publishes a new generation.
 		f.noteTransient(err)
 		if err := pause(ctx); err != nil {
 			return err
@@ -491,6 +491,13 @@ func (f *Feed) join(ctx context.Context) error {
 		}
 	}
 	return f.wait
+}
+
+// ownerAlive says whether the bus has a live producer (its lock is held),
+// whatever the state of its segment.
+func (f *Feed) ownerAlive() bool {
+	s, _ := framebus.Inspect(f.name, f.o.Dir)
+	return s != nil && s.OwnerAlive
 }
 
 // readCopy reads the next frame with ReadInto into the feed's buffer,
