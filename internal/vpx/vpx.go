@@ -8,6 +8,11 @@ type Picture struct {
 	Y, U, V          []byte
 	YStride, CStride int
 	Width, Height    int
+
+	// Buf holds the three planes at UOff and VOff (Y at 0), when they are
+	// one block of memory (the encoder's input); nil otherwise.
+	Buf        []byte
+	UOff, VOff int
 }
 
 // EncoderOptions configures an encoder; the zero value is a 30 fps

@@ -153,6 +153,9 @@ func NewEncoder(w, h int, o EncoderOptions) (*Encoder, error) {
 		return fail(&Error{Op: "new encoder", Msg: "out of memory for the input picture"})
 	}
 	e.in = e.picture(e.img)
+	base := uintptr(unsafe.Pointer(e.img.planes[0]))
+	e.in.UOff, e.in.VOff = int(uintptr(unsafe.Pointer(e.img.planes[1]))-base), int(uintptr(unsafe.Pointer(e.img.planes[2]))-base)
+	e.in.Buf = unsafe.Slice((*byte)(unsafe.Pointer(e.img.planes[0])), e.in.VOff+len(e.in.V))
 	e.out = make([]byte, 0, max(64<<10, w*h/2))
 	return e, nil
 }
