@@ -14,7 +14,7 @@ type WebRTCOptions struct {
 	MinBitrate int // bits per second the encoder never goes below (default 150 kbit/s)
 	MaxBitrate int // and never above (default: 0.1 bit per pixel per frame, at least 1 Mbit/s)
 	Speed      int // libvpx VP8E_SET_CPUUSED (-16..16, default -8: fast)
-	Threads    int // encoder threads (default: min(2, CPUs))
+	Threads    int // encoder threads (default 1: libvpx's threads spin on a busy machine)
 
 	ICEServers []string // STUN/TURN URLs for viewers behind NAT
 	PublicIPs  []string // addresses to announce instead of the host's (1:1 NAT)
@@ -77,6 +77,10 @@ type WebRTCViewer struct {
 	PacketsLost   int64   `json:"packets_lost"`
 	KeyRequests   uint64  `json:"key_requests"` // PLI and FIR
 	NACKs         uint64  `json:"nacks"`
+
+	// Estimator is the congestion controller's own view (pion's GCC:
+	// its loss- and delay-based targets, usage and state).
+	Estimator map[string]any `json:"estimator,omitempty"`
 }
 
 // webrtcEndpoint is the WHEP side of a Server (whep_webrtc.go).

@@ -68,6 +68,7 @@ type webrtcBridge struct {
 	stopEnc  context.CancelFunc
 	encoding bool
 	refused  uint64
+	encMax   int          // the encoder's highest bitrate, for its picture size
 	st       WebRTCStatus // the encoder's part, under mu
 
 	keyWanted atomic.Bool
@@ -100,7 +101,7 @@ func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *zerolog.Log
 		Logf:       cli.Logf(log, zerolog.WarnLevel),
 		ICEServers: wo.ICEServers, NAT1To1IPs: wo.PublicIPs, UDPPortMin: wo.UDPPortMin, UDPPortMax: wo.UDPPortMax,
 		LoopbackOnly: wo.LoopbackOnly, FailedTimeout: wo.ICEFailedTimeout, DisconnectedTimeout: min(4*time.Second, wo.ICEFailedTimeout/2),
-		MinBitrate: wo.MinBitrate, MaxBitrate: max(wo.MaxBitrate, wo.MinBitrate),
+		MinBitrate: wo.MinBitrate, MaxBitrate: wo.MaxBitrate, // 0: rtc's default, the encoder bounds itself
 	}
 	if err := cfg.Check(); err != nil {
 		return nil, nil, &OptionError{Reason: err.Error()}
@@ -229,8 +230,11 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 			if maxRate <= 0 {
 				maxRate = max(1_000_000, int(0.1*float64(w*h)*fps))
 			}
-			b.cfg.MaxBitrate = max(maxRate, b.cfg.MinBitrate)
-			enc, err = vpx.NewEncoder(w, h, vpx.EncoderOptions{Bitrate: min(b.cfg.MaxBitrate, 1_000_000), FPS: fps,
+			maxRate = max(maxRate, b.wo.MinBitrate)
+			b.mu.Lock()
+			b.encMax = maxRate
+			b.mu.Unlock()
+			enc, err = vpx.NewEncoder(w, h, vpx.EncoderOptions{Bitrate: min(maxRate, 1_000_000), FPS: fps,
 				Speed: b.wo.Speed, Threads: b.wo.Threads})
 			if err != nil {
 				return err
@@ -242,7 +246,7 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("the encoder's picture layout: %v", err)
 			}
-			b.log.Info().Str("bus", b.name).Str("size", fmt.Sprintf("%dx%d", w, h)).Int("max_bitrate", b.cfg.MaxBitrate).Msg("WebRTC: VP8 encoder")
+			b.log.Info().Str("bus", b.name).Str("size", fmt.Sprintf("%dx%d", w, h)).Int("max_bitrate", maxRate).Msg("WebRTC: VP8 encoder")
 		}
 		if err := toI420(enc.Input().Buf, encFormat, fr, conv, &i420); err != nil {
 			if msg := err.Error(); msg != formatErr {
@@ -285,45 +289,82 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 	}
 }
 
-// toI420 writes frame fr into dst, laid out as f (I420): the Go conversions
-// of capture/convert.go for RGBA, GREY and I420 frames, OpenCV (through
-// BGR) for the other formats. fr is a copy of the bus's frame (copy mode).
+// toI420 writes frame fr into dst, laid out as f (I420): Go copies for
+// I420, NV12 and GREY frames (capture/convert.go), one OpenCV conversion
+// for RGBA, RGB24 and BGR24, two (through BGR, the viewer's Converter) for
+// YUYV and MJPEG. fr is a copy of the bus's frame (copy mode): OpenCV reads
+// that copy, never the bus.
 func toI420(dst []byte, f framebus.Format, fr *framebus.Frame, conv *Converter, i420 *gocv.Mat) error {
 	sf := fr.Format
-	rect := image.Rect(0, 0, int(sf.Width), int(sf.Height))
+	w, h := int(sf.Width), int(sf.Height)
+	rect := image.Rect(0, 0, w, h)
+	if uint64(len(fr.Data)) < sf.FrameSize && sf.PixelFormat != framebus.FormatMJPEG {
+		return &FrameError{Format: sf, Reason: fmt.Sprintf("%d bytes, the format needs %d", len(fr.Data), sf.FrameSize)}
+	}
+	plane := func(i int) []byte { return fr.Data[sf.PlaneOffset[i]:] }
 	switch sf.PixelFormat {
-	case framebus.FormatRGBA:
-		_, err := capture.ConvertRGBA(dst, f, &image.RGBA{Pix: fr.Data[sf.PlaneOffset[0]:], Stride: int(sf.PlaneStride[0]), Rect: rect})
-		return err
 	case framebus.FormatGrey:
-		_, err := capture.ConvertGray(dst, f, &image.Gray{Pix: fr.Data[sf.PlaneOffset[0]:], Stride: int(sf.PlaneStride[0]), Rect: rect})
+		_, err := capture.ConvertGray(dst, f, &image.Gray{Pix: plane(0), Stride: int(sf.PlaneStride[0]), Rect: rect})
 		return err
 	case framebus.FormatI420:
-		if uint64(len(fr.Data)) < sf.FrameSize {
-			return &FrameError{Format: sf, Reason: "short frame"}
-		}
-		_, err := capture.ConvertYCbCr(dst, f, &image.YCbCr{Y: fr.Data[sf.PlaneOffset[0]:], Cb: fr.Data[sf.PlaneOffset[1]:], Cr: fr.Data[sf.PlaneOffset[2]:],
+		_, err := capture.ConvertYCbCr(dst, f, &image.YCbCr{Y: plane(0), Cb: plane(1), Cr: plane(2),
 			YStride: int(sf.PlaneStride[0]), CStride: int(sf.PlaneStride[1]), SubsampleRatio: image.YCbCrSubsampleRatio420, Rect: rect}, capture.LimitedRange)
 		return err
+	case framebus.FormatNV12:
+		ys, uvs := int(sf.PlaneStride[0]), int(sf.PlaneStride[1])
+		for y := 0; y < h; y++ {
+			copy(dst[int(f.PlaneOffset[0])+y*int(f.PlaneStride[0]):][:w], plane(0)[y*ys:][:w])
+		}
+		for y := 0; y < h/2; y++ {
+			uv := plane(1)[y*uvs:][:w]
+			u := dst[int(f.PlaneOffset[1])+y*int(f.PlaneStride[1]):][:w/2]
+			v := dst[int(f.PlaneOffset[2])+y*int(f.PlaneStride[2]):][:w/2]
+			for x := range u {
+				u[x], v[x] = uv[2*x], uv[2*x+1]
+			}
+		}
+		return nil
 	}
-	bgr, err := conv.Convert(fr.Data, sf)
+	var code gocv.ColorConversionCode
+	var src *gocv.Mat
+	switch sf.PixelFormat {
+	case framebus.FormatRGBA, framebus.FormatRGB24, framebus.FormatBGR24:
+		key, _, err := layoutOf(sf)
+		if err != nil {
+			return err
+		}
+		if src, err = conv.src(fr.Data, key); err != nil {
+			return err
+		}
+		switch code = gocv.ColorRGBAToYUVI420; sf.PixelFormat {
+		case framebus.FormatRGB24:
+			code = gocv.ColorRGBToYUVI420
+		case framebus.FormatBGR24:
+			code = gocv.ColorBGRToYUVI420
+		}
+	default:
+		bgr, err := conv.Convert(fr.Data, sf)
+		if err != nil {
+			return err
+		}
+		if bgr.Cols() != w || bgr.Rows() != h {
+			return &FrameError{Format: sf, Reason: fmt.Sprintf("decoded %dx%d, the bus says %dx%d", bgr.Cols(), bgr.Rows(), w, h)}
+		}
+		src, code = bgr, gocv.ColorBGRToYUVI420
+	}
+	gocv.CvtColor(*src, i420, code)
+	out, err := i420.DataPtrUint8()
 	if err != nil {
 		return err
 	}
-	if bgr.Cols() != int(f.Width) || bgr.Rows() != int(f.Height) {
-		return &FrameError{Format: sf, Reason: fmt.Sprintf("decoded %dx%d, the bus says %dx%d", bgr.Cols(), bgr.Rows(), f.Width, f.Height)}
+	if len(out) < w*h*3/2 {
+		return &FrameError{Format: sf, Reason: "OpenCV made a short I420 picture"}
 	}
-	gocv.CvtColor(*bgr, i420, gocv.ColorBGRToYUVI420)
-	src, err := i420.DataPtrUint8()
-	if err != nil {
-		return err
-	}
-	w, h := int(f.Width), int(f.Height)
 	for y := 0; y < h; y++ {
-		copy(dst[int(f.PlaneOffset[0])+y*int(f.PlaneStride[0]):][:w], src[y*w:])
+		copy(dst[int(f.PlaneOffset[0])+y*int(f.PlaneStride[0]):][:w], out[y*w:])
 	}
 	cw, chh := w/2, h/2
-	u, v := src[w*h:], src[w*h+cw*chh:]
+	u, v := out[w*h:], out[w*h+cw*chh:]
 	for y := 0; y < chh; y++ {
 		copy(dst[int(f.PlaneOffset[1])+y*int(f.PlaneStride[1]):][:cw], u[y*cw:])
 		copy(dst[int(f.PlaneOffset[2])+y*int(f.PlaneStride[2]):][:cw], v[y*cw:])
@@ -345,12 +386,13 @@ func (b *webrtcBridge) targetBitrate() int {
 		}
 	}
 	if t == 0 {
-		t = b.cfg.StartBitrate
-		if t == 0 {
-			t = 1_000_000
-		}
+		t = 1_000_000 // rtc.Config's start
 	}
-	return max(b.cfg.MinBitrate, min(t, b.cfg.MaxBitrate))
+	hi := b.encMax
+	if hi == 0 {
+		hi = 1_000_000
+	}
+	return max(b.wo.MinBitrate, min(t, hi))
 }
 
 // whepSession is one viewer.
@@ -768,6 +810,7 @@ func (b *webrtcBridge) Status() *WebRTCStatus {
 			FramesSent: s.sent.Load(), FramesDropped: s.dropped.Load(), KeyRequests: s.keyReqs.Load(), NACKs: s.nacks.Load()}
 		if e := s.estimator.Load(); e != nil {
 			v.TargetBitrate = (*e).GetTargetBitrate()
+			v.Estimator = (*e).GetStats()
 		}
 		bytes := s.bytes.Load()
 		s.mu.Lock()

@@ -21,7 +21,7 @@ type EncoderOptions struct {
 	Bitrate     int     // target bits per second (default 1,000,000)
 	FPS         float64 // the frame rate expected (default 30): the rate control's frame duration
 	KeyInterval int     // at most this many frames between keyframes (default 3 s of frames)
-	Threads     int     // encoder threads (default: min(2, CPUs)); more threads, more token partitions
+	Threads     int     // encoder threads (default 1); more threads, more token partitions
 	Speed       int     // VP8E_SET_CPUUSED, -16..16; real-time mode wants negative (default -8: fast)
 	MaxKeyPct   int     // a keyframe's size at most this percent of a frame's share of the bitrate (default 600)
 }
@@ -36,9 +36,13 @@ func (o EncoderOptions) withDefaults() EncoderOptions {
 	if o.KeyInterval <= 0 {
 		o.KeyInterval = int(3 * o.FPS)
 	}
+	// One thread: libvpx's VP8 threads wait for each other by spinning, and
+	// on a busy 2-CPU machine two threads cost 8 to 25 times the CPU of one
+	// per frame (BenchmarkEncode with FRAMEBUS_VPX_SPEEDS=1).
 	if o.Threads <= 0 {
-		o.Threads = min(2, runtime.NumCPU())
+		o.Threads = 1
 	}
+	o.Threads = min(o.Threads, runtime.NumCPU())
 	if o.Speed == 0 {
 		o.Speed = -8
 	}

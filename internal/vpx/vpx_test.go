@@ -4,7 +4,10 @@ package vpx
 
 import (
 	"fmt"
+	"os"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // fill draws frame n of a moving test picture: a vertical ramp and a bright
@@ -164,9 +167,25 @@ func TestEncodeNoAllocs(t *testing.T) {
 // BenchmarkEncode: the cost of one frame at 720p and 1080p (ns/frame, and
 // the encoded bytes), at the default speed.
 func BenchmarkEncode(b *testing.B) {
-	for _, s := range []struct{ w, h, bps int }{{1280, 720, 2_500_000}, {1920, 1080, 5_000_000}} {
-		b.Run(fmt.Sprintf("%dx%d", s.w, s.h), func(b *testing.B) {
-			enc, err := NewEncoder(s.w, s.h, EncoderOptions{Bitrate: s.bps, FPS: 30})
+	speeds := []int{0}
+	if os.Getenv("FRAMEBUS_VPX_SPEEDS") != "" {
+		speeds = []int{-4, -6, -8, -10, -12, -16}
+	}
+	for _, s := range []struct{ w, h, bps, speed, threads int }{{1280, 720, 2_500_000, 0, 0}, {1920, 1080, 5_000_000, 0, 0}} {
+		for _, sp := range speeds {
+			for _, th := range []int{1, 2} {
+				s.speed, s.threads = sp, th
+				benchEncode(b, s.w, s.h, s.bps, s.speed, s.threads)
+			}
+		}
+	}
+}
+
+func benchEncode(b *testing.B, w, h, bps, speed, threads int) {
+	s := struct{ w, h int }{w, h}
+	{
+		b.Run(fmt.Sprintf("%dx%d/speed%d/threads%d", s.w, s.h, speed, threads), func(b *testing.B) {
+			enc, err := NewEncoder(s.w, s.h, EncoderOptions{Bitrate: bps, FPS: 30, Speed: speed, Threads: threads})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -180,6 +199,7 @@ func BenchmarkEncode(b *testing.B) {
 			}
 			in := enc.Input()
 			bytes := 0
+			cpu0 := cpuTime()
 			b.ResetTimer()
 			for n := 0; b.Loop(); n++ {
 				p := &pics[n%len(pics)]
@@ -197,7 +217,15 @@ func BenchmarkEncode(b *testing.B) {
 				bytes += len(f)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/frame")
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/frame")
 			b.ReportMetric(float64(bytes)/float64(b.N), "B/frame")
 		})
 	}
+}
+
+// cpuTime is the process's user and system time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
