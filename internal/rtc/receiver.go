@@ -7,9 +7,7 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/vpx"
@@ -100,12 +98,12 @@ func (r *Receiver) RequestKeyFrame() {
 
 func (r *Receiver) run() {
 	defer close(r.out)
-	// Up to 500 ms for a missing packet: NACK gets it back within a round
-	// trip or two; after that the frame is given up.
-	sb := samplebuilder.New(512, &codecs.VP8Packet{}, ClockRate, samplebuilder.WithRTPHeaders(true),
-		samplebuilder.WithMaxTimeDelay(500*time.Millisecond))
-	gap := false
+	// Up to 300 ms for a missing packet: NACK gets it back within a round
+	// trip or two; after that its frame is given up.
+	asm := newAssembler(300 * time.Millisecond)
+	var done []assembled
 	var ext rtp.AbsCaptureTimeExtension
+	gap := false
 	for {
 		pkt, _, err := r.track.ReadRTP()
 		if err != nil {
@@ -113,20 +111,17 @@ func (r *Receiver) run() {
 		}
 		r.packets.Add(1)
 		r.bytes.Add(uint64(len(pkt.Payload)))
-		sb.Push(pkt)
-		for s := sb.Pop(); s != nil; s = sb.Pop() {
+		done = asm.push(pkt, time.Now(), done[:0])
+		r.lost.Store(asm.lost)
+		for _, a := range done {
 			now := framebus.Now()
-			if s.PrevDroppedPackets > 0 {
-				r.lost.Add(uint64(s.PrevDroppedPackets))
-				gap = true
-			}
-			if len(s.Data) == 0 {
+			if len(a.data) == 0 {
 				continue
 			}
-			f := Frame{Data: s.Data, CaptureNS: now, ArrivedNS: now, RTPTime: s.PacketTimestamp, Gap: gap}
-			f.Key, f.Width, f.Height = vpx.IsKeyFrame(s.Data)
-			if r.extID != 0 && len(s.RTPHeaders) > 0 {
-				if b := s.RTPHeaders[0].GetExtension(r.extID); b != nil && ext.Unmarshal(b) == nil {
+			f := Frame{Data: a.data, CaptureNS: now, ArrivedNS: now, RTPTime: a.ts, Gap: gap || a.gap}
+			f.Key, f.Width, f.Height = vpx.IsKeyFrame(a.data)
+			if r.extID != 0 {
+				if b := a.first.GetExtension(r.extID); b != nil && ext.Unmarshal(b) == nil {
 					f.CaptureNS, f.Stamped = MonoNS(UnixNS(ext.Timestamp)), true
 				}
 			}
