@@ -11,7 +11,7 @@ type WebRTCOptions struct {
 	Off bool // no /whep: the page shows the MJPEG stream
 
 	MaxViewers int // WebRTC viewers at a time (default 16); one more is answered 503
-	MinBitrate int // bits per second the encoder never goes below (default 150 kbit/s)
+	MinBitrate int // bits per second the encoder never goes below (default 50 kbit/s)
 	MaxBitrate int // and never above (default: 0.1 bit per pixel per frame, at least 1 Mbit/s)
 	Speed      int // libvpx VP8E_SET_CPUUSED (-16..16, default -8: fast)
 	Threads    int // encoder threads (default 1: libvpx's threads spin on a busy machine)
@@ -53,6 +53,7 @@ type WebRTCStatus struct {
 	FramesEncoded uint64  `json:"frames_encoded"`
 	Keyframes     uint64  `json:"keyframes"`
 	FramesDropped uint64  `json:"frames_dropped"` // bus frames the bridge skipped (it was busy)
+	RateDrops     uint64  `json:"rate_drops"`     // frames the encoder's rate control dropped (the bitrate too low)
 	EncodeUS      float64 `json:"encode_us"`      // conversion and encoding of the last frame
 	TargetBitrate int     `json:"target_bitrate"` // bits per second asked of the encoder
 	CaptureToSent float64 `json:"capture_to_sent_us"`

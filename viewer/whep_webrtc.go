@@ -19,6 +19,7 @@ import (
 
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/rtcp"
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
@@ -33,6 +34,10 @@ import (
 
 // HasWebRTC says whether this build has the WHEP endpoint.
 const HasWebRTC = true
+
+// webrtcNet replaces the network of the bridge's connections (tests: pion's
+// vnet, with delay and loss).
+var webrtcNet transport.Net
 
 // WebRTCMissing is why this build has no WebRTC (it has).
 const WebRTCMissing = ""
@@ -84,7 +89,7 @@ func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *zerolog.Log
 		wo.MaxViewers = 16
 	}
 	if wo.MinBitrate <= 0 {
-		wo.MinBitrate = 150_000
+		wo.MinBitrate = 50_000
 	}
 	if wo.ICEFailedTimeout <= 0 {
 		wo.ICEFailedTimeout = 10 * time.Second
@@ -102,6 +107,7 @@ func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *zerolog.Log
 		ICEServers: wo.ICEServers, NAT1To1IPs: wo.PublicIPs, UDPPortMin: wo.UDPPortMin, UDPPortMax: wo.UDPPortMax,
 		LoopbackOnly: wo.LoopbackOnly, FailedTimeout: wo.ICEFailedTimeout, DisconnectedTimeout: min(4*time.Second, wo.ICEFailedTimeout/2),
 		MinBitrate: wo.MinBitrate, MaxBitrate: wo.MaxBitrate, // 0: rtc's default, the encoder bounds itself
+		Net: webrtcNet,
 	}
 	if err := cfg.Check(); err != nil {
 		return nil, nil, &OptionError{Reason: err.Error()}
@@ -269,6 +275,12 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 		}
 		if key {
 			lastKey = now
+		}
+		if len(data) == 0 { // the rate control dropped it
+			b.mu.Lock()
+			b.st.RateDrops++
+			b.mu.Unlock()
+			continue
 		}
 		t1 := framebus.Now()
 		pic = Picture{Seq: fr.Seq, Generation: fr.Generation, CaptureNS: fr.CaptureNS, CommitNS: fr.CommitNS,

@@ -118,9 +118,12 @@ func NewEncoder(w, h int, o EncoderOptions) (*Encoder, error) {
 	cfg.g_error_resilient = C.VPX_ERROR_RESILIENT_DEFAULT
 	cfg.g_pass = C.VPX_RC_ONE_PASS
 	cfg.rc_end_usage = C.VPX_CBR
-	cfg.rc_dropframe_thresh = 0 // the bridge drops frames itself, per viewer
+	// Under the target the rate control drops frames (Encode returns none)
+	// rather than overshoot: a frame rate that falls is better than a link
+	// that fills.
+	cfg.rc_dropframe_thresh = 30
 	cfg.rc_resize_allowed = 0
-	cfg.rc_min_quantizer, cfg.rc_max_quantizer = 2, 56
+	cfg.rc_min_quantizer, cfg.rc_max_quantizer = 2, 63
 	cfg.rc_undershoot_pct, cfg.rc_overshoot_pct = 100, 15
 	cfg.rc_buf_initial_sz, cfg.rc_buf_optimal_sz, cfg.rc_buf_sz = 500, 600, 1000
 	cfg.kf_mode = C.VPX_KF_AUTO
@@ -223,6 +226,8 @@ var ErrClosed = errors.New("vpx: closed")
 
 // Encode encodes the Input picture, captured at pts (90 kHz), and returns
 // the VP8 frame (valid until the next Encode) and whether it is a keyframe.
+// The frame is empty when the rate control dropped it (the bitrate is too
+// low for the picture at this rate).
 // It allocates nothing once the output buffer has grown to the largest
 // frame.
 func (e *Encoder) Encode(pts int64) (frame []byte, key bool, err error) {
