@@ -331,6 +331,14 @@ func TestConsumersWithoutOpenCV(t *testing.T) {
 			t.Errorf("%q: %v, stderr:\n%s", args, err, se.String())
 		}
 	}
+	// And the WebRTC source says it lacks the codec.
+	cmd := exec.Command(nocv, "capture", "--name", "far", "--source", "whep:http://127.0.0.1:1/whep")
+	var se bytes.Buffer
+	cmd.Stderr = &se
+	err := cmd.Run()
+	if ee, _ := err.(*exec.ExitError); ee == nil || ee.ExitCode() != 2 || !strings.Contains(se.String(), "needs a build with the WebRTC codec (libvpx)") {
+		t.Errorf("capture --source whep: %v, stderr:\n%s", err, se.String())
+	}
 }
 
 var _ = bufio.NewReader
