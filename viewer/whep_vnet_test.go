@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -83,7 +85,15 @@ func sessionOf(t *testing.T, url string) (viewerSession, int) {
 // the heap nor the goroutines grow from one phase to the next.
 func TestWHEPOverImpairedNetwork(t *testing.T) {
 	dir := t.TempDir()
-	src, err := capture.NewPattern(capture.Config{Width: 640, Height: 360, FPS: 30})
+	// 640x360 keeps the test light; FRAMEBUS_VNET_SIZE=1280x720 measures at
+	// another size (docs/VIEWER.md).
+	w, h := uint32(640), uint32(360)
+	if sz := os.Getenv("FRAMEBUS_VNET_SIZE"); sz != "" {
+		if _, err := fmt.Sscanf(sz, "%dx%d", &w, &h); err != nil {
+			t.Fatalf("FRAMEBUS_VNET_SIZE=%q: %v", sz, err)
+		}
+	}
+	src, err := capture.NewPattern(capture.Config{Width: w, Height: h, FPS: 30})
 	if err != nil {
 		t.Fatal(err)
 	}
