@@ -35,7 +35,8 @@ preview on ADDR (a bare port or :PORT binds 127.0.0.1; give a host, e.g.
                 the newest frame when it is ready for one: a slow client
                 skips frames, it never lags behind)
   /frame.jpg    the newest frame as a JPEG, at the bus's size
-  /stats        the bus's status, the JSON of 'framebus stat NAME --json'
+  /stats        the bus's status, the JSON of 'framebus stat NAME --json',
+                and the WebRTC viewers ("webrtc")
   /viewer.json  the preview's own counters (fps, latency, drops, connections)
   /whep         WHEP (WebRTC-HTTP egress): POST an SDP offer, get the answer
                 and a session URL (DELETE it to end); a VP8 stream, one

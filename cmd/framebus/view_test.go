@@ -203,12 +203,17 @@ func TestViewHTTP(t *testing.T) {
 	}
 	checkPattern(t, img, 40)
 
-	// /stats: the JSON of 'framebus stat --json', same keys.
+	// /stats: the JSON of 'framebus stat --json', same keys, and the
+	// preview's WebRTC side.
 	_, b = get(t, url+"stats")
 	var web map[string]any
 	if err := json.Unmarshal(b, &web); err != nil {
 		t.Fatalf("stats: %v\n%s", err, b)
 	}
+	if _, ok := web["webrtc"].(map[string]any); !ok {
+		t.Errorf("/stats has no webrtc object: %v", web["webrtc"])
+	}
+	delete(web, "webrtc")
 	st := run(t, "stat", "web", "--json", "--dir", dir)
 	var cli map[string]any
 	if err := json.Unmarshal([]byte(st.stdout), &cli); err != nil {
