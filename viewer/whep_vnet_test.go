@@ -245,14 +245,20 @@ func TestWHEPOverImpairedNetwork(t *testing.T) {
 	if capped.frames < 15*30/5 {
 		t.Errorf("under the cap: %d frames in 15 s, want at least a fifth of 30 fps", capped.frames)
 	}
-	if capped.encTarget > 300_000 || capped.sess.TargetBitrate > 300_000 {
-		t.Errorf("under a 300 kbit/s cap the encoder aims at %d bit/s (the link estimate %d): the bitrate did not adapt", capped.encTarget, capped.sess.TargetBitrate)
+	// The estimate hovers around the link's rate: within 30% over it, and
+	// what is sent under it.
+	if capped.encTarget > 390_000 || capped.sess.Bitrate > 330_000 {
+		t.Errorf("under a 300 kbit/s cap the encoder aims at %d bit/s (the link estimate %d) and sends %d: the bitrate did not adapt",
+			capped.encTarget, capped.sess.TargetBitrate, capped.sess.Bitrate)
 	}
 	shaper.SetBurst(1 << 20)
 	shaper.SetRate(1_000_000_000)
 	again := phase("40 ms, 5% loss, cap lifted", 10*time.Second)
 	if again.frames < 10*30/3 {
 		t.Errorf("after the cap: %d frames in 10 s", again.frames)
+	}
+	if again.encTarget <= capped.encTarget {
+		t.Errorf("the cap lifted, the encoder's target stays at %d bit/s (%d under the cap)", again.encTarget, capped.encTarget)
 	}
 	if again.heap > 2*lossy.heap+8<<20 || again.goroutines > lossy.goroutines+20 {
 		t.Errorf("grew: heap %d KiB then %d KiB, goroutines %d then %d", lossy.heap>>10, again.heap>>10, lossy.goroutines, again.goroutines)

@@ -200,6 +200,7 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 		}
 	}()
 	var lastKey time.Time
+	var lastPTS int64
 	pic := Picture{}
 	var formatErr string
 	for {
@@ -269,7 +270,10 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 			b.keyWanted.Store(false)
 			enc.ForceKey()
 		}
-		data, key, err := enc.Encode(int64(rtc.RTPTime(fr.CaptureNS)))
+		// The encoder's clock: the capture time at 90 kHz, never going back.
+		pts := max(int64(uint64(fr.CaptureNS)*9/100000), lastPTS+1)
+		lastPTS = pts
+		data, key, err := enc.Encode(pts)
 		if err != nil {
 			return err
 		}

@@ -38,9 +38,9 @@ video file, through OpenCV); whep:URL (a WebRTC stream pulled over WHEP from
 another framebus view --http, or any WHEP server that sends VP8: the bus
 takes the stream's size, its rate unless --fps is given, and the sender's
 capture times, so tail on this bus measures capture to wake across both
-hosts). screen and camera need a build with -tags framebus_media, file one
-with -tags framebus_opencv, whep one with -tags framebus_webrtc (make build
-has them all).
+hosts). screen and camera need a build with -tags
+framebus_media, file one with -tags framebus_opencv, whep one with -tags
+framebus_webrtc (make build has them all).
 videotest, screen and camera have sizes of their own: --size picks among a
 camera's modes, and the log warns when the frames are not the size asked.
 
