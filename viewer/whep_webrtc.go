@@ -103,7 +103,7 @@ func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *zerolog.Log
 		}
 	}
 	cfg := rtc.Config{
-		Logf:       cli.Logf(log, zerolog.WarnLevel),
+		Logf: cli.Logf(log, zerolog.WarnLevel), Debugf: cli.Logf(log, zerolog.DebugLevel),
 		ICEServers: wo.ICEServers, NAT1To1IPs: wo.PublicIPs, UDPPortMin: wo.UDPPortMin, UDPPortMax: wo.UDPPortMax,
 		LoopbackOnly: wo.LoopbackOnly, FailedTimeout: wo.ICEFailedTimeout, DisconnectedTimeout: min(4*time.Second, wo.ICEFailedTimeout/2),
 		MinBitrate: wo.MinBitrate, MaxBitrate: wo.MaxBitrate, // 0: rtc's default, the encoder bounds itself
@@ -161,6 +161,9 @@ func (b *webrtcBridge) run(ctx context.Context) {
 		b.encoding, b.st.Encoding = false, false
 		again := len(b.sessions) > 0
 		b.mu.Unlock()
+		if err == nil && ctx.Err() == nil && !again {
+			b.log.Info().Str("bus", b.name).Msg("WebRTC: no viewer left; the bridge leaves the bus")
+		}
 		if err != nil && ctx.Err() == nil {
 			b.log.Error().Str("bus", b.name).Err(err).Msg("WebRTC: the encoder stopped")
 			select { // not at once again: the same error would come back
@@ -201,6 +204,9 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 	}()
 	var lastKey time.Time
 	var lastPTS int64
+	var encLat latencyMeter
+	var encoded uint64
+	lastLog := time.Now()
 	pic := Picture{}
 	var formatErr string
 	for {
@@ -302,6 +308,21 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 		b.st.EncodeUS = float64(t1-t0) / 1e3
 		b.st.TargetBitrate = target
 		b.mu.Unlock()
+		encLat.add(t1 - t0)
+		encoded++
+		if time.Since(lastLog) >= progressEvery {
+			n, mean, mx := encLat.take()
+			st := b.Status()
+			sent := 0
+			for _, v := range st.Sessions {
+				sent += v.Bitrate
+			}
+			b.log.Info().Str("bus", b.name).Int("viewers", st.Viewers).Str("fps", f1(float64(n)/time.Since(lastLog).Seconds())).
+				Str("encode_mean", mean.String()).Str("encode_max", mx.String()).Int("target_bitrate", target).Int("sent_bitrate", sent).
+				Uint64("frames_encoded", encoded).Uint64("keyframes", st.Keyframes).Uint64("skipped", st.FramesDropped).
+				Uint64("rate_drops", st.RateDrops).Msg("WebRTC progress")
+			lastLog = time.Now()
+		}
 	}
 }
 

@@ -29,8 +29,10 @@ const PayloadType = 96
 // Config is what both ends configure; the zero value works on one machine
 // and on a LAN (host candidates, loopback included).
 type Config struct {
-	// Logf receives pion's warnings and errors (nil: dropped).
-	Logf func(format string, args ...any)
+	// Logf receives pion's errors, Debugf its warnings (mostly benign:
+	// a ping before any candidate pair, a packet for a stream just
+	// closed); nil drops them.
+	Logf, Debugf func(format string, args ...any)
 
 	// ICEServers are STUN or TURN URLs (stun:host:port) for peers behind NAT.
 	ICEServers []string
@@ -125,7 +127,7 @@ var VP8Codec = webrtc.RTPCodecParameters{
 // queue); the frames themselves follow the estimate.
 func NewSendAPI(c Config, onEstimator func(cc.BandwidthEstimator)) (*webrtc.API, error) {
 	c = c.withDefaults()
-	lf := loggerFactory(c.Logf)
+	lf := loggerFactory(c.Logf, c.Debugf)
 	me, reg, err := mediaEngine(lf)
 	if err != nil {
 		return nil, err
@@ -154,7 +156,7 @@ func NewSendAPI(c Config, onEstimator func(cc.BandwidthEstimator)) (*webrtc.API,
 // every 20 ms for missing packets, receiver reports, transport-cc feedback.
 func NewRecvAPI(c Config) (*webrtc.API, error) {
 	c = c.withDefaults()
-	lf := loggerFactory(c.Logf)
+	lf := loggerFactory(c.Logf, c.Debugf)
 	me, reg, err := mediaEngine(lf)
 	if err != nil {
 		return nil, err
@@ -207,23 +209,23 @@ func newAPI(c Config, me *webrtc.MediaEngine, reg *interceptor.Registry, lf logg
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
 }
 
-// loggerFactory routes pion's warnings and errors to logf.
-func loggerFactory(logf func(string, ...any)) logging.LoggerFactory {
-	return logAdapter{logf: logf}
+// loggerFactory routes pion's errors to errf and its warnings to warnf.
+func loggerFactory(errf, warnf func(string, ...any)) logging.LoggerFactory {
+	return logAdapter{errf: errf, warnf: warnf}
 }
 
-type logAdapter struct{ logf func(string, ...any) }
+type logAdapter struct{ errf, warnf func(string, ...any) }
 
-func (l logAdapter) NewLogger(scope string) logging.LeveledLogger { return scoped{l.logf, scope} }
+func (l logAdapter) NewLogger(scope string) logging.LeveledLogger { return scoped{l, scope} }
 
 type scoped struct {
-	logf  func(string, ...any)
+	l     logAdapter
 	scope string
 }
 
-func (s scoped) out(level, msg string) {
-	if s.logf != nil {
-		s.logf("pion %s %s: %s", s.scope, level, strings.TrimSpace(msg))
+func (s scoped) out(f func(string, ...any), level, msg string) {
+	if f != nil {
+		f("pion %s %s: %s", s.scope, level, strings.TrimSpace(msg))
 	}
 }
 func (s scoped) Trace(string)              {}
@@ -232,7 +234,7 @@ func (s scoped) Debug(string)              {}
 func (s scoped) Debugf(string, ...any)     {}
 func (s scoped) Info(string)               {}
 func (s scoped) Infof(string, ...any)      {}
-func (s scoped) Warn(m string)             { s.out("warning", m) }
-func (s scoped) Warnf(f string, a ...any)  { s.out("warning", fmt.Sprintf(f, a...)) }
-func (s scoped) Error(m string)            { s.out("error", m) }
-func (s scoped) Errorf(f string, a ...any) { s.out("error", fmt.Sprintf(f, a...)) }
+func (s scoped) Warn(m string)             { s.out(s.l.warnf, "warning", m) }
+func (s scoped) Warnf(f string, a ...any)  { s.out(s.l.warnf, "warning", fmt.Sprintf(f, a...)) }
+func (s scoped) Error(m string)            { s.out(s.l.errf, "error", m) }
+func (s scoped) Errorf(f string, a ...any) { s.out(s.l.errf, "error", fmt.Sprintf(f, a...)) }
