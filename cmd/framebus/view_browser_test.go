@@ -42,7 +42,7 @@ func artifactDir(t *testing.T) string {
 
 // newBrowser starts a headless Chromium for the test, with a context that
 // ends after d.
-func newBrowser(t *testing.T, d time.Duration) context.Context {
+func newBrowser(t *testing.T, d time.Duration, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	chromium := browserPath(t)
 	opts := []chromedp.ExecAllocatorOption{
@@ -52,6 +52,7 @@ func newBrowser(t *testing.T, d time.Duration) context.Context {
 		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(1000, 600),
 	}
+	opts = append(opts, extra...)
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancelA)
 	ctx, cancel := chromedp.NewContext(actx)

@@ -103,6 +103,9 @@ func (r *Receiver) run() {
 	asm := newAssembler(300 * time.Millisecond)
 	var done []assembled
 	var ext rtp.AbsCaptureTimeExtension
+	var anchor int64 // the last stamped capture time and its RTP timestamp
+	var anchorRTP uint32
+	anchored := false
 	gap := false
 	for {
 		pkt, _, err := r.track.ReadRTP()
@@ -123,6 +126,12 @@ func (r *Receiver) run() {
 			if r.extID != 0 {
 				if b := a.first.GetExtension(r.extID); b != nil && ext.Unmarshal(b) == nil {
 					f.CaptureNS, f.Stamped = MonoNS(UnixNS(ext.Timestamp)), true
+					anchor, anchorRTP, anchored = f.CaptureNS, a.ts, true
+				} else if d := int32(a.ts - anchorRTP); anchored && d >= 0 && d < 10*ClockRate {
+					// Senders may stamp only the frames whose capture time
+					// cannot be interpolated from the RTP timestamps
+					// (libwebrtc's AbsoluteCaptureTimeSender): interpolate.
+					f.CaptureNS, f.Stamped = anchor+int64(d)*1e9/ClockRate, true
 				}
 			}
 			r.frames.Add(1)
