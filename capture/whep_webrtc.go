@@ -168,14 +168,32 @@ func (s *WHEPSource) watchRate(ctx context.Context) (num, den uint32) {
 		return 0, 1
 	}
 	slices.Sort(steps)
-	fps := rtc.ClockRate / steps[len(steps)/2]
-	switch r := math.Round(fps); {
-	case math.Abs(fps-r) < 0.05*r:
-		return uint32(r), 1
-	case math.Abs(fps-29.97) < 0.1:
-		return 30000, 1001
+	return snapRate(rtc.ClockRate / steps[len(steps)/2])
+}
+
+// snapRate is a measured frame rate as a common rate: an NTSC rate
+// (30000/1001, ...) when it measures that to 0.1%, else the nearest common
+// whole rate within 8% (capture times jitter on a busy machine: a 30 fps
+// source measures 28 or 32), else the rate rounded.
+func snapRate(fps float64) (num, den uint32) {
+	for _, n := range []uint32{24000, 30000, 60000} {
+		if r := float64(n) / 1001; math.Abs(fps-r) < 0.001*r {
+			return n, 1001
+		}
 	}
-	return uint32(math.Round(fps * 1000)), 1000
+	best, bd := 0, math.Inf(1)
+	for _, r := range []int{5, 10, 12, 15, 20, 24, 25, 30, 48, 50, 60, 90, 120} {
+		if d := math.Abs(fps-float64(r)) / float64(r); d < bd {
+			best, bd = r, d
+		}
+	}
+	switch {
+	case bd < 0.08:
+		return uint32(best), 1
+	case fps < 1:
+		return 0, 1
+	}
+	return uint32(math.Round(fps)), 1
 }
 
 // next is the next frame: one read ahead, else the receiver's.
