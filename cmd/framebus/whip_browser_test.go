@@ -87,8 +87,8 @@ func TestWHIPFromChromium(t *testing.T) {
 	slices.Sort(lat)
 	t.Logf("%d frames in 5 s from Chromium's fake camera; capture (in Chromium) to wake p50 %.1f ms, p99 %.1f ms",
 		len(lat), percentile(lat, 0.5), percentile(lat, 0.99))
-	if len(lat) < 5*30/3 {
-		t.Errorf("%d frames in 5 s, want at least a third of 30 fps", len(lat))
+	if len(lat) < 30 { // Chromium's fake camera makes 20 fps; a loaded machine fewer
+		t.Errorf("%d frames in 5 s, want at least 30", len(lat))
 	}
 	if !varied {
 		t.Error("the frames are flat: nothing of the camera's picture")
