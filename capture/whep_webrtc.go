@@ -11,6 +11,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/rtc"
 	"github.com/framebus/framebus/internal/vpx"
@@ -218,7 +220,14 @@ func (s *WHEPSource) next(ctx context.Context) (rtc.Frame, error) {
 }
 
 func (s *WHEPSource) ended() error {
-	return fmt.Errorf("the WHEP session with %s ended (connection %s)", s.url, s.sess.State())
+	switch st := s.sess.State(); st {
+	case webrtc.PeerConnectionStateFailed:
+		return fmt.Errorf("the WHEP session with %s failed: the server stopped answering", s.url)
+	case webrtc.PeerConnectionStateClosed, webrtc.PeerConnectionStateConnected:
+		return fmt.Errorf("the WHEP server %s ended the stream", s.url)
+	default:
+		return fmt.Errorf("the WHEP session with %s ended (connection %s)", s.url, st)
+	}
 }
 
 // decode decodes fr, or skips it (ok false) while the stream is broken.
