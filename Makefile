@@ -6,10 +6,11 @@ FUZZTIME  ?= 60s
 BENCHTIME ?= 1s
 PKGS      := ./...
 # cgo parts behind build tags: OpenCV through gocv (file source, viewers) and
-# the pion/mediadevices drivers that need cgo (V4L2 camera, X11 screen).
-TAGS      ?= framebus_opencv,framebus_media
+# the pion/mediadevices drivers that need cgo (V4L2 camera, X11 screen), and
+# the WebRTC bridge's VP8 codec (libvpx).
+TAGS      ?= framebus_opencv,framebus_media,framebus_webrtc
 # Debian packages they need: pkg-config name, command or file, then the package.
-SYSDEPS   := pkgconf:opencv4:libopencv-dev pkgconf:x11:libx11-dev pkgconf:xext:libxext-dev \
+SYSDEPS   := pkgconf:opencv4:libopencv-dev pkgconf:x11:libx11-dev pkgconf:xext:libxext-dev pkgconf:vpx:libvpx-dev \
              cmd:xvfb-run:xvfb cmd:xauth:xauth cmd:pkg-config:pkg-config \
              cmd:chromium:chromium cmd:import:imagemagick cmd:xdotool:xdotool \
              file:/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml:opencv-data

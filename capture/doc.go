@@ -28,6 +28,8 @@
 //	screen            the X11 screen through mediadevices (cgo, -tags framebus_media)
 //	camera[:/dev/videoN]  V4L2 through mediadevices (cgo, -tags framebus_media)
 //	file:PATH         a video file through gocv, looping (cgo, -tags framebus_opencv)
+//	whep:URL          a WHEP (WebRTC) stream, VP8 decoded by libvpx (cgo, -tags framebus_webrtc)
+//	whip:LISTEN       a WHIP server a browser pushes a camera to (cgo, -tags framebus_webrtc)
 //
 // make build has them all. In a build without a tag the source's name is
 // still known, and asking for it gives a NotInBuildError that names what the

@@ -42,6 +42,8 @@ type Status struct {
 	FPS            float64 `json:"fps"`               // pictures per second over the last second or so
 	CaptureToPicUS float64 `json:"capture_to_pic_us"` // capture to encoded picture, the last one
 	CaptureToSent  float64 `json:"capture_to_sent_us"`
+
+	WebRTC *WebRTCStatus `json:"webrtc"` // the WHEP side (whep_status.go)
 }
 
 // Server is the web preview's HTTP side: the page, the MJPEG stream, the
@@ -58,6 +60,11 @@ type Server struct {
 	MaxConns    int
 	IdleTimeout time.Duration
 	ln          *limitListener
+
+	// WebRTC serves /whep (whep_webrtc.go); nil: /whep answers 501 with
+	// WebRTCOff, and the page shows the MJPEG stream.
+	WebRTC    webrtcEndpoint
+	WebRTCOff string
 
 	mu       sync.Mutex
 	st       Status
@@ -90,6 +97,7 @@ func (s *Server) Status() Status {
 	if ln != nil {
 		st.Connections, st.Refused = int(ln.open.Load()), ln.refused.Load()
 	}
+	st.WebRTC = s.webrtcStatus()
 	return st
 }
 
@@ -123,6 +131,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /frame.jpg", s.frame)
 	mux.HandleFunc("GET /stats", s.stats)
 	mux.HandleFunc("GET /viewer.json", s.viewer)
+	whep := s.WebRTC
+	if whep == nil {
+		mux.Handle("/whep", whepUnavailable(s.WebRTCOff))
+		mux.Handle("/whep/", whepUnavailable(s.WebRTCOff))
+	} else {
+		mux.Handle("/whep", whep)
+		mux.Handle("/whep/", whep)
+	}
 	return mux
 }
 
@@ -262,7 +278,10 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	if prev != nil && snap.NowNS-prev.NowNS < int64(500*time.Millisecond) {
 		prev = nil
 	}
-	writeJSON(w, http.StatusOK, report.NewStatus(snap, prev))
+	writeJSON(w, http.StatusOK, struct {
+		*report.Status
+		WebRTC *WebRTCStatus `json:"webrtc"`
+	}{report.NewStatus(snap, prev), s.webrtcStatus()})
 }
 
 func (s *Server) viewer(w http.ResponseWriter, r *http.Request) {

@@ -38,6 +38,16 @@ func ServeHTTP(ctx context.Context, name string, ln net.Listener, o HTTPOptions)
 	hub := NewHub()
 	srv := NewServer(name, o.Dir, hub)
 	srv.MaxConns, srv.IdleTimeout = o.MaxConns, o.IdleTimeout
+	rtcSide, closeRTC, err := newWebRTC(ctx, name, o, log) // whep_webrtc.go
+	if err != nil {
+		return err
+	}
+	defer closeRTC()
+	if rtcSide != nil {
+		srv.WebRTC = rtcSide
+	} else if srv.WebRTCOff = WebRTCMissing; o.WebRTC.Off {
+		srv.WebRTCOff = "WebRTC is off in this preview (--webrtc=false)"
+	}
 	var wg sync.WaitGroup
 	var serveErr error
 	wg.Add(1)
@@ -46,7 +56,7 @@ func ServeHTTP(ctx context.Context, name string, ln net.Listener, o HTTPOptions)
 		serveErr = srv.Serve(ctx, ln)
 		cancel()
 	}()
-	err := encodeLoop(ctx, name, o, q, hub, srv, log)
+	err = encodeLoop(ctx, name, o, q, hub, srv, log)
 	hub.Close()
 	cancel()
 	wg.Wait()

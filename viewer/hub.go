@@ -12,6 +12,7 @@ type Picture struct {
 	EncodedNS           int64 // when the picture was ready
 	Width, Height       int
 	Data                []byte
+	Key                 bool // a video keyframe (the WebRTC side's VP8 frames)
 
 	id   uint64 // the hub's count of pictures published, from 1
 	refs int    // readers holding it, under Hub.mu

@@ -18,6 +18,8 @@ type HTTPOptions struct {
 
 	MaxConns    int           // connections open at a time, default DefaultMaxConns
 	IdleTimeout time.Duration // keep-alive connections idle this long are closed, default DefaultIdleTimeout
+
+	WebRTC WebRTCOptions // the WHEP endpoint (whep_status.go)
 }
 
 // WindowOptions configures RunWindow.

@@ -34,8 +34,16 @@ Sources: pattern (a synthetic moving test pattern, the default); videotest
 (pion/mediadevices' fake camera: 640x480 colour bars and noise); screen (the
 X display of $DISPLAY, whole: run under xvfb-run on a server);
 camera[:/dev/videoN] (a V4L2 camera, /dev/video0 by default); file:PATH (a
-video file, through OpenCV). screen and camera need a build with -tags
-framebus_media, file one with -tags framebus_opencv (make build has both).
+video file, through OpenCV); whep:URL (a WebRTC stream pulled over WHEP from
+another framebus view --http, or any WHEP server that sends VP8: the bus
+takes the stream's size, its rate unless --fps is given, and the sender's
+capture times, so tail on this bus measures capture to wake across both
+hosts); whip:LISTEN (a WHIP server on LISTEN that a browser or any WHIP
+client sending VP8 pushes a camera to, one publisher at a time; its page at
+/ publishes the browser's camera at --size and --fps). screen and camera
+need a build with -tags
+framebus_media, file one with -tags framebus_opencv, whep one with -tags
+framebus_webrtc (make build has them all).
 videotest, screen and camera have sizes of their own: --size picks among a
 camera's modes, and the log warns when the frames are not the size asked.
 
@@ -52,11 +60,13 @@ created.`,
 		framebus capture --name fast --size 640x480 --fps 0 --duration 10s   # as fast as possible
 		framebus capture --name cam0 --mode 0660 --group video --dir /dev/shm
 		framebus capture --name cam0 --source camera:/dev/video2 --format YUYV
-		xvfb-run framebus capture --name desk --source screen --fps 60`,
+		xvfb-run framebus capture --name desk --source screen --fps 60
+		framebus capture --name far --source whep:http://camera-box:8080/whep --format I420
+		framebus capture --name phone --source whip:0.0.0.0:8090 --size 1280x720   # open http://HOST:8090/ on the phone`,
 	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		o := &captureOpts{flags: fs}
 		fs.StringVar(&o.name, "name", "", "bus `NAME` (also accepted as the argument)")
-		fs.StringVar(&o.source, "source", "pattern", "frame `SOURCE`: pattern, videotest, screen, camera[:/dev/videoN] or file:PATH")
+		fs.StringVar(&o.source, "source", "pattern", "frame `SOURCE`: pattern, videotest, screen, camera[:/dev/videoN], file:PATH, whep:URL or whip:LISTEN")
 		fs.StringVar(&o.size, "size", "1280x720", "frame size, `WxH` (without it a video file or camera keeps its own; videotest and screen always do)")
 		fs.StringVar(&o.format, "format", "RGBA", "pixel `FORMAT`: RGBA, RGB24, BGR24, GREY, YUYV, NV12, I420, MJPEG or a fourcc")
 		fs.Float64Var(&o.fps, "fps", 30, "frames per second, `N` (0: as fast as possible; without it a video file plays at its own rate)")

@@ -35,8 +35,14 @@ preview on ADDR (a bare port or :PORT binds 127.0.0.1; give a host, e.g.
                 the newest frame when it is ready for one: a slow client
                 skips frames, it never lags behind)
   /frame.jpg    the newest frame as a JPEG, at the bus's size
-  /stats        the bus's status, the JSON of 'framebus stat NAME --json'
+  /stats        the bus's status, the JSON of 'framebus stat NAME --json',
+                and the WebRTC viewers ("webrtc")
   /viewer.json  the preview's own counters (fps, latency, drops, connections)
+  /whep         WHEP (WebRTC-HTTP egress): POST an SDP offer, get the answer
+                and a session URL (DELETE it to end); a VP8 stream, one
+                encoder for all viewers, its bitrate that of the weakest
+                link's congestion control; the page plays it and falls back
+                to MJPEG where WebRTC fails (--webrtc=false: MJPEG only)
 It holds at most --http-max-conns connections at a time (one more is
 answered 503 and closed), closes keep-alive connections idle for
 --http-idle and connections that send no request within 10 s, and drops a
@@ -55,7 +61,8 @@ Needs a build with OpenCV (make build); without it the command says so
 	Examples: `framebus view cam0
 		xvfb-run framebus view cam0
 		framebus view cam0 --http :8080
-		framebus view cam0 --http 0.0.0.0:8080 --timeout 1m`,
+		framebus view cam0 --http 0.0.0.0:8080 --timeout 1m
+		framebus view cam0 --http 0.0.0.0:8080 --webrtc-max-bitrate 2M --ice-server stun:stun.example.net:3478`,
 	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		o := &viewOpts{}
 		fs.StringVar(&o.http, "http", "", "serve a web preview on `ADDR` (PORT, :PORT or HOST:PORT; host default 127.0.0.1) instead of opening a window")
@@ -67,6 +74,7 @@ Needs a build with OpenCV (make build); without it the command says so
 		fs.IntVar(&o.quality, "quality", 80, "JPEG quality `N` (1-100) of the web preview")
 		fs.StringVar(&o.dir, "dir", "", dirUsage)
 		fs.Var(&o.spin, "spin", spinUsage)
+		o.rtc.register(fs) // view_webrtc.go
 		return o.run
 	},
 }
@@ -77,6 +85,7 @@ type viewOpts struct {
 	quality, maxConns  int
 	idle               time.Duration
 	spin               cli.Spin
+	rtc                webrtcFlags
 }
 
 func (o *viewOpts) run(ctx context.Context, args []string) error {
@@ -92,6 +101,10 @@ func (o *viewOpts) run(ctx context.Context, args []string) error {
 	}
 	if o.maxConns < 1 || o.idle < time.Millisecond {
 		return cli.Usagef("--http-max-conns must be at least 1 and --http-idle at least 1ms")
+	}
+	rtcOpts, err := o.rtc.options()
+	if err != nil {
+		return cli.Usage(err)
 	}
 	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
@@ -117,7 +130,7 @@ func (o *viewOpts) run(ctx context.Context, args []string) error {
 	}
 	log.Info().Str("bus", name).Str("url", url).Msg("serving the web preview")
 	err = viewer.ServeHTTP(ctx, name, ln, viewer.HTTPOptions{Dir: o.dir, Timeout: o.timeout, Quality: o.quality, Spin: o.spin.D, Log: &log,
-		MaxConns: o.maxConns, IdleTimeout: o.idle})
+		MaxConns: o.maxConns, IdleTimeout: o.idle, WebRTC: rtcOpts})
 	return consumerError(name, o.dir, err)
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,16 +40,11 @@ func artifactDir(t *testing.T) string {
 	return t.ArtifactDir()
 }
 
-// The web preview in a real headless Chromium: the live picture loads at
-// the bus's size, the stats on the page change over time, and a screenshot
-// of the page is kept.
-func TestViewHTTPInChromium(t *testing.T) {
-	needOpenCV(t)
+// newBrowser starts a headless Chromium for the test, with a context that
+// ends after d.
+func newBrowser(t *testing.T, d time.Duration, extra ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
 	chromium := browserPath(t)
-	dir := t.TempDir()
-	startLive(t, nil, "capture", "--name", "browser", "--source", "pattern", "--size", "480x360", "--fps", "30", "--dir", dir)
-	_, url := startViewHTTP(t, dir, "browser", "--timeout", "30s")
-
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()),
@@ -56,12 +52,26 @@ func TestViewHTTPInChromium(t *testing.T) {
 		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(1000, 600),
 	}
+	opts = append(opts, extra...)
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelA()
+	t.Cleanup(cancelA)
 	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
-	defer cancelT()
+	t.Cleanup(cancel)
+	ctx, cancelT := context.WithTimeout(ctx, d)
+	t.Cleanup(cancelT)
+	return ctx
+}
+
+// The web preview in a real headless Chromium, with WebRTC off: the page
+// falls back to the MJPEG stream, the live picture loads at the bus's size,
+// the stats on the page change over time, and a screenshot of the page is
+// kept.
+func TestViewHTTPInChromium(t *testing.T) {
+	needOpenCV(t)
+	dir := t.TempDir()
+	startLive(t, nil, "capture", "--name", "browser", "--source", "pattern", "--size", "480x360", "--fps", "30", "--dir", dir)
+	_, url := startViewHTTP(t, dir, "browser", "--timeout", "30s", "--webrtc=false")
+	ctx := newBrowser(t, 60*time.Second)
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
 		t.Fatalf("navigate to %s: %v", url, err)
@@ -90,6 +100,10 @@ func TestViewHTTPInChromium(t *testing.T) {
 	state, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#state")))
 	if err != nil || state != "streaming" {
 		t.Errorf("state on the page: %q, %v; want streaming", state, err)
+	}
+	mode, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#mode")))
+	if err != nil || !strings.HasPrefix(mode, "MJPEG (WebRTC is off") {
+		t.Errorf("mode on the page: %q, %v; want MJPEG, WebRTC being off", mode, err)
 	}
 	t.Logf("picture %dx%d, last seq %s then %s", size[0], size[1], first, later)
 

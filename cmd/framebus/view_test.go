@@ -204,12 +204,17 @@ func TestViewHTTP(t *testing.T) {
 	}
 	checkPattern(t, img, 40)
 
-	// /stats: the JSON of 'framebus stat --json', same keys.
+	// /stats: the JSON of 'framebus stat --json', same keys, and the
+	// preview's WebRTC side.
 	_, b = get(t, url+"stats")
 	var web map[string]any
 	if err := json.Unmarshal(b, &web); err != nil {
 		t.Fatalf("stats: %v\n%s", err, b)
 	}
+	if _, ok := web["webrtc"].(map[string]any); !ok {
+		t.Errorf("/stats has no webrtc object: %v", web["webrtc"])
+	}
+	delete(web, "webrtc")
 	st := run(t, "stat", "web", "--json", "--dir", dir)
 	var cli map[string]any
 	if err := json.Unmarshal([]byte(st.stdout), &cli); err != nil {
@@ -331,6 +336,14 @@ func TestConsumersWithoutOpenCV(t *testing.T) {
 		if ee == nil || ee.ExitCode() != 2 || !strings.Contains(se.String(), "this build lacks OpenCV") {
 			t.Errorf("%q: %v, stderr:\n%s", args, err, se.String())
 		}
+	}
+	// And the WebRTC source says it lacks the codec.
+	cmd := exec.Command(nocv, "capture", "--name", "far", "--source", "whep:http://127.0.0.1:1/whep")
+	var se bytes.Buffer
+	cmd.Stderr = &se
+	err := cmd.Run()
+	if ee, _ := err.(*exec.ExitError); ee == nil || ee.ExitCode() != 2 || !strings.Contains(se.String(), "needs a build with the WebRTC codec (libvpx)") {
+		t.Errorf("capture --source whep: %v, stderr:\n%s", err, se.String())
 	}
 }
 

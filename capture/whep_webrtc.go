@@ -1,0 +1,322 @@
+//go:build framebus_webrtc && cgo
+
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/rtc"
+	"github.com/framebus/framebus/internal/vpx"
+)
+
+func init() {
+	Register("whep", func(c Config) (Source, error) {
+		s, err := OpenWHEP(context.Background(), c, rtc.Config{})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	})
+}
+
+// WHEPSource is whep:URL: a WHEP stream (another framebus view --http, or
+// any WHEP server that sends VP8) received over WebRTC and decoded with
+// libvpx into the bus's format.
+//
+// Open connects, waits for the first keyframe (its size is the bus's) and
+// watches the next few frames' RTP timestamps for the rate (unless --fps
+// is given). Each frame's capture time is the sender's, carried by the
+// abs-capture-time header extension (internal/rtc explains the clocks), so
+// a consumer of the local bus measures capture to wake across both hosts;
+// a sender without it gives the arrival time. Lost packets that NACK could
+// not repair make the next frame wait for a keyframe (asked for with a
+// PLI): frames are skipped, never shown broken. The decoder writes into its
+// own memory; Read converts from there into the slot, in Go.
+//
+// A remote stream that changes size, or a session that ends (the server
+// gone, ICE failed), ends Read with an error: the bus keeps one format.
+type WHEPSource struct {
+	url  string
+	sess *rtc.Session
+	recv *rtc.Receiver
+	dec  *vpx.Decoder
+	f    framebus.Format
+	size int
+
+	first   *image.YCbCr // the constructor's keyframe, decoded, for the first Read
+	firstNS int64
+	queued  []rtc.Frame // frames read ahead for the rate, not decoded yet
+	waitKey bool
+	skipped uint64
+	decoded uint64
+	stamped bool
+	lastRTP uint32
+	closed  bool
+}
+
+// WHEPStats counts what the source did.
+type WHEPStats struct {
+	rtc.RecvStats
+	Decoded uint64 // frames decoded and delivered
+	Skipped uint64 // frames not shown: broken by loss until a keyframe came
+	Stamped bool   // the sender stamps capture times (abs-capture-time)
+}
+
+// OpenWHEP opens whep:URL (c.Arg is the URL) with the given WebRTC
+// configuration, waiting up to 10 s for the first frame.
+func OpenWHEP(ctx context.Context, c Config, rc rtc.Config) (*WHEPSource, error) {
+	const name = "whep"
+	if c.Arg == "" {
+		return nil, &ConfigError{Source: name, Err: errors.New("want whep:URL, e.g. whep:http://camera-box:8080/whep")}
+	}
+	pf := c.PixelFormat
+	if pf == 0 {
+		pf = framebus.FormatI420
+	}
+	if !CanConvert(pf) {
+		return nil, &ConfigError{Source: name, Err: fmt.Errorf("pixel format %v: the decoded frames can be RGBA, RGB24, BGR24, GREY, YUYV, NV12 or I420", pf)}
+	}
+	var num, den uint32
+	if !c.DefaultFPS {
+		var err error
+		if num, den, err = checkFPS(c.FPS); err != nil {
+			return nil, &ConfigError{Source: name, Err: err}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, firstFrameWait)
+	defer cancel()
+	sess, err := rtc.DialWHEP(ctx, c.Arg, rc)
+	if err != nil {
+		return nil, &UnavailableError{Source: name, Msg: "whep: " + err.Error(), Err: err}
+	}
+	s := &WHEPSource{url: c.Arg, sess: sess}
+	fail := func(err error) (*WHEPSource, error) {
+		s.Close()
+		return nil, err
+	}
+	if s.dec, err = vpx.NewDecoder(1); err != nil {
+		return fail(err)
+	}
+	if s.recv, err = sess.Receiver(ctx); err != nil {
+		return fail(&UnavailableError{Source: name, Msg: "whep: " + err.Error(), Err: err})
+	}
+	// The first keyframe.
+	s.waitKey = true
+	for s.first == nil {
+		fr, err := s.next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("no video from %s within %v", c.Arg, firstFrameWait)
+			}
+			return fail(&UnavailableError{Source: name, Msg: "whep: " + err.Error(), Err: err})
+		}
+		pic, ns, ok, err := s.decode(fr)
+		if err != nil {
+			return fail(err)
+		}
+		if ok {
+			s.first, s.firstNS = pic, ns
+		}
+	}
+	b := s.first.Rect
+	// The rate: the median step of the next RTP timestamps, unless given.
+	if num == 0 && c.DefaultFPS {
+		num, den = s.watchRate(ctx)
+	}
+	s.f, err = framebus.Format{Width: uint32(b.Dx()), Height: uint32(b.Dy()), PixelFormat: pf, FPSNum: num, FPSDen: den}.Complete()
+	if err == nil && s.f.FrameSize > uint64(maxInt) {
+		err = fmt.Errorf("frame of %d bytes is too large", s.f.FrameSize)
+	}
+	if err != nil {
+		return fail(&ConfigError{Source: name, Err: err})
+	}
+	s.size = int(s.f.FrameSize)
+	return s, nil
+}
+
+// watchRate reads up to 6 frames ahead (they stay queued) and returns
+// their median rate, rounded to a whole or common fractional rate; 0/1
+// (unknown) when they do not come within half a second.
+func (s *WHEPSource) watchRate(ctx context.Context) (num, den uint32) {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	prev := s.lastRTP
+	var steps []float64
+	for len(s.queued) < 6 {
+		select {
+		case fr, ok := <-s.recv.Frames():
+			if !ok {
+				return 0, 1
+			}
+			s.queued = append(s.queued, fr)
+			if d := fr.RTPTime - prev; d > 0 && d < rtc.ClockRate {
+				steps = append(steps, float64(d))
+			}
+			prev = fr.RTPTime
+		case <-ctx.Done():
+			return 0, 1
+		}
+	}
+	if len(steps) < 3 {
+		return 0, 1
+	}
+	slices.Sort(steps)
+	return snapRate(rtc.ClockRate / steps[len(steps)/2])
+}
+
+// snapRate is a measured frame rate as a common rate: an NTSC rate
+// (30000/1001, ...) when it measures that to 0.1%, else the nearest common
+// whole rate within 8% (capture times jitter on a busy machine: a 30 fps
+// source measures 28 or 32), else the rate rounded.
+func snapRate(fps float64) (num, den uint32) {
+	for _, n := range []uint32{24000, 30000, 60000} {
+		if r := float64(n) / 1001; math.Abs(fps-r) < 0.001*r {
+			return n, 1001
+		}
+	}
+	best, bd := 0, math.Inf(1)
+	for _, r := range []int{5, 10, 12, 15, 20, 24, 25, 30, 48, 50, 60, 90, 120} {
+		if d := math.Abs(fps-float64(r)) / float64(r); d < bd {
+			best, bd = r, d
+		}
+	}
+	switch {
+	case bd < 0.08:
+		return uint32(best), 1
+	case fps < 1:
+		return 0, 1
+	}
+	return uint32(math.Round(fps)), 1
+}
+
+// next is the next frame: one read ahead, else the receiver's.
+func (s *WHEPSource) next(ctx context.Context) (rtc.Frame, error) {
+	if len(s.queued) > 0 {
+		fr := s.queued[0]
+		s.queued = s.queued[1:]
+		return fr, nil
+	}
+	select {
+	case fr, ok := <-s.recv.Frames():
+		if !ok {
+			return rtc.Frame{}, s.ended()
+		}
+		s.lastRTP = fr.RTPTime
+		return fr, nil
+	case <-s.sess.Ended():
+		return rtc.Frame{}, s.ended()
+	case <-ctx.Done():
+		return rtc.Frame{}, ctx.Err()
+	}
+}
+
+func (s *WHEPSource) ended() error {
+	switch st := s.sess.State(); st {
+	case webrtc.PeerConnectionStateFailed:
+		return fmt.Errorf("the WHEP session with %s failed: the server stopped answering", s.url)
+	case webrtc.PeerConnectionStateClosed, webrtc.PeerConnectionStateConnected:
+		return fmt.Errorf("the WHEP server %s ended the stream", s.url)
+	default:
+		return fmt.Errorf("the WHEP session with %s ended (connection %s)", s.url, st)
+	}
+}
+
+// decode decodes fr, or skips it (ok false) while the stream is broken.
+func (s *WHEPSource) decode(fr rtc.Frame) (pic *image.YCbCr, captureNS int64, ok bool, err error) {
+	if fr.Gap && !fr.Key {
+		s.waitKey = true
+	}
+	if s.waitKey && !fr.Key {
+		s.skipped++
+		s.recv.RequestKeyFrame()
+		return nil, 0, false, nil
+	}
+	if fr.Key && s.size != 0 && (fr.Width != int(s.f.Width) || fr.Height != int(s.f.Height)) {
+		return nil, 0, false, fmt.Errorf("the remote stream changed size from %dx%d to %dx%d: a bus keeps one format (start the capture again)",
+			s.f.Width, s.f.Height, fr.Width, fr.Height)
+	}
+	pic, corrupt, err := s.dec.Decode(fr.Data)
+	if err != nil || corrupt || pic == nil {
+		s.skipped++
+		s.waitKey = true
+		s.recv.RequestKeyFrame()
+		return nil, 0, false, nil
+	}
+	s.waitKey = false
+	s.stamped = fr.Stamped
+	return pic, fr.CaptureNS, true, nil
+}
+
+// Format is the bus's format: the first keyframe's size.
+func (s *WHEPSource) Format() framebus.Format { return s.f }
+
+// Read waits for the next frame that decodes and converts it into dst.
+func (s *WHEPSource) Read(ctx context.Context, dst []byte) (int, int64, error) {
+	if s.closed {
+		return 0, 0, ErrClosed
+	}
+	if len(dst) < s.size {
+		return 0, 0, fmt.Errorf("capture: whep: buffer of %d bytes for a frame of %d", len(dst), s.size)
+	}
+	if s.first != nil {
+		pic, ns := s.first, s.firstNS
+		s.first = nil
+		return s.deliver(dst, pic, ns)
+	}
+	for {
+		fr, err := s.next(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		pic, ns, ok, err := s.decode(fr)
+		if err != nil {
+			return 0, 0, err
+		}
+		if ok {
+			return s.deliver(dst, pic, ns)
+		}
+	}
+}
+
+func (s *WHEPSource) deliver(dst []byte, pic *image.YCbCr, captureNS int64) (int, int64, error) {
+	n, err := ConvertYCbCr(dst, s.f, pic, LimitedRange)
+	if err != nil {
+		return 0, 0, err
+	}
+	s.decoded++
+	return n, captureNS, nil
+}
+
+// Stats returns the counters. Not safe while Read runs.
+func (s *WHEPSource) Stats() WHEPStats {
+	st := WHEPStats{Decoded: s.decoded, Skipped: s.skipped, Stamped: s.stamped}
+	if s.recv != nil {
+		st.RecvStats = s.recv.Stats()
+	}
+	return st
+}
+
+// Close ends the WHEP session (DELETE) and frees the decoder.
+func (s *WHEPSource) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.sess != nil {
+		s.sess.Close()
+	}
+	if s.dec != nil {
+		s.dec.Close()
+	}
+	s.first = nil
+	return nil
+}
