@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,58 +24,6 @@ import (
 // Local\; make test-windows runs them under Wine). Everything asserted is a
 // count or a value; nothing depends on timing but generous upper bounds that
 // only a hang would reach.
-
-// portableDir is a bus directory of the test's own: a temporary directory on
-// Linux; on Windows a scope string (no directory is created: buses are named
-// objects, and Go's t.TempDir cleanup fails under Wine 8).
-func portableDir(t testing.TB) string {
-	if runtime.GOOS == "windows" {
-		return fmt.Sprintf(`C:\framebus-test\%s-%d-%d`, strings.ReplaceAll(t.Name(), "/", "_"), os.Getpid(), time.Now().UnixNano())
-	}
-	return t.TempDir()
-}
-
-var portableFormat = Format{Width: 64, Height: 4, PixelFormat: FormatGrey}
-
-func portableCreate(t *testing.T, dir, name string, mod func(*ProducerOptions)) *Producer {
-	t.Helper()
-	o := ProducerOptions{Format: portableFormat, Dir: dir, Heartbeat: 20 * time.Millisecond, Checksum: true}
-	if mod != nil {
-		mod(&o)
-	}
-	p, err := Create(name, o)
-	if err != nil {
-		t.Fatalf("Create(%q): %v", name, err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
-
-func portableOpen(t *testing.T, dir, name string) *Consumer {
-	t.Helper()
-	c, err := Open(name, ConsumerOptions{Dir: dir})
-	if err != nil {
-		t.Fatalf("Open(%q): %v", name, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func frameBytes(seq uint64, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(seq*7 + uint64(i))
-	}
-	return b
-}
-
-// hangGuard fails the test if ctx-less waits run past a bound no healthy run
-// comes near (a lost wake would be caught here).
-func hangCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func TestPortableRoundTrip(t *testing.T) {
 	dir := portableDir(t)
@@ -490,13 +437,4 @@ func TestPortableNoTornFrames(t *testing.T) {
 		t.Fatal(b)
 	}
 	t.Logf("%d frames read, %d torn reads retried", n, c.Stats().TornRetries)
-}
-
-func uniform(b []byte, v byte) bool {
-	for _, x := range b {
-		if x != v {
-			return false
-		}
-	}
-	return true
 }
