@@ -386,7 +386,6 @@ type wakeShared struct {
 	count   atomic.Uint64 // child: samples recorded
 	last    atomic.Uint64 // child: last frame sequence / futex value seen
 	dropped atomic.Uint64 // child: frames it never saw
-	entry   atomic.Uint64 // framebus child: its consumer table entry
 	asleep  atomic.Uint64 // futex child: 1 from just before FUTEX_WAIT to just after the sample
 	_       [1]uint64
 	word    atomic.Uint32 // futex child: the futex word, parent stores 1, 2, 3, ...
@@ -496,7 +495,6 @@ func benchChildFramebus(sh *wakeShared) error {
 		return err
 	}
 	defer c.Close()
-	sh.entry.Store(uint64(c.Entry()))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	sh.ready.Store(1)
@@ -645,8 +643,8 @@ func percentile(sorted []int64, p float64) float64 {
 // Both children live for the whole run and the two methods alternate in
 // rounds of 100 samples, so they see the same machine. Before each sample the
 // parent sleeps 1 ms, then waits (bounded) until the child has taken the
-// previous sample and is asleep again (framebus: the consumer entry's
-// waiters word; futex child: a flag it sets before FUTEX_WAIT), so every
+// previous sample and is asleep again (framebus: the bus's count of
+// sleeping consumers, Producer.Sleepers in export_test.go; futex child: a flag it sets before FUTEX_WAIT), so every
 // sample is a wake of a sleeping process and none is lost to a late child;
 // asleep-frac and futex-asleep-frac are the shares where that held.
 //
@@ -734,13 +732,13 @@ func benchWake(b *testing.B, orig *unix.CPUSet, parentCPU, childCPU int) {
 		b.Fatalf("futex child not ready: %s", fxChild.exited())
 	}
 
-	// The consumer's waiters word: before each publish the parent waits
-	// (bounded) until the child has taken the previous frame and sleeps on
-	// its futex again, so that every sample is the sleeping-consumer wake
-	// and none is lost to a late child; the futex child is paced the same
-	// way. asleep-frac is the share of samples where that held.
-	waiters, unmapSeg := consumerWaiters(b, p.Path(), fb.entry.Load())
-	defer unmapSeg()
+	// The consumer counted asleep (on the shared wake word, wake_waiters, or
+	// on its entry's semaphore, the entry's waiters word): before each
+	// publish the parent waits (bounded) until the child has taken the
+	// previous frame and sleeps on its futex again, so that every sample is
+	// the sleeping-consumer wake and none is lost to a late child; the futex
+	// child is paced the same way. asleep-frac is the share of samples where
+	// that held.
 
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -750,7 +748,7 @@ func benchWake(b *testing.B, orig *unix.CPUSet, parentCPU, childCPU int) {
 	for round := 0; round < wakeSamples/wakeRound; round++ {
 		for i := 0; i < wakeRound; i++ {
 			time.Sleep(wakeSpacing)
-			if waitFor(time.Second, fbChild, func() bool { return fb.last.Load() >= seq && waiters.Load() != 0 }) {
+			if waitFor(time.Second, fbChild, func() bool { return fb.last.Load() >= seq && p.Sleepers() != 0 }) {
 				fbAsleep++
 			}
 			s, err := p.Publish(frame, framebus.Meta{})
@@ -821,25 +819,4 @@ func benchWake(b *testing.B, orig *unix.CPUSet, parentCPU, childCPU int) {
 	if d := fb.dropped.Load() + fx.dropped.Load(); d != 0 {
 		b.ReportMetric(float64(d), "dropped")
 	}
-}
-
-// consumerWaiters maps the control block of the segment at path read-only
-// and returns the waiters word of consumer entry i (PROTOCOL.md 3.5).
-func consumerWaiters(b *testing.B, path string, entry uint64) (*atomic.Uint32, func()) {
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	const ctl = 65536 // payload_offset: the control block is at most this big here
-	m, err := unix.Mmap(int(f.Fd()), 0, ctl, unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tableOff := *(*uint64)(unsafe.Pointer(&m[224])) // consumer_table_offset
-	off := tableOff + entry*128 + 12                // entry.waiters
-	if off+4 > ctl {
-		b.Fatalf("consumer entry %d outside the control block", entry)
-	}
-	return (*atomic.Uint32)(unsafe.Pointer(&m[off])), func() { unix.Munmap(m) }
 }

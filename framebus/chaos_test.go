@@ -166,12 +166,12 @@ func TestChaosKillProducer(t *testing.T) {
 		// What it left: the active slot holds a committed frame (even lock),
 		// the last one, or the one before it when the kill fell between the
 		// last_seq store and the flip (step 5).
-		seg, err := readFbprocSegment(lastPath)
+		seg, err := readSegment(lastPath)
 		if err != nil {
 			t.Fatal(err)
 		}
-		last := seg.u64(segOffLastSeq)
-		active := int(seg.u32(segOffActive))
+		last := seg.LastSeq
+		active := int(seg.Active)
 		al, as := seg.slot(active)
 		bl, bs := seg.slot(1 - active)
 		if al&1 != 0 || (as != last && as+1 != last) {
@@ -244,11 +244,11 @@ func TestChaosKillConsumers(t *testing.T) {
 		liveJoin[i] = c.waitEvent("joined", procStartTimeout).u("last_seq")
 	}
 	reclaimed := func() uint64 {
-		s, err := readFbprocSegment(path)
+		s, err := readSegment(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s.u64(segOffReclaimed)
+		return s.ConsumersReclaimed
 	}
 
 	var (
@@ -356,11 +356,11 @@ func TestChaosStopProducer(t *testing.T) {
 	prod.signal(syscall.SIGSTOP)
 	waitStopped(t, prod)
 	stopNS := framebus.Now()
-	seg, err := readFbprocSegment(path)
+	seg, err := readSegment(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lastCommitted := seg.u64(segOffLastSeq)
+	lastCommitted := seg.LastSeq
 	for _, c := range cons {
 		c.waitMatch("stalled", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "stalled" && e.NS > stopNS })
 	}

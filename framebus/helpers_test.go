@@ -90,6 +90,23 @@ func hangCtx(t testing.TB) context.Context {
 	return ctx
 }
 
+// sleepers counts the consumers of p's current generation that are
+// counted asleep on a futex: on their entry's semaphore (the entries'
+// waiters words) or on the shared wake word (wake_waiters, amendment 7).
+func sleepers(p *Producer) uint32 {
+	p.mu.Lock()
+	s := p.seg
+	p.mu.Unlock()
+	var n uint32
+	for i := range s.entries {
+		n += s.entries[i].waiters.Load()
+	}
+	if s.wakeWaiters != nil {
+		n += s.wakeWaiters.Load()
+	}
+	return n
+}
+
 // ---- headers ----
 
 // validTestHeader is a valid header of a small segment (64x48 GREY, 2 slots,

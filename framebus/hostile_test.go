@@ -58,12 +58,12 @@ func TestHostileTruncateLive(t *testing.T) {
 		joins[i] = c.waitEvent("joined", procStartTimeout).u("last_seq")
 	}
 	prod.waitEvent("consumers", procStartTimeout)
-	seg, err := readFbprocSegment(path)
+	seg, err := readSegment(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	payloadOff := seg.u64(40)
-	stride := seg.u64(136)
+	payloadOff := seg.PayloadOffset
+	stride := seg.SlotStride
 	sizes := []int64{0, 4096, int64(payloadOff + stride + stride/2)}
 	for i, size := range sizes {
 		gen := uint64(i + 2)
@@ -311,9 +311,10 @@ func TestHostileScribble(t *testing.T) {
 			}
 		}(i)
 	}
-	// The stream description (bytes 0-255), put back every 200 scribbles so
-	// that consumers keep (re-)opening and reading, not only being refused.
-	pristine := make([]byte, 256)
+	// The stream description (sections 3.1-3.2, the bytes before active),
+	// put back every 200 scribbles so that consumers keep (re-)opening and
+	// reading, not only being refused.
+	pristine := make([]byte, framebus.OffActive)
 	if _, err := f.ReadAt(pristine, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +341,7 @@ func TestHostileScribble(t *testing.T) {
 			if _, err := f.WriteAt(pristine, 0); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := f.WriteAt([]byte{0, 0, 0, 0}, 256); err != nil { // active
+			if _, err := f.WriteAt([]byte{0, 0, 0, 0}, int64(framebus.OffActive)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -498,7 +499,7 @@ func TestHostileNameRemoved(t *testing.T) {
 			}
 			prod.waitEvent("consumers", procStartTimeout)
 			time.Sleep(50 * time.Millisecond)
-			seg, err := readFbprocSegment(path)
+			seg, err := readSegment(path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -513,11 +514,11 @@ func TestHostileNameRemoved(t *testing.T) {
 			rmNS := framebus.Now()
 			ge := prod.waitMatch("generation 2", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "generation" && e.u("generation") == 2 })
 			t.Logf("name removed: the producer published generation 2 %s later (heartbeat %v), at frame %d (frame %d was committed before the removal)",
-				procMS(ge.NS-rmNS), hb, ge.u("seq"), seg.u64(segOffLastSeq))
+				procMS(ge.NS-rmNS), hb, ge.u("seq"), seg.LastSeq)
 			for _, c := range cons {
 				e := c.waitMatch("generation 2", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "generation" && e.u("generation") == 2 })
-				if e.u("seq") <= seg.u64(segOffLastSeq) {
-					t.Errorf("%s: first frame of generation 2 is %d, want > %d (numbers continue)", c.label, e.u("seq"), seg.u64(segOffLastSeq))
+				if e.u("seq") <= seg.LastSeq {
+					t.Errorf("%s: first frame of generation 2 is %d, want > %d (numbers continue)", c.label, e.u("seq"), seg.LastSeq)
 				}
 			}
 			// The owner is alive and keeps its name, whatever was removed.

@@ -11,7 +11,6 @@ package framebus_test
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -455,46 +454,41 @@ func fbprocArgs(dir, name string, more ...string) []string {
 	return append([]string{"-dir", dir, "-name", name}, more...)
 }
 
-// fbprocSegment is a snapshot of the first bytes of a segment file (header,
-// slot table), read with pread: on tmpfs that is the live shared memory.
-type fbprocSegment []byte
+// segSnapshot is a snapshot of the first bytes of a segment file (header,
+// slot table), read with pread: on tmpfs that is the live shared memory. Its
+// header is decoded with the package's codec (framebus.DecodeHeader).
+type segSnapshot struct {
+	framebus.Header
+	b []byte
+}
 
-func readFbprocSegment(path string) (fbprocSegment, error) {
+func readSegment(path string) (*segSnapshot, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return readFbprocSegmentFrom(f)
+	return readSegmentFrom(f)
 }
 
-func readFbprocSegmentFrom(f *os.File) (fbprocSegment, error) {
+func readSegmentFrom(f *os.File) (*segSnapshot, error) {
 	b := make([]byte, framebus.HeaderSize+framebus.MaxSlots*framebus.SlotDescSize)
 	n, err := f.ReadAt(b, 0)
 	if n < framebus.HeaderSize {
 		return nil, fmt.Errorf("%s: read %d bytes: %v", f.Name(), n, err)
 	}
-	return fbprocSegment(b[:n]), nil
+	return &segSnapshot{Header: framebus.DecodeHeader(b), b: b[:n]}, nil
 }
 
-func (s fbprocSegment) u32(off int) uint32 { return binary.LittleEndian.Uint32(s[off:]) }
-func (s fbprocSegment) u64(off int) uint64 { return binary.LittleEndian.Uint64(s[off:]) }
-
-// Offsets of PROTOCOL.md section 3 used by the tests.
-const (
-	segOffState       = 8
-	segOffGeneration  = 24
-	segOffProducerPID = 128
-	segOffActive      = 256
-	segOffLastSeq     = 264
-	segOffReclaimed   = 296
-	segOffSlotTable   = 512
-)
-
-// slot returns slot i's lock and frame_seq.
-func (s fbprocSegment) slot(i int) (lock, seq uint64) {
-	d := segOffSlotTable + i*framebus.SlotDescSize
-	return s.u64(d), s.u64(d + 8)
+// slot returns slot i's lock and frame_seq (both all ones if the header
+// puts the slot outside the bytes read).
+func (s *segSnapshot) slot(i int) (lock, seq uint64) {
+	d := s.SlotTableOffset + uint64(i)*framebus.SlotDescSize
+	if i < 0 || s.SlotTableOffset > uint64(len(s.b)) || d+framebus.SlotDescSize > uint64(len(s.b)) {
+		return ^uint64(0), ^uint64(0)
+	}
+	sd := framebus.DecodeSlot(s.b[d:])
+	return sd.Lock, sd.FrameSeq
 }
 
 // fbprocKilledBy reports whether a Wait error says the process died of sig.

@@ -240,11 +240,11 @@ func TestProcessKillProducerAtEachStep(t *testing.T) {
 			}
 
 			// What the dead producer left in the segment.
-			seg, err := readFbprocSegment(path)
+			seg, err := readSegment(path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			oldLast := seg.u64(segOffLastSeq)
+			oldLast := seg.LastSeq
 			wantLast := uint64(n - 1)
 			if step == "before-wake" {
 				wantLast = n // flipped, just not woken
@@ -252,7 +252,7 @@ func TestProcessKillProducerAtEachStep(t *testing.T) {
 			if oldLast != wantLast {
 				t.Errorf("segment last_seq %d after death at %s of frame %d, want %d", oldLast, step, n, wantLast)
 			}
-			active := int(seg.u32(segOffActive))
+			active := int(seg.Active)
 			al, as := seg.slot(active)
 			bl, bs := seg.slot(1 - active)
 			t.Logf("segment after death: last_seq %d, active slot %d (lock %d, frame %d), back slot (lock %d, frame %d)",
@@ -401,7 +401,7 @@ func TestProcessStoppedConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer seg.Close()
-	s1, err := readFbprocSegmentFrom(seg)
+	s1, err := readSegmentFrom(seg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,12 +410,12 @@ func TestProcessStoppedConsumer(t *testing.T) {
 	// gets there however slow the machine; one that is held back never
 	// does, and the bound below fails it.
 	time.Sleep(2 * time.Second)
-	var s2 fbprocSegment
+	var s2 *segSnapshot
 	for deadline := time.Now().Add(procRunTimeout); ; time.Sleep(20 * time.Millisecond) {
-		if s2, err = readFbprocSegmentFrom(seg); err != nil {
+		if s2, err = readSegmentFrom(seg); err != nil {
 			t.Fatal(err)
 		}
-		if s2.u64(segOffLastSeq)-s1.u64(segOffLastSeq) >= 1000 || time.Now().After(deadline) {
+		if s2.LastSeq-s1.LastSeq >= 1000 || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -424,7 +424,7 @@ func TestProcessStoppedConsumer(t *testing.T) {
 	}
 	contNS := framebus.Now() // before the signal: the consumer may run before Signal returns
 	c.signal(syscall.SIGCONT)
-	a, b := s1.u64(segOffLastSeq), s2.u64(segOffLastSeq)
+	a, b := s1.LastSeq, s2.LastSeq
 	t.Logf("while the consumer was stopped (%s) the producer went from frame %d to %d", procMS(contNS-stopNS), a, b)
 	if b-a < 1000 {
 		t.Errorf("producer published only %d frames in the %s the consumer was stopped: it was held back", b-a, procMS(contNS-stopNS))
@@ -648,11 +648,11 @@ func TestProcessReclaimDeadConsumers(t *testing.T) {
 	lj := live.waitEvent("joined", procStartTimeout)
 
 	reclaimed := func() uint64 {
-		s, err := readFbprocSegment(path)
+		s, err := readSegment(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s.u64(segOffReclaimed)
+		return s.ConsumersReclaimed
 	}
 	entries := map[uint64]int{}
 	var lastKill int64
@@ -806,21 +806,21 @@ func TestProcessBusyAndTakeover(t *testing.T) {
 		if g := p2.waitEvent("ready", procStartTimeout).u("generation"); g != 2 {
 			t.Errorf("producer2: generation %d, want 2", g)
 		}
-		newSeg, err := readFbprocSegment(path)
+		newSeg, err := readSegment(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		oldSeg, err := readFbprocSegmentFrom(old)
+		oldSeg, err := readSegmentFrom(old)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st := oldSeg.u32(segOffState); st != framebus.StateRetired {
+		if st := oldSeg.State; st != framebus.StateRetired {
 			t.Errorf("old generation state %d, want %d (RETIRED)", st, framebus.StateRetired)
 		}
-		if g, ls, pid := oldSeg.u64(segOffGeneration), oldSeg.u64(segOffLastSeq), oldSeg.u32(segOffProducerPID); g != 1 || ls != 100 || pid != uint32(p1.pid) {
+		if g, ls, pid := oldSeg.Generation, oldSeg.LastSeq, oldSeg.ProducerPID; g != 1 || ls != 100 || pid != uint32(p1.pid) {
 			t.Errorf("old generation: generation %d, last_seq %d, producer_pid %d; want 1, 100, %d", g, ls, pid, p1.pid)
 		}
-		if g, st, pid := newSeg.u64(segOffGeneration), newSeg.u32(segOffState), newSeg.u32(segOffProducerPID); g != 2 || st != framebus.StateReady || pid != uint32(p2.pid) {
+		if g, st, pid := newSeg.Generation, newSeg.State, newSeg.ProducerPID; g != 2 || st != framebus.StateReady || pid != uint32(p2.pid) {
 			t.Errorf("new generation: generation %d, state %d, producer_pid %d; want 2, READY, %d", g, st, pid, p2.pid)
 		}
 		done := p2.waitEvent("done", procRunTimeout)

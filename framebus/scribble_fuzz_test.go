@@ -12,14 +12,13 @@ package framebus_test
 //	go test -run '^$' -fuzz FuzzScribble -fuzztime 60s ./framebus/
 //
 // The seed corpus is testdata/fuzz/FuzzScribble/ (replayed by every go test),
-// written by FRAMEBUS_UPDATE_SEEDS=1 go test -run TestScribbleSeedCorpus.
+// written by go test -run TestScribbleSeedCorpus -update (or FRAMEBUS_UPDATE_SEEDS=1).
 
 import (
 	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -43,7 +42,7 @@ const (
 // the header's two halves, the slot descriptors and the first entries.
 const (
 	regHeader   = iota // 0: stable prefix and stream description
-	regCounters        // 256: publication and counters
+	regCounters        // active: publication and counters
 	regSlots           // slot_table_offset
 	regEntries         // consumer_table_offset
 	numRegions
@@ -53,10 +52,7 @@ var scribbleSpecial = []uint64{0, 1, 2, 3, 4, 7, 8, 0xff, 0xffff, 0xffffffff, 1 
 	0x53554246, 512, 65536, 4096 * 48, 1 << 20}
 
 // scribbleSeeds are named programs, each aimed at one field.
-func scribbleSeeds() []struct {
-	name string
-	prog []byte
-} {
+func scribbleSeeds() []framebus.SeedFile {
 	w8 := func(region, off byte, v uint64) []byte {
 		b := []byte{opWrite8, region, off}
 		return binary.LittleEndian.AppendUint64(b, v)
@@ -73,35 +69,46 @@ func scribbleSeeds() []struct {
 		return out
 	}
 	pub, next, read, reopen := []byte{opPublish}, []byte{opNext}, []byte{opRead}, []byte{opReopen}
-	return []struct {
-		name string
-		prog []byte
-	}{
+	// Offsets inside a region: header fields from byte 0, counters from
+	// active, fields of slot 0 or 1, of entry 0 or 1.
+	const (
+		state, heartbeat, magic = byte(framebus.OffState), byte(framebus.OffHeartbeatNS), byte(framebus.OffMagic)
+		payloadOff, consumerCap = byte(framebus.OffPayloadOffset), byte(framebus.OffConsumerCapacity)
+		abiVersion              = byte(framebus.OffABIVersion)
+		active, lastSeq         = byte(0), byte(framebus.OffLastSeq - framebus.OffActive)
+		slot1                   = byte(framebus.SlotDescSize)
+		lock, frameSeq, nbytes  = byte(framebus.SlotLock), byte(framebus.SlotFrameSeq), byte(framebus.SlotBytes)
+		flags, metaLen          = byte(framebus.SlotFrameFlags), byte(framebus.SlotUserMetaLen)
+		entry1                  = byte(framebus.ConsumerEntrySize)
+		estate, sem, waiters    = byte(framebus.EntState), byte(framebus.EntSem), byte(framebus.EntWaiters)
+		token                   = byte(framebus.EntToken)
+	)
+	return []framebus.SeedFile{
 		{"publish-next", cat(pub, next, pub, read)},
-		{"active-out-of-range", cat(pub, w4(regCounters, 0, 7), next, read)},
-		{"slot-lock-odd", cat(pub, w8(regSlots, 128+0, 3), next, pub, next)},
-		{"slot-bytes-huge", cat(pub, w8(regSlots, 128+32, 1<<40), w8(regSlots, 0+32, 1<<40), next, read)},
-		{"slot-seq-ahead", cat(pub, w8(regSlots, 128+8, 1000), w8(regCounters, 8, 1000), next, pub, next)},
-		{"user-meta-len-huge", cat(pub, w4(regSlots, 128+48, 65), w4(regSlots, 48, 1000), next, read)},
-		{"end-of-stream-flag", cat(pub, w4(regSlots, 128+44, 1), w8(regSlots, 128+8, 50), next, next, reopen, next)},
-		{"state-retired", cat(pub, next, w4(regHeader, 8, 3), next, pub, next)},
-		{"state-broken", cat(w4(regHeader, 8, 2), next, reopen)},
-		{"heartbeat-zero", cat(w8(regHeader, 32, 0), next, next)},
-		{"entry-freed", cat(w4(regEntries, 0, 0), next, pub, next)},
-		{"entry-token", cat(w8(regEntries, 16, 12345), next, pub, next)},
-		{"entries-all-active", cat(w4(regEntries, 128, 2), reopen, next)},
-		{"waiters-and-sem", cat(w4(regEntries, 12, 0xffffffff), w4(regEntries, 8, 0xffffffff), pub, next, next)},
-		{"bad-magic-reopen", cat(w4(regHeader, 0, 0xdeadbeef), reopen, next)},
-		{"payload-offset-reopen", cat(w8(regHeader, 40, 1<<63), reopen, next)},
-		{"consumer-capacity-reopen", cat(w4(regHeader, 152, 1024), reopen, next)},
-		{"abi-version-reopen", cat([]byte{opWrite1, regHeader, 4, 2}, reopen, next)},
-		{"special-values", cat([]byte{opSpecial, regSlots, 128 + 32, 12}, []byte{opSpecial, regCounters, 0, 1}, pub, next, read)},
+		{"active-out-of-range", cat(pub, w4(regCounters, active, 7), next, read)},
+		{"slot-lock-odd", cat(pub, w8(regSlots, slot1+lock, 3), next, pub, next)},
+		{"slot-bytes-huge", cat(pub, w8(regSlots, slot1+nbytes, 1<<40), w8(regSlots, nbytes, 1<<40), next, read)},
+		{"slot-seq-ahead", cat(pub, w8(regSlots, slot1+frameSeq, 1000), w8(regCounters, lastSeq, 1000), next, pub, next)},
+		{"user-meta-len-huge", cat(pub, w4(regSlots, slot1+metaLen, 65), w4(regSlots, metaLen, 1000), next, read)},
+		{"end-of-stream-flag", cat(pub, w4(regSlots, slot1+flags, 1), w8(regSlots, slot1+frameSeq, 50), next, next, reopen, next)},
+		{"state-retired", cat(pub, next, w4(regHeader, state, 3), next, pub, next)},
+		{"state-broken", cat(w4(regHeader, state, 2), next, reopen)},
+		{"heartbeat-zero", cat(w8(regHeader, heartbeat, 0), next, next)},
+		{"entry-freed", cat(w4(regEntries, estate, 0), next, pub, next)},
+		{"entry-token", cat(w8(regEntries, token, 12345), next, pub, next)},
+		{"entries-all-active", cat(w4(regEntries, entry1+estate, 2), reopen, next)},
+		{"waiters-and-sem", cat(w4(regEntries, waiters, 0xffffffff), w4(regEntries, sem, 0xffffffff), pub, next, next)},
+		{"bad-magic-reopen", cat(w4(regHeader, magic, 0xdeadbeef), reopen, next)},
+		{"payload-offset-reopen", cat(w8(regHeader, payloadOff, 1<<63), reopen, next)},
+		{"consumer-capacity-reopen", cat(w4(regHeader, consumerCap, 1024), reopen, next)},
+		{"abi-version-reopen", cat([]byte{opWrite1, regHeader, abiVersion, 2}, reopen, next)},
+		{"special-values", cat([]byte{opSpecial, regSlots, slot1 + nbytes, 12}, []byte{opSpecial, regCounters, active, 1}, pub, next, read)},
 	}
 }
 
 func FuzzScribble(f *testing.F) {
 	for _, s := range scribbleSeeds() {
-		f.Add(s.prog)
+		f.Add(s.Data)
 	}
 	dir := f.TempDir()
 	if d, err := os.MkdirTemp("/dev/shm", "framebus-fuzz-"); err == nil {
@@ -128,7 +135,7 @@ func runScribble(t *testing.T, dir string, prog []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bases := [numRegions]int64{0, 256, int64(st.Header.SlotTableOffset), int64(st.Header.ConsumerTableOffset)}
+	bases := [numRegions]int64{0, int64(framebus.OffActive), int64(st.Header.SlotTableOffset), int64(st.Header.ConsumerTableOffset)}
 	seg, err := os.OpenFile(p.Path(), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -220,32 +227,9 @@ func runScribble(t *testing.T, dir string, prog []byte) {
 }
 
 // TestScribbleSeedCorpus checks the committed seed files of FuzzScribble
-// (testdata/fuzz/FuzzScribble/seed-*) against scribbleSeeds; with
-// FRAMEBUS_UPDATE_SEEDS=1 it writes them.
+// (testdata/fuzz/FuzzScribble/seed-*) against scribbleSeeds; with -update
+// or FRAMEBUS_UPDATE_SEEDS=1 it writes them.
 func TestScribbleSeedCorpus(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzScribble")
-	update := os.Getenv("FRAMEBUS_UPDATE_SEEDS") == "1"
-	if update {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, s := range scribbleSeeds() {
-		path := filepath.Join(dir, "seed-"+s.name)
-		want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s.prog)
-		if update {
-			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(path)
-		if err != nil {
-			t.Errorf("%v (FRAMEBUS_UPDATE_SEEDS=1 go test -run TestScribbleSeedCorpus writes it)", err)
-			continue
-		}
-		if string(got) != want {
-			t.Errorf("%s is stale (FRAMEBUS_UPDATE_SEEDS=1 go test -run TestScribbleSeedCorpus rewrites it)", path)
-		}
-	}
+	write := *framebus.Update || os.Getenv("FRAMEBUS_UPDATE_SEEDS") == "1"
+	framebus.CheckSeedCorpus(t, "FuzzScribble", scribbleSeeds(), write, "FRAMEBUS_UPDATE_SEEDS=1 go test -run TestScribbleSeedCorpus")
 }
