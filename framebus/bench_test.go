@@ -17,17 +17,17 @@ package framebus_test
 //
 // Run: go test -run '^$' -bench . -benchmem -count 3 ./framebus/
 //
-// Child processes (BenchmarkWakeLatency) are this test binary re-executed
-// with -test.run=^TestBenchChild$ and FRAMEBUS_BENCH_CHILD naming the role.
+// The child processes of BenchmarkWakeLatency are this test binary
+// re-executed in the roles wake-framebus and wake-futex (startChild,
+// process_helpers_test.go).
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -367,12 +367,6 @@ const (
 	wakeSpacing    = time.Millisecond
 	wakeMaxSamples = 1 << 15
 
-	envChildRole   = "FRAMEBUS_BENCH_CHILD" // "framebus" or "futex"
-	envChildShared = "FRAMEBUS_BENCH_SHARED"
-	envChildCPU    = "FRAMEBUS_BENCH_CPU"
-	envChildDir    = "FRAMEBUS_BENCH_DIR"
-	envChildName   = "FRAMEBUS_BENCH_NAME"
-
 	futexWaitOp = 0 // FUTEX_WAIT, shared (no FUTEX_PRIVATE_FLAG)
 	futexWakeOp = 1 // FUTEX_WAKE, shared
 )
@@ -452,45 +446,37 @@ func cpuSet(cpu int) *unix.CPUSet {
 	return &s
 }
 
-// TestBenchChild is the other process of BenchmarkWakeLatency. It returns at
-// once unless FRAMEBUS_BENCH_CHILD names its role.
-func TestBenchChild(t *testing.T) {
-	role := os.Getenv(envChildRole)
-	if role == "" {
-		return
+// wakeChild is the other process of BenchmarkWakeLatency (the child roles
+// wake-framebus and wake-futex): pinned to -cpu, it maps the -shared file and
+// takes samples as the framebus consumer of -dir and -name or as the raw
+// futex waiter, until the parent says stop.
+func wakeChild(role string, args []string) error {
+	fs := flag.NewFlagSet("wake-"+role, flag.ContinueOnError)
+	cpu := fs.Int("cpu", 0, "the CPU to run on")
+	shared := fs.String("shared", "", "the file shared with the parent")
+	dir := fs.String("dir", "", "bus directory")
+	name := fs.String("name", "", "bus name")
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
-	if err := benchChild(role); err != nil {
-		fmt.Fprintf(os.Stderr, "bench child %s: %v\n", role, err)
-		os.Exit(3)
+	if err := pinAllThreads(cpuSet(*cpu)); err != nil {
+		return fmt.Errorf("pin to CPU %d: %v", *cpu, err)
 	}
-}
-
-func benchChild(role string) error {
-	cpu, err := strconv.Atoi(os.Getenv(envChildCPU))
-	if err != nil {
-		return fmt.Errorf("bad %s: %v", envChildCPU, err)
-	}
-	if err := pinAllThreads(cpuSet(cpu)); err != nil {
-		return fmt.Errorf("pin to CPU %d: %v", cpu, err)
-	}
-	sh, unmap, err := mapWakeShared(os.Getenv(envChildShared), false)
+	sh, unmap, err := mapWakeShared(*shared, false)
 	if err != nil {
 		return err
 	}
 	defer unmap()
-	switch role {
-	case "framebus":
-		return benchChildFramebus(sh)
-	case "futex":
-		return benchChildFutex(sh)
+	if role == "framebus" {
+		return benchChildFramebus(sh, *dir, *name)
 	}
-	return fmt.Errorf("unknown role %q", role)
+	return benchChildFutex(sh)
 }
 
 // benchChildFramebus is a consumer that sleeps in Next and records, for every
 // frame, WakeNS - CommitNS.
-func benchChildFramebus(sh *wakeShared) error {
-	c, err := framebus.Open(os.Getenv(envChildName), framebus.ConsumerOptions{Dir: os.Getenv(envChildDir), Wait: 10 * time.Second})
+func benchChildFramebus(sh *wakeShared, dir, name string) error {
+	c, err := framebus.Open(name, framebus.ConsumerOptions{Dir: dir, Wait: 10 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -562,45 +548,17 @@ func benchChildFutex(sh *wakeShared) error {
 	}
 }
 
-type benchChildProc struct {
-	cmd  *exec.Cmd
-	out  bytes.Buffer
-	done chan struct{}
-	err  error
-}
-
-// startBenchChild re-executes this test binary as a child of the given role,
-// killed (by its pid) at the end of the benchmark whatever happens.
-func startBenchChild(b *testing.B, role, shared, dir, name string, cpu int) *benchChildProc {
-	b.Helper()
-	ch := &benchChildProc{done: make(chan struct{})}
-	ch.cmd = exec.Command(os.Args[0], "-test.run=^TestBenchChild$", "-test.count=1", "-test.timeout=10m")
-	ch.cmd.Env = append(os.Environ(),
-		envChildRole+"="+role, envChildShared+"="+shared, envChildDir+"="+dir,
-		envChildName+"="+name, envChildCPU+"="+strconv.Itoa(cpu))
-	ch.cmd.Stdout = &ch.out
-	ch.cmd.Stderr = &ch.out
-	if err := ch.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	go func() {
-		ch.err = ch.cmd.Wait()
-		close(ch.done)
-	}()
-	b.Cleanup(func() {
-		select {
-		case <-ch.done:
-		default:
-			ch.cmd.Process.Kill()
-			<-ch.done
-		}
-	})
-	return ch
+// startWakeChild starts the wake child of role (framebus or futex) on cpu,
+// sharing the file shared; it is killed at the end of the benchmark whatever
+// happens.
+func startWakeChild(b *testing.B, role, shared, dir, name string, cpu int) *child {
+	return startChild(b, role+" child", childOpts{}, "wake-"+role,
+		busArgs(dir, name, "-shared", shared, "-cpu", strconv.Itoa(cpu))...)
 }
 
 // waitFor polls cond every 200 us until it holds or d runs out (or the
 // child died).
-func waitFor(d time.Duration, ch *benchChildProc, cond func() bool) bool {
+func waitFor(d time.Duration, ch *child, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
@@ -613,15 +571,6 @@ func waitFor(d time.Duration, ch *benchChildProc, cond func() bool) bool {
 		}
 	}
 	return true
-}
-
-func (ch *benchChildProc) exited() string {
-	select {
-	case <-ch.done:
-		return fmt.Sprintf("child exited (%v): %s", ch.err, ch.out.String())
-	default:
-		return "child still running"
-	}
 }
 
 func percentile(sorted []int64, p float64) float64 {
@@ -723,13 +672,13 @@ func benchWake(b *testing.B, orig *unix.CPUSet, parentCPU, childCPU int) {
 
 	// Cleanups run last-in first-out: the children are killed before the
 	// mappings and the producer go.
-	fbChild := startBenchChild(b, "framebus", fbPath, dir, name, childCPU)
-	fxChild := startBenchChild(b, "futex", fxPath, dir, name, childCPU)
+	fbChild := startWakeChild(b, "framebus", fbPath, dir, name, childCPU)
+	fxChild := startWakeChild(b, "futex", fxPath, dir, name, childCPU)
 	if !waitFor(15*time.Second, fbChild, func() bool { return fb.ready.Load() != 0 }) {
-		b.Fatalf("framebus child not ready: %s", fbChild.exited())
+		b.Fatalf("framebus child not ready: %s", fbChild.describe())
 	}
 	if !waitFor(15*time.Second, fxChild, func() bool { return fx.ready.Load() != 0 }) {
-		b.Fatalf("futex child not ready: %s", fxChild.exited())
+		b.Fatalf("futex child not ready: %s", fxChild.describe())
 	}
 
 	// The consumer counted asleep (on the shared wake word, wake_waiters, or
@@ -758,7 +707,7 @@ func benchWake(b *testing.B, orig *unix.CPUSet, parentCPU, childCPU int) {
 			seq = s
 		}
 		if !waitFor(2*time.Second, fbChild, func() bool { return fb.last.Load() >= seq }) {
-			b.Fatalf("framebus child saw frame %d of %d: %s", fb.last.Load(), seq, fbChild.exited())
+			b.Fatalf("framebus child saw frame %d of %d: %s", fb.last.Load(), seq, fbChild.describe())
 		}
 		for i := 0; i < wakeRound; i++ {
 			time.Sleep(wakeSpacing)
@@ -771,7 +720,7 @@ func benchWake(b *testing.B, orig *unix.CPUSet, parentCPU, childCPU int) {
 			unix.Syscall6(unix.SYS_FUTEX, futexWord(&fx.word), futexWakeOp, 1, 0, 0, 0)
 		}
 		if !waitFor(2*time.Second, fxChild, func() bool { return fx.last.Load() >= uint64(word) }) {
-			b.Fatalf("futex child saw %d of %d: %s", fx.last.Load(), word, fxChild.exited())
+			b.Fatalf("futex child saw %d of %d: %s", fx.last.Load(), word, fxChild.describe())
 		}
 	}
 	b.StopTimer()
@@ -782,14 +731,9 @@ func benchWake(b *testing.B, orig *unix.CPUSet, parentCPU, childCPU int) {
 	fx.word.Store(word + 1)
 	unix.Syscall6(unix.SYS_FUTEX, futexWord(&fx.word), futexWakeOp, 1, 0, 0, 0)
 	p.Close()
-	for _, ch := range []*benchChildProc{fbChild, fxChild} {
-		select {
-		case <-ch.done:
-			if ch.err != nil {
-				b.Fatalf("child failed: %s", ch.exited())
-			}
-		case <-time.After(5 * time.Second):
-			b.Fatalf("child did not exit within 5 s (it will be killed)")
+	for _, ch := range []*child{fbChild, fxChild} {
+		if _, err := ch.waitExit(5 * time.Second); err != nil {
+			b.Fatalf("child failed: %s", ch.describe())
 		}
 	}
 

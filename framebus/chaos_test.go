@@ -66,7 +66,7 @@ func procStateOf(pid int) byte {
 }
 
 // waitStopped waits until the process is in the stopped state.
-func waitStopped(t *testing.T, p *fbprocProc) {
+func waitStopped(t *testing.T, p *child) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for procStateOf(p.pid) != 'T' {
@@ -100,12 +100,12 @@ func TestChaosKillProducer(t *testing.T) {
 		kills = 100
 	}
 	rng := chaosRand(t)
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
+	dir, name := busDir(t), busName(t)
 	const hb = 50 * time.Millisecond
-	var cons []*fbprocProc
+	var cons []*child
 	for i := 0; i < 3; i++ {
-		cons = append(cons, startFbproc(t, fmt.Sprintf("consumer%d", i), fbprocOpts{}, "consumer",
-			fbprocArgs(dir, name, "-wait", "30s", "-timeout", "60m")...))
+		cons = append(cons, startChild(t, fmt.Sprintf("consumer%d", i), childOpts{}, "consumer",
+			busArgs(dir, name, "-wait", "30s", "-timeout", "60m")...))
 	}
 	var (
 		killNS      int64
@@ -117,13 +117,13 @@ func TestChaosKillProducer(t *testing.T) {
 	for cycle := 0; cycle <= kills; cycle++ {
 		gen := uint64(cycle + 1)
 		final := cycle == kills
-		args := fbprocArgs(dir, name, append(slices.Clone(chaos1080p), "-heartbeat", hb.String(), "-wait-consumers", "3")...)
+		args := busArgs(dir, name, append(slices.Clone(chaos1080p), "-heartbeat", hb.String(), "-wait-consumers", "3")...)
 		if final {
 			args = append(args, "-frames", "30")
 		} else {
 			args = append(args, "-frames", "0")
 		}
-		p := startFbproc(t, fmt.Sprintf("producer%d", gen), fbprocOpts{}, "producer", args...)
+		p := startChild(t, fmt.Sprintf("producer%d", gen), childOpts{}, "producer", args...)
 		ready := p.waitEvent("ready", procStartTimeout)
 		lastPath = ready.str("path")
 		if g := ready.u("generation"); g != gen {
@@ -135,7 +135,7 @@ func TestChaosKillProducer(t *testing.T) {
 		if gen > 1 {
 			var worst int64
 			for _, c := range cons {
-				e := c.waitMatch(fmt.Sprintf("first frame of generation %d", gen), procRunTimeout, func(e fbprocEvent) bool {
+				e := c.waitMatch(fmt.Sprintf("first frame of generation %d", gen), procRunTimeout, func(e event) bool {
 					return e.Kind == "generation" && e.u("generation") == gen
 				})
 				if e.u("seq") <= oldLastSeqs[len(oldLastSeqs)-1] {
@@ -159,8 +159,7 @@ func TestChaosKillProducer(t *testing.T) {
 		// take most of a frame's time).
 		time.Sleep(time.Duration(rng.Int64N(int64(120 * time.Millisecond))))
 		killNS = framebus.Now()
-		p.cmd.Process.Kill()
-		if _, err := p.waitExit(10 * time.Second); !fbprocKilledBy(err, syscall.SIGKILL) {
+		if _, err := p.kill(); !killedBy(err, syscall.SIGKILL) {
 			t.Fatalf("producer %d: exit %v, want SIGKILL\n%s", gen, err, p.describe())
 		}
 		// What it left: the active slot holds a committed frame (even lock),
@@ -230,14 +229,14 @@ func TestChaosKillConsumers(t *testing.T) {
 		hb         = 20 * time.Millisecond
 	)
 	rng := chaosRand(t)
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	dir, name := busDir(t), busName(t)
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-format", "rgba", "-width", "320", "-height", "240", "-checksum", "-consumers", "32",
 		"-frames", "0", "-interval", "2ms", "-heartbeat", hb.String())...)
 	path := prod.waitEvent("ready", procStartTimeout).str("path")
-	var live []*fbprocProc
+	var live []*child
 	for i := 0; i < 3; i++ {
-		live = append(live, startFbproc(t, fmt.Sprintf("live%d", i), fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-timeout", "10m")...))
+		live = append(live, startChild(t, fmt.Sprintf("live%d", i), childOpts{}, "consumer", busArgs(dir, name, "-timeout", "10m")...))
 	}
 	liveJoin := make([]uint64, len(live))
 	for i, c := range live {
@@ -252,7 +251,7 @@ func TestChaosKillConsumers(t *testing.T) {
 	}
 
 	var (
-		alive      []*fbprocProc
+		alive      []*child
 		started    int
 		killed     uint64
 		latencies  []int64
@@ -266,9 +265,8 @@ func TestChaosKillConsumers(t *testing.T) {
 		v := alive[i]
 		alive = slices.Delete(alive, i, i+1)
 		time.Sleep(time.Duration(rng.Int64N(int64(10 * time.Millisecond))))
-		v.cmd.Process.Kill()
-		reapNS, err := v.waitExit(10 * time.Second)
-		if !fbprocKilledBy(err, syscall.SIGKILL) {
+		reapNS, err := v.kill()
+		if !killedBy(err, syscall.SIGKILL) {
 			t.Fatalf("%s: exit %v, want SIGKILL\n%s", v.label, err, v.describe())
 		}
 		killed++
@@ -287,9 +285,9 @@ func TestChaosKillConsumers(t *testing.T) {
 	}
 	for started < victims || len(alive) > 0 {
 		if started < victims && (len(alive) < concurrent && rng.IntN(3) != 0 || len(alive) == 0) {
-			v := startFbproc(t, fmt.Sprintf("victim%d", started), fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-timeout", "5m")...)
+			v := startChild(t, fmt.Sprintf("victim%d", started), childOpts{}, "consumer", busArgs(dir, name, "-timeout", "5m")...)
 			started++
-			e := v.waitMatch("joined or error", procStartTimeout, func(e fbprocEvent) bool { return e.Kind == "joined" || e.Kind == "error" })
+			e := v.waitMatch("joined or error", procStartTimeout, func(e event) bool { return e.Kind == "joined" || e.Kind == "error" })
 			if e.Kind == "error" {
 				if strings.Contains(e.str("error"), "table full") {
 					tableFulls++
@@ -339,13 +337,13 @@ func TestChaosKillConsumers(t *testing.T) {
 // lost.
 func TestChaosStopProducer(t *testing.T) {
 	const hb = 50 * time.Millisecond
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	var cons []*fbprocProc
+	dir, name := busDir(t), busName(t)
+	var cons []*child
 	for i := 0; i < 3; i++ {
-		cons = append(cons, startFbproc(t, fmt.Sprintf("consumer%d", i), fbprocOpts{}, "consumer",
-			fbprocArgs(dir, name, "-log-seqs", "-timeout", "5m")...))
+		cons = append(cons, startChild(t, fmt.Sprintf("consumer%d", i), childOpts{}, "consumer",
+			busArgs(dir, name, "-log-seqs", "-timeout", "5m")...))
 	}
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name, append(slices.Clone(chaos1080p),
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name, append(slices.Clone(chaos1080p),
 		"-frames", "0", "-interval", "16667us", "-wait-consumers", "3", "-heartbeat", hb.String())...)...)
 	path := prod.waitEvent("ready", procStartTimeout).str("path")
 	joins := make([]uint64, len(cons))
@@ -362,15 +360,15 @@ func TestChaosStopProducer(t *testing.T) {
 	}
 	lastCommitted := seg.LastSeq
 	for _, c := range cons {
-		c.waitMatch("stalled", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "stalled" && e.NS > stopNS })
+		c.waitMatch("stalled", 5*time.Second, func(e event) bool { return e.Kind == "stalled" && e.NS > stopNS })
 	}
 	time.Sleep(2*time.Second - time.Duration(framebus.Now()-stopNS))
 	contNS := framebus.Now()
 	prod.signal(syscall.SIGCONT)
 	for _, c := range cons {
 		c.waitMatch(fmt.Sprintf("frame %d (the last committed before the stop)", lastCommitted), 5*time.Second,
-			func(e fbprocEvent) bool { return e.Kind == "frame" && e.u("seq") == lastCommitted })
-		c.waitMatch("a frame after SIGCONT", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "frame" && e.NS > contNS })
+			func(e event) bool { return e.Kind == "frame" && e.u("seq") == lastCommitted })
+		c.waitMatch("a frame after SIGCONT", 5*time.Second, func(e event) bool { return e.Kind == "frame" && e.NS > contNS })
 	}
 	time.Sleep(200 * time.Millisecond)
 	prod.signal(syscall.SIGTERM)

@@ -35,15 +35,15 @@ import (
 // debug.SetPanicOnFault (a view is the caller's memory access: see
 // docs/SECURITY.md).
 func TestHostileTruncateLive(t *testing.T) {
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	dir, name := busDir(t), busName(t)
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-format", "rgba", "-width", "320", "-height", "240", "-checksum", "-frames", "0", "-interval", "1ms",
 		"-heartbeat", "20ms", "-wait-consumers", "3", "-tolerate-corrupt")...)
 	ready := prod.waitEvent("ready", procStartTimeout)
 	path := ready.str("path")
-	var cons []*fbprocProc
+	var cons []*child
 	for i := 0; i < 3; i++ {
-		args := fbprocArgs(dir, name, "-tolerate-corrupt", "-timeout", "5m")
+		args := busArgs(dir, name, "-tolerate-corrupt", "-timeout", "5m")
 		label := fmt.Sprintf("consumer%d(ReadInto)", i)
 		if i == 2 {
 			args = append(args, "-guard")
@@ -51,7 +51,7 @@ func TestHostileTruncateLive(t *testing.T) {
 		} else {
 			args = append(args, "-copy")
 		}
-		cons = append(cons, startFbproc(t, label, fbprocOpts{}, "consumer", args...))
+		cons = append(cons, startChild(t, label, childOpts{}, "consumer", args...))
 	}
 	joins := make([]uint64, len(cons))
 	for i, c := range cons {
@@ -72,11 +72,11 @@ func TestHostileTruncateLive(t *testing.T) {
 			t.Fatal(err)
 		}
 		truncNS := framebus.Now()
-		pe := prod.waitMatch(fmt.Sprintf("generation %d", gen), 10*time.Second, func(e fbprocEvent) bool {
+		pe := prod.waitMatch(fmt.Sprintf("generation %d", gen), 10*time.Second, func(e event) bool {
 			return e.Kind == "generation" && e.u("generation") == gen
 		})
 		for _, c := range cons {
-			c.waitMatch(fmt.Sprintf("first frame of generation %d", gen), 10*time.Second, func(e fbprocEvent) bool {
+			c.waitMatch(fmt.Sprintf("first frame of generation %d", gen), 10*time.Second, func(e event) bool {
 				return e.Kind == "generation" && e.u("generation") == gen
 			})
 		}
@@ -125,21 +125,21 @@ func TestHostileTruncateLive(t *testing.T) {
 // once in TestHostileTruncateLive, 474 of 475; this makes it happen every
 // run.) A second consumer, reading views, is the bystander.
 func TestTruncateBetweenReadAndAccounting(t *testing.T) {
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	dir, name := busDir(t), busName(t)
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-format", "rgba", "-width", "160", "-height", "120", "-checksum", "-frames", "0", "-interval", "1ms",
 		"-heartbeat", "20ms", "-wait-consumers", "2", "-tolerate-corrupt")...)
 	prod.waitEvent("ready", procStartTimeout)
-	faulty := startFbproc(t, "consumer(ReadInto, truncates at its 40th read)", fbprocOpts{env: []string{"FRAMEBUS_CONSUMER_FAULT=40"}},
-		"consumer", fbprocArgs(dir, name, "-tolerate-corrupt", "-timeout", "5m", "-copy")...)
-	other := startFbproc(t, "consumer(Next)", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-tolerate-corrupt", "-timeout", "5m", "-guard")...)
-	cons := []*fbprocProc{faulty, other}
+	faulty := startChild(t, "consumer(ReadInto, truncates at its 40th read)", childOpts{env: []string{"FRAMEBUS_CONSUMER_FAULT=40"}},
+		"consumer", busArgs(dir, name, "-tolerate-corrupt", "-timeout", "5m", "-copy")...)
+	other := startChild(t, "consumer(Next)", childOpts{}, "consumer", busArgs(dir, name, "-tolerate-corrupt", "-timeout", "5m", "-guard")...)
+	cons := []*child{faulty, other}
 	joins := make([]uint64, len(cons))
 	for i, c := range cons {
 		joins[i] = c.waitEvent("joined", procStartTimeout).u("last_seq")
 	}
 	for _, c := range cons {
-		c.waitMatch("first frame of generation 2", 20*time.Second, func(e fbprocEvent) bool {
+		c.waitMatch("first frame of generation 2", 20*time.Second, func(e event) bool {
 			return e.Kind == "generation" && e.u("generation") == 2
 		})
 	}
@@ -196,7 +196,7 @@ var scribbleFormat = framebus.Format{Width: 64, Height: 48, PixelFormat: framebu
 // never truncated here).
 func TestHostileScribble(t *testing.T) {
 	rng := chaosRand(t)
-	dir := fbprocBusDir(t)
+	dir := busDir(t)
 	p, err := framebus.Create("scrib", framebus.ProducerOptions{Format: scribbleFormat, Checksum: true, Consumers: 8,
 		Heartbeat: 10 * time.Millisecond, Dir: dir})
 	if err != nil {
@@ -485,13 +485,13 @@ func TestHostileNameRemoved(t *testing.T) {
 	for _, what := range []string{"segment", "segment-and-lock"} {
 		t.Run(what, func(t *testing.T) {
 			const hb = 50 * time.Millisecond
-			dir, name := fbprocBusDir(t), fbprocBusName(t)
-			prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+			dir, name := busDir(t), busName(t)
+			prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 				"-frames", "0", "-interval", "2ms", "-heartbeat", hb.String(), "-wait-consumers", "2", "-checksum")...)
 			path := prod.waitEvent("ready", procStartTimeout).str("path")
-			var cons []*fbprocProc
+			var cons []*child
 			for i := 0; i < 2; i++ {
-				cons = append(cons, startFbproc(t, fmt.Sprintf("consumer%d", i), fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-log-seqs")...))
+				cons = append(cons, startChild(t, fmt.Sprintf("consumer%d", i), childOpts{}, "consumer", busArgs(dir, name, "-log-seqs")...))
 			}
 			joins := make([]uint64, len(cons))
 			for i, c := range cons {
@@ -512,17 +512,17 @@ func TestHostileNameRemoved(t *testing.T) {
 				}
 			}
 			rmNS := framebus.Now()
-			ge := prod.waitMatch("generation 2", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "generation" && e.u("generation") == 2 })
+			ge := prod.waitMatch("generation 2", 5*time.Second, func(e event) bool { return e.Kind == "generation" && e.u("generation") == 2 })
 			t.Logf("name removed: the producer published generation 2 %s later (heartbeat %v), at frame %d (frame %d was committed before the removal)",
 				procMS(ge.NS-rmNS), hb, ge.u("seq"), seg.LastSeq)
 			for _, c := range cons {
-				e := c.waitMatch("generation 2", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "generation" && e.u("generation") == 2 })
+				e := c.waitMatch("generation 2", 5*time.Second, func(e event) bool { return e.Kind == "generation" && e.u("generation") == 2 })
 				if e.u("seq") <= seg.LastSeq {
 					t.Errorf("%s: first frame of generation 2 is %d, want > %d (numbers continue)", c.label, e.u("seq"), seg.LastSeq)
 				}
 			}
 			// The owner is alive and keeps its name, whatever was removed.
-			late := startFbproc(t, "late-consumer", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-count", "20")...)
+			late := startChild(t, "late-consumer", childOpts{}, "consumer", busArgs(dir, name, "-count", "20")...)
 			time.Sleep(4 * hb) // more than 3 intervals: a consumer that cannot see the owner's lock says gone by now
 			p2, err := framebus.Create(name, framebus.ProducerOptions{Format: framebus.Format{Width: 256, Height: 256, PixelFormat: framebus.FormatGrey}, Dir: dir})
 			if err == nil {
@@ -570,8 +570,8 @@ func TestHostileNameRemoved(t *testing.T) {
 // unchanged. In this process, the control block is mapped "rw-s" (consumers
 // own their table entry) and the data "r--s".
 func TestHostileConsumerCannotWrite(t *testing.T) {
-	dir := fbprocBusDir(t)
-	name := fbprocBusName(t)
+	dir := busDir(t)
+	name := busName(t)
 	p, err := framebus.Create(name, framebus.ProducerOptions{Format: scribbleFormat, Checksum: true, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -608,8 +608,8 @@ func TestHostileConsumerCannotWrite(t *testing.T) {
 	}()
 
 	for _, rec := range []bool{true, false} {
-		c := startFbproc(t, fmt.Sprintf("writer(recover=%v)", rec), fbprocOpts{}, "write-frame",
-			fbprocArgs(dir, name, fmt.Sprintf("-recover=%v", rec))...)
+		c := startChild(t, fmt.Sprintf("writer(recover=%v)", rec), childOpts{}, "write-frame",
+			busArgs(dir, name, fmt.Sprintf("-recover=%v", rec))...)
 		m := c.waitEvent("maps", procStartTimeout)
 		t.Logf("child: frame byte at %#x in mapping %q", m.u("addr"), m.str("mapping"))
 		if perms := m.str("perms"); perms != "r--s" {

@@ -142,12 +142,11 @@ func TestLimitsSmallTmpfs(t *testing.T) {
 		}
 	})
 	t.Run("restart-after-crash", func(t *testing.T) {
-		name := fbprocBusName(t)
-		prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+		name := busName(t)
+		prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 			"-format", "rgba", "-width", "1920", "-height", "1080", "-frames", "3", "-close=false")...)
 		prod.waitEvent("done", procStartTimeout)
-		prod.cmd.Process.Kill()
-		if _, err := prod.waitExit(10 * time.Second); !fbprocKilledBy(err, syscall.SIGKILL) {
+		if _, err := prod.kill(); !killedBy(err, syscall.SIGKILL) {
 			t.Fatalf("producer: %v, want SIGKILL", err)
 		}
 		left := listDir(t, dir)
@@ -218,7 +217,7 @@ func TestLimitsOpenCloseNoLeak(t *testing.T) {
 	if testing.Short() {
 		cycles = 1000
 	}
-	dir := fbprocBusDir(t)
+	dir := busDir(t)
 	if err := os.WriteFile(framebus.SegmentPath(dir, "junk"), []byte("not a segment, not at all, and too short"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -23,18 +23,13 @@ import (
 	"github.com/framebus/framebus/framebus"
 )
 
-const (
-	procStartTimeout = 15 * time.Second // a process's first event
-	procRunTimeout   = 45 * time.Second // a whole run
-)
-
 // procCheckEntryCounters asserts what every consumer summary must satisfy,
 // whatever happened: no bad or out-of-order frame, and the counters of the
 // current generation's entry consistent with each other (PROTOCOL.md
 // section 5: delivered + dropped = last_seq, counted from the last_seq the
 // entry joined at). genJoin is that join point: the "joined" event's last_seq
 // for the first generation, the old generation's last_seq after a takeover.
-func procCheckEntryCounters(t *testing.T, label string, s fbprocEvent, genJoin uint64) {
+func procCheckEntryCounters(t *testing.T, label string, s event, genJoin uint64) {
 	t.Helper()
 	if bad := s.u("bad"); bad != 0 {
 		t.Errorf("%s: %d bad (torn, mis-patterned or out-of-order) frames delivered", label, bad)
@@ -50,7 +45,7 @@ func procCheckEntryCounters(t *testing.T, label string, s fbprocEvent, genJoin u
 // for a consumer that ended "closed", every frame before the end-of-stream
 // frame (delivered, or dropped in some Frame.Dropped or in the
 // *EndOfStreamError); otherwise its last delivered frame.
-func procAccountedTo(s fbprocEvent) uint64 {
+func procAccountedTo(s event) uint64 {
 	if s.str("result") == "closed" {
 		return s.u("entry_last_seq") - 1
 	}
@@ -61,7 +56,7 @@ func procAccountedTo(s fbprocEvent) uint64 {
 // every frame since it joined (at join, the "joined" event's last_seq):
 // delivered + dropped = procAccountedTo - join, across generations too (the
 // numbering continues, PROTOCOL.md section 7 amendment 1).
-func procCheckCallerAccounting(t *testing.T, label string, s fbprocEvent, join uint64) {
+func procCheckCallerAccounting(t *testing.T, label string, s event, join uint64) {
 	t.Helper()
 	del, drop, to := s.u("delivered"), s.u("dropped"), procAccountedTo(s)
 	if del+drop != to-join {
@@ -75,7 +70,7 @@ func procCheckCallerAccounting(t *testing.T, label string, s fbprocEvent, join u
 // in that generation: the entry also counted the end-of-stream frame as
 // delivered (section 7 amendment 3), and the frames missed just before it
 // are dropped in both (they reach the caller through *EndOfStreamError).
-func procCheckEntryMatchesCaller(t *testing.T, label string, s fbprocEvent, genDelivered, genDropped uint64) {
+func procCheckEntryMatchesCaller(t *testing.T, label string, s event, genDelivered, genDropped uint64) {
 	t.Helper()
 	if got := s.u("entry_delivered"); got != genDelivered+1 {
 		t.Errorf("%s: entry_delivered %d, want delivered %d + 1 (the end-of-stream frame)", label, got, genDelivered)
@@ -91,7 +86,7 @@ func procCheckEntryMatchesCaller(t *testing.T, label string, s fbprocEvent, genD
 // logged, and checks that the rest of its summary's dropped is exactly the
 // frames between its last delivered frame and the end-of-stream frame
 // (reported by *EndOfStreamError). It returns the per-frame sum and that rest.
-func procPerFrameDropped(t *testing.T, c *fbprocProc, s fbprocEvent) (perFrame, atEOS uint64) {
+func procPerFrameDropped(t *testing.T, c *child, s event) (perFrame, atEOS uint64) {
 	t.Helper()
 	for _, e := range c.all("frame") {
 		perFrame += e.u("dropped")
@@ -114,7 +109,7 @@ func procPerFrameDropped(t *testing.T, c *fbprocProc, s fbprocEvent) (perFrame, 
 // retired" error at that point is the bug TestProcessStoppedAcrossClose
 // makes certain (fixed in 3a73acf); before the fix it also happened without
 // SIGSTOP, to consumers of a loaded machine whose wait timed out during Close.
-func procCheckClosed(t *testing.T, c *fbprocProc, s fbprocEvent) bool {
+func procCheckClosed(t *testing.T, c *child, s event) bool {
 	t.Helper()
 	r := s.str("result")
 	if r == "closed" {
@@ -134,7 +129,7 @@ func procCheckClosed(t *testing.T, c *fbprocProc, s fbprocEvent) bool {
 // procLogStalled logs the "stalled" reports of a consumer whose producer has a
 // short heartbeat interval: on an overloaded machine the producer's
 // heartbeat goroutine itself can be late by 3 intervals.
-func procLogStalled(t *testing.T, c *fbprocProc) {
+func procLogStalled(t *testing.T, c *child) {
 	t.Helper()
 	for _, e := range c.all("stalled") {
 		t.Logf("%s: stalled report (producer heartbeat late by > 3 intervals): %s", c.label, e.Line)
@@ -147,19 +142,19 @@ func procLogStalled(t *testing.T, c *fbprocProc) {
 // account for every frame.
 func TestProcessFourConsumersNoTornFrames(t *testing.T) {
 	start := time.Now()
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
+	dir, name := busDir(t), busName(t)
 	const frames = 10000
-	var cons []*fbprocProc
+	var cons []*child
 	for i := 0; i < 4; i++ {
-		args := fbprocArgs(dir, name)
+		args := busArgs(dir, name)
 		label := fmt.Sprintf("consumer%d", i)
 		if i == 3 {
 			args = append(args, "-copy")
 			label += "(ReadInto)"
 		}
-		cons = append(cons, startFbproc(t, label, fbprocOpts{}, "consumer", args...))
+		cons = append(cons, startChild(t, label, childOpts{}, "consumer", args...))
 	}
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-frames", strconv.Itoa(frames), "-checksum", "-wait-consumers", "4", "-width", "256", "-height", "256")...)
 	prod.waitEvent("ready", procStartTimeout)
 	if a := prod.waitEvent("consumers", procStartTimeout).u("active"); a != 4 {
@@ -219,20 +214,20 @@ func TestProcessKillProducerAtEachStep(t *testing.T) {
 			if !slices.Contains(framebus.FaultSteps[:], step) {
 				t.Fatalf("%q is not in framebus.FaultSteps %v", step, framebus.FaultSteps)
 			}
-			dir, name := fbprocBusDir(t), fbprocBusName(t)
-			var cons []*fbprocProc
+			dir, name := busDir(t), busName(t)
+			var cons []*child
 			for i := 0; i < 2; i++ {
-				cons = append(cons, startFbproc(t, fmt.Sprintf("consumer%d", i), fbprocOpts{}, "consumer",
-					fbprocArgs(dir, name, "-log-seqs")...))
+				cons = append(cons, startChild(t, fmt.Sprintf("consumer%d", i), childOpts{}, "consumer",
+					busArgs(dir, name, "-log-seqs")...))
 			}
-			pargs := fbprocArgs(dir, name, "-heartbeat", hb.String(), "-interval", "2ms", "-frames", "1000", "-wait-consumers", "2")
+			pargs := busArgs(dir, name, "-heartbeat", hb.String(), "-interval", "2ms", "-frames", "1000", "-wait-consumers", "2")
 			if step == "mid-data" {
 				pargs = append(pargs, "-zerocopy=false") // the mid-data point is on the copying path only
 			}
-			prod := startFbproc(t, "producer", fbprocOpts{fault: fmt.Sprintf("%s:%d", step, n)}, "producer", pargs...)
+			prod := startChild(t, "producer", childOpts{fault: fmt.Sprintf("%s:%d", step, n)}, "producer", pargs...)
 			path := prod.waitEvent("ready", procStartTimeout).str("path")
 			deathNS, err := prod.waitExit(procRunTimeout)
-			if !fbprocKilledBy(err, syscall.SIGKILL) {
+			if !killedBy(err, syscall.SIGKILL) {
 				t.Fatalf("producer: exit %v, want death by SIGKILL at %s of frame %d\n%s", err, step, n, prod.describe())
 			}
 			if ev := prod.all("done"); len(ev) > 0 {
@@ -298,11 +293,11 @@ func TestProcessKillProducerAtEachStep(t *testing.T) {
 						c.label, procMS(lat), 3*hb, procMS(lag))
 				}
 				c.waitMatch(fmt.Sprintf("frame %d (the last committed one)", oldLast), 5*time.Second,
-					func(e fbprocEvent) bool { return e.Kind == "frame" && e.u("seq") == oldLast })
+					func(e event) bool { return e.Kind == "frame" && e.u("seq") == oldLast })
 			}
 
 			// A fresh producer takes the name over.
-			prod2 := startFbproc(t, "producer2", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+			prod2 := startChild(t, "producer2", childOpts{}, "producer", busArgs(dir, name,
 				"-heartbeat", hb.String(), "-interval", "2ms", "-frames", strconv.Itoa(restartN), "-wait-consumers", "2")...)
 			ready2 := prod2.waitEvent("ready", procStartTimeout)
 			if g := ready2.u("generation"); g != 2 {
@@ -387,9 +382,9 @@ func TestProcessKillProducerAtEachStep(t *testing.T) {
 // missed.
 func TestProcessStoppedConsumer(t *testing.T) {
 	const frames = 3000
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	c := startFbproc(t, "consumer", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-log-seqs")...)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	dir, name := busDir(t), busName(t)
+	c := startChild(t, "consumer", childOpts{}, "consumer", busArgs(dir, name, "-log-seqs")...)
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-frames", strconv.Itoa(frames), "-interval", "1ms", "-wait-consumers", "1")...)
 	path := prod.waitEvent("ready", procStartTimeout).str("path")
 	j := c.waitEvent("joined", procStartTimeout)
@@ -505,9 +500,9 @@ func TestProcessStoppedConsumer(t *testing.T) {
 func procStopConsumerAcrossClose(t *testing.T, hb string, pause time.Duration) {
 	t.Helper()
 	const frames = 1000
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	c := startFbproc(t, "consumer", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-log-seqs")...)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	dir, name := busDir(t), busName(t)
+	c := startChild(t, "consumer", childOpts{}, "consumer", busArgs(dir, name, "-log-seqs")...)
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-frames", strconv.Itoa(frames), "-interval", "1ms", "-wait-consumers", "1", "-heartbeat", hb)...)
 	j := c.waitEvent("joined", procStartTimeout)
 	c.waitFrames(5)
@@ -578,9 +573,9 @@ func TestProcessDropsBeforeEndOfStream(t *testing.T) {
 // continued (docs/DESIGN.md section 5).
 func TestProcessStoppedProducer(t *testing.T) {
 	const hb = 20 * time.Millisecond
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	c := startFbproc(t, "consumer", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-log-seqs")...)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	dir, name := busDir(t), busName(t)
+	c := startChild(t, "consumer", childOpts{}, "consumer", busArgs(dir, name, "-log-seqs")...)
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-frames", "0", "-interval", "2ms", "-wait-consumers", "1", "-heartbeat", hb.String())...)
 	j := c.waitEvent("joined", procStartTimeout)
 	c.waitFrames(20)
@@ -597,7 +592,7 @@ func TestProcessStoppedProducer(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // 15 intervals: still one report for the episode
 	contNS := framebus.Now()
 	prod.signal(syscall.SIGCONT)
-	after := c.waitMatch("a frame after SIGCONT", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "frame" && e.NS > contNS })
+	after := c.waitMatch("a frame after SIGCONT", 5*time.Second, func(e event) bool { return e.Kind == "frame" && e.NS > contNS })
 	t.Logf("first frame after SIGCONT: %d, %s after it", after.u("seq"), procMS(after.NS-contNS))
 	time.Sleep(100 * time.Millisecond)
 	prod.signal(syscall.SIGTERM)
@@ -640,11 +635,11 @@ func TestProcessReclaimDeadConsumers(t *testing.T) {
 		perWave = 10
 		total   = waves * perWave
 	)
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	dir, name := busDir(t), busName(t)
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-consumers", "32", "-frames", "0", "-interval", "2ms", "-heartbeat", "20ms", "-close")...)
 	path := prod.waitEvent("ready", procStartTimeout).str("path")
-	live := startFbproc(t, "live", fbprocOpts{}, "consumer", fbprocArgs(dir, name)...)
+	live := startChild(t, "live", childOpts{}, "consumer", busArgs(dir, name)...)
 	lj := live.waitEvent("joined", procStartTimeout)
 
 	reclaimed := func() uint64 {
@@ -658,13 +653,13 @@ func TestProcessReclaimDeadConsumers(t *testing.T) {
 	var lastKill int64
 	for w := 0; w < waves; w++ {
 		before := reclaimed()
-		var ps []*fbprocProc
+		var ps []*child
 		for i := 0; i < perWave; i++ {
-			ps = append(ps, startFbproc(t, fmt.Sprintf("victim%d", w*perWave+i), fbprocOpts{}, "consumer",
-				fbprocArgs(dir, name, "-timeout", "30s")...))
+			ps = append(ps, startChild(t, fmt.Sprintf("victim%d", w*perWave+i), childOpts{}, "consumer",
+				busArgs(dir, name, "-timeout", "30s")...))
 		}
 		for _, p := range ps {
-			e := p.waitMatch("joined or error", procStartTimeout, func(e fbprocEvent) bool { return e.Kind == "joined" || e.Kind == "error" })
+			e := p.waitMatch("joined or error", procStartTimeout, func(e event) bool { return e.Kind == "joined" || e.Kind == "error" })
 			if e.Kind == "error" {
 				t.Errorf("%s could not join: %s", p.label, e.str("error"))
 				continue
@@ -674,7 +669,7 @@ func TestProcessReclaimDeadConsumers(t *testing.T) {
 		}
 		for _, p := range ps {
 			ns, err := p.waitExit(10 * time.Second)
-			if !fbprocKilledBy(err, syscall.SIGKILL) && len(p.all("error")) == 0 {
+			if !killedBy(err, syscall.SIGKILL) && len(p.all("error")) == 0 {
 				t.Errorf("%s: exit %v, want SIGKILL", p.label, err)
 			}
 			lastKill = max(lastKill, ns)
@@ -726,12 +721,12 @@ func TestProcessReclaimDeadConsumers(t *testing.T) {
 // and a clean close seen by every consumer at once.
 func TestProcessBusyAndTakeover(t *testing.T) {
 	t.Run("busy", func(t *testing.T) {
-		dir, name := fbprocBusDir(t), fbprocBusName(t)
-		p1 := startFbproc(t, "producer1", fbprocOpts{}, "producer", fbprocArgs(dir, name, "-frames", "0", "-interval", "5ms")...)
+		dir, name := busDir(t), busName(t)
+		p1 := startChild(t, "producer1", childOpts{}, "producer", busArgs(dir, name, "-frames", "0", "-interval", "5ms")...)
 		p1.waitEvent("ready", procStartTimeout)
 		pid := strconv.Itoa(p1.pid)
 
-		p2 := startFbproc(t, "producer2", fbprocOpts{}, "producer", fbprocArgs(dir, name, "-frames", "10")...)
+		p2 := startChild(t, "producer2", childOpts{}, "producer", busArgs(dir, name, "-frames", "10")...)
 		e := p2.waitEvent("error", procStartTimeout)
 		if _, err := p2.waitExit(10 * time.Second); err == nil {
 			t.Error("second producer exited 0")
@@ -769,7 +764,7 @@ func TestProcessBusyAndTakeover(t *testing.T) {
 			}
 		}
 		// The owner is unaffected: a consumer still joins it and it closes cleanly.
-		c := startFbproc(t, "consumer", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-count", "5")...)
+		c := startChild(t, "consumer", childOpts{}, "consumer", busArgs(dir, name, "-count", "5")...)
 		if s := c.summary(procStartTimeout); s.str("result") != "count" || s.u("bad") != 0 {
 			t.Errorf("consumer of the original owner: %s", s.Line)
 		}
@@ -781,17 +776,16 @@ func TestProcessBusyAndTakeover(t *testing.T) {
 	})
 
 	t.Run("takeover", func(t *testing.T) {
-		dir, name := fbprocBusDir(t), fbprocBusName(t)
-		c := startFbproc(t, "consumer", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-log-seqs")...)
-		p1 := startFbproc(t, "producer1", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+		dir, name := busDir(t), busName(t)
+		c := startChild(t, "consumer", childOpts{}, "consumer", busArgs(dir, name, "-log-seqs")...)
+		p1 := startChild(t, "producer1", childOpts{}, "producer", busArgs(dir, name,
 			"-close=false", "-frames", "100", "-interval", "1ms", "-wait-consumers", "1", "-heartbeat", "100ms")...)
 		path := p1.waitEvent("ready", procStartTimeout).str("path")
 		if d := p1.waitEvent("done", procRunTimeout); d.u("last_seq") != 100 {
 			t.Fatalf("producer1 done: %s, want last_seq 100", d.Line)
 		}
-		c.waitMatch("frame 100", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "frame" && e.u("seq") == 100 })
-		p1.cmd.Process.Kill()
-		if _, err := p1.waitExit(10 * time.Second); !fbprocKilledBy(err, syscall.SIGKILL) {
+		c.waitMatch("frame 100", 5*time.Second, func(e event) bool { return e.Kind == "frame" && e.u("seq") == 100 })
+		if _, err := p1.kill(); !killedBy(err, syscall.SIGKILL) {
 			t.Fatalf("producer1: exit %v, want SIGKILL", err)
 		}
 		c.waitEvent("gone", 5*time.Second)
@@ -801,7 +795,7 @@ func TestProcessBusyAndTakeover(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer old.Close()
-		p2 := startFbproc(t, "producer2", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+		p2 := startChild(t, "producer2", childOpts{}, "producer", busArgs(dir, name,
 			"-frames", "50", "-interval", "2ms", "-wait-consumers", "1", "-heartbeat", "100ms")...)
 		if g := p2.waitEvent("ready", procStartTimeout).u("generation"); g != 2 {
 			t.Errorf("producer2: generation %d, want 2", g)
@@ -870,12 +864,12 @@ func TestProcessBusyAndTakeover(t *testing.T) {
 	})
 
 	t.Run("close-wakes-all", func(t *testing.T) {
-		dir, name := fbprocBusDir(t), fbprocBusName(t)
-		var cons []*fbprocProc
+		dir, name := busDir(t), busName(t)
+		var cons []*child
 		for i := 0; i < 3; i++ {
-			cons = append(cons, startFbproc(t, fmt.Sprintf("consumer%d", i), fbprocOpts{}, "consumer", fbprocArgs(dir, name)...))
+			cons = append(cons, startChild(t, fmt.Sprintf("consumer%d", i), childOpts{}, "consumer", busArgs(dir, name)...))
 		}
-		p := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+		p := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 			"-heartbeat", "5s", "-frames", "50", "-wait-consumers", "3")...)
 		p.waitEvent("ready", procStartTimeout)
 		closed := p.waitEvent("closed", procRunTimeout)
@@ -924,20 +918,20 @@ func TestProcessOtherUser(t *testing.T) {
 			break
 		}
 	}
-	dir := fbprocBusDir(t)
+	dir := busDir(t)
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	name := fbprocBusName(t)
-	nobody := fbprocOpts{cred: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+	name := busName(t)
+	nobody := childOpts{user: &childUser{uid: 65534, gid: 65534}}
 
 	// Default mode 0600: refused.
-	p1 := startFbproc(t, "producer-0600", fbprocOpts{}, "producer", fbprocArgs(dir, name, "-frames", "0", "-interval", "5ms")...)
+	p1 := startChild(t, "producer-0600", childOpts{}, "producer", busArgs(dir, name, "-frames", "0", "-interval", "5ms")...)
 	path := p1.waitEvent("ready", procStartTimeout).str("path")
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("segment %s: %v, %v; want mode 0600", path, fi.Mode(), err)
 	}
-	c1 := startFbproc(t, "consumer-nobody", nobody, "consumer", fbprocArgs(dir, name, "-wait", "2s")...)
+	c1 := startChild(t, "consumer-nobody", nobody, "consumer", busArgs(dir, name, "-wait", "2s")...)
 	e := c1.waitEvent("error", procStartTimeout)
 	if _, err := c1.waitExit(10 * time.Second); err == nil {
 		t.Error("refused consumer exited 0")
@@ -954,7 +948,7 @@ func TestProcessOtherUser(t *testing.T) {
 	p1.waitEvent("closed", 10*time.Second)
 
 	// Mode 0660, group 65534: joined.
-	p2 := startFbproc(t, "producer-0660", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	p2 := startChild(t, "producer-0660", childOpts{}, "producer", busArgs(dir, name,
 		"-mode", strconv.Itoa(0o660), "-group", "65534", "-frames", "200", "-interval", "2ms", "-wait-consumers", "1")...)
 	path = p2.waitEvent("ready", procStartTimeout).str("path")
 	for _, f := range []string{path, path + ".lock"} {
@@ -968,7 +962,7 @@ func TestProcessOtherUser(t *testing.T) {
 			t.Errorf("%s: mode %v gid %d, want 0660 and gid 65534", f, fi.Mode().Perm(), st.Gid)
 		}
 	}
-	c2 := startFbproc(t, "consumer-nobody-2", nobody, "consumer", fbprocArgs(dir, name)...)
+	c2 := startChild(t, "consumer-nobody-2", nobody, "consumer", busArgs(dir, name)...)
 	c2.waitEvent("joined", procStartTimeout)
 	p2.waitEvent("closed", procRunTimeout)
 	s := c2.summary(procRunTimeout)
