@@ -12,7 +12,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,27 +23,6 @@ import (
 )
 
 var le = binary.LittleEndian
-
-var smallFormat = framebus.Format{Width: 64, Height: 48, PixelFormat: framebus.FormatGrey}
-
-// validSegmentBytes creates a real producer in a directory of its own and
-// returns a copy of its segment file.
-func validSegmentBytes(t *testing.T) []byte {
-	t.Helper()
-	p, err := framebus.Create("src", framebus.ProducerOptions{Format: smallFormat, Consumers: 4, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	b, err := os.ReadFile(p.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) < framebus.HeaderSize || le.Uint64(b[framebus.OffTotalSize:]) != uint64(len(b)) {
-		t.Fatalf("segment of %d bytes with total_size %d", len(b), le.Uint64(b[framebus.OffTotalSize:]))
-	}
-	return b
-}
 
 func writeSegment(t *testing.T, dir, name string, b []byte) string {
 	t.Helper()
@@ -87,29 +65,6 @@ func openOnce(t *testing.T, dir, name string) error {
 		r.c.Close()
 	}
 	return r.err
-}
-
-func wantMention(t *testing.T, err error, words ...string) {
-	t.Helper()
-	for _, w := range words {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not mention %q", err, w)
-		}
-	}
-}
-
-func listDir(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	return names
 }
 
 // TestBadInputSegments writes corrupt copies of a real segment as

@@ -26,13 +26,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -44,9 +42,7 @@ import (
 )
 
 const (
-	benchW, benchH = 1920, 1080
-	benchFrameSize = benchW * benchH * 4 // 8,294,400 bytes of RGBA
-	benchPage      = 4096
+	benchPage = 4096
 	// benchStride separates the two destination regions of the copy
 	// baseline exactly as framebus separates its two slots (slot_stride, a
 	// multiple of 65536), so that the baseline writes the same amount of
@@ -56,39 +52,6 @@ const (
 	// side's turn when two things are measured interleaved in one benchmark.
 	benchBlock = 4
 )
-
-// benchShmDir makes a private directory in /dev/shm (tmpfs: what framebus
-// uses in production; a disk-backed directory would measure page cache
-// write-back instead), removed at the end.
-func benchShmDir(tb testing.TB) string {
-	tb.Helper()
-	base := "/dev/shm"
-	if st, err := os.Stat(base); err != nil || !st.IsDir() {
-		base = ""
-	}
-	dir, err := os.MkdirTemp(base, "framebus-bench-")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-var (
-	benchSrcOnce sync.Once
-	benchSrc     []byte
-)
-
-// benchSource is a 1080p RGBA frame with a non-trivial pattern, allocated once.
-func benchSource() []byte {
-	benchSrcOnce.Do(func() {
-		benchSrc = make([]byte, benchFrameSize)
-		for i := range benchSrc {
-			benchSrc[i] = byte(i*7 + i>>12)
-		}
-	})
-	return benchSrc
-}
 
 // benchMapShared maps a new n-byte file of dir MAP_SHARED read-write,
 // populated and then touched page by page (pre-faulted), unmapped at the end.
@@ -134,7 +97,7 @@ func (d *benchCopyDst) copy(src []byte) {
 // with one consumer attached, both closed at the end.
 func benchProducer(tb testing.TB, checksum bool) (*framebus.Producer, *framebus.Consumer, string) {
 	tb.Helper()
-	dir := benchShmDir(tb)
+	dir := framebus.ShmDir(tb)
 	p, err := framebus.Create("bench", framebus.ProducerOptions{
 		Format:   framebus.Format{Width: benchW, Height: benchH, PixelFormat: framebus.FormatRGBA},
 		Checksum: checksum,
@@ -172,7 +135,7 @@ func BenchmarkCopy1080p(b *testing.B) {
 			name = "two-dst"
 		}
 		b.Run(name, func(b *testing.B) {
-			dst := newBenchCopyDst(b, benchShmDir(b))
+			dst := newBenchCopyDst(b, framebus.ShmDir(b))
 			if !alt {
 				dst.m = dst.m[:benchFrameSize]
 			}
@@ -440,12 +403,6 @@ func pinAllThreads(set *unix.CPUSet) error {
 	return nil
 }
 
-func cpuSet(cpu int) *unix.CPUSet {
-	var s unix.CPUSet
-	s.Set(cpu)
-	return &s
-}
-
 // wakeChild is the other process of BenchmarkWakeLatency (the child roles
 // wake-framebus and wake-futex): pinned to -cpu, it maps the -shared file and
 // takes samples as the framebus consumer of -dir and -name or as the raw
@@ -573,14 +530,6 @@ func waitFor(d time.Duration, ch *child, cond func() bool) bool {
 	return true
 }
 
-func percentile(sorted []int64, p float64) float64 {
-	if len(sorted) == 0 {
-		return math.NaN()
-	}
-	i := int(math.Ceil(p*float64(len(sorted)))) - 1
-	return float64(sorted[max(i, 0)])
-}
-
 // BenchmarkWakeLatency: publish-to-wake latency of a consumer in another
 // process that sleeps on its futex between frames (one 64x64 GREY frame
 // every ~1 ms), against the raw floor of the same wake: a shared-memory
@@ -620,22 +569,6 @@ func BenchmarkWakeLatency(b *testing.B) {
 	}
 }
 
-// allowedCPUs returns this thread's CPU mask, to restore after pinning, and
-// the first two CPUs in it (fewer on a one-CPU machine).
-func allowedCPUs(b *testing.B) (*unix.CPUSet, []int) {
-	var orig unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &orig); err != nil {
-		b.Skip("sched_getaffinity:", err)
-	}
-	var cpus []int
-	for i := 0; i < 1024 && len(cpus) < 2; i++ {
-		if orig.IsSet(i) {
-			cpus = append(cpus, i)
-		}
-	}
-	return &orig, cpus
-}
-
 func benchWake(b *testing.B, orig *unix.CPUSet, parentCPU, childCPU int) {
 	if err := pinAllThreads(cpuSet(parentCPU)); err != nil {
 		b.Skip("cannot pin:", err)
@@ -646,7 +579,7 @@ func benchWake(b *testing.B, orig *unix.CPUSet, parentCPU, childCPU int) {
 	// mask at exec, then pin themselves).
 	b.Cleanup(func(n int) func() { return func() { runtime.GOMAXPROCS(n) } }(runtime.GOMAXPROCS(1)))
 
-	dir := benchShmDir(b)
+	dir := framebus.ShmDir(b)
 	const name = "wake"
 	p, err := framebus.Create(name, framebus.ProducerOptions{
 		Format: framebus.Format{Width: 64, Height: 64, PixelFormat: framebus.FormatGrey},
@@ -750,8 +683,8 @@ func benchWake(b *testing.B, orig *unix.CPUSet, parentCPU, childCPU int) {
 	if len(fbLat) == 0 || len(fxLat) == 0 {
 		b.Fatalf("no samples: framebus %d, futex %d", len(fbLat), len(fxLat))
 	}
-	fbP50, fbP99 := percentile(fbLat, 0.50)/1e3, percentile(fbLat, 0.99)/1e3
-	fxP50, fxP99 := percentile(fxLat, 0.50)/1e3, percentile(fxLat, 0.99)/1e3
+	fbP50, fbP99 := float64(percentile(fbLat, 0.50))/1e3, float64(percentile(fbLat, 0.99))/1e3
+	fxP50, fxP99 := float64(percentile(fxLat, 0.50))/1e3, float64(percentile(fxLat, 0.99))/1e3
 	b.ReportMetric(fbP50, "p50-us")
 	b.ReportMetric(fbP99, "p99-us")
 	b.ReportMetric(fxP50, "futex-p50-us")

@@ -18,10 +18,8 @@ package framebus_test
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,24 +30,6 @@ import (
 
 // chaosFull reports whether the full chaos run was asked for (make chaos).
 func chaosFull() bool { return os.Getenv("FRAMEBUS_CHAOS") == "full" }
-
-// chaosRand returns the run's random source and logs its seed.
-func chaosRand(t *testing.T) *rand.Rand {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FRAMEBUS_CHAOS_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FRAMEBUS_CHAOS_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("random seed %d (FRAMEBUS_CHAOS_SEED=%d replays it)", seed, seed)
-	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-}
-
-// chaos1080p are the producer flags of a 1080p RGBA bus with CRC-32C.
-var chaos1080p = []string{"-format", "rgba", "-width", "1920", "-height", "1080", "-checksum"}
 
 // procStateOf returns the state letter of /proc/<pid>/stat ('T' when stopped).
 func procStateOf(pid int) byte {
@@ -77,15 +57,6 @@ func waitStopped(t *testing.T, p *child) {
 	}
 }
 
-func chaosPercentile(v []int64, p float64) int64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[int(p*float64(len(s)-1))]
-}
-
 // TestChaosKillProducer: a producer publishing 1080p RGBA frames with CRC-32C
 // as fast as it can is killed with SIGKILL at a random moment, and a new one
 // takes the name over, 100 times (make chaos; fewer in make test). Three
@@ -100,7 +71,7 @@ func TestChaosKillProducer(t *testing.T) {
 		kills = 100
 	}
 	rng := chaosRand(t)
-	dir, name := busDir(t), busName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	const hb = 50 * time.Millisecond
 	var cons []*child
 	for i := 0; i < 3; i++ {
@@ -211,7 +182,7 @@ func TestChaosKillProducer(t *testing.T) {
 	}
 	t.Logf("%d producer kills (1080p RGBA, CRC-32C, 3 consumers): where the kills fell: %v", kills, deathSteps)
 	t.Logf("kill -> first frame of the next producer at the slowest consumer (new process start, 16.7 MB segment built and pre-faulted, takeover, follow): "+
-		"median %s, p90 %s, worst %s", procMS(chaosPercentile(firstFrame, 0.5)), procMS(chaosPercentile(firstFrame, 0.9)), procMS(slices.Max(firstFrame)))
+		"median %s, p90 %s, worst %s", procMS(percentile(firstFrame, 0.5)), procMS(percentile(firstFrame, 0.9)), procMS(slices.Max(firstFrame)))
 	t.Logf("consumers in total: delivered %d, dropped %d, torn retries %d, torn or corrupt delivered 0", totalDel, totalDrop, totalTorn)
 }
 
@@ -229,7 +200,7 @@ func TestChaosKillConsumers(t *testing.T) {
 		hb         = 20 * time.Millisecond
 	)
 	rng := chaosRand(t)
-	dir, name := busDir(t), busName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-format", "rgba", "-width", "320", "-height", "240", "-checksum", "-consumers", "32",
 		"-frames", "0", "-interval", "2ms", "-heartbeat", hb.String())...)
@@ -326,7 +297,7 @@ func TestChaosKillConsumers(t *testing.T) {
 	t.Logf("%d victims killed at random (up to %d alive at once, highest entry index %d of 32, table-full refusals %d); producer published %d frames, all it was given",
 		victims, maxAlive, maxEntry, tableFulls, done.u("published"))
 	t.Logf("reclaim latency (victim reaped -> consumers_reclaimed counts it; heartbeat %v): median %s, p90 %s, worst %s; %d of %d within one heartbeat interval",
-		hb, procMS(chaosPercentile(latencies, 0.5)), procMS(chaosPercentile(latencies, 0.9)), procMS(slices.Max(latencies)), inOneBeat, len(latencies))
+		hb, procMS(percentile(latencies, 0.5)), procMS(percentile(latencies, 0.9)), procMS(slices.Max(latencies)), inOneBeat, len(latencies))
 }
 
 // TestChaosStopProducer: a producer of 1080p RGBA at 60 fps is stopped with
@@ -337,7 +308,7 @@ func TestChaosKillConsumers(t *testing.T) {
 // lost.
 func TestChaosStopProducer(t *testing.T) {
 	const hb = 50 * time.Millisecond
-	dir, name := busDir(t), busName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	var cons []*child
 	for i := 0; i < 3; i++ {
 		cons = append(cons, startChild(t, fmt.Sprintf("consumer%d", i), childOpts{}, "consumer",

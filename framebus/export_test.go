@@ -62,6 +62,7 @@ func (p *Producer) Sleepers() uint32 { return sleepers(p) }
 // The helpers of helpers_test.go that the external tests share with the
 // internal ones.
 var (
+	ShmDir         = shmDir
 	PortableDir    = portableDir
 	PortableFormat = portableFormat
 	PortableCreate = portableCreate

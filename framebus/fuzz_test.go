@@ -269,7 +269,7 @@ func FuzzConsumerOpen(f *testing.F) {
 	}
 	f.Add(full)
 
-	dir := fuzzDir(f)
+	dir := shmDir(f) // tmpfs: rewriting a segment file costs microseconds there
 	const name = "fuzz"
 	path := SegmentPath(dir, name)
 
@@ -291,19 +291,6 @@ func FuzzConsumerOpen(f *testing.F) {
 		}
 		fuzzOpen(t, dir, name, int(claimed))
 	})
-}
-
-// fuzzDir is a bus directory for FuzzConsumerOpen: on tmpfs (/dev/shm) when
-// there is one, where rewriting a segment file costs microseconds rather than
-// the milliseconds of a disk file system.
-func fuzzDir(f *testing.F) string {
-	if fi, err := os.Stat(DefaultDir); err == nil && fi.IsDir() {
-		if dir, err := os.MkdirTemp(DefaultDir, "framebus-fuzz-"); err == nil {
-			f.Cleanup(func() { os.RemoveAll(dir) })
-			return dir
-		}
-	}
-	return f.TempDir()
 }
 
 func fuzzOpen(t *testing.T, dir, name string, size int) {

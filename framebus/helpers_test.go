@@ -33,6 +33,20 @@ func portableDir(t testing.TB) string {
 	return t.TempDir()
 }
 
+// shmDir is a directory of the test's own under /dev/shm (tmpfs: what
+// framebus uses in production; a disk-backed directory would measure page
+// cache write-back and make rewriting a segment cost milliseconds), falling
+// back to t.TempDir; removed when the test ends.
+func shmDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "framebus-test-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 var portableFormat = Format{Width: 64, Height: 4, PixelFormat: FormatGrey}
 
 // portableCreate creates name in dir (portableFormat, a 20 ms heartbeat,

@@ -35,7 +35,7 @@ import (
 // debug.SetPanicOnFault (a view is the caller's memory access: see
 // docs/SECURITY.md).
 func TestHostileTruncateLive(t *testing.T) {
-	dir, name := busDir(t), busName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-format", "rgba", "-width", "320", "-height", "240", "-checksum", "-frames", "0", "-interval", "1ms",
 		"-heartbeat", "20ms", "-wait-consumers", "3", "-tolerate-corrupt")...)
@@ -125,7 +125,7 @@ func TestHostileTruncateLive(t *testing.T) {
 // once in TestHostileTruncateLive, 474 of 475; this makes it happen every
 // run.) A second consumer, reading views, is the bystander.
 func TestTruncateBetweenReadAndAccounting(t *testing.T) {
-	dir, name := busDir(t), busName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-format", "rgba", "-width", "160", "-height", "120", "-checksum", "-frames", "0", "-interval", "1ms",
 		"-heartbeat", "20ms", "-wait-consumers", "2", "-tolerate-corrupt")...)
@@ -162,31 +162,6 @@ func TestTruncateBetweenReadAndAccounting(t *testing.T) {
 	}
 }
 
-// scribbleErrOK reports whether err is one of the results a consumer may give
-// on a control block that a hostile writer scribbles over: all typed. A
-// memory fault is not among them: the file is never truncated here, so a
-// fault would mean a read outside the mappings.
-func scribbleErrOK(err error) bool {
-	var fe *framebus.Error
-	if !errors.As(err, &fe) {
-		return false
-	}
-	if strings.Contains(err.Error(), "truncated") {
-		return false
-	}
-	for _, s := range []error{framebus.ErrCorrupt, framebus.ErrChecksum, framebus.ErrEndOfStream, framebus.ErrStalled,
-		framebus.ErrProducerGone, framebus.ErrRetired, framebus.ErrTableFull, framebus.ErrBadMagic,
-		framebus.ErrVersionMismatch, framebus.ErrNotFound, os.ErrDeadlineExceeded} {
-		if errors.Is(err, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// scribbleFormat is the bus of the scribble tests: small, with CRC-32C.
-var scribbleFormat = framebus.Format{Width: 64, Height: 48, PixelFormat: framebus.FormatGrey}
-
 // TestHostileScribble: a writer with write access to the file (any consumer
 // has it) writes random bytes at random places of the control block (header,
 // slot descriptors, consumer table) while a producer publishes and four
@@ -196,8 +171,8 @@ var scribbleFormat = framebus.Format{Width: 64, Height: 48, PixelFormat: framebu
 // never truncated here).
 func TestHostileScribble(t *testing.T) {
 	rng := chaosRand(t)
-	dir := busDir(t)
-	p, err := framebus.Create("scrib", framebus.ProducerOptions{Format: scribbleFormat, Checksum: true, Consumers: 8,
+	dir := framebus.ShmDir(t)
+	p, err := framebus.Create("scrib", framebus.ProducerOptions{Format: smallFormat, Checksum: true, Consumers: 8,
 		Heartbeat: 10 * time.Millisecond, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +206,7 @@ func TestHostileScribble(t *testing.T) {
 	wg.Add(1)
 	go func() { // the producer
 		defer wg.Done()
-		frame := make([]byte, scribbleFormat.Width*scribbleFormat.Height)
+		frame := make([]byte, smallFormat.Width*smallFormat.Height)
 		for !stop.Load() {
 			if _, err := p.Publish(frame, framebus.Meta{}); err != nil {
 				report("producer: Publish: %v", err)
@@ -485,7 +460,7 @@ func TestHostileNameRemoved(t *testing.T) {
 	for _, what := range []string{"segment", "segment-and-lock"} {
 		t.Run(what, func(t *testing.T) {
 			const hb = 50 * time.Millisecond
-			dir, name := busDir(t), busName(t)
+			dir, name := framebus.ShmDir(t), busName(t)
 			prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 				"-frames", "0", "-interval", "2ms", "-heartbeat", hb.String(), "-wait-consumers", "2", "-checksum")...)
 			path := prod.waitEvent("ready", procStartTimeout).str("path")
@@ -570,14 +545,14 @@ func TestHostileNameRemoved(t *testing.T) {
 // unchanged. In this process, the control block is mapped "rw-s" (consumers
 // own their table entry) and the data "r--s".
 func TestHostileConsumerCannotWrite(t *testing.T) {
-	dir := busDir(t)
+	dir := framebus.ShmDir(t)
 	name := busName(t)
-	p, err := framebus.Create(name, framebus.ProducerOptions{Format: scribbleFormat, Checksum: true, Dir: dir})
+	p, err := framebus.Create(name, framebus.ProducerOptions{Format: smallFormat, Checksum: true, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	frame := make([]byte, scribbleFormat.Width*scribbleFormat.Height)
+	frame := make([]byte, smallFormat.Width*smallFormat.Height)
 	for i := range frame {
 		frame[i] = byte(i*7 + 3)
 	}

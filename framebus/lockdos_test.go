@@ -19,7 +19,7 @@ import (
 // blocks the next one (docs/SECURITY.md): the next producer gives that lock
 // file up and makes a new one, and consumers join it.
 func TestReadLockDoesNotHoldTheName(t *testing.T) {
-	dir, name := busDir(t), busName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	p1 := startChild(t, "producer1", childOpts{}, "producer", busArgs(dir, name,
 		"-close=false", "-frames", "10", "-interval", "1ms", "-heartbeat", "100ms")...)
 	p1.waitEvent("ready", procStartTimeout)

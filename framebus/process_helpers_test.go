@@ -163,19 +163,7 @@ func fbprocSweepStale() {
 	}
 }
 
-// ---- buses of the multi-process tests ----
-
-// busDir makes a bus directory under /dev/shm (tmpfs, as in production),
-// falling back to t.TempDir, removed when the test ends.
-func busDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/dev/shm", "framebus-test-")
-	if err != nil {
-		return t.TempDir()
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
+// ---- buses of the multi-process tests (in framebus.ShmDir) ----
 
 var busNames atomic.Int64
 

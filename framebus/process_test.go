@@ -23,126 +23,13 @@ import (
 	"github.com/framebus/framebus/framebus"
 )
 
-// procCheckEntryCounters asserts what every consumer summary must satisfy,
-// whatever happened: no bad or out-of-order frame, and the counters of the
-// current generation's entry consistent with each other (PROTOCOL.md
-// section 5: delivered + dropped = last_seq, counted from the last_seq the
-// entry joined at). genJoin is that join point: the "joined" event's last_seq
-// for the first generation, the old generation's last_seq after a takeover.
-func procCheckEntryCounters(t *testing.T, label string, s event, genJoin uint64) {
-	t.Helper()
-	if bad := s.u("bad"); bad != 0 {
-		t.Errorf("%s: %d bad (torn, mis-patterned or out-of-order) frames delivered", label, bad)
-	}
-	ed, edr, el := s.u("entry_delivered"), s.u("entry_dropped"), s.u("entry_last_seq")
-	if ed+edr != el-genJoin {
-		t.Errorf("%s: entry counters: delivered %d + dropped %d = %d, want entry_last_seq %d - join last_seq %d = %d",
-			label, ed, edr, ed+edr, el, genJoin, el-genJoin)
-	}
-}
-
-// procAccountedTo is the last sequence number a consumer's summary accounts for:
-// for a consumer that ended "closed", every frame before the end-of-stream
-// frame (delivered, or dropped in some Frame.Dropped or in the
-// *EndOfStreamError); otherwise its last delivered frame.
-func procAccountedTo(s event) uint64 {
-	if s.str("result") == "closed" {
-		return s.u("entry_last_seq") - 1
-	}
-	return s.u("last_seq")
-}
-
-// procCheckCallerAccounting asserts that what the caller was told accounts for
-// every frame since it joined (at join, the "joined" event's last_seq):
-// delivered + dropped = procAccountedTo - join, across generations too (the
-// numbering continues, PROTOCOL.md section 7 amendment 1).
-func procCheckCallerAccounting(t *testing.T, label string, s event, join uint64) {
-	t.Helper()
-	del, drop, to := s.u("delivered"), s.u("dropped"), procAccountedTo(s)
-	if del+drop != to-join {
-		t.Errorf("%s: delivered %d + dropped %d = %d, want %d - joined at %d = %d (frames the caller was never told about, or told twice)",
-			label, del, drop, del+drop, to, join, to-join)
-	}
-}
-
-// procCheckEntryMatchesCaller asserts, for a consumer that ended "closed", that
-// its table entry in the current generation counted what the caller was told
-// in that generation: the entry also counted the end-of-stream frame as
-// delivered (section 7 amendment 3), and the frames missed just before it
-// are dropped in both (they reach the caller through *EndOfStreamError).
-func procCheckEntryMatchesCaller(t *testing.T, label string, s event, genDelivered, genDropped uint64) {
-	t.Helper()
-	if got := s.u("entry_delivered"); got != genDelivered+1 {
-		t.Errorf("%s: entry_delivered %d, want delivered %d + 1 (the end-of-stream frame)", label, got, genDelivered)
-	}
-	if got := s.u("entry_dropped"); got != genDropped {
-		eos, last := s.u("entry_last_seq"), s.u("last_seq")
-		t.Errorf("%s: entry_dropped %d, but the caller was told of %d dropped frames (last delivered frame %d, end of stream %d)",
-			label, got, genDropped, last, eos)
-	}
-}
-
-// procPerFrameDropped sums the "dropped" of the frames a -log-seqs consumer
-// logged, and checks that the rest of its summary's dropped is exactly the
-// frames between its last delivered frame and the end-of-stream frame
-// (reported by *EndOfStreamError). It returns the per-frame sum and that rest.
-func procPerFrameDropped(t *testing.T, c *child, s event) (perFrame, atEOS uint64) {
-	t.Helper()
-	for _, e := range c.all("frame") {
-		perFrame += e.u("dropped")
-	}
-	if got := uint64(len(c.all("frame"))); got != s.u("delivered") {
-		t.Errorf("%s: %d frames logged, summary delivered %d", c.label, got, s.u("delivered"))
-	}
-	drop := s.u("dropped")
-	want := procAccountedTo(s) - s.u("last_seq")
-	if drop < perFrame || drop-perFrame != want {
-		t.Errorf("%s: summary dropped %d, per-frame dropped values sum to %d: want %d more, the frames %d..%d missed before the end of stream",
-			c.label, drop, perFrame, want, s.u("last_seq")+1, procAccountedTo(s))
-		return perFrame, 0
-	}
-	return perFrame, drop - perFrame
-}
-
-// procCheckClosed asserts that a consumer ended with "closed" (the producer
-// closed the stream cleanly) and reports why not otherwise. A "segment
-// retired" error at that point is the bug TestProcessStoppedAcrossClose
-// makes certain (fixed in 3a73acf); before the fix it also happened without
-// SIGSTOP, to consumers of a loaded machine whose wait timed out during Close.
-func procCheckClosed(t *testing.T, c *child, s event) bool {
-	t.Helper()
-	r := s.str("result")
-	if r == "closed" {
-		return true
-	}
-	msg, hint := "", ""
-	for _, e := range c.all("error") {
-		msg = e.str("error")
-	}
-	if strings.Contains(msg, "segment retired") {
-		hint = " (the producer closed the stream cleanly: a liveness verdict came before the pending end-of-stream frame was read; see TestProcessStoppedAcrossClose)"
-	}
-	t.Errorf("%s: result %q (%s), want closed%s", c.label, r, msg, hint)
-	return false
-}
-
-// procLogStalled logs the "stalled" reports of a consumer whose producer has a
-// short heartbeat interval: on an overloaded machine the producer's
-// heartbeat goroutine itself can be late by 3 intervals.
-func procLogStalled(t *testing.T, c *child) {
-	t.Helper()
-	for _, e := range c.all("stalled") {
-		t.Logf("%s: stalled report (producer heartbeat late by > 3 intervals): %s", c.label, e.Line)
-	}
-}
-
 // Test 1: one producer, four consumer processes (one of them copying with
 // ReadInto), 10,000 checksummed 256x256 frames as fast as the producer can:
 // no consumer is ever handed a torn frame, and every consumer's counters
 // account for every frame.
 func TestProcessFourConsumersNoTornFrames(t *testing.T) {
 	start := time.Now()
-	dir, name := busDir(t), busName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	const frames = 10000
 	var cons []*child
 	for i := 0; i < 4; i++ {
@@ -214,7 +101,7 @@ func TestProcessKillProducerAtEachStep(t *testing.T) {
 			if !slices.Contains(framebus.FaultSteps[:], step) {
 				t.Fatalf("%q is not in framebus.FaultSteps %v", step, framebus.FaultSteps)
 			}
-			dir, name := busDir(t), busName(t)
+			dir, name := framebus.ShmDir(t), busName(t)
 			var cons []*child
 			for i := 0; i < 2; i++ {
 				cons = append(cons, startChild(t, fmt.Sprintf("consumer%d", i), childOpts{}, "consumer",
@@ -382,7 +269,7 @@ func TestProcessKillProducerAtEachStep(t *testing.T) {
 // missed.
 func TestProcessStoppedConsumer(t *testing.T) {
 	const frames = 3000
-	dir, name := busDir(t), busName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	c := startChild(t, "consumer", childOpts{}, "consumer", busArgs(dir, name, "-log-seqs")...)
 	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-frames", strconv.Itoa(frames), "-interval", "1ms", "-wait-consumers", "1")...)
@@ -500,7 +387,7 @@ func TestProcessStoppedConsumer(t *testing.T) {
 func procStopConsumerAcrossClose(t *testing.T, hb string, pause time.Duration) {
 	t.Helper()
 	const frames = 1000
-	dir, name := busDir(t), busName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	c := startChild(t, "consumer", childOpts{}, "consumer", busArgs(dir, name, "-log-seqs")...)
 	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-frames", strconv.Itoa(frames), "-interval", "1ms", "-wait-consumers", "1", "-heartbeat", hb)...)
@@ -573,7 +460,7 @@ func TestProcessDropsBeforeEndOfStream(t *testing.T) {
 // continued (docs/DESIGN.md section 5).
 func TestProcessStoppedProducer(t *testing.T) {
 	const hb = 20 * time.Millisecond
-	dir, name := busDir(t), busName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	c := startChild(t, "consumer", childOpts{}, "consumer", busArgs(dir, name, "-log-seqs")...)
 	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-frames", "0", "-interval", "2ms", "-wait-consumers", "1", "-heartbeat", hb.String())...)
@@ -635,7 +522,7 @@ func TestProcessReclaimDeadConsumers(t *testing.T) {
 		perWave = 10
 		total   = waves * perWave
 	)
-	dir, name := busDir(t), busName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-consumers", "32", "-frames", "0", "-interval", "2ms", "-heartbeat", "20ms", "-close")...)
 	path := prod.waitEvent("ready", procStartTimeout).str("path")
@@ -721,7 +608,7 @@ func TestProcessReclaimDeadConsumers(t *testing.T) {
 // and a clean close seen by every consumer at once.
 func TestProcessBusyAndTakeover(t *testing.T) {
 	t.Run("busy", func(t *testing.T) {
-		dir, name := busDir(t), busName(t)
+		dir, name := framebus.ShmDir(t), busName(t)
 		p1 := startChild(t, "producer1", childOpts{}, "producer", busArgs(dir, name, "-frames", "0", "-interval", "5ms")...)
 		p1.waitEvent("ready", procStartTimeout)
 		pid := strconv.Itoa(p1.pid)
@@ -776,7 +663,7 @@ func TestProcessBusyAndTakeover(t *testing.T) {
 	})
 
 	t.Run("takeover", func(t *testing.T) {
-		dir, name := busDir(t), busName(t)
+		dir, name := framebus.ShmDir(t), busName(t)
 		c := startChild(t, "consumer", childOpts{}, "consumer", busArgs(dir, name, "-log-seqs")...)
 		p1 := startChild(t, "producer1", childOpts{}, "producer", busArgs(dir, name,
 			"-close=false", "-frames", "100", "-interval", "1ms", "-wait-consumers", "1", "-heartbeat", "100ms")...)
@@ -864,7 +751,7 @@ func TestProcessBusyAndTakeover(t *testing.T) {
 	})
 
 	t.Run("close-wakes-all", func(t *testing.T) {
-		dir, name := busDir(t), busName(t)
+		dir, name := framebus.ShmDir(t), busName(t)
 		var cons []*child
 		for i := 0; i < 3; i++ {
 			cons = append(cons, startChild(t, fmt.Sprintf("consumer%d", i), childOpts{}, "consumer", busArgs(dir, name)...))
@@ -918,7 +805,7 @@ func TestProcessOtherUser(t *testing.T) {
 			break
 		}
 	}
-	dir := busDir(t)
+	dir := framebus.ShmDir(t)
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

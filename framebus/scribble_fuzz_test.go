@@ -110,11 +110,7 @@ func FuzzScribble(f *testing.F) {
 	for _, s := range scribbleSeeds() {
 		f.Add(s.Data)
 	}
-	dir := f.TempDir()
-	if d, err := os.MkdirTemp("/dev/shm", "framebus-fuzz-"); err == nil {
-		f.Cleanup(func() { os.RemoveAll(d) })
-		dir = d
-	}
+	dir := framebus.ShmDir(f)
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		watchdog := time.AfterFunc(10*time.Second, func() {
 			panic(fmt.Sprintf("FuzzScribble: program %x hung for 10s", prog))
@@ -125,7 +121,7 @@ func FuzzScribble(f *testing.F) {
 }
 
 func runScribble(t *testing.T, dir string, prog []byte) {
-	p, err := framebus.Create("fz", framebus.ProducerOptions{Format: scribbleFormat, Checksum: true, Consumers: 4,
+	p, err := framebus.Create("fz", framebus.ProducerOptions{Format: smallFormat, Checksum: true, Consumers: 4,
 		Heartbeat: 5 * time.Millisecond, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +146,7 @@ func runScribble(t *testing.T, dir string, prog []byte) {
 			c.Close()
 		}
 	}()
-	frame := make([]byte, scribbleFormat.Width*scribbleFormat.Height)
+	frame := make([]byte, smallFormat.Width*smallFormat.Height)
 	dst := make([]byte, len(frame))
 	arg := func(n int) []byte {
 		b := make([]byte, n)

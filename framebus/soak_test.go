@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/framebus/framebus/framebus"
 )
 
 // procRSSAndFDs returns a process's resident set (VmRSS, bytes), the part
@@ -65,7 +67,7 @@ func TestSoak(t *testing.T) {
 		hold = 50 * time.Millisecond
 	)
 	frames := int(dur.Seconds() * fps)
-	dir, name := busDir(t), busName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	limit := (dur + 5*time.Minute).String()
 	var cons []*child
 	for i := 0; i < 4; i++ {
@@ -192,7 +194,7 @@ func TestSoak(t *testing.T) {
 				lags = append(lags, w-cm)
 			}
 			t.Errorf("%s: dropped %d frames in %d gaps, want 0 (a fast consumer); wake-up lag of the frame after a gap: median %s, worst %s",
-				c.label, drop, len(lags), procMS(chaosPercentile(lags, 0.5)), procMS(slices.Max(append(lags, 0))))
+				c.label, drop, len(lags), procMS(percentile(lags, 0.5)), procMS(slices.Max(append(lags, 0))))
 		}
 	}
 }
