@@ -10,7 +10,7 @@ import (
 var childRoles = map[string]func(args []string) error{
 	"portable-producer": portableProducer, // portable_test.go
 	"portable-consumer": portableConsumer,
-	"wake-framebus":     func(args []string) error { return wakeChild("framebus", args) }, // bench_test.go
+	"wake-framebus":     func(args []string) error { return wakeChild("framebus", args) }, // wake_bench_test.go
 	"wake-futex":        func(args []string) error { return wakeChild("futex", args) },
 }
 
