@@ -42,22 +42,8 @@ import (
 func TestHostileScribble(t *testing.T) {
 	rng := chaosRand(t)
 	dir := framebus.ShmDir(t)
-	p, err := framebus.Create("scrib", framebus.ProducerOptions{Format: smallFormat, Checksum: true, Consumers: 8,
-		Heartbeat: 10 * time.Millisecond, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	st, err := framebus.Inspect("scrib", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctlSize := int64(st.Header.PayloadOffset)
-	f, err := os.OpenFile(p.Path(), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	p, h, f := scribbleBus(t, dir, "scrib", 8, 10*time.Millisecond)
+	ctlSize := int64(h.PayloadOffset)
 
 	scribbles := 20000
 	if testing.Short() {
@@ -163,7 +149,7 @@ func TestHostileScribble(t *testing.T) {
 	if _, err := f.ReadAt(pristine, 0); err != nil {
 		t.Fatal(err)
 	}
-	tables := int64(st.Header.ConsumerTableOffset) + int64(st.Header.ConsumerCapacity)*framebus.ConsumerEntrySize
+	tables := int64(h.ConsumerTableOffset) + int64(h.ConsumerCapacity)*framebus.ConsumerEntrySize
 	var buf [8]byte
 	for n := 0; n < scribbles; n++ {
 		k := 1 << rng.IntN(4) // 1, 2, 4 or 8 bytes
@@ -210,6 +196,30 @@ func TestHostileScribble(t *testing.T) {
 		t.Logf("consumer %d: %d calls, %d frames, %d typed errors", i, calls[i].Load(), frames[i].Load(), typed[i].Load())
 	}
 	t.Logf("%d scribbles over a %d-byte control block; the producer published %d frames", scribbles, ctlSize, published.Load())
+}
+
+// scribbleBus creates the bus name in dir for a scribbler (smallFormat with
+// CRC-32C, a table of consumers entries, heartbeat hb) and returns the
+// producer, the layout it wrote (Inspect) and its segment file opened
+// read-write, as any consumer may: all closed when the test ends.
+func scribbleBus(t *testing.T, dir, name string, consumers int, hb time.Duration) (*framebus.Producer, framebus.Header, *os.File) {
+	t.Helper()
+	p, err := framebus.Create(name, framebus.ProducerOptions{Format: smallFormat, Checksum: true, Consumers: consumers,
+		Heartbeat: hb, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	st, err := framebus.Inspect(name, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p.Path(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return p, st.Header, f
 }
 
 // Operations of a FuzzScribble program: one byte, then its arguments.
@@ -308,22 +318,8 @@ func FuzzScribble(f *testing.F) {
 }
 
 func runScribble(t *testing.T, dir string, prog []byte) {
-	p, err := framebus.Create("fz", framebus.ProducerOptions{Format: smallFormat, Checksum: true, Consumers: 4,
-		Heartbeat: 5 * time.Millisecond, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	st, err := framebus.Inspect("fz", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bases := [numRegions]int64{0, int64(framebus.OffActive), int64(st.Header.SlotTableOffset), int64(st.Header.ConsumerTableOffset)}
-	seg, err := os.OpenFile(p.Path(), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
+	p, h, seg := scribbleBus(t, dir, "fz", 4, 5*time.Millisecond)
+	bases := [numRegions]int64{0, int64(framebus.OffActive), int64(h.SlotTableOffset), int64(h.ConsumerTableOffset)}
 	c, err := framebus.Open("fz", framebus.ConsumerOptions{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
