@@ -165,7 +165,7 @@ func viewLikeConsumer(t *testing.T, h *header, data []byte) {
 	}
 	for _, e := range entryViews(ctl, &g) {
 		_ = e.state.Load() + e.pid.Load() + e.sem.Load() + e.waiters.Load()
-		_ = e.token.Load() + e.lastSeq.Load() + e.delivered.Load() + e.dropped.Load() + e.heartbeat.Load() + e.torn.Load()
+		_ = e.token.Load() + e.lastSeq.Load() + e.delivered.Load() + e.dropped.Load() + e.heartbeat.Load() + e.torn.Load() + e.pidns.Load()
 	}
 }
 

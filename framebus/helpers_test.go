@@ -136,17 +136,17 @@ func validTestHeader(t testing.TB) header {
 
 // headerFor is the header newGeneration writes for f (Producer.newHeader, the
 // geometry of computeGeometry), as it stands once the generation is ready.
-// The fields that differ from run to run are fixed (producer_pid 1,
-// heartbeat_ns and created_ns 0), and the producer wakes per entry (flags
-// 0), so that the seed corpus made from it is the same every run and on
-// every system.
+// The fields that differ from run to run and from machine to machine are
+// fixed (producer_pid 1; heartbeat_ns, created_ns and producer_pidns 0), and
+// the producer wakes per entry (flags 0), so that the seed corpus made from
+// it is the same every run and on every system.
 func headerFor(f Format, slots, consumers uint32) header {
 	p := &Producer{opts: ProducerOptions{Slots: int(slots), Consumers: int(consumers),
 		Heartbeat: DefaultHeartbeatMS * time.Millisecond, PerEntryWake: true}}
 	g := computeGeometry(slots, consumers, f.FrameSize)
 	h := p.newHeader(f, &g, 1, 0)
 	h.State = StateReady
-	h.ProducerPID, h.HeartbeatNS, h.CreatedNS = 1, 0, 0
+	h.ProducerPID, h.HeartbeatNS, h.CreatedNS, h.ProducerPIDNS = 1, 0, 0, 0
 	return h
 }
 
