@@ -44,7 +44,7 @@ func TestZeroAllocPublishAndRead(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	for _, checksum := range []bool{false, true} {
 		t.Run(fmt.Sprintf("checksum=%v", checksum), func(t *testing.T) {
-			dir := benchShmDir(t)
+			dir := framebus.ShmDir(t)
 			p, err := framebus.Create("alloc", framebus.ProducerOptions{
 				Format:    framebus.Format{Width: benchW, Height: benchH, PixelFormat: framebus.FormatRGBA},
 				Checksum:  checksum,

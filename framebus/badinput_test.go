@@ -12,7 +12,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,46 +22,7 @@ import (
 	"github.com/framebus/framebus/framebus"
 )
 
-// Offsets of PROTOCOL.md section 3, typed out from the document (this is an
-// external test: it sees the bytes, not the package's constants).
-const (
-	pMagic                = 0
-	pABIVersion           = 4
-	pHeaderSize           = 6
-	pState                = 8
-	pTotalSize            = 16
-	pPayloadOffset        = 40
-	pVersionMismatchCount = 56
-	pSlotCount            = 132
-	pSlotStride           = 136
-	pSlotCapacity         = 144
-	pConsumerCapacity     = 152
-	pPlaneOffset          = 192
-	pActive               = 256
-)
-
 var le = binary.LittleEndian
-
-var smallFormat = framebus.Format{Width: 64, Height: 48, PixelFormat: framebus.FormatGrey}
-
-// validSegmentBytes creates a real producer in a directory of its own and
-// returns a copy of its segment file.
-func validSegmentBytes(t *testing.T) []byte {
-	t.Helper()
-	p, err := framebus.Create("src", framebus.ProducerOptions{Format: smallFormat, Consumers: 4, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	b, err := os.ReadFile(p.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) < 512 || le.Uint64(b[pTotalSize:]) != uint64(len(b)) {
-		t.Fatalf("segment of %d bytes with total_size %d", len(b), le.Uint64(b[pTotalSize:]))
-	}
-	return b
-}
 
 func writeSegment(t *testing.T, dir, name string, b []byte) string {
 	t.Helper()
@@ -107,48 +67,25 @@ func openOnce(t *testing.T, dir, name string) error {
 	return r.err
 }
 
-func wantMention(t *testing.T, err error, words ...string) {
-	t.Helper()
-	for _, w := range words {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not mention %q", err, w)
-		}
-	}
-}
-
-func listDir(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	return names
-}
-
 // TestBadInputSegments writes corrupt copies of a real segment as
 // framebus.<name> and opens them.
 func TestBadInputSegments(t *testing.T) {
 	good := validSegmentBytes(t)
 	total := uint64(len(good))
-	stride := le.Uint64(good[pSlotStride:])
-	capacity := le.Uint64(good[pSlotCapacity:])
+	stride := le.Uint64(good[framebus.OffSlotStride:])
+	capacity := le.Uint64(good[framebus.OffSlotCapacity:])
 
 	// patch returns a copy of good with fn applied.
 	patch := func(fn func(b []byte) []byte) []byte {
 		return fn(append([]byte(nil), good...))
 	}
-	u16 := func(off int, v uint16) []byte {
+	u16 := func(off uint64, v uint16) []byte {
 		return patch(func(b []byte) []byte { le.PutUint16(b[off:], v); return b })
 	}
-	u32 := func(off int, v uint32) []byte {
+	u32 := func(off uint64, v uint32) []byte {
 		return patch(func(b []byte) []byte { le.PutUint32(b[off:], v); return b })
 	}
-	u64 := func(off int, v uint64) []byte {
+	u64 := func(off uint64, v uint64) []byte {
 		return patch(func(b []byte) []byte { le.PutUint64(b[off:], v); return b })
 	}
 
@@ -160,10 +97,10 @@ func TestBadInputSegments(t *testing.T) {
 		value    uint64
 		mention  []string
 	}{
-		{"wrong magic", u32(pMagic, 0xdeadbeef), framebus.ErrBadMagic, "", 0, []string{"magic", "0xdeadbeef", "0x53554246"}},
-		{"zero magic", u32(pMagic, 0), framebus.ErrBadMagic, "", 0, []string{"magic", "0x00000000", "0x53554246"}},
-		{"abi_version 2", u16(pABIVersion, 2), framebus.ErrVersionMismatch, "", 0, []string{"abi_version 2", "speaks 1"}},
-		{"abi_version 0", u16(pABIVersion, 0), framebus.ErrVersionMismatch, "", 0, []string{"abi_version 0", "speaks 1"}},
+		{"wrong magic", u32(framebus.OffMagic, 0xdeadbeef), framebus.ErrBadMagic, "", 0, []string{"magic", "0xdeadbeef", "0x53554246"}},
+		{"zero magic", u32(framebus.OffMagic, 0), framebus.ErrBadMagic, "", 0, []string{"magic", "0x00000000", "0x53554246"}},
+		{"abi_version 2", u16(framebus.OffABIVersion, 2), framebus.ErrVersionMismatch, "", 0, []string{"abi_version 2", "speaks 1"}},
+		{"abi_version 0", u16(framebus.OffABIVersion, 0), framebus.ErrVersionMismatch, "", 0, []string{"abi_version 0", "speaks 1"}},
 		{"empty file", []byte{}, framebus.ErrCorrupt, "file size", 0, nil},
 		{"first 100 bytes", good[:100], framebus.ErrCorrupt, "file size", 100, nil},
 		{"first 511 bytes", good[:511], framebus.ErrCorrupt, "file size", 511, nil},
@@ -171,22 +108,22 @@ func TestBadInputSegments(t *testing.T) {
 		{"truncated to 4096", good[:4096], framebus.ErrCorrupt, "total_size", total, []string{"4096"}},
 		{"truncated by one page", good[:total-4096], framebus.ErrCorrupt, "total_size", total, []string{strconv.FormatUint(total-4096, 10)}},
 		{"longer than total_size", append(append([]byte(nil), good...), make([]byte, 4096)...), framebus.ErrCorrupt, "total_size", total, []string{strconv.FormatUint(total+4096, 10)}},
-		{"total_size + 65536", u64(pTotalSize, total+65536), framebus.ErrCorrupt, "total_size", total + 65536, []string{strconv.FormatUint(total, 10)}},
-		{"total_size 2^64-1", u64(pTotalSize, math.MaxUint64), framebus.ErrCorrupt, "total_size", math.MaxUint64, nil},
-		{"header_size 256", u16(pHeaderSize, 256), framebus.ErrCorrupt, "header_size", 256, nil},
-		{"state 7", u32(pState, 7), framebus.ErrCorrupt, "state", 7, nil},
-		{"slot_count 9", u32(pSlotCount, 9), framebus.ErrCorrupt, "slot_count", 9, nil},
-		{"slot_count 0", u32(pSlotCount, 0), framebus.ErrCorrupt, "slot_count", 0, nil},
-		{"consumer_capacity 0", u32(pConsumerCapacity, 0), framebus.ErrCorrupt, "consumer_capacity", 0, nil},
-		{"consumer_capacity 1025", u32(pConsumerCapacity, 1025), framebus.ErrCorrupt, "consumer_capacity", 1025, nil},
-		{"payload_offset near 2^64", u64(pPayloadOffset, math.MaxUint64-65535), framebus.ErrCorrupt, "payload_offset", math.MaxUint64 - 65535, nil},
-		{"payload_offset past the file", u64(pPayloadOffset, total+65536), framebus.ErrCorrupt, "payload_offset", total + 65536, nil},
-		{"payload_offset misaligned", u64(pPayloadOffset, 65536+4096), framebus.ErrCorrupt, "payload_offset", 65536 + 4096, nil},
-		{"payload_offset 0", u64(pPayloadOffset, 0), framebus.ErrCorrupt, "payload_offset", 0, nil},
-		{"slot_stride 2^63", u64(pSlotStride, 1<<63), framebus.ErrCorrupt, "payload_size", 2 * stride, nil},
-		{"slot_capacity > slot_stride", u64(pSlotCapacity, stride+1), framebus.ErrCorrupt, "slot_capacity", stride + 1, []string{strconv.FormatUint(stride, 10)}},
-		{"plane_offset past slot_capacity", u32(pPlaneOffset, uint32(capacity)), framebus.ErrCorrupt, "plane_offset[0]", capacity, nil},
-		{"active 5", u32(pActive, 5), framebus.ErrCorrupt, "active", 5, nil},
+		{"total_size + 65536", u64(framebus.OffTotalSize, total+65536), framebus.ErrCorrupt, "total_size", total + 65536, []string{strconv.FormatUint(total, 10)}},
+		{"total_size 2^64-1", u64(framebus.OffTotalSize, math.MaxUint64), framebus.ErrCorrupt, "total_size", math.MaxUint64, nil},
+		{"header_size 256", u16(framebus.OffHeaderSize, 256), framebus.ErrCorrupt, "header_size", 256, nil},
+		{"state 7", u32(framebus.OffState, 7), framebus.ErrCorrupt, "state", 7, nil},
+		{"slot_count 9", u32(framebus.OffSlotCount, 9), framebus.ErrCorrupt, "slot_count", 9, nil},
+		{"slot_count 0", u32(framebus.OffSlotCount, 0), framebus.ErrCorrupt, "slot_count", 0, nil},
+		{"consumer_capacity 0", u32(framebus.OffConsumerCapacity, 0), framebus.ErrCorrupt, "consumer_capacity", 0, nil},
+		{"consumer_capacity 1025", u32(framebus.OffConsumerCapacity, 1025), framebus.ErrCorrupt, "consumer_capacity", 1025, nil},
+		{"payload_offset near 2^64", u64(framebus.OffPayloadOffset, math.MaxUint64-65535), framebus.ErrCorrupt, "payload_offset", math.MaxUint64 - 65535, nil},
+		{"payload_offset past the file", u64(framebus.OffPayloadOffset, total+65536), framebus.ErrCorrupt, "payload_offset", total + 65536, nil},
+		{"payload_offset misaligned", u64(framebus.OffPayloadOffset, 65536+4096), framebus.ErrCorrupt, "payload_offset", 65536 + 4096, nil},
+		{"payload_offset 0", u64(framebus.OffPayloadOffset, 0), framebus.ErrCorrupt, "payload_offset", 0, nil},
+		{"slot_stride 2^63", u64(framebus.OffSlotStride, 1<<63), framebus.ErrCorrupt, "payload_size", 2 * stride, nil},
+		{"slot_capacity > slot_stride", u64(framebus.OffSlotCapacity, stride+1), framebus.ErrCorrupt, "slot_capacity", stride + 1, []string{strconv.FormatUint(stride, 10)}},
+		{"plane_offset past slot_capacity", u32(framebus.OffPlaneOffset, uint32(capacity)), framebus.ErrCorrupt, "plane_offset[0]", capacity, nil},
+		{"active 5", u32(framebus.OffActive, 5), framebus.ErrCorrupt, "active", 5, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -234,7 +171,7 @@ func TestBadInputSegments(t *testing.T) {
 
 	t.Run("state INITIALIZING is not found, not joined", func(t *testing.T) {
 		dir := t.TempDir()
-		writeSegment(t, dir, "cam", u32(pState, 0))
+		writeSegment(t, dir, "cam", u32(framebus.OffState, 0))
 		err := openOnce(t, dir, "cam")
 		if !errors.Is(err, framebus.ErrNotFound) {
 			t.Fatalf("Open: %v, want ErrNotFound", err)
@@ -243,12 +180,12 @@ func TestBadInputSegments(t *testing.T) {
 }
 
 // TestBadInputVersionMismatchCounted checks that a refused abi_version bumps
-// version_mismatch_count (offset 56) in the file, once per refusal, and
+// version_mismatch_count (section 3.1) in the file, once per refusal, and
 // changes nothing else.
 func TestBadInputVersionMismatchCounted(t *testing.T) {
 	b := validSegmentBytes(t)
-	le.PutUint16(b[pABIVersion:], 2)
-	le.PutUint64(b[pVersionMismatchCount:], 40)
+	le.PutUint16(b[framebus.OffABIVersion:], 2)
+	le.PutUint64(b[framebus.OffVersionMismatchCount:], 40)
 	dir := t.TempDir()
 	path := writeSegment(t, dir, "cam", b)
 	for i := 1; i <= 2; i++ {
@@ -264,11 +201,11 @@ func TestBadInputVersionMismatchCounted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := le.Uint64(after[pVersionMismatchCount:]); got != 40+uint64(i) {
+		if got := le.Uint64(after[framebus.OffVersionMismatchCount:]); got != 40+uint64(i) {
 			t.Errorf("after %d refused opens version_mismatch_count = %d, want %d", i, got, 40+i)
 		}
-		le.PutUint64(after[pVersionMismatchCount:], 40)
-		le.PutUint64(b[pVersionMismatchCount:], 40)
+		le.PutUint64(after[framebus.OffVersionMismatchCount:], 40)
+		le.PutUint64(b[framebus.OffVersionMismatchCount:], 40)
 		if string(after) != string(b) {
 			t.Errorf("a refused open changed more than version_mismatch_count")
 		}

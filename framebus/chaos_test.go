@@ -18,10 +18,8 @@ package framebus_test
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,24 +30,6 @@ import (
 
 // chaosFull reports whether the full chaos run was asked for (make chaos).
 func chaosFull() bool { return os.Getenv("FRAMEBUS_CHAOS") == "full" }
-
-// chaosRand returns the run's random source and logs its seed.
-func chaosRand(t *testing.T) *rand.Rand {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FRAMEBUS_CHAOS_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FRAMEBUS_CHAOS_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("random seed %d (FRAMEBUS_CHAOS_SEED=%d replays it)", seed, seed)
-	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-}
-
-// chaos1080p are the producer flags of a 1080p RGBA bus with CRC-32C.
-var chaos1080p = []string{"-format", "rgba", "-width", "1920", "-height", "1080", "-checksum"}
 
 // procStateOf returns the state letter of /proc/<pid>/stat ('T' when stopped).
 func procStateOf(pid int) byte {
@@ -66,7 +46,7 @@ func procStateOf(pid int) byte {
 }
 
 // waitStopped waits until the process is in the stopped state.
-func waitStopped(t *testing.T, p *fbprocProc) {
+func waitStopped(t *testing.T, p *child) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for procStateOf(p.pid) != 'T' {
@@ -75,15 +55,6 @@ func waitStopped(t *testing.T, p *fbprocProc) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-func chaosPercentile(v []int64, p float64) int64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[int(p*float64(len(s)-1))]
 }
 
 // TestChaosKillProducer: a producer publishing 1080p RGBA frames with CRC-32C
@@ -100,12 +71,12 @@ func TestChaosKillProducer(t *testing.T) {
 		kills = 100
 	}
 	rng := chaosRand(t)
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	const hb = 50 * time.Millisecond
-	var cons []*fbprocProc
+	var cons []*child
 	for i := 0; i < 3; i++ {
-		cons = append(cons, startFbproc(t, fmt.Sprintf("consumer%d", i), fbprocOpts{}, "consumer",
-			fbprocArgs(dir, name, "-wait", "30s", "-timeout", "60m")...))
+		cons = append(cons, startChild(t, fmt.Sprintf("consumer%d", i), childOpts{}, "consumer",
+			busArgs(dir, name, "-wait", "30s", "-timeout", "60m")...))
 	}
 	var (
 		killNS      int64
@@ -117,13 +88,13 @@ func TestChaosKillProducer(t *testing.T) {
 	for cycle := 0; cycle <= kills; cycle++ {
 		gen := uint64(cycle + 1)
 		final := cycle == kills
-		args := fbprocArgs(dir, name, append(slices.Clone(chaos1080p), "-heartbeat", hb.String(), "-wait-consumers", "3")...)
+		args := busArgs(dir, name, append(slices.Clone(chaos1080p), "-heartbeat", hb.String(), "-wait-consumers", "3")...)
 		if final {
 			args = append(args, "-frames", "30")
 		} else {
 			args = append(args, "-frames", "0")
 		}
-		p := startFbproc(t, fmt.Sprintf("producer%d", gen), fbprocOpts{}, "producer", args...)
+		p := startChild(t, fmt.Sprintf("producer%d", gen), childOpts{}, "producer", args...)
 		ready := p.waitEvent("ready", procStartTimeout)
 		lastPath = ready.str("path")
 		if g := ready.u("generation"); g != gen {
@@ -135,7 +106,7 @@ func TestChaosKillProducer(t *testing.T) {
 		if gen > 1 {
 			var worst int64
 			for _, c := range cons {
-				e := c.waitMatch(fmt.Sprintf("first frame of generation %d", gen), procRunTimeout, func(e fbprocEvent) bool {
+				e := c.waitMatch(fmt.Sprintf("first frame of generation %d", gen), procRunTimeout, func(e event) bool {
 					return e.Kind == "generation" && e.u("generation") == gen
 				})
 				if e.u("seq") <= oldLastSeqs[len(oldLastSeqs)-1] {
@@ -159,19 +130,18 @@ func TestChaosKillProducer(t *testing.T) {
 		// take most of a frame's time).
 		time.Sleep(time.Duration(rng.Int64N(int64(120 * time.Millisecond))))
 		killNS = framebus.Now()
-		p.cmd.Process.Kill()
-		if _, err := p.waitExit(10 * time.Second); !fbprocKilledBy(err, syscall.SIGKILL) {
+		if _, err := p.kill(); !killedBy(err, syscall.SIGKILL) {
 			t.Fatalf("producer %d: exit %v, want SIGKILL\n%s", gen, err, p.describe())
 		}
 		// What it left: the active slot holds a committed frame (even lock),
 		// the last one, or the one before it when the kill fell between the
 		// last_seq store and the flip (step 5).
-		seg, err := readFbprocSegment(lastPath)
+		seg, err := readSegment(lastPath)
 		if err != nil {
 			t.Fatal(err)
 		}
-		last := seg.u64(segOffLastSeq)
-		active := int(seg.u32(segOffActive))
+		last := seg.LastSeq
+		active := int(seg.Active)
 		al, as := seg.slot(active)
 		bl, bs := seg.slot(1 - active)
 		if al&1 != 0 || (as != last && as+1 != last) {
@@ -212,7 +182,7 @@ func TestChaosKillProducer(t *testing.T) {
 	}
 	t.Logf("%d producer kills (1080p RGBA, CRC-32C, 3 consumers): where the kills fell: %v", kills, deathSteps)
 	t.Logf("kill -> first frame of the next producer at the slowest consumer (new process start, 16.7 MB segment built and pre-faulted, takeover, follow): "+
-		"median %s, p90 %s, worst %s", procMS(chaosPercentile(firstFrame, 0.5)), procMS(chaosPercentile(firstFrame, 0.9)), procMS(slices.Max(firstFrame)))
+		"median %s, p90 %s, worst %s", procMS(percentile(firstFrame, 0.5)), procMS(percentile(firstFrame, 0.9)), procMS(slices.Max(firstFrame)))
 	t.Logf("consumers in total: delivered %d, dropped %d, torn retries %d, torn or corrupt delivered 0", totalDel, totalDrop, totalTorn)
 }
 
@@ -230,29 +200,29 @@ func TestChaosKillConsumers(t *testing.T) {
 		hb         = 20 * time.Millisecond
 	)
 	rng := chaosRand(t)
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	dir, name := framebus.ShmDir(t), busName(t)
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-format", "rgba", "-width", "320", "-height", "240", "-checksum", "-consumers", "32",
 		"-frames", "0", "-interval", "2ms", "-heartbeat", hb.String())...)
 	path := prod.waitEvent("ready", procStartTimeout).str("path")
-	var live []*fbprocProc
+	var live []*child
 	for i := 0; i < 3; i++ {
-		live = append(live, startFbproc(t, fmt.Sprintf("live%d", i), fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-timeout", "10m")...))
+		live = append(live, startChild(t, fmt.Sprintf("live%d", i), childOpts{}, "consumer", busArgs(dir, name, "-timeout", "10m")...))
 	}
 	liveJoin := make([]uint64, len(live))
 	for i, c := range live {
 		liveJoin[i] = c.waitEvent("joined", procStartTimeout).u("last_seq")
 	}
 	reclaimed := func() uint64 {
-		s, err := readFbprocSegment(path)
+		s, err := readSegment(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s.u64(segOffReclaimed)
+		return s.ConsumersReclaimed
 	}
 
 	var (
-		alive      []*fbprocProc
+		alive      []*child
 		started    int
 		killed     uint64
 		latencies  []int64
@@ -266,9 +236,8 @@ func TestChaosKillConsumers(t *testing.T) {
 		v := alive[i]
 		alive = slices.Delete(alive, i, i+1)
 		time.Sleep(time.Duration(rng.Int64N(int64(10 * time.Millisecond))))
-		v.cmd.Process.Kill()
-		reapNS, err := v.waitExit(10 * time.Second)
-		if !fbprocKilledBy(err, syscall.SIGKILL) {
+		reapNS, err := v.kill()
+		if !killedBy(err, syscall.SIGKILL) {
 			t.Fatalf("%s: exit %v, want SIGKILL\n%s", v.label, err, v.describe())
 		}
 		killed++
@@ -287,9 +256,9 @@ func TestChaosKillConsumers(t *testing.T) {
 	}
 	for started < victims || len(alive) > 0 {
 		if started < victims && (len(alive) < concurrent && rng.IntN(3) != 0 || len(alive) == 0) {
-			v := startFbproc(t, fmt.Sprintf("victim%d", started), fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-timeout", "5m")...)
+			v := startChild(t, fmt.Sprintf("victim%d", started), childOpts{}, "consumer", busArgs(dir, name, "-timeout", "5m")...)
 			started++
-			e := v.waitMatch("joined or error", procStartTimeout, func(e fbprocEvent) bool { return e.Kind == "joined" || e.Kind == "error" })
+			e := v.waitMatch("joined or error", procStartTimeout, func(e event) bool { return e.Kind == "joined" || e.Kind == "error" })
 			if e.Kind == "error" {
 				if strings.Contains(e.str("error"), "table full") {
 					tableFulls++
@@ -328,7 +297,7 @@ func TestChaosKillConsumers(t *testing.T) {
 	t.Logf("%d victims killed at random (up to %d alive at once, highest entry index %d of 32, table-full refusals %d); producer published %d frames, all it was given",
 		victims, maxAlive, maxEntry, tableFulls, done.u("published"))
 	t.Logf("reclaim latency (victim reaped -> consumers_reclaimed counts it; heartbeat %v): median %s, p90 %s, worst %s; %d of %d within one heartbeat interval",
-		hb, procMS(chaosPercentile(latencies, 0.5)), procMS(chaosPercentile(latencies, 0.9)), procMS(slices.Max(latencies)), inOneBeat, len(latencies))
+		hb, procMS(percentile(latencies, 0.5)), procMS(percentile(latencies, 0.9)), procMS(slices.Max(latencies)), inOneBeat, len(latencies))
 }
 
 // TestChaosStopProducer: a producer of 1080p RGBA at 60 fps is stopped with
@@ -339,13 +308,13 @@ func TestChaosKillConsumers(t *testing.T) {
 // lost.
 func TestChaosStopProducer(t *testing.T) {
 	const hb = 50 * time.Millisecond
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	var cons []*fbprocProc
+	dir, name := framebus.ShmDir(t), busName(t)
+	var cons []*child
 	for i := 0; i < 3; i++ {
-		cons = append(cons, startFbproc(t, fmt.Sprintf("consumer%d", i), fbprocOpts{}, "consumer",
-			fbprocArgs(dir, name, "-log-seqs", "-timeout", "5m")...))
+		cons = append(cons, startChild(t, fmt.Sprintf("consumer%d", i), childOpts{}, "consumer",
+			busArgs(dir, name, "-log-seqs", "-timeout", "5m")...))
 	}
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name, append(slices.Clone(chaos1080p),
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name, append(slices.Clone(chaos1080p),
 		"-frames", "0", "-interval", "16667us", "-wait-consumers", "3", "-heartbeat", hb.String())...)...)
 	path := prod.waitEvent("ready", procStartTimeout).str("path")
 	joins := make([]uint64, len(cons))
@@ -356,21 +325,21 @@ func TestChaosStopProducer(t *testing.T) {
 	prod.signal(syscall.SIGSTOP)
 	waitStopped(t, prod)
 	stopNS := framebus.Now()
-	seg, err := readFbprocSegment(path)
+	seg, err := readSegment(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lastCommitted := seg.u64(segOffLastSeq)
+	lastCommitted := seg.LastSeq
 	for _, c := range cons {
-		c.waitMatch("stalled", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "stalled" && e.NS > stopNS })
+		c.waitMatch("stalled", 5*time.Second, func(e event) bool { return e.Kind == "stalled" && e.NS > stopNS })
 	}
 	time.Sleep(2*time.Second - time.Duration(framebus.Now()-stopNS))
 	contNS := framebus.Now()
 	prod.signal(syscall.SIGCONT)
 	for _, c := range cons {
 		c.waitMatch(fmt.Sprintf("frame %d (the last committed before the stop)", lastCommitted), 5*time.Second,
-			func(e fbprocEvent) bool { return e.Kind == "frame" && e.u("seq") == lastCommitted })
-		c.waitMatch("a frame after SIGCONT", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "frame" && e.NS > contNS })
+			func(e event) bool { return e.Kind == "frame" && e.u("seq") == lastCommitted })
+		c.waitMatch("a frame after SIGCONT", 5*time.Second, func(e event) bool { return e.Kind == "frame" && e.NS > contNS })
 	}
 	time.Sleep(200 * time.Millisecond)
 	prod.signal(syscall.SIGTERM)

@@ -48,10 +48,8 @@ func TestForgedWordsNeverStopAConsumer(t *testing.T) {
 	}
 	slot := func(i uint64, field uint64) uint64 { return h.SlotTableOffset + i*framebus.SlotDescSize + field }
 	const (
-		offActive, offLastSeq          = 256, 264 // PROTOCOL.md section 3.3
-		slotFrameSeq, slotBytes        = 8, 32    // section 3.4
-		far                            = 1 << 62
-		slotCount               uint64 = 2
+		far              = 1 << 62
+		slotCount uint64 = 2
 	)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -134,21 +132,21 @@ func TestForgedWordsNeverStopAConsumer(t *testing.T) {
 
 	burst("slot frame_seq far ahead", func() {
 		for i := uint64(0); i < slotCount; i++ {
-			put(slot(i, slotFrameSeq), far, 8)
+			put(slot(i, framebus.SlotFrameSeq), far, 8)
 		}
 	}, nil)
-	burst("header last_seq far ahead while a consumer joins", func() { put(offLastSeq, far, 8) },
+	burst("header last_seq far ahead while a consumer joins", func() { put(framebus.OffLastSeq, far, 8) },
 		func() { readers = append(readers, consume()) })
-	burst("active out of range", func() { put(offActive, 7, 4) }, nil)
+	burst("active out of range", func() { put(framebus.OffActive, 7, 4) }, nil)
 	burst("bytes past the slot's capacity", func() {
 		for i := uint64(0); i < slotCount; i++ {
-			put(slot(i, slotBytes), 1<<40, 8)
+			put(slot(i, framebus.SlotBytes), 1<<40, 8)
 		}
 	}, nil)
 	burst("frame_seq and last_seq far ahead together", func() {
-		put(offLastSeq, far, 8)
+		put(framebus.OffLastSeq, far, 8)
 		for i := uint64(0); i < slotCount; i++ {
-			put(slot(i, slotFrameSeq), far, 8)
+			put(slot(i, framebus.SlotFrameSeq), far, 8)
 		}
 	}, nil)
 

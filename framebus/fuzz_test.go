@@ -19,20 +19,9 @@ import (
 	"math"
 	"math/bits"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
-
-// seedHeader is a valid header of a small segment: 64x48 GREY, 2 slots, 4
-// consumers, total_size 196608.
-func seedHeader() header {
-	f, err := Format{Width: 64, Height: 48, PixelFormat: FormatGrey}.Complete()
-	if err != nil {
-		panic(err)
-	}
-	return headerFor(f, 2, 4)
-}
 
 // seedSegment is the whole file of h: the header encoded, the rest zero.
 func seedSegment(h header) []byte {
@@ -43,27 +32,19 @@ func seedSegment(h header) []byte {
 
 // seedMutations are named variants of a valid 512-byte header, one rule of
 // validateHeader broken in each (and two valid ones).
-func seedMutations() []struct {
-	name string
-	data []byte
-} {
-	base := seedHeader()
+func seedMutations(tb testing.TB) []seedFile {
+	base := validTestHeader(tb)
 	enc := func(mut func(h *header)) []byte {
 		h := base
 		mut(&h)
-		b := make([]byte, HeaderSize)
-		encodeHeader(b, &h)
-		return b
+		return encoded(&h)
 	}
 	i420, _ := Format{Width: 32, Height: 16, PixelFormat: FormatI420}.Complete()
 	i420h := headerFor(i420, 3, 2)
 	i420h.Active = 2
-	return []struct {
-		name string
-		data []byte
-	}{
+	return []seedFile{
 		{"valid-header", enc(func(h *header) {})},
-		{"valid-i420-3-slots", encodeFresh(&i420h)},
+		{"valid-i420-3-slots", encoded(&i420h)},
 		{"bad-magic", enc(func(h *header) { h.Magic = 0xdeadbeef })},
 		{"abi-version-2", enc(func(h *header) { h.ABIVersion = 2 })},
 		{"truncated-100", enc(func(h *header) {})[:100]},
@@ -79,10 +60,16 @@ func seedMutations() []struct {
 	}
 }
 
-func encodeFresh(h *header) []byte {
-	b := make([]byte, HeaderSize)
-	encodeHeader(b, h)
-	return b
+// addSeeds adds the seeds both fuzz targets share: the valid segment's
+// header and tables (ctlEnd bytes) and every seed mutation.
+func addSeeds(f *testing.F) (base header, ctlEnd uint64) {
+	base = validTestHeader(f)
+	ctlEnd = base.ConsumerTableOffset + uint64(base.ConsumerCapacity)*ConsumerEntrySize
+	f.Add(seedSegment(base)[:ctlEnd])
+	for _, m := range seedMutations(f) {
+		f.Add(m.Data)
+	}
+	return base, ctlEnd
 }
 
 // inside reports whether [off, off+n) lies inside [0, limit), without
@@ -146,34 +133,39 @@ func checkRegions(t *testing.T, h *header, size uint64) {
 	}
 }
 
-// sliceLikeConsumer takes every view mapSegment and join take, on the
-// bytes themselves: a validated header must never make them panic.
-func sliceLikeConsumer(t *testing.T, h *header, data []byte) {
+// viewLikeConsumer makes, on the bytes themselves, every view a consumer
+// takes of a segment (mapSegment: the header words and slotViews of the
+// control block and the payload; join: the entry views) with the
+// constructors of wire.go, and loads every word and a byte of every plane:
+// a header validateSegment accepted must never make them panic.
+func viewLikeConsumer(t *testing.T, h *header, data []byte) {
 	t.Helper()
 	defer func() {
 		if r := recover(); r != nil {
-			t.Fatalf("slicing a validated segment like mapSegment panics: %v\nheader: %s", r, headerString(*h))
+			t.Fatalf("viewing a validated segment like mapSegment panics: %v\nheader: %s", r, headerString(*h))
 		}
 	}()
-	ctl := data[:h.PayloadOffset:h.PayloadOffset]
-	payload := data[h.PayloadOffset : h.PayloadOffset+h.PayloadSize]
-	_ = u32At(ctl, offState).Load() + u32At(ctl, offActive).Load()
-	_ = u64At(ctl, offLastSeq).Load() + u64At(ctl, offHeartbeatNS).Load()
-	for i := 0; i < int(h.SlotCount); i++ {
-		d := h.SlotTableOffset + uint64(i)*SlotDescSize
-		o := uint64(i) * h.SlotStride
-		_ = u64At(ctl, d+slotLock).Load() + u64At(ctl, d+slotBytes).Load() + u64At(ctl, d+slotCommitNS).Load()
-		_ = u32At(ctl, d+slotUserMetaLen).Load() + u32At(ctl, d+slotChecksum).Load()
-		_ = ctl[d+slotUserMeta : d+slotUserMeta+UserMetaMax : d+slotUserMeta+UserMetaMax]
-		s := payload[o : o+h.SlotCapacity : o+h.SlotCapacity]
+	g := geometryOf(h)
+	ctl := data[:g.payloadOff:g.payloadOff]
+	payload := data[g.payloadOff : g.payloadOff+g.payloadSize : g.payloadOff+g.payloadSize]
+	w := newHeaderWords(ctl, h.Flags&FlagSharedWake != 0)
+	_ = w.state.Load() + w.active.Load()
+	_ = w.lastSeq.Load() + w.published.Load() + w.lastCommit.Load() + w.heartbeat.Load() + w.srcDrops.Load() +
+		w.reclaimed.Load() + w.versionMismatch.Load()
+	if w.wakeSeq != nil {
+		_ = w.wakeSeq.Load() + w.wakeWaiters.Load()
+	}
+	for _, s := range slotViews(ctl, payload, &g) {
+		_ = s.lock.Load() + s.seq.Load() + s.capture.Load() + s.commit.Load() + s.bytes.Load()
+		_ = s.checksum.Load() + s.flags.Load() + s.metaLen.Load()
+		_ = s.meta[UserMetaMax-1]
 		for p := uint32(0); p < h.PlaneCount; p++ {
-			_ = s[h.PlaneOffset[p]]
+			_ = s.data[h.PlaneOffset[p]]
 		}
 	}
-	for i := 0; i < int(h.ConsumerCapacity); i++ {
-		e := h.ConsumerTableOffset + uint64(i)*ConsumerEntrySize
-		_ = u32At(ctl, e+entState).Load() + u32At(ctl, e+entSem).Load() + u32At(ctl, e+entWaiters).Load()
-		_ = u64At(ctl, e+entToken).Load() + u64At(ctl, e+entTornRetries).Load()
+	for _, e := range entryViews(ctl, &g) {
+		_ = e.state.Load() + e.pid.Load() + e.sem.Load() + e.waiters.Load()
+		_ = e.token.Load() + e.lastSeq.Load() + e.delivered.Load() + e.dropped.Load() + e.heartbeat.Load() + e.torn.Load() + e.pidns.Load()
 	}
 }
 
@@ -209,12 +201,7 @@ var fuzzScratch []byte
 // cheap; a header that claims a total_size up to 1 MiB is also checked on a
 // file image of that size.
 func FuzzValidateSegment(f *testing.F) {
-	base := seedHeader()
-	ctlEnd := base.ConsumerTableOffset + uint64(base.ConsumerCapacity)*ConsumerEntrySize
-	f.Add(seedSegment(base)[:ctlEnd])
-	for _, m := range seedMutations() {
-		f.Add(m.data)
-	}
+	addSeeds(f)
 	f.Add([]byte{})
 	f.Add([]byte("FBUS"))
 
@@ -225,7 +212,7 @@ func FuzzValidateSegment(f *testing.F) {
 			checkTypedError(t, err)
 		} else {
 			checkRegions(t, &h, uint64(len(data)))
-			sliceLikeConsumer(t, &h, data)
+			viewLikeConsumer(t, &h, data)
 		}
 
 		// As mapSegment calls it: the first 512 bytes against the file size,
@@ -250,7 +237,7 @@ func FuzzValidateSegment(f *testing.F) {
 			}
 			img := fuzzScratch[:claimed:claimed]
 			copy(img, data[:HeaderSize])
-			sliceLikeConsumer(t, &h, img)
+			viewLikeConsumer(t, &h, img)
 		}
 	})
 }
@@ -262,12 +249,7 @@ func FuzzValidateSegment(f *testing.F) {
 // header and tables only (about 1 KiB, cheap to mutate and minimize), and
 // still reach the mapping, joining and reading code.
 func FuzzConsumerOpen(f *testing.F) {
-	base := seedHeader()
-	ctlEnd := base.ConsumerTableOffset + uint64(base.ConsumerCapacity)*ConsumerEntrySize
-	f.Add(seedSegment(base)[:ctlEnd])
-	for _, m := range seedMutations() {
-		f.Add(m.data)
-	}
+	base, ctlEnd := addSeeds(f)
 	// A frame committed in slot 1 (with metadata), and a full consumer table.
 	withFrame := seedSegment(base)[:ctlEnd]
 	sd := base.SlotTableOffset + 1*SlotDescSize
@@ -287,7 +269,7 @@ func FuzzConsumerOpen(f *testing.F) {
 	}
 	f.Add(full)
 
-	dir := fuzzDir(f)
+	dir := shmDir(f) // tmpfs: rewriting a segment file costs microseconds there
 	const name = "fuzz"
 	path := SegmentPath(dir, name)
 
@@ -309,19 +291,6 @@ func FuzzConsumerOpen(f *testing.F) {
 		}
 		fuzzOpen(t, dir, name, int(claimed))
 	})
-}
-
-// fuzzDir is a bus directory for FuzzConsumerOpen: on tmpfs (/dev/shm) when
-// there is one, where rewriting a segment file costs microseconds rather than
-// the milliseconds of a disk file system.
-func fuzzDir(f *testing.F) string {
-	if fi, err := os.Stat(DefaultDir); err == nil && fi.IsDir() {
-		if dir, err := os.MkdirTemp(DefaultDir, "framebus-fuzz-"); err == nil {
-			f.Cleanup(func() { os.RemoveAll(dir) })
-			return dir
-		}
-	}
-	return f.TempDir()
 }
 
 func fuzzOpen(t *testing.T, dir, name string, size int) {
@@ -376,29 +345,6 @@ func fuzzOpen(t *testing.T, dir, name string, size int) {
 // in go's corpus format. With -update it writes them.
 func TestFuzzSeedCorpus(t *testing.T) {
 	for _, target := range []string{"FuzzValidateSegment", "FuzzConsumerOpen"} {
-		dir := filepath.Join("testdata", "fuzz", target)
-		if *update {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, m := range seedMutations() {
-			path := filepath.Join(dir, "seed-"+m.name)
-			want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", m.data)
-			if *update {
-				if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				continue
-			}
-			got, err := os.ReadFile(path)
-			if err != nil {
-				t.Errorf("%v (go test -run TestFuzzSeedCorpus -update writes it)", err)
-				continue
-			}
-			if string(got) != want {
-				t.Errorf("%s is stale (go test -run TestFuzzSeedCorpus -update rewrites it)", path)
-			}
-		}
+		checkSeedCorpus(t, target, seedMutations(t), *update, "go test -run TestFuzzSeedCorpus -update")
 	}
 }

@@ -3,9 +3,10 @@
 package framebus_test
 
 // Hostile and broken segments (issue 6): a file truncated under live
-// processes, a writer scribbling over the control block, files planted at
-// the bus paths, the name removed from outside (systemd RemoveIPC), and the
-// read-only frame data of consumers. docs/SECURITY.md cites these tests.
+// processes, files planted at the bus paths, the name removed from outside
+// (systemd RemoveIPC), and the read-only frame data of consumers; a writer
+// scribbling over the control block is scribble_fuzz_test.go.
+// docs/SECURITY.md cites these tests.
 
 import (
 	"context"
@@ -15,8 +16,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,15 +34,15 @@ import (
 // debug.SetPanicOnFault (a view is the caller's memory access: see
 // docs/SECURITY.md).
 func TestHostileTruncateLive(t *testing.T) {
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	dir, name := framebus.ShmDir(t), busName(t)
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-format", "rgba", "-width", "320", "-height", "240", "-checksum", "-frames", "0", "-interval", "1ms",
 		"-heartbeat", "20ms", "-wait-consumers", "3", "-tolerate-corrupt")...)
 	ready := prod.waitEvent("ready", procStartTimeout)
 	path := ready.str("path")
-	var cons []*fbprocProc
+	var cons []*child
 	for i := 0; i < 3; i++ {
-		args := fbprocArgs(dir, name, "-tolerate-corrupt", "-timeout", "5m")
+		args := busArgs(dir, name, "-tolerate-corrupt", "-timeout", "5m")
 		label := fmt.Sprintf("consumer%d(ReadInto)", i)
 		if i == 2 {
 			args = append(args, "-guard")
@@ -51,19 +50,19 @@ func TestHostileTruncateLive(t *testing.T) {
 		} else {
 			args = append(args, "-copy")
 		}
-		cons = append(cons, startFbproc(t, label, fbprocOpts{}, "consumer", args...))
+		cons = append(cons, startChild(t, label, childOpts{}, "consumer", args...))
 	}
 	joins := make([]uint64, len(cons))
 	for i, c := range cons {
 		joins[i] = c.waitEvent("joined", procStartTimeout).u("last_seq")
 	}
 	prod.waitEvent("consumers", procStartTimeout)
-	seg, err := readFbprocSegment(path)
+	seg, err := readSegment(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	payloadOff := seg.u64(40)
-	stride := seg.u64(136)
+	payloadOff := seg.PayloadOffset
+	stride := seg.SlotStride
 	sizes := []int64{0, 4096, int64(payloadOff + stride + stride/2)}
 	for i, size := range sizes {
 		gen := uint64(i + 2)
@@ -72,11 +71,11 @@ func TestHostileTruncateLive(t *testing.T) {
 			t.Fatal(err)
 		}
 		truncNS := framebus.Now()
-		pe := prod.waitMatch(fmt.Sprintf("generation %d", gen), 10*time.Second, func(e fbprocEvent) bool {
+		pe := prod.waitMatch(fmt.Sprintf("generation %d", gen), 10*time.Second, func(e event) bool {
 			return e.Kind == "generation" && e.u("generation") == gen
 		})
 		for _, c := range cons {
-			c.waitMatch(fmt.Sprintf("first frame of generation %d", gen), 10*time.Second, func(e fbprocEvent) bool {
+			c.waitMatch(fmt.Sprintf("first frame of generation %d", gen), 10*time.Second, func(e event) bool {
 				return e.Kind == "generation" && e.u("generation") == gen
 			})
 		}
@@ -125,21 +124,21 @@ func TestHostileTruncateLive(t *testing.T) {
 // once in TestHostileTruncateLive, 474 of 475; this makes it happen every
 // run.) A second consumer, reading views, is the bystander.
 func TestTruncateBetweenReadAndAccounting(t *testing.T) {
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	dir, name := framebus.ShmDir(t), busName(t)
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-format", "rgba", "-width", "160", "-height", "120", "-checksum", "-frames", "0", "-interval", "1ms",
 		"-heartbeat", "20ms", "-wait-consumers", "2", "-tolerate-corrupt")...)
 	prod.waitEvent("ready", procStartTimeout)
-	faulty := startFbproc(t, "consumer(ReadInto, truncates at its 40th read)", fbprocOpts{env: []string{"FRAMEBUS_CONSUMER_FAULT=40"}},
-		"consumer", fbprocArgs(dir, name, "-tolerate-corrupt", "-timeout", "5m", "-copy")...)
-	other := startFbproc(t, "consumer(Next)", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-tolerate-corrupt", "-timeout", "5m", "-guard")...)
-	cons := []*fbprocProc{faulty, other}
+	faulty := startChild(t, "consumer(ReadInto, truncates at its 40th read)", childOpts{env: []string{"FRAMEBUS_CONSUMER_FAULT=40"}},
+		"consumer", busArgs(dir, name, "-tolerate-corrupt", "-timeout", "5m", "-copy")...)
+	other := startChild(t, "consumer(Next)", childOpts{}, "consumer", busArgs(dir, name, "-tolerate-corrupt", "-timeout", "5m", "-guard")...)
+	cons := []*child{faulty, other}
 	joins := make([]uint64, len(cons))
 	for i, c := range cons {
 		joins[i] = c.waitEvent("joined", procStartTimeout).u("last_seq")
 	}
 	for _, c := range cons {
-		c.waitMatch("first frame of generation 2", 20*time.Second, func(e fbprocEvent) bool {
+		c.waitMatch("first frame of generation 2", 20*time.Second, func(e event) bool {
 			return e.Kind == "generation" && e.u("generation") == 2
 		})
 	}
@@ -160,210 +159,6 @@ func TestTruncateBetweenReadAndAccounting(t *testing.T) {
 		procCheckCallerAccounting(t, c.label, s, joins[i])
 		t.Logf("%s: delivered %d, dropped %d; last frame delivered in generation 1: %d", c.label, s.u("delivered"), s.u("dropped"), corrupt[0].u("last_seq"))
 	}
-}
-
-// scribbleErrOK reports whether err is one of the results a consumer may give
-// on a control block that a hostile writer scribbles over: all typed. A
-// memory fault is not among them: the file is never truncated here, so a
-// fault would mean a read outside the mappings.
-func scribbleErrOK(err error) bool {
-	var fe *framebus.Error
-	if !errors.As(err, &fe) {
-		return false
-	}
-	if strings.Contains(err.Error(), "truncated") {
-		return false
-	}
-	for _, s := range []error{framebus.ErrCorrupt, framebus.ErrChecksum, framebus.ErrEndOfStream, framebus.ErrStalled,
-		framebus.ErrProducerGone, framebus.ErrRetired, framebus.ErrTableFull, framebus.ErrBadMagic,
-		framebus.ErrVersionMismatch, framebus.ErrNotFound, os.ErrDeadlineExceeded} {
-		if errors.Is(err, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// scribbleFormat is the bus of the scribble tests: small, with CRC-32C.
-var scribbleFormat = framebus.Format{Width: 64, Height: 48, PixelFormat: framebus.FormatGrey}
-
-// TestHostileScribble: a writer with write access to the file (any consumer
-// has it) writes random bytes at random places of the control block (header,
-// slot descriptors, consumer table) while a producer publishes and four
-// consumers read, re-open and close. Every call returns within its bound, with
-// a frame no larger than the slot or a typed error; nothing panics, and no
-// access faults (a fault would mean a read outside the mappings: the file is
-// never truncated here).
-func TestHostileScribble(t *testing.T) {
-	rng := chaosRand(t)
-	dir := fbprocBusDir(t)
-	p, err := framebus.Create("scrib", framebus.ProducerOptions{Format: scribbleFormat, Checksum: true, Consumers: 8,
-		Heartbeat: 10 * time.Millisecond, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	st, err := framebus.Inspect("scrib", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctlSize := int64(st.Header.PayloadOffset)
-	f, err := os.OpenFile(p.Path(), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-
-	scribbles := 20000
-	if testing.Short() {
-		scribbles = 2000
-	}
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	errs := make(chan string, 100)
-	report := func(format string, args ...any) {
-		select {
-		case errs <- fmt.Sprintf(format, args...):
-		default:
-		}
-	}
-	var published atomic.Uint64
-	wg.Add(1)
-	go func() { // the producer
-		defer wg.Done()
-		frame := make([]byte, scribbleFormat.Width*scribbleFormat.Height)
-		for !stop.Load() {
-			if _, err := p.Publish(frame, framebus.Meta{}); err != nil {
-				report("producer: Publish: %v", err)
-				return
-			}
-			published.Add(1)
-			time.Sleep(100 * time.Microsecond)
-		}
-	}()
-	var calls, frames, typed [4]atomic.Uint64
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			var c *framebus.Consumer
-			defer func() {
-				if c != nil {
-					c.Close()
-				}
-			}()
-			dst := make([]byte, 64*48)
-			for n := 0; !stop.Load(); n++ {
-				if c == nil || n%50 == 0 {
-					if c != nil {
-						c.Close()
-					}
-					c = nil
-					start := time.Now()
-					nc, err := framebus.Open("scrib", framebus.ConsumerOptions{Dir: dir})
-					if d := time.Since(start); d > 5*time.Second {
-						report("consumer %d: Open took %v", i, d)
-					}
-					if err != nil {
-						if !scribbleErrOK(err) {
-							report("consumer %d: Open: untyped or unexpected error %v (%T)", i, err, errors.Unwrap(err))
-						}
-						typed[i].Add(1)
-						time.Sleep(time.Millisecond)
-						continue
-					}
-					c = nc
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-				start := time.Now()
-				var fr *framebus.Frame
-				var err error // this goroutine's own: not the test's err, which the other consumers write too
-				if n%2 == 0 {
-					fr, err = c.Next(ctx)
-				} else {
-					fr, err = c.ReadInto(ctx, dst)
-				}
-				cancel()
-				calls[i].Add(1)
-				if d := time.Since(start); d > 5*time.Second {
-					report("consumer %d: a call with a 20ms deadline took %v", i, d)
-				}
-				if err != nil {
-					if !scribbleErrOK(err) {
-						report("consumer %d: untyped or unexpected error %v", i, err)
-					}
-					typed[i].Add(1)
-					if errors.Is(err, framebus.ErrEndOfStream) || errors.Is(err, framebus.ErrTableFull) {
-						c.Close()
-						c = nil
-					}
-					continue
-				}
-				frames[i].Add(1)
-				if uint64(len(fr.Data)) > fr.Format.FrameSize || len(fr.UserMeta) > framebus.UserMetaMax {
-					report("consumer %d: frame of %d bytes (capacity %d), %d bytes of metadata", i, len(fr.Data), fr.Format.FrameSize, len(fr.UserMeta))
-				}
-				var sum byte
-				for _, b := range fr.Data {
-					sum += b
-				}
-				_ = sum
-			}
-		}(i)
-	}
-	// The stream description (bytes 0-255), put back every 200 scribbles so
-	// that consumers keep (re-)opening and reading, not only being refused.
-	pristine := make([]byte, 256)
-	if _, err := f.ReadAt(pristine, 0); err != nil {
-		t.Fatal(err)
-	}
-	tables := int64(st.Header.ConsumerTableOffset) + int64(st.Header.ConsumerCapacity)*framebus.ConsumerEntrySize
-	var buf [8]byte
-	for n := 0; n < scribbles; n++ {
-		k := 1 << rng.IntN(4) // 1, 2, 4 or 8 bytes
-		for j := 0; j < k; j++ {
-			buf[j] = byte(rng.Uint32())
-		}
-		var off int64
-		switch rng.IntN(4) {
-		case 0: // the header
-			off = rng.Int64N(framebus.HeaderSize - int64(k))
-		case 1: // anywhere in the control block
-			off = rng.Int64N(ctlSize - int64(k))
-		default: // the slot descriptors and the consumer table
-			off = framebus.HeaderSize + rng.Int64N(tables-framebus.HeaderSize-int64(k))
-		}
-		if _, err := f.WriteAt(buf[:k], off); err != nil {
-			t.Fatal(err)
-		}
-		if n%200 == 199 {
-			if _, err := f.WriteAt(pristine, 0); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := f.WriteAt([]byte{0, 0, 0, 0}, 256); err != nil { // active
-				t.Fatal(err)
-			}
-		}
-		if n%20 == 0 {
-			time.Sleep(100 * time.Microsecond)
-		}
-	}
-	stop.Store(true)
-	waited := make(chan struct{})
-	go func() { wg.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-time.After(30 * time.Second):
-		t.Fatal("a consumer or the producer is stuck 30s after the scribbling ended")
-	}
-	close(errs)
-	for e := range errs {
-		t.Error(e)
-	}
-	for i := range calls {
-		t.Logf("consumer %d: %d calls, %d frames, %d typed errors", i, calls[i].Load(), frames[i].Load(), typed[i].Load())
-	}
-	t.Logf("%d scribbles over a %d-byte control block; the producer published %d frames", scribbles, ctlSize, published.Load())
 }
 
 // TestHostilePlantedFiles: files planted at a bus's paths before its producer
@@ -415,33 +210,35 @@ func TestHostilePlantedFiles(t *testing.T) {
 			t.Errorf("the bus directory holds %v, want %v", names, want)
 		}
 	}
-	t.Run("segment-of-another-user", func(t *testing.T) {
-		dir := t.TempDir()
-		path := framebus.SegmentPath(dir, "cam")
-		plant(t, path, good)
-		err := create(dir)
-		var pe *framebus.PermissionError
-		if !errors.Is(err, framebus.ErrPermission) || !errors.As(err, &pe) || pe.UID != other {
-			t.Fatalf("Create over another user's segment: %v, want a *PermissionError naming uid %d", err, other)
-		}
-		wantMention(t, err, path, "another user")
-		unchanged(t, path, good)
-		noLeftovers(t, dir, "framebus.cam")
-	})
-	t.Run("lock-of-another-user", func(t *testing.T) {
-		dir := t.TempDir()
-		path := framebus.LockPath(dir, "cam")
-		plant(t, path, nil)
-		err := create(dir)
-		var pe *framebus.PermissionError
-		if !errors.Is(err, framebus.ErrPermission) || !errors.As(err, &pe) || pe.UID != other {
-			t.Fatalf("Create with another user's lock file: %v, want a *PermissionError naming uid %d "+
-				"(the owner of a lock file can unlink it, and so make the bus look ownerless to consumers and producers)", err, other)
-		}
-		wantMention(t, err, path)
-		unchanged(t, path, nil)
-		noLeftovers(t, dir, "framebus.cam.lock")
-	})
+	// A regular file of another user at the segment path or at the lock path.
+	for _, c := range []struct {
+		name, what string
+		path       func(dir, name string) string
+		content    []byte
+		mention    string // besides the path
+		why        string
+	}{
+		{"segment-of-another-user", "Create over another user's segment", framebus.SegmentPath, good, "another user", ""},
+		{"lock-of-another-user", "Create with another user's lock file", framebus.LockPath, nil, "",
+			" (the owner of a lock file can unlink it, and so make the bus look ownerless to consumers and producers)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := c.path(dir, "cam")
+			plant(t, path, c.content)
+			err := create(dir)
+			var pe *framebus.PermissionError
+			if !errors.Is(err, framebus.ErrPermission) || !errors.As(err, &pe) || pe.UID != other {
+				t.Fatalf("%s: %v, want a *PermissionError naming uid %d%s", c.what, err, other, c.why)
+			}
+			wantMention(t, err, path)
+			if c.mention != "" {
+				wantMention(t, err, c.mention)
+			}
+			unchanged(t, path, c.content)
+			noLeftovers(t, dir, filepath.Base(path))
+		})
+	}
 	t.Run("lock-symlink-to-a-file", func(t *testing.T) {
 		dir, elsewhere := t.TempDir(), t.TempDir()
 		target := filepath.Join(elsewhere, "precious")
@@ -484,13 +281,13 @@ func TestHostileNameRemoved(t *testing.T) {
 	for _, what := range []string{"segment", "segment-and-lock"} {
 		t.Run(what, func(t *testing.T) {
 			const hb = 50 * time.Millisecond
-			dir, name := fbprocBusDir(t), fbprocBusName(t)
-			prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+			dir, name := framebus.ShmDir(t), busName(t)
+			prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 				"-frames", "0", "-interval", "2ms", "-heartbeat", hb.String(), "-wait-consumers", "2", "-checksum")...)
 			path := prod.waitEvent("ready", procStartTimeout).str("path")
-			var cons []*fbprocProc
+			var cons []*child
 			for i := 0; i < 2; i++ {
-				cons = append(cons, startFbproc(t, fmt.Sprintf("consumer%d", i), fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-log-seqs")...))
+				cons = append(cons, startChild(t, fmt.Sprintf("consumer%d", i), childOpts{}, "consumer", busArgs(dir, name, "-log-seqs")...))
 			}
 			joins := make([]uint64, len(cons))
 			for i, c := range cons {
@@ -498,7 +295,7 @@ func TestHostileNameRemoved(t *testing.T) {
 			}
 			prod.waitEvent("consumers", procStartTimeout)
 			time.Sleep(50 * time.Millisecond)
-			seg, err := readFbprocSegment(path)
+			seg, err := readSegment(path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -511,17 +308,17 @@ func TestHostileNameRemoved(t *testing.T) {
 				}
 			}
 			rmNS := framebus.Now()
-			ge := prod.waitMatch("generation 2", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "generation" && e.u("generation") == 2 })
+			ge := prod.waitMatch("generation 2", 5*time.Second, func(e event) bool { return e.Kind == "generation" && e.u("generation") == 2 })
 			t.Logf("name removed: the producer published generation 2 %s later (heartbeat %v), at frame %d (frame %d was committed before the removal)",
-				procMS(ge.NS-rmNS), hb, ge.u("seq"), seg.u64(segOffLastSeq))
+				procMS(ge.NS-rmNS), hb, ge.u("seq"), seg.LastSeq)
 			for _, c := range cons {
-				e := c.waitMatch("generation 2", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "generation" && e.u("generation") == 2 })
-				if e.u("seq") <= seg.u64(segOffLastSeq) {
-					t.Errorf("%s: first frame of generation 2 is %d, want > %d (numbers continue)", c.label, e.u("seq"), seg.u64(segOffLastSeq))
+				e := c.waitMatch("generation 2", 5*time.Second, func(e event) bool { return e.Kind == "generation" && e.u("generation") == 2 })
+				if e.u("seq") <= seg.LastSeq {
+					t.Errorf("%s: first frame of generation 2 is %d, want > %d (numbers continue)", c.label, e.u("seq"), seg.LastSeq)
 				}
 			}
 			// The owner is alive and keeps its name, whatever was removed.
-			late := startFbproc(t, "late-consumer", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-count", "20")...)
+			late := startChild(t, "late-consumer", childOpts{}, "consumer", busArgs(dir, name, "-count", "20")...)
 			time.Sleep(4 * hb) // more than 3 intervals: a consumer that cannot see the owner's lock says gone by now
 			p2, err := framebus.Create(name, framebus.ProducerOptions{Format: framebus.Format{Width: 256, Height: 256, PixelFormat: framebus.FormatGrey}, Dir: dir})
 			if err == nil {
@@ -569,14 +366,14 @@ func TestHostileNameRemoved(t *testing.T) {
 // unchanged. In this process, the control block is mapped "rw-s" (consumers
 // own their table entry) and the data "r--s".
 func TestHostileConsumerCannotWrite(t *testing.T) {
-	dir := fbprocBusDir(t)
-	name := fbprocBusName(t)
-	p, err := framebus.Create(name, framebus.ProducerOptions{Format: scribbleFormat, Checksum: true, Dir: dir})
+	dir := framebus.ShmDir(t)
+	name := busName(t)
+	p, err := framebus.Create(name, framebus.ProducerOptions{Format: smallFormat, Checksum: true, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	frame := make([]byte, scribbleFormat.Width*scribbleFormat.Height)
+	frame := make([]byte, smallFormat.Width*smallFormat.Height)
 	for i := range frame {
 		frame[i] = byte(i*7 + 3)
 	}
@@ -607,8 +404,8 @@ func TestHostileConsumerCannotWrite(t *testing.T) {
 	}()
 
 	for _, rec := range []bool{true, false} {
-		c := startFbproc(t, fmt.Sprintf("writer(recover=%v)", rec), fbprocOpts{}, "write-frame",
-			fbprocArgs(dir, name, fmt.Sprintf("-recover=%v", rec))...)
+		c := startChild(t, fmt.Sprintf("writer(recover=%v)", rec), childOpts{}, "write-frame",
+			busArgs(dir, name, fmt.Sprintf("-recover=%v", rec))...)
 		m := c.waitEvent("maps", procStartTimeout)
 		t.Logf("child: frame byte at %#x in mapping %q", m.u("addr"), m.str("mapping"))
 		if perms := m.str("perms"); perms != "r--s" {

@@ -27,21 +27,6 @@ import (
 	"github.com/framebus/framebus/framebus"
 )
 
-// needRoot skips a test that needs root (to mount a tmpfs), unless
-// FRAMEBUS_REQUIRE_ROOT is set, which makes it fail instead: CI runs as
-// root, and must not skip it silently.
-func needRoot(t *testing.T, why string, err error) {
-	t.Helper()
-	msg := "skipped: " + why
-	if err != nil {
-		msg += ": " + err.Error()
-	}
-	if os.Getenv("FRAMEBUS_REQUIRE_ROOT") != "" {
-		t.Fatal(msg + " (FRAMEBUS_REQUIRE_ROOT is set)")
-	}
-	t.Skip(msg + " (set FRAMEBUS_REQUIRE_ROOT=1 to make this a failure)")
-}
-
 // mountTmpfs mounts a tmpfs of the given size option on a new directory and
 // unmounts it when the test ends.
 func mountTmpfs(t *testing.T, size string) string {
@@ -142,12 +127,11 @@ func TestLimitsSmallTmpfs(t *testing.T) {
 		}
 	})
 	t.Run("restart-after-crash", func(t *testing.T) {
-		name := fbprocBusName(t)
-		prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+		name := busName(t)
+		prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 			"-format", "rgba", "-width", "1920", "-height", "1080", "-frames", "3", "-close=false")...)
 		prod.waitEvent("done", procStartTimeout)
-		prod.cmd.Process.Kill()
-		if _, err := prod.waitExit(10 * time.Second); !fbprocKilledBy(err, syscall.SIGKILL) {
+		if _, err := prod.kill(); !killedBy(err, syscall.SIGKILL) {
 			t.Fatalf("producer: %v, want SIGKILL", err)
 		}
 		left := listDir(t, dir)
@@ -218,7 +202,7 @@ func TestLimitsOpenCloseNoLeak(t *testing.T) {
 	if testing.Short() {
 		cycles = 1000
 	}
-	dir := fbprocBusDir(t)
+	dir := framebus.ShmDir(t)
 	if err := os.WriteFile(framebus.SegmentPath(dir, "junk"), []byte("not a segment, not at all, and too short"), 0o600); err != nil {
 		t.Fatal(err)
 	}

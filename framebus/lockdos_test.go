@@ -19,13 +19,12 @@ import (
 // blocks the next one (docs/SECURITY.md): the next producer gives that lock
 // file up and makes a new one, and consumers join it.
 func TestReadLockDoesNotHoldTheName(t *testing.T) {
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	p1 := startFbproc(t, "producer1", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	dir, name := framebus.ShmDir(t), busName(t)
+	p1 := startChild(t, "producer1", childOpts{}, "producer", busArgs(dir, name,
 		"-close=false", "-frames", "10", "-interval", "1ms", "-heartbeat", "100ms")...)
 	p1.waitEvent("ready", procStartTimeout)
 	p1.waitEvent("done", procRunTimeout)
-	p1.cmd.Process.Kill()
-	if _, err := p1.waitExit(10 * time.Second); !fbprocKilledBy(err, syscall.SIGKILL) {
+	if _, err := p1.kill(); !killedBy(err, syscall.SIGKILL) {
 		t.Fatalf("producer1: exit %v, want SIGKILL", err)
 	}
 

@@ -13,7 +13,7 @@ import (
 // a second Begin, Commit or Abort without Begin, Close with a slot lent out
 // (whose Commit then says the producer is closed), anything after Close.
 func TestProducerMisuse(t *testing.T) {
-	p, err := framebus.Create("misuse", framebus.ProducerOptions{Dir: t.TempDir(),
+	p, err := framebus.Create("misuse", framebus.ProducerOptions{Dir: framebus.PortableDir(t),
 		Format: framebus.Format{Width: 64, Height: 16, PixelFormat: framebus.FormatGrey}})
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +48,7 @@ func TestProducerMisuse(t *testing.T) {
 // until its Commit, which reports the close; the consumer sees the end of
 // the stream.
 func TestCloseWhileFilling(t *testing.T) {
-	dir := t.TempDir()
+	dir := framebus.PortableDir(t)
 	p, err := framebus.Create("fill", framebus.ProducerOptions{Dir: dir,
 		Format: framebus.Format{Width: 640, Height: 480, PixelFormat: framebus.FormatGrey}})
 	if err != nil {

@@ -1,22 +1,20 @@
 //go:build linux || windows
 
-package framebus
+package framebus_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/framebus/framebus/framebus"
 )
 
 // The transport's behaviour through its public API, on every system with a
@@ -26,66 +24,14 @@ import (
 // count or a value; nothing depends on timing but generous upper bounds that
 // only a hang would reach.
 
-// portableDir is a bus directory of the test's own: a temporary directory on
-// Linux; on Windows a scope string (no directory is created: buses are named
-// objects, and Go's t.TempDir cleanup fails under Wine 8).
-func portableDir(t testing.TB) string {
-	if runtime.GOOS == "windows" {
-		return fmt.Sprintf(`C:\framebus-test\%s-%d-%d`, strings.ReplaceAll(t.Name(), "/", "_"), os.Getpid(), time.Now().UnixNano())
-	}
-	return t.TempDir()
-}
-
-var portableFormat = Format{Width: 64, Height: 4, PixelFormat: FormatGrey}
-
-func portableCreate(t *testing.T, dir, name string, mod func(*ProducerOptions)) *Producer {
-	t.Helper()
-	o := ProducerOptions{Format: portableFormat, Dir: dir, Heartbeat: 20 * time.Millisecond, Checksum: true}
-	if mod != nil {
-		mod(&o)
-	}
-	p, err := Create(name, o)
-	if err != nil {
-		t.Fatalf("Create(%q): %v", name, err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
-
-func portableOpen(t *testing.T, dir, name string) *Consumer {
-	t.Helper()
-	c, err := Open(name, ConsumerOptions{Dir: dir})
-	if err != nil {
-		t.Fatalf("Open(%q): %v", name, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func frameBytes(seq uint64, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(seq*7 + uint64(i))
-	}
-	return b
-}
-
-// hangGuard fails the test if ctx-less waits run past a bound no healthy run
-// comes near (a lost wake would be caught here).
-func hangCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func TestPortableRoundTrip(t *testing.T) {
-	dir := portableDir(t)
-	p := portableCreate(t, dir, "rt", nil)
-	c := portableOpen(t, dir, "rt")
-	ctx := hangCtx(t)
+	dir := framebus.PortableDir(t)
+	p := framebus.PortableCreate(t, dir, "rt", nil)
+	c := framebus.PortableOpen(t, dir, "rt")
+	ctx := framebus.HangCtx(t)
 	n := int(p.Format().FrameSize)
 	for seq := uint64(1); seq <= 20; seq++ {
-		got, err := p.Publish(frameBytes(seq, n), Meta{UserMeta: []byte(fmt.Sprint("m", seq))})
+		got, err := p.Publish(framebus.FrameBytes(seq, n), framebus.Meta{UserMeta: []byte(fmt.Sprint("m", seq))})
 		if err != nil || got != seq {
 			t.Fatalf("Publish %d: seq %d, %v", seq, got, err)
 		}
@@ -93,18 +39,18 @@ func TestPortableRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Next after %d: %v", seq, err)
 		}
-		if fr.Seq != seq || !bytes.Equal(fr.Data, frameBytes(seq, n)) || string(fr.UserMeta) != fmt.Sprint("m", seq) || fr.Dropped != 0 || !fr.Valid() {
+		if fr.Seq != seq || !bytes.Equal(fr.Data, framebus.FrameBytes(seq, n)) || string(fr.UserMeta) != fmt.Sprint("m", seq) || fr.Dropped != 0 || !fr.Valid() {
 			t.Fatalf("frame %d: seq %d, %d bytes, meta %q, dropped %d", seq, fr.Seq, len(fr.Data), fr.UserMeta, fr.Dropped)
 		}
 	}
 	// Three frames while the consumer is away: it gets the newest and counts
 	// the two it missed.
 	for seq := uint64(21); seq <= 23; seq++ {
-		p.Publish(frameBytes(seq, n), Meta{})
+		p.Publish(framebus.FrameBytes(seq, n), framebus.Meta{})
 	}
 	dst := make([]byte, n)
 	fr, err := c.ReadInto(ctx, dst)
-	if err != nil || fr.Seq != 23 || fr.Dropped != 2 || !bytes.Equal(fr.Data, frameBytes(23, n)) {
+	if err != nil || fr.Seq != 23 || fr.Dropped != 2 || !bytes.Equal(fr.Data, framebus.FrameBytes(23, n)) {
 		t.Fatalf("ReadInto: %+v, %v; want seq 23, dropped 2", fr, err)
 	}
 	st := c.Stats()
@@ -118,39 +64,39 @@ func TestPortableRoundTrip(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Next(ctx); !errors.Is(err, ErrEndOfStream) {
-		t.Fatalf("Next after Close: %v; want ErrEndOfStream", err)
+	if _, err := c.Next(ctx); !errors.Is(err, framebus.ErrEndOfStream) {
+		t.Fatalf("Next after Close: %v; want framebus.ErrEndOfStream", err)
 	}
-	if _, err := Open("rt", ConsumerOptions{Dir: dir}); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Open after Close: %v; want ErrNotFound", err)
+	if _, err := framebus.Open("rt", framebus.ConsumerOptions{Dir: dir}); !errors.Is(err, framebus.ErrNotFound) {
+		t.Fatalf("Open after Close: %v; want framebus.ErrNotFound", err)
 	}
 }
 
 func TestPortableErrors(t *testing.T) {
-	dir := portableDir(t)
-	p := portableCreate(t, dir, "busy", func(o *ProducerOptions) { o.Consumers = 1 })
-	_, err := Create("busy", ProducerOptions{Format: portableFormat, Dir: dir})
-	var be *BusyError
-	if !errors.Is(err, ErrBusy) || !errors.As(err, &be) || be.PID != uint32(os.Getpid()) {
-		t.Fatalf("second Create: %v; want ErrBusy naming pid %d", err, os.Getpid())
+	dir := framebus.PortableDir(t)
+	p := framebus.PortableCreate(t, dir, "busy", func(o *framebus.ProducerOptions) { o.Consumers = 1 })
+	_, err := framebus.Create("busy", framebus.ProducerOptions{Format: framebus.PortableFormat, Dir: dir})
+	var be *framebus.BusyError
+	if !errors.Is(err, framebus.ErrBusy) || !errors.As(err, &be) || be.PID != uint32(os.Getpid()) {
+		t.Fatalf("second Create: %v; want framebus.ErrBusy naming pid %d", err, os.Getpid())
 	}
-	if _, err := Open("nobus", ConsumerOptions{Dir: dir}); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Open(nobus): %v; want ErrNotFound", err)
+	if _, err := framebus.Open("nobus", framebus.ConsumerOptions{Dir: dir}); !errors.Is(err, framebus.ErrNotFound) {
+		t.Errorf("Open(nobus): %v; want framebus.ErrNotFound", err)
 	}
-	if _, err := Open("../x", ConsumerOptions{Dir: dir}); !errors.Is(err, ErrBadName) {
-		t.Errorf("Open(../x): %v; want ErrBadName", err)
+	if _, err := framebus.Open("../x", framebus.ConsumerOptions{Dir: dir}); !errors.Is(err, framebus.ErrBadName) {
+		t.Errorf("Open(../x): %v; want framebus.ErrBadName", err)
 	}
-	c := portableOpen(t, dir, "busy")
-	if _, err := Open("busy", ConsumerOptions{Dir: dir}); !errors.Is(err, ErrTableFull) {
-		t.Errorf("Open of a full table: %v; want ErrTableFull", err)
+	c := framebus.PortableOpen(t, dir, "busy")
+	if _, err := framebus.Open("busy", framebus.ConsumerOptions{Dir: dir}); !errors.Is(err, framebus.ErrTableFull) {
+		t.Errorf("Open of a full table: %v; want framebus.ErrTableFull", err)
 	}
 	c.Close()
-	c2 := portableOpen(t, dir, "busy") // the entry is free again
+	c2 := framebus.PortableOpen(t, dir, "busy") // the entry is free again
 	if c2.Entry() != 0 {
 		t.Errorf("entry %d; want 0", c2.Entry())
 	}
-	if err := Remove("busy", dir, false); !errors.Is(err, ErrBusy) {
-		t.Errorf("Remove of a live bus: %v; want ErrBusy", err)
+	if err := framebus.Remove("busy", dir, false); !errors.Is(err, framebus.ErrBusy) {
+		t.Errorf("Remove of a live bus: %v; want framebus.ErrBusy", err)
 	}
 	_ = p
 }
@@ -158,24 +104,24 @@ func TestPortableErrors(t *testing.T) {
 // A consumer asleep in Next is woken by each commit; frames it misses are
 // counted, never lost: delivered + dropped = last_seq.
 func TestPortableWakeAcrossGoroutines(t *testing.T) {
-	dir := portableDir(t)
-	p := portableCreate(t, dir, "wake", func(o *ProducerOptions) { o.Heartbeat = 10 * time.Second })
+	dir := framebus.PortableDir(t)
+	p := framebus.PortableCreate(t, dir, "wake", func(o *framebus.ProducerOptions) { o.Heartbeat = 10 * time.Second })
 	const consumers, frames = 3, 300
 	var wg sync.WaitGroup
 	errs := make(chan error, consumers)
 	ready := make(chan struct{}, consumers)
 	for i := 0; i < consumers; i++ {
-		c := portableOpen(t, dir, "wake")
+		c := framebus.PortableOpen(t, dir, "wake")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx := hangCtx(t)
+			ctx := framebus.HangCtx(t)
 			ready <- struct{}{}
 			var last, delivered, dropped uint64
 			for {
 				fr, err := c.Next(ctx)
-				if errors.Is(err, ErrEndOfStream) {
-					var eos *EndOfStreamError
+				if errors.Is(err, framebus.ErrEndOfStream) {
+					var eos *framebus.EndOfStreamError
 					errors.As(err, &eos)
 					dropped += eos.Dropped
 					if delivered+dropped != frames || eos.Seq != frames+1 {
@@ -188,7 +134,7 @@ func TestPortableWakeAcrossGoroutines(t *testing.T) {
 					errs <- err
 					return
 				}
-				same := bytes.Equal(fr.Data, frameBytes(fr.Seq, len(fr.Data)))
+				same := bytes.Equal(fr.Data, framebus.FrameBytes(fr.Seq, len(fr.Data)))
 				if fr.Seq <= last || !same && fr.Valid() { // a zero-copy view may be overwritten since: Valid tells
 					errs <- fmt.Errorf("frame %d after %d, or wrong bytes", fr.Seq, last)
 					return
@@ -204,7 +150,7 @@ func TestPortableWakeAcrossGoroutines(t *testing.T) {
 	}
 	n := int(p.Format().FrameSize)
 	for seq := uint64(1); seq <= frames; seq++ {
-		if _, err := p.Publish(frameBytes(seq, n), Meta{}); err != nil {
+		if _, err := p.Publish(framebus.FrameBytes(seq, n), framebus.Meta{}); err != nil {
 			t.Fatal(err)
 		}
 		if seq%10 == 0 {
@@ -221,12 +167,12 @@ func TestPortableWakeAcrossGoroutines(t *testing.T) {
 }
 
 // A cancelled context wakes a consumer asleep on its semaphore at once, and a
-// deadline ends the wait with ErrDeadlineExceeded. The heartbeat is 60 s, so
+// deadline ends the wait with framebus.ErrDeadlineExceeded. The heartbeat is 60 s, so
 // only the wake can end these waits before the test's own timeout.
 func TestPortableContextWakes(t *testing.T) {
-	dir := portableDir(t)
-	portableCreate(t, dir, "ctx", func(o *ProducerOptions) { o.Heartbeat = time.Minute })
-	c := portableOpen(t, dir, "ctx")
+	dir := framebus.PortableDir(t)
+	framebus.PortableCreate(t, dir, "ctx", func(o *framebus.ProducerOptions) { o.Heartbeat = time.Minute })
+	c := framebus.PortableOpen(t, dir, "ctx")
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
 	if _, err := c.Next(ctx); !errors.Is(err, context.Canceled) {
@@ -234,7 +180,7 @@ func TestPortableContextWakes(t *testing.T) {
 	}
 	dctx, dcancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer dcancel()
-	if _, err := c.Next(dctx); !errors.Is(err, ErrDeadlineExceeded) {
+	if _, err := c.Next(dctx); !errors.Is(err, framebus.ErrDeadlineExceeded) {
 		t.Fatalf("Next past a deadline: %v", err)
 	}
 }
@@ -242,28 +188,28 @@ func TestPortableContextWakes(t *testing.T) {
 // A format change is a new generation; the consumer follows it by itself and
 // the frame numbers continue.
 func TestPortableReconfigureAndRemove(t *testing.T) {
-	dir := portableDir(t)
-	p := portableCreate(t, dir, "gen", nil)
-	c := portableOpen(t, dir, "gen")
-	ctx := hangCtx(t)
-	p.Publish(frameBytes(1, int(p.Format().FrameSize)), Meta{})
+	dir := framebus.PortableDir(t)
+	p := framebus.PortableCreate(t, dir, "gen", nil)
+	c := framebus.PortableOpen(t, dir, "gen")
+	ctx := framebus.HangCtx(t)
+	p.Publish(framebus.FrameBytes(1, int(p.Format().FrameSize)), framebus.Meta{})
 	if fr, err := c.Next(ctx); err != nil || fr.Seq != 1 {
 		t.Fatalf("Next: %v", err)
 	}
-	f2 := Format{Width: 32, Height: 2, PixelFormat: FormatRGBA}
+	f2 := framebus.Format{Width: 32, Height: 2, PixelFormat: framebus.FormatRGBA}
 	if err := p.Reconfigure(f2); err != nil {
 		t.Fatal(err)
 	}
-	p.Publish(frameBytes(2, int(p.Format().FrameSize)), Meta{})
+	p.Publish(framebus.FrameBytes(2, int(p.Format().FrameSize)), framebus.Meta{})
 	fr, err := c.Next(ctx)
-	if err != nil || fr.Seq != 2 || !fr.GenerationChanged || fr.Generation != 2 || fr.Format.Width != 32 || fr.Format.PixelFormat != FormatRGBA {
+	if err != nil || fr.Seq != 2 || !fr.GenerationChanged || fr.Generation != 2 || fr.Format.Width != 32 || fr.Format.PixelFormat != framebus.FormatRGBA {
 		t.Fatalf("after Reconfigure: %+v, %v", fr, err)
 	}
 	if c.Generation() != 2 || p.Generation() != 2 {
 		t.Errorf("generations %d, %d; want 2", c.Generation(), p.Generation())
 	}
 
-	s, err := Inspect("gen", dir)
+	s, err := framebus.Inspect("gen", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +219,7 @@ func TestPortableReconfigureAndRemove(t *testing.T) {
 
 	// The name removed from outside: the producer publishes a new
 	// generation at its next heartbeat, and the consumer follows it.
-	if err := Remove("gen", dir, true); err != nil {
+	if err := framebus.Remove("gen", dir, true); err != nil {
 		t.Fatal(err)
 	}
 	for p.Generation() != 3 {
@@ -283,123 +229,96 @@ func TestPortableReconfigureAndRemove(t *testing.T) {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	p.Publish(frameBytes(3, int(p.Format().FrameSize)), Meta{})
+	p.Publish(framebus.FrameBytes(3, int(p.Format().FrameSize)), framebus.Meta{})
 	fr, err = c.Next(ctx)
 	if err != nil || fr.Seq != 3 || fr.Generation != 3 || !fr.GenerationChanged {
-		t.Fatalf("after Remove -f: %+v, %v", fr, err)
+		t.Fatalf("after framebus.Remove -f: %+v, %v", fr, err)
 	}
 }
 
 // ---- across processes ----
 
-const portableChildEnv = "FRAMEBUS_PORTABLE_CHILD"
-
-// TestPortableChild is the other process of the tests below (it does
-// nothing unless started by them).
-func TestPortableChild(t *testing.T) {
-	role := os.Getenv(portableChildEnv)
-	if role == "" {
-		t.Skip("helper process")
-	}
-	dir, name := os.Getenv("FRAMEBUS_PORTABLE_DIR"), os.Getenv("FRAMEBUS_PORTABLE_NAME")
-	switch role {
-	case "producer":
-		p, err := Create(name, ProducerOptions{Format: portableFormat, Dir: dir, Heartbeat: 20 * time.Millisecond})
-		if err != nil {
-			fmt.Println("error", err)
-			os.Exit(1)
-		}
-		p.Publish(frameBytes(1, int(p.Format().FrameSize)), Meta{})
-		fmt.Println("ready", os.Getpid())
-		for seq := uint64(2); ; seq++ { // until killed
-			time.Sleep(5 * time.Millisecond)
-			p.Publish(frameBytes(seq, int(p.Format().FrameSize)), Meta{})
-		}
-	case "consumer":
-		c, err := Open(name, ConsumerOptions{Dir: dir})
-		if err != nil {
-			fmt.Println("error", err)
-			os.Exit(1)
-		}
-		fmt.Println("ready", c.Entry())
-	}
-	select {} // until killed
-}
-
-type portableChild struct {
-	cmd  *exec.Cmd
-	line string
-}
-
-func startPortableChild(t *testing.T, role, dir, name string) *portableChild {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("multi-process tests skipped in -short mode")
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestPortableChild$", "-test.timeout=5m")
-	cmd.Env = append(os.Environ(), portableChildEnv+"="+role, "FRAMEBUS_PORTABLE_DIR="+dir, "FRAMEBUS_PORTABLE_NAME="+name)
-	out, err := cmd.StdoutPipe()
+// portableProducer is a child role (the test binary re-executed): it creates
+// the bus of -dir and -name, publishes a frame, says "ready", then publishes
+// every 5 ms until it is killed.
+func portableProducer(args []string) error {
+	dir, name, err := portableFlags("portable-producer", args)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	p, err := framebus.Create(name, framebus.ProducerOptions{Format: framebus.PortableFormat, Dir: dir, Heartbeat: 20 * time.Millisecond})
+	if err != nil {
+		return err
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "ready") {
-		t.Fatalf("%s child: %q, %v", role, line, err)
+	p.Publish(framebus.FrameBytes(1, int(p.Format().FrameSize)), framebus.Meta{})
+	childEmit("ready", nil)
+	for seq := uint64(2); ; seq++ { // until killed
+		time.Sleep(5 * time.Millisecond)
+		p.Publish(framebus.FrameBytes(seq, int(p.Format().FrameSize)), framebus.Meta{})
 	}
-	return &portableChild{cmd: cmd, line: strings.TrimSpace(line)}
 }
 
-// kill ends the child the hard way (SIGKILL, TerminateProcess): no cleanup
-// runs in it; the kernel drops its locks or abandons its mutexes.
-func (c *portableChild) kill(t *testing.T) {
-	if err := c.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
+// portableConsumer is a child role: it joins the bus of -dir and -name, says
+// "ready" with its entry, and stays until it is killed.
+func portableConsumer(args []string) error {
+	dir, name, err := portableFlags("portable-consumer", args)
+	if err != nil {
+		return err
 	}
-	c.cmd.Wait()
+	c, err := framebus.Open(name, framebus.ConsumerOptions{Dir: dir})
+	if err != nil {
+		return err
+	}
+	childEmit("ready", map[string]any{"entry": c.Entry()})
+	for { // until killed (a sleep, not select{}: with no other goroutine the runtime would call that a deadlock)
+		time.Sleep(time.Hour)
+	}
 }
 
-// A producer killed outright: its consumer reports ErrProducerGone (the
+func portableFlags(role string, args []string) (dir, name string, err error) {
+	fs := flag.NewFlagSet(role, flag.ContinueOnError)
+	fs.StringVar(&dir, "dir", "", "bus directory")
+	fs.StringVar(&name, "name", "", "bus name")
+	return dir, name, fs.Parse(args)
+}
+
+// A producer killed outright: its consumer reports framebus.ErrProducerGone (the
 // owner lock dropped, the owner mutex abandoned), and a new producer takes
 // the name over, continuing the frame numbers; the consumer follows it.
 func TestPortableProducerKilled(t *testing.T) {
-	dir := portableDir(t)
-	child := startPortableChild(t, "producer", dir, "pk")
-	pid, _ := strconv.Atoi(strings.TrimPrefix(child.line, "ready "))
-	c := portableOpen(t, dir, "pk")
-	ctx := hangCtx(t)
+	dir := framebus.PortableDir(t)
+	child := startChild(t, "producer", childOpts{}, "portable-producer", busArgs(dir, "pk")...)
+	pid := child.waitEvent("ready", procStartTimeout).u("pid")
+	c := framebus.PortableOpen(t, dir, "pk")
+	ctx := framebus.HangCtx(t)
 	fr, err := c.Next(ctx)
 	if err != nil || fr.Seq < 2 {
 		t.Fatalf("Next: %v, %v", fr, err)
 	}
-	if s, err := Inspect("pk", dir); err != nil || !s.OwnerAlive || s.Header.ProducerPID != uint32(pid) {
+	if s, err := framebus.Inspect("pk", dir); err != nil || !s.OwnerAlive || s.Header.ProducerPID != uint32(pid) {
 		t.Fatalf("Inspect of a live child producer: %+v, %v", s, err)
 	}
-	child.kill(t)
+	child.kill()
 	var last uint64
 	for {
 		fr, err := c.Next(ctx) // the frames committed before the kill, then the verdict
-		if errors.Is(err, ErrProducerGone) {
+		if errors.Is(err, framebus.ErrProducerGone) {
 			break
 		}
 		if err != nil {
-			t.Fatalf("Next after the producer was killed: %v; want frames, then ErrProducerGone", err)
+			t.Fatalf("Next after the producer was killed: %v; want frames, then framebus.ErrProducerGone", err)
 		}
 		last = fr.Seq
 	}
-	s, err := Inspect("pk", dir)
+	s, err := framebus.Inspect("pk", dir)
 	if err != nil || s.OwnerAlive || s.Header.LastSeq != c.Stats().LastSeq {
 		t.Fatalf("Inspect of a killed producer's bus: %+v, %v", s, err)
 	}
-	p := portableCreate(t, dir, "pk", nil)
+	p := framebus.PortableCreate(t, dir, "pk", nil)
 	if p.Generation() != 2 {
 		t.Errorf("generation %d after a takeover; want 2", p.Generation())
 	}
-	seq, err := p.Publish(frameBytes(0, int(p.Format().FrameSize)), Meta{})
+	seq, err := p.Publish(framebus.FrameBytes(0, int(p.Format().FrameSize)), framebus.Meta{})
 	if err != nil || seq != s.Header.LastSeq+1 {
 		t.Fatalf("Publish after takeover: seq %d, %v; want %d (numbers continue)", seq, err, s.Header.LastSeq+1)
 	}
@@ -413,23 +332,24 @@ func TestPortableProducerKilled(t *testing.T) {
 // heartbeat or so (the entry lock dropped, the entry mutex abandoned), and
 // only then; a live consumer's entry is never taken.
 func TestPortableConsumerKilled(t *testing.T) {
-	dir := portableDir(t)
-	p := portableCreate(t, dir, "ck", nil)
-	live := portableOpen(t, dir, "ck")
-	child := startPortableChild(t, "consumer", dir, "ck")
+	dir := framebus.PortableDir(t)
+	p := framebus.PortableCreate(t, dir, "ck", nil)
+	live := framebus.PortableOpen(t, dir, "ck")
+	child := startChild(t, "consumer", childOpts{}, "portable-consumer", busArgs(dir, "ck")...)
+	child.waitEvent("ready", procStartTimeout)
 	if p.Stats().ActiveConsumers != 2 {
 		t.Fatalf("active consumers %d; want 2", p.Stats().ActiveConsumers)
 	}
 	// Several heartbeats with both alive: nothing is reclaimed.
 	for i := 0; i < 5; i++ {
-		p.Publish(frameBytes(uint64(i+1), int(p.Format().FrameSize)), Meta{})
+		p.Publish(framebus.FrameBytes(uint64(i+1), int(p.Format().FrameSize)), framebus.Meta{})
 		time.Sleep(25 * time.Millisecond)
 	}
 	if st := p.Stats(); st.ConsumersReclaimed != 0 || st.ActiveConsumers != 2 {
 		t.Fatalf("with both consumers alive: %+v", st)
 	}
-	child.kill(t)
-	ctx := hangCtx(t)
+	child.kill()
+	ctx := framebus.HangCtx(t)
 	for p.Stats().ConsumersReclaimed != 1 {
 		select {
 		case <-ctx.Done():
@@ -449,18 +369,18 @@ func TestPortableConsumerKilled(t *testing.T) {
 // a reader never accepts a torn frame (see also TestSeqlockLitmus, meant for
 // real arm64 hardware).
 func TestPortableNoTornFrames(t *testing.T) {
-	dir := portableDir(t)
-	p := portableCreate(t, dir, "torn", func(o *ProducerOptions) {
-		o.Format = Format{Width: 256, Height: 64, PixelFormat: FormatGrey}
+	dir := framebus.PortableDir(t)
+	p := framebus.PortableCreate(t, dir, "torn", func(o *framebus.ProducerOptions) {
+		o.Format = framebus.Format{Width: 256, Height: 64, PixelFormat: framebus.FormatGrey}
 		o.Checksum = false
 		o.Heartbeat = time.Second
 	})
-	c := portableOpen(t, dir, "torn")
+	c := framebus.PortableOpen(t, dir, "torn")
 	var stop atomic.Bool
 	var bad atomic.Value
 	done := make(chan uint64)
 	go func() {
-		ctx := hangCtx(t)
+		ctx := framebus.HangCtx(t)
 		dst := make([]byte, p.Format().FrameSize)
 		var n uint64
 		for !stop.Load() {
@@ -470,7 +390,7 @@ func TestPortableNoTornFrames(t *testing.T) {
 			if err != nil {
 				continue
 			}
-			if !uniform(fr.Data, byte(fr.Seq)) {
+			if !framebus.Uniform(fr.Data, byte(fr.Seq)) {
 				bad.Store(fmt.Sprintf("frame %d is torn", fr.Seq))
 			}
 			n++
@@ -482,7 +402,7 @@ func TestPortableNoTornFrames(t *testing.T) {
 		for i := range buf {
 			buf[i] = byte(seq)
 		}
-		p.Publish(buf, Meta{})
+		p.Publish(buf, framebus.Meta{})
 	}
 	stop.Store(true)
 	n := <-done
@@ -490,13 +410,4 @@ func TestPortableNoTornFrames(t *testing.T) {
 		t.Fatal(b)
 	}
 	t.Logf("%d frames read, %d torn reads retried", n, c.Stats().TornRetries)
-}
-
-func uniform(b []byte, v byte) bool {
-	for _, x := range b {
-		if x != v {
-			return false
-		}
-	}
-	return true
 }

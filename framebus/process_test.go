@@ -4,18 +4,17 @@ package framebus_test
 
 // Multi-process failure tests: producers and consumers are separate fbproc
 // processes (internal/fbproc, built with -tags framebus_faults) sharing a bus
-// in a directory of their own under /dev/shm. See process_helpers_test.go for
-// the harness. Timestamps ("ns") are CLOCK_MONOTONIC, comparable across
+// in a directory of their own under /dev/shm. This file: torn frames and a
+// producer killed at each step of the commit; process_stop_test.go: stopped
+// processes; process_owner_test.go: entries, names and files. See
+// process_helpers_test.go for the harness and helpers_ext_test.go for the
+// summary checks. Timestamps ("ns") are CLOCK_MONOTONIC, comparable across
 // processes and with framebus.Now().
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -23,143 +22,25 @@ import (
 	"github.com/framebus/framebus/framebus"
 )
 
-const (
-	procStartTimeout = 15 * time.Second // a process's first event
-	procRunTimeout   = 45 * time.Second // a whole run
-)
-
-// procCheckEntryCounters asserts what every consumer summary must satisfy,
-// whatever happened: no bad or out-of-order frame, and the counters of the
-// current generation's entry consistent with each other (PROTOCOL.md
-// section 5: delivered + dropped = last_seq, counted from the last_seq the
-// entry joined at). genJoin is that join point: the "joined" event's last_seq
-// for the first generation, the old generation's last_seq after a takeover.
-func procCheckEntryCounters(t *testing.T, label string, s fbprocEvent, genJoin uint64) {
-	t.Helper()
-	if bad := s.u("bad"); bad != 0 {
-		t.Errorf("%s: %d bad (torn, mis-patterned or out-of-order) frames delivered", label, bad)
-	}
-	ed, edr, el := s.u("entry_delivered"), s.u("entry_dropped"), s.u("entry_last_seq")
-	if ed+edr != el-genJoin {
-		t.Errorf("%s: entry counters: delivered %d + dropped %d = %d, want entry_last_seq %d - join last_seq %d = %d",
-			label, ed, edr, ed+edr, el, genJoin, el-genJoin)
-	}
-}
-
-// procAccountedTo is the last sequence number a consumer's summary accounts for:
-// for a consumer that ended "closed", every frame before the end-of-stream
-// frame (delivered, or dropped in some Frame.Dropped or in the
-// *EndOfStreamError); otherwise its last delivered frame.
-func procAccountedTo(s fbprocEvent) uint64 {
-	if s.str("result") == "closed" {
-		return s.u("entry_last_seq") - 1
-	}
-	return s.u("last_seq")
-}
-
-// procCheckCallerAccounting asserts that what the caller was told accounts for
-// every frame since it joined (at join, the "joined" event's last_seq):
-// delivered + dropped = procAccountedTo - join, across generations too (the
-// numbering continues, PROTOCOL.md section 7 amendment 1).
-func procCheckCallerAccounting(t *testing.T, label string, s fbprocEvent, join uint64) {
-	t.Helper()
-	del, drop, to := s.u("delivered"), s.u("dropped"), procAccountedTo(s)
-	if del+drop != to-join {
-		t.Errorf("%s: delivered %d + dropped %d = %d, want %d - joined at %d = %d (frames the caller was never told about, or told twice)",
-			label, del, drop, del+drop, to, join, to-join)
-	}
-}
-
-// procCheckEntryMatchesCaller asserts, for a consumer that ended "closed", that
-// its table entry in the current generation counted what the caller was told
-// in that generation: the entry also counted the end-of-stream frame as
-// delivered (section 7 amendment 3), and the frames missed just before it
-// are dropped in both (they reach the caller through *EndOfStreamError).
-func procCheckEntryMatchesCaller(t *testing.T, label string, s fbprocEvent, genDelivered, genDropped uint64) {
-	t.Helper()
-	if got := s.u("entry_delivered"); got != genDelivered+1 {
-		t.Errorf("%s: entry_delivered %d, want delivered %d + 1 (the end-of-stream frame)", label, got, genDelivered)
-	}
-	if got := s.u("entry_dropped"); got != genDropped {
-		eos, last := s.u("entry_last_seq"), s.u("last_seq")
-		t.Errorf("%s: entry_dropped %d, but the caller was told of %d dropped frames (last delivered frame %d, end of stream %d)",
-			label, got, genDropped, last, eos)
-	}
-}
-
-// procPerFrameDropped sums the "dropped" of the frames a -log-seqs consumer
-// logged, and checks that the rest of its summary's dropped is exactly the
-// frames between its last delivered frame and the end-of-stream frame
-// (reported by *EndOfStreamError). It returns the per-frame sum and that rest.
-func procPerFrameDropped(t *testing.T, c *fbprocProc, s fbprocEvent) (perFrame, atEOS uint64) {
-	t.Helper()
-	for _, e := range c.all("frame") {
-		perFrame += e.u("dropped")
-	}
-	if got := uint64(len(c.all("frame"))); got != s.u("delivered") {
-		t.Errorf("%s: %d frames logged, summary delivered %d", c.label, got, s.u("delivered"))
-	}
-	drop := s.u("dropped")
-	want := procAccountedTo(s) - s.u("last_seq")
-	if drop < perFrame || drop-perFrame != want {
-		t.Errorf("%s: summary dropped %d, per-frame dropped values sum to %d: want %d more, the frames %d..%d missed before the end of stream",
-			c.label, drop, perFrame, want, s.u("last_seq")+1, procAccountedTo(s))
-		return perFrame, 0
-	}
-	return perFrame, drop - perFrame
-}
-
-// procCheckClosed asserts that a consumer ended with "closed" (the producer
-// closed the stream cleanly) and reports why not otherwise. A "segment
-// retired" error at that point is the bug TestProcessStoppedAcrossClose
-// makes certain (fixed in 3a73acf); before the fix it also happened without
-// SIGSTOP, to consumers of a loaded machine whose wait timed out during Close.
-func procCheckClosed(t *testing.T, c *fbprocProc, s fbprocEvent) bool {
-	t.Helper()
-	r := s.str("result")
-	if r == "closed" {
-		return true
-	}
-	msg, hint := "", ""
-	for _, e := range c.all("error") {
-		msg = e.str("error")
-	}
-	if strings.Contains(msg, "segment retired") {
-		hint = " (the producer closed the stream cleanly: a liveness verdict came before the pending end-of-stream frame was read; see TestProcessStoppedAcrossClose)"
-	}
-	t.Errorf("%s: result %q (%s), want closed%s", c.label, r, msg, hint)
-	return false
-}
-
-// procLogStalled logs the "stalled" reports of a consumer whose producer has a
-// short heartbeat interval: on an overloaded machine the producer's
-// heartbeat goroutine itself can be late by 3 intervals.
-func procLogStalled(t *testing.T, c *fbprocProc) {
-	t.Helper()
-	for _, e := range c.all("stalled") {
-		t.Logf("%s: stalled report (producer heartbeat late by > 3 intervals): %s", c.label, e.Line)
-	}
-}
-
 // Test 1: one producer, four consumer processes (one of them copying with
 // ReadInto), 10,000 checksummed 256x256 frames as fast as the producer can:
 // no consumer is ever handed a torn frame, and every consumer's counters
 // account for every frame.
 func TestProcessFourConsumersNoTornFrames(t *testing.T) {
 	start := time.Now()
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	const frames = 10000
-	var cons []*fbprocProc
+	var cons []*child
 	for i := 0; i < 4; i++ {
-		args := fbprocArgs(dir, name)
+		args := busArgs(dir, name)
 		label := fmt.Sprintf("consumer%d", i)
 		if i == 3 {
 			args = append(args, "-copy")
 			label += "(ReadInto)"
 		}
-		cons = append(cons, startFbproc(t, label, fbprocOpts{}, "consumer", args...))
+		cons = append(cons, startChild(t, label, childOpts{}, "consumer", args...))
 	}
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name,
 		"-frames", strconv.Itoa(frames), "-checksum", "-wait-consumers", "4", "-width", "256", "-height", "256")...)
 	prod.waitEvent("ready", procStartTimeout)
 	if a := prod.waitEvent("consumers", procStartTimeout).u("active"); a != 4 {
@@ -219,20 +100,20 @@ func TestProcessKillProducerAtEachStep(t *testing.T) {
 			if !slices.Contains(framebus.FaultSteps[:], step) {
 				t.Fatalf("%q is not in framebus.FaultSteps %v", step, framebus.FaultSteps)
 			}
-			dir, name := fbprocBusDir(t), fbprocBusName(t)
-			var cons []*fbprocProc
+			dir, name := framebus.ShmDir(t), busName(t)
+			var cons []*child
 			for i := 0; i < 2; i++ {
-				cons = append(cons, startFbproc(t, fmt.Sprintf("consumer%d", i), fbprocOpts{}, "consumer",
-					fbprocArgs(dir, name, "-log-seqs")...))
+				cons = append(cons, startChild(t, fmt.Sprintf("consumer%d", i), childOpts{}, "consumer",
+					busArgs(dir, name, "-log-seqs")...))
 			}
-			pargs := fbprocArgs(dir, name, "-heartbeat", hb.String(), "-interval", "2ms", "-frames", "1000", "-wait-consumers", "2")
+			pargs := busArgs(dir, name, "-heartbeat", hb.String(), "-interval", "2ms", "-frames", "1000", "-wait-consumers", "2")
 			if step == "mid-data" {
 				pargs = append(pargs, "-zerocopy=false") // the mid-data point is on the copying path only
 			}
-			prod := startFbproc(t, "producer", fbprocOpts{fault: fmt.Sprintf("%s:%d", step, n)}, "producer", pargs...)
+			prod := startChild(t, "producer", childOpts{fault: fmt.Sprintf("%s:%d", step, n)}, "producer", pargs...)
 			path := prod.waitEvent("ready", procStartTimeout).str("path")
 			deathNS, err := prod.waitExit(procRunTimeout)
-			if !fbprocKilledBy(err, syscall.SIGKILL) {
+			if !killedBy(err, syscall.SIGKILL) {
 				t.Fatalf("producer: exit %v, want death by SIGKILL at %s of frame %d\n%s", err, step, n, prod.describe())
 			}
 			if ev := prod.all("done"); len(ev) > 0 {
@@ -240,11 +121,11 @@ func TestProcessKillProducerAtEachStep(t *testing.T) {
 			}
 
 			// What the dead producer left in the segment.
-			seg, err := readFbprocSegment(path)
+			seg, err := readSegment(path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			oldLast := seg.u64(segOffLastSeq)
+			oldLast := seg.LastSeq
 			wantLast := uint64(n - 1)
 			if step == "before-wake" {
 				wantLast = n // flipped, just not woken
@@ -252,7 +133,7 @@ func TestProcessKillProducerAtEachStep(t *testing.T) {
 			if oldLast != wantLast {
 				t.Errorf("segment last_seq %d after death at %s of frame %d, want %d", oldLast, step, n, wantLast)
 			}
-			active := int(seg.u32(segOffActive))
+			active := int(seg.Active)
 			al, as := seg.slot(active)
 			bl, bs := seg.slot(1 - active)
 			t.Logf("segment after death: last_seq %d, active slot %d (lock %d, frame %d), back slot (lock %d, frame %d)",
@@ -298,11 +179,11 @@ func TestProcessKillProducerAtEachStep(t *testing.T) {
 						c.label, procMS(lat), 3*hb, procMS(lag))
 				}
 				c.waitMatch(fmt.Sprintf("frame %d (the last committed one)", oldLast), 5*time.Second,
-					func(e fbprocEvent) bool { return e.Kind == "frame" && e.u("seq") == oldLast })
+					func(e event) bool { return e.Kind == "frame" && e.u("seq") == oldLast })
 			}
 
 			// A fresh producer takes the name over.
-			prod2 := startFbproc(t, "producer2", fbprocOpts{}, "producer", fbprocArgs(dir, name,
+			prod2 := startChild(t, "producer2", childOpts{}, "producer", busArgs(dir, name,
 				"-heartbeat", hb.String(), "-interval", "2ms", "-frames", strconv.Itoa(restartN), "-wait-consumers", "2")...)
 			ready2 := prod2.waitEvent("ready", procStartTimeout)
 			if g := ready2.u("generation"); g != 2 {
@@ -379,608 +260,5 @@ func TestProcessKillProducerAtEachStep(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// Test 3: a consumer stopped with SIGSTOP (2 s at least) does not hold the
-// producer back, and afterwards reports as dropped exactly the frames it
-// missed.
-func TestProcessStoppedConsumer(t *testing.T) {
-	const frames = 3000
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	c := startFbproc(t, "consumer", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-log-seqs")...)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
-		"-frames", strconv.Itoa(frames), "-interval", "1ms", "-wait-consumers", "1")...)
-	path := prod.waitEvent("ready", procStartTimeout).str("path")
-	j := c.waitEvent("joined", procStartTimeout)
-	c.waitFrames(100)
-	c.signal(syscall.SIGSTOP)
-	stopNS := framebus.Now()
-	seg, err := os.Open(path) // kept: the producer may close (and unlink) before the stop ends
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
-	s1, err := readFbprocSegmentFrom(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// At least 2 s, and until the producer has published 1000 frames past
-	// the stop: a producer that is not held back by the stopped consumer
-	// gets there however slow the machine; one that is held back never
-	// does, and the bound below fails it.
-	time.Sleep(2 * time.Second)
-	var s2 fbprocSegment
-	for deadline := time.Now().Add(procRunTimeout); ; time.Sleep(20 * time.Millisecond) {
-		if s2, err = readFbprocSegmentFrom(seg); err != nil {
-			t.Fatal(err)
-		}
-		if s2.u64(segOffLastSeq)-s1.u64(segOffLastSeq) >= 1000 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if ev := prod.all("done"); len(ev) > 0 {
-		t.Logf("the producer finished during the 2 s stop (an overloaded machine delayed the stop): %s", ev[0].Line)
-	}
-	contNS := framebus.Now() // before the signal: the consumer may run before Signal returns
-	c.signal(syscall.SIGCONT)
-	a, b := s1.u64(segOffLastSeq), s2.u64(segOffLastSeq)
-	t.Logf("while the consumer was stopped (%s) the producer went from frame %d to %d", procMS(contNS-stopNS), a, b)
-	if b-a < 1000 {
-		t.Errorf("producer published only %d frames in the %s the consumer was stopped: it was held back", b-a, procMS(contNS-stopNS))
-	}
-
-	done := prod.waitEvent("done", procRunTimeout)
-	prod.waitEvent("closed", 10*time.Second)
-	if got := done.u("frames_published"); got != frames {
-		t.Errorf("producer frames_published %d, want %d", got, frames)
-	}
-	s := c.summary(procRunTimeout)
-	// A "stalled" report would only mean the producer's own heartbeat was
-	// late (a 20 ms interval on an overloaded machine): it is logged, not failed.
-	c.noEvents("bad", "order", "error", "gone")
-	procLogStalled(t, c)
-	closed := procCheckClosed(t, c, s)
-	var seqs []uint64
-	var perFrame uint64
-	maxGap, gapAt := uint64(0), uint64(0)
-	for _, e := range c.all("frame") {
-		sq := e.u("seq")
-		if len(seqs) > 0 {
-			prev := seqs[len(seqs)-1]
-			if sq <= prev {
-				t.Errorf("frame %d delivered after %d", sq, prev)
-			} else if sq-prev-1 > maxGap {
-				maxGap, gapAt = sq-prev-1, prev
-			}
-		}
-		if w := e.NS; w > stopNS+int64(50*time.Millisecond) && w < contNS {
-			t.Errorf("frame %d delivered at %s into the SIGSTOP", sq, procMS(w-stopNS))
-		}
-		seqs = append(seqs, sq)
-		perFrame += e.u("dropped")
-	}
-	if len(seqs) == 0 {
-		t.Fatal("no frame delivered")
-	}
-	first, last := seqs[0], seqs[len(seqs)-1]
-	missing := (last - first + 1) - uint64(len(seqs))
-	before := first - j.u("last_seq") - 1 // frames published between the join and the first delivery
-	dropped := s.u("dropped")
-	// The summary's dropped also holds the frames missed between the last
-	// delivered frame and the end of stream (*EndOfStreamError.Dropped).
-	sum, atEOS := procPerFrameDropped(t, c, s)
-	t.Logf("consumer: delivered %d (%d..%d), dropped %d (%d before the first frame, %d between, %d before the end of stream), largest gap %d frames after %d, torn retries %d",
-		len(seqs), first, last, dropped, before, missing, atEOS, maxGap, gapAt, s.u("torn_retries"))
-	if sum != missing+before {
-		t.Errorf("per-frame dropped values sum to %d, but %d sequence numbers between %d and %d were not delivered (+ %d before the first)",
-			sum, missing, first, last, before)
-	}
-	if perFrame != sum {
-		t.Errorf("per-frame sums disagree: %d, %d", perFrame, sum)
-	}
-	if dropped != missing+before+atEOS {
-		t.Errorf("dropped %d, want %d missing between %d and %d + %d before the first + %d before the end of stream",
-			dropped, missing, first, last, before, atEOS)
-	}
-	if dropped == 0 {
-		t.Error("dropped = 0 after a 2 s stop")
-	}
-	if maxGap+2 < b-a {
-		t.Errorf("largest gap %d frames, but %d frames were published while the consumer was stopped", maxGap, b-a)
-	}
-	procCheckCallerAccounting(t, "consumer", s, j.u("last_seq"))
-	procCheckEntryCounters(t, "consumer", s, j.u("last_seq"))
-	if closed {
-		procCheckEntryMatchesCaller(t, "consumer", s, s.u("delivered"), dropped)
-	}
-}
-
-// procStopConsumerAcrossClose runs a producer of 1000 frames at 1 ms with the
-// given heartbeat and a consumer that is stopped (SIGSTOP) while asleep
-// waiting for a frame, after its 5th frame, and continued (SIGCONT) only
-// once the producer has published every frame, closed the stream and
-// exited, plus pause; then checks that the consumer saw a clean end of stream
-// and was told of every frame it missed.
-func procStopConsumerAcrossClose(t *testing.T, hb string, pause time.Duration) {
-	t.Helper()
-	const frames = 1000
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	c := startFbproc(t, "consumer", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-log-seqs")...)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
-		"-frames", strconv.Itoa(frames), "-interval", "1ms", "-wait-consumers", "1", "-heartbeat", hb)...)
-	j := c.waitEvent("joined", procStartTimeout)
-	c.waitFrames(5)
-	// Hold the producer for 10 ms (far less than 3 heartbeats), so that the
-	// consumer is asleep on its semaphore when it is stopped.
-	prod.signal(syscall.SIGSTOP)
-	time.Sleep(10 * time.Millisecond)
-	c.signal(syscall.SIGSTOP)
-	stopNS := framebus.Now()
-	prod.signal(syscall.SIGCONT)
-	closed := prod.waitEvent("closed", procRunTimeout)
-	if _, err := prod.waitExit(10 * time.Second); err != nil {
-		t.Errorf("producer exited with %v", err)
-	}
-	time.Sleep(pause)
-	c.signal(syscall.SIGCONT)
-	t.Logf("consumer stopped %s, the producer closed %s after the stop", procMS(framebus.Now()-stopNS), procMS(closed.NS-stopNS))
-	s := c.summary(procRunTimeout)
-	c.noEvents("bad", "order", "gone")
-	procLogStalled(t, c)
-	t.Logf("consumer summary: %s", s.Line)
-	if s.u("last_seq") >= frames {
-		t.Fatalf("the stopped consumer delivered frame %d: the scenario did not happen", s.u("last_seq"))
-	}
-	if !procCheckClosed(t, c, s) {
-		return
-	}
-	c.noEvents("error")
-	if eos := s.u("entry_last_seq"); eos != frames+1 {
-		t.Errorf("entry_last_seq %d, want %d (the end-of-stream frame)", eos, frames+1)
-	}
-	// Every frame from the last delivered one to 1000 was missed: the
-	// caller must learn it (*EndOfStreamError.Dropped), not only the entry.
-	_, atEOS := procPerFrameDropped(t, c, s)
-	if want := frames - s.u("last_seq"); atEOS != want {
-		t.Errorf("%d frames reported dropped at the end of stream, want %d (%d..%d)", atEOS, want, s.u("last_seq")+1, frames)
-	}
-	procCheckCallerAccounting(t, c.label, s, j.u("last_seq"))
-	procCheckEntryCounters(t, c.label, s, j.u("last_seq"))
-	procCheckEntryMatchesCaller(t, c.label, s, s.u("delivered"), s.u("dropped"))
-}
-
-// A consumer stopped across the producer's clean close, for longer than a
-// heartbeat interval (a consumer descheduled on a loaded machine, a process
-// under a debugger): when it runs again its sleep has outlasted a heartbeat,
-// the name is gone, the segment RETIRED, the owner dead, and the
-// end-of-stream frame in the active slot. It must report "closed"
-// (PROTOCOL.md sections 2 and 6: no file and an end-of-stream frame: the
-// producer closed), not ErrRetired, with every missed frame accounted for.
-// (Before commit 3a73acf, wait() ran check() before looking for a pending
-// frame and the consumer got "segment retired".)
-func TestProcessStoppedAcrossClose(t *testing.T) {
-	procStopConsumerAcrossClose(t, "20ms", 100*time.Millisecond)
-}
-
-// The same with a 5 s heartbeat, so that the consumer wakes into the
-// end-of-stream frame through its semaphore, not through a timeout: the
-// frames it missed just before the end of stream are in its entry's dropped
-// and must reach the caller too (*EndOfStreamError.Dropped; before commit
-// 3a73acf, Next returned a bare ErrEndOfStream and only Stats().Dropped had them).
-func TestProcessDropsBeforeEndOfStream(t *testing.T) {
-	procStopConsumerAcrossClose(t, "5s", 0)
-}
-
-// A producer stopped with SIGSTOP is alive (it holds its lock) but stuck:
-// its consumers report ErrStalled once, within about 3 heartbeat intervals,
-// never "gone", and get frames again, in the same generation, once it is
-// continued (docs/DESIGN.md section 5).
-func TestProcessStoppedProducer(t *testing.T) {
-	const hb = 20 * time.Millisecond
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	c := startFbproc(t, "consumer", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-log-seqs")...)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
-		"-frames", "0", "-interval", "2ms", "-wait-consumers", "1", "-heartbeat", hb.String())...)
-	j := c.waitEvent("joined", procStartTimeout)
-	c.waitFrames(20)
-	prod.signal(syscall.SIGSTOP)
-	stopNS := framebus.Now()
-	stalled := c.waitEvent("stalled", 5*time.Second)
-	lat := stalled.NS - stopNS
-	t.Logf("consumer reported stalled %s after the producer was stopped (heartbeat %v)", procMS(lat), hb)
-	// Stale means older than 3 intervals; the consumer looks once per
-	// interval; 80 ms of scheduling slack for a loaded machine.
-	if bound := 4*hb + 80*time.Millisecond; lat > int64(bound) {
-		t.Errorf("stalled reported %s after the stop, want <= 4 heartbeat intervals + 80ms (%v)", procMS(lat), bound)
-	}
-	time.Sleep(300 * time.Millisecond) // 15 intervals: still one report for the episode
-	contNS := framebus.Now()
-	prod.signal(syscall.SIGCONT)
-	after := c.waitMatch("a frame after SIGCONT", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "frame" && e.NS > contNS })
-	t.Logf("first frame after SIGCONT: %d, %s after it", after.u("seq"), procMS(after.NS-contNS))
-	time.Sleep(100 * time.Millisecond)
-	prod.signal(syscall.SIGTERM)
-	done := prod.waitEvent("done", 10*time.Second)
-	prod.waitEvent("closed", 10*time.Second)
-	s := c.summary(procRunTimeout)
-	c.noEvents("bad", "order", "error", "gone", "generation")
-	n := 0
-	for _, e := range c.all("stalled") {
-		if e.NS < contNS {
-			n++
-		} else {
-			t.Logf("a later stalled report (the machine is loaded): %s", e.Line)
-		}
-	}
-	if n != 1 {
-		t.Errorf("%d stalled events while the producer was stopped for 15 intervals, want 1 (once per episode)", n)
-	}
-	closed := procCheckClosed(t, c, s)
-	if g := s.uints("generations"); !slices.Equal(g, []uint64{1}) {
-		t.Errorf("generations %v, want [1]", g)
-	}
-	procCheckEntryCounters(t, "consumer", s, j.u("last_seq"))
-	procCheckCallerAccounting(t, "consumer", s, j.u("last_seq"))
-	procPerFrameDropped(t, c, s)
-	if closed {
-		if eos := s.u("entry_last_seq"); eos != done.u("last_seq")+1 {
-			t.Errorf("entry_last_seq %d, want %d", eos, done.u("last_seq")+1)
-		}
-		procCheckEntryMatchesCaller(t, "consumer", s, s.u("delivered"), s.u("dropped"))
-	}
-}
-
-// Test 4: 100 consumers join and are killed with SIGKILL, 10 at a time, on a
-// 32-entry table: the producer takes every dead entry back (none fails with
-// a full table), counts exactly 100, and never touches a live consumer.
-func TestProcessReclaimDeadConsumers(t *testing.T) {
-	const (
-		waves   = 10
-		perWave = 10
-		total   = waves * perWave
-	)
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
-		"-consumers", "32", "-frames", "0", "-interval", "2ms", "-heartbeat", "20ms", "-close")...)
-	path := prod.waitEvent("ready", procStartTimeout).str("path")
-	live := startFbproc(t, "live", fbprocOpts{}, "consumer", fbprocArgs(dir, name)...)
-	lj := live.waitEvent("joined", procStartTimeout)
-
-	reclaimed := func() uint64 {
-		s, err := readFbprocSegment(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.u64(segOffReclaimed)
-	}
-	entries := map[uint64]int{}
-	var lastKill int64
-	for w := 0; w < waves; w++ {
-		before := reclaimed()
-		var ps []*fbprocProc
-		for i := 0; i < perWave; i++ {
-			ps = append(ps, startFbproc(t, fmt.Sprintf("victim%d", w*perWave+i), fbprocOpts{}, "consumer",
-				fbprocArgs(dir, name, "-timeout", "30s")...))
-		}
-		for _, p := range ps {
-			e := p.waitMatch("joined or error", procStartTimeout, func(e fbprocEvent) bool { return e.Kind == "joined" || e.Kind == "error" })
-			if e.Kind == "error" {
-				t.Errorf("%s could not join: %s", p.label, e.str("error"))
-				continue
-			}
-			entries[e.u("entry")]++
-			p.cmd.Process.Kill()
-		}
-		for _, p := range ps {
-			ns, err := p.waitExit(10 * time.Second)
-			if !fbprocKilledBy(err, syscall.SIGKILL) && len(p.all("error")) == 0 {
-				t.Errorf("%s: exit %v, want SIGKILL", p.label, err)
-			}
-			lastKill = max(lastKill, ns)
-		}
-		t.Logf("wave %d: consumers_reclaimed %d before it", w, before)
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	var r uint64
-	for r = reclaimed(); r < total && time.Now().Before(deadline); r = reclaimed() {
-		time.Sleep(time.Millisecond)
-	}
-	t.Logf("all %d reclaimed %s after the last victim was reaped (heartbeat 20ms); entries used: %d distinct of 32",
-		r, procMS(framebus.Now()-lastKill), len(entries))
-	time.Sleep(100 * time.Millisecond) // 5 more heartbeats: nothing else may be reclaimed
-	if r = reclaimed(); r != total {
-		t.Errorf("consumers_reclaimed in the segment: %d, want %d", r, total)
-	}
-	prod.signal(syscall.SIGTERM)
-	done := prod.waitEvent("done", 10*time.Second)
-	prod.waitEvent("closed", 10*time.Second)
-	if got := done.u("consumers_reclaimed"); got != total {
-		t.Errorf("producer done: consumers_reclaimed %d, want %d", got, total)
-	}
-	t.Logf("producer: %d frames, consumers_reclaimed %d", done.u("frames_published"), done.u("consumers_reclaimed"))
-
-	s := live.summary(procRunTimeout)
-	live.noEvents("bad", "order", "error", "gone")
-	procLogStalled(t, live)
-	closed := procCheckClosed(t, live, s)
-	// Had its entry been taken from it, it would have re-joined with zeroed
-	// counters: the entry counters cover the whole run only if it never was.
-	procCheckEntryCounters(t, "live consumer", s, lj.u("last_seq"))
-	procCheckCallerAccounting(t, "live consumer", s, lj.u("last_seq"))
-	if closed {
-		if eos := s.u("entry_last_seq"); eos != done.u("last_seq")+1 {
-			t.Errorf("live consumer: entry_last_seq %d, want %d (the end-of-stream frame)", eos, done.u("last_seq")+1)
-		}
-		procCheckEntryMatchesCaller(t, "live consumer", s, s.u("delivered"), s.u("dropped"))
-	}
-	t.Logf("live consumer: delivered %d, dropped %d, entry %d/%d",
-		s.u("delivered"), s.u("dropped"), s.u("entry_delivered"), s.u("entry_dropped"))
-}
-
-// Test 5: ownership of a name: busy while the owner lives, taken over (with
-// the old generation retired and the frame numbers continued) once it died,
-// and a clean close seen by every consumer at once.
-func TestProcessBusyAndTakeover(t *testing.T) {
-	t.Run("busy", func(t *testing.T) {
-		dir, name := fbprocBusDir(t), fbprocBusName(t)
-		p1 := startFbproc(t, "producer1", fbprocOpts{}, "producer", fbprocArgs(dir, name, "-frames", "0", "-interval", "5ms")...)
-		p1.waitEvent("ready", procStartTimeout)
-		pid := strconv.Itoa(p1.pid)
-
-		p2 := startFbproc(t, "producer2", fbprocOpts{}, "producer", fbprocArgs(dir, name, "-frames", "10")...)
-		e := p2.waitEvent("error", procStartTimeout)
-		if _, err := p2.waitExit(10 * time.Second); err == nil {
-			t.Error("second producer exited 0")
-		}
-		msg := e.str("error")
-		t.Logf("second producer: %s", msg)
-		if !strings.Contains(msg, "live producer") && !strings.Contains(msg, "busy") {
-			t.Errorf("second producer's error %q does not say busy / live producer", msg)
-		}
-		if !strings.Contains(msg, pid) {
-			t.Errorf("second producer's error %q does not name the owner's pid %s", msg, pid)
-		}
-		if len(p2.all("ready")) != 0 {
-			t.Error("second producer reported ready")
-		}
-
-		for i := 0; i < 2; i++ { // twice: the first refusal must not have dropped the owner's lock
-			p, err := framebus.Create(name, framebus.ProducerOptions{
-				Format: framebus.Format{Width: 64, Height: 48, PixelFormat: framebus.FormatGrey}, Dir: dir})
-			if err == nil {
-				p.Close()
-				t.Fatal("in-process Create on a live name succeeded")
-			}
-			if !errors.Is(err, framebus.ErrBusy) {
-				t.Errorf("Create: %v: not ErrBusy", err)
-			}
-			var be *framebus.BusyError
-			if !errors.As(err, &be) {
-				t.Errorf("Create: %v: not a *BusyError", err)
-			} else if be.PID != uint32(p1.pid) {
-				t.Errorf("BusyError.PID = %d, want the owner's pid %d", be.PID, p1.pid)
-			}
-			if i == 0 {
-				t.Logf("in-process Create: %v", err)
-			}
-		}
-		// The owner is unaffected: a consumer still joins it and it closes cleanly.
-		c := startFbproc(t, "consumer", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-count", "5")...)
-		if s := c.summary(procStartTimeout); s.str("result") != "count" || s.u("bad") != 0 {
-			t.Errorf("consumer of the original owner: %s", s.Line)
-		}
-		p1.signal(syscall.SIGTERM)
-		p1.waitEvent("closed", 10*time.Second)
-		if g := p1.waitEvent("done", time.Second).u("generation"); g != 1 {
-			t.Errorf("owner's generation %d, want 1", g)
-		}
-	})
-
-	t.Run("takeover", func(t *testing.T) {
-		dir, name := fbprocBusDir(t), fbprocBusName(t)
-		c := startFbproc(t, "consumer", fbprocOpts{}, "consumer", fbprocArgs(dir, name, "-log-seqs")...)
-		p1 := startFbproc(t, "producer1", fbprocOpts{}, "producer", fbprocArgs(dir, name,
-			"-close=false", "-frames", "100", "-interval", "1ms", "-wait-consumers", "1", "-heartbeat", "100ms")...)
-		path := p1.waitEvent("ready", procStartTimeout).str("path")
-		if d := p1.waitEvent("done", procRunTimeout); d.u("last_seq") != 100 {
-			t.Fatalf("producer1 done: %s, want last_seq 100", d.Line)
-		}
-		c.waitMatch("frame 100", 5*time.Second, func(e fbprocEvent) bool { return e.Kind == "frame" && e.u("seq") == 100 })
-		p1.cmd.Process.Kill()
-		if _, err := p1.waitExit(10 * time.Second); !fbprocKilledBy(err, syscall.SIGKILL) {
-			t.Fatalf("producer1: exit %v, want SIGKILL", err)
-		}
-		c.waitEvent("gone", 5*time.Second)
-
-		old, err := os.Open(path) // the old generation, kept across the takeover
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer old.Close()
-		p2 := startFbproc(t, "producer2", fbprocOpts{}, "producer", fbprocArgs(dir, name,
-			"-frames", "50", "-interval", "2ms", "-wait-consumers", "1", "-heartbeat", "100ms")...)
-		if g := p2.waitEvent("ready", procStartTimeout).u("generation"); g != 2 {
-			t.Errorf("producer2: generation %d, want 2", g)
-		}
-		newSeg, err := readFbprocSegment(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		oldSeg, err := readFbprocSegmentFrom(old)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st := oldSeg.u32(segOffState); st != framebus.StateRetired {
-			t.Errorf("old generation state %d, want %d (RETIRED)", st, framebus.StateRetired)
-		}
-		if g, ls, pid := oldSeg.u64(segOffGeneration), oldSeg.u64(segOffLastSeq), oldSeg.u32(segOffProducerPID); g != 1 || ls != 100 || pid != uint32(p1.pid) {
-			t.Errorf("old generation: generation %d, last_seq %d, producer_pid %d; want 1, 100, %d", g, ls, pid, p1.pid)
-		}
-		if g, st, pid := newSeg.u64(segOffGeneration), newSeg.u32(segOffState), newSeg.u32(segOffProducerPID); g != 2 || st != framebus.StateReady || pid != uint32(p2.pid) {
-			t.Errorf("new generation: generation %d, state %d, producer_pid %d; want 2, READY, %d", g, st, pid, p2.pid)
-		}
-		done := p2.waitEvent("done", procRunTimeout)
-		if ls, fp := done.u("last_seq"), done.u("frames_published"); ls != 150 || fp != 50 {
-			t.Errorf("producer2: last_seq %d, frames_published %d; want 150, 50", ls, fp)
-		}
-		p2.waitEvent("closed", 10*time.Second)
-
-		s := c.summary(procRunTimeout)
-		c.noEvents("bad", "order", "error")
-		closed := procCheckClosed(t, c, s)
-		if g := s.uints("generations"); !slices.Equal(g, []uint64{1, 2}) {
-			t.Errorf("consumer: generations %v, want [1 2]", g)
-		}
-		ge := c.waitEvent("generation", time.Second)
-		t.Logf("consumer: first frame of generation %d: %d", ge.u("generation"), ge.u("seq"))
-		if ge.u("generation") != 2 || ge.u("seq") < 101 || ge.u("seq") > 150 {
-			t.Errorf("consumer: %s, want generation 2 starting at 101..150", ge.Line)
-		}
-		gen := 1
-		var n2 int
-		var drop2 uint64
-		for _, e := range c.snapshot() {
-			switch {
-			case e.Kind == "generation":
-				gen = 2
-			case e.Kind == "frame" && gen == 1 && e.u("seq") > 100:
-				t.Errorf("consumer: generation 1 frame %d > 100", e.u("seq"))
-			case e.Kind == "frame" && gen == 2:
-				if sq := e.u("seq"); sq <= 100 || sq > 150 {
-					t.Errorf("consumer: generation 2 frame %d, want 101..150", sq)
-				}
-				n2++
-				drop2 += e.u("dropped")
-			}
-		}
-		// The new entry counts from the consumer's own last_seq, 100 (section 7 amendment 1).
-		procCheckEntryCounters(t, "consumer", s, 100)
-		procCheckCallerAccounting(t, "consumer", s, c.waitEvent("joined", time.Second).u("last_seq"))
-		_, atEOS := procPerFrameDropped(t, c, s)
-		if closed {
-			if eos := s.u("entry_last_seq"); eos != 151 {
-				t.Errorf("consumer: entry_last_seq %d, want 151", eos)
-			}
-			procCheckEntryMatchesCaller(t, "consumer", s, uint64(n2), drop2+atEOS)
-		}
-	})
-
-	t.Run("close-wakes-all", func(t *testing.T) {
-		dir, name := fbprocBusDir(t), fbprocBusName(t)
-		var cons []*fbprocProc
-		for i := 0; i < 3; i++ {
-			cons = append(cons, startFbproc(t, fmt.Sprintf("consumer%d", i), fbprocOpts{}, "consumer", fbprocArgs(dir, name)...))
-		}
-		p := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name,
-			"-heartbeat", "5s", "-frames", "50", "-wait-consumers", "3")...)
-		p.waitEvent("ready", procStartTimeout)
-		closed := p.waitEvent("closed", procRunTimeout)
-		for _, c := range cons {
-			s := c.summary(procRunTimeout)
-			c.noEvents("bad", "order", "error", "gone", "stalled")
-			d := s.NS - closed.NS
-			t.Logf("%s: result %s %s after the producer's closed event (heartbeat 5s), delivered %d, dropped %d",
-				c.label, s.str("result"), procMS(d), s.u("delivered"), s.u("dropped"))
-			if d > int64(time.Second) {
-				t.Errorf("%s: saw the close %s after it, want < 1s (a timeout would take >= 5s)", c.label, procMS(d))
-			}
-			join := c.waitEvent("joined", time.Second).u("last_seq")
-			procCheckEntryCounters(t, c.label, s, join)
-			procCheckCallerAccounting(t, c.label, s, join)
-			if procCheckClosed(t, c, s) {
-				if eos := s.u("entry_last_seq"); eos != 51 {
-					t.Errorf("%s: entry_last_seq %d, want 51", c.label, eos)
-				}
-				procCheckEntryMatchesCaller(t, c.label, s, s.u("delivered"), s.u("dropped"))
-			}
-		}
-		if _, err := os.Lstat(filepath.Join(dir, "framebus."+name)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("segment name still present after close: %v", err)
-		}
-		if _, err := os.Lstat(filepath.Join(dir, "framebus."+name+".lock")); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("lock file still present after close: %v", err)
-		}
-	})
-}
-
-// Test 6: file permissions between users. A consumer running as uid/gid
-// 65534 is refused a default (0600) bus with a permission error naming the
-// file, and reads a 0660 bus of group 65534.
-func TestProcessOtherUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a consumer as another user")
-	}
-	bin := fbprocBinary(t)
-	for d := filepath.Dir(bin); ; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err != nil || fi.Mode().Perm()&0o001 == 0 {
-			t.Skipf("%s is not traversable by other users (%v): uid 65534 cannot run fbproc", d, err)
-		}
-		if d == "/" {
-			break
-		}
-	}
-	dir := fbprocBusDir(t)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	name := fbprocBusName(t)
-	nobody := fbprocOpts{cred: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
-
-	// Default mode 0600: refused.
-	p1 := startFbproc(t, "producer-0600", fbprocOpts{}, "producer", fbprocArgs(dir, name, "-frames", "0", "-interval", "5ms")...)
-	path := p1.waitEvent("ready", procStartTimeout).str("path")
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("segment %s: %v, %v; want mode 0600", path, fi.Mode(), err)
-	}
-	c1 := startFbproc(t, "consumer-nobody", nobody, "consumer", fbprocArgs(dir, name, "-wait", "2s")...)
-	e := c1.waitEvent("error", procStartTimeout)
-	if _, err := c1.waitExit(10 * time.Second); err == nil {
-		t.Error("refused consumer exited 0")
-	}
-	msg := e.str("error")
-	t.Logf("uid 65534 on a 0600 bus: %s", msg)
-	if !strings.Contains(msg, "permission denied") || !strings.Contains(msg, path) {
-		t.Errorf("error %q does not say permission denied and name the segment %s", msg, path)
-	}
-	if len(c1.all("joined")) != 0 {
-		t.Error("uid 65534 joined a 0600 bus")
-	}
-	p1.signal(syscall.SIGTERM)
-	p1.waitEvent("closed", 10*time.Second)
-
-	// Mode 0660, group 65534: joined.
-	p2 := startFbproc(t, "producer-0660", fbprocOpts{}, "producer", fbprocArgs(dir, name,
-		"-mode", strconv.Itoa(0o660), "-group", "65534", "-frames", "200", "-interval", "2ms", "-wait-consumers", "1")...)
-	path = p2.waitEvent("ready", procStartTimeout).str("path")
-	for _, f := range []string{path, path + ".lock"} {
-		fi, err := os.Stat(f)
-		if err != nil {
-			t.Errorf("%s: %v", f, err)
-			continue
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		if fi.Mode().Perm() != 0o660 || st.Gid != 65534 {
-			t.Errorf("%s: mode %v gid %d, want 0660 and gid 65534", f, fi.Mode().Perm(), st.Gid)
-		}
-	}
-	c2 := startFbproc(t, "consumer-nobody-2", nobody, "consumer", fbprocArgs(dir, name)...)
-	c2.waitEvent("joined", procStartTimeout)
-	p2.waitEvent("closed", procRunTimeout)
-	s := c2.summary(procRunTimeout)
-	c2.noEvents("bad", "order", "error")
-	t.Logf("uid 65534 on a 0660 group-65534 bus: %s, delivered %d, dropped %d", s.str("result"), s.u("delivered"), s.u("dropped"))
-	if s.u("delivered") == 0 {
-		t.Error("consumer as uid 65534 delivered no frame")
-	}
-	join := c2.waitEvent("joined", time.Second).u("last_seq")
-	procCheckEntryCounters(t, "consumer-nobody", s, join)
-	procCheckCallerAccounting(t, "consumer-nobody", s, join)
-	if procCheckClosed(t, c2, s) {
-		procCheckEntryMatchesCaller(t, "consumer-nobody", s, s.u("delivered"), s.u("dropped"))
 	}
 }

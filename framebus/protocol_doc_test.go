@@ -2,8 +2,10 @@ package framebus
 
 // Cross-checks of the wire contract: docs/PROTOCOL.md is parsed into a layout table (the
 // spec), the C header include/framebus.h is measured by compiling testdata/c/layout.c, and
-// the two must agree field by field and constant by constant. The helpers are meant to be
-// reused by a Go-layout comparison (unsafe.Offsetof/Sizeof against the same spec table).
+// the two must agree field by field and constant by constant; the Go structs of wire.go,
+// described in the same keys by reflection, must agree with both
+// (TestLayoutMatchesProtocolAndC). layout_test.go checks the Go layout against the
+// document's offsets typed out by hand and against golden bytes.
 
 import (
 	"bufio"
@@ -14,12 +16,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 const (
@@ -603,4 +607,135 @@ func TestDocsProtocolMatchesShared(t *testing.T) {
 		}
 	}
 	t.Errorf("%s (%d lines) differs from %s (%d lines)", protocolDocPath, len(b), sharedProtocolPath, len(a))
+}
+
+// ---- the Go layout against both ----
+
+// goLayout describes the Go structs in the keys of the tables above:
+// "header.<name>", "slot.<name>", "entry.<name>", reserved "_" fields skipped.
+func goLayout() map[string]specField {
+	fields := make(map[string]specField)
+	for prefix, typ := range map[string]reflect.Type{
+		"header": reflect.TypeFor[header](),
+		"slot":   reflect.TypeFor[slotDesc](),
+		"entry":  reflect.TypeFor[consumerEntry](),
+	} {
+		for i := 0; i < typ.NumField(); i++ {
+			f := typ.Field(i)
+			if f.Name == "_" {
+				continue
+			}
+			fields[prefix+"."+protoName(f.Name)] = specField{Offset: int(f.Offset), Size: int(f.Type.Size())}
+		}
+	}
+	return fields
+}
+
+// goConstants are the Go constants under the C header's names (without the
+// FRAMEBUS_ prefix), structure sizes as the C output gives them.
+func goConstants() map[string]uint64 {
+	c := map[string]uint64{
+		"MAGIC": Magic, "ABI_VERSION": ABIVersion, "HEADER_SIZE": HeaderSize,
+		"SLOT_DESC_SIZE": SlotDescSize, "CONSUMER_ENTRY_SIZE": ConsumerEntrySize,
+		"PAYLOAD_ALIGN": PayloadAlign, "MIN_SLOTS": MinSlots, "MAX_SLOTS": MaxSlots,
+		"MAX_CONSUMERS": MaxConsumers, "USER_META_MAX": UserMetaMax, "MAX_PLANES": MaxPlanes,
+		"STATE_INITIALIZING": StateInitializing, "STATE_READY": StateReady,
+		"STATE_BROKEN": StateBroken, "STATE_RETIRED": StateRetired,
+		"FLAG_CHECKSUM": FlagChecksum, "FLAG_SHARED_WAKE": FlagSharedWake, "FRAME_EOS": FrameEndOfStream,
+		"ENTRY_FREE": EntryFree, "ENTRY_CLAIMING": EntryClaiming, "ENTRY_ACTIVE": EntryActive,
+		"FOURCC_AB24": uint64(FormatRGBA), "FOURCC_RGB3": uint64(FormatRGB24),
+		"FOURCC_BGR3": uint64(FormatBGR24), "FOURCC_GREY": uint64(FormatGrey),
+		"FOURCC_YUYV": uint64(FormatYUYV), "FOURCC_NV12": uint64(FormatNV12),
+		"FOURCC_YU12": uint64(FormatI420), "FOURCC_MJPG": uint64(FormatMJPEG),
+	}
+	return c
+}
+
+var goStructSizes = map[string]uint64{
+	"SIZEOF_HEADER": uint64(unsafe.Sizeof(header{})),
+	"SIZEOF_SLOT":   uint64(unsafe.Sizeof(slotDesc{})),
+	"SIZEOF_ENTRY":  uint64(unsafe.Sizeof(consumerEntry{})),
+}
+
+// TestLayoutMatchesProtocolAndC requires the Go structs, the tables of
+// docs/PROTOCOL.md and include/framebus.h (as gcc lays it out) to agree
+// exactly, field by field and constant by constant, and reports every
+// difference.
+func TestLayoutMatchesProtocolAndC(t *testing.T) {
+	goFields, goConsts := goLayout(), goConstants()
+	docFields, docConsts, err := parseProtocolTables(protocolDocPath)
+	if err != nil {
+		t.Fatalf("parsing %s: %v", protocolDocPath, err)
+	}
+
+	t.Run("GoVsProtocol", func(t *testing.T) {
+		for _, d := range compareLayouts(docFields, goFields, "PROTOCOL.md", "Go") {
+			t.Error(d)
+		}
+		// The document states some constants (sizes, ranges, states, fourccs):
+		// each must be Go's. Go has a few more (fourccs the parser may miss).
+		for name, want := range docConsts {
+			got, ok := goConsts[name]
+			switch {
+			case !ok:
+				t.Errorf("constant %s: PROTOCOL.md says %d (%#x), Go has no such constant", name, want, want)
+			case got != want:
+				t.Errorf("constant %s: PROTOCOL.md says %d (%#x), Go says %d (%#x)", name, want, want, got, got)
+			}
+		}
+		for s, sizeConst := range structSizeConstant {
+			name := "SIZEOF_" + strings.ToUpper(s)
+			if got, want := goStructSizes[name], docConsts[sizeConst]; got != want {
+				t.Errorf("size of %s: Go %d, PROTOCOL.md %s = %d", s, got, sizeConst, want)
+			}
+		}
+		t.Logf("Go vs PROTOCOL.md: %d fields, %d constants compared", len(docFields), len(docConsts))
+	})
+
+	t.Run("JSONTags", func(t *testing.T) {
+		// Header's JSON names (Inspect's output) are the protocol's names too.
+		typ := reflect.TypeFor[header]()
+		for i := 0; i < typ.NumField(); i++ {
+			f := typ.Field(i)
+			tag, ok := f.Tag.Lookup("json")
+			if f.Name == "_" || !ok {
+				continue
+			}
+			if name, _, _ := strings.Cut(tag, ","); name != protoName(f.Name) {
+				t.Errorf("header.%s: json name %q, PROTOCOL.md name %q", f.Name, name, protoName(f.Name))
+			}
+		}
+	})
+
+	t.Run("GoVsC", func(t *testing.T) {
+		cFields, cConsts := cLayout(t)
+		for _, d := range compareLayouts(cFields, goFields, "framebus.h", "Go") {
+			t.Error(d)
+		}
+		goAll := make(map[string]uint64, len(goConsts)+len(goStructSizes))
+		for k, v := range goConsts {
+			goAll[k] = v
+		}
+		for k, v := range goStructSizes {
+			goAll[k] = v
+		}
+		for _, d := range compareConstants(cConsts, goAll, "framebus.h", "Go") {
+			t.Error(d)
+		}
+		t.Logf("Go vs framebus.h: %d fields, %d constants compared", len(cFields), len(cConsts))
+	})
+
+	t.Run("ProtocolVsC", func(t *testing.T) {
+		// TestCHeaderMatchesProtocol does this in full; repeated here so that
+		// this one test proves all three agree.
+		cFields, cConsts := cLayout(t)
+		for _, d := range compareLayouts(docFields, cFields, "PROTOCOL.md", "framebus.h") {
+			t.Error(d)
+		}
+		for name, want := range docConsts {
+			if got, ok := cConsts[name]; !ok || got != want {
+				t.Errorf("constant %s: PROTOCOL.md says %d, framebus.h says %d (present: %v)", name, want, got, ok)
+			}
+		}
+	})
 }

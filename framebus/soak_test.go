@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/framebus/framebus/framebus"
 )
 
 // procRSSAndFDs returns a process's resident set (VmRSS, bytes), the part
@@ -65,11 +67,11 @@ func TestSoak(t *testing.T) {
 		hold = 50 * time.Millisecond
 	)
 	frames := int(dur.Seconds() * fps)
-	dir, name := fbprocBusDir(t), fbprocBusName(t)
+	dir, name := framebus.ShmDir(t), busName(t)
 	limit := (dur + 5*time.Minute).String()
-	var cons []*fbprocProc
+	var cons []*child
 	for i := 0; i < 4; i++ {
-		args := fbprocArgs(dir, name, "-timeout", limit, "-memstats", "30s")
+		args := busArgs(dir, name, "-timeout", limit, "-memstats", "30s")
 		label := fmt.Sprintf("fast%d", i)
 		if i == 3 {
 			args = append(args, "-hold", hold.String())
@@ -77,9 +79,9 @@ func TestSoak(t *testing.T) {
 		} else {
 			args = append(args, "-log-drops") // a line per gap: none, or a few (the slow one has one per frame)
 		}
-		cons = append(cons, startFbproc(t, label, fbprocOpts{}, "consumer", args...))
+		cons = append(cons, startChild(t, label, childOpts{}, "consumer", args...))
 	}
-	prod := startFbproc(t, "producer", fbprocOpts{}, "producer", fbprocArgs(dir, name, append(slices.Clone(chaos1080p),
+	prod := startChild(t, "producer", childOpts{}, "producer", busArgs(dir, name, append(slices.Clone(chaos1080p),
 		"-frames", strconv.Itoa(frames), "-interval", "16667us", "-wait-consumers", "4",
 		"-heartbeat", "100ms", "-memstats", "30s", "-catchup=false")...)...)
 	prod.waitEvent("ready", procStartTimeout)
@@ -88,7 +90,7 @@ func TestSoak(t *testing.T) {
 	for i, c := range cons {
 		joins[i] = c.waitEvent("joined", time.Second).u("last_seq")
 	}
-	procs := append([]*fbprocProc{prod}, cons...)
+	procs := append([]*child{prod}, cons...)
 	type sample struct {
 		at   time.Duration
 		rss  []int64
@@ -99,7 +101,7 @@ func TestSoak(t *testing.T) {
 	start := time.Now()
 	warm := max(dur/10, 10*time.Second)
 	for {
-		if _, ok := prod.tryWaitMatch(5*time.Second, func(e fbprocEvent) bool { return e.Kind == "done" }); ok {
+		if _, ok := prod.tryWaitMatch(5*time.Second, func(e event) bool { return e.Kind == "done" }); ok {
 			break
 		}
 		if time.Since(start) > dur+2*time.Minute {
@@ -192,7 +194,7 @@ func TestSoak(t *testing.T) {
 				lags = append(lags, w-cm)
 			}
 			t.Errorf("%s: dropped %d frames in %d gaps, want 0 (a fast consumer); wake-up lag of the frame after a gap: median %s, worst %s",
-				c.label, drop, len(lags), procMS(chaosPercentile(lags, 0.5)), procMS(slices.Max(append(lags, 0))))
+				c.label, drop, len(lags), procMS(percentile(lags, 0.5)), procMS(slices.Max(append(lags, 0))))
 		}
 	}
 }

@@ -51,7 +51,7 @@ func BenchmarkSpinLatency(b *testing.B) {
 
 func benchSpin(b *testing.B, orig *unix.CPUSet, cpus []int, samples, round int, spacing time.Duration) {
 
-	dir := benchShmDir(b)
+	dir := framebus.ShmDir(b)
 	p, err := framebus.Create("spin", framebus.ProducerOptions{
 		Format: framebus.Format{Width: 64, Height: 64, PixelFormat: framebus.FormatGrey}, Dir: dir})
 	if err != nil {
@@ -158,9 +158,9 @@ func benchSpin(b *testing.B, orig *unix.CPUSet, cpus []int, samples, round int, 
 	st := c.Stats()
 	slices.Sort(spinLat)
 	slices.Sort(lineLat)
-	s50, l50 := percentile(spinLat, 0.5), percentile(lineLat, 0.5)
+	s50, l50 := float64(percentile(spinLat, 0.5)), float64(percentile(lineLat, 0.5))
 	b.ReportMetric(s50/1e3, "spin-p50-us")
-	b.ReportMetric(percentile(spinLat, 0.9)/1e3, "spin-p90-us")
+	b.ReportMetric(float64(percentile(spinLat, 0.9))/1e3, "spin-p90-us")
 	b.ReportMetric(l50/1e3, "line-p50-us")
 	b.ReportMetric(s50/l50, "p50-x-line")
 	b.ReportMetric(float64(st.SpinHits)/float64(max(st.SpinHits+st.SpinMisses, 1)), "hit-frac")

@@ -10,38 +10,6 @@ import (
 	"testing"
 )
 
-// validTestHeader is a valid header of a small segment (64x48 GREY, 2 slots,
-// 4 consumers); its file size is its total_size.
-func validTestHeader(t testing.TB) header {
-	t.Helper()
-	f, err := Format{Width: 64, Height: 48, PixelFormat: FormatGrey}.Complete()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return headerFor(f, 2, 4)
-}
-
-// headerFor builds the header newGeneration would write for f.
-func headerFor(f Format, slots, consumers uint32) header {
-	g := computeGeometry(slots, consumers, f.FrameSize)
-	return header{
-		Magic: Magic, ABIVersion: ABIVersion, HeaderSize: HeaderSize, State: StateReady,
-		TotalSize: g.total, Generation: 1, PayloadOffset: g.payloadOff, PayloadSize: g.payloadSize,
-		ProducerPID: 1, SlotCount: g.slotCount, SlotStride: g.slotStride, SlotCapacity: g.slotCapacity,
-		ConsumerCapacity: g.consumerCap, HeartbeatIntervalMS: DefaultHeartbeatMS,
-		Width: f.Width, Height: f.Height, PixelFormat: uint32(f.PixelFormat), PlaneCount: f.PlaneCount,
-		PlaneStride: f.PlaneStride, PlaneOffset: f.PlaneOffset, FPSNum: f.FPSNum, FPSDen: f.FPSDen,
-		SlotTableOffset: g.slotTableOff, ConsumerTableOffset: g.consumerTableOff,
-		SlotDescSize: SlotDescSize, ConsumerEntrySize: ConsumerEntrySize,
-	}
-}
-
-func encoded(h *header) []byte {
-	b := make([]byte, HeaderSize)
-	encodeHeader(b, h)
-	return b
-}
-
 // wantLayoutError checks that err is ErrCorrupt, a *LayoutError naming field
 // with value, and that the message names both.
 func wantLayoutError(t *testing.T, err error, field string, value uint64) {

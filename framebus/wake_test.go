@@ -111,18 +111,7 @@ func TestWakeMixed(t *testing.T) {
 // waitAsleep waits until n consumers are counted as sleeping on the bus
 // (entry waiters plus the shared wake_waiters), or ctx ends.
 func waitAsleep(ctx context.Context, p *Producer, n uint32) {
-	s := p.seg
-	for ctx.Err() == nil {
-		var sleeping uint32
-		for i := range s.entries {
-			sleeping += s.entries[i].waiters.Load()
-		}
-		if s.wakeWaiters != nil {
-			sleeping += s.wakeWaiters.Load()
-		}
-		if sleeping >= n {
-			return
-		}
+	for ctx.Err() == nil && sleepers(p) < n {
 		time.Sleep(20 * time.Microsecond)
 	}
 }
