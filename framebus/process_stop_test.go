@@ -226,9 +226,11 @@ func TestProcessStoppedProducer(t *testing.T) {
 	lat := stalled.NS - stopNS
 	t.Logf("consumer reported stalled %s after the producer was stopped (heartbeat %v)", procMS(lat), hb)
 	// Stale means older than 3 intervals; the consumer looks once per
-	// interval; 80 ms of scheduling slack for a loaded machine.
-	if bound := 4*hb + 80*time.Millisecond; lat > int64(bound) {
-		t.Errorf("stalled reported %s after the stop, want <= 4 heartbeat intervals + 80ms (%v)", procMS(lat), bound)
+	// interval; the rest is scheduling, which a loaded 2-vCPU machine
+	// stretched to 240 ms once (with 80 ms allowed): 500 ms allowed, still
+	// far below the 5 s that would mean the heartbeat was not looked at.
+	if bound := 4*hb + 500*time.Millisecond; lat > int64(bound) {
+		t.Errorf("stalled reported %s after the stop, want <= 4 heartbeat intervals + 500ms (%v)", procMS(lat), bound)
 	}
 	time.Sleep(300 * time.Millisecond) // 15 intervals: still one report for the episode
 	contNS := framebus.Now()

@@ -61,7 +61,11 @@ func TestSIGHUPEndsEveryCommandCleanly(t *testing.T) {
 		t.Errorf("left in the bus directory after SIGHUP: %q", left)
 	}
 	t2 := start(t, "tail", "hup", "--dir", dir, "--timeout", "10s")
-	time.Sleep(200 * time.Millisecond)
+	// Its handlers are in place once it says it waits (before that the Go
+	// runtime would die of the SIGHUP as any program does).
+	waitFor(t, 10*time.Second, "tail to wait for a producer", func() bool {
+		return strings.Contains(t2.stderr.String(), "waiting for producer")
+	})
 	t2.signal(t, syscall.SIGHUP)
 	if code := t2.wait(t, 15*time.Second); code != 0 {
 		t.Errorf("tail waiting for a producer, after SIGHUP: exit %d:\n%s", code, t2.stderr.String())
