@@ -45,12 +45,13 @@ const (
 	idBlockAddIDName  = 0x41A4
 	idBlockAddIDType  = 0x41E7
 
-	idTags      = 0x1254C367
-	idTag       = 0x7373
-	idTargets   = 0x63C0
-	idSimpleTag = 0x67C8
-	idTagName   = 0x45A3
-	idTagString = 0x4487
+	idTags        = 0x1254C367
+	idTag         = 0x7373
+	idTargets     = 0x63C0
+	idTagTrackUID = 0x63C5
+	idSimpleTag   = 0x67C8
+	idTagName     = 0x45A3
+	idTagString   = 0x4487
 
 	idCluster         = 0x1F43B675
 	idTimestamp       = 0xE7

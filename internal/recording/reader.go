@@ -22,13 +22,15 @@ type Reader struct {
 	br   *bufio.Reader
 	pos  int64 // offset of br's next byte
 
-	inSeg  bool
-	segEnd int64 // -1: unknown size (ends at the next EBML header or the file's end)
-	format framebus.Format
-	bus    string
-	have   bool // a FRAMEBUS_FORMAT in this segment
-	end    *End
-	frames uint64
+	inSeg   bool
+	segEnd  int64 // -1: unknown size (ends at the next EBML header or the file's end)
+	format  framebus.Format
+	bus     string
+	have    bool              // a FRAMEBUS_FORMAT in this segment
+	uids    map[uint64]uint64 // track UID -> track number
+	formats map[uint64]framebus.Format
+	end     *End
+	frames  uint64
 
 	// The frame Next returned, whose bytes ReadData reads.
 	left    int    // its bytes not read yet
@@ -122,6 +124,7 @@ func (r *Reader) Rewind() error {
 	}
 	r.br.Reset(r.f)
 	r.pos, r.inSeg, r.have, r.end, r.frames, r.left = 0, false, false, nil, 0, 0
+	r.formats, r.uids = nil, nil
 	return r.start()
 }
 
@@ -146,6 +149,10 @@ func (r *Reader) Next(fr *Frame) error {
 			r.inSeg, r.have = false, false
 		}
 		id, size, err := r.header()
+		if err == io.EOF && r.end != nil && r.end.Frames > r.frames {
+			// Marked whole, but frames are missing: a copy cut short.
+			return r.truncated(at)
+		}
 		if err != nil {
 			return err
 		}
@@ -189,7 +196,6 @@ func (r *Reader) cluster(at, end int64, fr *Frame) error {
 	r.pos += 4
 	r.want = le.Uint32(c[:])
 	r.crc = 0
-	fr.Format = r.format
 	got := false
 	for r.pos < end {
 		hdrAt := r.pos
@@ -219,12 +225,17 @@ func (r *Reader) cluster(at, end int64, fr *Frame) error {
 			}
 			r.pos += 4
 			r.crc = crc32.Update(r.crc, crc32.IEEETable, h[:])
-			if h[0]&0x80 == 0 || h[0]&0x7F == 0 {
+			if h[0]&0x80 == 0 {
 				return bad("a block with a track number of more than one byte")
+			}
+			f, ok := r.formats[uint64(h[0]&0x7F)]
+			if !ok {
+				return bad(fmt.Sprintf("a block of track %d, which has no FRAMEBUS_FORMAT", h[0]&0x7F))
 			}
 			if !got {
 				return bad("no framebus frame record (BlockAdditional) before the block")
 			}
+			r.format, fr.Format = f, f
 			fr.Size = int(size - 4)
 			if r.format.PixelFormat != framebus.FormatMJPEG && uint64(fr.Size) != r.format.FrameSize {
 				return bad(fmt.Sprintf("a frame of %d bytes, the format has %d", fr.Size, r.format.FrameSize))
@@ -295,6 +306,7 @@ func (r *Reader) element(at int64, id uint32, size int64) error {
 		return nil
 	case idSegment:
 		r.inSeg, r.have = true, false
+		r.formats, r.uids = map[uint64]framebus.Format{}, map[uint64]uint64{}
 		r.segEnd = -1
 		if size >= 0 {
 			r.segEnd = r.pos + size
@@ -306,6 +318,29 @@ func (r *Reader) element(at int64, id uint32, size int64) error {
 	}
 	if size < 0 {
 		return fmt.Errorf("%w: %s: element 0x%X of unknown size at offset %d", ErrCorrupt, r.path, id, at)
+	}
+	if id == idTracks {
+		p, err := r.readWhole(at, size)
+		if err != nil {
+			return err
+		}
+		walk(p, func(id uint32, data []byte) bool {
+			if id == idTrackEntry {
+				var num, uid uint64
+				walk(data, func(id uint32, v []byte) bool {
+					switch id {
+					case idTrackNumber:
+						num = beUint(v)
+					case idTrackUID:
+						uid = beUint(v)
+					}
+					return true
+				})
+				r.uids[uid] = num
+			}
+			return true
+		})
+		return nil
 	}
 	if id != idTags {
 		if r.pos+size > r.size {
@@ -331,6 +366,18 @@ func (r *Reader) tags(at int64, p []byte) error {
 		if id != idTag {
 			return true
 		}
+		var uid uint64
+		walk(data, func(id uint32, data []byte) bool {
+			if id == idTargets {
+				walk(data, func(id uint32, v []byte) bool {
+					if id == idTagTrackUID {
+						uid = beUint(v)
+					}
+					return true
+				})
+			}
+			return true
+		})
 		walk(data, func(id uint32, data []byte) bool {
 			if id != idSimpleTag {
 				return true
@@ -348,7 +395,17 @@ func (r *Reader) tags(at int64, p []byte) error {
 					err = fmt.Errorf("%w: %s: FRAMEBUS_FORMAT at offset %d: %v", ErrCorrupt, r.path, at, e)
 					return false
 				}
-				r.format, r.bus, r.have = f, t.Bus, true
+				num, ok := r.uids[uid]
+				if !ok {
+					err = fmt.Errorf("%w: %s: FRAMEBUS_FORMAT at offset %d for a track that is not there", ErrCorrupt, r.path, at)
+					return false
+				}
+				if !r.have {
+					r.format = f // the first format: until a frame says otherwise
+				}
+				r.formats[num], r.have = f, true
+			case "FRAMEBUS_BUS":
+				r.bus = value
 			case "FRAMEBUS_END":
 				var e End
 				if je := json.Unmarshal([]byte(value), &e); je != nil {

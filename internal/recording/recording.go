@@ -15,24 +15,27 @@
 // The layout (docs/RECORDING.md has it in full):
 //
 //	EBML header (DocType matroska)
-//	Segment (unknown size)
+//	Segment (written with an unknown size; the size is filled in at the end)
+//	  a header region of 64 KiB, rewritten in place when a format is added and at the end:
 //	  Info      TimestampScale 1000 (µs), MuxingApp, WritingApp, Title
-//	  Tracks    one video track: V_UNCOMPRESSED (ColourSpace = fourcc) or V_MJPEG,
-//	            its size, DefaultDuration from the bus's rate, and a
-//	            BlockAdditionMapping for the per-frame record (ID 2, type 'FBUS')
-//	  Tags      FRAMEBUS_FORMAT: the bus format (JSON: size, fourcc, planes, rate, generation, bus)
+//	  Tracks    one video track per format: V_UNCOMPRESSED (ColourSpace = the
+//	            fourcc ffmpeg knows) or V_MJPEG, its size, DefaultDuration from the
+//	            bus's rate, a BlockAdditionMapping for the frame record (ID 2, 'FBUS')
+//	  Tags      FRAMEBUS_BUS; FRAMEBUS_END once the recording ended cleanly (JSON:
+//	            frames, drops, why); per track FRAMEBUS_FORMAT (JSON: the whole bus
+//	            format, generation, when it began)
+//	  Void      the rest of the region
 //	  Cluster   one per frame: CRC-32 (of the cluster's content), Timestamp (µs since
 //	            the first frame's capture), BlockGroup { BlockAdditions { BlockMore
 //	            { BlockAddID 2, BlockAdditional: the 64-byte frame record + user
-//	            metadata } }, Block: the frame's bytes }
+//	            metadata } }, Block: the frame's track and bytes }
 //	  ...
-//	  Tags      FRAMEBUS_END (JSON: frames, drops, why it ended); absent when the
-//	            recording was interrupted
-//	[EBML header, Segment, ...]  again for each change of the frame format
 //
-// A file cut short (a killed recorder) still reads up to its last whole
-// cluster, by ffmpeg and by Reader; a recording that hits a full disk is
-// truncated to its last whole frame by the Writer.
+// A format change adds a track, so one file holds every format and tools
+// see one video stream per format. A file cut short (a killed recorder)
+// still reads up to its last whole cluster, by ffmpeg and by Reader; a
+// recording that hits a full disk is cut back to its last whole frame by
+// the Writer.
 package recording
 
 import (
@@ -118,22 +121,23 @@ func decodeRecord(p []byte, fr *Frame) error {
 // formatTag is FRAMEBUS_FORMAT: the recording's format, for Reader and for
 // people (ffprobe -show_format prints it).
 type formatTag struct {
-	Version     int       `json:"version"`
-	Bus         string    `json:"bus"`
-	Generation  uint64    `json:"generation"`
-	Width       uint32    `json:"width"`
-	Height      uint32    `json:"height"`
-	PixelFormat string    `json:"pixel_format"` // the fourcc's characters
-	FourCC      uint32    `json:"fourcc"`
-	PlaneCount  uint32    `json:"plane_count"`
-	PlaneStride [4]uint32 `json:"plane_stride"`
-	PlaneOffset [4]uint32 `json:"plane_offset"`
-	FrameSize   uint64    `json:"frame_size"`
-	FPSNum      uint32    `json:"fps_num"`
-	FPSDen      uint32    `json:"fps_den"`
-	StartedUnix int64     `json:"started_unix_ns"` // wall clock when the segment began
-	StartedMono int64     `json:"started_mono_ns"` // framebus.Now then
-	FirstCapt   int64     `json:"first_capture_ns"`
+	Version      int       `json:"version"`
+	Bus          string    `json:"bus"`
+	Generation   uint64    `json:"generation"` // of the first frame in this format
+	Track        uint64    `json:"track"`
+	Width        uint32    `json:"width"`
+	Height       uint32    `json:"height"`
+	PixelFormat  string    `json:"pixel_format"` // the fourcc's characters
+	FourCC       uint32    `json:"fourcc"`
+	PlaneCount   uint32    `json:"plane_count"`
+	PlaneStride  [4]uint32 `json:"plane_stride"`
+	PlaneOffset  [4]uint32 `json:"plane_offset"`
+	FrameSize    uint64    `json:"frame_size"`
+	FPSNum       uint32    `json:"fps_num"`
+	FPSDen       uint32    `json:"fps_den"`
+	StartedUnix  int64     `json:"started_unix_ns"`  // wall clock at the first frame of this format
+	StartedMono  int64     `json:"started_mono_ns"`  // framebus.Now then
+	FirstCapture int64     `json:"first_capture_ns"` // the first frame's capture time
 }
 
 func (t formatTag) format() (framebus.Format, error) {
@@ -157,7 +161,8 @@ type End struct {
 	Why         string `json:"why"` // "end of stream", "--duration reached", "interrupted", ...
 	FirstSeq    uint64 `json:"first_seq"`
 	LastSeq     uint64 `json:"last_seq"`
-	Segments    int    `json:"segments"`
+	Formats     int    `json:"formats"`  // formats recorded: a track each
+	Segments    int    `json:"segments"` // Matroska segments (more than one only after very many format changes)
 }
 
 func mustJSON(v any) string {
