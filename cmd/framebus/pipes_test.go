@@ -107,6 +107,10 @@ func pipe(t *testing.T, a, b *tool) {
 var catEnded = regexp.MustCompile(`cat ended .*dropped=(\d+) frames=(\d+)`)
 var closedFrames = regexp.MustCompile(`closed the bus .*frames=(\d+)`)
 
+// closedSeq is the last sequence number a capture published: its frames in
+// all generations.
+var closedSeq = regexp.MustCompile(`closed the bus .*last_seq=(\d+)`)
+
 // catCounts is what cat's last log line says it wrote and dropped.
 func catCounts(t *testing.T, stderr string) (frames, dropped int) {
 	t.Helper()
@@ -132,7 +136,7 @@ type probed struct {
 func ffprobe(t *testing.T, path string) probed {
 	t.Helper()
 	out, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
-		"-show_entries", "stream=codec_name,width,height,pix_fmt,r_frame_rate,nb_read_frames", "-of", "json", path).CombinedOutput()
+		"-show_entries", "stream=codec_name,width,height,pix_fmt,r_frame_rate,nb_read_frames", "-of", "json", path).Output()
 	if err != nil {
 		t.Fatalf("ffprobe %s: %v\n%s", path, err, out)
 	}
