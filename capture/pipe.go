@@ -54,7 +54,7 @@ type Pipe struct {
 	f    framebus.Format
 	size int
 	y4m  bool
-	pump *pump
+	pump *framePump
 	pace pacer
 	now  func() int64
 	err  error // the end, once seen

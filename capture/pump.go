@@ -8,14 +8,14 @@ import (
 	"github.com/framebus/framebus/framebus"
 )
 
-// pump reads whole frames in a goroutine of its own into buffers of its own,
+// framePump reads whole frames in a goroutine of its own into buffers of its own,
 // for the sources that read a stream (a pipe, a child process's output): a
 // read of a pipe cannot be interrupted, so Read must be able to give up when
 // its context ends while the read goes on, and the frame must reach the slot
 // through Go code (a copy) rather than a read that may block for ever with
 // the slot held. Two buffers: one being filled while Read copies the other.
 // It allocates nothing per frame.
-type pump struct {
+type framePump struct {
 	free chan []byte
 	full chan pumped
 	quit chan struct{}
@@ -38,8 +38,8 @@ type pumped struct {
 type readFunc func(buf []byte) (pumped, error)
 
 // startPump starts reading frames of size bytes with read.
-func startPump(size int, read readFunc, now func() int64) *pump {
-	p := &pump{free: make(chan []byte, 2), full: make(chan pumped, 2), quit: make(chan struct{}), done: make(chan struct{})}
+func startPump(size int, read readFunc, now func() int64) *framePump {
+	p := &framePump{free: make(chan []byte, 2), full: make(chan pumped, 2), quit: make(chan struct{}), done: make(chan struct{})}
 	for range 2 {
 		p.free <- make([]byte, size)
 	}
@@ -72,7 +72,7 @@ func startPump(size int, read readFunc, now func() int64) *pump {
 
 // next waits for the next frame (or the end) or for ctx to end. The caller
 // gives the buffer back with release (after ErrFormatChanged too).
-func (p *pump) next(ctx context.Context) (pumped, error) {
+func (p *framePump) next(ctx context.Context) (pumped, error) {
 	select {
 	case f := <-p.full:
 		return f, nil
@@ -81,7 +81,7 @@ func (p *pump) next(ctx context.Context) (pumped, error) {
 	}
 }
 
-func (p *pump) release(buf []byte) {
+func (p *framePump) release(buf []byte) {
 	select {
 	case p.free <- buf:
 	default:
@@ -90,6 +90,6 @@ func (p *pump) release(buf []byte) {
 
 // stop ends the goroutine once its read returns (a read blocked on a pipe
 // whose writer never writes again stays blocked: the process ends with it).
-func (p *pump) stop() {
+func (p *framePump) stop() {
 	p.once.Do(func() { close(p.quit) })
 }

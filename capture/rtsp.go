@@ -33,7 +33,7 @@ func init() {
 // RTSP is the source of an RTSP camera, rtsp://[USER:PASS@]HOST[:PORT]/PATH
 // (the spec is the URL itself; rtsp:rtsp://... works too). The stream is
 // decoded by an ffmpeg child process that writes raw frames of the bus's
-// size and pixel format to a pipe, which a goroutine reads (see pump).
+// size and pixel format to a pipe, which a goroutine reads (see framePump).
 //
 // Why a child process rather than OpenCV's FFmpeg backend in-process: a
 // read from a stalled camera blocks inside C, where nothing can interrupt
@@ -66,7 +66,7 @@ type RTSP struct {
 	size      int
 	fixedSize bool // the Config asked for a size: ffmpeg scales to it
 	fps       uint32
-	pump      *pump
+	pump      *framePump
 
 	// Owned by the pump goroutine.
 	rf      framebus.Format
