@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/metrics"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -123,6 +124,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /frame.jpg", s.frame)
 	mux.HandleFunc("GET /stats", s.stats)
 	mux.HandleFunc("GET /viewer.json", s.viewer)
+	mux.Handle("GET /metrics", metrics.Handler(s.Dir)) // every bus of the directory, for Prometheus
 	return mux
 }
 

@@ -33,7 +33,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:     "framebus",
 		Summary:  "shared-memory transport for live video frames between processes",
-		Commands: []*cli.Command{captureCmd, tailCmd, catCmd, statCmd, lsCmd, rmCmd, gcCmd, dumpCmd, benchCmd, viewCmd, analyzeCmd, recordCmd},
+		Commands: []*cli.Command{captureCmd, tailCmd, catCmd, statCmd, metricsCmd, lsCmd, rmCmd, gcCmd, dumpCmd, benchCmd, viewCmd, analyzeCmd, recordCmd},
 		Global:   logOpts.Register,
 		Before: func() error {
 			l, err := logOpts.Logger(os.Stderr)
