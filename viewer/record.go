@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -148,20 +149,64 @@ func endWhy(ctx context.Context, eos bool) string {
 	return "stopped"
 }
 
+// Lossless recording queues frames for a writer goroutine, so that a disk
+// that stalls for a moment (writeback) costs no frame: at most queueBytes of
+// frames (2 to maxQueue of them) wait for it; when the queue is full the
+// newest frame is dropped, and counted, as a slow consumer drops them.
+const (
+	queueBytes = 64 << 20
+	maxQueue   = 16
+)
+
+// queued is a frame copied out of the bus, waiting for the disk.
+type queued struct {
+	rf   recording.Frame
+	buf  []byte
+	meta [framebus.UserMetaMax]byte
+}
+
 // recordLossless writes every frame as it is, with its record, to tmp.
 func recordLossless(ctx context.Context, name string, o RecordOptions, tmp string, sum *RecordSummary, log *zerolog.Logger) error {
-	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Copy: true, Spin: o.Spin, Logf: cli.Logf(log, zerolog.WarnLevel)})
+	// Zero-copy: the copy into the queue is the frame's one copy, made in
+	// Go (framebus.Guard) and checked (Keep) before it is queued.
+	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Spin: o.Spin, Logf: cli.Logf(log, zerolog.WarnLevel)})
 	defer in.Close()
-	var f *os.File
-	var w *recording.Writer
-	defer func() {
-		if f != nil {
-			f.Close()
+	var (
+		f       *os.File
+		w       *recording.Writer
+		q, free chan *queued
+		wdone   chan struct{}
+		werr    error // the writer's, read after wdone or through failed
+		failed  atomic.Bool
+		skipped uint64 // frames dropped here since the last one queued
+		first   = true
+	)
+	writer := func() {
+		defer close(wdone)
+		last, lastFrames, lastBytes := time.Now(), uint64(0), int64(0)
+		for j := range q {
+			if werr == nil {
+				if werr = w.WriteFrame(&j.rf); werr != nil {
+					failed.Store(true)
+				} else {
+					sum.Frames++
+					sum.Dropped += j.rf.Dropped
+				}
+			}
+			free <- j
+			if now := time.Now(); now.Sub(last) >= recordProgress {
+				d := now.Sub(last).Seconds()
+				log.Info().Uint64("frames", sum.Frames).Uint64("dropped", sum.Dropped).Str("size", cli.Bytes(uint64(w.Size()))).
+					Str("fps", fmt.Sprintf("%.1f", float64(sum.Frames-lastFrames)/d)).
+					Str("rate", cli.Bytes(uint64(float64(w.Size()-lastBytes)/d))+"/s").Int("queued", len(q)).Msg("recording")
+				last, lastFrames, lastBytes = now, sum.Frames, w.Size()
+			}
 		}
-	}()
-	var rf recording.Frame
-	last, lastFrames, lastBytes := time.Now(), uint64(0), int64(0)
+	}
 	end, err := in.Run(ctx, func(fr *framebus.Frame) error {
+		if failed.Load() {
+			return feed.ErrStop // the writer's error is the recording's
+		}
 		if w == nil {
 			var err error
 			if f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666); err != nil {
@@ -173,38 +218,62 @@ func recordLossless(ctx context.Context, name string, o RecordOptions, tmp strin
 			if fr.Format.FPSNum != 0 {
 				sum.FPS = float64(fr.Format.FPSNum) / float64(fr.Format.FPSDen)
 			}
+			depth := min(max(queueBytes/max(int(fr.Format.FrameSize), 1), 2), maxQueue)
+			q, free, wdone = make(chan *queued, depth), make(chan *queued, depth), make(chan struct{})
+			for range depth {
+				free <- &queued{}
+			}
+			go writer()
 		}
-		if sum.Frames == 0 || fr.GenerationChanged {
+		if first || fr.GenerationChanged {
 			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).
 				Str("out", o.Out).Str("writing", tmp).Msg("recording losslessly")
 		}
-		rf = recording.Frame{Format: fr.Format, Seq: fr.Seq, CaptureNS: fr.CaptureNS, CommitNS: fr.CommitNS, ReadNS: fr.WakeNS,
-			Generation: fr.Generation, NewGeneration: fr.GenerationChanged, Dropped: fr.Dropped, TornRetries: fr.TornRetries,
-			UserMeta: fr.UserMeta, Data: fr.Data}
-		if sum.Frames == 0 {
-			rf.Dropped = 0 // frames before the recorder joined are not the recording's
+		var j *queued
+		select {
+		case j = <-free:
+		default: // the disk is behind by a whole queue: this frame is lost
+			skipped += 1 + fr.Dropped
+			return nil
 		}
-		if err := w.WriteFrame(&rf); err != nil {
-			return err
+		if cap(j.buf) < len(fr.Data) {
+			j.buf = make([]byte, len(fr.Data)) // the first frame, or larger frames of a new generation
 		}
-		sum.Frames++
-		sum.Dropped += rf.Dropped
-		if now := time.Now(); now.Sub(last) >= recordProgress {
-			d := now.Sub(last).Seconds()
-			log.Info().Uint64("frames", sum.Frames).Uint64("dropped", sum.Dropped).Str("size", cli.Bytes(uint64(w.Size()))).
-				Str("fps", fmt.Sprintf("%.1f", float64(sum.Frames-lastFrames)/d)).
-				Str("rate", cli.Bytes(uint64(float64(w.Size()-lastBytes)/d))+"/s").Msg("recording")
-			last, lastFrames, lastBytes = now, sum.Frames, w.Size()
+		j.buf = j.buf[:len(fr.Data)]
+		gerr := framebus.Guard(func() { copy(j.buf, fr.Data) })
+		if !in.Keep(fr) { // overwritten while copied: the feed counts it in the next frame's drops
+			free <- j
+			return nil
 		}
+		if gerr != nil {
+			free <- j
+			skipped += 1 + fr.Dropped
+			return nil
+		}
+		n := copy(j.meta[:], fr.UserMeta)
+		j.rf = recording.Frame{Format: fr.Format, Seq: fr.Seq, CaptureNS: fr.CaptureNS, CommitNS: fr.CommitNS, ReadNS: fr.WakeNS,
+			Generation: fr.Generation, NewGeneration: fr.GenerationChanged, Dropped: fr.Dropped + skipped, TornRetries: fr.TornRetries,
+			UserMeta: j.meta[:n], Data: j.buf}
+		if first {
+			j.rf.Dropped = 0 // frames before the recorder joined are not the recording's
+		}
+		first, skipped = false, 0
+		q <- j // never blocks: a free buffer means room in the queue
 		return nil
 	})
 	sum.StreamClosed = end.EndOfStream
 	if w == nil {
 		return err
 	}
+	close(q)
+	<-wdone // every queued frame written (or the writer's error)
+	if werr != nil {
+		err = werr
+	}
 	if err == nil {
-		sum.Dropped += end.Dropped
-		err = w.Close(recording.End{EndOfStream: end.EndOfStream, Dropped: end.Dropped, Why: endWhy(ctx, end.EndOfStream)})
+		dropped := end.Dropped + skipped
+		sum.Dropped += dropped
+		err = w.Close(recording.End{EndOfStream: end.EndOfStream, Dropped: dropped, Why: endWhy(ctx, end.EndOfStream)})
 	}
 	sum.Formats = w.Formats()
 	if cerr := f.Close(); cerr != nil && err == nil {
