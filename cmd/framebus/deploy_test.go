@@ -299,3 +299,51 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// A producer in a PID namespace of its own (as in another container) and a
+// consumer outside it: frames flow, stat sees the producer alive through its
+// lock (its pid means nothing here), and its death is seen the same way.
+func TestBusAcrossPIDNamespaces(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a new PID namespace (unshare --pid)")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("needs unshare (util-linux)")
+	}
+	dir := t.TempDir()
+	ns := exec.Command("unshare", "--pid", "--fork", "--kill-child", bin, "capture", "--name", "ns", "--size", "64x48", "--fps", "50", "--dir", dir)
+	var se syncBuffer
+	ns.Stderr = &se
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { ns.Wait(); close(done) }()
+	t.Cleanup(func() {
+		ns.Process.Kill()
+		<-done
+	})
+	waitFor(t, 10*time.Second, "the bus", func() bool {
+		select {
+		case <-done:
+			t.Skipf("cannot make a PID namespace here: %s", se.String())
+		default:
+		}
+		return exists(segment(dir, "ns"))
+	})
+	if !strings.Contains(se.String(), "pid=1 ") {
+		t.Errorf("the producer is not pid 1 of its namespace:\n%s", se.String())
+	}
+	tail := start(t, "tail", "ns", "--dir", dir, "--timeout", "2s")
+	waitFor(t, 10*time.Second, "frames across the namespaces", func() bool { return strings.Count(tail.stdout.String(), "\n") >= 10 })
+	st := statBus(t, dir, "ns")
+	if !st.ProducerAlive {
+		t.Errorf("stat from outside the namespace: producer not alive")
+	}
+	ns.Process.Signal(syscall.SIGKILL) // unshare --kill-child: the producer dies with it
+	<-done
+	waitFor(t, 10*time.Second, "the producer seen gone", func() bool { return !statBus(t, dir, "ns").ProducerAlive })
+	if code := tail.wait(t, 15*time.Second); code != 1 || !strings.Contains(tail.stderr.String(), "gone") {
+		t.Errorf("tail after the producer died in its namespace: exit %d\n%s", code, tail.stderr.String())
+	}
+}
