@@ -28,6 +28,9 @@
 //	screen            the X11 screen through mediadevices (cgo, -tags framebus_media)
 //	camera[:/dev/videoN]  V4L2 through mediadevices (cgo, -tags framebus_media)
 //	file:PATH         a video file through gocv, looping (cgo, -tags framebus_opencv)
+//	stdin, fd:N       raw frames or a YUV4MPEG2 stream from a pipe (pure Go)
+//	rtsp://HOST/PATH  an RTSP camera through an ffmpeg child process (pure Go; ffmpeg at run time)
+//	replay:FILE       a lossless recording (internal/recording), at its pace (pure Go)
 //
 // make build has them all. In a build without a tag the source's name is
 // still known, and asking for it gives a NotInBuildError that names what the
