@@ -33,8 +33,12 @@ func init() {
 // original's. A replay that falls more than a frame behind (a slow machine)
 // goes on from now instead of publishing a burst. A Config rate other than
 // the default paces it at that rate instead; rate 0 publishes as fast as
-// possible. Loop starts it again at its end. The frames' bytes go from the
-// file straight into the slot (a read into the slot's memory); a frame that
+// possible. Loop starts it again at its end. A frame's bytes are read into a
+// buffer of the source's own before it is due (so that the disk's latency
+// does not delay it) and copied into the slot in Go when it is (a read(2)
+// straight into a slot whose file was truncated from outside would fail
+// with EFAULT, which would look like a broken recording; a copy faults
+// where the producer's guard turns it into a new generation). A frame that
 // fails its CRC-32 ends the replay with an error.
 //
 // The bus numbers the frames itself, so the recorded sequence numbers (and
@@ -52,7 +56,9 @@ type Replay struct {
 	pace     pacer // at a fixed rate (not original)
 
 	fr      recording.Frame
-	pending bool // fr was read (Next) but not yet published
+	pending bool   // fr was read (Next) but not yet published
+	buf     []byte // its bytes, once read
+	read    bool   // buf holds them
 
 	base      int64 // replay time of commit time 0: due = base + CommitNS
 	lastDue   int64
@@ -110,13 +116,21 @@ func (s *Replay) Read(ctx context.Context, dst []byte) (int, int64, error) {
 	if len(dst) < s.fr.Size {
 		return 0, 0, fmt.Errorf("capture: replay: %w: buffer of %d bytes for a frame of %d", io.ErrShortBuffer, len(dst), s.fr.Size)
 	}
+	if !s.read {
+		if cap(s.buf) < s.fr.Size {
+			s.buf = make([]byte, s.f.FrameSize) // at the first frame of each larger format only
+		}
+		s.buf = s.buf[:s.fr.Size]
+		if err := s.r.ReadData(s.buf); err != nil {
+			return 0, 0, fmt.Errorf("replay: %w", err)
+		}
+		s.read = true
+	}
 	if err := s.wait(ctx); err != nil {
-		return 0, 0, err
+		return 0, 0, err // the frame stays read and pending
 	}
-	s.pending = false
-	if err := s.r.ReadData(dst); err != nil {
-		return 0, 0, err
-	}
+	s.pending, s.read = false, false
+	copy(dst, s.buf)
 	s.published++
 	now := s.now()
 	// As long before its publication as it was captured before its commit.
