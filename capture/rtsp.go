@@ -89,6 +89,7 @@ var (
 	rtspProbeTimeout = 20 * time.Second       // ffprobe at the start and at a reconnection
 	rtspIOTimeout    = 5 * time.Second        // ffmpeg's socket timeout (-timeout)
 	rtspStallAfter   = 5 * time.Second        // no frame for this long: the child is killed
+	rtspStartGrace   = 10 * time.Second       // more for a child's first frame (it connects, probes, waits for a key frame)
 	rtspRetryMin     = 250 * time.Millisecond // first pause before reconnecting
 	rtspRetryMax     = 2 * time.Second
 )
@@ -264,7 +265,11 @@ func (s *RTSP) read(buf []byte) (pumped, error) {
 		if len(buf) < s.size0() {
 			buf = make([]byte, s.size0()) // the camera came back with larger frames
 		}
-		s.stall.Reset(rtspStallAfter)
+		if s.frames == 0 {
+			s.stall.Reset(rtspStallAfter + rtspStartGrace)
+		} else {
+			s.stall.Reset(rtspStallAfter)
+		}
 		_, err := io.ReadFull(s.out, buf[:s.size0()])
 		s.stall.Stop()
 		if err == nil {
@@ -336,7 +341,7 @@ func (s *RTSP) start() error {
 	}
 	cmd := exec.Command(s.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error",
 		"-rtsp_transport", "tcp", "-timeout", strconv.FormatInt(rtspIOTimeout.Microseconds(), 10),
-		"-fflags", "nobuffer", "-flags", "low_delay", "-i", s.url,
+		"-fflags", "nobuffer", "-flags", "low_delay", "-analyzeduration", "1000000", "-i", s.url,
 		"-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-pix_fmt", ffmpegPixFmt[s.rf.PixelFormat], "-f", "rawvideo", "pipe:1")
 	s.stderr = &tailBuffer{max: 4096}
 	cmd.Stderr = s.stderr
@@ -372,6 +377,8 @@ func (s *RTSP) stop() string {
 	s.child, s.out = nil, nil
 	why := s.stderr.lastLine(s.url, s.shown, "")
 	switch {
+	case s.stderr.stalled && s.frames == 0:
+		return fmt.Sprintf("no first frame within %v", rtspStallAfter+rtspStartGrace)
 	case s.stderr.stalled:
 		return fmt.Sprintf("no frame for %v", rtspStallAfter)
 	case why != "":
