@@ -51,6 +51,7 @@ var ErrBadStream = errors.New("bad input stream")
 // the writer is silent, and the frame reaches the slot by a copy in Go.
 type Pipe struct {
 	name string
+	file *os.File // the descriptor's one *os.File, referenced for the source's life
 	f    framebus.Format
 	size int
 	y4m  bool
@@ -67,9 +68,12 @@ func openPipe(name string, fd int, cfg Config) (*Pipe, error) {
 	case 1, 2:
 		return bad(fmt.Errorf("descriptor %d is the command's %s, not an input", fd, map[int]string{1: "stdout", 2: "stderr"}[fd]))
 	}
-	file := os.NewFile(uintptr(fd), name)
-	if fd == 0 {
-		file = os.Stdin
+	// One *os.File per descriptor, kept by the source: a second one for
+	// fd 0 beside os.Stdin, dropped, would close stdin when the garbage
+	// collector finalizes it (a 1080p stream failed after its first 64 KiB).
+	file := os.Stdin
+	if fd != 0 {
+		file = os.NewFile(uintptr(fd), name)
 	}
 	if _, err := file.Stat(); err != nil {
 		return bad(fmt.Errorf("descriptor %d is not open (give it to the command, e.g. framebus capture --source fd:%d ... %d< FILE)", fd, fd, fd))
@@ -103,7 +107,7 @@ func openPipe(name string, fd int, cfg Config) (*Pipe, error) {
 		}
 		return bad(fmt.Errorf("%s: %v", name, pk.err))
 	}
-	s := &Pipe{name: name, now: framebus.Now}
+	s := &Pipe{name: name, file: file, now: framebus.Now}
 	var f framebus.Format
 	if string(pk.b) == y4m.Magic+" " {
 		h, err := y4m.ReadHeader(br)

@@ -413,3 +413,21 @@ func TestCatReaderGoesAway(t *testing.T) {
 		t.Errorf("exit %d:\n%s", code, cat.stderr.String())
 	}
 }
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// Large frames through stdin: 1080p RGBA, whose buffers make the garbage
+// collector run (it once finalized a second *os.File of fd 0 and closed
+// stdin after the first 64 KiB).
+func TestCaptureStdinLargeFrames(t *testing.T) {
+	dir := t.TempDir()
+	const frame = 1920 * 1080 * 4
+	capt := newTool(bin, "capture", "--name", "big", "--source", "stdin", "--size", "1920x1080", "--fps", "0", "--dir", dir)
+	capt.cmd.Stdin = io.LimitReader(zeros{}, 20*frame)
+	capt.start(t).wait(t, 60*time.Second)
+	if m := closedSeq.FindStringSubmatch(capt.stderr.String()); m == nil || m[1] != "20" {
+		t.Errorf("20 frames of 1080p RGBA on stdin:\n%s", capt.stderr.String())
+	}
+}
