@@ -73,3 +73,34 @@ framebus_producer_up{bus="cam"} 1
 	}
 	t.Error("no framebus_consumer_lag_frames")
 }
+
+// BenchmarkScrape is the cost of one scrape of a directory with 8 buses of
+// 2 consumers each: it is paid by the exporter, at scrape time only.
+func BenchmarkScrape(b *testing.B) {
+	dir := b.TempDir()
+	f, _ := framebus.Format{Width: 64, Height: 48}.Complete()
+	for i := range 8 {
+		name := "cam" + string(rune('0'+i))
+		p, err := framebus.Create(name, framebus.ProducerOptions{Format: f, Dir: dir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		for range 2 {
+			c, err := framebus.Open(name, framebus.ConsumerOptions{Dir: dir})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(Collector{Dir: dir})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := reg.Gather(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/8/1e3, "us/bus")
+}
