@@ -39,7 +39,8 @@ type Reader struct {
 	dataAt  int64  // where its bytes start
 	seq     uint64
 	scratch []byte
-	rec     []byte // the frame record (Frame.UserMeta aliases it)
+	rec     []byte  // the frame record (Frame.UserMeta aliases it)
+	small   [4]byte // a CRC-32 or a block header (a local array would escape to the heap through io.ReadFull)
 }
 
 // maxMeta bounds the elements read whole (Info, Tracks, Tags, a frame's
@@ -189,12 +190,12 @@ func (r *Reader) cluster(at, end int64, fr *Frame) error {
 	if id != idCRC32 || size != 4 {
 		return bad("no CRC-32 element first")
 	}
-	var c [4]byte
-	if _, err := io.ReadFull(r.br, c[:]); err != nil {
+	c := r.small[:]
+	if _, err := io.ReadFull(r.br, c); err != nil {
 		return r.truncated(at)
 	}
 	r.pos += 4
-	r.want = le.Uint32(c[:])
+	r.want = le.Uint32(c)
 	r.crc = 0
 	got := false
 	for r.pos < end {
@@ -219,12 +220,12 @@ func (r *Reader) cluster(at, end int64, fr *Frame) error {
 			if r.pos+size != end {
 				return bad("the block is not the cluster's last element")
 			}
-			var h [4]byte
-			if _, err := io.ReadFull(r.br, h[:]); err != nil {
+			h := r.small[:]
+			if _, err := io.ReadFull(r.br, h); err != nil {
 				return r.truncated(at)
 			}
 			r.pos += 4
-			r.crc = crc32.Update(r.crc, crc32.IEEETable, h[:])
+			r.crc = crc32.Update(r.crc, crc32.IEEETable, h)
 			if h[0]&0x80 == 0 {
 				return bad("a block with a track number of more than one byte")
 			}

@@ -339,3 +339,47 @@ func TestFFprobeReadsIt(t *testing.T) {
 		}
 	}
 }
+
+// Writing and reading a frame allocate nothing.
+func TestNoAllocationPerFrame(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rec.mkv")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := NewWriter(f, "cam0", "test")
+	frames := testFrames(t)[:10]
+	w.WriteFrame(&frames[0])
+	i := 0
+	if a := testing.AllocsPerRun(200, func() {
+		i++
+		fr := frames[i%10]
+		fr.Seq, fr.CaptureNS = uint64(1000+i), int64(2e9+i*1e6)
+		if err := w.WriteFrame(&fr); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("WriteFrame: %v allocations per frame", a)
+	}
+	w.Close(End{})
+	r, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	buf := make([]byte, frames[0].Format.FrameSize)
+	var fr Frame
+	r.Next(&fr)
+	r.ReadData(buf)
+	if a := testing.AllocsPerRun(150, func() {
+		if err := r.Next(&fr); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.ReadData(buf[:fr.Size]); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("Next and ReadData: %v allocations per frame", a)
+	}
+}
