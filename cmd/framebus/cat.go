@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -116,7 +117,11 @@ func (o *catOpts) run(ctx context.Context, args []string) error {
 				fps = 30
 				log.Warn().Str("bus", name).Msg("the bus does not say its rate: the y4m header says 30 fps (--fps sets another)")
 			}
-			hdr.FPSNum, hdr.FPSDen = uint32(fps*1000+0.5), 1000
+			if fps == math.Trunc(fps) {
+				hdr.FPSNum, hdr.FPSDen = uint32(fps), 1
+			} else {
+				hdr.FPSNum, hdr.FPSDen = uint32(fps*1000+0.5), 1000
+			}
 		}
 	}
 	o.hint(name, f, hdr)
