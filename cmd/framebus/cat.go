@@ -86,6 +86,9 @@ func (o *catOpts) run(ctx context.Context, args []string) error {
 	if o.duration < 0 || o.timeout < 0 || o.fps < 0 {
 		return cli.Usagef("--duration, --timeout and --fps must not be negative")
 	}
+	if o.fps > 100000 || math.IsNaN(o.fps) {
+		return cli.Usagef("--fps %v: at most 100000", o.fps)
+	}
 	if stdout == os.Stdout && term.IsTerminal(int(os.Stdout.Fd())) {
 		return cli.Usagef("stdout is a terminal: pipe it into a program, e.g. framebus cat %s --y4m | ffmpeg -f yuv4mpegpipe -i - out.mp4", name)
 	}
