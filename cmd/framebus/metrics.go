@@ -31,9 +31,11 @@ framebus_source_drops_total, framebus_producer_up,
 framebus_heartbeat_age_seconds, framebus_consumers,
 framebus_consumers_reclaimed_total, framebus_version_mismatch_total,
 framebus_generation, framebus_frame_bytes, framebus_fps, framebus_bus_info
-(format and state as labels) and framebus_bus_valid (0 for a corrupt
-segment). Per consumer entry (labels bus, entry, pid; the pid as the
-consumer wrote it, in its own PID namespace): framebus_consumer_up,
+(format and state as labels), framebus_bus_valid (0 for a corrupt
+segment) and framebus_producer_info (pid and pidns as labels). Per consumer
+entry (labels bus, entry, pid; the pid as the consumer wrote it, in its own
+PID namespace, never resolved): framebus_consumer_info (pidns as a label),
+framebus_consumer_up,
 framebus_consumer_frames_delivered_total,
 framebus_consumer_frames_dropped_total, framebus_consumer_lag_frames,
 framebus_consumer_torn_retries_total,

@@ -178,7 +178,9 @@ scrape_configs:
 // framebus metrics are usage errors.
 func TestMetricsEndpoints(t *testing.T) {
 	dir := t.TempDir()
-	startCapture(t, dir, "cam")
+	capt := startCapture(t, dir, "cam")
+	ns, _ := os.Readlink("/proc/self/ns/pid") // pid:[N]: the test's namespace, the producer's too
+	ns = strings.TrimSuffix(strings.TrimPrefix(ns, "pid:["), "]")
 	os.WriteFile(segment(dir, "junk"), []byte(strings.Repeat("junk", 256)), 0o600)
 	_, mu := startMetrics(t, dir)
 	urls := []string{mu}
@@ -193,6 +195,7 @@ func TestMetricsEndpoints(t *testing.T) {
 		}
 		for _, want := range []string{`framebus_producer_up{bus="cam"} 1`, `framebus_bus_valid{bus="junk"} 0`, `framebus_bus_valid{bus="cam"} 1`,
 			`framebus_bus_info{bus="cam",format="64x48 RGBA (AB24) @ 100 fps",state="READY"} 1`, "# TYPE framebus_frames_published_total counter",
+			fmt.Sprintf(`framebus_producer_info{bus="cam",pid="%d",pidns="%s"} 1`, capt.pid(), ns),
 			"process_resident_memory_bytes"} {
 			if !strings.Contains(string(body), want) {
 				t.Errorf("%s does not say %q", u, want)

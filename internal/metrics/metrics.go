@@ -18,10 +18,12 @@
 //	framebus_fps                           the rate the producer declares (0: unknown)
 //	framebus_bus_info{format,state}        1, with the format and state as labels
 //	framebus_bus_valid                     0 for a segment that cannot be read (corrupt, foreign, truncated)
+//	framebus_producer_info{pid,pidns}      1, with the producer's pid and PID namespace as the segment says them
 //
 // and per consumer entry (labels bus, entry, pid; pid as the entry holds
-// it, in the consumer's own PID namespace):
+// it, in the consumer's own PID namespace, never resolved to another):
 //
+//	framebus_consumer_info{pidns}                1, with the consumer's PID namespace (0: not recorded)
 //	framebus_consumer_up                         1 while the consumer holds its entry's lock
 //	framebus_consumer_frames_delivered_total
 //	framebus_consumer_frames_dropped_total
@@ -59,6 +61,8 @@ var (
 	descFPS        = prometheus.NewDesc("framebus_fps", "Frame rate the producer declares (0: unknown).", busLabels, nil)
 	descInfo       = prometheus.NewDesc("framebus_bus_info", "The bus's format and state, as labels.", []string{"bus", "format", "state"}, nil)
 	descValid      = prometheus.NewDesc("framebus_bus_valid", "1 when the segment reads as a valid bus, 0 when it is corrupt, foreign or truncated.", busLabels, nil)
+	descPInfo      = prometheus.NewDesc("framebus_producer_info", "The producer's pid and PID namespace as the segment records them (pidns 0: not recorded).", []string{"bus", "pid", "pidns"}, nil)
+	descCInfo      = prometheus.NewDesc("framebus_consumer_info", "A consumer's PID namespace as its entry records it (0: not recorded).", []string{"bus", "entry", "pid", "pidns"}, nil)
 
 	descCUp        = prometheus.NewDesc("framebus_consumer_up", "1 while the consumer holds its entry's lock.", consumerLabels, nil)
 	descDelivered  = prometheus.NewDesc("framebus_consumer_frames_delivered_total", "Frames the consumer took.", consumerLabels, nil)
@@ -78,7 +82,7 @@ type Collector struct {
 // Describe sends the descriptions of every metric.
 func (c Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPublished, descLastSeq, descSrcDrops, descUp, descHeartbeat, descConsumers, descReclaimed,
-		descMismatch, descGeneration, descFrameBytes, descFPS, descInfo, descValid, descCUp, descDelivered, descDropped, descLag, descTorn,
+		descMismatch, descGeneration, descFrameBytes, descFPS, descInfo, descValid, descPInfo, descCInfo, descCUp, descDelivered, descDropped, descLag, descTorn,
 		descCHeartbeat, descScrapeErr} {
 		ch <- d
 	}
@@ -107,12 +111,13 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descValid, 1, b.Name)
 		h := &s.Header
-		st := report.NewStatus(s, nil)
+		// Straight from the snapshot: nothing is resolved (report.NewStatus
+		// would look foreign pids up in /proc at every scrape).
 		counter(descPublished, h.FramesPublished, b.Name)
 		gauge(descLastSeq, float64(h.LastSeq), b.Name)
 		counter(descSrcDrops, h.SourceDrops, b.Name)
 		gauge(descUp, boolValue(s.OwnerAlive), b.Name)
-		gauge(descHeartbeat, seconds(st.HeartbeatAgeNS), b.Name)
+		gauge(descHeartbeat, seconds(s.NowNS-int64(h.HeartbeatNS)), b.Name)
 		counter(descReclaimed, h.ConsumersReclaimed, b.Name)
 		counter(descMismatch, h.VersionMismatchCount, b.Name)
 		gauge(descGeneration, float64(h.Generation), b.Name)
@@ -123,18 +128,24 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descFPS, fps, b.Name)
 		gauge(descInfo, 1, b.Name, report.FormatString(s.Format), report.StateName(h.State))
+		gauge(descPInfo, 1, b.Name, strconv.FormatUint(uint64(h.ProducerPID), 10), strconv.FormatUint(h.ProducerPIDNS, 10))
 		live := 0
-		for _, e := range st.Consumers {
+		for _, e := range s.Consumers {
 			if e.Alive {
 				live++
 			}
 			labels := []string{b.Name, strconv.Itoa(e.Index), strconv.FormatUint(uint64(e.PID), 10)}
+			gauge(descCInfo, 1, append(labels, strconv.FormatUint(e.PIDNS, 10))...)
 			gauge(descCUp, boolValue(e.Alive), labels...)
 			counter(descDelivered, e.Delivered, labels...)
 			counter(descDropped, e.Dropped, labels...)
-			gauge(descLag, float64(e.Lag), labels...)
+			lag := uint64(0)
+			if h.LastSeq > e.LastSeq {
+				lag = h.LastSeq - e.LastSeq
+			}
+			gauge(descLag, float64(lag), labels...)
 			counter(descTorn, e.TornRetries, labels...)
-			gauge(descCHeartbeat, seconds(e.HeartbeatAgeNS), labels...)
+			gauge(descCHeartbeat, seconds(s.NowNS-int64(e.HeartbeatNS)), labels...)
 		}
 		gauge(descConsumers, float64(live), b.Name)
 	}
