@@ -340,6 +340,9 @@ func TestBusAcrossPIDNamespaces(t *testing.T) {
 	if !st.ProducerAlive {
 		t.Errorf("stat from outside the namespace: producer not alive")
 	}
+	if r := run(t, "stat", "ns", "--dir", dir); !strings.Contains(r.stdout, "pid 1 in another PID namespace") {
+		t.Errorf("stat does not say the pid is another namespace's:\n%s", r.stdout)
+	}
 	ns.Process.Signal(syscall.SIGKILL) // unshare --kill-child: the producer dies with it
 	<-done
 	waitFor(t, 10*time.Second, "the producer seen gone", func() bool { return !statBus(t, dir, "ns").ProducerAlive })
