@@ -7,13 +7,29 @@ BENCHTIME ?= 1s
 PKGS      := ./...
 # cgo parts behind build tags: OpenCV through gocv (file source, viewers) and
 # the pion/mediadevices drivers that need cgo (V4L2 camera, X11 screen), and
-# the WebRTC bridge's VP8 codec (libvpx).
+# the WebRTC bridge's VP8 codec (libvpx). (record --lossless, the rtsp://
+# source, cat and metrics are pure Go; rtsp:// runs ffmpeg, which the tests
+# install.)
 TAGS      ?= framebus_opencv,framebus_media,framebus_webrtc
 # Debian packages they need: pkg-config name, command or file, then the package.
 SYSDEPS   := pkgconf:opencv4:libopencv-dev pkgconf:x11:libx11-dev pkgconf:xext:libxext-dev pkgconf:vpx:libvpx-dev \
              cmd:xvfb-run:xvfb cmd:xauth:xauth cmd:pkg-config:pkg-config \
              cmd:chromium:chromium cmd:import:imagemagick cmd:xdotool:xdotool \
              file:/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml:opencv-data
+# The tools the interoperability tests talk to (issue 16): ffmpeg and
+# GStreamer at both ends of a pipe, an RTSP camera (gst-rtsp-server through
+# Python), a Prometheus server, the shells of the completion scripts,
+# systemd-analyze and a YAML parser for docs/deploy.
+INTEROPDEPS := cmd:ffmpeg:ffmpeg cmd:ffprobe:ffmpeg cmd:gst-launch-1.0:gstreamer1.0-tools \
+             gst:videotestsrc:gstreamer1.0-plugins-base gst:jpegenc:gstreamer1.0-plugins-good \
+             gst:rtpjpegpay:gstreamer1.0-plugins-good gst:rawvideoparse:gstreamer1.0-plugins-bad \
+             py:gi:python3-gi py:gi.repository.GstRtspServer:gir1.2-gst-rtsp-server-1.0 \
+             cmd:prometheus:prometheus py:yaml:python3-yaml cmd:zsh:zsh cmd:systemd-analyze:systemd
+# The commit, for framebus version: the Go toolchain does not stamp builds
+# from a git worktree or with GOFLAGS=-buildvcs=false.
+VCS_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
+VCS_DIRTY  := $(shell git status --porcelain 2>/dev/null | grep -q . && echo true)
+LDFLAGS    := -X main.buildCommit=$(VCS_COMMIT) -X main.buildModified=$(VCS_DIRTY)
 
 .PHONY: all build test test-python test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
 
@@ -46,14 +62,16 @@ sysdeps:
 # pure-Go command still builds without cgo.
 build: deps
 	@mkdir -p $(BIN)
-	$(GO) build -tags $(TAGS) -o $(BIN)/framebus ./cmd/framebus
+	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/framebus ./cmd/framebus
 
 # The whole test suite: vet, the pure-Go build of the transport, every test
-# (multi-process failure tests, the C header check, the fuzz seed corpus),
-# and the Python package's tests.
+# (multi-process failure tests, the C header check, the fuzz seed corpus,
+# ffmpeg, GStreamer, an RTSP camera and Prometheus on loopback), and the
+# Python package's tests.
 test: deps vet test-python
+	@$(MAKE) -s sysdeps SYSDEPS="$(INTEROPDEPS)"
 	CGO_ENABLED=0 $(GO) build ./framebus/... ./capture/... ./cmd/...
-	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_REQUIRE_BROWSER=1 FRAMEBUS_TAGS=$(TAGS) $(GO) test -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
+	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_REQUIRE_BROWSER=1 FRAMEBUS_REQUIRE_TOOLS=1 FRAMEBUS_TAGS=$(TAGS) $(GO) test -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
 
 # The Python package (python/, docs/PYTHON.md) against the Go command and the
 # C consumer: Debian's numpy, OpenCV-Python and pytest (installed when missing,

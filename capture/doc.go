@@ -30,6 +30,9 @@
 //	file:PATH         a video file through gocv, looping (cgo, -tags framebus_opencv)
 //	whep:URL          a WHEP (WebRTC) stream, VP8 decoded by libvpx (cgo, -tags framebus_webrtc)
 //	whip:LISTEN       a WHIP server a browser pushes a camera to (cgo, -tags framebus_webrtc)
+//	stdin, fd:N       raw frames or a YUV4MPEG2 stream from a pipe (pure Go)
+//	rtsp://HOST/PATH  an RTSP camera through an ffmpeg child process (pure Go; ffmpeg at run time)
+//	replay:FILE       a lossless recording (internal/recording), at its pace (pure Go)
 //
 // make build has them all. In a build without a tag the source's name is
 // still known, and asking for it gives a NotInBuildError that names what the

@@ -42,6 +42,39 @@ type Config struct {
 	// requests: a source with a size or rate of its own (a video file) uses
 	// that instead. The pattern has none and ignores them.
 	DefaultSize, DefaultFPS bool
+
+	// Loop starts a finite source again at its end (a replayed recording)
+	// instead of ending with io.EOF.
+	Loop bool
+
+	// Logf receives what a source notices while it runs (a camera that
+	// dropped and came back, a recording that ends early). nil: silent.
+	Logf func(format string, args ...any)
+
+	ctx context.Context // of OpenContext: bounds a source's opening
+}
+
+// context is the context that bounds the opening of the source (a source
+// that waits for its first data, or probes a camera, gives up when it ends).
+func (c Config) context() context.Context {
+	if c.ctx == nil {
+		return context.Background()
+	}
+	return c.ctx
+}
+
+func (c Config) logf(format string, args ...any) {
+	if c.Logf != nil {
+		c.Logf(format, args...)
+	}
+}
+
+// MetaSource is a Source whose frames carry user metadata (a replayed
+// recording). UserMeta is the metadata of the frame the last Read returned
+// (at most framebus.UserMetaMax bytes), valid until the next Read.
+type MetaSource interface {
+	Source
+	UserMeta() []byte
 }
 
 // Opener makes a source from a configuration.
@@ -53,6 +86,12 @@ var (
 	ErrNotInBuild    = errors.New("source not in this build")
 	ErrBadConfig     = errors.New("bad source configuration")
 	ErrClosed        = errors.New("source closed")
+	// ErrFormatChanged is returned by Read when the source's next frame has
+	// another format (a camera that came back at another size, a recording
+	// whose bus changed format): Format returns the new one, the caller
+	// starts a new generation of it (framebus.Producer.Reconfigure) and
+	// calls Read again. No frame is lost.
+	ErrFormatChanged = errors.New("source format changed")
 )
 
 // UnknownSourceError names a source that no build has.
@@ -144,6 +183,14 @@ func Sources() []string {
 // when the request itself is wrong; anything else is a runtime failure of
 // the source.
 func Open(spec string, cfg Config) (Source, error) {
+	return OpenContext(context.Background(), spec, cfg)
+}
+
+// OpenContext is Open with a context that bounds the opening: a source that
+// waits for its first data (stdin) or probes a camera (rtsp) gives up with
+// the context's error when it ends.
+func OpenContext(ctx context.Context, spec string, cfg Config) (Source, error) {
+	cfg.ctx = ctx
 	name, arg, hasArg := strings.Cut(spec, ":")
 	regMu.Lock()
 	open, ok := registry[name]

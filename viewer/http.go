@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/metrics"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -139,6 +140,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("/whep", whep)
 		mux.Handle("/whep/", whep)
 	}
+	mux.Handle("GET /metrics", metrics.Handler(s.Dir)) // every bus of the directory, for Prometheus
 	return mux
 }
 

@@ -5,6 +5,8 @@ package viewer
 import (
 	"context"
 	"net"
+
+	"github.com/rs/zerolog"
 )
 
 // HasOpenCV says whether this build has the OpenCV parts of the package.
@@ -26,7 +28,8 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 	return AnalyzeSummary{}, &NotInBuildError{Feature: "analyze"}
 }
 
-// Record needs OpenCV's VideoWriter; this build lacks it.
-func Record(ctx context.Context, name string, o RecordOptions) (RecordSummary, error) {
-	return RecordSummary{}, &NotInBuildError{Feature: "record"}
+// recordMJPEG needs OpenCV's VideoWriter; this build lacks it (Record
+// says so before it gets here; record --lossless needs no OpenCV).
+func recordMJPEG(ctx context.Context, name string, o RecordOptions, tmp string, sum *RecordSummary, log *zerolog.Logger) error {
+	return &NotInBuildError{Feature: "record (MJPEG; record --lossless needs no OpenCV)"}
 }

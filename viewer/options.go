@@ -86,22 +86,32 @@ func (s AnalyzeSummary) FPS() float64 {
 
 // RecordOptions configures Record.
 type RecordOptions struct {
-	Dir     string        // bus directory
-	Timeout time.Duration // wait for a producer that has not started, or for a gone one to come back
-	Out     string        // the video file (MJPEG; .avi)
-	FPS     float64       // frame rate of the file; 0: the bus's, else 30
-	Spin    time.Duration // framebus.ConsumerOptions.Spin (0: sleep until woken)
-	Log     *zerolog.Logger
+	Dir      string        // bus directory
+	Timeout  time.Duration // wait for a producer that has not started, or for a gone one to come back
+	Out      string        // the video file (MJPEG: .avi; Lossless: .mkv)
+	FPS      float64       // MJPEG: frame rate of the file; 0: the bus's, else 30
+	Lossless bool          // every frame byte for byte, in a Matroska file (pure Go; no OpenCV needed)
+	Spin     time.Duration // framebus.ConsumerOptions.Spin (0: sleep until woken)
+	Log      *zerolog.Logger
 }
 
 // RecordSummary is what Record wrote.
 type RecordSummary struct {
-	Path          string
+	Path          string // where the recording is: Out, or Partial
 	Frames        uint64 // frames written
 	Dropped       uint64 // frames the bus had that were not written
 	Width, Height int
 	FPS           float64
 	StreamClosed  bool
+
+	Lossless bool
+	Format   string // lossless: the (first) bus format
+	Bytes    int64  // the file's size
+	Formats  int    // lossless: formats recorded (a track each in the file)
+	// Partial is the temporary file kept when the recording ended with an
+	// error (a full disk): playable up to its last whole frame. Empty when
+	// the recording ended cleanly and was renamed to Out.
+	Partial string
 }
 
 // appendResult appends one analysed frame as a JSON object and a newline.

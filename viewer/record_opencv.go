@@ -9,6 +9,7 @@ import (
 	"image"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
@@ -23,29 +24,23 @@ import (
 // say one.
 const defaultRecordFPS = 30
 
-// Record writes the frames of bus name to o.Out, an MJPEG video (gocv's
-// VideoWriter, FFmpeg underneath; .avi), until ctx ends or the producer
-// closes the stream. The file's size is the first frame's; frames of a
-// later generation of another size are scaled to it. Its rate is o.FPS, else
-// the bus's, else 30. Frames the bus had that were not written (the writer
-// was slower, or the frame was overwritten while converted) are counted as
-// dropped; the file does not repeat frames for them, so it plays faster
-// than real time by that much.
-func Record(ctx context.Context, name string, o RecordOptions) (RecordSummary, error) {
-	sum := RecordSummary{Path: o.Out}
-	log := logOrNop(o.Log)
-	if o.Out == "" {
-		return sum, &OptionError{Reason: "--out FILE is required"}
-	}
-	if o.FPS < 0 {
-		return sum, &OptionError{Reason: "--fps must not be negative"}
-	}
-	if fi, err := os.Stat(filepath.Dir(o.Out)); err != nil || !fi.IsDir() {
-		return sum, &OptionError{Reason: fmt.Sprintf("--out %s: no directory %s", o.Out, filepath.Dir(o.Out))}
-	}
-	if fi, err := os.Stat(o.Out); err == nil && fi.IsDir() {
-		return sum, &OptionError{Reason: fmt.Sprintf("--out %s is a directory", o.Out)}
-	}
+// spaceEvery is how many frames the MJPEG recorder writes between two looks
+// at its disk's free space.
+const spaceEvery = 10
+
+// recordMJPEG writes the frames of bus name to tmp, an MJPEG video (gocv's
+// VideoWriter, FFmpeg underneath; the container follows tmp's extension,
+// .avi), until ctx ends or the producer closes the stream. The file's size is
+// the first frame's; frames of a later generation of another size are
+// scaled to it. Its rate is o.FPS, else the bus's, else 30. Frames the bus
+// had that were not written (the writer was slower, or the frame was
+// overwritten while converted) are counted as dropped; the file does not
+// repeat frames for them, so it plays faster than real time by that much.
+//
+// OpenCV does not report a failed write, so the recorder looks at the free
+// space of tmp's disk every spaceEvery frames and stops, with ErrDiskFull,
+// while there is still room for the file's index: the file stays playable.
+func recordMJPEG(ctx context.Context, name string, o RecordOptions, tmp string, sum *RecordSummary, log *zerolog.Logger) error {
 	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Copy: true, Spin: o.Spin, Logf: cli.Logf(log, zerolog.WarnLevel)})
 	defer in.Close()
 	conv := NewConverter()
@@ -58,10 +53,12 @@ func Record(ctx context.Context, name string, o RecordOptions) (RecordSummary, e
 			vw.Close()
 		}
 	}()
+	dir := filepath.Dir(tmp)
+	last, lastFrames := time.Now(), uint64(0)
 	end, err := in.Run(ctx, func(fr *framebus.Frame) error {
 		if vw == nil || fr.GenerationChanged {
 			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).
-				Str("out", o.Out).Msg("recording")
+				Str("out", o.Out).Str("writing", tmp).Msg("recording")
 		}
 		m, err := conv.Convert(fr.Data, fr.Format)
 		if err != nil {
@@ -81,12 +78,20 @@ func Record(ctx context.Context, name string, o RecordOptions) (RecordSummary, e
 			if sum.FPS == 0 {
 				sum.FPS = defaultRecordFPS
 			}
-			vw, err = gocv.VideoWriterFile(o.Out, "MJPG", sum.FPS, sum.Width, sum.Height, true)
+			vw, err = gocv.VideoWriterFile(tmp, "MJPG", sum.FPS, sum.Width, sum.Height, true)
 			if err != nil || !vw.IsOpened() {
 				return &OptionError{Reason: fmt.Sprintf("--out %s: OpenCV cannot write an MJPEG video there (use a .avi name)", o.Out)}
 			}
 		} else {
 			sum.Dropped += fr.Dropped
+		}
+		if sum.Frames%spaceEvery == 0 {
+			// Room for spaceEvery more frames (an MJPEG frame is smaller than
+			// the raw one) and the index at the end.
+			need := uint64(spaceEvery)*uint64(sum.Width*sum.Height*3) + 16*sum.Frames + 1<<20
+			if free, ok := freeSpace(dir); ok && free < need {
+				return fmt.Errorf("%w: %s free in %s, the next frames and the file's index need about %s", ErrDiskFull, cli.Bytes(free), dir, cli.Bytes(need))
+			}
 		}
 		if m.Cols() != sum.Width || m.Rows() != sum.Height {
 			gocv.Resize(*m, &sized, image.Pt(sum.Width, sum.Height), 0, 0, gocv.InterpolationArea)
@@ -96,11 +101,22 @@ func Record(ctx context.Context, name string, o RecordOptions) (RecordSummary, e
 			return fmt.Errorf("--out %s: %v", o.Out, err)
 		}
 		sum.Frames++
+		if now := time.Now(); now.Sub(last) >= recordProgress {
+			var size int64
+			if fi, err := os.Stat(tmp); err == nil {
+				size = fi.Size()
+			}
+			log.Info().Uint64("frames", sum.Frames).Uint64("dropped", sum.Dropped).Str("size", cli.Bytes(uint64(size))).
+				Str("fps", fmt.Sprintf("%.1f", float64(sum.Frames-lastFrames)/now.Sub(last).Seconds())).Msg("recording")
+			last, lastFrames = now, sum.Frames
+		}
 		return nil
 	})
 	sum.StreamClosed = end.EndOfStream
 	if vw != nil {
 		sum.Dropped += end.Dropped
+		vw.Close() // writes the index: the file is whole
+		vw = nil
 	}
-	return sum, err
+	return err
 }

@@ -17,13 +17,15 @@ import (
 	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/internal/pidns"
 	"github.com/framebus/framebus/internal/report"
+	"github.com/framebus/framebus/internal/sdnotify"
+	"github.com/rs/zerolog"
 )
 
 var dirUsage = "bus `DIR`ectory (default $FRAMEBUS_DIR, else " + framebus.DefaultDir + ")"
 
 var captureCmd = &cli.Command{
 	Name:    "capture",
-	Args:    "--name NAME [--source SOURCE] [--size WxH] [--format FORMAT] [--fps N] [--slots N] [--checksum] [--duration D] [--mode MODE] [--group G] [--dir DIR]",
+	Args:    "--name NAME [--source SOURCE] [--size WxH] [--format FORMAT] [--fps N] [--loop] [--slots N] [--checksum] [--duration D] [--mode MODE] [--group G] [--dir DIR]",
 	Summary: "publish the frames of a source on a bus",
 	Description: `Creates the bus NAME (or takes it over from a producer that died) and
 publishes the source's frames on it, written straight into the bus's back
@@ -47,6 +49,24 @@ framebus_webrtc (make build has them all).
 videotest, screen and camera have sizes of their own: --size picks among a
 camera's modes, and the log warns when the frames are not the size asked.
 
+stdin and fd:N read frames from a pipe: raw frames of --size, --format and
+--fps, one after another (ffmpeg -f rawvideo, GStreamer fdsink), or a
+YUV4MPEG2 stream, which says its own size and rate (ffmpeg -f
+yuv4mpegpipe, GStreamer y4menc; 4:2:0 becomes I420, mono GREY). A raw
+stream that ends inside a frame is an error (exit 1). Frames go out at the
+rate (the pipe holds a faster writer back; --fps 0: as they come).
+
+rtsp://HOST[:PORT]/PATH is an RTSP camera, decoded by an ffmpeg child
+process (ffmpeg must be installed): the camera's own size and rate unless
+--size/--fps ask for others, any --format but MJPEG. When the camera drops
+it reconnects (the bus stays, its consumers wait for frames); a camera that
+cannot be reached at the start is an error (exit 1).
+
+replay:FILE publishes a lossless recording (framebus record --lossless) again,
+every frame byte for byte with its user metadata, at the pace it was
+recorded (--fps N: at N fps, --fps 0: as fast as possible; --loop: again
+and again), following its format changes.
+
 Formats: RGBA, RGB24, BGR24, GREY, YUYV, NV12, I420, MJPEG, or a V4L2 fourcc
 such as AB24 or YU12 (the pattern, videotest, screen and camera make all of
 them but MJPEG).
@@ -55,6 +75,10 @@ A bad flag, a size or format the source cannot make, or a bus directory too
 small for the frames is a usage error (exit 2), found before anything is
 created.`,
 	Examples: `framebus capture --name cam0 --source pattern
+		ffmpeg -i clip.mp4 -f yuv4mpegpipe - | framebus capture --name clip --source stdin
+		gst-launch-1.0 -q videotestsrc ! video/x-raw,format=I420,width=640,height=480 ! fdsink | framebus capture --name gst --source stdin --size 640x480 --format I420
+		framebus capture --name door --source rtsp://192.168.1.20:554/stream1
+		framebus capture --name again --source replay:cam0.mkv --loop
 		framebus capture --name demo --source pattern --size 640x480 --fps 30 --duration 20s
 		framebus capture --name hd --size 1920x1080 --format NV12 --fps 60 --checksum
 		framebus capture --name fast --size 640x480 --fps 0 --duration 10s   # as fast as possible
@@ -66,12 +90,13 @@ created.`,
 	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		o := &captureOpts{flags: fs}
 		fs.StringVar(&o.name, "name", "", "bus `NAME` (also accepted as the argument)")
-		fs.StringVar(&o.source, "source", "pattern", "frame `SOURCE`: pattern, videotest, screen, camera[:/dev/videoN], file:PATH, whep:URL or whip:LISTEN")
+		fs.StringVar(&o.source, "source", "pattern", "frame `SOURCE`: pattern, videotest, screen, camera[:/dev/videoN], file:PATH, stdin, fd:N, rtsp://HOST/PATH, replay:FILE, whep:URL or whip:LISTEN")
 		fs.StringVar(&o.size, "size", "1280x720", "frame size, `WxH` (without it a video file or camera keeps its own; videotest and screen always do)")
 		fs.StringVar(&o.format, "format", "RGBA", "pixel `FORMAT`: RGBA, RGB24, BGR24, GREY, YUYV, NV12, I420, MJPEG or a fourcc")
 		fs.Float64Var(&o.fps, "fps", 30, "frames per second, `N` (0: as fast as possible; without it a video file plays at its own rate)")
 		fs.IntVar(&o.slots, "slots", framebus.MinSlots, fmt.Sprintf("frame slots, `N` (%d-%d)", framebus.MinSlots, framebus.MaxSlots))
 		fs.BoolVar(&o.checksum, "checksum", false, "carry a CRC-32C of every frame")
+		fs.BoolVar(&o.loop, "loop", false, "replay:FILE: start again at the end")
 		fs.DurationVar(&o.duration, "duration", 0, "stop after `D` (e.g. 20s; 0: until interrupted)")
 		fs.StringVar(&o.mode, "mode", "0600", "file `MODE` of the bus (0660 to share with a group; never world-writable)")
 		fs.StringVar(&o.group, "group", "", "`GROUP` (name or id) of the bus files")
@@ -85,7 +110,7 @@ type captureOpts struct {
 	name, source, size, format string
 	fps                        float64
 	slots                      int
-	checksum                   bool
+	checksum, loop             bool
 	duration                   time.Duration
 	mode, group, dir           string
 }
@@ -132,9 +157,13 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 	// signal while a large bus is being built removes what was made.
 	sigCtx, stop := runContext(ctx, 0)
 	defer stop()
-	src, err := capture.Open(o.source, capture.Config{Width: w, Height: h, PixelFormat: pf, FPS: o.fps,
-		DefaultSize: !o.given("size"), DefaultFPS: !o.given("fps")})
+	src, err := capture.OpenContext(sigCtx, o.source, capture.Config{Width: w, Height: h, PixelFormat: pf, FPS: o.fps,
+		DefaultSize: !o.given("size"), DefaultFPS: !o.given("fps"), Loop: o.loop, Logf: cli.Logf(&log, zerolog.WarnLevel)})
 	if err != nil {
+		if sigCtx.Err() != nil {
+			log.Info().Str("source", capture.Redact(o.source)).Msg("interrupted while opening the source; nothing created")
+			return nil
+		}
 		if errors.Is(err, capture.ErrUnknownSource) || errors.Is(err, capture.ErrNotInBuild) || errors.Is(err, capture.ErrBadConfig) {
 			return cli.Usage(err)
 		}
@@ -159,12 +188,12 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 // nearest of its modes).
 func (o *captureOpts) warnIfNotAsked(f framebus.Format, w, h uint32) {
 	if o.given("size") && (f.Width != w || f.Height != h) {
-		log.Warn().Str("source", o.source).Str("size", fmt.Sprintf("%dx%d", f.Width, f.Height)).
+		log.Warn().Str("source", capture.Redact(o.source)).Str("size", fmt.Sprintf("%dx%d", f.Width, f.Height)).
 			Msgf("the source makes %dx%d frames, not the --size %s asked: publishing those", f.Width, f.Height, o.size)
 	}
 	if o.given("fps") && f.FPSNum != 0 && o.fps != 0 {
 		if got := float64(f.FPSNum) / float64(f.FPSDen); math.Abs(got-o.fps) > 0.005*o.fps {
-			log.Warn().Str("source", o.source).Float64("fps", got).Msgf("the source runs at %g fps, not the --fps %g asked", got, o.fps)
+			log.Warn().Str("source", capture.Redact(o.source)).Float64("fps", got).Msgf("the source runs at %g fps, not the --fps %g asked", got, o.fps)
 		}
 	}
 }
@@ -208,8 +237,15 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 	}
 	f := p.Format()
 	log.Info().Str("bus", o.name).Str("path", p.Path()).Uint64("generation", p.Generation()).
-		Str("source", o.source).Str("format", report.FormatString(f)).Uint64("frame_bytes", f.FrameSize).
+		Str("source", capture.Redact(o.source)).Str("format", report.FormatString(f)).Uint64("frame_bytes", f.FrameSize).
 		Int("slots", o.slots).Bool("checksum", o.checksum).Int("pid", os.Getpid()).Msg("publishing")
+
+	// A service manager (systemd Type=notify) learns that the bus is READY.
+	if sent, err := sdnotify.Notify(fmt.Sprintf("READY=1\nSTATUS=publishing bus %s (%s)\nMAINPID=%d", o.name, report.FormatString(f), os.Getpid())); err != nil {
+		log.Warn().Err(err).Msg("cannot notify the service manager ($NOTIFY_SOCKET)")
+	} else if sent {
+		log.Debug().Msg("told the service manager: READY=1")
+	}
 
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -218,6 +254,7 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 		defer wg.Done()
 		progress(p, done)
 	}()
+	ms, _ := src.(capture.MetaSource)
 
 	var runErr error
 	commitFails := 0
@@ -230,15 +267,28 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 		_, err := p.Fill(func(slot []byte) (int, framebus.Meta, error) {
 			n, captureNS, err := src.Read(ctx, slot)
 			srcErr, filled = err, true
-			return n, framebus.Meta{CaptureNS: captureNS}, err
+			m := framebus.Meta{CaptureNS: captureNS}
+			if ms != nil && err == nil {
+				m.UserMeta = ms.UserMeta()
+			}
+			return n, m, err
 		})
+		if errors.Is(srcErr, capture.ErrFormatChanged) {
+			nf := src.Format()
+			if err := p.Reconfigure(nf); err != nil {
+				runErr = fmt.Errorf("bus %s: new format %s: %v", o.name, report.FormatString(nf), report.Cause(err))
+				break
+			}
+			log.Info().Str("bus", o.name).Str("format", report.FormatString(nf)).Uint64("generation", p.Generation()).Msg("the source changed format: new generation")
+			continue
+		}
 		if srcErr != nil {
 			switch {
 			case ctx.Err() != nil:
 			case errors.Is(srcErr, io.EOF):
-				log.Info().Str("source", o.source).Msg("the source ended")
+				log.Info().Str("source", capture.Redact(o.source)).Msg("the source ended")
 			default:
-				runErr = fmt.Errorf("source %s: %w", o.source, srcErr)
+				runErr = fmt.Errorf("source %s: %w", capture.Redact(o.source), srcErr)
 			}
 			break
 		}
@@ -280,6 +330,7 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 		why = "error"
 	}
 	stop() // a second Ctrl-C now kills at once
+	sdnotify.Notify("STOPPING=1\nSTATUS=closing bus " + o.name + " (" + why + ")")
 	close(done)
 	wg.Wait()
 	st := p.Stats()
@@ -292,15 +343,32 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 }
 
 // progress logs the publish rate every progressEvery until done closes.
+// Under a service manager that asks for a watchdog (systemd WatchdogSec=),
+// it also tells it WATCHDOG=1 at each of its intervals in which a frame was
+// published: a source that stalls (a camera that does not come back) gets
+// the service restarted.
 func progress(p *framebus.Producer, done <-chan struct{}) {
 	t := time.NewTicker(progressEvery)
 	defer t.Stop()
+	var wdC <-chan time.Time
+	if d := sdnotify.WatchdogInterval(); d > 0 {
+		wd := time.NewTicker(d)
+		defer wd.Stop()
+		wdC = wd.C
+	}
+	wdLast := p.Stats()
 	last, lastT := p.Stats(), time.Now()
 	var lastErr error
 	for {
 		select {
 		case <-done:
 			return
+		case <-wdC:
+			st := p.Stats()
+			if st.Generation != wdLast.Generation || st.FramesPublished != wdLast.FramesPublished {
+				sdnotify.Notify("WATCHDOG=1")
+			}
+			wdLast = st
 		case now := <-t.C:
 			st := p.Stats()
 			fps := 0.0

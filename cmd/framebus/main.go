@@ -1,5 +1,6 @@
 // Command framebus publishes live video frames on a framebus bus and looks
-// at buses: capture, tail, stat, ls, rm, gc and dump. Run "framebus --help".
+// at buses: capture, tail, cat, stat, metrics, ls, rm, gc, dump, view,
+// analyze, record, version, completion. Run "framebus --help".
 //
 // This file and its siblings are flags, logging and wiring; what is more
 // than that lives in package capture and internal/.
@@ -12,6 +13,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/framebus/framebus/capture"
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/internal/report"
@@ -33,8 +35,10 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:     "framebus",
 		Summary:  "shared-memory transport for live video frames between processes",
-		Commands: []*cli.Command{captureCmd, tailCmd, statCmd, lsCmd, rmCmd, gcCmd, dumpCmd, benchCmd, viewCmd, analyzeCmd, recordCmd},
+		Commands: []*cli.Command{captureCmd, tailCmd, catCmd, statCmd, metricsCmd, lsCmd, rmCmd, gcCmd, dumpCmd, benchCmd, viewCmd, analyzeCmd, recordCmd},
 		Global:   logOpts.Register,
+		Version:  writeVersion,
+		Values:   completionValues(),
 		Before: func() error {
 			l, err := logOpts.Logger(os.Stderr)
 			log, logOK = l, err == nil
@@ -47,6 +51,18 @@ func newApp() *cli.App {
 			}
 			fmt.Fprintf(os.Stderr, "framebus %s: %v\n", cmd, err)
 		},
+	}
+}
+
+// completionValues are the values shell completion offers for flags.
+func completionValues() map[string][]string {
+	return map[string][]string{
+		"source":     append(capture.Sources(), "rtsp://"),
+		"format":     {"RGBA", "RGB24", "BGR24", "GREY", "YUYV", "NV12", "I420", "MJPEG"},
+		"log-format": {"auto", "console", "json"},
+		"log-level":  {"debug", "info", "warn", "error"},
+		"detect":     {"motion", "faces"},
+		"slots":      {"2", "3", "4", "5", "6", "7", "8"},
 	}
 }
 

@@ -121,6 +121,16 @@ type App struct {
 	// Report prints a command's error; nil prints "NAME CMD: error" to Stderr.
 	Report func(cmd string, err error)
 
+	// Version, when set, writes what the build is (as JSON with json):
+	// "NAME --version" and the built-in "NAME version [--json]".
+	Version func(w io.Writer, json bool) error
+
+	// Values are the values shell completion offers for a flag's value, by
+	// flag name (e.g. "format": RGBA, NV12, ...). Flags whose value name is
+	// DIR complete directories, FILE or PATH files; a first argument NAME
+	// completes the buses of the bus directory. See WriteCompletion.
+	Values map[string][]string
+
 	Stdout, Stderr io.Writer
 }
 
@@ -139,14 +149,25 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	if a.Global != nil {
 		a.Global(top)
 	}
+	var version *bool
+	if a.Version != nil {
+		version = top.Bool("version", false, "print the version and what the build has")
+	}
 	// Global flags before the subcommand: stop at the first non-flag.
 	if err := top.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			a.help(a.Stdout)
 			return ExitOK
 		}
-		fmt.Fprintf(a.Stderr, "%s: %v (see %s --help)\n", a.Name, err, a.Name)
+		fmt.Fprintf(a.Stderr, "%s: %v (see %s --help)\n", a.Name, gnuStyle(err), a.Name)
 		return ExitUsage
+	}
+	if version != nil && *version {
+		if err := a.Version(a.Stdout, false); err != nil {
+			fmt.Fprintf(a.Stderr, "%s: %v\n", a.Name, err)
+			return ExitError
+		}
+		return ExitOK
 	}
 	args = top.Args()
 	if len(args) == 0 {
@@ -196,7 +217,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 }
 
 func (a *App) find(name string) *Command {
-	for _, c := range a.Commands {
+	for _, c := range a.all() {
 		if c.Name == name {
 			return c
 		}
@@ -206,22 +227,79 @@ func (a *App) find(name string) *Command {
 
 func (a *App) names() []string {
 	var n []string
-	for _, c := range a.Commands {
+	for _, c := range a.all() {
 		n = append(n, c.Name)
 	}
 	return n
 }
 
+// all is the commands and the built-in ones: version (with Version) and
+// completion.
+func (a *App) all() []*Command {
+	cmds := append(a.Commands[:len(a.Commands):len(a.Commands)], a.builtins()...)
+	return cmds
+}
+
+func (a *App) builtins() []*Command {
+	var b []*Command
+	if a.Version != nil {
+		b = append(b, &Command{
+			Name:    "version",
+			Args:    "[--json]",
+			Summary: "print the version, the commit, the Go version and what the build has",
+			Description: `Prints the module version, the VCS commit it was built from (and whether
+the tree had changes), the Go version and platform, the build tags, and
+what the build has and lacks (the same as --version). --json prints one
+object.`,
+			Examples: a.Name + " version\n" + a.Name + " version --json | jq .commit\n" + a.Name + " --version",
+			Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+				js := fs.Bool("json", false, "print JSON")
+				return func(_ context.Context, args []string) error {
+					if len(args) > 0 {
+						return Usagef("unexpected argument %q", args[0])
+					}
+					return a.Version(a.Stdout, *js)
+				}
+			},
+		})
+	}
+	b = append(b, &Command{
+		Name:    "completion",
+		Args:    "bash|zsh",
+		Summary: "print a shell completion script (bash or zsh)",
+		Description: `Prints the completion script of the shell named: commands, their flags,
+the values of flags that have a few (sources, formats, log levels),
+directories for DIR and files for FILE, and the buses of the bus directory
+(--dir, else $FRAMEBUS_DIR, else /dev/shm) where a command takes a bus NAME.
+It is made from the command table, so it always matches the binary.`,
+		Examples: `source <(` + a.Name + ` completion bash)          # bash, this shell
+			` + a.Name + ` completion bash > /etc/bash_completion.d/` + a.Name + `
+			` + a.Name + ` completion zsh > "${fpath[1]}/_` + a.Name + `"   # zsh (then compinit)`,
+		Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+			return func(_ context.Context, args []string) error {
+				if len(args) != 1 {
+					return Usagef("name one shell: bash or zsh")
+				}
+				return a.WriteCompletion(a.Stdout, args[0])
+			}
+		},
+	})
+	return b
+}
+
 func (a *App) help(w io.Writer) {
 	fmt.Fprintf(w, "%s - %s\n\nUsage:\n  %s [global flags] COMMAND [ARGS] [FLAGS]\n\nCommands:\n", a.Name, a.Summary, a.Name)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, c := range a.Commands {
+	for _, c := range a.all() {
 		fmt.Fprintf(tw, "  %s\t%s\n", c.Name, c.Summary)
 	}
 	tw.Flush()
 	if a.Global != nil {
 		fs := flag.NewFlagSet("global", flag.ContinueOnError)
 		a.Global(fs)
+		if a.Version != nil {
+			fs.Bool("version", false, "print the version and what the build has (before the command)")
+		}
 		fmt.Fprintf(w, "\nGlobal flags (before or after the command):\n")
 		printFlags(w, fs)
 	}

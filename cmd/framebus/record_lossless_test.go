@@ -1,0 +1,433 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/recording"
+)
+
+var recordedLossless = regexp.MustCompile(`^recorded (\d+) frames \((\d+) dropped\) to (.+): lossless (.+), ([\d.]+ [KMG]?i?B)(, (\d) formats)?\n$`)
+
+// published is a frame the test published, by sequence number.
+type published struct {
+	format    framebus.Format
+	data      []byte
+	meta      []byte
+	captureNS int64
+}
+
+// publishFrames publishes n frames of format f on p, each with its own
+// bytes, capture time and (for most) user metadata, gap apart.
+func publishFrames(t *testing.T, p *framebus.Producer, f framebus.Format, n int, gap time.Duration, into map[uint64]published) {
+	t.Helper()
+	for i := range n {
+		data := make([]byte, f.FrameSize)
+		for j := range data {
+			data[j] = byte(len(into)*31 + j*7 + j/251)
+		}
+		var meta []byte
+		if i%3 != 2 {
+			meta = []byte(strings.Repeat("m", i%framebus.UserMetaMax) + strconv.Itoa(len(into)))
+			meta = meta[:min(len(meta), framebus.UserMetaMax)]
+		}
+		capture := framebus.Now() - int64(2*time.Millisecond)
+		seq, err := p.Publish(data, framebus.Meta{CaptureNS: capture, UserMeta: meta})
+		if err != nil {
+			t.Fatal(err)
+		}
+		into[seq] = published{f, data, meta, capture}
+		time.Sleep(gap)
+	}
+}
+
+// readRecording reads every frame of a recording.
+func readRecording(t *testing.T, path string) ([]recording.Frame, *recording.Reader, error) {
+	t.Helper()
+	r, err := recording.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	t.Cleanup(func() { r.Close() })
+	var out []recording.Frame
+	for {
+		var fr recording.Frame
+		if err := r.Next(&fr); err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return out, r, err
+		}
+		fr.Data = make([]byte, fr.Size)
+		if err := r.ReadData(fr.Data); err != nil {
+			return out, r, err
+		}
+		fr.UserMeta = bytes.Clone(fr.UserMeta)
+		out = append(out, fr)
+	}
+}
+
+func waitConsumers(t *testing.T, dir, name string, n int) {
+	t.Helper()
+	waitFor(t, 15*time.Second, fmt.Sprintf("%d consumers on %s", n, name), func() bool {
+		s, err := framebus.Inspect(name, dir)
+		return err == nil && len(s.Consumers) == n
+	})
+}
+
+// record --lossless keeps every frame it gets byte for byte with its
+// sequence number, capture time and user metadata, across a format change;
+// ffprobe reads the file as raw video; replay publishes the same frames
+// again, as fast as possible or at the recorded pace.
+func TestRecordLosslessAndReplay(t *testing.T) {
+	dir, out := t.TempDir(), filepath.Join(t.TempDir(), "rec.mkv")
+	rec := start(t, "record", "src", "--out", out, "--lossless", "--dir", dir, "--timeout", "20s")
+	a, _ := framebus.Format{Width: 64, Height: 48, PixelFormat: framebus.FormatI420, FPSNum: 50, FPSDen: 1}.Complete()
+	b, _ := framebus.Format{Width: 32, Height: 16, PixelFormat: framebus.FormatRGBA, FPSNum: 50, FPSDen: 1}.Complete()
+	p, err := framebus.Create("src", framebus.ProducerOptions{Format: a, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConsumers(t, dir, "src", 1)
+	sent := map[uint64]published{}
+	publishFrames(t, p, a, 30, 20*time.Millisecond, sent)
+	if err := p.Reconfigure(b); err != nil {
+		t.Fatal(err)
+	}
+	publishFrames(t, p, b, 15, 20*time.Millisecond, sent)
+	p.Close()
+	if code := rec.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("record exit %d:\n%s", code, rec.stderr.String())
+	}
+	m := recordedLossless.FindStringSubmatch(rec.stdout.String())
+	if m == nil || m[3] != out || m[4] != "64x48 I420 (YU12) @ 50 fps" || m[7] != "2" {
+		t.Fatalf("record printed %q", rec.stdout.String())
+	}
+	n, _ := strconv.Atoi(m[1])
+	dropped, _ := strconv.Atoi(m[2])
+	if n+dropped != 45 || n < 35 {
+		t.Errorf("recorded %d and dropped %d of 45", n, dropped)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(out), "*.partial-*")); len(left) != 0 {
+		t.Errorf("the temporary file is left: %v", left)
+	}
+
+	frames, r, err := readRecording(t, out)
+	if err != nil || len(frames) != n {
+		t.Fatalf("the file has %d frames (%v), record says %d", len(frames), err, n)
+	}
+	if end, ok := r.End(); !ok || !end.EndOfStream || end.Why != "end of stream" || end.Frames != uint64(n) || end.Formats != 2 {
+		t.Errorf("the recording's end: %+v (%v)", end, ok)
+	}
+	firstFormat := 0
+	var prevSeq uint64
+	for i, fr := range frames {
+		want, ok := sent[fr.Seq]
+		switch {
+		case !ok:
+			t.Fatalf("frame %d has seq %d, which was never published", i, fr.Seq)
+		case fr.Seq <= prevSeq:
+			t.Fatalf("frame %d: seq %d after %d", i, fr.Seq, prevSeq)
+		case fr.Format != want.format || !bytes.Equal(fr.Data, want.data) || !bytes.Equal(fr.UserMeta, want.meta) || fr.CaptureNS != want.captureNS:
+			t.Fatalf("frame %d (seq %d) differs from what was published: format %v / %v, meta %q / %q, capture %d / %d, data equal %v",
+				i, fr.Seq, fr.Format, want.format, fr.UserMeta, want.meta, fr.CaptureNS, want.captureNS, bytes.Equal(fr.Data, want.data))
+		case fr.CommitNS < fr.CaptureNS || fr.ReadNS < fr.CommitNS:
+			t.Fatalf("frame %d: capture %d, commit %d, read %d", i, fr.CaptureNS, fr.CommitNS, fr.ReadNS)
+		}
+		if fr.Seq > prevSeq+1 && prevSeq != 0 && fr.Dropped != fr.Seq-prevSeq-1 {
+			t.Errorf("frame %d: %d dropped before it in the file, the gap is %d", i, fr.Dropped, fr.Seq-prevSeq-1)
+		}
+		if fr.Format == a {
+			firstFormat++
+		} else if fr.NewGeneration != (i == firstFormat) {
+			t.Errorf("frame %d: new generation %v", i, fr.NewGeneration)
+		}
+		prevSeq = fr.Seq
+	}
+
+	if _, err := exec.LookPath("ffprobe"); err == nil {
+		pr := ffprobe(t, out)
+		if pr.Codec != "rawvideo" || pr.Width != 64 || pr.Height != 48 || pr.PixFmt != "yuv420p" || pr.Rate != "50/1" || pr.Frames != strconv.Itoa(firstFormat) {
+			t.Errorf("ffprobe: %+v; the file's first format has %d frames", pr, firstFormat)
+		}
+	} else if os.Getenv("FRAMEBUS_REQUIRE_TOOLS") != "" {
+		t.Error("ffprobe is not installed")
+	}
+
+	// As fast as possible: every frame.
+	capt := run(t, "capture", "--name", "again", "--source", "replay:"+out, "--fps", "0", "--dir", dir)
+	if mm := closedSeq.FindStringSubmatch(capt.stderr); capt.code != 0 || mm == nil || mm[1] != strconv.Itoa(n) || !strings.Contains(capt.stderr, "the source changed format") {
+		t.Errorf("replay --fps 0: exit %d:\n%s", capt.code, capt.stderr)
+	}
+
+	// At the recorded pace, to a consumer that checks every frame.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	type got struct {
+		n   int
+		err error
+	}
+	res := make(chan got, 1)
+	go func() {
+		c, err := framebus.OpenContext(ctx, "paced", framebus.ConsumerOptions{Dir: dir, Wait: 20 * time.Second, Newest: true})
+		if err != nil {
+			res <- got{0, err}
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, a.FrameSize)
+		k, count := 0, 0
+		for {
+			fr, err := c.ReadInto(ctx, buf)
+			if errors.Is(err, framebus.ErrEndOfStream) {
+				res <- got{count, nil}
+				return
+			}
+			if err != nil {
+				res <- got{count, err}
+				return
+			}
+			for k < len(frames) && !bytes.Equal(frames[k].Data, fr.Data) {
+				k++
+			}
+			if k == len(frames) {
+				res <- got{count, fmt.Errorf("replayed frame %d (seq %d) is none of the recording's, in order", count, fr.Seq)}
+				return
+			}
+			if !bytes.Equal(frames[k].UserMeta, fr.UserMeta) || fr.Format != frames[k].Format {
+				res <- got{count, fmt.Errorf("replayed frame %d: meta %q format %v, recorded %q %v", count, fr.UserMeta, fr.Format, frames[k].UserMeta, frames[k].Format)}
+				return
+			}
+			if lat := fr.CommitNS - fr.CaptureNS; lat < int64(time.Millisecond) {
+				res <- got{count, fmt.Errorf("replayed frame %d was captured %v before its commit; the recording says about 2 ms", count, time.Duration(lat))}
+				return
+			}
+			k++
+			count++
+		}
+	}()
+	span := time.Duration(frames[len(frames)-1].CommitNS - frames[0].CommitNS)
+	began := time.Now()
+	capt = run(t, "capture", "--name", "paced", "--source", "replay:"+out, "--dir", dir)
+	took := time.Since(began)
+	g := <-res
+	if capt.code != 0 || g.err != nil || g.n < n-3 {
+		t.Errorf("replay at the recorded pace: exit %d, the consumer got %d of %d frames: %v\n%s", capt.code, g.n, n, g.err, capt.stderr)
+	}
+	if took < span-50*time.Millisecond { // never early; a loaded machine may be late
+		t.Errorf("the replay took %v, the recording spans %v", took, span)
+	}
+
+	// --loop goes on past the end.
+	capt = run(t, "capture", "--name", "loop", "--source", "replay:"+out, "--fps", "0", "--loop", "--duration", "1s", "--dir", dir)
+	if mm := closedSeq.FindStringSubmatch(capt.stderr); capt.code != 0 || mm == nil {
+		t.Errorf("replay --loop: exit %d:\n%s", capt.code, capt.stderr)
+	} else if k, _ := strconv.Atoi(mm[1]); k <= n {
+		t.Errorf("replay --loop published %d frames in 1 s, the recording has %d", k, n)
+	}
+}
+
+// The recording is written under a temporary name and renamed when it ends
+// cleanly (a signal); a killed recorder leaves the temporary file, which
+// replays.
+func TestRecordTemporaryFile(t *testing.T) {
+	dir, outDir := t.TempDir(), t.TempDir()
+	out := filepath.Join(outDir, "cam.mkv")
+	startCapture(t, dir, "cam")
+	partials := func() []string {
+		m, _ := filepath.Glob(filepath.Join(outDir, "cam.partial-*.mkv"))
+		return m
+	}
+	rec := start(t, "record", "cam", "--out", out, "--lossless", "--dir", dir)
+	waitFor(t, 15*time.Second, "the temporary file", func() bool { return len(partials()) == 1 })
+	if exists(out) {
+		t.Fatalf("%s exists while the recording runs", out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	rec.signal(t, syscall.SIGHUP)
+	if code := rec.wait(t, 15*time.Second); code != 0 || !exists(out) || len(partials()) != 0 {
+		t.Fatalf("after SIGHUP: exit %d, %s exists %v, temporary %v\n%s", code, out, exists(out), partials(), rec.stderr.String())
+	}
+	if _, r, err := readRecording(t, out); err != nil {
+		t.Fatal(err)
+	} else if end, ok := r.End(); !ok || end.Why != "interrupted" {
+		t.Errorf("the end of a recording stopped by SIGHUP: %+v %v", end, ok)
+	}
+
+	os.Remove(out)
+	rec = start(t, "record", "cam", "--out", out, "--lossless", "--dir", dir)
+	waitFor(t, 15*time.Second, "the temporary file", func() bool { return len(partials()) == 1 })
+	time.Sleep(500 * time.Millisecond)
+	rec.signal(t, syscall.SIGKILL)
+	rec.wait(t, 10*time.Second)
+	if exists(out) || len(partials()) != 1 {
+		t.Fatalf("after SIGKILL: %s exists %v, temporary %v", out, exists(out), partials())
+	}
+	part := partials()[0]
+	frames, r, err := readRecording(t, part)
+	var te *recording.TruncatedError
+	if (err != nil && !errors.As(err, &te)) || len(frames) == 0 {
+		t.Fatalf("the killed recording: %d frames, %v", len(frames), err)
+	}
+	if _, ok := r.End(); ok {
+		t.Errorf("the killed recording has an end mark")
+	}
+	capt := run(t, "capture", "--name", "again", "--source", "replay:"+part, "--fps", "0", "--dir", dir)
+	mm := closedSeq.FindStringSubmatch(capt.stderr)
+	switch {
+	case mm == nil || mm[1] != strconv.Itoa(len(frames)):
+		t.Errorf("replay of the killed recording (%d whole frames):\n%s", len(frames), capt.stderr)
+	case te != nil && (capt.code != 1 || !strings.Contains(capt.stderr, "cut short")):
+		t.Errorf("replay of a recording cut inside a frame: exit %d\n%s", capt.code, capt.stderr)
+	case te == nil && (capt.code != 0 || !strings.Contains(capt.stderr, "no end mark")):
+		t.Errorf("replay of a recording cut between frames: exit %d\n%s", capt.code, capt.stderr)
+	}
+}
+
+// A full disk (a private 8 MiB tmpfs; 4 MiB for MJPEG, whose frames are
+// small) ends a recording with a clear error and leaves the temporary
+// file, which replays every frame it has.
+func TestRecordDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs (mount -t tmpfs -o size=8m)")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("needs unshare (util-linux) for a private mount")
+	}
+	dir := t.TempDir()
+	startCapture(t, dir, "big", "--size", "320x240", "--fps", "100")
+	modes := [][]string{{"mkv", "8m", "--lossless"}}
+	if hasOpenCV {
+		modes = append(modes, []string{"avi", "4m"})
+	}
+	for _, mode := range modes {
+		t.Run(mode[0], func(t *testing.T) {
+			small, keep := t.TempDir(), t.TempDir()
+			script := `mount -t tmpfs -o size=$2 tmpfs "$1" || exit 99
+shift 2; small=$1; keep=$2; shift 2
+"$@"; rc=$?
+ls -A "$small" > "$keep/ls"; cp "$small"/* "$keep"/ 2>/dev/null; exit $rc`
+			args := append([]string{"-m", "sh", "-c", script, "sh", small, mode[1], small, keep, bin, "record", "big", "--out", filepath.Join(small, "rec."+mode[0]), "--dir", dir}, mode[2:]...)
+			cmd := exec.Command("unshare", args...)
+			var so, se bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &so, &se
+			done := make(chan error, 1)
+			cmd.Start()
+			go func() { done <- cmd.Wait() }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(60 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("record on a full disk still runs after 60 s:\n%s", se.String())
+			}
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code == 99 {
+				t.Skipf("cannot mount a tmpfs here: %s", se.String())
+			}
+			checkNoPanic(t, args, se.String())
+			lines := strings.Split(strings.TrimSpace(se.String()), "\n")
+			last := lines[len(lines)-1]
+			ls, _ := os.ReadFile(filepath.Join(keep, "ls"))
+			if code != 1 || !strings.Contains(last, "the disk is full") || !strings.Contains(last, "playable up to the last whole frame") {
+				t.Fatalf("exit %d, last line %q", code, last)
+			}
+			names := strings.Fields(string(ls))
+			if len(names) != 1 || !strings.HasPrefix(names[0], "rec.partial-") {
+				t.Fatalf("the full disk holds %q, want only the temporary file", names)
+			}
+			m := regexp.MustCompile(`the (\d+) frames recorded are in `).FindStringSubmatch(last)
+			if m == nil || m[1] == "0" {
+				t.Fatalf("the error does not say how many frames were kept: %q", last)
+			}
+			part := filepath.Join(keep, names[0])
+			if mode[0] == "mkv" {
+				frames, _, err := readRecording(t, part)
+				if err != nil || strconv.Itoa(len(frames)) != m[1] {
+					t.Errorf("the partial recording reads %d frames (%v), the error says %s", len(frames), err, m[1])
+				}
+				capt := run(t, "capture", "--name", "again", "--source", "replay:"+part, "--fps", "0", "--dir", t.TempDir())
+				if mm := closedSeq.FindStringSubmatch(capt.stderr); capt.code != 0 || mm == nil || mm[1] != m[1] {
+					t.Errorf("replay of the partial recording: exit %d\n%s", capt.code, capt.stderr)
+				}
+			}
+			if _, err := exec.LookPath("ffprobe"); err == nil {
+				if pr := ffprobe(t, part); pr.Width != 320 || pr.Frames != m[1] {
+					t.Errorf("ffprobe of the partial %s: %+v, the error says %s frames", mode[0], pr, m[1])
+				}
+			}
+		})
+	}
+}
+
+// Replaying what is not a whole recording is a clear error.
+func TestReplayBadInput(t *testing.T) {
+	tmp := t.TempDir()
+	text := filepath.Join(tmp, "notes.txt")
+	os.WriteFile(text, []byte("not a video\n"), 0o600)
+	for _, c := range []struct {
+		file string
+		want string
+	}{
+		{text, "not a framebus recording"},
+		{filepath.Join(tmp, "missing.mkv"), "no such file"},
+		{tmp, "is a directory"},
+		{"", "use replay:FILE"},
+	} {
+		r := run(t, "capture", "--name", "r", "--source", "replay:"+c.file, "--dir", t.TempDir())
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("replay:%s: exit %d, %q", c.file, r.code, r.stderr)
+		}
+	}
+
+	// A recording cut inside a frame, and one with a corrupt frame: the
+	// frames before it are published, then an error.
+	dir := t.TempDir()
+	rec := filepath.Join(tmp, "rec.mkv")
+	startCapture(t, dir, "cam", "--size", "64x48", "--fps", "100")
+	if r := run(t, "record", "cam", "--out", rec, "--lossless", "--duration", "1s", "--dir", dir); r.code != 0 {
+		t.Fatalf("record: %d %s", r.code, r.stderr)
+	}
+	frames, _, err := readRecording(t, rec)
+	if err != nil || len(frames) < 10 {
+		t.Fatalf("%d frames, %v", len(frames), err)
+	}
+	whole, _ := os.ReadFile(rec)
+	cut := filepath.Join(tmp, "cut.mkv")
+	os.WriteFile(cut, whole[:len(whole)-64*48*4/2], 0o600) // inside the last frame
+	r := run(t, "capture", "--name", "r", "--source", "replay:"+cut, "--fps", "0", "--dir", dir)
+	if mm := closedSeq.FindStringSubmatch(r.stderr); r.code != 1 || mm == nil || mm[1] != strconv.Itoa(len(frames)-1) || !strings.Contains(r.stderr, "is cut short") {
+		t.Errorf("a cut recording: exit %d:\n%s", r.code, r.stderr)
+	}
+	bad := bytes.Clone(whole)
+	i := bytes.LastIndex(bad, frames[5].Data[:64]) // inside frame 5 (the pattern's first row)
+	for i >= 0 && i > len(bad)/2 {
+		i = bytes.LastIndex(bad[:i], frames[5].Data[:64])
+	}
+	if i < 0 {
+		t.Fatal("frame data not found")
+	}
+	bad[i+100] ^= 1
+	corrupt := filepath.Join(tmp, "corrupt.mkv")
+	os.WriteFile(corrupt, bad, 0o600)
+	r = run(t, "capture", "--name", "r", "--source", "replay:"+corrupt, "--fps", "0", "--dir", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "fails its CRC-32") {
+		t.Errorf("a corrupt recording: exit %d:\n%s", r.code, r.stderr)
+	}
+}
