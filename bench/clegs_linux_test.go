@@ -613,3 +613,59 @@ func TestBenchReadCResult(t *testing.T) {
 		t.Error("missing file: no error")
 	}
 }
+
+// TestCConsumerRefusesForgedFrame (amendment 9): a frame number forged far
+// ahead in the active slot is refused and counted by the C consumer, never
+// taken (which would make every real frame after it "nothing new"), and the
+// stream goes on.
+func TestCConsumerRefusesForgedFrame(t *testing.T) {
+	c := testC(t)
+	dir := t.TempDir()
+	p, err := framebus.Create("forge", framebus.ProducerOptions{Dir: dir, Format: framebus.Format{Width: 64, Height: 64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cons := startCProc(t, c.consumer, "--wake", "auto", p.Path(), framebus.LockPath(dir, "forge"), "1000000", "10000")
+	waitFor(t, 10*time.Second, "the C consumer joined", func() bool { return p.Stats().ActiveConsumers == 1 })
+	publish := func(n int) {
+		for i := 0; i < n; i++ {
+			if _, err := p.Publish(make([]byte, 64*64*4), framebus.Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	publish(20)
+	f, err := os.OpenFile(p.Path(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	active := binary.LittleEndian.Uint32(mem[256:])
+	seqOff := 512 + int(active)*128 + 8
+	real := binary.LittleEndian.Uint64(mem[seqOff:])
+	binary.LittleEndian.PutUint64(mem[seqOff:], 1<<62) // forged, under an even lock
+	// Wake the consumer on the shared word so that it reads the forged slot.
+	ws := wordAt(mem, 320)
+	ws.Add(1)
+	futexWake(ws, 1<<30)
+	time.Sleep(50 * time.Millisecond)
+	binary.LittleEndian.PutUint64(mem[seqOff:], real)
+	publish(20)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code := cons.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d: %s", code, cons.stderrText())
+	}
+	sum := summary(t, cons.stdoutText())
+	if sum["refused"] < 1 || sum["delivered"]+sum["dropped"] != 40 || sum["eos"] != 1 {
+		t.Errorf("summary %v\nstderr: %s", sum, cons.stderrText())
+	}
+}

@@ -199,7 +199,7 @@ typedef struct framebus_header {
 	uint32_t slot_desc_size;         /* 232  == FRAMEBUS_SLOT_DESC_SIZE */
 	uint32_t consumer_entry_size;    /* 236  == FRAMEBUS_CONSUMER_ENTRY_SIZE */
 	uint64_t created_ns;             /* 240  CLOCK_MONOTONIC */
-	uint64_t reserved_248;           /* 248  reserved, zero */
+	uint64_t producer_pidns;         /* 248  amendment 8: st_ino of the producer's /proc/self/ns/pid, 0 = unknown */
 
 	/* 3.3 Publication and counters, bytes 256-511. */
 	uint32_t active;                 /* 256  atomic: slot of the newest committed frame */
@@ -243,7 +243,8 @@ typedef struct framebus_consumer_entry {
 	uint64_t dropped;      /*  40  atomic: sequence gaps, overruns */
 	uint64_t heartbeat_ns; /*  48  atomic: consumer CLOCK_MONOTONIC */
 	uint64_t torn_retries; /*  56  atomic */
-	uint8_t reserved_64[64]; /* 64  reserved, zero */
+	uint64_t pidns;        /*  64  amendment 8: st_ino of the consumer's /proc/self/ns/pid, 0 = unknown */
+	uint8_t reserved_72[56]; /* 72  reserved, zero */
 } framebus_consumer_entry;
 
 /* ---- Layout checks ---------------------------------------------------------------- */
@@ -284,7 +285,7 @@ FRAMEBUS_CHECK_FIELD(framebus_header, consumer_table_offset, 224, 8);
 FRAMEBUS_CHECK_FIELD(framebus_header, slot_desc_size, 232, 4);
 FRAMEBUS_CHECK_FIELD(framebus_header, consumer_entry_size, 236, 4);
 FRAMEBUS_CHECK_FIELD(framebus_header, created_ns, 240, 8);
-FRAMEBUS_CHECK_FIELD(framebus_header, reserved_248, 248, 8);
+FRAMEBUS_CHECK_FIELD(framebus_header, producer_pidns, 248, 8);
 FRAMEBUS_CHECK_FIELD(framebus_header, active, 256, 4);
 FRAMEBUS_CHECK_FIELD(framebus_header, reserved_260, 260, 4);
 FRAMEBUS_CHECK_FIELD(framebus_header, last_seq, 264, 8);
@@ -321,7 +322,8 @@ FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, delivered, 32, 8);
 FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, dropped, 40, 8);
 FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, heartbeat_ns, 48, 8);
 FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, torn_retries, 56, 8);
-FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, reserved_64, 64, 64);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, pidns, 64, 8);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, reserved_72, 72, 56);
 
 FRAMEBUS_STATIC_ASSERT(FRAMEBUS_MAGIC == FRAMEBUS_FOURCC('F', 'B', 'U', 'S'), "magic bytes");
 

@@ -108,8 +108,6 @@ enum {
 #define SEQ_CST __ATOMIC_SEQ_CST
 #define RELAXED __ATOMIC_RELAXED
 
-/* Amendment 8: header offset 248 u64 producer_pidns (informational). */
-#define OFF_PRODUCER_PIDNS 248
 
 /* ---- options and state ------------------------------------------------------------ */
 
@@ -708,7 +706,7 @@ static struct seg *new_generation(uint64_t gen, uint64_t last_seq)
 		h->payload_size = (uint64_t)O.slots * stride;
 		h->producer_pid = (uint32_t)getpid();
 		uint64_t pidns = pid_namespace();
-		memcpy((uint8_t *)h + OFF_PRODUCER_PIDNS, &pidns, sizeof pidns);
+		h->producer_pidns = pidns;
 		h->slot_count = O.slots;
 		h->slot_stride = stride;
 		h->slot_capacity = F.frame_size;
@@ -892,8 +890,10 @@ static void reclaim(struct seg *s)
 		uint64_t off = s->cto + (uint64_t)i * FRAMEBUS_CONSUMER_ENTRY_SIZE;
 		if (ofd_lock(s->fd, F_WRLCK, off, FRAMEBUS_CONSUMER_ENTRY_SIZE) != 0)
 			continue; /* a live consumer holds it */
-		if (__atomic_compare_exchange_n(&e->state, &st, FRAMEBUS_ENTRY_FREE, 0, SEQ_CST, SEQ_CST))
+		if (__atomic_compare_exchange_n(&e->state, &st, FRAMEBUS_ENTRY_FREE, 0, SEQ_CST, SEQ_CST)) {
+			__atomic_store_n(&e->pidns, 0, SEQ_CST); /* amendment 8: after the CAS */
 			__atomic_fetch_add(&s->h->consumers_reclaimed, 1, SEQ_CST);
+		}
 		ofd_lock(s->fd, F_UNLCK, off, FRAMEBUS_CONSUMER_ENTRY_SIZE);
 	}
 }

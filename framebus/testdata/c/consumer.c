@@ -41,11 +41,14 @@
  *       printed on every exit after joining. delivered counts data frames (the end-of-stream
  *       frame is accounted in the table entry per section 5 step 4, but not printed or
  *       counted here); dropped = sequence gaps; torn = torn reads retried.
- *   With --spin, the summary line ends with " spin_hits=<n> spin_misses=<n>".
+ *       then " refused=<n> resyncs=<n>": reads refused for words no honest producer writes
+ *       (a frame newer than the header's last_seq, active out of range, impossible sizes:
+ *       amendment 9, counted, never an error of the stream) and re-synchronisations of a
+ *       last_seq moved ahead by a forged word; with --spin, " spin_hits=<n> spin_misses=<n>".
  * Diagnostics go to stderr.
  *
  * Exit codes: 0 done (count frames or end of stream), 1 system error, 2 usage,
- *             3 the segment violates the contract (header or descriptor), 4 idle timeout,
+ *             3 the segment's header violates the contract, 4 idle timeout,
  *             5 producer gone, stalled, broken or retired without end of stream, table full.
  */
 #define _GNU_SOURCE
@@ -126,6 +129,8 @@ struct bus {
 };
 
 struct stats {
+	uint64_t refused;  /* reads refused for words no honest producer writes (amendment 9) */
+	uint64_t resyncs;  /* times our last_seq was found ahead of the bus's and reset */
 	uint64_t last_seq; /* newest frame taken, in the current generation's numbering */
 	uint64_t delivered;
 	uint64_t dropped;
@@ -167,6 +172,7 @@ static void print_summary(void)
 	printf("summary delivered=%" PRIu64 " dropped=%" PRIu64 " torn=%" PRIu64
 	       " crc_bad=%" PRIu64 " eos=%d",
 	       S.delivered, S.dropped, S.torn, S.crc_bad, S.eos);
+	printf(" refused=%" PRIu64 " resyncs=%" PRIu64, S.refused, S.resyncs);
 	if (spin_limit > 0)
 		printf(" spin_hits=%" PRIu64 " spin_misses=%" PRIu64, spin_hits, spin_misses);
 	printf("\n");
@@ -501,6 +507,7 @@ static void leave_table(void)
 	if (!B.joined)
 		return;
 	B.joined = 0;
+	__atomic_store_n(&B.me->pidns, 0, SEQ_CST); /* amendment 8: before the CAS 2 -> 0 */
 	uint32_t expect = FRAMEBUS_ENTRY_ACTIVE;
 	__atomic_compare_exchange_n(&B.me->state, &expect, FRAMEBUS_ENTRY_FREE, 0, SEQ_CST,
 				    SEQ_CST);
@@ -649,10 +656,13 @@ static int wake_mode = WAKE_SEM;
 static int use_shared; /* this generation: sleep on the header's wake_seq */
 
 /* The active slot holds a committed frame newer than the last one taken. */
+static int refused_here(uint32_t slot, uint64_t lock);
+
 static int frame_pending(void)
 {
 	uint32_t a = __atomic_load_n(&B.h->active, SEQ_CST);
-	return a < B.slot_count && __atomic_load_n(&B.slots[a].frame_seq, SEQ_CST) > S.last_seq;
+	return a < B.slot_count && __atomic_load_n(&B.slots[a].frame_seq, SEQ_CST) > S.last_seq &&
+	       !refused_here(a, __atomic_load_n(&B.slots[a].lock, SEQ_CST));
 }
 
 /* Watches for a new frame until one is there (1) or end passes (0: no more spinning for
@@ -754,6 +764,26 @@ struct frame {
 	const uint8_t *view; /* the data in the read-only mapping */
 };
 
+/* Amendment 9: a read refused for a word no honest producer writes is counted, and the
+ * frame in that slot under that lock is not looked at again. */
+static uint32_t refused_slot = UINT32_MAX;
+static uint64_t refused_lock;
+
+static void refuse(uint32_t slot, uint64_t lock, const char *why)
+{
+	if (slot == refused_slot && lock == refused_lock)
+		return;
+	S.refused++;
+	refused_slot = slot;
+	refused_lock = lock;
+	fprintf(stderr, "consumer: refused a read of slot %" PRIu32 ": %s\n", slot, why);
+}
+
+static int refused_here(uint32_t slot, uint64_t lock)
+{
+	return S.refused != 0 && slot == refused_slot && lock == refused_lock;
+}
+
 /* Reads the newest committed frame into f: with copy, the data into frame_buf inside the
  * sequence lock (checked against the checksum afterwards); without, a validated zero-copy
  * view, checksummed inside the lock as framebus's Next does. 1 on success (also when the
@@ -765,9 +795,11 @@ static int read_newest(struct frame *f, uint64_t deadline, int copy)
 	f->torn = 0;
 	for (;;) {
 		uint32_t s = __atomic_load_n(&B.h->active, SEQ_CST);
-		if (s >= B.slot_count)
-			INVALID("%s: active %" PRIu32 " >= slot_count %" PRIu32, B.path, s,
-				B.slot_count);
+		f->seq = 0;
+		if (s >= B.slot_count) {
+			refuse(s, 0, "active out of range");
+			return 1; /* forged or torn: the producer's next flip mends it */
+		}
 		framebus_slot_desc *d = &B.slots[s];
 
 		/* 1. First lock load: seq_cst, so at least acquire for the reads below. */
@@ -787,8 +819,10 @@ static int read_newest(struct frame *f, uint64_t deadline, int copy)
 		f->slot = s;
 		f->lock = l1;
 		f->seq = __atomic_load_n(&d->frame_seq, RELAXED);
-		if (f->seq <= S.last_seq)
-			return 1; /* nothing new (or a stale active): deliver nothing */
+		if (f->seq <= S.last_seq || refused_here(s, l1)) {
+			f->seq = 0;
+			return 1; /* nothing new (a stale active, or a frame refused already) */
+		}
 		f->bytes = __atomic_load_n(&d->bytes, RELAXED);
 		f->checksum = __atomic_load_n(&d->checksum, RELAXED);
 		f->frame_flags = __atomic_load_n(&d->frame_flags, RELAXED);
@@ -817,15 +851,22 @@ static int read_newest(struct frame *f, uint64_t deadline, int copy)
 			continue;
 		}
 
-		/* A stable descriptor that breaks the contract is the producer's bug. */
-		if (bad_bytes)
-			INVALID("%s: slot %" PRIu32 " frame %" PRIu64 ": bytes %" PRIu64
-				" > slot_capacity %" PRIu64, B.path, s, f->seq, f->bytes,
-				B.slot_capacity);
-		if (f->user_meta_len > FRAMEBUS_USER_META_MAX)
-			INVALID("%s: slot %" PRIu32 " frame %" PRIu64 ": user_meta_len %" PRIu32
-				" > %d", B.path, s, f->seq, f->user_meta_len,
-				FRAMEBUS_USER_META_MAX);
+		/* Amendment 9: a frame newer than the header's last_seq is not taken: one
+		 * ahead is committed and not yet flipped (its flip and wake follow), more is a
+		 * forged word. Impossible sizes are refused for this read too, never an error
+		 * of the stream. */
+		uint64_t last = __atomic_load_n(&B.h->last_seq, SEQ_CST);
+		if (f->seq > last) {
+			if (f->seq > last + 1)
+				refuse(s, l1, "frame_seq newer than last_seq");
+			f->seq = 0;
+			return 1;
+		}
+		if (bad_bytes || f->user_meta_len > FRAMEBUS_USER_META_MAX) {
+			refuse(s, l1, bad_bytes ? "bytes > slot_capacity" : "user_meta_len > 64");
+			f->seq = 0;
+			return 1;
+		}
 		if (copy && (B.flags & FRAMEBUS_FLAG_CHECKSUM) && f->bytes > 0)
 			f->crc_bad = crc32c(frame_buf, (size_t)f->bytes) != f->checksum;
 		return 1;
@@ -836,7 +877,7 @@ static int read_newest(struct frame *f, uint64_t deadline, int copy)
  * (f says which; the end of stream sets S.eos), 0 if there was nothing new. */
 static int take_newest(struct frame *f, uint64_t deadline, int copy)
 {
-	if (!read_newest(f, deadline, copy) || f->seq <= S.last_seq)
+	if (!read_newest(f, deadline, copy) || f->seq == 0 || f->seq <= S.last_seq)
 		return 0;
 	uint64_t gap = f->seq > S.last_seq + 1 ? f->seq - S.last_seq - 1 : 0;
 	if (gap > 0) {
@@ -996,6 +1037,31 @@ static void follow_generation(uint64_t deadline)
 		B.generation, old_gen, B.index, S.last_seq);
 }
 
+/* Amendment 9: our last_seq ahead of the bus's while the active slot holds an intact frame
+ * of exactly the bus's number means a forged word moved us ahead: take the bus's number,
+ * or every real frame would be "nothing new" for good. */
+static void resync(void)
+{
+	uint64_t last = __atomic_load_n(&B.h->last_seq, SEQ_CST);
+	if (last >= S.last_seq)
+		return;
+	uint32_t a = __atomic_load_n(&B.h->active, SEQ_CST);
+	if (a >= B.slot_count)
+		return;
+	framebus_slot_desc *d = &B.slots[a];
+	uint64_t l1 = __atomic_load_n(&d->lock, SEQ_CST);
+	uint64_t seq = __atomic_load_n(&d->frame_seq, RELAXED);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if ((l1 & 1) || __atomic_load_n(&d->lock, RELAXED) != l1 || seq != last)
+		return;
+	fprintf(stderr, "consumer: our last frame %" PRIu64 " is ahead of the bus's last_seq %" PRIu64
+			": re-synchronised\n", S.last_seq, last);
+	S.resyncs++;
+	S.last_seq = last;
+	__atomic_store_n(&B.me->last_seq, last, SEQ_CST);
+	memset(&SP, 0, sizeof SP);
+}
+
 /* Called after every wait timeout, and whenever the header state is not READY. */
 static void check_producer(uint64_t deadline)
 {
@@ -1021,6 +1087,7 @@ static void check_producer(uint64_t deadline)
 	}
 	if (!owner_alive())
 		die(EXIT_GONE, "%s: producer gone (no lock on %s)", B.path, lock_path);
+	resync();
 	uint64_t hb = __atomic_load_n(&B.h->heartbeat_ns, SEQ_CST);
 	uint64_t now = now_ns();
 	uint64_t stale = 3ull * B.interval_ms * 1000000u;

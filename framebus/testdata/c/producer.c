@@ -890,8 +890,10 @@ static void reclaim(struct seg *s)
 		uint64_t off = s->cto + (uint64_t)i * FRAMEBUS_CONSUMER_ENTRY_SIZE;
 		if (ofd_lock(s->fd, F_WRLCK, off, FRAMEBUS_CONSUMER_ENTRY_SIZE) != 0)
 			continue; /* a live consumer holds it */
-		if (__atomic_compare_exchange_n(&e->state, &st, FRAMEBUS_ENTRY_FREE, 0, SEQ_CST, SEQ_CST))
+		if (__atomic_compare_exchange_n(&e->state, &st, FRAMEBUS_ENTRY_FREE, 0, SEQ_CST, SEQ_CST)) {
+			__atomic_store_n(&e->pidns, 0, SEQ_CST); /* amendment 8: after the CAS */
 			__atomic_fetch_add(&s->h->consumers_reclaimed, 1, SEQ_CST);
+		}
 		ofd_lock(s->fd, F_UNLCK, off, FRAMEBUS_CONSUMER_ENTRY_SIZE);
 	}
 }
