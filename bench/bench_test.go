@@ -251,6 +251,7 @@ func TestBenchValidate(t *testing.T) {
 		"size":          {Scenarios: []Scenario{{Size: Size{0, 1, framebus.FormatGrey}, Consumers: 1, Placement: Split, Variants: ok.Variants}}},
 		"duration":      {Scenarios: []Scenario{ok}, Duration: time.Millisecond},
 		"rounds":        {Scenarios: []Scenario{ok}, Rounds: -1},
+		"twice":         {Scenarios: []Scenario{ok, ok}},
 	} {
 		if err := c.Validate(); !errors.Is(err, ErrBadConfig) {
 			t.Errorf("%s: Validate() = %v, want ErrBadConfig", name, err)
