@@ -53,8 +53,9 @@ type childSpec struct {
 	Bus       string          `json:"bus,omitempty"`
 	Ctl       string          `json:"ctl,omitempty"`
 	Spin      time.Duration   `json:"spin,omitempty"`
-	CPUs      []int           `json:"cpus,omitempty"` // the CPUs the child must be pinned to (nil: any)
-	FDs       int             `json:"fds,omitempty"`  // inherited stream descriptors, from fd 3
+	Checksum  bool            `json:"checksum,omitempty"` // the producer carries CRC-32C checksums
+	CPUs      []int           `json:"cpus,omitempty"`     // the CPUs the child must be pinned to (nil: any)
+	FDs       int             `json:"fds,omitempty"`      // inherited stream descriptors, from fd 3
 }
 
 func (s *childSpec) lockstep() bool { return s.Rate == 0 }
@@ -70,6 +71,7 @@ type childResult struct {
 	Latency string `json:"latency,omitempty"` // HdrHistogram V2, ns
 	Read    string `json:"read,omitempty"`
 	Publish string `json:"publish,omitempty"`
+	Commit  string `json:"commit,omitempty"` // commit_ns to the wake (framebus)
 
 	Dropped     uint64 `json:"dropped"`
 	Torn        uint64 `json:"torn"`

@@ -25,10 +25,50 @@ const (
 	UDS       Transport = "uds"       // Unix domain stream socket
 	Pipe      Transport = "pipe"      // pipe(2)
 	GStreamer Transport = "gstreamer" // shmsink -> shmsrc through gst-launch-1.0
+	// CFramebus is framebus with both sides in C (framebus/testdata/c:
+	// producer.c -> consumer.c, built with gcc when it is there): the
+	// protocol's own floor, which the Go rows are held to.
+	CFramebus Transport = "c"
 )
 
 // Transports lists every transport in table order.
-var Transports = []Transport{Framebus, Futex, Memcpy, UDS, Pipe, GStreamer}
+var Transports = []Transport{Framebus, CFramebus, Futex, Memcpy, UDS, Pipe, GStreamer}
+
+// Lang is the language of one side of a row: framebus's Go package or the
+// C reference of framebus/testdata/c. The futex baseline has both too.
+type Lang string
+
+// The languages.
+const (
+	LangGo Lang = "go"
+	LangC  Lang = "c"
+)
+
+// Pair is a producer side and a consumer side: go->go, go->c, c->go, c->c.
+type Pair struct{ Producer, Consumer Lang }
+
+// The pairs of the C legs.
+var (
+	GoGo = Pair{LangGo, LangGo}
+	GoC  = Pair{LangGo, LangC}
+	CGo  = Pair{LangC, LangGo}
+	CC   = Pair{LangC, LangC}
+)
+
+// Pairs lists them in table order.
+var Pairs = []Pair{GoGo, GoC, CGo, CC}
+
+func (p Pair) String() string { return string(p.Producer) + "->" + string(p.Consumer) }
+
+// ParsePair parses "go->c" (or "go-c").
+func ParsePair(s string) (Pair, error) {
+	for _, p := range Pairs {
+		if strings.EqualFold(s, p.String()) || strings.EqualFold(s, string(p.Producer)+"-"+string(p.Consumer)) {
+			return p, nil
+		}
+	}
+	return Pair{}, fmt.Errorf("want one of go->go, go->c, c->go, c->c")
+}
 
 // Mode is framebus's write or read path. Baselines have none.
 type Mode string
@@ -68,6 +108,7 @@ var (
 	HD720RGBA  = Size{1280, 720, framebus.FormatRGBA}
 	HD1080RGBA = Size{1920, 1080, framebus.FormatRGBA}
 	UHD4KI420  = Size{3840, 2160, framebus.FormatI420}
+	HD1080NV12 = Size{1920, 1080, framebus.FormatNV12}
 )
 
 // Dims is "1920x1080".
@@ -127,16 +168,44 @@ func ParseSize(s string) (Size, error) {
 }
 
 // Variant is one row of a scenario: a transport and, for framebus, a mode.
+// Lang says which side runs the C reference: the zero value is Go on both
+// sides (the transport c is C on both by definition, and the futex baseline
+// is Go or C on both).
 type Variant struct {
 	Transport Transport
-	Mode      Mode // framebus only
+	Mode      Mode // framebus and c only
+	Lang      Pair // framebus: go->go (zero), go->c or c->go; futex: go->go or c->c
+}
+
+// Sides is the variant's languages, the zero value made explicit.
+func (v Variant) Sides() Pair {
+	switch {
+	case v.Transport == CFramebus:
+		return CC
+	case v.Lang == Pair{}:
+		if v.Transport == GStreamer {
+			return CC // gst-launch-1.0
+		}
+		return GoGo
+	}
+	return v.Lang
+}
+
+// usesC says whether a side of the variant is the C reference (built with gcc).
+func (v Variant) usesC() bool {
+	s := v.Sides()
+	return v.Transport != GStreamer && (s.Producer == LangC || s.Consumer == LangC)
 }
 
 func (v Variant) String() string {
+	n := string(v.Transport)
 	if v.Mode != "" {
-		return string(v.Transport) + "/" + string(v.Mode)
+		n += "/" + string(v.Mode)
 	}
-	return string(v.Transport)
+	if s := v.Sides(); v.Transport != CFramebus && v.Transport != GStreamer && s != GoGo {
+		n += " " + s.String()
+	}
+	return n
 }
 
 // Scenario is a group of variants measured under the same conditions and
@@ -146,6 +215,7 @@ type Scenario struct {
 	Consumers int
 	Rate      float64 // frames per second; 0: as fast as the consumers take them
 	Placement Placement
+	Checksum  bool // the bus carries CRC-32C checksums (framebus and c rows)
 	Variants  []Variant
 }
 
@@ -154,7 +224,14 @@ func (s Scenario) String() string {
 	if s.Consumers != 1 {
 		c = fmt.Sprintf("%d consumers", s.Consumers)
 	}
-	return fmt.Sprintf("%s, %s, %s, %s", s.Size, c, rateName(s.Rate), s.Placement)
+	return fmt.Sprintf("%s, %s, %s, %s%s", s.Size, c, rateName(s.Rate), s.Placement, checksumName(s.Checksum))
+}
+
+func checksumName(on bool) string {
+	if on {
+		return ", checksums on"
+	}
+	return ""
 }
 
 func rateName(r float64) string {
@@ -186,6 +263,7 @@ type Config struct {
 	Exe       string   // the binary that plays the children, default os.Executable()
 	ExeArgs   []string // its arguments, default ["bench"]
 	GstLaunch string   // gst-launch-1.0 to use; default: looked up in PATH
+	CC        string   // the C compiler of the C legs; default: gcc, looked up in PATH
 
 	Progress Progress        // nil: none
 	Log      *zerolog.Logger // nil: no logging
@@ -254,7 +332,12 @@ func (c Config) Validate() error {
 	case c.Spin < 0 || c.Spin > time.Second:
 		return bad("spin window %v: want 0 to 1s", c.Spin)
 	}
+	seen := map[string]bool{}
 	for _, s := range c.Scenarios {
+		if seen[s.String()] {
+			return bad("scenario %v twice (its rows would be one block)", s)
+		}
+		seen[s.String()] = true
 		if _, err := s.Size.FrameBytes(); err != nil {
 			return bad("%v: %v", s.Size, err)
 		}
@@ -274,8 +357,25 @@ func (c Config) Validate() error {
 			if !slices.Contains(Transports, v.Transport) {
 				return bad("transport %q", v.Transport)
 			}
-			if (v.Transport == Framebus) != (v.Mode != "") || (v.Mode != "" && !slices.Contains(Modes, v.Mode)) {
+			withMode := v.Transport == Framebus || v.Transport == CFramebus
+			if withMode != (v.Mode != "") || (v.Mode != "" && !slices.Contains(Modes, v.Mode)) {
 				return bad("transport %q with mode %q", v.Transport, v.Mode)
+			}
+			if v.Transport == CFramebus && v.Mode == Copy {
+				return bad("transport c has no copy mode (the C producer renders into the slot)")
+			}
+			if v.Lang != (Pair{}) && !slices.Contains(Pairs, v.Lang) {
+				return bad("%v: languages %q", v, v.Lang)
+			}
+			switch side := v.Sides(); {
+			case v.Transport == Framebus && side == CC:
+				return bad("framebus c->c is the transport c")
+			case v.Transport == Framebus && side.Producer == LangC && v.Mode == Copy:
+				return bad("%v: the C producer has no copy mode", v)
+			case v.Transport == Futex && side != GoGo && side != CC:
+				return bad("%v: the futex baseline is go->go or c->c", v)
+			case v.Transport != Framebus && v.Transport != Futex && v.Lang != (Pair{}):
+				return bad("%v: only framebus and futex rows have languages", v)
 			}
 		}
 	}
@@ -293,6 +393,66 @@ func (c Config) measureTime(s Scenario) time.Duration {
 
 func fb(m Mode) Variant { return Variant{Transport: Framebus, Mode: m} }
 
+// fbl is a framebus row with a C side; c->c is the transport c.
+func fbl(m Mode, p Pair) Variant {
+	if p == CC {
+		return Variant{Transport: CFramebus, Mode: m}
+	}
+	return Variant{Transport: Framebus, Mode: m, Lang: p}
+}
+
+// cFutex is the futex baseline in C, the floor of the c->c rows.
+var cFutex = Variant{Transport: Futex, Lang: CC}
+
+// cameraVariants are the rows of a camera scenario: the four language
+// pairs of the plain mode, the two futex floors, and with spin the spinning
+// consumer in Go and in C; with checksums the futex rows are left out (they
+// carry no checksum).
+func cameraVariants(spin, checksum bool) []Variant {
+	var vs []Variant
+	for _, p := range Pairs {
+		vs = append(vs, fbl(Plain, p))
+	}
+	if !checksum {
+		vs = append(vs, Variant{Transport: Futex}, cFutex)
+	}
+	if spin {
+		vs = append(vs, fb(Spin), fbl(Spin, CC))
+	}
+	return vs
+}
+
+// CameraScenarios is the headline: what a user runs, a camera's 1080p
+// frames at 30 and 60 fps in RGBA and NV12, nothing pinned (free) and split
+// over two CPUs, checksums off and on, each with framebus in Go and C on
+// either side against the futex in Go and C; the spinning consumer at
+// 60 fps. Checksums on are measured at 60 fps.
+func CameraScenarios() []Scenario {
+	var s []Scenario
+	for _, sz := range []Size{HD1080RGBA, HD1080NV12} {
+		for _, r := range []float64{60, 30} {
+			for _, p := range []Placement{Free, Split} {
+				s = append(s, Scenario{Size: sz, Consumers: 1, Rate: r, Placement: p, Variants: cameraVariants(r == 60, false)})
+			}
+		}
+	}
+	for _, sz := range []Size{HD1080RGBA, HD1080NV12} {
+		for _, p := range []Placement{Free, Split} {
+			s = append(s, Scenario{Size: sz, Consumers: 1, Rate: 60, Placement: p, Checksum: true, Variants: cameraVariants(false, true)})
+		}
+	}
+	return s
+}
+
+// QuickCameraScenario is the camera scenario of --quick: 1080p RGBA at
+// 60 fps, free placement, checksums off, every row of CameraScenarios.
+func QuickCameraScenario() Scenario {
+	return Scenario{Size: HD1080RGBA, Consumers: 1, Rate: 60, Placement: Free, Variants: cameraVariants(true, false)}
+}
+
+// QuickPacedFrames is --quick's MinPacedFrames: 3 s per run at 60 fps.
+const QuickPacedFrames = 180
+
 func baselines(ts ...Transport) []Variant {
 	v := make([]Variant, len(ts))
 	for i, t := range ts {
@@ -301,25 +461,28 @@ func baselines(ts ...Transport) []Variant {
 	return v
 }
 
-// QuickScenarios is --quick: 1080p RGBA and 640x480 GREY, one consumer, as
-// fast as possible, split placement; framebus plain mode against the futex,
-// memcpy, Unix socket and pipe baselines.
+// QuickScenarios is --quick: the camera scenario (QuickCameraScenario),
+// then 1080p RGBA and 640x480 GREY, one consumer, as fast as possible,
+// split placement, framebus plain mode against the futex, memcpy, Unix
+// socket and pipe baselines.
 func QuickScenarios() []Scenario {
 	vs := append([]Variant{fb(Plain)}, baselines(Futex, Memcpy, UDS, Pipe)...)
 	return []Scenario{
+		QuickCameraScenario(),
 		{Size: HD1080RGBA, Consumers: 1, Placement: Split, Variants: vs},
 		{Size: VGAGrey, Consumers: 1, Placement: Split, Variants: vs},
 	}
 }
 
-// FullScenarios is the default run: every dimension of the issue, each
-// varied from one reference point (1080p RGBA, one consumer, as fast as
-// possible, split) rather than the whole product, which Matrix gives.
+// FullScenarios is the default run: the camera scenarios first, then every
+// dimension of the issue, each varied from one reference point (1080p RGBA,
+// one consumer, as fast as possible, split) rather than the whole product,
+// which Matrix gives.
 func FullScenarios() []Scenario {
 	all := append([]Variant{fb(Plain), fb(Copy)}, baselines(Futex, Memcpy, UDS, Pipe, GStreamer)...)
 	noGst := append([]Variant{fb(Plain), fb(Copy)}, baselines(Futex, Memcpy, UDS, Pipe)...)
 	paced := append([]Variant{fb(Plain), fb(Copy)}, baselines(Futex, UDS, Pipe)...)
-	var s []Scenario
+	s := CameraScenarios()
 	// Throughput and hand-off over the frame sizes.
 	for _, sz := range []Size{VGAGrey, HD720RGBA, HD1080RGBA, UHD4KI420} {
 		s = append(s, Scenario{Size: sz, Consumers: 1, Placement: Split, Variants: all})
@@ -330,47 +493,105 @@ func FullScenarios() []Scenario {
 	for _, p := range []Placement{Shared, Free} {
 		s = append(s, Scenario{Size: HD1080RGBA, Consumers: 1, Placement: p, Variants: noGst})
 	}
-	// Camera rates: sleeping consumers woken once a frame.
+	// Other rates and the shared CPU: sleeping consumers woken once a frame,
+	// against the copying Publish, the socket and the pipe (30 fps split is
+	// a camera scenario above).
 	for _, r := range []float64{30, 120} {
 		for _, p := range []Placement{Split, Shared} {
+			if r == 30 && p == Split {
+				continue
+			}
 			s = append(s, Scenario{Size: HD1080RGBA, Consumers: 1, Rate: r, Placement: p, Variants: paced})
 		}
 	}
 	s = append(s, Scenario{Size: HD1080RGBA, Consumers: 4, Rate: 30, Placement: Split, Variants: []Variant{fb(Plain), {Transport: Futex}}})
-	// The low-latency consumer against the plain one at 60 fps.
-	s = append(s, Scenario{Size: HD1080RGBA, Consumers: 1, Rate: 60, Placement: Split,
-		Variants: []Variant{fb(Plain), fb(Spin), {Transport: Futex}}})
+	// (The spinning consumer against the plain one at 60 fps is in the camera
+	// scenarios, free and split.)
 	return s
 }
 
 // Matrix is the whole product of the lists: one scenario per size,
-// consumer count, rate and placement, each with every transport and mode
-// asked for (memcpy and gstreamer only where they mean something: memcpy at
-// rate 0, gstreamer at rate 0 with one consumer).
-func Matrix(sizes []Size, consumers []int, rates []float64, placements []Placement, transports []Transport, modes []Mode) []Scenario {
+// consumer count, rate, placement and checksum setting, each with every
+// transport, mode and language pair asked for (memcpy and gstreamer only
+// where they mean something: memcpy at rate 0, gstreamer at rate 0 with one
+// consumer). Pairs apply to framebus (c->c is the transport c) and to the
+// futex baseline (go->go and c->c); nil means go->go. Checksums nil means
+// off; with both settings, the baselines (which carry no checksum) are in
+// the scenarios without.
+func Matrix(sizes []Size, consumers []int, rates []float64, placements []Placement, transports []Transport, modes []Mode, pairs []Pair, checksums []bool) []Scenario {
+	if len(pairs) == 0 {
+		pairs = []Pair{GoGo}
+	}
+	if len(checksums) == 0 {
+		checksums = []bool{false}
+	}
 	var out []Scenario
 	for _, sz := range sizes {
 		for _, c := range consumers {
 			for _, r := range rates {
 				for _, p := range placements {
-					var vs []Variant
-					for _, t := range transports {
-						switch {
-						case t == Framebus:
-							for _, m := range modes {
-								vs = append(vs, fb(m))
-							}
-						case t == Memcpy && r != 0, t == GStreamer && (r != 0 || c != 1):
-						default:
-							vs = append(vs, Variant{Transport: t})
+					for _, crc := range checksums {
+						baselines := !crc || !slices.Contains(checksums, false)
+						vs := matrixVariants(transports, modes, pairs, r, c, baselines)
+						if len(vs) > 0 {
+							out = append(out, Scenario{Size: sz, Consumers: c, Rate: r, Placement: p, Checksum: crc, Variants: vs})
 						}
-					}
-					if len(vs) > 0 {
-						out = append(out, Scenario{Size: sz, Consumers: c, Rate: r, Placement: p, Variants: vs})
 					}
 				}
 			}
 		}
 	}
 	return out
+}
+
+func matrixVariants(transports []Transport, modes []Mode, pairs []Pair, rate float64, consumers int, baselines bool) []Variant {
+	var vs []Variant
+	add := func(v Variant) {
+		if !slices.Contains(vs, v) {
+			vs = append(vs, v)
+		}
+	}
+	for _, t := range transports {
+		switch {
+		case t == Framebus:
+			for _, m := range modes {
+				for _, pr := range pairs {
+					if pr.Producer == LangC && m == Copy {
+						continue // the C producer renders into the slot only
+					}
+					if pr == GoGo {
+						add(fb(m))
+					} else {
+						add(fbl(m, pr))
+					}
+				}
+			}
+		case t == CFramebus:
+			for _, m := range modes {
+				if m != Copy {
+					add(fbl(m, CC))
+				}
+			}
+		case !baselines:
+		case t == Futex:
+			n := 0
+			for _, pr := range pairs {
+				switch pr {
+				case GoGo:
+					add(Variant{Transport: Futex})
+					n++
+				case CC:
+					add(cFutex)
+					n++
+				}
+			}
+			if n == 0 {
+				add(Variant{Transport: Futex})
+			}
+		case t == Memcpy && rate != 0, t == GStreamer && (rate != 0 || consumers != 1):
+		default:
+			add(Variant{Transport: t})
+		}
+	}
+	return vs
 }

@@ -21,9 +21,24 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 )
 
-// lineStyle is a transport's colour and dashes, the same in every panel.
-func lineStyle(transport, mode string) (color.Color, []vg.Length) {
+// lineStyle is a row's colour and dashes, the same in every panel: the C
+// legs in greens (c->c solid, a mixed pair dashed), the C futex dotted.
+func lineStyle(r *Result) (color.Color, []vg.Length) {
 	dash := []vg.Length{vg.Points(4), vg.Points(3)}
+	dot := []vg.Length{vg.Points(1.5), vg.Points(2)}
+	transport, mode := r.Transport, r.Mode
+	switch s := r.sides(); {
+	case transport == string(CFramebus) && mode == string(Spin):
+		return color.RGBA{R: 0x70, G: 0xb0, B: 0x20, A: 0xff}, nil
+	case transport == string(CFramebus):
+		return color.RGBA{R: 0x10, G: 0x80, B: 0x30, A: 0xff}, nil
+	case transport == string(Framebus) && s == GoC:
+		return color.RGBA{R: 0x1f, G: 0x5f, B: 0xd0, A: 0xff}, dash
+	case transport == string(Framebus) && s == CGo:
+		return color.RGBA{R: 0x10, G: 0x80, B: 0x30, A: 0xff}, dash
+	case transport == string(Futex) && s == CC:
+		return color.Black, dot
+	}
 	switch transport + "/" + mode {
 	case "framebus/plain":
 		return color.RGBA{R: 0x1f, G: 0x5f, B: 0xd0, A: 0xff}, nil
@@ -138,12 +153,9 @@ func (rep *Report) WritePlot(w io.Writer) error {
 			if err != nil {
 				return err
 			}
-			l.Color, l.Dashes = lineStyle(r.Transport, r.Mode)
+			l.Color, l.Dashes = lineStyle(r)
 			l.Width = vg.Points(1.5)
-			name := r.Transport
-			if r.Mode != "" {
-				name += " " + r.Mode
-			}
+			name := rowName(r)
 			if r.Transport == string(Memcpy) {
 				name += " (copy time)"
 			}

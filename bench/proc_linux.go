@@ -107,7 +107,8 @@ type proc struct {
 	cmd            *exec.Cmd
 	stdout, stderr capBuffer
 	done           chan struct{}
-	err            error // cmd.Wait's, once done is closed
+	err            error  // cmd.Wait's, once done is closed
+	out            string // a C leg's measurements file ("" for a Go child: JSON on stdout)
 }
 
 // group is the children of one run: started one by one, waited for
@@ -236,8 +237,16 @@ func (r *runner) startChild(g *group, name string, spec *childSpec, cpus []int, 
 	return g.start(name, cmd, cpus)
 }
 
-// result decodes a child's result.
+// result decodes a child's result: a Go child's JSON on stdout, a C leg's
+// measurements file.
 func (p *proc) result() (*childResult, error) {
+	if p.out != "" {
+		res, err := readCResult(p.out)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w: %s", p.name, err, strings.TrimSpace(p.stderr.String()))
+		}
+		return res, nil
+	}
 	var res childResult
 	if err := json.Unmarshal(p.stdout.Bytes(), &res); err != nil {
 		return nil, fmt.Errorf("%s: no result (%v): %s", p.name, err, strings.TrimSpace(p.stderr.String()))

@@ -51,14 +51,20 @@ type RunConfig struct {
 
 // Result is one row: a transport (and mode) in one scenario, over all rounds.
 type Result struct {
-	Transport  string  `json:"transport"`
-	Size       string  `json:"size"`
-	Format     string  `json:"format"`
-	Consumers  int     `json:"consumers"`
-	Rate       float64 `json:"rate"`
-	Placement  string  `json:"placement"`
-	Mode       string  `json:"mode"` // plain, copy, spin; "" for the baselines
-	FrameBytes uint64  `json:"frame_bytes"`
+	Transport string  `json:"transport"`
+	Size      string  `json:"size"`
+	Format    string  `json:"format"`
+	Consumers int     `json:"consumers"`
+	Rate      float64 `json:"rate"`
+	Placement string  `json:"placement"`
+	Mode      string  `json:"mode"`     // plain, copy, spin; "" for the baselines
+	Checksum  bool    `json:"checksum"` // the bus carried CRC-32C checksums
+	// Producer and Consumer name each side's language: "go", or "c" for the
+	// C reference of framebus/testdata/c (the transport c is c on both
+	// sides; gstreamer is gst-launch-1.0, c; memcpy has no consumer).
+	Producer   string `json:"producer"`
+	Consumer   string `json:"consumer"`
+	FrameBytes uint64 `json:"frame_bytes"`
 
 	// Latency is publish-to-wake, Read publish-to-read-complete, Publish
 	// the producer's call (Commit, Publish, the futex wake loop, the
@@ -66,6 +72,11 @@ type Result struct {
 	Latency *Percentiles `json:"latency_us"`
 	Read    *Percentiles `json:"read_us"`
 	Publish *Percentiles `json:"publish_us"`
+	// Commit is commit-to-wake: from the commit_ns the producer stamped in
+	// the slot (after the data and checksum, just before the even lock
+	// store) to the wake; framebus and c rows only. With checksums it leaves
+	// out the producer's CRC, which latency_us includes.
+	Commit *Percentiles `json:"commit_us,omitempty"`
 
 	FPS         float64 `json:"fps"`          // frames/s each consumer received (median of rounds)
 	GBps        float64 `json:"gbps"`         // fps x frame bytes, 1e9 bytes/s
@@ -87,7 +98,7 @@ type Result struct {
 	LatencyHDR string `json:"latency_hdr,omitempty"` // base64 HdrHistogram V2 of latency_us, in ns
 	ReadHDR    string `json:"read_hdr,omitempty"`
 
-	lat, read *hdrhistogram.Histogram
+	lat, read, commit *hdrhistogram.Histogram
 }
 
 // CPUUse is the CPU time of the processes of a row (medians of rounds).
@@ -158,7 +169,7 @@ func ReadJSON(rd io.Reader) (*Report, error) {
 
 // runResult is what one run of one variant measured.
 type runResult struct {
-	lat, read, pub *hdrhistogram.Histogram
+	lat, read, pub, commit *hdrhistogram.Histogram
 
 	fps, producerFPS         float64 // fps: mean over consumers
 	dropped, torn, overwrite uint64
@@ -172,10 +183,16 @@ type runResult struct {
 // aggregate makes a row of a variant's runs.
 func aggregate(sc Scenario, v Variant, runs []*runResult) Result {
 	fb, _ := sc.Size.FrameBytes()
+	sides := v.Sides()
 	r := Result{
 		Transport: string(v.Transport), Size: sc.Size.Dims(), Format: sc.Size.FormatName(), Consumers: sc.Consumers,
 		Rate: sc.Rate, Placement: string(sc.Placement), Mode: string(v.Mode), FrameBytes: fb,
+		Checksum: sc.Checksum,
+		Producer: string(sides.Producer), Consumer: string(sides.Consumer),
 		Rounds: []Round{}, WaitingFrac: -1,
+	}
+	if v.Transport == Memcpy {
+		r.Consumer = ""
 	}
 	var pub *hdrhistogram.Histogram
 	var fps, pfps, pus, ppct, cus, cpct, wcpu []float64
@@ -184,6 +201,7 @@ func aggregate(sc Scenario, v Variant, runs []*runResult) Result {
 	for _, rr := range runs {
 		r.lat = merge(r.lat, rr.lat)
 		r.read = merge(r.read, rr.read)
+		r.commit = merge(r.commit, rr.commit)
 		pub = merge(pub, rr.pub)
 		fps = append(fps, rr.fps)
 		pfps = append(pfps, rr.producerFPS)
@@ -210,7 +228,7 @@ func aggregate(sc Scenario, v Variant, runs []*runResult) Result {
 			r.Note = rr.note
 		}
 	}
-	r.Latency, r.Read, r.Publish = percentiles(r.lat), percentiles(r.read), percentiles(pub)
+	r.Latency, r.Read, r.Publish, r.Commit = percentiles(r.lat), percentiles(r.read), percentiles(pub), percentiles(r.commit)
 	r.FPS = round3(median(fps))
 	r.GBps = round3(r.FPS * float64(fb) / 1e9)
 	r.ProducerFPS = round3(median(pfps))

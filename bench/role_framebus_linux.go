@@ -26,7 +26,7 @@ func fbProducer(ctx context.Context, s *childSpec) (*childResult, error) {
 		return nil, err
 	}
 	defer src.Close()
-	p, err := framebus.Create(s.Bus, framebus.ProducerOptions{Format: src.Format(), Dir: s.Dir, Consumers: max(8, s.Consumers)})
+	p, err := framebus.Create(s.Bus, framebus.ProducerOptions{Format: src.Format(), Dir: s.Dir, Consumers: max(8, s.Consumers), Checksum: s.Checksum})
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +201,7 @@ func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
 		if phase != phaseMeasure {
 			continue
 		}
-		sm.add(tCall, t0, t1, t2, f.Dropped, n)
+		sm.add(tCall, t0, t1, t2, f.CommitNS, f.Dropped, n)
 		sm.res.Torn += f.TornRetries
 		if !valid {
 			sm.res.Overwritten++

@@ -210,6 +210,6 @@ func futexWaiter(ctx context.Context, s *childSpec) (*childResult, error) {
 		if phase != phaseMeasure {
 			continue
 		}
-		sm.add(tCall, t0, t1, t2, uint64(missed), n)
+		sm.add(tCall, t0, t1, t2, 0, uint64(missed), n)
 	}
 }

@@ -116,7 +116,7 @@ func streamReceiver(ctx context.Context, s *childSpec) (*childResult, error) {
 		if phase != phaseMeasure {
 			continue
 		}
-		sm.add(0, t0, t1, t1, 0, len(buf))
+		sm.add(0, t0, t1, t1, 0, 0, len(buf))
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

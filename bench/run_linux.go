@@ -25,6 +25,8 @@ type runner struct {
 	sockNote string
 	pipeNote string
 	gstRan   bool
+	cbins    *cBins // the C legs, nil when they cannot run
+	cWhy     string // why not
 }
 
 // Run runs the benchmark and returns its report. A run that fails is
@@ -62,6 +64,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(r.dir)
+	if needsC(cfg.Scenarios) {
+		if r.cbins, err = buildC(ctx, cfg.CC, r.dir); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			r.cWhy = err.Error()
+			cfg.Log.Debug().Err(err).Msg("the C legs are skipped")
+		}
+	}
 
 	rep := &Report{Machine: machineInfo(r.allowed, r.gst, r.gstWhy), Results: []Result{}, Targets: []Target{}}
 	rep.Config = RunConfig{Command: cfg.Command, DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
@@ -169,8 +180,24 @@ func (r *runner) skipReason(sc Scenario, v Variant) string {
 		return "GStreamer is measured for throughput only: as fast as possible, one consumer"
 	case v.Transport == Memcpy && sc.Rate != 0:
 		return "memcpy is the copy limit: measured as fast as possible only"
+	case v.usesC() && r.cbins == nil:
+		return r.cWhy
+	case v.usesC() && sc.Consumers > ctlMaxWaiters:
+		return fmt.Sprintf("the C legs take at most %d consumers", ctlMaxWaiters)
 	}
 	return ""
+}
+
+// needsC says whether a scenario has a row with a C side.
+func needsC(scs []Scenario) bool {
+	for _, sc := range scs {
+		for _, v := range sc.Variants {
+			if v.usesC() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // cpus gives the CPU masks of the producer side and the consumer side.
@@ -196,15 +223,15 @@ func (r *runner) runOnce(ctx context.Context, sc Scenario, v Variant) (*runResul
 	spec := childSpec{
 		Mode: v.Mode, Width: sc.Size.Width, Height: sc.Size.Height, Format: sc.Size.Format,
 		Consumers: sc.Consumers, Rate: sc.Rate, Warmup: r.cfg.Warmup, Measure: measure,
-		Deadline: r.cfg.Warmup + measure + 40*time.Second, Dir: dir, Spin: r.cfg.Spin,
+		Deadline: r.cfg.Warmup + measure + 40*time.Second, Dir: dir, Spin: r.cfg.Spin, Checksum: sc.Checksum,
 	}
 	limit := spec.Deadline + 10*time.Second
 	r.cfg.Log.Debug().Str("scenario", sc.String()).Str("transport", v.String()).Dur("measure", measure).Msg("run")
 	switch v.Transport {
-	case Framebus:
-		return r.runFramebus(ctx, sc, spec, limit)
+	case Framebus, CFramebus:
+		return r.runFramebus(ctx, sc, v.Sides(), spec, limit)
 	case Futex:
-		return r.runFutex(ctx, sc, spec, limit)
+		return r.runFutex(ctx, sc, v.Sides(), spec, limit)
 	case UDS, Pipe:
 		return r.runStream(ctx, sc, v.Transport, spec, limit)
 	case Memcpy:
@@ -216,7 +243,7 @@ func (r *runner) runOnce(ctx context.Context, sc Scenario, v Variant) (*runResul
 	return nil, fmt.Errorf("unknown transport %q", v.Transport)
 }
 
-func (r *runner) runFramebus(ctx context.Context, sc Scenario, spec childSpec, limit time.Duration) (*runResult, error) {
+func (r *runner) runFramebus(ctx context.Context, sc Scenario, sides Pair, spec childSpec, limit time.Duration) (*runResult, error) {
 	spec.Bus = "bench"
 	spec.Ctl = filepath.Join(spec.Dir, "ctl")
 	if err := createCtl(spec.Ctl); err != nil {
@@ -225,17 +252,30 @@ func (r *runner) runFramebus(ctx context.Context, sc Scenario, spec childSpec, l
 	prodCPU, consCPU := r.cpus(sc.Placement)
 	g := newGroup()
 	defer g.killAll()
-	ps := spec
-	ps.Role = roleFBProducer
-	prod, err := r.startChild(g, "framebus producer", &ps, prodCPU, nil)
+	var prod *proc
+	var err error
+	if sides.Producer == LangC {
+		out := filepath.Join(spec.Dir, "producer.out")
+		prod, err = r.startC(g, "c producer", r.cbins.producer, cProducerArgs(sc, &spec, out), prodCPU, out)
+	} else {
+		ps := spec
+		ps.Role = roleFBProducer
+		prod, err = r.startChild(g, "framebus producer", &ps, prodCPU, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
 	cons := make([]*proc, sc.Consumers)
 	for i := range cons {
-		cs := spec
-		cs.Role, cs.Index = roleFBConsumer, i
-		if cons[i], err = r.startChild(g, fmt.Sprintf("framebus consumer %d", i), &cs, consCPU, nil); err != nil {
+		if sides.Consumer == LangC {
+			out := filepath.Join(spec.Dir, fmt.Sprintf("consumer%d.out", i))
+			cons[i], err = r.startC(g, fmt.Sprintf("c consumer %d", i), r.cbins.consumer, cConsumerArgs(sc, &spec, i, out), consCPU, out)
+		} else {
+			cs := spec
+			cs.Role, cs.Index = roleFBConsumer, i
+			cons[i], err = r.startChild(g, fmt.Sprintf("framebus consumer %d", i), &cs, consCPU, nil)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -245,7 +285,7 @@ func (r *runner) runFramebus(ctx context.Context, sc Scenario, spec childSpec, l
 	return collect(prod, cons)
 }
 
-func (r *runner) runFutex(ctx context.Context, sc Scenario, spec childSpec, limit time.Duration) (*runResult, error) {
+func (r *runner) runFutex(ctx context.Context, sc Scenario, sides Pair, spec childSpec, limit time.Duration) (*runResult, error) {
 	spec.Ctl = filepath.Join(spec.Dir, "ctl")
 	if err := createCtl(spec.Ctl); err != nil {
 		return nil, err
@@ -265,15 +305,27 @@ func (r *runner) runFutex(ctx context.Context, sc Scenario, spec childSpec, limi
 	defer g.killAll()
 	cons := make([]*proc, sc.Consumers)
 	for i := range cons {
-		cs := spec
-		cs.Role, cs.Index = roleFutexWaiter, i
-		if cons[i], err = r.startChild(g, fmt.Sprintf("futex waiter %d", i), &cs, consCPU, nil); err != nil {
+		if sides.Consumer == LangC {
+			out := filepath.Join(spec.Dir, fmt.Sprintf("waiter%d.out", i))
+			cons[i], err = r.startC(g, fmt.Sprintf("c futex waiter %d", i), r.cbins.ping, pingArgs("waiter", sc, &spec, frame, i, out), consCPU, out)
+		} else {
+			cs := spec
+			cs.Role, cs.Index = roleFutexWaiter, i
+			cons[i], err = r.startChild(g, fmt.Sprintf("futex waiter %d", i), &cs, consCPU, nil)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
-	ps := spec
-	ps.Role = roleFutexWaker
-	prod, err := r.startChild(g, "futex waker", &ps, prodCPU, nil)
+	var prod *proc
+	if sides.Producer == LangC {
+		out := filepath.Join(spec.Dir, "waker.out")
+		prod, err = r.startC(g, "c futex waker", r.cbins.ping, pingArgs("waker", sc, &spec, frame, 0, out), prodCPU, out)
+	} else {
+		ps := spec
+		ps.Role = roleFutexWaker
+		prod, err = r.startChild(g, "futex waker", &ps, prodCPU, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -432,7 +484,11 @@ func collect(prod *proc, cons []*proc) (*runResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		rr.lat, rr.read = merge(rr.lat, lat), merge(rr.read, read)
+		commit, err := decodeHist(cr.Commit)
+		if err != nil {
+			return nil, err
+		}
+		rr.lat, rr.read, rr.commit = merge(rr.lat, lat), merge(rr.read, read), merge(rr.commit, commit)
 		if cr.Note != "" {
 			rr.note = joinNote(rr.note, c.name+": "+cr.Note)
 		}
@@ -479,6 +535,9 @@ func (r *runner) notes() []string {
 	}
 	if r.pipeNote != "" {
 		n = append(n, r.pipeNote)
+	}
+	if c := r.cNote(); c != "" {
+		n = append(n, c)
 	}
 	if r.gstRan {
 		n = append(n, "gstreamer: videotestsrc pattern=black ! identity drop-allocation=true ! shmsink (4 frames of shm) -> shmsrc ! fakesink, through "+r.gst+

@@ -53,8 +53,9 @@ func checkRow(t *testing.T, r Result) {
 	}
 }
 
-// TestRun runs every transport once at a small size: as fast as possible
-// with one consumer, and paced with two consumers on one CPU.
+// TestRun runs every transport once at a small size, the C legs included
+// (where gcc is installed; make test requires it): as fast as possible with
+// one consumer, and paced with two consumers on one CPU.
 func TestBenchRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -64,12 +65,16 @@ func TestBenchRun(t *testing.T) {
 	if cpus, _ := allowedCPUs(); len(cpus) < 2 {
 		placement = Free
 	}
-	all := []Variant{{Framebus, Plain}, {Framebus, Copy}, {Framebus, Spin}, {Futex, ""}, {Memcpy, ""}, {UDS, ""}, {Pipe, ""}, {GStreamer, ""}}
+	all := []Variant{{Framebus, Plain, Pair{}}, {Framebus, Copy, Pair{}}, {Framebus, Spin, Pair{}}, {Futex, "", Pair{}}, {Memcpy, "", Pair{}}, {UDS, "", Pair{}}, {Pipe, "", Pair{}}, {GStreamer, "", Pair{}},
+		fbl(Plain, GoC), fbl(Plain, CGo), fbl(Plain, CC), fbl(Spin, CC), fbl(Spin, GoC), cFutex}
+	paced := []Variant{{Framebus, Plain, Pair{}}, {Futex, "", Pair{}}, {UDS, "", Pair{}}, fbl(Plain, CC), fbl(Plain, CGo), fbl(Spin, GoC), cFutex}
 	cfg := testConfig(t,
 		Scenario{Size: small, Consumers: 1, Placement: placement, Variants: all},
-		Scenario{Size: Size{Width: 64, Height: 64, Format: framebus.FormatRGBA}, Consumers: 2, Rate: 200, Placement: Shared,
-			Variants: []Variant{{Framebus, Plain}, {Futex, ""}, {UDS, ""}}},
+		Scenario{Size: Size{Width: 64, Height: 64, Format: framebus.FormatNV12}, Consumers: 2, Rate: 200, Placement: Shared, Checksum: true,
+			Variants: paced},
 	)
+	_, gccErr := exec.LookPath("gcc")
+	noC := gccErr != nil && os.Getenv("FRAMEBUS_REQUIRE_GCC") != "1"
 	var prog testProgress
 	cfg.Progress = &prog
 	rep, err := Run(context.Background(), cfg)
@@ -81,13 +86,23 @@ func TestBenchRun(t *testing.T) {
 		rep.WriteTable(&b)
 		t.Fatalf("%d runs failed:\n%s", rep.Failed, b.String())
 	}
-	if len(rep.Results) != len(all)+3 {
+	if len(rep.Results) != len(all)+len(paced) {
 		t.Fatalf("%d rows", len(rep.Results))
 	}
+	cRows := 0
 	for _, r := range rep.Results {
+		c := r.Producer == "c" || r.Consumer == "c"
+		if r.Transport == string(GStreamer) {
+			c = false
+		}
+		if c {
+			cRows++
+		}
 		switch {
-		case r.Mode == string(Spin):
-			checkRow(t, r)
+		case c && noC:
+			if !r.Skipped || !strings.Contains(r.Reason, "gcc is not installed") {
+				t.Errorf("%s without gcc: skipped %v %q", rowName(&r), r.Skipped, r.Reason)
+			}
 		case r.Transport == string(GStreamer):
 			if !r.Skipped || !strings.Contains(r.Reason, "gst-launch-1.0 is not installed") {
 				t.Errorf("gstreamer row: skipped %v %q", r.Skipped, r.Reason)
@@ -99,7 +114,26 @@ func TestBenchRun(t *testing.T) {
 			t.Errorf("%s: %v fps at 200 fps", rowName(&r), r.FPS)
 		}
 	}
-	if want := 10; prog.total != prog.steps || prog.total != want || !prog.finished {
+	if cRows != 10 {
+		t.Errorf("%d rows with a C side, want 10", cRows)
+	}
+	for _, r := range rep.Results {
+		if r.Transport == string(CFramebus) && (r.Producer != "c" || r.Consumer != "c") ||
+			r.Transport == string(Framebus) && r.Producer == "c" && r.Consumer == "c" {
+			t.Errorf("%s: producer %q consumer %q", rowName(&r), r.Producer, r.Consumer)
+		}
+		if (r.Transport == string(Framebus) || r.Transport == string(CFramebus)) && !r.Skipped && r.Commit == nil {
+			t.Errorf("%s: no commit-to-wake", rowName(&r))
+		}
+		if r.Rate == 200 && !r.Checksum || r.Rate == 0 && r.Checksum {
+			t.Errorf("%s: checksum %v", rowName(&r), r.Checksum)
+		}
+	}
+	want := 20 // 7 + 6 C runs as fast as possible (gstreamer skipped), 3 + 4 paced
+	if noC {
+		want -= 10
+	}
+	if prog.total != prog.steps || prog.total != want || !prog.finished {
 		t.Errorf("progress: %+v", prog)
 	}
 	if rep.Machine.CPUs < 1 || rep.Machine.Kernel == "" || !strings.Contains(rep.Machine.GStreamer, "absent") {
@@ -161,7 +195,7 @@ func TestBenchRunCancel(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	cfg := testConfig(t, Scenario{Size: VGAGrey, Consumers: 2, Rate: 30, Placement: Free,
-		Variants: []Variant{{Framebus, Plain}, {Futex, ""}, {UDS, ""}}})
+		Variants: []Variant{{Framebus, Plain, Pair{}}, {Futex, "", Pair{}}, {UDS, "", Pair{}}}})
 	cfg.Duration = time.Minute
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()

@@ -31,23 +31,28 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		rs := rows[k]
 		fmt.Fprintf(w, "\n%s\n", rs[0].ScenarioName())
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "transport\t wake p50\tp90\tp99\tp99.9\tmax\tread p50\tpub p50\tfps\tGB/s\tdrop\ttorn\tprod CPU\tcons CPU\tp50 xfutex\tp99 xfutex\tuds p50 /\tfps xuds\t")
-		fmt.Fprintln(tw, "\t us\tus\tus\tus\tus\tus\tus\t\t\t\t\tus/frame\t%\t\t\tthis\t\t")
-		futex, uds := pick(rs, Futex), pick(rs, UDS)
+		fmt.Fprintln(tw, "transport\t wake p50\tp90\tp99\tp99.9\tmax\tread p50\tcommit p50\tpub p50\tfps\tGB/s\tdrop\ttorn\tprod CPU\tcons CPU\tp50 xfutex\tp99 xfutex\tp50 xc->c\tuds p50 /\tfps xuds\t")
+		fmt.Fprintln(tw, "\t us\tus\tus\tus\tus\tus\tus\tus\t\t\t\t\tus/frame\t%\t\t\t\tthis\t\t")
+		futex, cfutex, uds := pickV(rs, Variant{Transport: Futex}), pickV(rs, cFutex), pickV(rs, Variant{Transport: UDS})
 		for _, r := range rs {
 			name := rowName(r)
 			if r.Skipped {
 				// Every cell, so that the columns stay aligned below.
-				fmt.Fprintf(tw, "%s\t skipped%s\t\n", name, strings.Repeat("\t-", 16))
+				fmt.Fprintf(tw, "%s\t skipped%s\t\n", name, strings.Repeat("\t-", 18))
 				continue
+			}
+			fx := futex // the futex of the row's own language: C rows against C's
+			if r.Transport == string(CFramebus) {
+				fx = cfutex
 			}
 			cells := []string{name}
 			cells = append(cells, pcts(r.Latency)...)
-			cells = append(cells, p50(r.Read), p50(r.Publish), num(r.FPS), fmt.Sprintf("%.2f", r.GBps),
+			cells = append(cells, p50(r.Read), p50(r.Commit), p50(r.Publish), num(r.FPS), fmt.Sprintf("%.2f", r.GBps),
 				fmt.Sprint(r.Dropped), fmt.Sprint(r.TornRetries), num(r.CPU.ProducerUSPerFrame), pct(r.CPU.ConsumerPct))
 			cells = append(cells,
-				ratio(r, futex, func(x *Result) float64 { return lat(x, 50) }, false),
-				ratio(r, futex, func(x *Result) float64 { return lat(x, 99) }, false),
+				ratio(r, fx, func(x *Result) float64 { return lat(x, 50) }, false),
+				ratio(r, fx, func(x *Result) float64 { return lat(x, 99) }, false),
+				ratio(r, cFloor(rs, r), func(x *Result) float64 { return lat(x, 50) }, false),
 				ratio(r, uds, func(x *Result) float64 { return lat(x, 50) }, true),
 				ratio(r, uds, func(x *Result) float64 { return x.FPS }, false))
 			fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
@@ -61,6 +66,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 				fmt.Fprintf(w, "  %s: %s\n", rowName(r), r.Note)
 			}
 		}
+		writeSpinLines(w, rs)
 	}
 	if len(rep.Targets) > 0 {
 		fmt.Fprintf(w, "\nTargets (this run):\n")
@@ -84,14 +90,56 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	return nil
 }
 
-// pick is the measured row of a baseline, or nil.
-func pick(rs []*Result, t Transport) *Result {
+// pickV is the measured row of variant v, or nil.
+func pickV(rs []*Result, v Variant) *Result {
 	for _, r := range rs {
-		if r.Transport == string(t) && !r.Skipped {
+		if r.is(v) && !r.Skipped {
 			return r
 		}
 	}
 	return nil
+}
+
+// cFloor is the C row a row is compared with in the "p50 xc->c" column: the
+// c row of the same mode (plain for copy) for framebus rows, the C futex
+// for the Go futex; nil for the others and the C rows themselves.
+func cFloor(rs []*Result, r *Result) *Result {
+	switch r.Transport {
+	case string(Framebus):
+		m := Mode(r.Mode)
+		if m == Copy {
+			m = Plain
+		}
+		return pickV(rs, fbl(m, CC))
+	case string(Futex):
+		if r.sides() == GoGo {
+			return pickV(rs, cFutex)
+		}
+	}
+	return nil
+}
+
+// writeSpinLines puts the spinning consumer's gain next to its cost: each
+// measured spin row against the plain row of the same languages.
+func writeSpinLines(w io.Writer, rs []*Result) {
+	for _, r := range rs {
+		if r.Mode != string(Spin) || r.Skipped || r.Latency == nil {
+			continue
+		}
+		var plain *Result
+		for _, p := range rs {
+			if p.Transport == r.Transport && p.Mode == string(Plain) && p.sides() == r.sides() && !p.Skipped {
+				plain = p
+			}
+		}
+		if plain == nil || plain.Latency == nil {
+			continue
+		}
+		fmt.Fprintf(w, "  %s against %s: p50 %s vs %s us (%.1fx lower), p99 %s vs %s us, for %+.1f points of consumer CPU (%.1f%% vs %.1f%%, %s vs %s us per frame)\n",
+			rowName(r), rowName(plain), num(r.Latency.P50), num(plain.Latency.P50), plain.Latency.P50/r.Latency.P50,
+			num(r.Latency.P99), num(plain.Latency.P99), r.CPU.ConsumerPct-plain.CPU.ConsumerPct, r.CPU.ConsumerPct, plain.CPU.ConsumerPct,
+			num(r.CPU.ConsumerUSPerFrame), num(plain.CPU.ConsumerUSPerFrame))
+	}
 }
 
 func lat(r *Result, p int) float64 {
@@ -154,9 +202,18 @@ func pct(x float64) string {
 	return fmt.Sprintf("%.1f", x)
 }
 
+// rowName is "framebus/plain", "framebus/plain go->c", "c/spin", "futex",
+// "futex c->c".
 func rowName(r *Result) string {
+	n := r.Transport
 	if r.Mode != "" {
-		return r.Transport + "/" + r.Mode
+		n += "/" + r.Mode
 	}
-	return r.Transport
+	switch r.Transport {
+	case string(Framebus), string(Futex):
+		if s := r.sides(); s != GoGo && s.Producer != "" {
+			n += " " + s.String()
+		}
+	}
+	return n
 }

@@ -13,7 +13,11 @@ const (
 
 // scenarioKey groups the rows of one scenario.
 func (r *Result) scenarioKey() string {
-	return fmt.Sprintf("%s %s c%d r%g %s", r.Size, r.Format, r.Consumers, r.Rate, r.Placement)
+	k := fmt.Sprintf("%s %s c%d r%g %s", r.Size, r.Format, r.Consumers, r.Rate, r.Placement)
+	if r.Checksum {
+		k += " crc"
+	}
+	return k
 }
 
 // ScenarioName describes a row's scenario for people.
@@ -22,15 +26,32 @@ func (r *Result) ScenarioName() string {
 	if r.Consumers != 1 {
 		c = fmt.Sprintf("%d consumers", r.Consumers)
 	}
-	return fmt.Sprintf("%s %s, %s, %s, %s", r.Size, r.Format, c, rateName(r.Rate), r.Placement)
+	return fmt.Sprintf("%s %s, %s, %s, %s%s", r.Size, r.Format, c, rateName(r.Rate), r.Placement, checksumName(r.Checksum))
 }
 
-// find returns the measured row of a transport and mode in the scenario of
-// key, or nil.
+// sides is the row's languages.
+func (r *Result) sides() Pair {
+	return Pair{Lang(r.Producer), Lang(r.Consumer)}
+}
+
+// is says whether the row is variant v.
+func (r *Result) is(v Variant) bool {
+	s := v.Sides()
+	return r.Transport == string(v.Transport) && r.Mode == string(v.Mode) &&
+		(v.Transport == Memcpy || r.sides() == s)
+}
+
+// find returns the row of a Go transport and mode in the scenario of key,
+// or nil.
 func find(rs []Result, key string, t Transport, m Mode) *Result {
+	return findV(rs, key, Variant{Transport: t, Mode: m})
+}
+
+// findV returns the row of variant v in the scenario of key, or nil.
+func findV(rs []Result, key string, v Variant) *Result {
 	for i := range rs {
 		r := &rs[i]
-		if r.scenarioKey() == key && r.Transport == string(t) && r.Mode == string(m) {
+		if r.scenarioKey() == key && r.is(v) {
 			return r
 		}
 	}
@@ -60,7 +81,7 @@ func evaluateTargets(rs []Result) []Target {
 		seen[key] = true
 		name := rs[i].ScenarioName()
 		plain, copyRow := find(rs, key, Framebus, Plain), find(rs, key, Framebus, Copy)
-		spin, futex := find(rs, key, Framebus, Spin), find(rs, key, Futex, "")
+		futex := find(rs, key, Futex, "")
 		uds, gst := find(rs, key, UDS, ""), find(rs, key, GStreamer, "")
 
 		// Publish-to-wake against the raw futex, same scenario.
@@ -119,22 +140,87 @@ func evaluateTargets(rs []Result) []Target {
 			}
 		}
 
-		// The spinning consumer against the plain one.
-		if spin != nil {
-			t := Target{Name: "spin consumer", Scenario: name, Want: "publish-to-wake p50 under 2 us for under 3% more consumer CPU than plain"}
+		// The spinning consumer against the plain one, in Go and in C.
+		for _, sv := range []Variant{fb(Spin), fbl(Spin, CC)} {
+			spin := findV(rs, key, sv)
+			if spin == nil {
+				continue
+			}
+			plain := findV(rs, key, Variant{Transport: sv.Transport, Mode: Plain, Lang: sv.Lang})
+			n := "spin consumer"
+			if sv.Transport == CFramebus {
+				n = "spin consumer, c->c"
+			}
+			t := Target{Name: n, Scenario: name, Want: "publish-to-wake p50 under 2 us and p99 under 50 us, for under 3 points more consumer CPU than plain"}
 			switch {
 			case spin.Skipped:
 				t.Status, t.Why = Skipped, spin.Reason
-			case spin.Latency == nil || !measured(plain):
+			case spin.Latency == nil || !measured(plain) || plain.Latency == nil:
 				t.Status, t.Why = Skipped, "no plain row to compare with"
 			default:
 				extra := spin.CPU.ConsumerPct - plain.CPU.ConsumerPct
-				t.Got = fmt.Sprintf("p50 %.2f us (plain %.1f us), consumer CPU %+.1f points (%.1f%% vs %.1f%%)",
-					spin.Latency.P50, plain.Latency.P50, extra, spin.CPU.ConsumerPct, plain.CPU.ConsumerPct)
-				t.Status = status(spin.Latency.P50 < 2 && extra < 3)
+				t.Got = fmt.Sprintf("p50 %.2f us (plain %.1f us), p99 %.1f us, consumer CPU %+.1f points (%.1f%% vs %.1f%%)",
+					spin.Latency.P50, plain.Latency.P50, spin.Latency.P99, extra, spin.CPU.ConsumerPct, plain.CPU.ConsumerPct)
+				t.Status = status(spin.Latency.P50 < 2 && spin.Latency.P99 < 50 && extra < 3)
 			}
 			ts = append(ts, t)
 		}
+
+		// The protocol in C against the raw futex in C: framebus's own cost,
+		// without Go's.
+		if cc, cf := findV(rs, key, fbl(Plain, CC)), findV(rs, key, cFutex); measured(cc) && measured(cf) && cc.Latency != nil && cf.Latency != nil {
+			r50, r99 := cc.Latency.P50/cf.Latency.P50, cc.Latency.P99/cf.Latency.P99
+			ts = append(ts, Target{Name: "c->c publish-to-wake vs raw futex in C", Scenario: name,
+				Want: "p50 <= 1.3x and p99 <= 2x the C futex's",
+				Got: fmt.Sprintf("p50 %.2fx (%.1f vs %.1f us), p99 %.2fx (%.1f vs %.1f us)", r50, cc.Latency.P50, cf.Latency.P50,
+					r99, cc.Latency.P99, cf.Latency.P99),
+				Status: status(r50 <= 1.3 && r99 <= 2)})
+		}
+
+		// The Go legs against the protocol's own C floor: 1080p at 60 fps,
+		// checksums off, free and split (issue 13).
+		if r0.Size == "1920x1080" && r0.Rate == 60 && r0.Consumers == 1 && !r0.Checksum {
+			cc := findV(rs, key, fbl(Plain, CC))
+			for _, c := range []struct {
+				v    Variant
+				name string
+				max  float64
+			}{
+				{fb(Plain), "go->go vs c->c", 1.3},
+				{fbl(Plain, GoC), "go->c vs c->c", 1.2},
+			} {
+				row := findV(rs, key, c.v)
+				if row == nil || cc == nil {
+					continue
+				}
+				t := Target{Name: "publish-to-wake " + c.name, Scenario: name, Want: fmt.Sprintf("p50 <= %.1fx the c->c row's", c.max)}
+				switch {
+				case cc.Skipped:
+					t.Status, t.Why = Skipped, "c->c: "+cc.Reason
+				case row.Skipped:
+					t.Status, t.Why = Skipped, row.Reason
+				case row.Latency == nil || cc.Latency == nil:
+					t.Status, t.Why = Skipped, "no latency measured"
+				default:
+					x := row.Latency.P50 / cc.Latency.P50
+					t.Got = fmt.Sprintf("%.2fx (%.1f vs %.1f us; by round %s vs %s)", x, row.Latency.P50, cc.Latency.P50, roundP50s(row), roundP50s(cc))
+					t.Status = status(x <= c.max)
+				}
+				ts = append(ts, t)
+			}
+		}
 	}
 	return ts
+}
+
+// roundP50s lists a row's p50 of each round: "[40.1 38.2 44.0]".
+func roundP50s(r *Result) string {
+	s := "["
+	for i, rd := range r.Rounds {
+		if i > 0 {
+			s += " "
+		}
+		s += num(rd.P50)
+	}
+	return s + "]"
 }

@@ -16,8 +16,8 @@ import (
 
 var benchCmd = &cli.Command{
 	Name:    "bench",
-	Args:    "[--quick] [--json FILE] [--plot FILE.png] [--duration D] [--rounds N] [--sizes LIST] [--consumers LIST] [--rates LIST] [--placements LIST] [--transports LIST] [--modes LIST]",
-	Summary: "measure framebus against a raw futex, memcpy, Unix sockets, pipes and GStreamer",
+	Args:    "[--quick] [--json FILE] [--plot FILE.png] [--duration D] [--rounds N] [--sizes LIST] [--consumers LIST] [--rates LIST] [--placements LIST] [--transports LIST] [--modes LIST] [--pairs LIST] [--checksums LIST]",
+	Summary: "measure framebus against its own C reference, a raw futex, memcpy, Unix sockets, pipes and GStreamer",
 	Description: `Measures, on this machine and in one run, what it costs to move frames from
 a producer process to consumer processes through framebus, against the
 limits (a raw shared futex wake between two processes, a copy into shared
@@ -25,27 +25,39 @@ memory) and what a user would pick instead (the same frames over a Unix
 socket, a pipe, and GStreamer's shmsink/shmsrc when gst-launch-1.0 is
 installed). Every process is this binary, re-executed.
 
+The C legs: framebus's producer and consumer written in C from the protocol
+(framebus/testdata/c, built with gcc when it is installed, else reported as
+skipped) run against the Go ones in every combination, go->go, go->c, c->go
+and c->c (the transport "c"), with a raw futex wake in C as the floor of
+c->c, all measured by the same clock and sampler.
+
 It prints one block per scenario (size, consumers, rate, placement), one row
 per transport: publish-to-wake latency percentiles in microseconds, the
-read (to the whole frame read), the producer's call, frames/s, GB/s, drops,
-torn retries, CPU, and the ratios to the futex and socket rows; then the
-issue's targets, met or missed, and notes on the method. See
-docs/BENCHMARKS.md for what the numbers mean.
+read (to the whole frame read), commit-to-wake, the producer's call,
+frames/s, GB/s, drops, torn retries, CPU, and the ratios to the futex,
+c->c and socket rows; then the issue's targets, met or missed, and notes on
+the method. See docs/BENCHMARKS.md for what the numbers mean.
 
-Without flags it runs the full set (about 10 minutes on 2 CPUs); --quick
-runs 1080p RGBA and 640x480 GREY, one consumer, as fast as possible, split
-placement, framebus against futex, memcpy, uds and pipe (under 2 minutes).
-Any of the list flags runs their whole product instead.
+Without flags it runs the full set (about 30 minutes on 2 CPUs): first the
+camera scenarios (1080p RGBA and NV12 at 60 and 30 fps, free and split,
+checksums off and on, every language pair, the spinning consumer at 60 fps),
+then every other dimension. --quick runs the camera scenario 1080p RGBA at
+60 fps, free placement, then 1080p RGBA and 640x480 GREY as fast as
+possible, split, framebus against futex, memcpy, uds and pipe (under 2
+minutes). Any of the list flags runs their whole product instead.
 
 Rates: 0 is as fast as the consumers take the frames. Placements: split
 (producer and consumers on two CPUs), shared (one CPU), free (unpinned).
 Modes: plain (zero-copy Begin/Commit), copy (Publish), spin (a consumer
-that spins before the next frame is due, framebus.ConsumerOptions.Spin).`,
+that spins before the next frame is due, framebus.ConsumerOptions.Spin).
+Pairs: producer->consumer languages, go->go (the default), go->c, c->go,
+c->c; they apply to framebus and futex. Checksums: off (the default), on.`,
 	Examples: `framebus bench --quick
 		framebus bench --quick --json /tmp/q.json --plot /tmp/q.png
 		framebus bench --json bench.json --plot bench.png
 		framebus bench --sizes 1920x1080:RGBA,640x480:GREY --consumers 1,4 --rates 0,30 --placements split,shared
-		framebus bench --transports framebus,futex --modes plain --rates 60 --duration 10s`,
+		framebus bench --transports framebus,futex --modes plain --rates 60 --duration 10s
+		framebus bench --sizes 1920x1080:NV12 --rates 60 --placements free --pairs go->go,go->c,c->go,c->c --modes plain,spin --rounds 3`,
 	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		o := &benchOpts{flags: fs}
 		fs.BoolVar(&o.quick, "quick", false, "the quick subset (under 2 minutes)")
@@ -61,6 +73,9 @@ that spins before the next frame is due, framebus.ConsumerOptions.Spin).`,
 		fs.StringVar(&o.placements, "placements", "", "CPU placements, `LIST` of split, shared, free")
 		fs.StringVar(&o.transports, "transports", "", "`LIST` of framebus, futex, memcpy, uds, pipe, gstreamer")
 		fs.StringVar(&o.modes, "modes", "", "framebus modes, `LIST` of plain, copy, spin")
+		fs.StringVar(&o.pairs, "pairs", "", "producer->consumer languages, `LIST` of go->go, go->c, c->go, c->c (default go->go)")
+		fs.StringVar(&o.checksums, "checksums", "", "`LIST` of off, on: buses with CRC-32C checksums or not (default off)")
+		fs.StringVar(&o.cc, "cc", "", "the C compiler of the C legs, `PATH` (default: gcc in PATH)")
 		fs.DurationVar(&o.spin, "spin", 0, "the spin mode's maximum spin window, `D` (default 400us)")
 		fs.BoolVar(&o.progress, "progress", false, "draw the progress bar on stderr even when it is not a terminal")
 		fs.StringVar(&o.dir, "dir", "", "`DIR` for the benchmark's buses and files (default /dev/shm)")
@@ -76,6 +91,7 @@ type benchOpts struct {
 	duration, warmup, spin                                 time.Duration
 	rounds, pacedFrames                                    int
 	sizes, consumers, rates, placements, transports, modes string
+	pairs, checksums, cc                                   string
 }
 
 func (o *benchOpts) run(ctx context.Context, args []string) error {
@@ -128,11 +144,12 @@ func (o *benchOpts) run(ctx context.Context, args []string) error {
 // config turns the flags into a benchmark configuration.
 func (o *benchOpts) config() (bench.Config, error) {
 	cfg := bench.Config{Duration: o.duration, Warmup: o.warmup, Rounds: o.rounds, MinPacedFrames: o.pacedFrames,
-		Spin: o.spin, Dir: o.dir, GstLaunch: o.gst, Command: strings.Join(append([]string{"framebus"}, os.Args[1:]...), " ")}
+		Spin: o.spin, Dir: o.dir, GstLaunch: o.gst, CC: o.cc, Command: strings.Join(append([]string{"framebus"}, os.Args[1:]...), " ")}
 	if o.duration < 0 || o.warmup < 0 || o.spin < 0 || o.rounds < 0 || o.pacedFrames < 0 {
 		return cfg, errors.New("--duration, --warmup, --spin, --rounds and --paced-frames must not be negative")
 	}
-	matrix := o.sizes != "" || o.consumers != "" || o.rates != "" || o.placements != "" || o.transports != "" || o.modes != ""
+	matrix := o.sizes != "" || o.consumers != "" || o.rates != "" || o.placements != "" || o.transports != "" || o.modes != "" ||
+		o.pairs != "" || o.checksums != ""
 	switch {
 	case o.quick && matrix:
 		return cfg, errors.New("--quick picks its own scenarios: give either --quick or the list flags")
@@ -140,6 +157,9 @@ func (o *benchOpts) config() (bench.Config, error) {
 		cfg.Scenarios = bench.QuickScenarios()
 		if cfg.Duration == 0 {
 			cfg.Duration = time.Second
+		}
+		if cfg.MinPacedFrames == 0 {
+			cfg.MinPacedFrames = bench.QuickPacedFrames
 		}
 		return cfg, nil
 	case !matrix:
@@ -162,7 +182,7 @@ func (o *benchOpts) config() (bench.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	transports, err := splitList(o.transports, "framebus,futex,memcpy,uds,pipe,gstreamer", "--transports", oneOf(bench.Transports))
+	transports, err := splitList(o.transports, "framebus,c,futex,memcpy,uds,pipe,gstreamer", "--transports", oneOf(bench.Transports))
 	if err != nil {
 		return cfg, err
 	}
@@ -170,8 +190,26 @@ func (o *benchOpts) config() (bench.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	cfg.Scenarios = bench.Matrix(sizes, consumers, rates, placements, transports, modes)
+	pairs, err := splitList(o.pairs, "go->go", "--pairs", bench.ParsePair)
+	if err != nil {
+		return cfg, err
+	}
+	checksums, err := splitList(o.checksums, "off", "--checksums", parseOnOff)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Scenarios = bench.Matrix(sizes, consumers, rates, placements, transports, modes, pairs, checksums)
 	return cfg, nil
+}
+
+func parseOnOff(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, errors.New("want on or off")
 }
 
 // splitList parses a comma-separated flag value (def when empty).

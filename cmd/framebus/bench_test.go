@@ -15,7 +15,9 @@ import (
 
 // TestBenchQuickSmoke runs "framebus bench --quick" with short runs and
 // checks that the JSON is complete and sane (not the speed): every row of
-// the quick set, every field, latencies positive and ordered, frames moving.
+// the quick set, the camera scenario's C legs included (skipped with the
+// reason where gcc is missing; make test requires gcc), every field,
+// latencies positive and ordered, frames moving.
 func TestBenchQuickSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a benchmark")
@@ -27,7 +29,10 @@ func TestBenchQuickSmoke(t *testing.T) {
 	jsonFile, pngFile := filepath.Join(dir, "q.json"), filepath.Join(dir, "q.png")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	args := []string{"bench", "--quick", "--duration", "200ms", "--warmup", "100ms", "--rounds", "1", "--json", jsonFile, "--plot", pngFile}
+	args := []string{"bench", "--quick", "--duration", "200ms", "--warmup", "100ms", "--rounds", "1", "--paced-frames", "20",
+		"--json", jsonFile, "--plot", pngFile}
+	_, gccErr := exec.LookPath("gcc")
+	noC := gccErr != nil && os.Getenv("FRAMEBUS_REQUIRE_GCC") != "1"
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
@@ -41,8 +46,9 @@ func TestBenchQuickSmoke(t *testing.T) {
 		t.Fatalf("framebus %q: %v\n%s\n%s", args, err, so.String(), se.String())
 	}
 	t.Logf("framebus bench --quick (short runs) took %v", time.Since(start).Round(time.Millisecond))
-	for _, s := range []string{"1920x1080 RGBA, 1 consumer, as fast as possible, split", "640x480 GREY, 1 consumer, as fast as possible, split",
-		"framebus/plain", "futex", "memcpy", "uds", "pipe", "Targets", "4 MiB"} {
+	for _, s := range []string{"1920x1080 RGBA, 1 consumer, 60 fps, free", "1920x1080 RGBA, 1 consumer, as fast as possible, split",
+		"640x480 GREY, 1 consumer, as fast as possible, split", "framebus/plain", "futex", "memcpy", "uds", "pipe", "Targets", "4 MiB",
+		"framebus/plain go->c", "framebus/plain c->go", "c/plain", "c/spin", "futex c->c", "framebus/spin"} {
 		if !strings.Contains(so.String(), s) {
 			t.Errorf("the table lacks %q:\n%s", s, so.String())
 		}
@@ -80,16 +86,38 @@ func TestBenchQuickSmoke(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		seen[name()] = true
+		for _, k := range []string{"producer", "consumer", "checksum"} {
+			if _, ok := r[k]; !ok {
+				t.Errorf("row %v: %q missing", r["transport"], k)
+			}
+		}
+		camera := r["rate"] == 60.0
+		c := r["producer"] == "c" || r["consumer"] == "c"
+		seen[name()+" "+r["producer"].(string)+"->"+r["consumer"].(string)+" "+r["mode"].(string)] = true
+		if c && noC {
+			if r["skipped"] != true || !strings.Contains(r["reason"].(string), "gcc") {
+				t.Errorf("%s without gcc: skipped %v, reason %v", name(), r["skipped"], r["reason"])
+			}
+			continue
+		}
 		if r["skipped"] != false {
 			t.Errorf("%s skipped: %v", name(), r["reason"])
 			continue
 		}
-		if r["consumers"] != 1.0 || r["rate"] != 0.0 || r["placement"] != "split" {
-			t.Errorf("%s: consumers %v rate %v placement %v", name(), r["consumers"], r["rate"], r["placement"])
+		if camera {
+			if r["consumers"] != 1.0 || r["placement"] != "free" || r["checksum"] != false || r["size"] != "1920x1080" {
+				t.Errorf("%s: consumers %v placement %v checksum %v", name(), r["consumers"], r["placement"], r["checksum"])
+			}
+		} else {
+			if r["consumers"] != 1.0 || r["rate"] != 0.0 || r["placement"] != "split" {
+				t.Errorf("%s: consumers %v rate %v placement %v", name(), r["consumers"], r["rate"], r["placement"])
+			}
+			if (r["transport"] == "framebus") != (r["mode"] == "plain") {
+				t.Errorf("%s: mode %q", name(), r["mode"])
+			}
 		}
-		if (r["transport"] == "framebus") != (r["mode"] == "plain") {
-			t.Errorf("%s: mode %q", name(), r["mode"])
+		if (r["transport"] == "c") != (r["producer"] == "c" && r["consumer"] == "c" && r["mode"] != "") {
+			t.Errorf("%s: transport %v, producer %v, consumer %v", name(), r["transport"], r["producer"], r["consumer"])
 		}
 		for _, k := range []string{"latency_us", "read_us"} {
 			p, ok := r[k].(map[string]any)
@@ -114,13 +142,18 @@ func TestBenchQuickSmoke(t *testing.T) {
 		}
 	}
 	for _, size := range []string{"1920x1080", "640x480"} {
-		for _, tr := range []string{"framebus", "futex", "memcpy", "uds", "pipe"} {
+		for _, tr := range []string{"framebus go->go plain", "futex go->go ", "memcpy go-> ", "uds go->go ", "pipe go->go "} {
 			if !seen[size+" "+tr] {
 				t.Errorf("no row for %s %s", size, tr)
 			}
 		}
 	}
-	if len(rep.Results) != 10 || len(rep.Targets) == 0 {
+	for _, row := range []string{"framebus go->c plain", "framebus c->go plain", "c c->c plain", "futex c->c ", "framebus go->go spin", "c c->c spin"} {
+		if !seen["1920x1080 "+row] {
+			t.Errorf("no camera row %s", row)
+		}
+	}
+	if len(rep.Results) != 18 || len(rep.Targets) == 0 {
 		t.Errorf("%d rows, %d targets", len(rep.Results), len(rep.Targets))
 	}
 	png, err := os.ReadFile(pngFile)
@@ -141,6 +174,9 @@ func TestBenchUsage(t *testing.T) {
 		{"bench", "--modes", "fast"},
 		{"bench", "--rates", "-3"},
 		{"bench", "--duration", "-1s"},
+		{"bench", "--pairs", "go->rust"},
+		{"bench", "--checksums", "maybe"},
+		{"bench", "--quick", "--pairs", "c->c"},
 	} {
 		if r := run(t, args...); r.code != 2 || !strings.Contains(r.stderr, "bench") {
 			t.Errorf("framebus %q: exit %d, stderr %q; want a usage error", args, r.code, r.stderr)

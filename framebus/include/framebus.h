@@ -63,6 +63,46 @@
  *     load. x86-64 provides the hardware ordering for free (the fences then only constrain
  *     the compiler); arm64 does not.
  *   - All counters and state words: use __ATOMIC_SEQ_CST unless you know better.
+ *
+ * Spinning consumer (optional; a consumer-local policy, no shared word changes meaning)
+ *   A sleeping consumer's latency is the kernel's wake: tens of microseconds, and on a
+ *   virtual machine 50-70 us more when the wake lands on an idle vCPU. A consumer of a
+ *   paced stream (a camera) can instead be awake, spinning, when the next frame lands,
+ *   and sleep the rest of the period: a few microseconds for a few hundred microseconds
+ *   of CPU per frame. framebus's Go consumer (ConsumerOptions.Spin, framebus/spin.go) and
+ *   the C reference (testdata/c/consumer.c --spin: struct spin, spin_learn, spin_window,
+ *   spin_for, wait_wake) do it the same way. All times CLOCK_MONOTONIC nanoseconds.
+ *   1. Learn the period from the delivered data frames' commit_ns (never from the
+ *      end-of-stream frame): period = (commit - anchor_commit) / (seq - anchor_seq) from
+ *      an anchor frame (a burst of late frames caught up at once does not throw it); no
+ *      spin while it is <= 0 or > 1 s (restart from the current frame).
+ *   2. Predict the next commit like a phase-locked loop: the first prediction is
+ *      next = commit + period, next_seq = seq + 1; then for each frame,
+ *      want = next + (seq - next_seq) * period and err = commit - want. If
+ *      |err| > period / 2: the third time in a row, start again (keeping the period as a
+ *      rough figure); before that, next = want + period (the phase kept). Otherwise
+ *      next = want + err / 16 + period, and this is a locked prediction: the running 10th
+ *      and 90th percentiles lo, hi of err move by stochastic approximation (step =
+ *      max(jitter / 4, 2 us); up by pct/100 of a step when err is above the estimate, down
+ *      by the rest when below), jitter += (|err| - jitter) / 8. Arrivals are skewed (a
+ *      producer is late now and then, never much early), hence percentiles, not a mean.
+ *      For each timed sleep that should have ended at a window's start,
+ *      late += (how late it ended - late) / 8.
+ *   3. After 8 locked predictions, the window for the frame after last_seq is
+ *      due = next + (last_seq + 1 - next_seq) * period (pushed whole periods ahead if
+ *      it is already past), from due + lo - 100 us - late (a vCPU back from a sleep
+ *      reads slowly for a while) to due + hi + 20 us, at most SPIN (the caller's budget,
+ *      e.g. 400 us) long.
+ *   4. Wait as section 5 (or amendment 7) says, but with the futex timeout ending where
+ *      the window opens; that early timeout is not a heartbeat timeout. In the window,
+ *      watch wake_seq (amendment 7; the producer writes it once per commit, right after
+ *      the flip) and look at the active slot's frame_seq only when it changes; without
+ *      the shared word, look at the active slot. Polling the header and slot lines
+ *      directly would pull them back from the producer between its stores and slow the
+ *      commit being waited for. No pause instruction: on a virtual machine a pause loop
+ *      can make the host deschedule the vCPU. A frame caught costs no system call on
+ *      either side. A window that closes with no frame is a miss for that frame: sleep
+ *      for it as usual, and spin again for the next.
  */
 #ifndef FRAMEBUS_H
 #define FRAMEBUS_H

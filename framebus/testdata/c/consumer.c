@@ -1,17 +1,37 @@
 /*
  * consumer.c - a framebus consumer written from docs/PROTOCOL.md and framebus.h alone.
  *
- * It is an independent cross-check of the Go implementation: Linux only, C11 (gnu11).
+ * It is an independent cross-check of the Go implementation, the C leg of
+ * "framebus bench", and the reference of the predictive spin (framebus.h, "Spinning
+ * consumer") for other languages: Linux only, C11 (gnu11), libc only.
  *
- *   gcc -O2 -std=gnu11 -Wall -Werror -I framebus/include \
+ *   gcc -O2 -std=gnu11 -Wall -Wextra -Werror -I framebus/include \
  *       -o consumer framebus/testdata/c/consumer.c
- *   consumer <segment-path> <lock-path> <count> <timeout_ms>
+ *   consumer [options] <segment-path> <lock-path> <count> <timeout_ms>
  *
  * segment-path  the segment file, e.g. /dev/shm/framebus.cam0
  * lock-path     the producer's lock file (framebus.cam0.lock); "-" skips the owner check
  * count         stop after this many data frames (the end-of-stream frame stops it too)
  * timeout_ms    give up when no new frame arrives for this long (idle time, reset by each
  *               delivered frame)
+ *
+ * Options:
+ *   --wake sem|shared|auto  what to sleep on: the entry's semaphore of section 5 (sem, the
+ *               default), the header's shared wake word of amendment 7 (shared; refused if
+ *               the producer does not set flag bit 1), or the word when the flag is set and
+ *               the semaphore otherwise (auto, what framebus's Go consumer does)
+ *   --wait-bus  a segment that is not there yet is waited for, up to timeout_ms (else
+ *               a missing segment is "producer gone", exit 5)
+ *   --spin US   the predictive spin (framebus.h): learn the period from commit times,
+ *               sleep until just before the next frame is due, then spin on the wake word
+ *               (or the active slot) for at most US microseconds; a miss falls back to the
+ *               futex sleep. 0 (the default): never spin
+ * Bench mode (framebus bench; the control file is described in benchctl.h):
+ *   --bench FILE   time every frame (the producer's hand-off time is in its metadata) and
+ *               write the measurements to FILE at the end; frames are read as zero-copy
+ *               views, validated (and checksummed) like framebus's Next, then copied out
+ *               and re-validated, and not printed
+ *   --ctl FILE --index I --consumers N   lockstep: say our entry, acknowledge every frame
  *
  * stdout, line buffered:
  *   frame <seq> <bytes> <crc_ok 1|0> <first 8 data bytes, 16 hex digits> <user_meta_len>
@@ -21,10 +41,14 @@
  *       printed on every exit after joining. delivered counts data frames (the end-of-stream
  *       frame is accounted in the table entry per section 5 step 4, but not printed or
  *       counted here); dropped = sequence gaps; torn = torn reads retried.
+ *       then " refused=<n> resyncs=<n>": reads refused for words no honest producer writes
+ *       (a frame newer than the header's last_seq, active out of range, impossible sizes:
+ *       amendment 9, counted, never an error of the stream) and re-synchronisations of a
+ *       last_seq moved ahead by a forged word; with --spin, " spin_hits=<n> spin_misses=<n>".
  * Diagnostics go to stderr.
  *
  * Exit codes: 0 done (count frames or end of stream), 1 system error, 2 usage,
- *             3 the segment violates the contract (header or descriptor), 4 idle timeout,
+ *             3 the segment's header violates the contract, 4 idle timeout,
  *             5 producer gone, stalled, broken or retired without end of stream, table full.
  */
 #define _GNU_SOURCE
@@ -46,6 +70,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchctl.h"
+#include "crc32c.h"
 #include "framebus.h"
 
 #ifndef F_OFD_GETLK
@@ -103,12 +129,15 @@ struct bus {
 };
 
 struct stats {
+	uint64_t refused;  /* reads refused for words no honest producer writes (amendment 9) */
+	uint64_t resyncs;  /* times our last_seq was found ahead of the bus's and reset */
 	uint64_t last_seq; /* newest frame taken, in the current generation's numbering */
 	uint64_t delivered;
 	uint64_t dropped;
 	uint64_t torn;
 	uint64_t crc_bad;
 	int eos;
+	uint64_t gap; /* frames missed just before the last one taken */
 };
 
 static struct bus B = {.fd = -1};
@@ -117,6 +146,9 @@ static const char *lock_path;
 static uint8_t *frame_buf;
 static size_t frame_buf_len;
 static int ever_joined; /* print the summary on every exit after the first join */
+static int wait_bus;    /* --wait-bus: a missing segment is waited for (the timeout) */
+static int64_t spin_limit; /* --spin, ns; 0: no spin */
+static uint64_t spin_hits, spin_misses;
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
@@ -138,8 +170,12 @@ static uint64_t now_ns(void)
 static void print_summary(void)
 {
 	printf("summary delivered=%" PRIu64 " dropped=%" PRIu64 " torn=%" PRIu64
-	       " crc_bad=%" PRIu64 " eos=%d\n",
+	       " crc_bad=%" PRIu64 " eos=%d",
 	       S.delivered, S.dropped, S.torn, S.crc_bad, S.eos);
+	printf(" refused=%" PRIu64 " resyncs=%" PRIu64, S.refused, S.resyncs);
+	if (spin_limit > 0)
+		printf(" spin_hits=%" PRIu64 " spin_misses=%" PRIu64, spin_hits, spin_misses);
+	printf("\n");
 	fflush(stdout);
 }
 
@@ -180,28 +216,6 @@ static const char *state_name(uint32_t s)
 	case FRAMEBUS_STATE_RETIRED: return "RETIRED";
 	default: return "unknown";
 	}
-}
-
-/* ---- CRC-32C (Castagnoli, reflected 0x82F63B78) --------------------------------------- */
-
-static uint32_t crc_table[256];
-
-static void crc32c_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
-static uint32_t crc32c(const uint8_t *p, size_t n)
-{
-	uint32_t c = 0xFFFFFFFFu;
-	while (n--)
-		c = crc_table[(c ^ *p++) & 0xFF] ^ (c >> 8);
-	return c ^ 0xFFFFFFFFu;
 }
 
 /* ---- OFD locks ------------------------------------------------------------------------ */
@@ -258,7 +272,14 @@ static void bump_version_mismatch(int fd)
 /* Opens and validates the segment, maps it. Waits (until deadline) while INITIALIZING. */
 static void attach(const char *path, uint64_t deadline)
 {
-	int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	int fd;
+	for (;;) {
+		fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0 || errno != ENOENT || !wait_bus || now_ns() >= deadline)
+			break;
+		struct timespec ts = {0, 2 * 1000 * 1000}; /* --wait-bus: not there yet */
+		nanosleep(&ts, NULL);
+	}
 	if (fd < 0)
 		die(errno == ENOENT ? EXIT_GONE : EXIT_SYSTEM, "open %s: %s", path,
 		    strerror(errno));
@@ -486,6 +507,7 @@ static void leave_table(void)
 	if (!B.joined)
 		return;
 	B.joined = 0;
+	__atomic_store_n(&B.me->pidns, 0, SEQ_CST); /* amendment 8: before the CAS 2 -> 0 */
 	uint32_t expect = FRAMEBUS_ENTRY_ACTIVE;
 	__atomic_compare_exchange_n(&B.me->state, &expect, FRAMEBUS_ENTRY_FREE, 0, SEQ_CST,
 				    SEQ_CST);
@@ -509,29 +531,219 @@ static void check_entry(void)
 	__atomic_store_n(&B.me->last_seq, keep, SEQ_CST);
 }
 
-/* ---- waiting (section 5) ---------------------------------------------------------------- */
+/* ---- the predictive spin (framebus.h, "Spinning consumer"; framebus/spin.go) ------------ */
 
-/* Returns 1 when woken (sem was > 0), 0 when the deadline passed without a wake. */
+/* What a spinning consumer learns of the stream. The period is the mean interval since an
+ * anchor frame, which a burst of late frames caught up at once does not throw. The
+ * predicted commit time of the next frame is corrected by a sixteenth of each error, like
+ * a phase-locked loop. Three predictions in a row off by more than half a period start the
+ * learning again. All times are CLOCK_MONOTONIC nanoseconds. */
+struct spin {
+	uint64_t anchor_seq;
+	int64_t anchor_commit;
+	int64_t period;    /* mean commit-to-commit interval */
+	uint64_t next_seq; /* the frame predicted */
+	int64_t next;      /* its predicted commit_ns; 0: none yet */
+	int64_t jitter;    /* mean absolute prediction error */
+	int64_t lo, hi;    /* running 10th and 90th percentiles of the prediction error */
+	int64_t late;      /* mean lateness of a timed sleep's end */
+	int bad;           /* predictions in a row off by more than half a period */
+	uint64_t missed;   /* last_seq + 1 when a spin for that frame ended with no frame */
+	int samples;
+};
+
+#define SPIN_MIN_WINDOW 20000LL    /* the window closes this long after the 90th percentile */
+#define SPIN_LEAD 100000LL         /* and opens this long before the 10th: a vCPU back from a
+				    * sleep reads slowly for a while */
+#define SPIN_MAX_PERIOD 1000000000LL /* slower streams are not worth a spin */
+#define SPIN_LEARN 8               /* frames predicted before the first spin */
+
+static struct spin SP;
+
+static void spin_restart(uint64_t seq, int64_t commit, int64_t keep_period)
+{
+	int64_t late = SP.late;
+	memset(&SP, 0, sizeof SP);
+	SP.anchor_seq = seq;
+	SP.anchor_commit = commit;
+	SP.period = keep_period;
+	SP.late = late;
+}
+
+/* Moves est, an estimate of the pct-th percentile of a stream, one step towards x. */
+static int64_t quantile_step(int64_t est, int64_t x, int64_t step, int64_t pct)
+{
+	if (x < est)
+		return est - step * (100 - pct) / 100;
+	return est + step * pct / 100;
+}
+
+/* Takes the sequence number and commit time of a data frame just delivered. */
+static void spin_learn(uint64_t seq, int64_t commit)
+{
+	if (SP.anchor_seq == 0 || seq <= SP.anchor_seq || commit <= SP.anchor_commit) {
+		spin_restart(seq, commit, 0);
+		return;
+	}
+	SP.period = (commit - SP.anchor_commit) / (int64_t)(seq - SP.anchor_seq);
+	if (SP.period <= 0 || SP.period > SPIN_MAX_PERIOD) {
+		spin_restart(seq, commit, 0);
+		return;
+	}
+	if (SP.next == 0 || seq < SP.next_seq) {
+		SP.next = commit + SP.period;
+		SP.next_seq = seq + 1;
+		return;
+	}
+	int64_t want = SP.next + (int64_t)(seq - SP.next_seq) * SP.period;
+	int64_t err = commit - want;
+	if (err > SP.period / 2 || err < -SP.period / 2) {
+		if (++SP.bad >= 3) {
+			/* Learn again from here; the old period stays as a rough figure. */
+			spin_restart(seq, commit, SP.period);
+			return;
+		}
+		SP.next = want + SP.period; /* keep the phase */
+		SP.next_seq = seq + 1;
+		return;
+	}
+	SP.bad = 0;
+	SP.next = want + err / 16 + SP.period;
+	SP.next_seq = seq + 1;
+	/* Arrivals are skewed (a producer is late now and then, never much early): the window
+	 * follows percentiles of the error, in steps of a quarter of the mean error. */
+	int64_t step = SP.jitter / 4 > 2000 ? SP.jitter / 4 : 2000;
+	SP.lo = quantile_step(SP.lo, err, step, 10);
+	SP.hi = quantile_step(SP.hi, err, step, 90);
+	if (err < 0)
+		err = -err;
+	SP.jitter += (err - SP.jitter) / 8;
+	SP.samples++;
+}
+
+/* Takes how late a timed sleep that should have ended at a window's start ended. */
+static void spin_overslept(int64_t d)
+{
+	if (d < 0)
+		d = 0;
+	SP.late += (d - SP.late) / 8;
+}
+
+/* The spin window for the frame after last_seq: *start (when to be awake, the timer's
+ * lateness allowed for) and *end. 0 while the loop is not locked, or once a spin for this
+ * frame missed. */
+static int spin_window(uint64_t last_seq, int64_t *start, int64_t *end)
+{
+	if (SP.samples < SPIN_LEARN || SP.missed == last_seq + 1 || SP.period <= 0 ||
+	    last_seq + 1 < SP.next_seq)
+		return 0;
+	int64_t due = SP.next + (int64_t)(last_seq + 1 - SP.next_seq) * SP.period;
+	int64_t lo = SP.lo - SPIN_LEAD, hi = SP.hi + SPIN_MIN_WINDOW;
+	if (hi - lo > spin_limit)
+		hi = lo + spin_limit;
+	int64_t now = (int64_t)now_ns();
+	if (due + hi < now) /* past the window: aim at the next period */
+		due += ((now - due - hi) / SP.period + 1) * SP.period;
+	*start = due + lo - SP.late;
+	*end = due + hi;
+	return 1;
+}
+
+/* ---- waiting (section 5, amendment 7) ---------------------------------------------------- */
+
+enum { WAKE_SEM, WAKE_SHARED, WAKE_AUTO };
+static int wake_mode = WAKE_SEM;
+static int use_shared; /* this generation: sleep on the header's wake_seq */
+
+/* The active slot holds a committed frame newer than the last one taken. */
+static int refused_here(uint32_t slot, uint64_t lock);
+
+static int frame_pending(void)
+{
+	uint32_t a = __atomic_load_n(&B.h->active, SEQ_CST);
+	return a < B.slot_count && __atomic_load_n(&B.slots[a].frame_seq, SEQ_CST) > S.last_seq &&
+	       !refused_here(a, __atomic_load_n(&B.slots[a].lock, SEQ_CST));
+}
+
+/* Watches for a new frame until one is there (1) or end passes (0: no more spinning for
+ * this frame). With the shared wake word it watches that word, which the producer writes
+ * once per commit right after the flip, and looks at the slot only when it changes: polling
+ * the header and slot lines would pull them back from the producer between its stores to
+ * them and slow the very commit it waits for. No pause instruction, as Go's loop: on a
+ * virtual machine a pause loop can make the host deschedule the vCPU. */
+static int spin_for(int64_t end)
+{
+	uint32_t *w = use_shared ? &B.h->wake_seq : NULL;
+	uint32_t seen = w ? __atomic_load_n(w, SEQ_CST) : 0;
+	for (unsigned i = 0;; i++) {
+		if (w == NULL || i == 0 || __atomic_load_n(w, SEQ_CST) != seen) {
+			if (w != NULL)
+				seen = __atomic_load_n(w, SEQ_CST);
+			if (frame_pending()) {
+				spin_hits++;
+				return 1;
+			}
+		}
+		if ((i & 255) == 255 && (int64_t)now_ns() > end) {
+			SP.missed = S.last_seq + 1;
+			spin_misses++;
+			return 0;
+		}
+	}
+}
+
+/* Sleeps until a wake. Returns 1 when woken (a wake, or a spin caught a frame), 0 when the
+ * deadline (the next heartbeat check) passed. The word and its expected value are read
+ * before the pending check, and waiters += 1 before the sleep, all seq_cst: the handshakes
+ * of section 5 and amendment 7. */
 static int wait_wake(uint64_t deadline)
 {
 	framebus_consumer_entry *e = B.me;
 	for (;;) {
-		uint32_t n = __atomic_exchange_n(&e->sem, 0, SEQ_CST);
-		if (n > 0)
-			return 1;
+		uint32_t *word, *waiters, val = 0;
+		if (use_shared) {
+			word = &B.h->wake_seq;
+			waiters = &B.h->wake_waiters;
+			val = __atomic_load_n(word, SEQ_CST);
+		} else {
+			if (__atomic_exchange_n(&e->sem, 0, SEQ_CST) > 0)
+				return 1;
+			word = &e->sem;
+			waiters = &e->waiters;
+		}
 		uint64_t now = now_ns();
 		if (now >= deadline)
 			return 0;
-		uint64_t left = deadline - now;
-		struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
-		__atomic_fetch_add(&e->waiters, 1, SEQ_CST);
+		uint64_t timeout = deadline - now;
+		int64_t early = 0, start, end;
+		if (spin_limit > 0 && spin_window(S.last_seq, &start, &end)) {
+			if ((int64_t)now >= start) {
+				if (spin_for(end))
+					return 1;
+				continue; /* missed: sleep for it as usual */
+			}
+			if ((uint64_t)(start - (int64_t)now) < timeout) {
+				timeout = (uint64_t)(start - (int64_t)now);
+				early = start;
+			}
+		}
+		struct timespec ts = {(time_t)(timeout / 1000000000u), (long)(timeout % 1000000000u)};
+		__atomic_fetch_add(waiters, 1, SEQ_CST);
+		if (use_shared && frame_pending()) {
+			__atomic_fetch_sub(waiters, 1, SEQ_CST);
+			return 1;
+		}
 		/* Shared futex (FUTEX_WAIT, not FUTEX_WAIT_PRIVATE): the waker is another process. */
-		long r = syscall(SYS_futex, &e->sem, FUTEX_WAIT, 0, &ts, NULL, 0);
+		long r = syscall(SYS_futex, word, FUTEX_WAIT, val, &ts, NULL, 0);
 		int err = errno;
-		__atomic_fetch_sub(&e->waiters, 1, SEQ_CST);
+		__atomic_fetch_sub(waiters, 1, SEQ_CST);
 		if (r != 0 && err != ETIMEDOUT && err != EAGAIN && err != EINTR)
 			die(EXIT_SYSTEM, "futex wait: %s", strerror(err));
-		/* Woken, sem changed, interrupted or timed out: re-check sem, then the deadline. */
+		if (use_shared && __atomic_load_n(word, SEQ_CST) != val)
+			return 1;
+		if (r != 0 && err == ETIMEDOUT && early != 0)
+			spin_overslept((int64_t)now_ns() - early); /* the window opens */
+		/* Woken, changed, interrupted or timed out: look again, then the deadline. */
 	}
 }
 
@@ -539,24 +751,55 @@ static int wait_wake(uint64_t deadline)
 
 struct frame {
 	uint32_t slot;
+	uint64_t lock; /* the even lock value the frame was read under */
 	uint64_t seq;
 	uint64_t bytes;
+	uint64_t commit_ns;
 	uint32_t checksum;
 	uint32_t frame_flags;
 	uint32_t user_meta_len;
 	uint8_t user_meta[FRAMEBUS_USER_META_MAX];
+	uint64_t torn; /* reads of this frame that lost the race with the producer */
+	int crc_bad;
+	const uint8_t *view; /* the data in the read-only mapping */
 };
 
-/* Reads the newest committed frame into f and frame_buf. 1 on success, 0 if the deadline
- * passed while the slot stayed odd. A torn read is never returned. */
-static int read_newest(struct frame *f, uint64_t deadline)
+/* Amendment 9: a read refused for a word no honest producer writes is counted, and the
+ * frame in that slot under that lock is not looked at again. */
+static uint32_t refused_slot = UINT32_MAX;
+static uint64_t refused_lock;
+
+static void refuse(uint32_t slot, uint64_t lock, const char *why)
+{
+	if (slot == refused_slot && lock == refused_lock)
+		return;
+	S.refused++;
+	refused_slot = slot;
+	refused_lock = lock;
+	fprintf(stderr, "consumer: refused a read of slot %" PRIu32 ": %s\n", slot, why);
+}
+
+static int refused_here(uint32_t slot, uint64_t lock)
+{
+	return S.refused != 0 && slot == refused_slot && lock == refused_lock;
+}
+
+/* Reads the newest committed frame into f: with copy, the data into frame_buf inside the
+ * sequence lock (checked against the checksum afterwards); without, a validated zero-copy
+ * view, checksummed inside the lock as framebus's Next does. 1 on success (also when the
+ * frame is not new), 0 if the deadline passed while the slot stayed odd. A torn read is
+ * never returned. */
+static int read_newest(struct frame *f, uint64_t deadline, int copy)
 {
 	unsigned spins = 0;
+	f->torn = 0;
 	for (;;) {
 		uint32_t s = __atomic_load_n(&B.h->active, SEQ_CST);
-		if (s >= B.slot_count)
-			INVALID("%s: active %" PRIu32 " >= slot_count %" PRIu32, B.path, s,
-				B.slot_count);
+		f->seq = 0;
+		if (s >= B.slot_count) {
+			refuse(s, 0, "active out of range");
+			return 1; /* forged or torn: the producer's next flip mends it */
+		}
 		framebus_slot_desc *d = &B.slots[s];
 
 		/* 1. First lock load: seq_cst, so at least acquire for the reads below. */
@@ -570,83 +813,205 @@ static int read_newest(struct frame *f, uint64_t deadline)
 			continue;
 		}
 
-		/* 2. Descriptor and data, each word loaded once; bounds checked before use. */
+		/* 2. Descriptor and data, each word loaded once; bounds checked before use. Only
+		 * user_meta_len bytes of metadata: a bus without metadata never makes us touch
+		 * the descriptor's second cache line. */
 		f->slot = s;
+		f->lock = l1;
 		f->seq = __atomic_load_n(&d->frame_seq, RELAXED);
+		if (f->seq <= S.last_seq || refused_here(s, l1)) {
+			f->seq = 0;
+			return 1; /* nothing new (a stale active, or a frame refused already) */
+		}
 		f->bytes = __atomic_load_n(&d->bytes, RELAXED);
 		f->checksum = __atomic_load_n(&d->checksum, RELAXED);
 		f->frame_flags = __atomic_load_n(&d->frame_flags, RELAXED);
 		f->user_meta_len = __atomic_load_n(&d->user_meta_len, RELAXED);
-		memcpy(f->user_meta, d->user_meta, sizeof f->user_meta);
+		f->commit_ns = __atomic_load_n(&d->commit_ns, RELAXED);
+		uint32_t ml = f->user_meta_len <= FRAMEBUS_USER_META_MAX ? f->user_meta_len
+									 : FRAMEBUS_USER_META_MAX;
+		memcpy(f->user_meta, d->user_meta, ml);
 		int bad_bytes = f->bytes > B.slot_capacity;
-		if (!bad_bytes && f->bytes > 0)
-			memcpy(frame_buf, B.payload + (uint64_t)s * B.slot_stride, (size_t)f->bytes);
+		f->view = B.payload + (uint64_t)s * B.slot_stride;
+		f->crc_bad = 0;
+		if (!bad_bytes && f->bytes > 0) {
+			if (copy)
+				memcpy(frame_buf, f->view, (size_t)f->bytes);
+			else if (B.flags & FRAMEBUS_FLAG_CHECKSUM)
+				f->crc_bad = crc32c(f->view, (size_t)f->bytes) != f->checksum;
+		}
 
 		/* 3. Load fence between the data reads and the second lock load. */
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		uint64_t l2 = __atomic_load_n(&d->lock, RELAXED);
 		if (l2 != l1) {
 			S.torn++;
+			f->torn++;
 			__atomic_fetch_add(&B.me->torn_retries, 1, SEQ_CST);
 			continue;
 		}
 
-		/* A stable descriptor that breaks the contract is the producer's bug. */
-		if (bad_bytes)
-			INVALID("%s: slot %" PRIu32 " frame %" PRIu64 ": bytes %" PRIu64
-				" > slot_capacity %" PRIu64, B.path, s, f->seq, f->bytes,
-				B.slot_capacity);
-		if (f->user_meta_len > FRAMEBUS_USER_META_MAX)
-			INVALID("%s: slot %" PRIu32 " frame %" PRIu64 ": user_meta_len %" PRIu32
-				" > %d", B.path, s, f->seq, f->user_meta_len,
-				FRAMEBUS_USER_META_MAX);
+		/* Amendment 9: a frame newer than the header's last_seq is not taken: one
+		 * ahead is committed and not yet flipped (its flip and wake follow), more is a
+		 * forged word. Impossible sizes are refused for this read too, never an error
+		 * of the stream. */
+		uint64_t last = __atomic_load_n(&B.h->last_seq, SEQ_CST);
+		if (f->seq > last) {
+			if (f->seq > last + 1)
+				refuse(s, l1, "frame_seq newer than last_seq");
+			f->seq = 0;
+			return 1;
+		}
+		if (bad_bytes || f->user_meta_len > FRAMEBUS_USER_META_MAX) {
+			refuse(s, l1, bad_bytes ? "bytes > slot_capacity" : "user_meta_len > 64");
+			f->seq = 0;
+			return 1;
+		}
+		if (copy && (B.flags & FRAMEBUS_FLAG_CHECKSUM) && f->bytes > 0)
+			f->crc_bad = crc32c(frame_buf, (size_t)f->bytes) != f->checksum;
 		return 1;
 	}
 }
 
-/* Reads the newest frame and applies section 5 step 4. Returns 1 if a new frame was taken. */
-static int take_newest(uint64_t deadline)
+/* Reads the newest frame and applies section 5 step 4. Returns 1 if a new frame was taken
+ * (f says which; the end of stream sets S.eos), 0 if there was nothing new. */
+static int take_newest(struct frame *f, uint64_t deadline, int copy)
 {
-	struct frame f;
-	if (!read_newest(&f, deadline))
+	if (!read_newest(f, deadline, copy) || f->seq == 0 || f->seq <= S.last_seq)
 		return 0;
-	if (f.seq <= S.last_seq)
-		return 0; /* nothing new (or an older frame seen through a stale active) */
-	if (f.seq > S.last_seq + 1) {
-		uint64_t gap = f.seq - S.last_seq - 1;
+	uint64_t gap = f->seq > S.last_seq + 1 ? f->seq - S.last_seq - 1 : 0;
+	if (gap > 0) {
 		S.dropped += gap;
 		__atomic_fetch_add(&B.me->dropped, gap, SEQ_CST);
 	}
-	S.last_seq = f.seq;
-	__atomic_store_n(&B.me->last_seq, f.seq, SEQ_CST);
+	S.last_seq = f->seq;
+	__atomic_store_n(&B.me->last_seq, f->seq, SEQ_CST);
 	__atomic_fetch_add(&B.me->delivered, 1, SEQ_CST);
+	S.gap = gap;
 
-	if (f.frame_flags & FRAMEBUS_FRAME_EOS) {
-		if (f.bytes != 0)
+	if (f->frame_flags & FRAMEBUS_FRAME_EOS) {
+		if (f->bytes != 0)
 			fprintf(stderr, "consumer: end-of-stream frame %" PRIu64 " has bytes %" PRIu64
-					", want 0\n", f.seq, f.bytes);
+					", want 0\n", f->seq, f->bytes);
 		S.eos = 1;
 		return 1;
 	}
-
-	int crc_ok = 1;
-	if (B.flags & FRAMEBUS_FLAG_CHECKSUM) {
-		uint32_t c = crc32c(frame_buf, (size_t)f.bytes);
-		if (c != f.checksum) {
-			crc_ok = 0;
-			S.crc_bad++;
-			fprintf(stderr, "consumer: frame %" PRIu64 ": crc32c 0x%08" PRIx32
-					", descriptor says 0x%08" PRIx32 "\n", f.seq, c, f.checksum);
-		}
+	if (spin_limit > 0)
+		spin_learn(f->seq, (int64_t)f->commit_ns); /* the end of stream keeps no rhythm */
+	if (f->crc_bad) {
+		S.crc_bad++;
+		fprintf(stderr, "consumer: frame %" PRIu64 ": crc32c mismatch (descriptor says 0x%08"
+				PRIx32 ")\n", f->seq, f->checksum);
 	}
-	uint8_t first[8] = {0};
-	memcpy(first, frame_buf, f.bytes < 8 ? (size_t)f.bytes : 8);
 	S.delivered++;
-	printf("frame %" PRIu64 " %" PRIu64 " %d ", f.seq, f.bytes, crc_ok);
+	return 1;
+}
+
+/* The line of a delivered data frame (the test mode). */
+static void print_frame(const struct frame *f)
+{
+	uint8_t first[8] = {0};
+	memcpy(first, frame_buf, f->bytes < 8 ? (size_t)f->bytes : 8);
+	printf("frame %" PRIu64 " %" PRIu64 " %d ", f->seq, f->bytes, !f->crc_bad);
 	for (int i = 0; i < 8; i++)
 		printf("%02x", first[i]);
-	printf(" %" PRIu32 "\n", f.user_meta_len);
-	return 1;
+	printf(" %" PRIu32 "\n", f->user_meta_len);
+}
+
+/* ---- bench mode ----------------------------------------------------------------------- */
+
+static struct {
+	const char *out;
+	uint8_t *ctl;
+	int index, consumers;
+	FILE *samples; /* written as we go, to a buffer: no system call per frame */
+	char *buf;
+	size_t buf_len;
+	int64_t cpu0;
+	int measured;
+	uint64_t torn, overwritten;
+} BM;
+
+static void bench_open(void)
+{
+	int fd = open(BM.out, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		die(EXIT_SYSTEM, "open %s: %s", BM.out, strerror(errno));
+	close(fd);
+	BM.samples = open_memstream(&BM.buf, &BM.buf_len);
+	if (BM.samples == NULL)
+		die(EXIT_SYSTEM, "open_memstream: %s", strerror(errno));
+	if (BM.ctl == NULL)
+		return;
+	if (BM.index < 0 || BM.index >= BENCHCTL_MAX_WAITERS)
+		die(EXIT_USAGE, "--index %d: want 0-%d", BM.index, BENCHCTL_MAX_WAITERS - 1);
+}
+
+static uint8_t *map_ctl(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		die(EXIT_SYSTEM, "open %s: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) != 0 || st.st_size != BENCHCTL_SIZE)
+		die(EXIT_SYSTEM, "control file %s: not %d bytes", path, BENCHCTL_SIZE);
+	void *m = mmap(NULL, BENCHCTL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED)
+		die(EXIT_SYSTEM, "mmap %s: %s", path, strerror(errno));
+	return m;
+}
+
+/* One delivered frame in bench mode: the copy out of the slot and its re-validation (the
+ * read), the lockstep ack, and the sample of a measured frame: tcall when the consumer
+ * started waiting, t0 the producer's clock before the hand-off (from the metadata), t1 the
+ * wake (the frame read and validated), t2 the end of the copy. */
+static void bench_frame(const struct frame *f, int64_t tcall, int64_t t1)
+{
+	if (f->frame_flags & FRAMEBUS_FRAME_EOS)
+		return;
+	if (f->user_meta_len != BENCH_META_LEN)
+		die(EXIT_INVALID, "frame %" PRIu64 ": %" PRIu32 " bytes of metadata, want %d", f->seq,
+		    f->user_meta_len, BENCH_META_LEN);
+	uint32_t phase = f->user_meta[0];
+	int64_t t0;
+	memcpy(&t0, f->user_meta + 1, 8);
+	memcpy(frame_buf, f->view, (size_t)f->bytes);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	int valid = __atomic_load_n(&B.slots[f->slot].lock, RELAXED) == f->lock;
+	int64_t t2 = (int64_t)now_ns();
+	if (BM.ctl != NULL)
+		benchctl_ack(BM.ctl, (uint32_t)(1 + S.gap), BM.consumers);
+	if (phase != BENCH_PHASE_MEASURE)
+		return;
+	fprintf(BM.samples, "s %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRIu64 " %" PRIu64
+			    " %" PRIu64 "\n", tcall, t0, t1, t2, f->commit_ns, S.gap, f->bytes);
+	if (!BM.measured) {
+		BM.measured = 1;
+		BM.cpu0 = bench_cpu_ns(); /* as the Go sampler: at the first measured frame */
+	}
+	BM.torn += f->torn;
+	if (!valid)
+		BM.overwritten++;
+}
+
+static void bench_write(void)
+{
+	int64_t cpu1 = bench_cpu_ns();
+	if (fclose(BM.samples) != 0)
+		die(EXIT_SYSTEM, "samples: %s", strerror(errno));
+	FILE *out = fopen(BM.out, "w");
+	if (out == NULL)
+		die(EXIT_SYSTEM, "open %s: %s", BM.out, strerror(errno));
+	fprintf(out, "framebus-bench-c 1\nrole consumer\ncpu0 %" PRId64 "\ncpu1 %" PRId64
+		     "\ntorn %" PRIu64 "\noverwritten %" PRIu64 "\n",
+		BM.cpu0, cpu1, BM.torn, BM.overwritten);
+	if (spin_limit > 0)
+		fprintf(out, "spin %" PRIu64 " %" PRIu64 "\n", spin_hits, spin_misses);
+	if (BM.buf_len > 0)
+		fwrite(BM.buf, 1, BM.buf_len, out);
+	if (fclose(out) != 0)
+		die(EXIT_SYSTEM, "write %s: %s", BM.out, strerror(errno));
 }
 
 /* ---- liveness and generations (sections 2 and 5) ---------------------------------------- */
@@ -670,6 +1035,31 @@ static void follow_generation(uint64_t deadline)
 	fprintf(stderr, "consumer: joined generation %" PRIu64 " (was %" PRIu64
 			"), entry %" PRIu32 ", last_seq %" PRIu64 "\n",
 		B.generation, old_gen, B.index, S.last_seq);
+}
+
+/* Amendment 9: our last_seq ahead of the bus's while the active slot holds an intact frame
+ * of exactly the bus's number means a forged word moved us ahead: take the bus's number,
+ * or every real frame would be "nothing new" for good. */
+static void resync(void)
+{
+	uint64_t last = __atomic_load_n(&B.h->last_seq, SEQ_CST);
+	if (last >= S.last_seq)
+		return;
+	uint32_t a = __atomic_load_n(&B.h->active, SEQ_CST);
+	if (a >= B.slot_count)
+		return;
+	framebus_slot_desc *d = &B.slots[a];
+	uint64_t l1 = __atomic_load_n(&d->lock, SEQ_CST);
+	uint64_t seq = __atomic_load_n(&d->frame_seq, RELAXED);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if ((l1 & 1) || __atomic_load_n(&d->lock, RELAXED) != l1 || seq != last)
+		return;
+	fprintf(stderr, "consumer: our last frame %" PRIu64 " is ahead of the bus's last_seq %" PRIu64
+			": re-synchronised\n", S.last_seq, last);
+	S.resyncs++;
+	S.last_seq = last;
+	__atomic_store_n(&B.me->last_seq, last, SEQ_CST);
+	memset(&SP, 0, sizeof SP);
 }
 
 /* Called after every wait timeout, and whenever the header state is not READY. */
@@ -697,6 +1087,7 @@ static void check_producer(uint64_t deadline)
 	}
 	if (!owner_alive())
 		die(EXIT_GONE, "%s: producer gone (no lock on %s)", B.path, lock_path);
+	resync();
 	uint64_t hb = __atomic_load_n(&B.h->heartbeat_ns, SEQ_CST);
 	uint64_t now = now_ns();
 	uint64_t stale = 3ull * B.interval_ms * 1000000u;
@@ -719,16 +1110,71 @@ static uint64_t parse_u64(const char *s, const char *what)
 	return v;
 }
 
+static void usage(void) __attribute__((noreturn));
+static void usage(void)
+{
+	fprintf(stderr, "usage: consumer [--wake sem|shared|auto] [--spin US] [--wait-bus]\n"
+			"                [--bench FILE [--ctl FILE --index I --consumers N]]\n"
+			"                <segment-path> <lock-path|-> <count> <timeout_ms>\n");
+	exit(EXIT_USAGE);
+}
+
+/* The wait mode of the generation just attached. */
+static void choose_wake(void)
+{
+	int flagged = (B.flags & FRAMEBUS_FLAG_SHARED_WAKE) != 0;
+	if (wake_mode == WAKE_SHARED && !flagged)
+		die(EXIT_INVALID, "%s: --wake shared, but the producer keeps no shared wake word "
+				  "(flags 0x%" PRIx32 ")", B.path, B.flags);
+	use_shared = wake_mode == WAKE_SHARED || (wake_mode == WAKE_AUTO && flagged);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		fprintf(stderr, "usage: consumer <segment-path> <lock-path|-> <count> <timeout_ms>\n");
-		return EXIT_USAGE;
+	int i;
+	for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--wait-bus") == 0) {
+			wait_bus = 1;
+			continue;
+		}
+		if (i + 1 >= argc)
+			usage();
+		const char *v = argv[++i];
+		if (strcmp(a, "--wake") == 0) {
+			if (strcmp(v, "sem") == 0)
+				wake_mode = WAKE_SEM;
+			else if (strcmp(v, "shared") == 0)
+				wake_mode = WAKE_SHARED;
+			else if (strcmp(v, "auto") == 0)
+				wake_mode = WAKE_AUTO;
+			else
+				usage();
+		} else if (strcmp(a, "--spin") == 0) {
+			uint64_t us = parse_u64(v, "--spin");
+			if (us > 1000000)
+				die(EXIT_USAGE, "--spin %" PRIu64 ": at most 1000000 us", us);
+			spin_limit = (int64_t)us * 1000;
+		} else if (strcmp(a, "--bench") == 0)
+			BM.out = v;
+		else if (strcmp(a, "--ctl") == 0)
+			BM.ctl = map_ctl(v);
+		else if (strcmp(a, "--index") == 0)
+			BM.index = (int)parse_u64(v, "--index");
+		else if (strcmp(a, "--consumers") == 0)
+			BM.consumers = (int)parse_u64(v, "--consumers");
+		else
+			usage();
 	}
-	const char *path = argv[1];
-	lock_path = strcmp(argv[2], "-") == 0 ? NULL : argv[2];
-	uint64_t count = parse_u64(argv[3], "count");
-	uint64_t timeout_ns = parse_u64(argv[4], "timeout_ms") * 1000000u;
+	if (argc - i != 4)
+		usage();
+	if (BM.ctl != NULL && (BM.out == NULL || BM.consumers < 1 || BM.consumers > BENCHCTL_MAX_WAITERS))
+		die(EXIT_USAGE, "--ctl needs --bench and --consumers 1-%d", BENCHCTL_MAX_WAITERS);
+	const char *path = argv[i];
+	lock_path = strcmp(argv[i + 1], "-") == 0 ? NULL : argv[i + 1];
+	uint64_t count = parse_u64(argv[i + 2], "count");
+	uint64_t timeout_ns = parse_u64(argv[i + 3], "timeout_ms") * 1000000u;
+	int bench = BM.out != NULL;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	crc32c_init();
@@ -736,38 +1182,72 @@ int main(int argc, char **argv)
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_sigbus;
 	sigaction(SIGBUS, &sa, NULL);
+	if (bench)
+		bench_open();
 
 	uint64_t idle_deadline = now_ns() + timeout_ns;
 	attach(path, idle_deadline);
+	choose_wake();
 	join_table();
+	if (BM.ctl != NULL)
+		__atomic_store_n(benchctl_waiter(BM.ctl, BM.index, BENCHCTL_W_ENTRY), B.index + 1, SEQ_CST);
 
-	/* A frame committed between our last_seq snapshot and state 2 woke nobody: look once
-	 * before the first wait. */
+	/* The loop of framebus's Next: a read first (a frame committed between our last_seq
+	 * snapshot and state 2 woke nobody, amendment 2), then, with nothing new, the wait; the
+	 * wake's heartbeat is stored after the read (the entry's line is the one the producer's
+	 * step 6 just wrote: fetching it back first would add its transfer to the latency). */
+	int64_t tcall = (int64_t)now_ns();
+	int woke = 0, timed_out = 0;
 	while (S.delivered < count && !S.eos) {
-		if (take_newest(idle_deadline))
-			idle_deadline = now_ns() + timeout_ns;
-		if (S.delivered >= count || S.eos)
-			break;
+		struct frame f;
+		int got = take_newest(&f, idle_deadline, !bench);
+		if (woke) {
+			__atomic_store_n(&B.me->heartbeat_ns, now_ns(), SEQ_CST);
+			woke = 0;
+		}
+		if (got) {
+			int64_t t1 = (int64_t)now_ns();
+			idle_deadline = (uint64_t)t1 + timeout_ns;
+			timed_out = 0;
+			if (bench)
+				bench_frame(&f, tcall, t1);
+			else if (!S.eos)
+				print_frame(&f);
+			tcall = (int64_t)now_ns();
+			continue;
+		}
 		uint64_t now = now_ns();
 		if (now >= idle_deadline)
 			die(EXIT_TIMEOUT, "no new frame for %" PRIu64 " ms", timeout_ns / 1000000u);
+		/* Nothing new after a timeout, or RETIRED/BROKEN seen (amendment 4): look at the
+		 * producer and the name now. */
+		uint32_t st = __atomic_load_n(&B.h->state, SEQ_CST);
+		if (timed_out || st != FRAMEBUS_STATE_READY) {
+			uint64_t gen = B.generation;
+			check_producer(idle_deadline);
+			timed_out = 0;
+			if (B.generation != gen) {
+				choose_wake();
+				continue;
+			}
+		}
 		uint64_t wake_by = now + (uint64_t)B.interval_ms * 1000000u;
 		if (wake_by > idle_deadline)
 			wake_by = idle_deadline;
-		int woken = wait_wake(wake_by);
+		if (wait_wake(wake_by)) {
+			woke = 1;
+			continue;
+		}
+		/* A heartbeat interval without a wake: refresh, check the entry, read, then look
+		 * at the producer. */
 		__atomic_store_n(&B.me->heartbeat_ns, now_ns(), SEQ_CST);
 		check_entry();
-		if (!woken || __atomic_load_n(&B.h->state, SEQ_CST) != FRAMEBUS_STATE_READY) {
-			/* Drain first: a closing producer publishes end of stream before RETIRED. */
-			if (take_newest(idle_deadline))
-				idle_deadline = now_ns() + timeout_ns;
-			if (S.delivered >= count || S.eos)
-				break;
-			check_producer(idle_deadline);
-		}
+		timed_out = 1;
 	}
 
 	leave_table();
+	if (bench)
+		bench_write();
 	print_summary();
 	detach();
 	return 0;
