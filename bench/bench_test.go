@@ -77,7 +77,7 @@ func TestBenchParseSize(t *testing.T) {
 
 // The quick subset is what the issues say: the camera scenario (1080p RGBA
 // at 60 fps, free, every language pair, the futex floors, the spinning
-// consumer), then 1080p RGBA and 640x480 GREY, one consumer, as fast as
+// consumer, the Go consumer without the held wait), then 1080p RGBA and 640x480 GREY, one consumer, as fast as
 // possible, split, framebus plain against futex, memcpy, uds and pipe.
 func TestBenchQuickScenarios(t *testing.T) {
 	q := QuickScenarios()
@@ -88,7 +88,8 @@ func TestBenchQuickScenarios(t *testing.T) {
 	if cam.Rate != 60 || cam.Placement != Free || cam.Consumers != 1 || cam.Checksum {
 		t.Errorf("quick camera scenario %v", cam)
 	}
-	wantCam := []string{"framebus/plain", "framebus/plain go->c", "framebus/plain c->go", "c/plain", "futex", "futex c->c", "framebus/spin", "c/spin"}
+	wantCam := []string{"framebus/plain", "framebus/plain go->c", "framebus/plain c->go", "c/plain", "futex", "futex c->c", "framebus/spin", "c/spin",
+		"framebus/park", "framebus/park c->go"}
 	if len(cam.Variants) != len(wantCam) {
 		t.Fatalf("camera variants %v, want %v", cam.Variants, wantCam)
 	}

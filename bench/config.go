@@ -78,10 +78,11 @@ const (
 	Plain Mode = "plain" // Begin, render into the slot, Commit: zero-copy
 	Copy  Mode = "copy"  // render into private memory, Publish copies it in
 	Spin  Mode = "spin"  // plain, with consumers that spin before the next frame is due
+	Park  Mode = "park"  // plain with a Go consumer that does not hold its thread (ConsumerOptions.Hold < 0)
 )
 
 // Modes lists the framebus modes.
-var Modes = []Mode{Plain, Copy, Spin}
+var Modes = []Mode{Plain, Copy, Spin, Park}
 
 // Placement says where the producer side and the consumer side run.
 type Placement string
@@ -372,6 +373,8 @@ func (c Config) Validate() error {
 				return bad("framebus c->c is the transport c")
 			case v.Transport == Framebus && side.Producer == LangC && v.Mode == Copy:
 				return bad("%v: the C producer has no copy mode", v)
+			case v.Mode == Park && side.Consumer == LangC:
+				return bad("%v: park is the Go consumer's (a C consumer never holds its thread)", v)
 			case v.Transport == Futex && side != GoGo && side != CC:
 				return bad("%v: the futex baseline is go->go or c->c", v)
 			case v.Transport != Framebus && v.Transport != Futex && v.Lang != (Pair{}):
@@ -418,6 +421,10 @@ func cameraVariants(spin, checksum bool) []Variant {
 	}
 	if spin {
 		vs = append(vs, fb(Spin), fbl(Spin, CC))
+	}
+	if !checksum {
+		// The Go consumer without the held wait.
+		vs = append(vs, fb(Park), fbl(Park, CGo))
 	}
 	return vs
 }
@@ -559,6 +566,9 @@ func matrixVariants(transports []Transport, modes []Mode, pairs []Pair, rate flo
 					if pr.Producer == LangC && m == Copy {
 						continue // the C producer renders into the slot only
 					}
+					if pr.Consumer == LangC && m == Park {
+						continue // park is the Go consumer's
+					}
 					if pr == GoGo {
 						add(fb(m))
 					} else {
@@ -568,7 +578,7 @@ func matrixVariants(transports []Transport, modes []Mode, pairs []Pair, rate flo
 			}
 		case t == CFramebus:
 			for _, m := range modes {
-				if m != Copy {
+				if m != Copy && m != Park { // c->c has neither
 					add(fbl(m, CC))
 				}
 			}

@@ -149,8 +149,11 @@ func fbProducer(ctx context.Context, s *childSpec) (*childResult, error) {
 // of the whole frame out of the slot (the read), Frame.Valid.
 func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
 	o := feed.Options{Dir: s.Dir, Timeout: 15 * time.Second}
-	if s.Mode == Spin {
+	switch s.Mode {
+	case Spin:
 		o.Spin = s.Spin
+	case Park:
+		o.Hold = -1
 	}
 	in := feed.New(s.Bus, o)
 	defer in.Close()
@@ -207,8 +210,13 @@ func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
 			sm.res.Overwritten++
 		}
 	}
-	if st := in.ConsumerStats(); s.Mode == Spin {
+	switch st := in.ConsumerStats(); s.Mode {
+	case Spin:
 		sm.res.Note = fmt.Sprintf("spin: %d frames caught spinning, %d spins missed (the consumer slept for those)", st.SpinHits, st.SpinMisses)
+	case Plain:
+		if st.HoldHits+st.HoldMisses > 0 {
+			sm.res.Note = fmt.Sprintf("hold: %d frames came in a held wait, %d held waits missed", st.HoldHits, st.HoldMisses)
+		}
 	}
 	return sm.finish()
 }

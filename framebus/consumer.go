@@ -32,6 +32,19 @@ type ConsumerOptions struct {
 	// sleep. 0 (the default) never spins. A few hundred microseconds suit a
 	// camera's pacing; the CPU it costs is about the window per frame.
 	Spin time.Duration
+
+	// Hold bounds the held wait, which a consumer that does not spin does
+	// for the last stretch before a frame is due: it learns the pace like
+	// Spin, sleeps as usual until about 2 ms before the frame, and waits
+	// the rest on a raw futex system call that keeps its goroutine on its
+	// thread and processor, so the wake goes straight back to the reader
+	// rather than through the Go scheduler (a third of the wake latency
+	// of a camera stream on a 2-vCPU VM: docs/BENCHMARKS.md). It costs no
+	// CPU; while it lasts that processor runs nothing else and a garbage
+	// collection's stop-the-world waits for it, so it is bounded: at most
+	// Hold (0: DefaultHold, 4 ms) and a quarter of the frame period;
+	// negative turns it off. Linux only.
+	Hold time.Duration
 }
 
 // Consumer reads frames from a bus. It is not safe for concurrent use.
@@ -345,6 +358,10 @@ type ConsumerStats struct {
 	// Counted by this process only; 0 without Spin.
 	SpinHits, SpinMisses uint64
 
+	// The held wait (ConsumerOptions.Hold): frames that came during one,
+	// and held waits that ended with no frame. This process only.
+	HoldHits, HoldMisses uint64
+
 	// SharedWake says the consumer sleeps on the bus's shared wake word
 	// (PROTOCOL.md amendment 7) rather than its entry's semaphore.
 	SharedWake bool
@@ -364,7 +381,7 @@ func (c *Consumer) Stats() ConsumerStats {
 		return ConsumerStats{}
 	}
 	st := ConsumerStats{Generation: s.h.Generation, Entry: s.e.index,
-		SpinHits: c.spin.hits, SpinMisses: c.spin.misses, SharedWake: s.wakeSeq != nil,
+		SpinHits: c.spin.n.hits, SpinMisses: c.spin.n.misses, HoldHits: c.spin.n.holdHits, HoldMisses: c.spin.n.holdMisses, SharedWake: s.wakeSeq != nil,
 		Refused: c.refused, Resyncs: c.resyncs}
 	_ = guard(func() {
 		st.LastSeq, st.Delivered, st.Dropped, st.TornRetries = s.e.lastSeq.Load(), s.e.delivered.Load(), s.e.dropped.Load(), s.e.torn.Load()

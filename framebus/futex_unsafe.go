@@ -58,3 +58,19 @@ func sleepWhile(w *atomic.Uint32, val uint32, d time.Duration) error {
 	}
 	return nil
 }
+
+// sleepHeld is sleepWhile on a raw system call, for the held wait
+// (ConsumerOptions.Hold): the goroutine stays on its thread and keeps its
+// processor, so a wake returns to it without the scheduler's exitsyscall,
+// which after a sleep longer than 10 ms (the processor retaken by sysmon)
+// has to find a processor again, and without the entersyscall that wakes
+// sysmon. It must be short: nothing else runs on that processor and a
+// stop-the-world waits until it returns (a signal restarts it).
+func sleepHeld(w *atomic.Uint32, val uint32, d time.Duration) error {
+	ts := unix.NsecToTimespec(int64(d))
+	_, _, e := unix.RawSyscall6(unix.SYS_FUTEX, futexAddr(w), futexWait, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
+	if e == unix.ETIMEDOUT {
+		return errTimedOut
+	}
+	return nil
+}

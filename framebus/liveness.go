@@ -70,7 +70,7 @@ func (c *Consumer) resync() {
 	c.resyncs++
 	c.lastSeq = last
 	s.e.lastSeq.Store(last)
-	c.spin = spinState{hits: c.spin.hits, misses: c.spin.misses}
+	c.spin = spinState{n: c.spin.n}
 }
 
 // keepEntry joins again when the consumer's entry was taken from it (it

@@ -298,7 +298,7 @@ func (c *Consumer) deliver(sl *slotView, seq, l1 uint64, r read, dst []byte, cop
 		c.phase = ended
 		return nil, &EndOfStreamError{Seq: seq, Dropped: dropped}
 	}
-	if c.opts.Spin > 0 {
+	if c.opts.Spin > 0 || c.opts.Hold >= 0 {
 		c.spin.learn(seq, int64(r.commit)) // not the end of stream: it keeps no rhythm
 	}
 	f := &c.frame

@@ -25,10 +25,14 @@ type spinState struct {
 	late         int64  // mean lateness of a timed sleep's end
 	bad          int    // predictions in a row off by more than half a period
 	missed       uint64 // last_seq when a spin ended with no frame: sleep until it comes
+	heldMissed   uint64 // the same for a held wait (wait.go)
 	samples      int
 
-	hits, misses uint64 // ConsumerStats.SpinHits, SpinMisses
+	n waitCounts // kept when the learning starts again
 }
+
+// waitCounts are ConsumerStats' SpinHits, SpinMisses, HoldHits, HoldMisses.
+type waitCounts struct{ hits, misses, holdHits, holdMisses uint64 }
 
 const (
 	spinMinWindow = 20 * time.Microsecond
@@ -41,17 +45,25 @@ const (
 	spinLead      = 100 * time.Microsecond
 	spinMaxPeriod = time.Second // slower streams are not worth a spin
 	spinLearn     = 8           // frames predicted before the first spin
+
+	// The held wait (ConsumerOptions.Hold, wait.go) opens holdLead before
+	// the 10th percentile of the arrivals and closes holdTail after the
+	// 90th: it costs no CPU, so it can afford to be wide.
+	holdLead = 2 * time.Millisecond
+	holdTail = time.Millisecond
+	// DefaultHold is the longest held wait when ConsumerOptions.Hold is 0.
+	DefaultHold = 4 * time.Millisecond
 )
 
 // learn takes the sequence number and commit time of a frame just delivered.
 func (s *spinState) learn(seq uint64, commit int64) {
 	if s.anchorSeq == 0 || seq <= s.anchorSeq || commit <= s.anchorCommit {
-		*s = spinState{anchorSeq: seq, anchorCommit: commit, late: s.late, hits: s.hits, misses: s.misses}
+		*s = spinState{anchorSeq: seq, anchorCommit: commit, late: s.late, n: s.n}
 		return
 	}
 	s.period = (commit - s.anchorCommit) / int64(seq-s.anchorSeq)
 	if s.period <= 0 || s.period > int64(spinMaxPeriod) {
-		*s = spinState{anchorSeq: seq, anchorCommit: commit, late: s.late, hits: s.hits, misses: s.misses}
+		*s = spinState{anchorSeq: seq, anchorCommit: commit, late: s.late, n: s.n}
 		return
 	}
 	if s.next == 0 || seq < s.nextSeq {
@@ -64,7 +76,7 @@ func (s *spinState) learn(seq uint64, commit int64) {
 		if s.bad++; s.bad >= 3 {
 			// Learn again from here; the old period stays as a rough
 			// figure until the next frame measures the new one.
-			*s = spinState{anchorSeq: seq, anchorCommit: commit, period: s.period, late: s.late, hits: s.hits, misses: s.misses}
+			*s = spinState{anchorSeq: seq, anchorCommit: commit, period: s.period, late: s.late, n: s.n}
 			return
 		}
 		s.next, s.nextSeq = want+s.period, seq+1 // keep the phase
@@ -107,21 +119,21 @@ func (s *spinState) overslept(d int64) {
 // window gives the spin window for the frame after lastSeq: start (when to
 // be awake, the timer's lateness allowed for) and end, in Now() time. It
 // spans the 10th to 90th percentile of the arrival times around the
-// prediction, opened spinLead early and closed spinMinWindow late, at most
-// limit from its start. ok is false while the loop is not locked, or once a
-// spin for this frame missed.
-func (s *spinState) window(lastSeq uint64, limit time.Duration) (start, end int64, ok bool) {
-	if s.samples < spinLearn || s.missed == lastSeq+1 || s.period <= 0 || lastSeq+1 < s.nextSeq {
+// prediction, opened lead early and closed tail late, at most limit from
+// its start. ok is false while the loop is not locked, or once a wait of
+// this kind for this frame missed (missed is lastSeq+1 then).
+func (s *spinState) window(lastSeq uint64, lead, tail, limit time.Duration, missed uint64) (start, end int64, ok bool) {
+	if s.samples < spinLearn || missed == lastSeq+1 || s.period <= 0 || lastSeq+1 < s.nextSeq {
 		return 0, 0, false
 	}
 	due := s.next + int64(lastSeq+1-s.nextSeq)*s.period
-	lo, hi := s.lo-int64(spinLead), s.hi+int64(spinMinWindow)
+	lo, hi := s.lo-int64(lead), s.hi+int64(tail)
 	if hi-lo > int64(limit) {
 		hi = lo + int64(limit)
 	}
 	if now := Now(); due+hi < now {
 		// Past the window: the frame is late or was dropped at the source.
-		// Aim at the next period rather than spinning on a lost cause.
+		// Aim at the next period rather than waiting on a lost cause.
 		due += ((now-due-hi)/s.period + 1) * s.period
 	}
 	return due + lo - s.late, due + hi, true

@@ -12,7 +12,9 @@ import (
 // a futex word until the producer's step 6 wakes it, at most a heartbeat
 // interval at a time; each timeout is a liveness check (liveness.go). With
 // ConsumerOptions.Spin it sleeps only until just before the next frame is
-// due and spins for it from there (the learning is in spin.go).
+// due and spins for it from there; without, it sleeps until a little
+// earlier and waits the rest holding its thread (ConsumerOptions.Hold). The
+// learning is in spin.go.
 
 var errTimedOut = errors.New("wait timed out")
 
@@ -51,7 +53,7 @@ func (c *Consumer) wait(ctx context.Context) (woke bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		early := int64(0)
+		early, held := int64(0), false
 		if c.opts.Spin > 0 {
 			caught, spun, start := c.trySpin(ctx, timeout)
 			if caught {
@@ -63,15 +65,31 @@ func (c *Consumer) wait(ctx context.Context) (woke bool, err error) {
 			if start != 0 {
 				timeout, early = time.Duration(max(start-Now(), 0)), start
 			}
+		} else if c.opts.Hold >= 0 {
+			var start int64
+			held, timeout, start = c.tryHold(timeout)
+			if start != 0 {
+				early = start
+			}
 		}
-		woken, timedOut := c.sleep(w, timeout)
+		woken, timedOut := c.sleep(w, timeout, held)
 		if err := ctxDone(ctx); err != nil {
 			return false, err
 		}
 		if woken {
+			if held {
+				c.spin.n.holdHits++
+			}
 			return true, nil
 		}
 		now := Now()
+		if timedOut && held {
+			c.spin.heldMissed = c.lastSeq + 1
+			c.spin.n.holdMisses++
+			if now-c.lastCheck < int64(c.seg.hb) {
+				continue // the frame is late: sleep for it as usual
+			}
+		}
 		if timedOut && early != 0 {
 			c.spin.overslept(now - early)
 			if now-c.lastCheck < int64(c.seg.hb) {
@@ -131,7 +149,7 @@ func ctxDone(ctx context.Context) error {
 // spun: the window closed without one), or says when it opens (start) if
 // that is sooner than timeout.
 func (c *Consumer) trySpin(ctx context.Context, timeout time.Duration) (caught, spun bool, start int64) {
-	open, end, ok := c.spin.window(c.lastSeq, c.opts.Spin)
+	open, end, ok := c.spin.window(c.lastSeq, spinLead, spinMinWindow, c.opts.Spin, c.spin.missed)
 	if !ok {
 		return false, false, 0
 	}
@@ -145,18 +163,52 @@ func (c *Consumer) trySpin(ctx context.Context, timeout time.Duration) (caught, 
 	return false, false, 0
 }
 
+// tryHold says whether the held wait's window is open now (held, and
+// timeout is what is left of it), or when it opens (start, and timeout
+// ends there) if that is sooner than timeout.
+func (c *Consumer) tryHold(timeout time.Duration) (held bool, d time.Duration, start int64) {
+	limit := c.opts.Hold
+	if limit == 0 {
+		limit = DefaultHold
+	}
+	// At most a quarter of the period, opened at most an eighth early: a
+	// fast stream must leave the processor to the rest of the program.
+	period := time.Duration(c.spin.period)
+	limit = min(limit, period/4)
+	open, end, ok := c.spin.window(c.lastSeq, min(holdLead, period/8), min(holdTail, period/8), limit, c.spin.heldMissed)
+	if !ok {
+		return false, timeout, 0
+	}
+	now := Now()
+	switch {
+	case now >= end:
+		return false, timeout, 0
+	case now >= open:
+		return true, min(time.Duration(end-now), timeout), 0
+	case open-now < int64(timeout):
+		return false, time.Duration(open - now), open
+	}
+	return false, timeout, 0
+}
+
 // sleep is the FUTEX_WAIT of the handshake: waiters += 1, (on the shared
 // word) one more look at the active slot, the sleep, waiters -= 1. woken:
 // the word moved or a frame is pending (the shared word's only; on the
-// semaphore the next word() takes it); timedOut: the time ran out.
-func (c *Consumer) sleep(w sleepWord, timeout time.Duration) (woken, timedOut bool) {
+// semaphore the next word() takes it); timedOut: the time ran out. held:
+// the wait of tryHold, which keeps the thread (sleepHeld).
+func (c *Consumer) sleep(w sleepWord, timeout time.Duration, held bool) (woken, timedOut bool) {
 	w.waiters.Add(1)
 	if w.shared && c.pending() {
 		w.waiters.Add(^uint32(0))
 		return true, false
 	}
 	c.sleepOn.Store(futexAddr(w.word))
-	err := sleepWhile(w.word, w.val, timeout)
+	var err error
+	if held {
+		err = sleepHeld(w.word, w.val, timeout)
+	} else {
+		err = sleepWhile(w.word, w.val, timeout)
+	}
 	c.sleepOn.Store(0)
 	w.waiters.Add(^uint32(0))
 	if w.shared && w.word.Load() != w.val {
@@ -213,14 +265,14 @@ func (c *Consumer) spinFor(ctx context.Context, end int64) bool {
 				seen = w.Load()
 			}
 			if c.pending() {
-				c.spin.hits++
+				c.spin.n.hits++
 				return true
 			}
 		}
 		if i&255 == 255 {
 			if Now() > end {
 				c.spin.missed = c.lastSeq + 1
-				c.spin.misses++
+				c.spin.n.misses++
 				return false
 			}
 			if done != nil {

@@ -19,3 +19,8 @@ func sleepWhile(w *atomic.Uint32, val uint32, d time.Duration) error {
 	time.Sleep(d)
 	return errTimedOut
 }
+
+// sleepHeld is sleepWhile: the held wait is Linux's.
+func sleepHeld(w *atomic.Uint32, val uint32, d time.Duration) error {
+	return sleepWhile(w, val, d)
+}

@@ -5,6 +5,7 @@ package framebus
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -118,7 +119,8 @@ func waitAsleep(ctx context.Context, p *Producer, n uint32) {
 
 // TestSpinConsumer runs the spinning consumer against a paced producer: it
 // must deliver every frame, learn the period, and catch frames while
-// spinning; with a spin window of 0 it never spins.
+// spinning; with a spin window of 0 it never spins but holds its thread
+// before each frame (the held wait), unless Hold < 0.
 func TestSpinConsumer(t *testing.T) {
 	dir := portableDir(t)
 	f, _ := Format{Width: 64, Height: 64, PixelFormat: FormatGrey}.Complete()
@@ -137,12 +139,17 @@ func TestSpinConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plain.Close()
+	parked, err := Open("spin", ConsumerOptions{Dir: dir, Hold: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parked.Close()
 
 	const frames, period = 200, 2 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	errs := make(chan error, 2)
-	for _, c := range []*Consumer{spinner, plain} {
+	errs := make(chan error, 3)
+	for _, c := range []*Consumer{spinner, plain, parked} {
 		go func() {
 			for {
 				_, err := c.Next(ctx)
@@ -169,12 +176,12 @@ func TestSpinConsumer(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
+	for range 3 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
-	st, ps := spinner.Stats(), plain.Stats()
+	st, ps, ks := spinner.Stats(), plain.Stats(), parked.Stats()
 	t.Logf("spinner: %+v; learned period %v, jitter %v, timer lateness %v", st,
 		time.Duration(spinner.spin.period), time.Duration(spinner.spin.jitter), time.Duration(spinner.spin.late))
 	if st.Delivered+st.Dropped != frames+1 || ps.Delivered+ps.Dropped != frames+1 {
@@ -185,6 +192,21 @@ func TestSpinConsumer(t *testing.T) {
 	}
 	if ps.SpinHits != 0 || ps.SpinMisses != 0 {
 		t.Errorf("the plain consumer spun: %+v", ps)
+	}
+	if ks.Delivered+ks.Dropped != frames+1 {
+		t.Errorf("accounting: parked %d+%d, want %d", ks.Delivered, ks.Dropped, frames+1)
+	}
+	// The plain consumer holds its thread for the last stretch before each
+	// frame (ConsumerOptions.Hold) once it has learnt the pace, and some
+	// frames come during a held wait (how many depends on this producer's
+	// jitter, which time.Sleep pacing on a busy machine makes wider than
+	// the window a 2 ms period allows: 500 us). The parked one and the
+	// spinner never hold.
+	if runtime.GOOS == "linux" && (ps.HoldHits+ps.HoldMisses < frames/4 || ps.HoldHits == 0) {
+		t.Errorf("the plain consumer held %d times for %d frames, %d of them caught", ps.HoldHits+ps.HoldMisses, frames, ps.HoldHits)
+	}
+	if ks.HoldHits+ks.HoldMisses != 0 || st.HoldHits+st.HoldMisses != 0 {
+		t.Errorf("held waits with Hold < 0 (%+v) or Spin (%+v)", ks, st)
 	}
 	// The period the loop is locked on (it may be relearning when the
 	// stream ends, after a burst of late frames).
@@ -260,5 +282,53 @@ func TestNewestOnJoin(t *testing.T) {
 	}
 	if st := newest.Stats(); st.Delivered != 1 || st.Dropped != 0 || st.LastSeq != 3 {
 		t.Errorf("Newest stats %+v", st)
+	}
+}
+
+// TestHoldWindow checks where tryHold puts the held wait: opened holdLead
+// before the frame is due (an eighth of the period for fast streams),
+// closed holdTail after, and never longer than DefaultHold or a quarter of
+// the period, so that a fast stream leaves the processor to the program.
+func TestHoldWindow(t *testing.T) {
+	for _, period := range []time.Duration{time.Second / 60, 2 * time.Millisecond} {
+		lead, limit := min(holdLead, period/8), min(DefaultHold, period/4)
+		// learnt returns a consumer that has seen 40 frames at an exact
+		// period, the next one due at due.
+		learnt := func(due int64) *Consumer {
+			c := &Consumer{}
+			for i := uint64(1); i <= 40; i++ {
+				c.spin.learn(i, due-int64(41-i)*int64(period))
+			}
+			c.lastSeq = 40
+			return c
+		}
+		// Long before the frame: sleep as usual until the window opens.
+		due := Now() + int64(period)/2 + int64(lead)
+		held, d, start := learnt(due).tryHold(time.Second)
+		if held || start == 0 {
+			t.Fatalf("%v: half a period before the window: held %v, start %d", period, held, start)
+		}
+		if early := time.Duration(due - start); early < lead-20*time.Microsecond || early > lead+20*time.Microsecond {
+			t.Errorf("%v: the window opens %v before the frame, want %v", period, early, lead)
+		}
+		if d > time.Duration(start-Now())+time.Millisecond || d <= 0 {
+			t.Errorf("%v: sleep %v until the window, which opens in %v", period, d, time.Duration(start-Now()))
+		}
+		// Inside it: hold, at most until the tail or the limit.
+		for try := 0; ; try++ {
+			now := Now()
+			due := now + int64(lead)/2
+			held, d, _ := learnt(due).tryHold(time.Second)
+			if !held && try < 5 {
+				continue // descheduled past the window: again
+			}
+			if !held {
+				t.Fatalf("%v: no held wait inside the window", period)
+			}
+			if d > limit || d > lead/2+min(holdTail, period/8)+20*time.Microsecond {
+				t.Errorf("%v: held wait of %v with the frame due in %v (lead %v, limit %v)", period, d, time.Duration(due-now), lead, limit)
+			}
+			break
+		}
 	}
 }

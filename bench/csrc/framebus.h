@@ -103,6 +103,15 @@
  *      can make the host deschedule the vCPU. A frame caught costs no system call on
  *      either side. A window that closes with no frame is a miss for that frame: sleep
  *      for it as usual, and spin again for the next.
+ *
+ * Held wait (optional; for runtimes with a scheduler of their own)
+ *   A consumer in a language whose runtime multiplexes threads (Go, a JVM, an async loop)
+ *   may lose tens of microseconds after the FUTEX_WAIT returns, getting its thread back onto
+ *   the runtime's scheduler. framebus's Go consumer therefore learns the pace as above and,
+ *   from about 2 ms before the predicted frame (an eighth of the period at most, for at most
+ *   4 ms or a quarter of the period), waits with a FUTEX_WAIT that keeps its thread, then
+ *   sleeps as usual if the window closes with no frame (ConsumerOptions.Hold). It changes
+ *   nothing on the wire, and a C consumer, which owns its thread, needs none.
  */
 #ifndef FRAMEBUS_H
 #define FRAMEBUS_H

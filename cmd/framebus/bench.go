@@ -49,7 +49,10 @@ minutes). Any of the list flags runs their whole product instead.
 Rates: 0 is as fast as the consumers take the frames. Placements: split
 (producer and consumers on two CPUs), shared (one CPU), free (unpinned).
 Modes: plain (zero-copy Begin/Commit), copy (Publish), spin (a consumer
-that spins before the next frame is due, framebus.ConsumerOptions.Spin).
+that spins before the next frame is due, framebus.ConsumerOptions.Spin),
+park (plain with a Go consumer that never holds its thread for the last
+stretch before a frame, ConsumerOptions.Hold < 0: the consumer before the
+held wait).
 Pairs: producer->consumer languages, go->go (the default), go->c, c->go,
 c->c; they apply to framebus and futex. Checksums: off (the default), on.`,
 	Examples: `framebus bench --quick
@@ -72,7 +75,7 @@ c->c; they apply to framebus and futex. Checksums: off (the default), on.`,
 		fs.StringVar(&o.rates, "rates", "", "frame rates in fps, `LIST` (0: as fast as possible)")
 		fs.StringVar(&o.placements, "placements", "", "CPU placements, `LIST` of split, shared, free")
 		fs.StringVar(&o.transports, "transports", "", "`LIST` of framebus, futex, memcpy, uds, pipe, gstreamer")
-		fs.StringVar(&o.modes, "modes", "", "framebus modes, `LIST` of plain, copy, spin")
+		fs.StringVar(&o.modes, "modes", "", "framebus modes, `LIST` of plain, copy, spin, park")
 		fs.StringVar(&o.pairs, "pairs", "", "producer->consumer languages, `LIST` of go->go, go->c, c->go, c->c (default go->go)")
 		fs.StringVar(&o.checksums, "checksums", "", "`LIST` of off, on: buses with CRC-32C checksums or not (default off)")
 		fs.StringVar(&o.cc, "cc", "", "the C compiler of the C legs, `PATH` (default: gcc in PATH)")

@@ -103,6 +103,9 @@ type Options struct {
 
 	// Spin is framebus.ConsumerOptions.Spin: the low-latency wait.
 	Spin time.Duration
+	// Hold is framebus.ConsumerOptions.Hold: the held wait's bound (0 the
+	// default, negative off).
+	Hold time.Duration
 
 	// Logf receives what the feed notices (waits for a producer, the
 	// producer back, transient bus errors it rides out). nil: silent.
@@ -455,7 +458,7 @@ func (f *Feed) join(ctx context.Context) error {
 	if bounded {
 		wait = min(step, max(0, time.Until(deadline)))
 	}
-	c, err := framebus.OpenContext(ctx, f.name, framebus.ConsumerOptions{Dir: f.o.Dir, Wait: wait, Newest: f.o.Persist, Spin: f.o.Spin})
+	c, err := framebus.OpenContext(ctx, f.name, framebus.ConsumerOptions{Dir: f.o.Dir, Wait: wait, Newest: f.o.Persist, Spin: f.o.Spin, Hold: f.o.Hold})
 	if err == nil {
 		f.c = c
 		f.joined = true
