@@ -1,5 +1,14 @@
-"""The consumer: PROTOCOL.md sections 2 and 5, amendments 1-8, in the order of
-operations of the Go consumer (framebus/consumer.go)."""
+"""The consumer: PROTOCOL.md sections 2 and 5, amendments 1-9, in the order of
+operations of the Go consumer (framebus/consumer.go, read.go, wait.go, liveness.go).
+
+Amendment 9 (a frame is taken only when it is not newer than the header says): the read
+loads the header's last_seq after the sequence lock validated the slot and takes the frame
+only when frame_seq <= last_seq; a frame more than one ahead of it, an ``active`` out of
+range, and impossible ``bytes`` or ``user_meta_len`` are refused for that read and counted
+(``ConsumerStats.refused``), never an exception of the stream; and on every wait timeout
+(at least once a heartbeat interval, even while wakes keep coming) a consumer whose own
+last_seq is ahead of the header's re-synchronises on an intact active frame of exactly that
+number (``ConsumerStats.resyncs``)."""
 
 from __future__ import annotations
 
@@ -289,6 +298,13 @@ class ConsumerStats:
     torn_retries: int
     shared_wake: bool  #: sleeps on the bus's shared wake word (amendment 7), not its entry's semaphore
     liveness_checks: int  #: wait timeouts on which it checked the producer (this process's count)
+    #: Reads refused for a word no honest producer writes (a frame newer than the header's
+    #: last_seq, an ``active`` out of range, impossible ``bytes`` or ``user_meta_len``:
+    #: amendment 9), since the consumer was made; this process's count.
+    refused: int = 0
+    #: Times the consumer took the header's last_seq as its own after its own had been moved
+    #: ahead by such a word (amendment 9), since it was made; this process's count.
+    resyncs: int = 0
 
 
 class _Resources:
@@ -355,6 +371,13 @@ class Consumer:
         self._last_seq = 0
         self._last_check = 0
         self._checks = 0
+        # Amendment 9: refused reads, re-synchronisations, why the last read was refused,
+        # and the slot and lock of the last frame refused (not looked at again meanwhile).
+        self._refused = 0
+        self._resyncs = 0
+        self._last_refusal: Optional[CorruptSegment] = None
+        self._refused_slot = 0
+        self._refused_lock = 0
         self._gen_changed = False
         self._gone_reported = False
         self._stalled_reported = False
@@ -443,9 +466,18 @@ class Consumer:
     def stats(self) -> ConsumerStats:
         s = self._live()
         if s.entry < 0 or self._broken:
-            return ConsumerStats(s.h.generation, -1, self._last_seq, 0, 0, 0, s.shared_wake, self._checks)
+            return ConsumerStats(s.h.generation, -1, self._last_seq, 0, 0, 0, s.shared_wake, self._checks,
+                                 self._refused, self._resyncs)
         return ConsumerStats(s.h.generation, s.entry, A.load64(s.e_last), A.load64(s.e_delivered),
-                             A.load64(s.e_dropped), A.load64(s.e_torn), s.shared_wake, self._checks)
+                             A.load64(s.e_dropped), A.load64(s.e_torn), s.shared_wake, self._checks,
+                             self._refused, self._resyncs)
+
+    def refusals(self) -> Tuple[int, int, Optional[CorruptSegment]]:
+        """(refused, resyncs, why the last read was refused or the last re-synchronisation
+        made, as a CorruptSegment that was not raised; None when there was none): amendment
+        9's counters (``ConsumerStats.refused``, ``resyncs``), as Go's Consumer.Refusals.
+        Reads no shared memory: a loop can call it after every frame."""
+        return self._refused, self._resyncs, self._last_refusal
 
     def next(self, timeout: Optional[float] = None) -> Frame:
         """Waits for a frame newer than the last one delivered and returns the newest as
@@ -455,7 +487,9 @@ class Consumer:
         ``timeout`` in seconds (None: no limit) raises Timeout. It follows a new
         generation by itself (``Frame.generation_changed``). Raises EndOfStream (the
         producer closed the stream), ProducerGone and Stalled (once per episode:
-        calling next() again keeps waiting), ChecksumMismatch, CorruptSegment.
+        calling next() again keeps waiting), ChecksumMismatch, CorruptSegment (the file
+        truncated under the consumer). A forged or torn word in the slot or the header
+        (amendment 9) raises nothing: the read is refused and counted (``refusals()``).
         """
         return self._next(timeout, None, "next")
 
@@ -559,7 +593,8 @@ class Consumer:
         while True:
             a = _load4(s.active_addr, _SC)
             if a >= s.slot_count:
-                raise CorruptSegment("active", a, f"want < slot_count ({s.slot_count})")
+                self._refuse(a, 0, CorruptSegment("active", a, f"want < slot_count ({s.slot_count})"))
+                return None  # forged or torn: the producer's next flip mends it (amendment 9)
             lock_addr, desc, off = s.slots[a]
             l1 = _load8(lock_addr, _SC)  # step 1 (at least acquire)
             if l1 & 1:
@@ -568,8 +603,8 @@ class Consumer:
                     return None  # a producer died mid-write: the timeouts will tell
                 continue
             seq, capture, commit, n, checksum, fflags, ml = SLOT_STRUCT.unpack_from(ctl, desc + 8)  # step 2
-            if seq <= self._last_seq:
-                return None  # nothing new (or a stale active): deliver nothing
+            if seq <= self._last_seq or (self._refused and a == self._refused_slot and l1 == self._refused_lock):
+                return None  # nothing new (or a stale active, or a frame refused already)
             meta = ctl[desc + SLOT_USER_META:desc + SLOT_USER_META + min(ml, USER_META_MAX)] if ml else b""
             bad = n > s.capacity or ml > USER_META_MAX
             short = False
@@ -589,10 +624,20 @@ class Consumer:
                 _fadd8(s.e_torn, 1, _SC)
                 continue
             wake = _now()  # read and validated; what follows is bookkeeping
+            last = _load8(s.last_seq_addr, _SC)
+            if seq > last:
+                # Newer than the header says (amendment 9): one ahead is a frame committed and
+                # not yet flipped (its flip and wake follow); more is a forged word.
+                if seq > last + 1:
+                    self._refuse(a, l1, CorruptSegment("frame_seq", seq, f"slot {a}: newer than last_seq {last}"))
+                return None
             if bad:
                 if n > s.capacity:
-                    raise CorruptSegment("bytes", n, f"slot {a}: more than the slot capacity {s.capacity}")
-                raise CorruptSegment("user_meta_len", ml, f"slot {a}: more than {USER_META_MAX}")
+                    why = CorruptSegment("bytes", n, f"slot {a}: more than the slot capacity {s.capacity}")
+                else:
+                    why = CorruptSegment("user_meta_len", ml, f"slot {a}: more than {USER_META_MAX}")
+                self._refuse(a, l1, why)
+                return None
             if short:
                 raise BufferTooSmall(n, dst[1].nbytes)
             crc_bad = False
@@ -632,6 +677,14 @@ class Consumer:
             self._gen_changed = False
             return f
 
+    def _refuse(self, a: int, lock: int, why: CorruptSegment) -> None:
+        """Counts a read refused for a word no honest producer writes (amendment 9): the
+        frame in slot ``a`` under ``lock`` is not taken, and not looked at again while
+        that lock stays."""
+        self._refused += 1
+        self._last_refusal = why
+        self._refused_slot, self._refused_lock = a, lock
+
     def _scratch_for(self, n: int) -> memoryview:
         if self._scratch is None or len(self._scratch) < n:
             self._scratch = bytearray(n)
@@ -662,10 +715,19 @@ class Consumer:
     # ---- waiting (section 5, amendment 7) ---------------------------------------------
 
     def _pending(self) -> bool:
-        """The active slot holds a committed frame newer than the last one delivered."""
+        """The active slot holds a committed frame newer than the last one delivered: not
+        one newer than the header says, nor one refused already (amendment 9: a forged
+        word must not keep the consumer awake)."""
         s = self._seg
-        a = _load4(s.active_addr, _SC)  # type: ignore[union-attr]
-        return a < s.slot_count and _load8(s.slots[a][0] + 8, _SC) > self._last_seq  # type: ignore[union-attr]
+        assert s is not None
+        a = _load4(s.active_addr, _SC)
+        if a >= s.slot_count:
+            return False
+        lock_addr = s.slots[a][0]
+        seq = _load8(lock_addr + 8, _SC)
+        if seq <= self._last_seq or seq > _load8(s.last_seq_addr, _SC):
+            return False
+        return not (self._refused and a == self._refused_slot and _load8(lock_addr, _SC) == self._refused_lock)
 
     def _wait(self, deadline: Optional[int]) -> None:
         """Sleeps until a wake, checking liveness and generation on every timeout. On
@@ -675,6 +737,15 @@ class Consumer:
         assert s is not None
         if self._last_check == 0:
             self._last_check = _now()
+        # Wakes that bring nothing new (a forged sequence number makes every frame look old)
+        # must not put the heartbeat's look off for ever: it comes once a heartbeat interval
+        # even while wakes keep coming (Go's wait does the same).
+        now = _now()
+        if now - self._last_check >= s.hb_ns:
+            if self._on_timeout(now):
+                return
+            s = self._seg
+            assert s is not None
         while True:
             shared = s.shared_wake
             if shared:
@@ -720,16 +791,26 @@ class Consumer:
                 return
             now = _now()
             if r == F.TIMED_OUT or now - self._last_check >= s.hb_ns:
-                self._last_check = now
-                self._checks += 1
-                _store8(s.e_hb, now, _SC)
-                if self._pending():
-                    # A committed frame we have not read (say, the end of stream of a producer
-                    # that closed while we were stopped) comes before any verdict on it.
+                if self._on_timeout(now):
                     return
-                self._check()
                 s = self._seg
                 assert s is not None
+
+    def _on_timeout(self, now: int) -> bool:
+        """What the consumer does every heartbeat interval while it waits: the entry's
+        heartbeat, then the look at the producer (``_check``) unless a committed frame is
+        waiting to be read first. True: read now."""
+        s = self._seg
+        assert s is not None
+        self._last_check = now
+        self._checks += 1
+        _store8(s.e_hb, now, _SC)
+        if self._pending():
+            # A committed frame we have not read (say, the end of stream of a producer
+            # that closed while we were stopped) comes before any verdict on it.
+            return True
+        self._check()
+        return False
 
     # ---- liveness and generations (sections 2 and 5) -----------------------------------
 
@@ -745,7 +826,8 @@ class Consumer:
             s.join(self._token)
             A.store64(s.e_last, self._last_seq)
         info = lstat_path(self.path)
-        if info.exists and (info.dev, info.ino) != s.ident:
+        same = not info.exists or (info.dev, info.ino) == s.ident
+        if not same:
             if self._follow():
                 raise _Followed()
         st = A.load32(s.state_addr)
@@ -761,6 +843,8 @@ class Consumer:
                 self._gone_reported = True
                 raise ProducerGone(f"producer gone (no lock on {self.lock_path})")
             return
+        if same:
+            self._resync()
         self._gone_reported = False
         age = _now() - A.load64(s.heartbeat_addr)
         if age > 3 * s.hb_ns:
@@ -770,6 +854,33 @@ class Consumer:
                               f"(interval {s.hb_ns // 1_000_000} ms)", age)
             return
         self._stalled_reported = False
+
+    def _resync(self) -> None:
+        """Takes the header's last_seq as the consumer's own when its own is ahead of it
+        while the active slot holds an intact frame of exactly that number (amendment 9): a
+        forged frame_seq or last_seq moved it ahead, and without this every real frame would
+        be "nothing new" for good. Called at each check, while the producer is alive."""
+        s = self._seg
+        assert s is not None
+        last = _load8(s.last_seq_addr, _SC)
+        if last >= self._last_seq:
+            return
+        a = _load4(s.active_addr, _SC)
+        if a >= s.slot_count:
+            return
+        lock_addr = s.slots[a][0]
+        l1 = _load8(lock_addr, _SC)
+        seq = _load8(lock_addr + 8, _SC)
+        if not _TSO:
+            _fence(_SC)
+        if l1 & 1 or _load8(lock_addr, _SC) != l1 or seq != last:
+            return
+        self._last_refusal = CorruptSegment(
+            "last_seq", last, f"this consumer's last frame {self._last_seq} is ahead of the bus's last_seq {last}: "
+                              "re-synchronised")
+        self._resyncs += 1
+        self._last_seq = last
+        _store8(s.e_last, last, _SC)
 
     def _owner_alive(self) -> bool:
         """The producer's write lock on byte 0 of the lock file (F_OFD_GETLK, taking nothing)."""

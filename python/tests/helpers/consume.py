@@ -6,7 +6,8 @@
 Events: joined (entry, last_seq at join, pid, pidns, shape, format, shared_wake),
 frame (seq, dropped, torn, generation, generation_changed, shape, planes, first8, crc
 checks), error (type, message, t_ns, liveness checks, attributes), end (the entry's
-counters, eos). It never exits on ProducerGone/Stalled with --keep-going.
+counters, eos, amendment 9's refused and resyncs). It never exits on ProducerGone/Stalled
+with --keep-going.
 """
 
 import argparse
@@ -126,7 +127,7 @@ def main():
             break
     s = c.stats()
     out(event="end", delivered=s.delivered, dropped=s.dropped, last_seq=s.last_seq, torn=s.torn_retries,
-        generation=s.generation, eos=eos, checks=s.liveness_checks)
+        generation=s.generation, eos=eos, checks=s.liveness_checks, refused=s.refused, resyncs=s.resyncs)
     c.close()
     return 0
 
