@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -41,6 +42,13 @@ _load4, _load8, _store8 = A.raw_load4, A.raw_load8, A.raw_store8
 _xchg4, _fadd4, _fadd8, _fence = A.raw_xchg4, A.raw_fadd4, A.raw_fadd8, A.raw_fence
 _SC = A.SEQ_CST
 _TSO = A.TSO
+
+# The longest single futex sleep of the main thread. CPython runs a signal's Python handler
+# (KeyboardInterrupt) only between bytecodes: a signal that lands after the last one before
+# the FUTEX_WAIT and before the system call starts (a window a loaded machine widens) leaves
+# the wait to end by itself. Other threads never run signal handlers and sleep the whole
+# heartbeat interval. The slice ends the sleep only: no liveness check, no heartbeat store.
+_SIGNAL_SLICE_NS = 250_000_000
 _MINUS1 = 0xFFFFFFFF
 _fstat = os.fstat
 
@@ -763,6 +771,9 @@ class Consumer:
                 if left <= 0:
                     raise Timeout("no frame before the deadline")
                 timeout = min(timeout, left)
+            sliced = timeout > _SIGNAL_SLICE_NS and threading.current_thread() is threading.main_thread()
+            if sliced:
+                timeout = _SIGNAL_SLICE_NS
             counted = False
             r = F.TIMED_OUT
             try:
@@ -790,6 +801,8 @@ class Consumer:
                 self._fresh = True
                 return
             now = _now()
+            if r == F.TIMED_OUT and sliced and now - self._last_check < s.hb_ns:
+                continue  # only the signal slice ended (a deadline is looked at above)
             if r == F.TIMED_OUT or now - self._last_check >= s.hb_ns:
                 if self._on_timeout(now):
                     return

@@ -13,12 +13,18 @@ with --keep-going.
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
 import numpy as np
 
 import framebus
+
+# A shell that starts a job in the background without job control (`make test &`, nohup)
+# hands its children SIGINT ignored, and CPython then keeps it ignored: the Ctrl-C tests
+# would wait for nothing. A user's terminal gives the default, which this restores.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def out(**kw):
