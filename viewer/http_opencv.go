@@ -68,7 +68,9 @@ func ServeHTTP(ctx context.Context, name string, ln net.Listener, o HTTPOptions)
 
 // encodeLoop reads, converts and encodes until ctx ends.
 func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hub *Hub, srv *Server, log *zerolog.Logger) error {
-	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Persist: true, Copy: true, Spin: o.Spin,
+	// No held wait: a JPEG encode takes milliseconds, and the Ps serve the
+	// clients (the bridge's encode says more).
+	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Persist: true, Copy: true, Spin: o.Spin, Hold: -1,
 		Logf: cli.Logf(log, zerolog.WarnLevel)})
 	defer in.Close()
 	conv := NewConverter()

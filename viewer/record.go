@@ -169,7 +169,9 @@ type queued struct {
 func recordLossless(ctx context.Context, name string, o RecordOptions, tmp string, sum *RecordSummary, log *zerolog.Logger) error {
 	// Zero-copy: the copy into the queue is the frame's one copy, made in
 	// Go (framebus.Guard) and checked (Keep) before it is queued.
-	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Spin: o.Spin, Logf: cli.Logf(log, zerolog.WarnLevel)})
+	// No held wait: a recording needs no microseconds, its writer does
+	// need the Ps.
+	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Spin: o.Spin, Hold: -1, Logf: cli.Logf(log, zerolog.WarnLevel)})
 	defer in.Close()
 	var (
 		f       *os.File

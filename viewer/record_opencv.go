@@ -41,7 +41,8 @@ const spaceEvery = 10
 // space of tmp's disk every spaceEvery frames and stops, with ErrDiskFull,
 // while there is still room for the file's index: the file stays playable.
 func recordMJPEG(ctx context.Context, name string, o RecordOptions, tmp string, sum *RecordSummary, log *zerolog.Logger) error {
-	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Copy: true, Spin: o.Spin, Logf: cli.Logf(log, zerolog.WarnLevel)})
+	// No held wait (record.go's lossless recording says why).
+	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Copy: true, Spin: o.Spin, Hold: -1, Logf: cli.Logf(log, zerolog.WarnLevel)})
 	defer in.Close()
 	conv := NewConverter()
 	defer conv.Close()

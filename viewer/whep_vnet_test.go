@@ -257,6 +257,12 @@ func TestWHEPOverImpairedNetwork(t *testing.T) {
 	if again.frames < 10*30/3 {
 		t.Errorf("after the cap: %d frames in 10 s", again.frames)
 	}
+	// GCC climbs only while it sees no overuse, and a loaded machine's own
+	// scheduling delays read as queueing (in one CI run the estimate fell
+	// to 289 kbit/s before any cap): give it up to 20 s more to rise.
+	for i := 0; i < 2 && again.encTarget <= capped.encTarget; i++ {
+		again = phase("40 ms, 5% loss, cap lifted, longer", 10*time.Second)
+	}
 	if again.encTarget <= capped.encTarget {
 		t.Errorf("the cap lifted, the encoder's target stays at %d bit/s (%d under the cap)", again.encTarget, capped.encTarget)
 	}

@@ -188,7 +188,10 @@ func (b *webrtcBridge) poke() {
 // encode is the bridge as a consumer of the bus: from the first viewer in to
 // the last one out (ctx).
 func (b *webrtcBridge) encode(ctx context.Context) error {
-	in := feed.New(b.name, feed.Options{Dir: b.o.Dir, Timeout: b.o.Timeout, Persist: true, Copy: true, Spin: b.o.Spin,
+	// No held wait (Hold < 0): it would keep one of the process's Ps for
+	// the last ~2 ms before each frame, which pion's network goroutines
+	// need more than a VP8 encode of 6-12 ms needs 30 us less of wake.
+	in := feed.New(b.name, feed.Options{Dir: b.o.Dir, Timeout: b.o.Timeout, Persist: true, Copy: true, Spin: b.o.Spin, Hold: -1,
 		Logf: cli.Logf(b.log, zerolog.WarnLevel)})
 	defer in.Close()
 	conv := NewConverter()
