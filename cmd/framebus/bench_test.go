@@ -148,12 +148,12 @@ func TestBenchQuickSmoke(t *testing.T) {
 			}
 		}
 	}
-	for _, row := range []string{"framebus go->c plain", "framebus c->go plain", "c c->c plain", "futex c->c ", "framebus go->go spin", "c c->c spin"} {
+	for _, row := range []string{"framebus go->c plain", "framebus c->go plain", "c c->c plain", "futex c->c ", "framebus go->go spin", "c c->c spin", "framebus go->go park", "framebus c->go park"} {
 		if !seen["1920x1080 "+row] {
 			t.Errorf("no camera row %s", row)
 		}
 	}
-	if len(rep.Results) != 18 || len(rep.Targets) == 0 {
+	if len(rep.Results) != 20 || len(rep.Targets) == 0 {
 		t.Errorf("%d rows, %d targets", len(rep.Results), len(rep.Targets))
 	}
 	png, err := os.ReadFile(pngFile)
