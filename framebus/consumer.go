@@ -42,7 +42,8 @@ type ConsumerOptions struct {
 	// of a camera stream on a 2-vCPU VM: docs/BENCHMARKS.md). It costs no
 	// CPU; while it lasts that processor runs nothing else and a garbage
 	// collection's stop-the-world waits for it, so it is bounded: at most
-	// Hold (0: DefaultHold, 4 ms) and a quarter of the frame period;
+	// Hold (0: DefaultHold, 4 ms) and a quarter of the frame period, and
+	// only for streams of 200 fps and less (5 ms periods and longer);
 	// negative turns it off. Linux only.
 	Hold time.Duration
 }

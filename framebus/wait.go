@@ -172,8 +172,12 @@ func (c *Consumer) tryHold(timeout time.Duration) (held bool, d time.Duration, s
 		limit = DefaultHold
 	}
 	// At most a quarter of the period, opened at most an eighth early: a
-	// fast stream must leave the processor to the rest of the program.
+	// fast stream must leave the processor to the rest of the program; and
+	// none for periods under holdMinPeriod.
 	period := time.Duration(c.spin.period)
+	if period < holdMinPeriod {
+		return false, timeout, 0
+	}
 	limit = min(limit, period/4)
 	open, end, ok := c.spin.window(c.lastSeq, min(holdLead, period/8), min(holdTail, period/8), limit, c.spin.heldMissed)
 	if !ok {

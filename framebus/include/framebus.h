@@ -109,7 +109,8 @@
  *   may lose tens of microseconds after the FUTEX_WAIT returns, getting its thread back onto
  *   the runtime's scheduler. framebus's Go consumer therefore learns the pace as above and,
  *   from about 2 ms before the predicted frame (an eighth of the period at most, for at most
- *   4 ms or a quarter of the period), waits with a FUTEX_WAIT that keeps its thread, then
+ *   4 ms or a quarter of the period; streams of 200 fps and less only), waits with a
+ *   FUTEX_WAIT that keeps its thread, then
  *   sleeps as usual if the window closes with no frame (ConsumerOptions.Hold). It changes
  *   nothing on the wire, and a C consumer, which owns its thread, needs none.
  */
