@@ -339,3 +339,11 @@ func awakeNote(n int64) string {
 	}
 	return fmt.Sprintf("%d frames were handed off while a consumer was still awake (it did not fall asleep within 20 ms)", n)
 }
+
+// joinNotes puts two notes of one child together.
+func joinNotes(a, b string) string {
+	if a == "" || b == "" {
+		return a + b
+	}
+	return a + "; " + b
+}

@@ -77,7 +77,7 @@ func fbProducer(ctx context.Context, s *childSpec) (*childResult, error) {
 	meta := make([]byte, metaLen)
 	pace := newPacer(s.Rate)
 	sched := newSchedule(s)
-	var published int64
+	var published, faults int64
 	for k := int64(0); ; k++ {
 		if err := pace.wait(ctx); err != nil {
 			return nil, err
@@ -86,41 +86,54 @@ func fbProducer(ctx context.Context, s *childSpec) (*childResult, error) {
 		if !more {
 			break
 		}
-		// The source's work: render the frame where it goes.
-		var n int
-		var captured int64
-		if priv == nil {
-			buf, err := p.Begin()
-			if err != nil {
-				return nil, err
-			}
-			if n, captured, err = src.Read(ctx, buf); err != nil {
-				p.Abort()
-				return nil, err
-			}
-		} else if n, captured, err = src.Read(ctx, priv); err != nil {
-			return nil, err
-		}
-		// Lockstep: every consumer is done with the previous frame.
-		if ctl != nil && k > 0 {
-			if err := ctl.waitAcks(uint32(k)*uint32(s.Consumers), framebus.Now()+ackTimeout); err != nil {
-				if priv == nil {
-					p.Abort()
+		// The source's work: render the frame where it goes; in lockstep,
+		// wait until every consumer is done with the previous frame; then
+		// the hand-off, timed. Fill (and Publish) turn a memory fault (the
+		// bus file truncated under the run) into an error, and the next
+		// frame goes to a new generation: the run goes on, counting it.
+		var t0 int64
+		handOff := func() error {
+			if ctl != nil && k > 0 {
+				if err := ctl.waitAcks(uint32(k)*uint32(s.Consumers), framebus.Now()+ackTimeout); err != nil {
+					return err
 				}
+				asleep.wait(phase) // reads the segment's waiters words: guarded by the caller
+			}
+			meta[0] = byte(phase)
+			t0 = framebus.Now()
+			binary.LittleEndian.PutUint64(meta[1:], uint64(t0))
+			return nil
+		}
+		if priv == nil {
+			_, err = p.Fill(func(buf []byte) (int, framebus.Meta, error) {
+				n, captured, err := src.Read(ctx, buf)
+				if err == nil {
+					err = handOff()
+				}
+				return n, framebus.Meta{CaptureNS: captured, UserMeta: meta}, err
+			})
+		} else {
+			var n int
+			var captured int64
+			if n, captured, err = src.Read(ctx, priv); err != nil {
 				return nil, err
 			}
-			asleep.wait(phase)
-		}
-		meta[0] = byte(phase)
-		t0 := framebus.Now()
-		binary.LittleEndian.PutUint64(meta[1:], uint64(t0))
-		m := framebus.Meta{CaptureNS: captured, UserMeta: meta}
-		if priv == nil {
-			_, err = p.Commit(n, m)
-		} else {
-			_, err = p.Publish(priv[:n], m)
+			var herr error
+			if err = framebus.Guard(func() { herr = handOff() }); err == nil {
+				if err = herr; err == nil {
+					_, err = p.Publish(priv[:n], framebus.Meta{CaptureNS: captured, UserMeta: meta})
+				}
+			}
 		}
 		t1 := framebus.Now()
+		if errors.Is(err, framebus.ErrCorrupt) && ctl == nil {
+			// Paced runs carry on; lockstep ones cannot (their waiters
+			// words are the old file's), and end with the error.
+			if faults++; faults > 100 {
+				return nil, fmt.Errorf("the bus kept faulting (%d frames): %w", faults, err)
+			}
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -137,10 +150,14 @@ func fbProducer(ctx context.Context, s *childSpec) (*childResult, error) {
 			return nil, err
 		}
 	}
+	gen := p.Stats().Generation
 	if err := p.Close(); err != nil {
 		return nil, err
 	}
 	res := &childResult{Frames: sched.frames, WindowNS: sched.last - sched.first, CPUNS: cpu, Waiting: -1, Note: awakeNote(asleep.awake)}
+	if faults > 0 {
+		res.Note = joinNotes(res.Note, fmt.Sprintf("the bus file was truncated under the producer: %d frames lost, a new generation after each (generation %d at the end)", faults, gen))
+	}
 	res.Publish, err = encodeHist(pub)
 	return res, err
 }
@@ -174,6 +191,7 @@ func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
 	}
 	buf := make([]byte, c.Format().FrameSize)
 	sm := newSampler(false)
+	var faults int
 	// Next sleeps at most a heartbeat at a time; the process watchdog bounds
 	// the whole. A context without a Done channel keeps Next allocation-free.
 	bg := context.Background()
@@ -195,8 +213,12 @@ func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
 		}
 		phase := f.UserMeta[0]
 		t0 := int64(binary.LittleEndian.Uint64(f.UserMeta[1:]))
-		n := copy(buf, f.Data)
-		valid := f.Valid()
+		var n int
+		var valid bool
+		if err := framebus.Guard(func() { n, valid = copy(buf, f.Data), f.Valid() }); err != nil {
+			faults++ // the bus file truncated under the read: the feed follows the new generation
+			continue
+		}
 		t2 := framebus.Now()
 		if ctl != nil {
 			ctl.ack(uint32(1+f.Dropped), s.Consumers)
@@ -217,6 +239,9 @@ func fbConsumer(ctx context.Context, s *childSpec) (*childResult, error) {
 		if st.HoldHits+st.HoldMisses > 0 {
 			sm.res.Note = fmt.Sprintf("hold: %d frames came in a held wait, %d held waits missed", st.HoldHits, st.HoldMisses)
 		}
+	}
+	if faults > 0 {
+		sm.res.Note = joinNotes(sm.res.Note, fmt.Sprintf("%d frames lost to the bus file truncated under the read", faults))
 	}
 	return sm.finish()
 }

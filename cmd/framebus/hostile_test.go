@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +23,66 @@ func inode(path string) uint64 {
 		return 0
 	}
 	return st.Ino
+}
+
+// TestTruncationUnderBenchChildren truncates the bus of a running framebus
+// bench (a paced go->go run, whose producer and consumer are the bench's
+// child processes) at random moments and to random lengths: neither child
+// dies of it (a producer writing its pattern into the slot did, SIGBUS, and
+// the row failed), the run completes with its row measured, and the row's
+// note counts the frames lost.
+func TestTruncationUnderBenchChildren(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "bench.json")
+	b := start(t, "bench", "--dir", dir, "--transports", "framebus", "--modes", "plain", "--sizes", "640x480:GREY",
+		"--rates", "60", "--placements", "free", "--rounds", "1", "--duration", "4s", "--paced-frames", "200", "--json", out)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))
+	cuts := 0
+	for end := time.Now().Add(60 * time.Second); cuts < 4 && b.running() && time.Now().Before(end); {
+		segs, _ := filepath.Glob(filepath.Join(dir, "framebus-bench-*", "run*", "framebus.bench"))
+		if len(segs) == 0 {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		time.Sleep(time.Duration(300+rng.IntN(400)) * time.Millisecond)
+		st, err := os.Stat(segs[0])
+		if err != nil {
+			continue // between generations
+		}
+		size := []int64{0, 4096, st.Size() / 2, st.Size() - 4096}[rng.IntN(4)]
+		if os.Truncate(segs[0], size) == nil {
+			cuts++
+			t.Logf("cut %d: truncated to %d bytes", cuts, size)
+		}
+	}
+	if code := b.wait(t, 90*time.Second); code != 0 {
+		t.Fatalf("bench: exit %d:\n%s\n%s", code, b.stderr.String(), b.stdout.String())
+	}
+	if cuts < 2 {
+		t.Fatalf("only %d truncations before the run ended", cuts)
+	}
+	var rep struct {
+		Failed  int
+		Results []struct {
+			Skipped bool
+			Reason  string
+			Note    string
+			Fps     float64
+		}
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed != 0 || len(rep.Results) != 1 || rep.Results[0].Skipped || rep.Results[0].Fps <= 0 {
+		t.Fatalf("the run: %s", raw)
+	}
+	if n := rep.Results[0].Note; !strings.Contains(n, "truncated under the") {
+		t.Errorf("the row's note says nothing of the truncations: %q", n)
+	}
 }
 
 // The bus file truncated, at random moments and to random lengths, under
