@@ -53,6 +53,9 @@ func TestWHEPBadInput(t *testing.T) {
 	needWebRTC(t)
 	dir := t.TempDir()
 	src := startLive(t, nil, "capture", "--name", "bad", "--source", "pattern", "--size", "320x240", "--fps", "30", "--dir", dir)
+	// The offers below must meet a bus: on a loaded machine the capture
+	// could still be starting (404 "bus bad does not exist" instead of 400).
+	waitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "bad")) })
 	_, url := startViewHTTP(t, dir, "bad", "--timeout", "30s", "--webrtc-max-viewers", "2")
 	whep := url + "whep"
 

@@ -92,6 +92,7 @@ func TestWebRTCLoop(t *testing.T) {
 	needWebRTC(t)
 	dir := t.TempDir()
 	startLive(t, nil, "capture", "--name", "src", "--source", "pattern", "--size", "1280x720", "--fps", "30", "--dir", dir)
+	waitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "src")) }) // or the offer gets a 404
 	_, url := startViewHTTP(t, dir, "src", "--timeout", "30s")
 	far := startLive(t, nil, "capture", "--name", "far", "--source", "whep:"+url+"whep", "--format", "I420", "--dir", dir)
 	r := readFar(t, dir, "far", 6*time.Second)
