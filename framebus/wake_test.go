@@ -147,41 +147,7 @@ func TestSpinConsumer(t *testing.T) {
 	defer parked.Close()
 
 	const frames, period = 200, 2 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	errs := make(chan error, 3)
-	for _, c := range []*Consumer{spinner, plain, parked} {
-		go func() {
-			for {
-				_, err := c.Next(ctx)
-				if errors.As(err, new(*EndOfStreamError)) {
-					errs <- nil
-					return
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	buf := make([]byte, f.FrameSize)
-	next := time.Now()
-	for range frames {
-		next = next.Add(period)
-		time.Sleep(time.Until(next))
-		if _, err := p.Publish(buf, Meta{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishPaced(t, p, f, frames, period, spinner, plain, parked)
 	st, ps, ks := spinner.Stats(), plain.Stats(), parked.Stats()
 	t.Logf("spinner: %+v; learned period %v, jitter %v, timer lateness %v", st,
 		time.Duration(spinner.spin.period), time.Duration(spinner.spin.jitter), time.Duration(spinner.spin.late))
@@ -279,28 +245,11 @@ func TestNewestOnJoin(t *testing.T) {
 	}
 }
 
-// TestHeldWait runs a plain consumer and one with Hold < 0 against a
-// producer paced at 50 fps: both deliver every frame; the plain one holds
-// its thread for the last stretch before frames once it has learnt the
-// pace, and frames come during those held waits; the other never holds.
-func TestHeldWait(t *testing.T) {
-	dir := portableDir(t)
-	f, _ := Format{Width: 64, Height: 64, PixelFormat: FormatGrey}.Complete()
-	p, err := Create("held", ProducerOptions{Format: f, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	var cs []*Consumer
-	for _, o := range []ConsumerOptions{{Dir: dir}, {Dir: dir, Hold: -1}} {
-		c, err := Open("held", o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		cs = append(cs, c)
-	}
-	const frames, period = 50, 20 * time.Millisecond
+// publishPaced publishes frames at period (time.Sleep pacing) while every
+// consumer of cs reads them until the end of stream, then closes p: the
+// consumers' errors fail the test.
+func publishPaced(t *testing.T, p *Producer, f Format, frames int, period time.Duration, cs ...*Consumer) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	errs := make(chan error, len(cs))
@@ -336,6 +285,31 @@ func TestHeldWait(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestHeldWait runs a plain consumer and one with Hold < 0 against a
+// producer paced at 50 fps: both deliver every frame; the plain one holds
+// its thread for the last stretch before frames once it has learnt the
+// pace, and frames come during those held waits; the other never holds.
+func TestHeldWait(t *testing.T) {
+	dir := portableDir(t)
+	f, _ := Format{Width: 64, Height: 64, PixelFormat: FormatGrey}.Complete()
+	p, err := Create("held", ProducerOptions{Format: f, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var cs []*Consumer
+	for _, o := range []ConsumerOptions{{Dir: dir}, {Dir: dir, Hold: -1}} {
+		c, err := Open("held", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs = append(cs, c)
+	}
+	const frames, period = 50, 20 * time.Millisecond
+	publishPaced(t, p, f, frames, period, cs...)
 	held, parked := cs[0].Stats(), cs[1].Stats()
 	t.Logf("held: %+v; parked: %+v", held, parked)
 	for _, st := range []ConsumerStats{held, parked} {
