@@ -61,7 +61,7 @@ var expectedSpecConstants = []string{
 	"MAGIC", "ABI_VERSION", "HEADER_SIZE", "SLOT_DESC_SIZE", "CONSUMER_ENTRY_SIZE",
 	"PAYLOAD_ALIGN", "MIN_SLOTS", "MAX_SLOTS", "MAX_CONSUMERS", "USER_META_MAX", "MAX_PLANES",
 	"STATE_INITIALIZING", "STATE_READY", "STATE_BROKEN", "STATE_RETIRED",
-	"FLAG_CHECKSUM", "FLAG_SHARED_WAKE", "FRAME_EOS", "ENTRY_FREE", "ENTRY_CLAIMING", "ENTRY_ACTIVE",
+	"FLAG_CHECKSUM", "FLAG_SHARED_WAKE", "FLAG_HOLDS", "HOLD_PENDING", "FRAME_EOS", "ENTRY_FREE", "ENTRY_CLAIMING", "ENTRY_ACTIVE",
 	"FOURCC_AB24", "FOURCC_RGB3", "FOURCC_BGR3", "FOURCC_GREY", "FOURCC_YUYV",
 	"FOURCC_NV12", "FOURCC_YU12", "FOURCC_MJPG",
 }
@@ -322,6 +322,16 @@ func extractConstants(key, text, meaning, raw string, set func(string, uint64) e
 		}
 		if m := bitRe.FindStringSubmatch(text); m != nil && strings.Contains(text, "wake_seq") {
 			add("FLAG_SHARED_WAKE", 1<<parse(m[1]))
+		}
+		if m := bitRe.FindStringSubmatch(text); m != nil && strings.Contains(text, "honours holds") {
+			add("FLAG_HOLDS", 1<<parse(m[1]))
+		}
+	case "entry.hold_mask":
+		// "bit i: holds slot i; bit 31: a grant is in progress"
+		for _, m := range bitRe.FindAllStringSubmatch(text, -1) {
+			if strings.Contains(text, "bit "+m[1]+": a grant is in progress") {
+				add("HOLD_PENDING", 1<<parse(m[1]))
+			}
 		}
 	case "slot.frame_flags":
 		if m := bitRe.FindStringSubmatch(text); m != nil && strings.Contains(text, "end of stream") {
@@ -642,6 +652,7 @@ func goConstants() map[string]uint64 {
 		"STATE_INITIALIZING": StateInitializing, "STATE_READY": StateReady,
 		"STATE_BROKEN": StateBroken, "STATE_RETIRED": StateRetired,
 		"FLAG_CHECKSUM": FlagChecksum, "FLAG_SHARED_WAKE": FlagSharedWake, "FRAME_EOS": FrameEndOfStream,
+		"FLAG_HOLDS": FlagHolds, "HOLD_PENDING": HoldPending,
 		"ENTRY_FREE": EntryFree, "ENTRY_CLAIMING": EntryClaiming, "ENTRY_ACTIVE": EntryActive,
 		"FOURCC_AB24": uint64(FormatRGBA), "FOURCC_RGB3": uint64(FormatRGB24),
 		"FOURCC_BGR3": uint64(FormatBGR24), "FOURCC_GREY": uint64(FormatGrey),
