@@ -78,8 +78,12 @@ func (p *Producer) usable() error {
 	return nil
 }
 
-// beginSlot is steps 1 and 2: the back slot, marked odd.
+// beginSlot is steps 1 and 2: the back slot, marked odd. On a bus with
+// holds, step 1 is amendment 10's choice around the held slots (holds.go).
 func (p *Producer) beginSlot(s *pseg) uint32 {
+	if s.holds {
+		return s.chooseBack()
+	}
 	b := (s.active.Load() + 1) % s.g.slotCount // step 1: the back buffer
 	sl := &s.slots[b]
 	if faultsOn {
@@ -168,6 +172,7 @@ func (p *Producer) abortSlot(s *pseg, b uint32) {
 		sl := &s.slots[b]
 		sl.seq.Store(0)
 		sl.bytes.Store(0)
+		s.slotSeq[b] = 0
 		sl.lock.Store(sl.lock.Load() + 1)
 	})
 }
@@ -251,6 +256,7 @@ func (p *Producer) commitFrame(s *pseg, b uint32, n int, m Meta, flags uint32) e
 	}
 	sl.capture.Store(uint64(capture))
 	sl.commit.Store(uint64(now))
+	s.slotSeq[b], s.slotCommit[b] = seq, now // the producer's own copies (holds.go)
 	if faultsOn {
 		fault(stepBeforeEven)
 	}
