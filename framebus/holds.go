@@ -43,7 +43,10 @@ func (s *pseg) holdSets(now int64) (all, held, fin uint32) {
 		for m := fin; m != 0; m &= m - 1 {
 			i := bits.TrailingZeros32(m)
 			if now-s.slotCommit[i] > s.holdMax {
-				held &^= 1 << i // the lease ran out: it may be taken back
+				// The lease ran out: the slot is taken back when its turn
+				// comes, as if it were not held.
+				held &^= 1 << i
+				all &^= 1 << i
 			}
 		}
 	}
