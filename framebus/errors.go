@@ -63,8 +63,12 @@ var (
 // ErrHoldUnsupported or ErrHoldCopy. It matches ErrNoHold and its reason.
 type HoldError struct{ Reason error }
 
-func (e *HoldError) Error() string   { return "hold refused: " + e.Reason.Error() }
-func (e *HoldError) Unwrap() []error { return []error{ErrNoHold, e.Reason} }
+func (e *HoldError) Error() string { return "hold refused: " + e.Reason.Error() }
+func (e *HoldError) Unwrap() error { return e.Reason }
+
+// Is makes every HoldError match ErrNoHold (without allocating, as an
+// Unwrap() []error would on each errors.Is).
+func (e *HoldError) Is(target error) bool { return target == ErrNoHold }
 
 // ErrDeadlineExceeded is what Next and ReadInto return when the context's
 // deadline passes (it is os.ErrDeadlineExceeded, wrapped in *Error).
