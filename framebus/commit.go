@@ -172,7 +172,6 @@ func (p *Producer) abortSlot(s *pseg, b uint32) {
 		sl := &s.slots[b]
 		sl.seq.Store(0)
 		sl.bytes.Store(0)
-		s.slotSeq[b] = 0
 		sl.lock.Store(sl.lock.Load() + 1)
 	})
 }
@@ -256,7 +255,7 @@ func (p *Producer) commitFrame(s *pseg, b uint32, n int, m Meta, flags uint32) e
 	}
 	sl.capture.Store(uint64(capture))
 	sl.commit.Store(uint64(now))
-	s.slotSeq[b], s.slotCommit[b] = seq, now // the producer's own copies (holds.go)
+	s.slotCommit[b] = now // the producer's own copy, for the lease (holds.go)
 	if faultsOn {
 		fault(stepBeforeEven)
 	}

@@ -29,11 +29,10 @@ type pseg struct {
 	entries []entryView
 
 	// Amendment 10 (holds.go): the bus honours holds, its lease, and what
-	// the producer committed in each slot (its own copies, which no
+	// the producer committed each slot's frame (its own copy, which no
 	// consumer can forge).
 	holds      bool
 	holdMax    int64
-	slotSeq    [MaxSlots]uint64
 	slotCommit [MaxSlots]int64
 }
 

@@ -196,17 +196,18 @@ func (c *Consumer) grant(f *Frame) (Hold, refusal) {
 		return Hold{}, c.refuseHold(refusedCap) // G3 could only fail
 	}
 	m := s.e.holdMask
-	m.Or(bit | HoldPending)   // G1
+	pend := bit << HoldPendingShift
+	m.Or(bit | pend)          // G1
 	if sl.lock.Load() != l1 { // G2
-		m.And(^(bit | HoldPending))
+		m.And(^(bit | pend))
 		return Hold{}, c.refuseHold(refusedOverwritten)
 	}
 	if s.heldSlots() > s.holdCap { // G3
-		m.And(^(bit | HoldPending))
+		m.And(^(bit | pend))
 		return Hold{}, c.refuseHold(refusedCap)
 	}
-	m.And(^uint32(HoldPending)) // G4
-	if sl.lock.Load() != l1 {   // G5
+	m.And(^pend)              // G4
+	if sl.lock.Load() != l1 { // G5
 		m.And(^bit)
 		return Hold{}, c.refuseHold(refusedOverwritten)
 	}

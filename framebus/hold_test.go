@@ -363,8 +363,10 @@ func TestHoldForgedWords(t *testing.T) {
 	wg.Add(1)
 	go func() { // the forger
 		defer wg.Done()
-		for ctx.Err() == nil {
-			put(victim.Entry(), 0xFFFFFFFF)
+		for i := 0; ctx.Err() == nil; i++ {
+			// Every bit (each grant pending: those slots may be taken),
+			// then every slot finished-held (only a take-back frees one).
+			put(victim.Entry(), []uint32{0xFFFFFFFF, 0xFF}[i%2])
 			put(10, 0x7)                    // a free entry
 			put(reader.Entry(), 0x7FFFFFF8) // bits past slot_count only
 			time.Sleep(200 * time.Microsecond)

@@ -9,19 +9,10 @@ import "math/bits"
 // (Frame.Hold, the grant G1-G5, Release) is in hold.go.
 
 // holdSets is C1: the hold bits of every entry in state 2, below slot_count.
-// all is their union; held the finished holds; fin the finished holds
-// including those whose lease ran out (held is fin without them).
-//
-// An entry with HoldPending set has one grant in progress and may have
-// finished holds besides: its bits are those holds and the slot being
-// granted. The grant is always for the newest frame that consumer has read
-// (a consumer reads frames in order and holds the one it has just read), so
-// the newest of its bits by frame_seq is the one in progress (pending: it
-// may be taken, the grant fails at G5), the others are finished holds. The
-// amendment's text puts every bit of a pending entry in pending, which lets
-// the producer take a finished hold of a consumer that is granting another
-// one (see docs/DESIGN.md, holds); this reading keeps C2's promise that a
-// slot outside the finished holds always exists (they are at most the cap).
+// all is their union; held the finished holds (bits whose pending bit,
+// HoldPendingShift higher, is clear: a grant in progress may be taken, it
+// fails at G5); fin the finished holds including those whose lease ran out
+// (held is fin without them).
 func (s *pseg) holdSets(now int64) (all, held, fin uint32) {
 	n := s.g.slotCount
 	slotBits := uint32(1)<<n - 1
@@ -33,10 +24,7 @@ func (s *pseg) holdSets(now int64) (all, held, fin uint32) {
 		}
 		b := m & slotBits
 		all |= b
-		if m&HoldPending != 0 {
-			b &^= s.newest(b)
-		}
-		fin |= b
+		fin |= b &^ (m >> HoldPendingShift)
 	}
 	held = fin
 	if s.holdMax > 0 && fin != 0 {
@@ -51,19 +39,6 @@ func (s *pseg) holdSets(now int64) (all, held, fin uint32) {
 		}
 	}
 	return all, held, fin
-}
-
-// newest is the bit of b whose slot holds the newest frame (0 for b == 0).
-func (s *pseg) newest(b uint32) uint32 {
-	var best uint32
-	var seq uint64
-	for m := b; m != 0; m &= m - 1 {
-		i := bits.TrailingZeros32(m)
-		if best == 0 || s.slotSeq[i] > seq {
-			best, seq = 1<<i, s.slotSeq[i]
-		}
-	}
-	return best
 }
 
 // chooseBack is C1-C4 (and step 2, the odd lock): the back slot, made odd,
@@ -138,14 +113,13 @@ func pickBack(active, n, all, held uint32) (uint32, bool) {
 // already: the holders' Valid says false from now on.
 func (s *pseg) takeBack(b uint32) {
 	bit := uint32(1) << b
-	slotBits := uint32(1)<<s.g.slotCount - 1
 	for i := range s.entries {
 		e := &s.entries[i]
 		m := e.holdMask.Load()
 		if m&bit == 0 || e.state.Load() != EntryActive {
 			continue
 		}
-		if m&HoldPending != 0 && s.newest(m&slotBits) == bit {
+		if m&(bit<<HoldPendingShift) != 0 {
 			continue // a grant in progress, not a hold: it fails at G5
 		}
 		e.holdMask.And(^bit)
@@ -155,8 +129,9 @@ func (s *pseg) takeBack(b uint32) {
 }
 
 // countIgnoredHolds is the heartbeat's scan: hold bits of entries not in
-// state 2, and bits at or past slot_count (HoldPending aside), are ignored
-// by both sides; each one seen adds 1 to holds_ignored.
+// state 2, bits at or past slot_count, and pending bits without their
+// slot's bit are ignored by both sides; each one seen adds 1 to
+// holds_ignored.
 func (s *pseg) countIgnoredHolds() {
 	if s.h.Flags&FlagHolds == 0 {
 		return
@@ -165,14 +140,16 @@ func (s *pseg) countIgnoredHolds() {
 	var n uint64
 	for i := range s.entries {
 		e := &s.entries[i]
-		m := e.holdMask.Load() &^ HoldPending
+		m := e.holdMask.Load()
 		if m == 0 {
 			continue
 		}
+		held := m & 0xff
 		if e.state.Load() != EntryActive {
-			n += uint64(bits.OnesCount32(m))
+			n += uint64(bits.OnesCount32(held))
 		} else {
-			n += uint64(bits.OnesCount32(m &^ slotBits))
+			n += uint64(bits.OnesCount32(held&^slotBits)) + uint64(bits.OnesCount32((m>>HoldPendingShift)&0xff&^held))
+			n += uint64(bits.OnesCount32(m >> (2 * HoldPendingShift)))
 		}
 	}
 	if n > 0 {

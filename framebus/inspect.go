@@ -39,8 +39,8 @@ type ConsumerInfo struct {
 	PIDNS       uint64 `json:"pidns"` // its PID namespace (amendment 8), 0 when unknown
 	Alive       bool   `json:"alive"` // its liveness lock is held
 
-	// Holds (amendment 10): the raw hold_mask (bit 31: a grant in
-	// progress), the slots it holds (bits below slot_count), the age of the
+	// Holds (amendment 10): the raw hold_mask (bit 8+i: a grant on
+	// slot i in progress), the slots it holds (bits below slot_count), the age of the
 	// oldest frame it holds (the snapshot's now_ns - that slot's
 	// commit_ns; 0 with none), and its counters.
 	HoldMask       uint32 `json:"hold_mask"`

@@ -47,9 +47,10 @@ const (
 	FrameEndOfStream = 1 << 0 // slot.frame_flags: end of stream
 )
 
-// HoldPending is bit 31 of an entry's hold_mask: a grant is in progress
-// (amendment 10); bits 0-7 are the slots the consumer holds.
-const HoldPending = 1 << 31
+// HoldPendingShift places an entry's pending bits in its hold_mask
+// (amendment 10): bits 0-7 are the slots the consumer holds, bit
+// HoldPendingShift + i is set while its grant on slot i is in progress.
+const HoldPendingShift = 8
 
 // Consumer entry states (entry.state).
 const (
@@ -150,7 +151,7 @@ type consumerEntry struct {
 	HeartbeatNS    uint64 // 48 atomic
 	TornRetries    uint64 // 56 atomic
 	PIDNS          uint64 // 64, amendment 8
-	HoldMask       uint32 // 72 atomic, amendment 10: bit i holds slot i, bit 31 HoldPending
+	HoldMask       uint32 // 72 atomic, amendment 10: bit i holds slot i, bit 8+i its grant in progress
 	_              uint32 // 76
 	HoldsGranted   uint64 // 80 atomic, amendment 10
 	HoldsRefused   uint64 // 88 atomic, amendment 10

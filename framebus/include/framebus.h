@@ -151,8 +151,10 @@
 #define FRAMEBUS_FLAG_SHARED_WAKE (1u << 1) /* amendment 7: wake_seq is bumped and woken at every commit */
 #define FRAMEBUS_FLAG_HOLDS (1u << 2) /* amendment 10: the producer honours holds */
 
-/* framebus_consumer_entry.hold_mask: bit i holds slot i; this bit: a grant is in progress */
-#define FRAMEBUS_HOLD_PENDING (1u << 31)
+/* framebus_consumer_entry.hold_mask: bit i (0-7) holds slot i; bit
+   FRAMEBUS_HOLD_PENDING_SHIFT + i: the grant on slot i is in progress */
+#define FRAMEBUS_HOLD_PENDING_SHIFT 8
+#define FRAMEBUS_HOLD_PENDING(i) (1u << (FRAMEBUS_HOLD_PENDING_SHIFT + (i)))
 
 /* framebus_slot_desc.frame_flags */
 #define FRAMEBUS_FRAME_EOS (1u << 0) /* end of stream: bytes == 0 */
@@ -264,7 +266,7 @@ typedef struct framebus_consumer_entry {
 	uint64_t heartbeat_ns; /*  48  atomic: consumer CLOCK_MONOTONIC */
 	uint64_t torn_retries; /*  56  atomic */
 	uint64_t pidns;        /*  64  amendment 8: st_ino of the consumer's /proc/self/ns/pid, 0 = unknown */
-	uint32_t hold_mask;        /*  72  atomic, amendment 10: FRAMEBUS_HOLD_PENDING | held slots */
+	uint32_t hold_mask;        /*  72  atomic, amendment 10: held slots, their grants in progress */
 	uint32_t reserved_76;      /*  76  reserved, zero */
 	uint64_t holds_granted;    /*  80  atomic, amendment 10 */
 	uint64_t holds_refused;    /*  88  atomic, amendment 10 */
