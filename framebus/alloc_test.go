@@ -16,7 +16,8 @@ import (
 // TestZeroAllocPublishAndRead is the zero-allocation guard of the hot path:
 // publishing a 1080p RGBA frame (Publish, or Begin+Commit) and reading it
 // (Next with context.Background, Next with a cancellable context reused
-// across calls, ReadInto, Frame.Valid) must allocate nothing per frame, with
+// across calls, ReadInto, Frame.Valid), and holding it (Frame.Hold,
+// Hold.Valid, Release; a hold refused at the cap) must allocate nothing per frame, with
 // checksums off and on. Producer and consumer share this process; every
 // measured call publishes one frame and, where it reads, reads it back.
 //
@@ -49,6 +50,7 @@ func TestZeroAllocPublishAndRead(t *testing.T) {
 				Format:    framebus.Format{Width: benchW, Height: benchH, PixelFormat: framebus.FormatRGBA},
 				Checksum:  checksum,
 				Heartbeat: time.Minute,
+				Slots:     3, // a hold cap of 1 (Frame.Hold)
 				Dir:       dir,
 			})
 			if err != nil {
@@ -111,6 +113,37 @@ func TestZeroAllocPublishAndRead(t *testing.T) {
 					fail(errNotNext)
 				}
 			}
+			errNoHold := errors.New("hold refused, or not the frame")
+			errHeld := errors.New("a hold past the cap was granted")
+			holdRelease := func(ctx context.Context) {
+				f, err := c.Next(ctx)
+				if err != nil {
+					fail(err)
+					return
+				}
+				h, err := f.Hold()
+				if err != nil {
+					fail(err)
+					return
+				}
+				if h.Seq() != last || !h.Valid() || len(h.Data()) != len(src) {
+					fail(errNoHold)
+				}
+				if err := h.Release(); err != nil {
+					fail(err)
+				}
+			}
+			var kept framebus.Hold // holdRefused keeps the cap's one slot held
+			holdRefused := func(ctx context.Context) {
+				f, err := c.Next(ctx)
+				if err != nil {
+					fail(err)
+					return
+				}
+				if _, err := f.Hold(); !errors.Is(err, framebus.ErrHoldCap) {
+					fail(errHeld)
+				}
+			}
 			readInto := func(ctx context.Context) {
 				f, err := c.ReadInto(ctx, dst)
 				if err != nil {
@@ -133,8 +166,20 @@ func TestZeroAllocPublishAndRead(t *testing.T) {
 				{"Begin+Commit+Next(cancellable)+Valid", func() { beginCommit(); next(ctx) }},
 				{"Publish+ReadInto(Background)", func() { publish(); readInto(bg) }},
 				{"Publish+ReadInto(cancellable)", func() { publish(); readInto(ctx) }},
+				{"Publish+Next+Hold+Valid+Release", func() { publish(); holdRelease(ctx) }},
+				{"Publish+Next+Hold(refused: cap)", func() { publish(); holdRefused(ctx) }},
 			}
 			for _, tc := range cases {
+				if tc.name == "Publish+Next+Hold(refused: cap)" {
+					publish()
+					f, err := c.Next(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if kept, err = f.Hold(); err != nil {
+						t.Fatal(err)
+					}
+				}
 				// Warm up: the first call with a new context binds it
 				// (context.AfterFunc), which allocates once by design.
 				for i := 0; i < 3; i++ {
@@ -151,6 +196,9 @@ func TestZeroAllocPublishAndRead(t *testing.T) {
 				raw := after.Mallocs - before.Mallocs
 				if failed != nil {
 					t.Fatalf("%s: %v", tc.name, failed)
+				}
+				if kept.Valid() {
+					kept.Release()
 				}
 				t.Logf("%-40s %v allocs/frame (AllocsPerRun), %d allocations in %d+1 frames", tc.name, avg, raw, runs)
 				if avg != 0 {

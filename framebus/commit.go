@@ -78,8 +78,12 @@ func (p *Producer) usable() error {
 	return nil
 }
 
-// beginSlot is steps 1 and 2: the back slot, marked odd.
+// beginSlot is steps 1 and 2: the back slot, marked odd. On a bus with
+// holds, step 1 is amendment 10's choice around the held slots (holds.go).
 func (p *Producer) beginSlot(s *pseg) uint32 {
+	if s.holds {
+		return s.chooseBack()
+	}
 	b := (s.active.Load() + 1) % s.g.slotCount // step 1: the back buffer
 	sl := &s.slots[b]
 	if faultsOn {
@@ -251,6 +255,7 @@ func (p *Producer) commitFrame(s *pseg, b uint32, n int, m Meta, flags uint32) e
 	}
 	sl.capture.Store(uint64(capture))
 	sl.commit.Store(uint64(now))
+	s.slotCommit[b] = now // the producer's own copy, for the lease (holds.go)
 	if faultsOn {
 		fault(stepBeforeEven)
 	}

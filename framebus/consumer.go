@@ -79,6 +79,15 @@ type Consumer struct {
 	refusedSlot      uint32 // the slot and lock of the last frame refused
 	refusedLock      uint64
 
+	// Holds (hold.go): the outstanding Hold values, and the generations
+	// left behind that stay mapped for theirs.
+	holds      [maxHolds]holdRec
+	nHolds     int
+	freeRec    int
+	holdSerial uint64
+	kept       []*cseg
+	holdErrs   [nRefusals]*Error
+
 	// context binding: a cancelled context wakes the futex sleeper.
 	boundCtx context.Context
 	stopCtx  func() bool
@@ -122,6 +131,15 @@ type cseg struct {
 
 	joined bool
 	e      entryView
+
+	// Holds (amendment 10; hold.go): the bus honours them, its cap, and
+	// this consumer's holds per slot: the frame (its lock), how many Hold
+	// values share it, and the Hold values out on this generation.
+	holdsOK   bool
+	holdCap   int
+	holdLock  [MaxSlots]uint64
+	holdCount [MaxSlots]uint32
+	holdRecs  int
 }
 
 // Open joins a bus as a consumer: it maps the segment, validates it and
@@ -254,6 +272,9 @@ func mapSegment(f *sysFile) (*cseg, error) {
 		hb: time.Duration(h.HeartbeatIntervalMS) * time.Millisecond, checksum: h.Flags&FlagChecksum != 0}
 	s.headerWords = newHeaderWords(ctl, h.Flags&FlagSharedWake != 0 && !perEntryWakeOnly)
 	s.slots = slotViews(ctl, data, &g)
+	if s.holdsOK = h.Flags&FlagHolds != 0; s.holdsOK {
+		s.holdCap = int(h.SlotCount) - 2
+	}
 	return s, nil
 }
 
@@ -304,6 +325,13 @@ func (s *cseg) join(token uint64) error {
 		e.delivered.Store(0)
 		e.dropped.Store(0)
 		e.torn.Store(0)
+		if s.holdsOK { // amendment 10: a joiner stores 0 in hold_mask while claiming
+			e.holdMask.Store(0)
+			e.holdsGranted.Store(0)
+			e.holdsRefused.Store(0)
+			e.holdsTakenBack.Store(0)
+			s.holdLock, s.holdCount = [MaxSlots]uint64{}, [MaxSlots]uint32{}
+		}
 		e.heartbeat.Store(uint64(Now()))
 		if !e.state.CompareAndSwap(EntryClaiming, EntryActive) {
 			s.f.unlockEntry(i, e.off)
@@ -322,6 +350,9 @@ func (s *cseg) leave(token uint64) {
 	}
 	if s.e.token.Load() == token {
 		s.e.pidns.Store(0) // amendment 8: a joiner that does not write it must not inherit ours
+		if s.holdsOK {
+			s.e.holdMask.Store(0) // amendment 10: every hold released, before the CAS
+		}
 		s.e.state.CompareAndSwap(EntryActive, EntryFree)
 	}
 	s.drop()
@@ -367,6 +398,12 @@ type ConsumerStats struct {
 	// (PROTOCOL.md amendment 7) rather than its entry's semaphore.
 	SharedWake bool
 
+	// Holds (Frame.Hold, PROTOCOL.md amendment 10; not the held wait
+	// above): granted, refused and taken back by the producer's lease, as
+	// counted in the entry (this generation), and the Hold values out now.
+	HoldsGranted, HoldsRefused, HoldsTakenBack uint64
+	Holds                                      int
+
 	// Refused counts reads refused for a word no honest producer writes
 	// (a frame newer than the header says, an active slot out of range,
 	// impossible sizes: PROTOCOL.md amendment 9); Resyncs the times the
@@ -383,9 +420,12 @@ func (c *Consumer) Stats() ConsumerStats {
 	}
 	st := ConsumerStats{Generation: s.h.Generation, Entry: s.e.index,
 		SpinHits: c.spin.n.hits, SpinMisses: c.spin.n.misses, HoldHits: c.spin.n.holdHits, HoldMisses: c.spin.n.holdMisses, SharedWake: s.wakeSeq != nil,
-		Refused: c.refused, Resyncs: c.resyncs}
+		Refused: c.refused, Resyncs: c.resyncs, Holds: c.nHolds}
 	_ = guard(func() {
 		st.LastSeq, st.Delivered, st.Dropped, st.TornRetries = s.e.lastSeq.Load(), s.e.delivered.Load(), s.e.dropped.Load(), s.e.torn.Load()
+		if s.holdsOK {
+			st.HoldsGranted, st.HoldsRefused, st.HoldsTakenBack = s.e.holdsGranted.Load(), s.e.holdsRefused.Load(), s.e.holdsTakenBack.Load()
+		}
 	})
 	return st
 }
@@ -397,7 +437,8 @@ func (c *Consumer) Refusals() (refused, resyncs uint64, last error) {
 	return c.refused, c.resyncs, c.lastRefusal
 }
 
-// Close leaves the consumer table and unmaps the segment.
+// Close leaves the consumer table and unmaps the segment. Every Hold is
+// released with it (their Data must not be used after Close).
 func (c *Consumer) Close() error {
 	if c.phase == closed {
 		return nil
@@ -408,6 +449,7 @@ func (c *Consumer) Close() error {
 		c.stopCtx()
 		c.stopCtx = nil
 	}
+	c.dropHolds() // leaving clears the entry's hold_mask
 	if c.old != nil {
 		c.old.release()
 		c.old = nil

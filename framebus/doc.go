@@ -28,6 +28,32 @@
 // restarts and transient errors, and copies frames for consumers that hand
 // them to C code.
 //
+// # Holds
+//
+// A zero-copy frame of Next lives until the producer comes back to its slot,
+// slot_count - 1 frames later: an analysis slower than the camera finds its
+// frames overwritten (Frame.Valid, Frame.Use say so). Frame.Hold keeps a
+// frame (PROTOCOL.md amendment 10), in the manner of iceoryx2's loans: the
+// producer writes around the held slot, never waits, and the Hold's Data
+// stays an intact view across later calls to Next until Release.
+//
+//	h, err := f.Hold()              // f from Next, before the next Next
+//	if err != nil {                 // errors.Is(err, ErrNoHold): ErrHoldCap, ErrOverwritten,
+//		copy(mine, f.Data)          // ErrHoldUnsupported or ErrHoldCopy; copy instead
+//	} else {
+//		go analyse(h)               // h.Data() stays intact; h.Release() when done
+//	}
+//
+// At most slot_count - 2 slots of a bus are held at once, by all its
+// consumers together (the cap: a 2-slot bus holds none), so the producer
+// always has a slot to write and the stream goes on for every consumer; a
+// hold past the cap is refused at once, never waited for. Holds of one frame
+// share its slot; a consumer's holds end with its Close or its death (the
+// producer reclaims its entry). ProducerOptions.HoldMax, a lease, lets the
+// producer take back holds older than it (Hold.Valid turns false); there is
+// none by default. Hold and Release allocate nothing. Not to be confused with
+// ConsumerOptions.Hold, the held wait, which is about how a consumer sleeps.
+//
 // # Liveness and recovery
 //
 // The producer holds an open-file-description lock on byte 0 of
@@ -46,10 +72,10 @@
 // Every error is an *Error{Op, Name, Err} whose Err wraps a sentinel tested
 // with errors.Is (ErrBadName, ErrBadMagic, ErrVersionMismatch, ErrCorrupt,
 // ErrBusy, ErrPermission, ErrNoSpace, ErrNotFound, ErrProducerGone,
-// ErrStalled, ErrRetired, ErrEndOfStream, ErrTableFull, ErrSlotHeld, ...)
-// and, where there is more to say, a detail type (*VersionError,
-// *LayoutError, *BusyError, *PermissionError, *SpaceError, *TableFullError,
-// *FaultError). A context deadline gives an error wrapping
+// ErrStalled, ErrRetired, ErrEndOfStream, ErrTableFull, ErrSlotHeld,
+// ErrNoHold, ErrHoldReleased, ...) and, where there is more to say, a detail
+// type (*VersionError, *LayoutError, *BusyError, *PermissionError,
+// *SpaceError, *TableFullError, *FaultError, *HoldError). A context deadline gives an error wrapping
 // os.ErrDeadlineExceeded. Misuse (a second Begin, Commit without Begin,
 // anything after Close) is an error, never a deadlock.
 //

@@ -47,7 +47,28 @@ var (
 	ErrSlotNotHeld     = errors.New("no slot held: call Begin first")
 	ErrSlotHeld        = errors.New("a slot is held already: Commit or Abort it first")
 	ErrOverwritten     = errors.New("frame overwritten while in use")
+
+	// Holds (Frame.Hold, PROTOCOL.md amendment 10). A refused hold is an
+	// error matching ErrNoHold and one reason: ErrHoldCap, ErrOverwritten
+	// (the frame was overwritten before the grant), ErrHoldUnsupported or
+	// ErrHoldCopy (a *HoldError).
+	ErrNoHold          = errors.New("frame not held")
+	ErrHoldCap         = errors.New("hold cap reached (slot_count - 2 slots held on the bus)")
+	ErrHoldUnsupported = errors.New("the producer does not honour holds (an older producer)")
+	ErrHoldCopy        = errors.New("frame is a copy (ReadInto): there is nothing to hold")
+	ErrHoldReleased    = errors.New("hold already released")
 )
+
+// HoldError is a refused hold: Reason is ErrHoldCap, ErrOverwritten,
+// ErrHoldUnsupported or ErrHoldCopy. It matches ErrNoHold and its reason.
+type HoldError struct{ Reason error }
+
+func (e *HoldError) Error() string { return "hold refused: " + e.Reason.Error() }
+func (e *HoldError) Unwrap() error { return e.Reason }
+
+// Is makes every HoldError match ErrNoHold (without allocating, as an
+// Unwrap() []error would on each errors.Is).
+func (e *HoldError) Is(target error) bool { return target == ErrNoHold }
 
 // ErrDeadlineExceeded is what Next and ReadInto return when the context's
 // deadline passes (it is os.ErrDeadlineExceeded, wrapped in *Error).

@@ -55,3 +55,51 @@ func Example() {
 	// frame 3: 3072 bytes of 2, 64x48 GREY, "hello", intact true
 	// true framebus next cam0: producer closed the stream
 }
+
+// A consumer keeps a frame (Frame.Hold) while the producer publishes ten
+// more: on 3 slots the producer works around the held slot, and the held
+// view stays intact until Release. A second hold is refused at the bus's
+// cap (slot_count - 2 = 1 held slot); the caller would copy instead.
+func ExampleFrame_Hold() {
+	dir, _ := os.MkdirTemp("", "framebus-example")
+	defer os.RemoveAll(dir)
+	p, err := framebus.Create("cam0", framebus.ProducerOptions{
+		Format: framebus.Format{Width: 64, Height: 48, PixelFormat: framebus.FormatGrey},
+		Slots:  3,
+		Dir:    dir,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	c, err := framebus.Open("cam0", framebus.ConsumerOptions{Dir: dir})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	publish := func(v byte) {
+		frame := make([]byte, p.Format().FrameSize)
+		frame[0] = v
+		p.Publish(frame, framebus.Meta{})
+	}
+
+	publish(1)
+	f, _ := c.Next(ctx)
+	h, err := f.Hold() // keep frame 1, zero-copy
+	if err != nil {
+		log.Fatal(err)
+	}
+	for v := byte(2); v <= 11; v++ {
+		publish(v)
+		f, _ = c.Next(ctx)
+	}
+	_, err = f.Hold()
+	fmt.Println("second hold:", errors.Is(err, framebus.ErrHoldCap), errors.Is(err, framebus.ErrNoHold))
+	fmt.Printf("held frame %d: first byte %d, intact %v\n", h.Seq(), h.Data()[0], h.Valid())
+	fmt.Println("release:", h.Release())
+	// Output:
+	// second hold: true true
+	// held frame 1: first byte 1, intact true
+	// release: <nil>
+}

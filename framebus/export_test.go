@@ -17,6 +17,7 @@ const (
 	OffABIVersion           = offABIVersion
 	OffHeaderSize           = offHeaderSize
 	OffState                = offState
+	OffFlags                = offFlags
 	OffTotalSize            = offTotalSize
 	OffHeartbeatNS          = offHeartbeatNS
 	OffPayloadOffset        = offPayloadOffset
@@ -39,10 +40,11 @@ const (
 	SlotFrameFlags  = slotFrameFlags
 	SlotUserMetaLen = slotUserMetaLen
 
-	EntState   = entState
-	EntSem     = entSem
-	EntWaiters = entWaiters
-	EntToken   = entToken
+	EntState    = entState
+	EntSem      = entSem
+	EntWaiters  = entWaiters
+	EntToken    = entToken
+	EntHoldMask = entHoldMask
 )
 
 // SlotDesc is a snapshot of a slot descriptor (its fields are the

@@ -27,6 +27,13 @@ type pseg struct {
 	headerWords
 	slots   []slotView // nil for an old generation
 	entries []entryView
+
+	// Amendment 10 (holds.go): the bus honours holds, its lease, and what
+	// the producer committed each slot's frame (its own copy, which no
+	// consumer can forge).
+	holds      bool
+	holdMax    int64
+	slotCommit [MaxSlots]int64
 }
 
 // newPseg views a freshly built generation.
@@ -36,6 +43,7 @@ func newPseg(f *sysFile, mem []byte, id fileID, h header) *pseg {
 	s.headerWords = newHeaderWords(mem, h.Flags&FlagSharedWake != 0)
 	s.slots = slotViews(mem[:g.payloadOff], mem[g.payloadOff:], &g)
 	s.entries = entryViews(mem, &g)
+	s.holds, s.holdMax = h.Flags&FlagHolds != 0, int64(h.HoldMaxNS)
 	return s
 }
 
@@ -252,6 +260,7 @@ func (p *Producer) newHeader(f Format, g *geometry, gen, lastSeq uint64) header 
 	if !o.PerEntryWake && sharedWakeOS {
 		flags |= FlagSharedWake
 	}
+	flags |= FlagHolds // always: a 2-slot bus has a cap of 0 (amendment 10)
 	return header{
 		Magic: Magic, ABIVersion: ABIVersion, HeaderSize: HeaderSize, State: StateInitializing, Flags: flags,
 		TotalSize: g.total, Generation: gen, HeartbeatNS: now, PayloadOffset: g.payloadOff, PayloadSize: g.payloadSize,
@@ -261,7 +270,7 @@ func (p *Producer) newHeader(f Format, g *geometry, gen, lastSeq uint64) header 
 		PlaneStride: f.PlaneStride, PlaneOffset: f.PlaneOffset, FPSNum: f.FPSNum, FPSDen: f.FPSDen,
 		SlotTableOffset: g.slotTableOff, ConsumerTableOffset: g.consumerTableOff,
 		SlotDescSize: SlotDescSize, ConsumerEntrySize: ConsumerEntrySize, CreatedNS: now, ProducerPIDNS: pidNamespace(),
-		LastSeq: lastSeq,
+		LastSeq: lastSeq, HoldMaxNS: uint64(o.HoldMax),
 	}
 }
 

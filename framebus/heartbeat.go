@@ -71,6 +71,7 @@ func (p *Producer) beatSegment(s *pseg) (broken bool) {
 		}
 		s.heartbeat.Store(uint64(Now()))
 		s.reclaim()
+		s.countIgnoredHolds()
 	}) != nil {
 		broken = true // truncated between the size check and the stores
 	}
@@ -110,7 +111,8 @@ func (s *pseg) reclaim() {
 			continue
 		}
 		if e.state.CompareAndSwap(st, EntryFree) {
-			e.pidns.Store(0) // amendment 8: under the exclusive lock, before anyone joins
+			e.pidns.Store(0)    // amendment 8: under the exclusive lock, before anyone joins
+			e.holdMask.Store(0) // amendment 10: a dead consumer's holds come back
 			s.reclaimed.Add(1)
 		}
 		s.f.unlockEntry(e.index, e.off)

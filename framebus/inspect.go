@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/bits"
 	"os"
 	"sort"
 	"strings"
@@ -37,6 +38,17 @@ type ConsumerInfo struct {
 	TornRetries uint64 `json:"torn_retries"`
 	PIDNS       uint64 `json:"pidns"` // its PID namespace (amendment 8), 0 when unknown
 	Alive       bool   `json:"alive"` // its liveness lock is held
+
+	// Holds (amendment 10): the raw hold_mask (bit 8+i: a grant on
+	// slot i in progress), the slots it holds (bits below slot_count), the age of the
+	// oldest frame it holds (the snapshot's now_ns - that slot's
+	// commit_ns; 0 with none), and its counters.
+	HoldMask       uint32 `json:"hold_mask"`
+	Holds          int    `json:"holds"`
+	OldestHoldNS   int64  `json:"oldest_hold_ns"`
+	HoldsGranted   uint64 `json:"holds_granted"`
+	HoldsRefused   uint64 `json:"holds_refused"`
+	HoldsTakenBack uint64 `json:"holds_taken_back"`
 }
 
 // Snapshot is what Inspect reads of a segment without registering: the
@@ -53,7 +65,13 @@ type Snapshot struct {
 	Consumers  []ConsumerInfo `json:"consumers"`
 	OwnerAlive bool           `json:"owner_alive"` // the producer's lock is held
 	NowNS      int64          `json:"now_ns"`      // CLOCK_MONOTONIC when the snapshot was taken
-	PIDNS      uint64         `json:"pidns"`       // the inspector's own PID namespace, to compare with the pids' (0: unknown)
+	// Holds (amendment 10; the header's hold_max_ns and holds_* counters
+	// are in Header): HoldCap is how many slots consumers may hold at once
+	// (slot_count - 2 when the producer honours holds, else 0), Held the
+	// distinct slots held by active entries now.
+	HoldCap int    `json:"hold_cap"`
+	Held    int    `json:"held"`
+	PIDNS   uint64 `json:"pidns"` // the inspector's own PID namespace, to compare with the pids' (0: unknown)
 	// Invalid is the layout error of a corrupt segment (nil when valid).
 	// Header holds the raw decoded bytes either way; Slots and Consumers are
 	// only read from a valid layout.
@@ -108,6 +126,11 @@ func inspect(name, dir string) (*Snapshot, error) {
 		return s, s.Invalid
 	}
 	g := geometryOf(h)
+	if h.Flags&FlagHolds != 0 {
+		s.HoldCap = int(h.SlotCount) - 2
+	}
+	slotBits := uint32(1)<<h.SlotCount - 1
+	var held uint32
 	for i := 0; i < int(h.SlotCount); i++ {
 		d := decodeSlot(ctl[g.slotDescOff(i):])
 		s.Slots = append(s.Slots, SlotInfo{Index: i, Lock: d.Lock, FrameSeq: d.FrameSeq, CaptureNS: d.CaptureNS,
@@ -119,11 +142,26 @@ func inspect(name, dir string) (*Snapshot, error) {
 		if e.State == EntryFree {
 			continue
 		}
-		held, _ := f.entryHeld(i, off)
-		s.Consumers = append(s.Consumers, ConsumerInfo{Index: i, State: e.State, PID: e.PID, Sem: e.Sem, Waiters: e.Waiters,
+		alive, _ := f.entryHeld(i, off)
+		ci := ConsumerInfo{Index: i, State: e.State, PID: e.PID, Sem: e.Sem, Waiters: e.Waiters,
 			Token: e.Token, LastSeq: e.LastSeq, Delivered: e.Delivered, Dropped: e.Dropped, HeartbeatNS: e.HeartbeatNS,
-			TornRetries: e.TornRetries, PIDNS: e.PIDNS, Alive: held})
+			TornRetries: e.TornRetries, PIDNS: e.PIDNS, Alive: alive}
+		if h.Flags&FlagHolds != 0 {
+			ci.HoldMask, ci.HoldsGranted, ci.HoldsRefused, ci.HoldsTakenBack = e.HoldMask, e.HoldsGranted, e.HoldsRefused, e.HoldsTakenBack
+			m := e.HoldMask & slotBits
+			ci.Holds = bits.OnesCount32(m)
+			for ; m != 0; m &= m - 1 {
+				if age := s.NowNS - int64(s.Slots[bits.TrailingZeros32(m)].CommitNS); age > ci.OldestHoldNS {
+					ci.OldestHoldNS = age
+				}
+			}
+			if e.State == EntryActive {
+				held |= e.HoldMask & slotBits
+			}
+		}
+		s.Consumers = append(s.Consumers, ci)
 	}
+	s.Held = bits.OnesCount32(held)
 	return s, nil
 }
 

@@ -38,7 +38,7 @@ func TestInspectListRemoveGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !s.OwnerAlive || s.Header.LastSeq != 3 || s.Header.FramesPublished != 3 || s.Header.Flags != framebus.FlagChecksum|framebus.FlagSharedWake || s.Header.WakeSeq != 3 || len(s.Slots) != 2 {
+	if !s.OwnerAlive || s.Header.LastSeq != 3 || s.Header.FramesPublished != 3 || s.Header.Flags != framebus.FlagChecksum|framebus.FlagSharedWake|framebus.FlagHolds || s.Header.WakeSeq != 3 || len(s.Slots) != 2 {
 		t.Errorf("snapshot: owner %v, header %+v", s.OwnerAlive, s.Header)
 	}
 	if len(s.Consumers) != 1 || !s.Consumers[0].Alive || s.Consumers[0].PID != uint32(os.Getpid()) || s.Consumers[0].LastSeq != 3 || s.Consumers[0].Dropped != 2 {

@@ -85,6 +85,12 @@ func TestLayoutOffsets(t *testing.T) {
 		row("consumers_reclaimed", 296, 8, unsafe.Offsetof(h.ConsumersReclaimed), unsafe.Sizeof(h.ConsumersReclaimed), offConsumersReclaimed),
 		row("wake_seq", 320, 4, unsafe.Offsetof(h.WakeSeq), unsafe.Sizeof(h.WakeSeq), offWakeSeq),
 		row("wake_waiters", 324, 4, unsafe.Offsetof(h.WakeWaiters), unsafe.Sizeof(h.WakeWaiters), offWakeWaiters),
+		// amendment 10
+		row("hold_max_ns", 384, 8, unsafe.Offsetof(h.HoldMaxNS), unsafe.Sizeof(h.HoldMaxNS), offHoldMaxNS),
+		row("holds_granted", 392, 8, unsafe.Offsetof(h.HoldsGranted), unsafe.Sizeof(h.HoldsGranted), offHoldsGranted),
+		row("holds_refused", 400, 8, unsafe.Offsetof(h.HoldsRefused), unsafe.Sizeof(h.HoldsRefused), offHoldsRefused),
+		row("holds_taken_back", 408, 8, unsafe.Offsetof(h.HoldsTakenBack), unsafe.Sizeof(h.HoldsTakenBack), offHoldsTakenBack),
+		row("holds_ignored", 416, 8, unsafe.Offsetof(h.HoldsIgnored), unsafe.Sizeof(h.HoldsIgnored), offHoldsIgnored),
 	}
 	slotRows := []layoutRow{
 		row("lock", 0, 8, unsafe.Offsetof(s.Lock), unsafe.Sizeof(s.Lock), slotLock),
@@ -109,6 +115,11 @@ func TestLayoutOffsets(t *testing.T) {
 		row("heartbeat_ns", 48, 8, unsafe.Offsetof(e.HeartbeatNS), unsafe.Sizeof(e.HeartbeatNS), entHeartbeatNS),
 		row("torn_retries", 56, 8, unsafe.Offsetof(e.TornRetries), unsafe.Sizeof(e.TornRetries), entTornRetries),
 		row("pidns", 64, 8, unsafe.Offsetof(e.PIDNS), unsafe.Sizeof(e.PIDNS), entPIDNS),
+		// amendment 10
+		row("hold_mask", 72, 4, unsafe.Offsetof(e.HoldMask), unsafe.Sizeof(e.HoldMask), entHoldMask),
+		row("holds_granted", 80, 8, unsafe.Offsetof(e.HoldsGranted), unsafe.Sizeof(e.HoldsGranted), entHoldsGranted),
+		row("holds_refused", 88, 8, unsafe.Offsetof(e.HoldsRefused), unsafe.Sizeof(e.HoldsRefused), entHoldsRefused),
+		row("holds_taken_back", 96, 8, unsafe.Offsetof(e.HoldsTakenBack), unsafe.Sizeof(e.HoldsTakenBack), entHoldsTakenBack),
 	}
 
 	for _, tc := range []struct {
@@ -177,7 +188,7 @@ func goldenHeader(t testing.TB) header {
 	g := computeGeometry(2, 32, f.FrameSize)
 	return header{
 		Magic: Magic, ABIVersion: ABIVersion, HeaderSize: HeaderSize,
-		State: StateReady, Flags: FlagChecksum,
+		State: StateReady, Flags: FlagChecksum | FlagHolds,
 		TotalSize: g.total, Generation: 7, HeartbeatNS: 0x0102030405060708,
 		PayloadOffset: g.payloadOff, PayloadSize: g.payloadSize, VersionMismatchCount: 3,
 		ProducerPID: 4242, SlotCount: g.slotCount, SlotStride: g.slotStride, SlotCapacity: g.slotCapacity,
@@ -189,6 +200,7 @@ func goldenHeader(t testing.TB) header {
 		CreatedNS: 0x1112131415161718,
 		Active:    1, LastSeq: 0x2122232425262728, FramesPublished: 0x3132333435363738,
 		LastCommitNS: 0x4142434445464748, SourceDrops: 5, ConsumersReclaimed: 6,
+		HoldMaxNS: 0x5152535455565758, HoldsGranted: 9, HoldsRefused: 10, HoldsTakenBack: 11, HoldsIgnored: 12,
 	}
 }
 
@@ -249,7 +261,7 @@ func TestGoldenHeader(t *testing.T) {
 		size int
 		want uint64
 	}{
-		{4, 2, 1}, {6, 2, 512}, {8, 4, StateReady}, {12, 4, FlagChecksum}, {16, 8, h.TotalSize},
+		{4, 2, 1}, {6, 2, 512}, {8, 4, StateReady}, {12, 4, FlagChecksum | 4}, {16, 8, h.TotalSize},
 		{24, 8, 7}, {32, 8, 0x0102030405060708}, {40, 8, 65536}, {48, 8, 2 * alignUp(1920*1080*4, 65536)},
 		{56, 8, 3}, {128, 4, 4242}, {132, 4, 2}, {136, 8, alignUp(1920*1080*4, 65536)},
 		{144, 8, 1920 * 1080 * 4}, {152, 4, 32}, {156, 4, 100}, {160, 4, 1920}, {164, 4, 1080},
@@ -257,6 +269,7 @@ func TestGoldenHeader(t *testing.T) {
 		{208, 4, 30000}, {212, 4, 1001}, {216, 8, 512}, {224, 8, 512 + 2*128}, {232, 4, 128},
 		{236, 4, 128}, {240, 8, 0x1112131415161718}, {256, 4, 1}, {264, 8, 0x2122232425262728},
 		{272, 8, 0x3132333435363738}, {280, 8, 0x4142434445464748}, {288, 8, 5}, {296, 8, 6},
+		{384, 8, 0x5152535455565758}, {392, 8, 9}, {400, 8, 10}, {408, 8, 11}, {416, 8, 12},
 	} {
 		var v uint64
 		switch c.size {
@@ -271,7 +284,7 @@ func TestGoldenHeader(t *testing.T) {
 			t.Errorf("golden offset %d (u%d) = %d (%#x), want %d (%#x)", c.off, 8*c.size, v, v, c.want, c.want)
 		}
 	}
-	for _, r := range [][2]int{{64, 128}, {196, 208}, {248, 256}, {260, 264}, {304, 320}, {328, 512}} {
+	for _, r := range [][2]int{{64, 128}, {196, 208}, {248, 256}, {260, 264}, {304, 320}, {328, 384}, {424, 512}} {
 		if !isZero(want[r[0]:r[1]]) {
 			t.Errorf("golden bytes %d-%d are reserved or unused but not zero: % x", r[0], r[1]-1, want[r[0]:r[1]])
 		}

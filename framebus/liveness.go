@@ -187,7 +187,7 @@ func (c *Consumer) recoverBroken(ctx context.Context) error {
 // adopt makes seg, a joined new generation, the consumer's segment.
 func (c *Consumer) adopt(seg *cseg) {
 	if c.old != nil { // a second change within one call
-		c.old.release()
+		c.dropSeg(c.old)
 	}
 	c.old = c.seg // released at the next call: the caller may hold views into it
 	c.seg = seg

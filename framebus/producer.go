@@ -31,6 +31,19 @@ type ProducerOptions struct {
 	// 7: every sleeping consumer then costs Commit its own FUTEX_WAKE, as in
 	// section 5 as written. For comparisons; the default is cheaper.
 	PerEntryWake bool
+
+	// HoldMax is the lease of a consumer's hold (Frame.Hold, PROTOCOL.md
+	// amendment 10): a held frame older than HoldMax (by its commit time)
+	// may be taken back when the producer needs its slot, and the holder's
+	// Hold.Valid turns false. 0 (the default) is no lease: a hold lasts
+	// until it is released or its consumer dies. No lease is needed to keep
+	// the stream going, since at most Slots-2 slots can be held at once
+	// (the cap: the producer always has a slot that is neither the newest
+	// frame nor held), and a lease would silently invalidate zero-copy
+	// views a slow consumer still reads: with none, a hold means what it
+	// says. Set it when a stopped or stuck holder must not keep its slots
+	// (and so the consumers' depth of history) for ever.
+	HoldMax time.Duration
 }
 
 func (o *ProducerOptions) complete() error {
@@ -65,6 +78,9 @@ func (o *ProducerOptions) complete() error {
 	}
 	if o.Mode&0o600 != 0o600 {
 		return fmt.Errorf("%w: mode %04o: the owner needs read and write", ErrBadOptions, o.Mode)
+	}
+	if o.HoldMax < 0 {
+		return fmt.Errorf("%w: hold lease %v, want >= 0", ErrBadOptions, o.HoldMax)
 	}
 	if o.Format.FrameSize > math.MaxInt32*2 {
 		return fmt.Errorf("%w: frame of %d bytes is too large", ErrBadOptions, o.Format.FrameSize)
@@ -342,6 +358,9 @@ func (p *Producer) Err() error {
 type ProducerStats struct {
 	Generation, LastSeq, FramesPublished, SourceDrops, ConsumersReclaimed uint64
 	ActiveConsumers                                                       int
+
+	// Holds (amendment 10), all consumers of the current generation.
+	HoldsGranted, HoldsRefused, HoldsTakenBack, HoldsIgnored uint64
 }
 
 // Stats reads the producer's counters from the segment.
@@ -356,6 +375,8 @@ func (p *Producer) Stats() ProducerStats {
 	_ = guard(func() {
 		st.LastSeq = s.lastSeq.Load()
 		st.FramesPublished, st.SourceDrops, st.ConsumersReclaimed = s.published.Load(), s.srcDrops.Load(), s.reclaimed.Load()
+		st.HoldsGranted, st.HoldsRefused = s.holdsGranted.Load(), s.holdsRefused.Load()
+		st.HoldsTakenBack, st.HoldsIgnored = s.holdsTakenBack.Load(), s.holdsIgnored.Load()
 		for i := range s.entries {
 			if s.entries[i].state.Load() == EntryActive {
 				st.ActiveConsumers++

@@ -61,7 +61,7 @@ var expectedSpecConstants = []string{
 	"MAGIC", "ABI_VERSION", "HEADER_SIZE", "SLOT_DESC_SIZE", "CONSUMER_ENTRY_SIZE",
 	"PAYLOAD_ALIGN", "MIN_SLOTS", "MAX_SLOTS", "MAX_CONSUMERS", "USER_META_MAX", "MAX_PLANES",
 	"STATE_INITIALIZING", "STATE_READY", "STATE_BROKEN", "STATE_RETIRED",
-	"FLAG_CHECKSUM", "FLAG_SHARED_WAKE", "FRAME_EOS", "ENTRY_FREE", "ENTRY_CLAIMING", "ENTRY_ACTIVE",
+	"FLAG_CHECKSUM", "FLAG_SHARED_WAKE", "FLAG_HOLDS", "HOLD_PENDING_SHIFT", "FRAME_EOS", "ENTRY_FREE", "ENTRY_CLAIMING", "ENTRY_ACTIVE",
 	"FOURCC_AB24", "FOURCC_RGB3", "FOURCC_BGR3", "FOURCC_GREY", "FOURCC_YUYV",
 	"FOURCC_NV12", "FOURCC_YU12", "FOURCC_MJPG",
 }
@@ -74,20 +74,21 @@ var structSizeConstant = map[string]string{
 }
 
 var (
-	sectionRe   = regexp.MustCompile(`^#{1,6}\s+(?:3\.([1-5])|Amendment \d+ layout)\b`)
-	headingRe   = regexp.MustCompile(`^#{1,6}\s`)
-	identRe     = regexp.MustCompile(`^[a-z][a-z0-9_]*`)
-	typeRe      = regexp.MustCompile(`^u(8|16|32|64)(?:\[(\d+)\])?$`)
-	hexRe       = regexp.MustCompile(`\b0x([0-9A-Fa-f]+)\b`)
-	equalsRe    = regexp.MustCompile(`=\s*(\d+)`)
-	leadIntRe   = regexp.MustCompile(`^\s*(\d+)\b`)
-	multipleRe  = regexp.MustCompile(`multiple of (\d+)`)
-	atMostRe    = regexp.MustCompile(`at most (\d+)`)
-	slotRangeRe = regexp.MustCompile(`^slot_count:\s*(\d+)\b.*\bup to (\d+)`)
-	rangeRe     = regexp.MustCompile(`\((\d+)-(\d+)\)`)
-	bitRe       = regexp.MustCompile(`\bbit (\d+)\b`)
-	enumRe      = regexp.MustCompile(`\b(\d+)\s+([A-Za-z]+)`)
-	fourccRe    = regexp.MustCompile("`([A-Za-z0-9 ]{4})`")
+	sectionRe      = regexp.MustCompile(`^#{1,6}\s+(?:3\.([1-5])|Amendment \d+ layout)\b`)
+	headingRe      = regexp.MustCompile(`^#{1,6}\s`)
+	identRe        = regexp.MustCompile(`^[a-z][a-z0-9_]*`)
+	typeRe         = regexp.MustCompile(`^u(8|16|32|64)(?:\[(\d+)\])?$`)
+	hexRe          = regexp.MustCompile(`\b0x([0-9A-Fa-f]+)\b`)
+	equalsRe       = regexp.MustCompile(`=\s*(\d+)`)
+	leadIntRe      = regexp.MustCompile(`^\s*(\d+)\b`)
+	multipleRe     = regexp.MustCompile(`multiple of (\d+)`)
+	atMostRe       = regexp.MustCompile(`at most (\d+)`)
+	slotRangeRe    = regexp.MustCompile(`^slot_count:\s*(\d+)\b.*\bup to (\d+)`)
+	rangeRe        = regexp.MustCompile(`\((\d+)-(\d+)\)`)
+	pendingShiftRe = regexp.MustCompile(`bit (\d+) \+ i: its grant on slot i is in progress`)
+	bitRe          = regexp.MustCompile(`\bbit (\d+)\b`)
+	enumRe         = regexp.MustCompile(`\b(\d+)\s+([A-Za-z]+)`)
+	fourccRe       = regexp.MustCompile("`([A-Za-z0-9 ]{4})`")
 )
 
 // section3Prefix maps a subsection of PROTOCOL.md section 3 to its field-name prefix.
@@ -322,6 +323,14 @@ func extractConstants(key, text, meaning, raw string, set func(string, uint64) e
 		}
 		if m := bitRe.FindStringSubmatch(text); m != nil && strings.Contains(text, "wake_seq") {
 			add("FLAG_SHARED_WAKE", 1<<parse(m[1]))
+		}
+		if m := bitRe.FindStringSubmatch(text); m != nil && strings.Contains(text, "honours holds") {
+			add("FLAG_HOLDS", 1<<parse(m[1]))
+		}
+	case "entry.hold_mask":
+		// "bit i (0-7): holds slot i; bit 8 + i: its grant on slot i is in progress"
+		if m := pendingShiftRe.FindStringSubmatch(text); m != nil {
+			add("HOLD_PENDING_SHIFT", parse(m[1]))
 		}
 	case "slot.frame_flags":
 		if m := bitRe.FindStringSubmatch(text); m != nil && strings.Contains(text, "end of stream") {
@@ -642,6 +651,7 @@ func goConstants() map[string]uint64 {
 		"STATE_INITIALIZING": StateInitializing, "STATE_READY": StateReady,
 		"STATE_BROKEN": StateBroken, "STATE_RETIRED": StateRetired,
 		"FLAG_CHECKSUM": FlagChecksum, "FLAG_SHARED_WAKE": FlagSharedWake, "FRAME_EOS": FrameEndOfStream,
+		"FLAG_HOLDS": FlagHolds, "HOLD_PENDING_SHIFT": HoldPendingShift,
 		"ENTRY_FREE": EntryFree, "ENTRY_CLAIMING": EntryClaiming, "ENTRY_ACTIVE": EntryActive,
 		"FOURCC_AB24": uint64(FormatRGBA), "FOURCC_RGB3": uint64(FormatRGB24),
 		"FOURCC_BGR3": uint64(FormatBGR24), "FOURCC_GREY": uint64(FormatGrey),

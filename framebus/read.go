@@ -12,7 +12,8 @@ import (
 // (liveness.go).
 
 // Frame is one delivered frame. It is owned by the Consumer and valid until
-// the next call to Next, ReadInto or Close.
+// the next call to Next, ReadInto or Close; Hold keeps a frame of Next
+// longer.
 type Frame struct {
 	Seq       uint64 // frame sequence number
 	CaptureNS int64  // when the source produced it (CLOCK_MONOTONIC, see Now)
@@ -36,6 +37,9 @@ type Frame struct {
 
 	slot *slotView
 	lock uint64
+	c    *Consumer // for Hold (hold.go)
+	seg  *cseg
+	idx  uint32 // the slot's index
 }
 
 // Valid reports whether a zero-copy frame is still intact: the producer has
@@ -119,7 +123,7 @@ func (c *Consumer) nextGuarded(ctx context.Context, dst []byte, copyOut bool) (*
 		return nil, &EndOfStreamError{Seq: c.lastSeq}
 	}
 	if c.old != nil {
-		c.old.release()
+		c.dropSeg(c.old) // kept while holds are out on it
 		c.old = nil
 	}
 	// A context that is already done ends the call even with a frame ready,
@@ -243,7 +247,7 @@ func (c *Consumer) tryRead(dst []byte, copyOut bool) (*Frame, error) {
 		if faultsOn {
 			consumerFault(c.path)
 		}
-		return c.deliver(sl, seq, l1, read{n: n, flags: flags, ml: ml, capture: capture, commit: commit, wake: wake,
+		return c.deliver(sl, a, seq, l1, read{n: n, flags: flags, ml: ml, capture: capture, commit: commit, wake: wake,
 			torn: torn, crcBad: crcBad}, dst, copyOut)
 	}
 }
@@ -276,7 +280,7 @@ type read struct {
 // first, our own last_seq after them: a store that faults (the file
 // truncated under us) leaves the frame unconsumed, so the caller is told of
 // it as dropped with the next frame instead of never.
-func (c *Consumer) deliver(sl *slotView, seq, l1 uint64, r read, dst []byte, copyOut bool) (*Frame, error) {
+func (c *Consumer) deliver(sl *slotView, idx uint32, seq, l1 uint64, r read, dst []byte, copyOut bool) (*Frame, error) {
 	s := c.seg
 	var dropped uint64
 	if seq > c.lastSeq+1 {
@@ -304,7 +308,7 @@ func (c *Consumer) deliver(sl *slotView, seq, l1 uint64, r read, dst []byte, cop
 	f := &c.frame
 	*f = Frame{Seq: seq, CaptureNS: int64(r.capture), CommitNS: int64(r.commit), WakeNS: r.wake,
 		UserMeta: c.meta[:r.ml], Format: s.fmt, Generation: s.h.Generation, GenerationChanged: c.genChanged,
-		Dropped: dropped, TornRetries: r.torn}
+		Dropped: dropped, TornRetries: r.torn, c: c, seg: s, idx: idx}
 	if copyOut {
 		f.Data = dst[:r.n]
 	} else {

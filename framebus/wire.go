@@ -43,8 +43,14 @@ const (
 const (
 	FlagChecksum     = 1 << 0 // header.flags: slots carry CRC-32C checksums
 	FlagSharedWake   = 1 << 1 // header.flags: the producer bumps and wakes wake_seq at every commit (amendment 7)
+	FlagHolds        = 1 << 2 // header.flags: the producer honours holds (amendment 10)
 	FrameEndOfStream = 1 << 0 // slot.frame_flags: end of stream
 )
+
+// HoldPendingShift places an entry's pending bits in its hold_mask
+// (amendment 10): bits 0-7 are the slots the consumer holds, bit
+// HoldPendingShift + i is set while its grant on slot i is in progress.
+const HoldPendingShift = 8
 
 // Consumer entry states (entry.state).
 const (
@@ -96,17 +102,23 @@ type Header struct {
 	ProducerPIDNS       uint64    `json:"producer_pidns"`        // 248, amendment 8
 
 	// 3.3 publication and counters, bytes 256-511
-	Active             uint32    `json:"active"` // 256 atomic
-	_                  uint32    // 260
-	LastSeq            uint64    `json:"last_seq"`            // 264 atomic
-	FramesPublished    uint64    `json:"frames_published"`    // 272 atomic
-	LastCommitNS       uint64    `json:"last_commit_ns"`      // 280 atomic
-	SourceDrops        uint64    `json:"source_drops"`        // 288 atomic
-	ConsumersReclaimed uint64    `json:"consumers_reclaimed"` // 296 atomic
-	_                  [16]byte  // 304
-	WakeSeq            uint32    `json:"wake_seq"`     // 320 atomic, amendment 7: its own cache line
-	WakeWaiters        uint32    `json:"wake_waiters"` // 324 atomic, amendment 7
-	_                  [184]byte // 328-511
+	Active             uint32   `json:"active"` // 256 atomic
+	_                  uint32   // 260
+	LastSeq            uint64   `json:"last_seq"`            // 264 atomic
+	FramesPublished    uint64   `json:"frames_published"`    // 272 atomic
+	LastCommitNS       uint64   `json:"last_commit_ns"`      // 280 atomic
+	SourceDrops        uint64   `json:"source_drops"`        // 288 atomic
+	ConsumersReclaimed uint64   `json:"consumers_reclaimed"` // 296 atomic
+	_                  [16]byte // 304
+	WakeSeq            uint32   `json:"wake_seq"`     // 320 atomic, amendment 7: its own cache line
+	WakeWaiters        uint32   `json:"wake_waiters"` // 324 atomic, amendment 7
+	_                  [56]byte // 328-383
+	HoldMaxNS          uint64   `json:"hold_max_ns"`      // 384, amendment 10: the lease, 0 = none
+	HoldsGranted       uint64   `json:"holds_granted"`    // 392 atomic, amendment 10
+	HoldsRefused       uint64   `json:"holds_refused"`    // 400 atomic, amendment 10
+	HoldsTakenBack     uint64   `json:"holds_taken_back"` // 408 atomic, amendment 10
+	HoldsIgnored       uint64   `json:"holds_ignored"`    // 416 atomic, amendment 10
+	_                  [88]byte // 424-511
 }
 
 // header is the package's own name for Header.
@@ -128,18 +140,23 @@ type slotDesc struct {
 
 // consumerEntry is one 128-byte consumer table entry (section 3.5).
 type consumerEntry struct {
-	State       uint32 // 0 atomic
-	PID         uint32 // 4
-	Sem         uint32 // 8 atomic futex word
-	Waiters     uint32 // 12 atomic
-	Token       uint64 // 16
-	LastSeq     uint64 // 24 atomic
-	Delivered   uint64 // 32 atomic
-	Dropped     uint64 // 40 atomic
-	HeartbeatNS uint64 // 48 atomic
-	TornRetries uint64 // 56 atomic
-	PIDNS       uint64 // 64, amendment 8
-	_           [56]byte
+	State          uint32 // 0 atomic
+	PID            uint32 // 4
+	Sem            uint32 // 8 atomic futex word
+	Waiters        uint32 // 12 atomic
+	Token          uint64 // 16
+	LastSeq        uint64 // 24 atomic
+	Delivered      uint64 // 32 atomic
+	Dropped        uint64 // 40 atomic
+	HeartbeatNS    uint64 // 48 atomic
+	TornRetries    uint64 // 56 atomic
+	PIDNS          uint64 // 64, amendment 8
+	HoldMask       uint32 // 72 atomic, amendment 10: bit i holds slot i, bit 8+i its grant in progress
+	_              uint32 // 76
+	HoldsGranted   uint64 // 80 atomic, amendment 10
+	HoldsRefused   uint64 // 88 atomic, amendment 10
+	HoldsTakenBack uint64 // 96 atomic, amendment 10 (written by the producer)
+	_              [24]byte
 }
 
 // ---- the codec: snapshots of the structs, field by field ----
@@ -219,6 +236,8 @@ type headerWords struct {
 	lastSeq, published, lastCommit, heartbeat, srcDrops *atomic.Uint64
 	reclaimed, versionMismatch                          *atomic.Uint64
 	wakeSeq, wakeWaiters                                *atomic.Uint32 // amendment 7's shared wake word; nil without FlagSharedWake
+	holdsGranted, holdsRefused, holdsTakenBack          *atomic.Uint64 // amendment 10's counters
+	holdsIgnored                                        *atomic.Uint64
 }
 
 // newHeaderWords views the header words of ctl. With shared set, the
@@ -229,6 +248,8 @@ func newHeaderWords(ctl []byte, shared bool) headerWords {
 		lastSeq: u64At(ctl, offLastSeq), published: u64At(ctl, offFramesPublished), lastCommit: u64At(ctl, offLastCommitNS),
 		heartbeat: u64At(ctl, offHeartbeatNS), srcDrops: u64At(ctl, offSourceDrops),
 		reclaimed: u64At(ctl, offConsumersReclaimed), versionMismatch: u64At(ctl, offVersionMismatchCount),
+		holdsGranted: u64At(ctl, offHoldsGranted), holdsRefused: u64At(ctl, offHoldsRefused),
+		holdsTakenBack: u64At(ctl, offHoldsTakenBack), holdsIgnored: u64At(ctl, offHoldsIgnored),
 	}
 	if shared {
 		w.wakeSeq, w.wakeWaiters = u32At(ctl, offWakeSeq), u32At(ctl, offWakeWaiters)
@@ -274,6 +295,8 @@ type entryView struct {
 	state, pid, sem, waiters                            *atomic.Uint32
 	token, lastSeq, delivered, dropped, heartbeat, torn *atomic.Uint64
 	pidns                                               *atomic.Uint64
+	holdMask                                            *atomic.Uint32 // amendment 10
+	holdsGranted, holdsRefused, holdsTakenBack          *atomic.Uint64
 }
 
 // newEntryView views entry i of a segment of geometry g.
@@ -283,7 +306,9 @@ func newEntryView(ctl []byte, g *geometry, i int) entryView {
 		state: u32At(ctl, e+entState), pid: u32At(ctl, e+entPID), sem: u32At(ctl, e+entSem), waiters: u32At(ctl, e+entWaiters),
 		token: u64At(ctl, e+entToken), lastSeq: u64At(ctl, e+entLastSeq), delivered: u64At(ctl, e+entDelivered),
 		dropped: u64At(ctl, e+entDropped), heartbeat: u64At(ctl, e+entHeartbeatNS), torn: u64At(ctl, e+entTornRetries),
-		pidns: u64At(ctl, e+entPIDNS),
+		pidns:    u64At(ctl, e+entPIDNS),
+		holdMask: u32At(ctl, e+entHoldMask), holdsGranted: u64At(ctl, e+entHoldsGranted),
+		holdsRefused: u64At(ctl, e+entHoldsRefused), holdsTakenBack: u64At(ctl, e+entHoldsTakenBack),
 	}
 }
 

@@ -50,6 +50,11 @@ const (
 	offConsumersReclaimed   = uint64(unsafe.Offsetof(header{}.ConsumersReclaimed))
 	offWakeSeq              = uint64(unsafe.Offsetof(header{}.WakeSeq))
 	offWakeWaiters          = uint64(unsafe.Offsetof(header{}.WakeWaiters))
+	offHoldMaxNS            = uint64(unsafe.Offsetof(header{}.HoldMaxNS))
+	offHoldsGranted         = uint64(unsafe.Offsetof(header{}.HoldsGranted))
+	offHoldsRefused         = uint64(unsafe.Offsetof(header{}.HoldsRefused))
+	offHoldsTakenBack       = uint64(unsafe.Offsetof(header{}.HoldsTakenBack))
+	offHoldsIgnored         = uint64(unsafe.Offsetof(header{}.HoldsIgnored))
 )
 
 // Slot descriptor fields (section 3.4).
@@ -67,17 +72,21 @@ const (
 
 // Consumer entry fields (section 3.5).
 const (
-	entState       = uint64(unsafe.Offsetof(consumerEntry{}.State))
-	entPID         = uint64(unsafe.Offsetof(consumerEntry{}.PID))
-	entSem         = uint64(unsafe.Offsetof(consumerEntry{}.Sem))
-	entWaiters     = uint64(unsafe.Offsetof(consumerEntry{}.Waiters))
-	entToken       = uint64(unsafe.Offsetof(consumerEntry{}.Token))
-	entLastSeq     = uint64(unsafe.Offsetof(consumerEntry{}.LastSeq))
-	entDelivered   = uint64(unsafe.Offsetof(consumerEntry{}.Delivered))
-	entDropped     = uint64(unsafe.Offsetof(consumerEntry{}.Dropped))
-	entHeartbeatNS = uint64(unsafe.Offsetof(consumerEntry{}.HeartbeatNS))
-	entTornRetries = uint64(unsafe.Offsetof(consumerEntry{}.TornRetries))
-	entPIDNS       = uint64(unsafe.Offsetof(consumerEntry{}.PIDNS))
+	entState          = uint64(unsafe.Offsetof(consumerEntry{}.State))
+	entPID            = uint64(unsafe.Offsetof(consumerEntry{}.PID))
+	entSem            = uint64(unsafe.Offsetof(consumerEntry{}.Sem))
+	entWaiters        = uint64(unsafe.Offsetof(consumerEntry{}.Waiters))
+	entToken          = uint64(unsafe.Offsetof(consumerEntry{}.Token))
+	entLastSeq        = uint64(unsafe.Offsetof(consumerEntry{}.LastSeq))
+	entDelivered      = uint64(unsafe.Offsetof(consumerEntry{}.Delivered))
+	entDropped        = uint64(unsafe.Offsetof(consumerEntry{}.Dropped))
+	entHeartbeatNS    = uint64(unsafe.Offsetof(consumerEntry{}.HeartbeatNS))
+	entTornRetries    = uint64(unsafe.Offsetof(consumerEntry{}.TornRetries))
+	entPIDNS          = uint64(unsafe.Offsetof(consumerEntry{}.PIDNS))
+	entHoldMask       = uint64(unsafe.Offsetof(consumerEntry{}.HoldMask))
+	entHoldsGranted   = uint64(unsafe.Offsetof(consumerEntry{}.HoldsGranted))
+	entHoldsRefused   = uint64(unsafe.Offsetof(consumerEntry{}.HoldsRefused))
+	entHoldsTakenBack = uint64(unsafe.Offsetof(consumerEntry{}.HoldsTakenBack))
 )
 
 // The structs are the sizes the protocol says, or this does not compile.

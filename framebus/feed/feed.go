@@ -101,6 +101,16 @@ type Options struct {
 	// it fault, which Go code can recover from and C code cannot.
 	Copy bool
 
+	// HoldFrames holds each zero-copy frame Next delivers (Frame.Hold,
+	// PROTOCOL.md amendment 10) until the next call to Next or Close: the
+	// producer leaves its slot alone meanwhile, so a caller slower than the
+	// producer's lap uses an intact frame (Keep says true) instead of one
+	// the producer overwrote. A refused hold (the bus's cap of slot_count -
+	// 2 held slots reached, a 2-slot bus, an older producer, the frame
+	// overwritten already) is counted (Stats.HoldsRefused) and the frame is
+	// delivered as without HoldFrames. Not ConsumerOptions.Hold (Hold below).
+	HoldFrames bool
+
 	// Spin is framebus.ConsumerOptions.Spin: the low-latency wait.
 	Spin time.Duration
 	// Hold is framebus.ConsumerOptions.Hold: the held wait's bound (0 the
@@ -122,6 +132,10 @@ type Stats struct {
 	Transient uint64 // bus errors ridden out (a corrupt or truncated segment, a checksum mismatch)
 	Refused   uint64 // reads refused for forged or torn words (framebus.ConsumerStats.Refused)
 	Resyncs   uint64 // re-synchronisations after a forged sequence number (ConsumerStats.Resyncs)
+
+	// Options.HoldFrames: frames held until the next Next, and holds
+	// refused (those frames were delivered unheld).
+	Held, HoldsRefused uint64
 }
 
 // Feed is a consumer that reads the newest frame of a bus and keeps doing
@@ -157,6 +171,9 @@ type Feed struct {
 
 	refused, resyncs uint64 // the current consumer's, as last seen
 	lastRefusalLog   time.Time
+
+	hold    framebus.Hold // Options.HoldFrames: the last frame delivered, held
+	holding bool
 }
 
 // copyFrames is how many frames the feed reads in copy mode after a
@@ -205,6 +222,7 @@ func (f *Feed) Join(ctx context.Context) error {
 func (f *Feed) Close() error { return f.closeConsumer() }
 
 func (f *Feed) closeConsumer() error {
+	f.release()
 	if f.c == nil {
 		return nil
 	}
@@ -240,6 +258,7 @@ func (f *Feed) Next(ctx context.Context) (*framebus.Frame, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err // (a consumer with a frame ready would not look)
 	}
+	f.release() // the previous frame's hold
 	if f.c == nil {
 		if err := f.join(ctx); err != nil {
 			return nil, err
@@ -272,6 +291,14 @@ func (f *Feed) Next(ctx context.Context) (*framebus.Frame, error) {
 			f.logged = ""
 		}
 		f.wait = nil
+		if f.o.HoldFrames && !f.copied {
+			if h, err := fr.Hold(); err == nil {
+				f.hold, f.holding = h, true
+				f.st.Held++
+			} else {
+				f.st.HoldsRefused++
+			}
+		}
 		f.st.Frames++
 		f.st.Dropped += fr.Dropped
 		fr.Dropped += f.discard
@@ -531,7 +558,12 @@ func (f *Feed) readCopy(ctx context.Context) (*framebus.Frame, error) {
 // copied frames always did). A frame that did not is counted as dropped in
 // the next frame, and the feed switches to copy mode for a while.
 func (f *Feed) Keep(fr *framebus.Frame) bool {
-	if f.copied || fr.Valid() {
+	if f.holding && f.hold.Seq() == fr.Seq {
+		if f.hold.Valid() {
+			return true
+		}
+		// taken back by the producer's lease: as overwritten
+	} else if f.copied || fr.Valid() {
 		return true
 	}
 	f.st.Discarded++
@@ -540,6 +572,14 @@ func (f *Feed) Keep(fr *framebus.Frame) bool {
 	f.discard += 1 + fr.Dropped
 	f.copyLeft = copyFrames
 	return false
+}
+
+// release ends the hold of the last frame delivered (Options.HoldFrames).
+func (f *Feed) release() {
+	if f.holding {
+		f.hold.Release() // an error only says the consumer closed, which released it
+		f.holding = false
+	}
 }
 
 // End says how Run ended without an error.

@@ -344,3 +344,61 @@ func TestFeedRidesOutChecksum(t *testing.T) {
 		t.Fatalf("after it: frame %d, stats %+v, logged %q", fr.Data[0], f.Stats(), logged)
 	}
 }
+
+// HoldFrames: on 3 slots each frame is held until the next Next, so a frame
+// the producer laps while it is used stays intact (Keep true, its bytes
+// unchanged), without allocating; on 2 slots (cap 0) every hold is refused,
+// counted, and the feed works as without HoldFrames.
+func TestFeedHoldFrames(t *testing.T) {
+	dir := t.TempDir()
+	p, err := framebus.Create("cam", framebus.ProducerOptions{Dir: dir, Slots: 3, Format: framebus.Format{Width: 64, Height: 16, PixelFormat: framebus.FormatGrey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	f := New("cam", Options{Dir: dir, Timeout: 5 * time.Second, HoldFrames: true})
+	defer f.Close()
+	join(t, f)
+	publish(t, p, 1)
+	fr := nextFrame(t, f)
+	for v := byte(2); v < 10; v++ {
+		publish(t, p, v) // the producer laps the bus around the held slot
+	}
+	if fr.Data[0] != 1 || !f.Keep(fr) {
+		t.Fatalf("held frame: data %d, kept %v", fr.Data[0], f.Keep(fr))
+	}
+	if st := f.Stats(); st.Held != 1 || st.HoldsRefused != 0 || st.Discarded != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := p.Publish(nil, framebus.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		fr, err := f.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Keep(fr)
+	})
+	if allocs != 0 || f.Stats().HoldsRefused != 0 {
+		t.Errorf("%.1f allocations per held frame, %d refused; want 0, 0", allocs, f.Stats().HoldsRefused)
+	}
+	f.Close()
+	if s, _ := framebus.Inspect("cam", dir); s.Held != 0 {
+		t.Errorf("%d slots held after Close", s.Held)
+	}
+
+	p2, f2 := joinedFeed(t, 64, 16) // 2 slots
+	publish(t, p2, 1)
+	fr = nextFrame(t, f2)
+	if !f2.Keep(fr) {
+		t.Fatal("an untouched frame is not intact")
+	}
+	f2.o.HoldFrames = true
+	publish(t, p2, 2)
+	fr = nextFrame(t, f2)
+	if st := f2.Stats(); st.HoldsRefused != 1 || st.Held != 0 || !f2.Keep(fr) {
+		t.Fatalf("2 slots: stats %+v", st)
+	}
+}

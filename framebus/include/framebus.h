@@ -149,6 +149,12 @@
 /* framebus_header.flags */
 #define FRAMEBUS_FLAG_CHECKSUM (1u << 0) /* slots carry CRC-32C (Castagnoli) checksums */
 #define FRAMEBUS_FLAG_SHARED_WAKE (1u << 1) /* amendment 7: wake_seq is bumped and woken at every commit */
+#define FRAMEBUS_FLAG_HOLDS (1u << 2) /* amendment 10: the producer honours holds */
+
+/* framebus_consumer_entry.hold_mask: bit i (0-7) holds slot i; bit
+   FRAMEBUS_HOLD_PENDING_SHIFT + i: the grant on slot i is in progress */
+#define FRAMEBUS_HOLD_PENDING_SHIFT 8
+#define FRAMEBUS_HOLD_PENDING(i) (1u << (FRAMEBUS_HOLD_PENDING_SHIFT + (i)))
 
 /* framebus_slot_desc.frame_flags */
 #define FRAMEBUS_FRAME_EOS (1u << 0) /* end of stream: bytes == 0 */
@@ -222,7 +228,13 @@ typedef struct framebus_header {
 	uint8_t reserved_304[16];        /* 304  reserved, zero */
 	uint32_t wake_seq;               /* 320  atomic, amendment 7: shared wake word (futex) */
 	uint32_t wake_waiters;           /* 324  atomic, amendment 7: consumers about to sleep on it */
-	uint8_t reserved_328[184];       /* 328  reserved, zero, up to 511 */
+	uint8_t reserved_328[56];        /* 328  reserved, zero */
+	uint64_t hold_max_ns;            /* 384  amendment 10: the lease, 0 = none */
+	uint64_t holds_granted;          /* 392  atomic, amendment 10 */
+	uint64_t holds_refused;          /* 400  atomic, amendment 10 */
+	uint64_t holds_taken_back;       /* 408  atomic, amendment 10 */
+	uint64_t holds_ignored;          /* 416  atomic, amendment 10 */
+	uint8_t reserved_424[88];        /* 424  reserved, zero, up to 511 */
 } framebus_header;
 
 /* ---- Slot descriptor, slot_count x 128 bytes from slot_table_offset ---------------- */
@@ -254,7 +266,12 @@ typedef struct framebus_consumer_entry {
 	uint64_t heartbeat_ns; /*  48  atomic: consumer CLOCK_MONOTONIC */
 	uint64_t torn_retries; /*  56  atomic */
 	uint64_t pidns;        /*  64  amendment 8: st_ino of the consumer's /proc/self/ns/pid, 0 = unknown */
-	uint8_t reserved_72[56]; /* 72  reserved, zero */
+	uint32_t hold_mask;        /*  72  atomic, amendment 10: held slots, their grants in progress */
+	uint32_t reserved_76;      /*  76  reserved, zero */
+	uint64_t holds_granted;    /*  80  atomic, amendment 10 */
+	uint64_t holds_refused;    /*  88  atomic, amendment 10 */
+	uint64_t holds_taken_back; /*  96  atomic, amendment 10: written by the producer */
+	uint8_t reserved_104[24];  /* 104  reserved, zero */
 } framebus_consumer_entry;
 
 /* ---- Layout checks ---------------------------------------------------------------- */
@@ -306,7 +323,13 @@ FRAMEBUS_CHECK_FIELD(framebus_header, consumers_reclaimed, 296, 8);
 FRAMEBUS_CHECK_FIELD(framebus_header, reserved_304, 304, 16);
 FRAMEBUS_CHECK_FIELD(framebus_header, wake_seq, 320, 4);
 FRAMEBUS_CHECK_FIELD(framebus_header, wake_waiters, 324, 4);
-FRAMEBUS_CHECK_FIELD(framebus_header, reserved_328, 328, 184);
+FRAMEBUS_CHECK_FIELD(framebus_header, reserved_328, 328, 56);
+FRAMEBUS_CHECK_FIELD(framebus_header, hold_max_ns, 384, 8);
+FRAMEBUS_CHECK_FIELD(framebus_header, holds_granted, 392, 8);
+FRAMEBUS_CHECK_FIELD(framebus_header, holds_refused, 400, 8);
+FRAMEBUS_CHECK_FIELD(framebus_header, holds_taken_back, 408, 8);
+FRAMEBUS_CHECK_FIELD(framebus_header, holds_ignored, 416, 8);
+FRAMEBUS_CHECK_FIELD(framebus_header, reserved_424, 424, 88);
 
 FRAMEBUS_STATIC_ASSERT(sizeof(framebus_slot_desc) == FRAMEBUS_SLOT_DESC_SIZE, "slot size");
 FRAMEBUS_CHECK_FIELD(framebus_slot_desc, lock, 0, 8);
@@ -333,7 +356,12 @@ FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, dropped, 40, 8);
 FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, heartbeat_ns, 48, 8);
 FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, torn_retries, 56, 8);
 FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, pidns, 64, 8);
-FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, reserved_72, 72, 56);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, hold_mask, 72, 4);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, reserved_76, 76, 4);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, holds_granted, 80, 8);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, holds_refused, 88, 8);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, holds_taken_back, 96, 8);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, reserved_104, 104, 24);
 
 FRAMEBUS_STATIC_ASSERT(FRAMEBUS_MAGIC == FRAMEBUS_FOURCC('F', 'B', 'U', 'S'), "magic bytes");
 

@@ -110,6 +110,8 @@ func producer(args []string) {
 	group := fs.String("group", "", "group of the files")
 	catchup := fs.Bool("catchup", true, "after falling behind the -interval schedule, publish back to back until caught up (else, like a camera, carry on one interval after the late frame)")
 	memEvery := fs.Duration("memstats", 0, "emit the Go runtime's memory statistics this often (0: never)")
+	slots := fs.Int("slots", 0, "frame slots (0: default)")
+	holdMax := fs.Duration("hold-max", 0, "the lease of consumers' holds (0: none)")
 	fs.Parse(args)
 	if *memEvery > 0 {
 		go memStats(*memEvery)
@@ -128,6 +130,8 @@ func producer(args []string) {
 		Checksum:  *checksum,
 		Heartbeat: *hb,
 		Consumers: *consumers,
+		Slots:     *slots,
+		HoldMax:   *holdMax,
 		Mode:      os.FileMode(*mode),
 		Group:     *group,
 		Dir:       *dir,
@@ -219,7 +223,8 @@ loop:
 	}
 	st := p.Stats()
 	emit("done", map[string]any{"published": published, "last_seq": st.LastSeq, "frames_published": st.FramesPublished,
-		"consumers_reclaimed": st.ConsumersReclaimed, "generation": st.Generation, "corrupt": corrupt})
+		"consumers_reclaimed": st.ConsumersReclaimed, "generation": st.Generation, "corrupt": corrupt,
+		"holds_granted": st.HoldsGranted, "holds_refused": st.HoldsRefused, "holds_taken_back": st.HoldsTakenBack, "holds_ignored": st.HoldsIgnored})
 	if *closeAtEnd {
 		if err := p.Close(); err != nil {
 			fatal(err)
@@ -247,6 +252,8 @@ func consumer(args []string) {
 	memEveryC := fs.Duration("memstats", 0, "emit the Go runtime's memory statistics this often (0: never)")
 	logDrops := fs.Bool("log-drops", false, "emit one line per delivered frame that follows a gap (with its wake-up lag)")
 	guard := fs.Bool("guard", false, "verify zero-copy views under debug.SetPanicOnFault (a view of a truncated file faults)")
+	holdFor := fs.Duration("hold-for", 0, "hold every frame (Frame.Hold) and release it this long after, checking it is intact (0: no holds)")
+	logHolds := fs.Bool("log-holds", false, "emit one line per hold granted")
 	fs.Parse(args)
 
 	if *memEveryC > 0 {
@@ -274,6 +281,7 @@ func consumer(args []string) {
 	if *copyOut {
 		dst = make([]byte, c.Format().FrameSize)
 	}
+	hs := newHolder(*holdFor)
 	for *count == 0 || int(delivered) < *count {
 		var f *framebus.Frame
 		if *copyOut {
@@ -364,16 +372,88 @@ func consumer(args []string) {
 		if *logDrops && f.Dropped > 0 && !*logSeqs {
 			emit("drop", map[string]any{"seq": f.Seq, "dropped": f.Dropped, "wake_ns": f.WakeNS, "commit_ns": f.CommitNS})
 		}
+		if *holdFor > 0 && !*copyOut {
+			hs.hold(f, *logHolds)
+		}
 		if *hold > 0 {
 			time.Sleep(*hold)
 		}
 	}
 end:
+	hs.releaseAll()
 	st := c.Stats()
 	emit("summary", map[string]any{"result": result, "delivered": delivered, "dropped": dropped, "torn_retries": torn,
 		"bad": bad, "first_seq": first, "last_seq": last, "generations": gens, "corrupt": corrupt, "view_faults": viewFaults,
-		"entry_delivered": st.Delivered, "entry_dropped": st.Dropped, "entry_last_seq": st.LastSeq})
+		"entry_delivered": st.Delivered, "entry_dropped": st.Dropped, "entry_last_seq": st.LastSeq,
+		"holds": hs.granted, "hold_refused_cap": hs.refusedCap, "hold_refused_overwritten": hs.refusedOver,
+		"hold_refused_other": hs.refusedOther, "hold_bad": hs.bad, "hold_taken_back": hs.takenBack, "hold_max_ns": hs.maxHeld,
+		"entry_holds_granted": st.HoldsGranted, "entry_holds_refused": st.HoldsRefused, "entry_holds_taken_back": st.HoldsTakenBack})
 	c.Close()
+}
+
+// holder keeps every frame it can (Frame.Hold) for a while, then checks
+// that the frame stayed intact (Valid and its pattern) and releases it.
+type holder struct {
+	keep                             time.Duration
+	q                                []held
+	granted, refusedCap, refusedOver uint64
+	refusedOther, bad, takenBack     uint64
+	maxHeld                          int64
+}
+
+type held struct {
+	h  framebus.Hold
+	at int64
+}
+
+func newHolder(keep time.Duration) *holder { return &holder{keep: keep, q: make([]held, 0, 64)} }
+
+func (hs *holder) hold(f *framebus.Frame, log bool) {
+	now := framebus.Now()
+	h, err := f.Hold()
+	switch {
+	case err == nil:
+		hs.granted++
+		hs.q = append(hs.q, held{h, now})
+		if log {
+			emit("hold", map[string]any{"seq": h.Seq()})
+		}
+	case errors.Is(err, framebus.ErrHoldCap):
+		hs.refusedCap++
+	case errors.Is(err, framebus.ErrOverwritten):
+		hs.refusedOver++
+	default:
+		hs.refusedOther++
+		emit("holderror", map[string]any{"error": err.Error()})
+	}
+	for len(hs.q) > 0 && now-hs.q[0].at >= int64(hs.keep) {
+		hs.release(hs.q[0], now)
+		hs.q = hs.q[1:]
+	}
+}
+
+func (hs *holder) release(x held, now int64) {
+	ok := Check(x.h.Data(), x.h.Seq())
+	valid := x.h.Valid()
+	if !valid {
+		hs.takenBack++
+		emit("takenback", map[string]any{"seq": x.h.Seq(), "held_ns": now - x.at})
+	} else if !ok {
+		hs.bad++
+		emit("holdbad", map[string]any{"seq": x.h.Seq(), "held_ns": now - x.at})
+	}
+	hs.maxHeld = max(hs.maxHeld, now-x.at)
+	if err := x.h.Release(); err != nil {
+		emit("error", map[string]any{"error": err.Error()})
+	}
+}
+
+func (hs *holder) releaseAll() {
+	now := framebus.Now()
+	for _, x := range hs.q {
+		hs.release(x, now)
+	}
+	hs.q = hs.q[:0]
 }
 
 // writeFrame is the read-only proof: it joins a bus as a consumer, takes a
