@@ -59,6 +59,11 @@ int main(void)
 	FIELD("header", framebus_header, consumers_reclaimed);
 	FIELD("header", framebus_header, wake_seq);
 	FIELD("header", framebus_header, wake_waiters);
+	FIELD("header", framebus_header, hold_max_ns);
+	FIELD("header", framebus_header, holds_granted);
+	FIELD("header", framebus_header, holds_refused);
+	FIELD("header", framebus_header, holds_taken_back);
+	FIELD("header", framebus_header, holds_ignored);
 
 	FIELD("slot", framebus_slot_desc, lock);
 	FIELD("slot", framebus_slot_desc, frame_seq);
@@ -81,6 +86,10 @@ int main(void)
 	FIELD("entry", framebus_consumer_entry, heartbeat_ns);
 	FIELD("entry", framebus_consumer_entry, torn_retries);
 	FIELD("entry", framebus_consumer_entry, pidns);
+	FIELD("entry", framebus_consumer_entry, hold_mask);
+	FIELD("entry", framebus_consumer_entry, holds_granted);
+	FIELD("entry", framebus_consumer_entry, holds_refused);
+	FIELD("entry", framebus_consumer_entry, holds_taken_back);
 
 	CONST(MAGIC);
 	CONST(ABI_VERSION);
