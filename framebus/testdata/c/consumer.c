@@ -1299,7 +1299,15 @@ static void rejoin(uint64_t deadline)
 		struct timespec ts = {0, 2 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
-	join_table(); /* restarts the gap accounting at the new generation's last_seq */
+	uint64_t keep = S.last_seq;
+	join_table();
+	/* Amendment 1: when the new generation continued the numbering, keep our last_seq
+	 * (frames committed before we joined, or lost to a truncation, count as dropped);
+	 * when it restarted, restart the gap accounting at its last_seq. */
+	if (S.last_seq >= keep) {
+		S.last_seq = keep;
+		__atomic_store_n(&B.me->last_seq, keep, SEQ_CST);
+	}
 	choose_wake();
 	S.generations++;
 	fprintf(stderr, "consumer: joined generation %" PRIu64 " (was %" PRIu64
