@@ -572,6 +572,24 @@ func TestCConsumerTruncation(t *testing.T) {
 	}
 }
 
+// TestCConsumerFaultOutsideBus: the SIGBUS guard (fbguard.h) repairs only
+// the bus's mappings; a fault on another mapping (consumer.c
+// --fault-outside reads a truncated scratch file once the bus is mapped)
+// still kills the process with SIGBUS.
+func TestCConsumerFaultOutsideBus(t *testing.T) {
+	consumer := cxBuild(t, "consumer")
+	dir := t.TempDir()
+	name := "cxfault" + strconv.Itoa(os.Getpid())
+	prod := cxProducer(t, dir, name, "--fps", "30")
+	seg := filepath.Join(dir, "framebus."+name)
+	cons := cxStart(t, consumer, "--fault-outside", seg, seg+".lock", "10", "5000")
+	if code := cons.wait(t, 20*time.Second); code != -int(syscall.SIGBUS) {
+		t.Errorf("exit status %d, want death by SIGBUS (%d)\n%s", code, -int(syscall.SIGBUS), cons.stderrText())
+	}
+	prod.cmd.Process.Signal(syscall.SIGTERM)
+	prod.wait(t, 20*time.Second)
+}
+
 // ---- amendment 11: wake words heal ----
 
 // TestCConsumerWakeWordsHeal: a C consumer sleeping on its entry's sem

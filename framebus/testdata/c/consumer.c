@@ -20,6 +20,8 @@
  *               default), the header's shared wake word of amendment 7 (shared; refused if
  *               the producer does not set flag bit 1), or the word when the flag is set and
  *               the semaphore otherwise (auto, what framebus's Go consumer does)
+ *   --fault-outside  tests only: once the bus is mapped, read a truncated scratch mapping
+ *               (a fault outside the bus must still kill us with SIGBUS)
  *   --wait-bus  a segment that is not there yet is waited for, up to timeout_ms (else
  *               a missing segment is "producer gone", exit 5)
  *   --spin US   the predictive spin (framebus.h): learn the period from commit times,
@@ -86,6 +88,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -177,6 +180,7 @@ static uint64_t hold_ns;   /* --hold, ns; 0: no holds */
 static int guard_ctl = -1, guard_payload = -1; /* our mappings in fbguard's registry */
 static volatile sig_atomic_t stop_sig; /* SIGINT or SIGTERM received */
 static int retired_noted; /* a forged RETIRED was reported (until READY again) */
+static int fault_outside_test; /* --fault-outside */
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
@@ -1447,6 +1451,26 @@ static void usage(void)
 	exit(EXIT_USAGE);
 }
 
+/* --fault-outside (tests only): a memory fault on a mapping that is not the bus's must
+ * still kill the process with SIGBUS, guard or not: a truncated scratch file, read. */
+static void fault_outside(void)
+{
+	struct rlimit no_core = {0, 0}; /* the death is expected: no core file */
+	setrlimit(RLIMIT_CORE, &no_core);
+	char tmpl[] = "/tmp/fbguard-XXXXXX";
+	int fd = mkstemp(tmpl);
+	if (fd < 0 || ftruncate(fd, 4096) != 0)
+		die(EXIT_SYSTEM, "scratch file: %s", strerror(errno));
+	unlink(tmpl);
+	volatile uint8_t *m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED || ftruncate(fd, 0) != 0)
+		die(EXIT_SYSTEM, "scratch mapping: %s", strerror(errno));
+	fprintf(stderr, "consumer: reading a truncated mapping outside the bus\n");
+	uint8_t v = m[0];
+	fprintf(stderr, "consumer: survived a fault outside the bus (read %u): the guard is wrong\n", v);
+	exit(EXIT_SYSTEM);
+}
+
 /* The wait mode of the generation just attached. */
 static void choose_wake(void)
 {
@@ -1464,6 +1488,10 @@ int main(int argc, char **argv)
 		const char *a = argv[i];
 		if (strcmp(a, "--wait-bus") == 0) {
 			wait_bus = 1;
+			continue;
+		}
+		if (strcmp(a, "--fault-outside") == 0) {
+			fault_outside_test = 1;
 			continue;
 		}
 		if (i + 1 >= argc)
@@ -1523,6 +1551,8 @@ int main(int argc, char **argv)
 
 	uint64_t idle_deadline = now_ns() + timeout_ns;
 	attach(path, idle_deadline, 0);
+	if (fault_outside_test)
+		fault_outside(); /* with the bus's regions registered */
 	choose_wake();
 	join_table();
 	if (BM.ctl != NULL)
