@@ -112,19 +112,19 @@
  *   at most N - 2 held slots at once (the cap; a 2-slot bus allows none). Every access below
  *   is a sequentially consistent atomic (__ATOMIC_SEQ_CST): G4 -> G5 (consumer) and
  *   C3 -> C4 (producer) are a store-buffering pair, acquire/release is not enough.
- *   hold_mask bit i (0..7): the entry holds slot i; FRAMEBUS_HOLD_PENDING (bit 31): a grant
- *   is in progress. Only the owner of an entry sets bits; the owner and the producer clear
+ *   hold_mask bit i (0..7): the entry holds slot i; FRAMEBUS_HOLD_PENDING(i) (bit 8 + i): its
+ *   grant on slot i is in progress. Only the owner of an entry sets bits; the owner and the producer clear
  *   them, always with an atomic read-modify-write (fetch_or / fetch_and / exchange). Holding
  *   the same slot twice shares one bit: the consumer counts its own holds of a slot.
  *
  *   Grant (consumer, right after a read of slot s whose even lock value was l1):
- *     G1 hold_mask |= (1 << s) | FRAMEBUS_HOLD_PENDING
+ *     G1 hold_mask |= (1 << s) | FRAMEBUS_HOLD_PENDING(s)
  *     G2 if slot[s].lock != l1: withdraw (clear both bits; the slot bit only if no earlier
  *        hold of s is still kept), refuse: overwritten
  *     G3 u = union over every entry with state == 2 of (hold_mask & ((1 << N) - 1))
  *        (pending entries and our own included); if popcount(u) > N - 2: withdraw,
  *        refuse: cap
- *     G4 hold_mask &= ~FRAMEBUS_HOLD_PENDING
+ *     G4 hold_mask &= ~FRAMEBUS_HOLD_PENDING(s)
  *     G5 if slot[s].lock != l1: withdraw, refuse: overwritten
  *     granted: holds_granted += 1 in the entry and in the header.
  *   A refusal adds 1 to holds_refused (entry and header) and is never a wait: copy the frame
@@ -134,8 +134,9 @@
  *   took it back (lease or forged words; holds_taken_back tells): the view is no longer valid.
  *
  *   Choice of the back slot (producer with FRAMEBUS_FLAG_HOLDS; replaces commit step 1):
- *     C1 read the hold_mask of every entry with state == 2: held = union of bits 0..N-1 of
- *        the entries without FRAMEBUS_HOLD_PENDING, pending = that of the entries with it
+ *     C1 read the hold_mask m of every entry with state == 2: held = union of the bits i < N
+ *        of m whose FRAMEBUS_HOLD_PENDING(i) is clear, pending = union of those whose
+ *        FRAMEBUS_HOLD_PENDING(i) is set
  *     C2 s = the first of active+1, active+2, ... (mod N, never active) in neither set, else
  *        the first not in held
  *     C3 commit step 2: slot[s].lock += 1 (odd)
@@ -146,8 +147,8 @@
  *   not held. A held slot whose frame's commit_ns is older than hold_max_ns (non-zero), and a
  *   slot C1-C4 cannot avoid (only forged words cause that), is taken back: the producer clears
  *   that bit in every entry holding it, adds 1 to holds_taken_back (each such entry and the
- *   header), then writes the slot. Bits of entries not in state 2 and bits at or past N are
- *   ignored by both sides and counted in the header's holds_ignored by the heartbeat scan.
+ *   header), then writes the slot. Bits of entries not in state 2 and bits at or past N (with
+ *   their pending bits) are ignored by both sides and counted in the header's holds_ignored by the heartbeat scan.
  *
  *   Release: the owner clears the slot's bit when its last hold of that slot ends; leaving,
  *   it clears its whole hold_mask (exchange with 0) before its CAS 2 -> 0. The producer's
@@ -215,9 +216,12 @@
 #define FRAMEBUS_FLAG_SHARED_WAKE (1u << 1) /* amendment 7: wake_seq is bumped and woken at every commit */
 #define FRAMEBUS_FLAG_HOLDS (1u << 2) /* amendment 10: the producer honours consumers' holds */
 
-/* framebus_consumer_entry.hold_mask: bit i (0..7) holds slot i; this bit while a grant is in
- * progress (amendment 10) */
-#define FRAMEBUS_HOLD_PENDING (1u << 31)
+/* framebus_consumer_entry.hold_mask (amendment 10): bit i (0..7) holds slot i; bit
+ * FRAMEBUS_HOLD_PENDING_SHIFT + i, FRAMEBUS_HOLD_PENDING(i): the grant on slot i is in
+ * progress (one pending bit per slot, so that an entry's finished holds stay held while it
+ * grants another) */
+#define FRAMEBUS_HOLD_PENDING_SHIFT 8
+#define FRAMEBUS_HOLD_PENDING(i) (1u << (FRAMEBUS_HOLD_PENDING_SHIFT + (i)))
 
 /* framebus_slot_desc.frame_flags */
 #define FRAMEBUS_FRAME_EOS (1u << 0) /* end of stream: bytes == 0 */
@@ -331,7 +335,7 @@ typedef struct framebus_consumer_entry {
 	uint64_t heartbeat_ns; /*  48  atomic: consumer CLOCK_MONOTONIC */
 	uint64_t torn_retries; /*  56  atomic */
 	uint64_t pidns;        /*  64  amendment 8: st_ino of the consumer's /proc/self/ns/pid, 0 = unknown */
-	uint32_t hold_mask;    /*  72  atomic, amendment 10: bit i holds slot i; FRAMEBUS_HOLD_PENDING */
+	uint32_t hold_mask;    /*  72  atomic, amendment 10: bit i holds slot i; FRAMEBUS_HOLD_PENDING(i) */
 	uint32_t reserved_76;  /*  76  reserved, zero */
 	uint64_t holds_granted;    /*  80  atomic: this consumer's holds granted */
 	uint64_t holds_refused;    /*  88  atomic: this consumer's holds refused */
@@ -429,7 +433,9 @@ FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, holds_taken_back, 96, 8);
 FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, reserved_104, 104, 24);
 
 FRAMEBUS_STATIC_ASSERT(FRAMEBUS_MAGIC == FRAMEBUS_FOURCC('F', 'B', 'U', 'S'), "magic bytes");
-FRAMEBUS_STATIC_ASSERT(FRAMEBUS_MAX_SLOTS <= 31, "hold_mask: slot bits below FRAMEBUS_HOLD_PENDING");
+FRAMEBUS_STATIC_ASSERT(FRAMEBUS_MAX_SLOTS <= FRAMEBUS_HOLD_PENDING_SHIFT &&
+			       FRAMEBUS_HOLD_PENDING_SHIFT + FRAMEBUS_MAX_SLOTS <= 32,
+		       "hold_mask: slot bits, then their pending bits");
 
 #undef FRAMEBUS_CHECK_FIELD
 

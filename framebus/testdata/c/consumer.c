@@ -981,11 +981,11 @@ static int read_newest(struct frame *f, uint64_t deadline, int copy)
 
 enum { HOLD_GRANTED, HOLD_OVERWRITTEN, HOLD_CAP, HOLD_UNSUPPORTED };
 
-/* Takes back what G1 set: the pending bit, and the slot's bit unless an earlier hold of the
- * same slot still keeps it (one bit per slot). */
+/* Takes back what G1 set: the slot's pending bit, and the slot's bit unless an earlier hold
+ * of the same slot still keeps it (one bit per slot). */
 static void hold_withdraw(uint32_t s)
 {
-	uint32_t clear = FRAMEBUS_HOLD_PENDING | (held_count[s] == 0 ? 1u << s : 0);
+	uint32_t clear = FRAMEBUS_HOLD_PENDING(s) | (held_count[s] == 0 ? 1u << s : 0);
 	__atomic_fetch_and(&B.me->hold_mask, ~clear, SEQ_CST);
 }
 
@@ -1007,7 +1007,7 @@ static int hold_grant(uint32_t s, uint64_t l1)
 	framebus_consumer_entry *me = B.me;
 	uint64_t *lock = &B.slots[s].lock;
 	uint32_t n = B.slot_count, bits = (1u << n) - 1;
-	__atomic_fetch_or(&me->hold_mask, (1u << s) | FRAMEBUS_HOLD_PENDING, SEQ_CST); /* G1 */
+	__atomic_fetch_or(&me->hold_mask, (1u << s) | FRAMEBUS_HOLD_PENDING(s), SEQ_CST); /* G1 */
 	if (__atomic_load_n(lock, SEQ_CST) != l1) {                                    /* G2 */
 		hold_withdraw(s);
 		return hold_refuse(HOLD_OVERWRITTEN);
@@ -1022,7 +1022,7 @@ static int hold_grant(uint32_t s, uint64_t l1)
 		hold_withdraw(s);
 		return hold_refuse(HOLD_CAP);
 	}
-	__atomic_fetch_and(&me->hold_mask, ~FRAMEBUS_HOLD_PENDING, SEQ_CST); /* G4 */
+	__atomic_fetch_and(&me->hold_mask, ~FRAMEBUS_HOLD_PENDING(s), SEQ_CST); /* G4 */
 	if (__atomic_load_n(lock, SEQ_CST) != l1) {                          /* G5 */
 		hold_withdraw(s);
 		return hold_refuse(HOLD_OVERWRITTEN);

@@ -809,7 +809,8 @@ static void wake_all(struct seg *s)
 /* ---- holds (amendment 10; framebus.h, "Holds") ----------------------------------------- */
 
 /* C1: the slots held by finished grants (returned) and by grants in progress (*pending):
- * the union of bits 0..N-1 of the entries in state 2, by whether HOLD_PENDING is set. */
+ * the union over the entries in state 2 of the bits i < N, by whether the entry's
+ * FRAMEBUS_HOLD_PENDING(i) is set. */
 static uint32_t hold_sets(struct seg *s, uint32_t *pending)
 {
 	uint32_t bits = (1u << s->slot_count) - 1, held = 0, pend = 0;
@@ -818,10 +819,9 @@ static uint32_t hold_sets(struct seg *s, uint32_t *pending)
 		if (__atomic_load_n(&e->state, SEQ_CST) != FRAMEBUS_ENTRY_ACTIVE)
 			continue;
 		uint32_t m = __atomic_load_n(&e->hold_mask, SEQ_CST);
-		if (m & FRAMEBUS_HOLD_PENDING)
-			pend |= m & bits;
-		else
-			held |= m & bits;
+		uint32_t p = m >> FRAMEBUS_HOLD_PENDING_SHIFT;
+		pend |= m & bits & p;
+		held |= m & bits & ~p;
 	}
 	*pending = pend;
 	return held;
@@ -933,14 +933,15 @@ static uint32_t begin_slot(struct seg *s)
 static void count_ignored_holds(struct seg *s)
 {
 	uint32_t bits = (1u << s->slot_count) - 1;
+	uint32_t valid = bits | bits << FRAMEBUS_HOLD_PENDING_SHIFT;
 	uint64_t ignored = 0;
 	for (uint32_t i = 0; i < s->consumer_capacity; i++) {
 		framebus_consumer_entry *e = &s->table[i];
-		uint32_t m = __atomic_load_n(&e->hold_mask, SEQ_CST) & ~FRAMEBUS_HOLD_PENDING;
+		uint32_t m = __atomic_load_n(&e->hold_mask, SEQ_CST);
 		if (__atomic_load_n(&e->state, SEQ_CST) != FRAMEBUS_ENTRY_ACTIVE)
 			ignored += (uint64_t)__builtin_popcount(m);
 		else
-			ignored += (uint64_t)__builtin_popcount(m & ~bits);
+			ignored += (uint64_t)__builtin_popcount(m & ~valid);
 	}
 	if (ignored > 0)
 		__atomic_fetch_add(&s->h->holds_ignored, ignored, SEQ_CST);
