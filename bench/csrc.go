@@ -17,6 +17,7 @@ var cSources embed.FS
 var cSourceFiles = map[string]string{
 	"framebus.h": "../framebus/include/framebus.h",
 	"crc32c.h":   "../framebus/testdata/c/crc32c.h",
+	"fbguard.h":  "../framebus/testdata/c/fbguard.h",
 	"benchctl.h": "../framebus/testdata/c/benchctl.h",
 	"producer.c": "../framebus/testdata/c/producer.c",
 	"consumer.c": "../framebus/testdata/c/consumer.c",

@@ -15,6 +15,7 @@ import (
 var files = map[string]string{
 	"framebus.h": "../framebus/include/framebus.h",
 	"crc32c.h":   "../framebus/testdata/c/crc32c.h",
+	"fbguard.h":  "../framebus/testdata/c/fbguard.h",
 	"benchctl.h": "../framebus/testdata/c/benchctl.h",
 	"producer.c": "../framebus/testdata/c/producer.c",
 	"consumer.c": "../framebus/testdata/c/consumer.c",

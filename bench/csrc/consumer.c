@@ -20,12 +20,21 @@
  *               default), the header's shared wake word of amendment 7 (shared; refused if
  *               the producer does not set flag bit 1), or the word when the flag is set and
  *               the semaphore otherwise (auto, what framebus's Go consumer does)
+ *   --fault-outside  tests only: once the bus is mapped, read a truncated scratch mapping
+ *               (a fault outside the bus must still kill us with SIGBUS)
  *   --wait-bus  a segment that is not there yet is waited for, up to timeout_ms (else
  *               a missing segment is "producer gone", exit 5)
  *   --spin US   the predictive spin (framebus.h): learn the period from commit times,
  *               sleep until just before the next frame is due, then spin on the wake word
  *               (or the active slot) for at most US microseconds; a miss falls back to the
  *               futex sleep. 0 (the default): never spin
+ *   --hold MS   amendment 10: read every frame zero-copy and take a hold on it (the grant
+ *               G1-G5 of framebus.h), keep it MS milliseconds while checking the data (a
+ *               CRC-32C of the bytes, computed at the start of the hold, again every 10 ms and
+ *               at its end, and the slot's lock), then release it. A refused hold (the cap, a
+ *               slot overwritten before the grant finished, or a bus without flag bit 2) falls
+ *               back to copying the frame out under the sequence lock. Holds are released on
+ *               every exit, SIGINT and SIGTERM included.
  * Bench mode (framebus bench; the control file is described in benchctl.h):
  *   --bench FILE   time every frame (the producer's hand-off time is in its metadata) and
  *               write the measurements to FILE at the end; frames are read as zero-copy
@@ -44,12 +53,26 @@
  *       then " refused=<n> resyncs=<n>": reads refused for words no honest producer writes
  *       (a frame newer than the header's last_seq, active out of range, impossible sizes:
  *       amendment 9, counted, never an error of the stream) and re-synchronisations of a
- *       last_seq moved ahead by a forged word; with --spin, " spin_hits=<n> spin_misses=<n>".
+ *       last_seq moved ahead by a forged word;
+ *       then " holds=<n> hold_refused=<n> overwritten_while_held=<n>" (--hold: holds granted,
+ *       refused, and granted holds whose data or lock changed while held: always 0 with an
+ *       honest producer), " truncations=<n> generations=<n>" (the segment found truncated
+ *       under our mapping, by a memory fault or its file size, and generations joined after
+ *       the first), " retired_ignored=<n>" (RETIRED seen on the very file behind the name while
+ *       its producer is alive: a forged word, ignored) and " wake_repairs=<n>" (amendment 11:
+ *       wake_waiters counted again after a missed wake); with --spin,
+ *       " spin_hits=<n> spin_misses=<n>".
  * Diagnostics go to stderr.
+ *
+ * A segment file truncated under our mappings does not kill us (fbguard.h): the fault maps
+ * zero pages over the mapping, the frame being read is discarded, and we join the next
+ * generation the producer publishes under the name, as for a replaced file.
  *
  * Exit codes: 0 done (count frames or end of stream), 1 system error, 2 usage,
  *             3 the segment's header violates the contract, 4 idle timeout,
  *             5 producer gone, stalled, broken or retired without end of stream, table full.
+ *             SIGINT/SIGTERM: holds released, entry left, summary printed, then the signal's
+ *             default action.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -65,6 +88,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -72,6 +96,7 @@
 
 #include "benchctl.h"
 #include "crc32c.h"
+#include "fbguard.h"
 #include "framebus.h"
 
 #ifndef F_OFD_GETLK
@@ -138,6 +163,8 @@ struct stats {
 	uint64_t crc_bad;
 	int eos;
 	uint64_t gap; /* frames missed just before the last one taken */
+	uint64_t holds, hold_refused, overwritten_held; /* --hold */
+	uint64_t truncations, generations, retired_ignored, wake_repairs;
 };
 
 static struct bus B = {.fd = -1};
@@ -149,6 +176,11 @@ static int ever_joined; /* print the summary on every exit after the first join 
 static int wait_bus;    /* --wait-bus: a missing segment is waited for (the timeout) */
 static int64_t spin_limit; /* --spin, ns; 0: no spin */
 static uint64_t spin_hits, spin_misses;
+static uint64_t hold_ns;   /* --hold, ns; 0: no holds */
+static int guard_ctl = -1, guard_payload = -1; /* our mappings in fbguard's registry */
+static volatile sig_atomic_t stop_sig; /* SIGINT or SIGTERM received */
+static int retired_noted; /* a forged RETIRED was reported (until READY again) */
+static int fault_outside_test; /* --fault-outside */
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
@@ -173,6 +205,11 @@ static void print_summary(void)
 	       " crc_bad=%" PRIu64 " eos=%d",
 	       S.delivered, S.dropped, S.torn, S.crc_bad, S.eos);
 	printf(" refused=%" PRIu64 " resyncs=%" PRIu64, S.refused, S.resyncs);
+	printf(" holds=%" PRIu64 " hold_refused=%" PRIu64 " overwritten_while_held=%" PRIu64,
+	       S.holds, S.hold_refused, S.overwritten_held);
+	printf(" truncations=%" PRIu64 " generations=%" PRIu64 " retired_ignored=%" PRIu64
+	       " wake_repairs=%" PRIu64, S.truncations, S.generations, S.retired_ignored,
+	       S.wake_repairs);
 	if (spin_limit > 0)
 		printf(" spin_hits=%" PRIu64 " spin_misses=%" PRIu64, spin_hits, spin_misses);
 	printf("\n");
@@ -180,6 +217,9 @@ static void print_summary(void)
 }
 
 static void leave_table(void);
+
+/* --hold: how many holds of each slot we keep (one bit per slot in hold_mask). */
+static uint32_t held_count[FRAMEBUS_MAX_SLOTS];
 
 static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 static void die(int code, const char *fmt, ...)
@@ -197,14 +237,16 @@ static void die(int code, const char *fmt, ...)
 	exit(code);
 }
 
-static void on_sigbus(int sig)
+static void on_stop(int sig)
 {
-	static const char msg[] =
-		"consumer: SIGBUS: the segment file was truncated under the mapping\n";
-	(void)sig;
-	ssize_t r = write(2, msg, sizeof msg - 1);
-	(void)r;
-	_exit(EXIT_GONE);
+	stop_sig = sig;
+}
+
+/* 1 when a memory fault found our mapping of the segment truncated (fbguard.h): what was
+ * read since is zeros and must not be used. */
+static int bus_truncated(void)
+{
+	return fbguard_truncated(guard_ctl) || fbguard_truncated(guard_payload);
 }
 
 static const char *state_name(uint32_t s)
@@ -267,18 +309,36 @@ static void bump_version_mismatch(int fd)
 	munmap(p, (size_t)page);
 }
 
-#define INVALID(...) die(EXIT_INVALID, __VA_ARGS__)
+/* Why the last soft attach failed (printed when the rejoin gives up). */
+static char attach_why[256];
 
-/* Opens and validates the segment, maps it. Waits (until deadline) while INITIALIZING. */
-static void attach(const char *path, uint64_t deadline)
+/* In attach: the file is not a usable segment. Fatal (exit 3), or with soft (a rejoin after
+ * a truncation, while the producer may be replacing the file) a failure to retry. */
+#define INVALID(...)                                                                       \
+	do {                                                                               \
+		if (soft) {                                                                \
+			snprintf(attach_why, sizeof attach_why, __VA_ARGS__);              \
+			close(fd);                                                         \
+			return -1;                                                         \
+		}                                                                          \
+		die(EXIT_INVALID, __VA_ARGS__);                                            \
+	} while (0)
+
+/* Opens and validates the segment, maps it. Waits (until deadline) while INITIALIZING.
+ * 0 when attached; -1 (soft only) when the file is missing or not a usable segment. */
+static int attach(const char *path, uint64_t deadline, int soft)
 {
 	int fd;
 	for (;;) {
 		fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-		if (fd >= 0 || errno != ENOENT || !wait_bus || now_ns() >= deadline)
+		if (fd >= 0 || errno != ENOENT || !wait_bus || soft || now_ns() >= deadline)
 			break;
 		struct timespec ts = {0, 2 * 1000 * 1000}; /* --wait-bus: not there yet */
 		nanosleep(&ts, NULL);
+	}
+	if (fd < 0 && soft && errno == ENOENT) {
+		snprintf(attach_why, sizeof attach_why, "%s: no such file", path);
+		return -1;
 	}
 	if (fd < 0)
 		die(errno == ENOENT ? EXIT_GONE : EXIT_SYSTEM, "open %s: %s", path,
@@ -304,12 +364,13 @@ static void attach(const char *path, uint64_t deadline)
 				FRAMEBUS_MAGIC);
 		if (hdr.abi_version != FRAMEBUS_ABI_VERSION) {
 			bump_version_mismatch(fd);
+			soft = 0; /* a refusal, not a file in the making */
 			INVALID("%s: abi_version %u, want %d", path, hdr.abi_version,
 				FRAMEBUS_ABI_VERSION);
 		}
 		if (hdr.state != FRAMEBUS_STATE_INITIALIZING)
 			break;
-		if (now_ns() >= deadline)
+		if (soft || now_ns() >= deadline)
 			INVALID("%s: state still INITIALIZING at the deadline", path);
 		struct timespec ts = {0, 10 * 1000 * 1000};
 		nanosleep(&ts, NULL);
@@ -390,6 +451,9 @@ static void attach(const char *path, uint64_t deadline)
 			     (off_t)hdr.payload_offset);
 	if (payload == MAP_FAILED)
 		die(EXIT_SYSTEM, "mmap payload of %s: %s", path, strerror(errno));
+	/* From here on a truncation of the file reads zeros instead of killing us. */
+	guard_ctl = fbguard_add(ctl, (size_t)hdr.payload_offset, PROT_READ | PROT_WRITE);
+	guard_payload = fbguard_add(payload, payload_len, PROT_READ);
 
 	B.path = path;
 	B.fd = fd;
@@ -420,10 +484,14 @@ static void attach(const char *path, uint64_t deadline)
 		if (frame_buf == NULL)
 			die(EXIT_SYSTEM, "malloc %zu bytes: out of memory", frame_buf_len);
 	}
+	return 0;
 }
 
 static void detach(void)
 {
+	fbguard_remove(guard_ctl); /* before the munmap, always */
+	fbguard_remove(guard_payload);
+	guard_ctl = guard_payload = -1;
 	if (B.ctl)
 		munmap(B.ctl, B.ctl_len);
 	if (B.payload)
@@ -481,6 +549,12 @@ static void join_table(void)
 		__atomic_store_n(&e->torn_retries, 0, SEQ_CST);
 		__atomic_store_n(&e->sem, 0, SEQ_CST);
 		__atomic_store_n(&e->waiters, 0, SEQ_CST);
+		/* Amendment 10: a joiner stores 0 in hold_mask (a dead holder's bits may be left
+		 * by a producer that does not know holds) and zeroes its hold counters. */
+		__atomic_store_n(&e->hold_mask, 0, SEQ_CST);
+		__atomic_store_n(&e->holds_granted, 0, SEQ_CST);
+		__atomic_store_n(&e->holds_refused, 0, SEQ_CST);
+		__atomic_store_n(&e->holds_taken_back, 0, SEQ_CST);
 		expect = FRAMEBUS_ENTRY_CLAIMING;
 		if (!__atomic_compare_exchange_n(&e->state, &expect, FRAMEBUS_ENTRY_ACTIVE, 0,
 						 SEQ_CST, SEQ_CST)) {
@@ -507,6 +581,9 @@ static void leave_table(void)
 	if (!B.joined)
 		return;
 	B.joined = 0;
+	/* Amendment 10: every hold released before the CAS 2 -> 0. */
+	__atomic_exchange_n(&B.me->hold_mask, 0, SEQ_CST);
+	memset(held_count, 0, sizeof held_count);
 	__atomic_store_n(&B.me->pidns, 0, SEQ_CST); /* amendment 8: before the CAS 2 -> 0 */
 	uint32_t expect = FRAMEBUS_ENTRY_ACTIVE;
 	__atomic_compare_exchange_n(&B.me->state, &expect, FRAMEBUS_ENTRY_FREE, 0, SEQ_CST,
@@ -517,6 +594,8 @@ static void leave_table(void)
 /* Re-joins if the entry is no longer ours (section 2). Keeps the local gap accounting. */
 static void check_entry(void)
 {
+	if (bus_truncated())
+		return; /* zeros: the main loop rejoins */
 	uint32_t st = __atomic_load_n(&B.me->state, SEQ_CST);
 	uint64_t tok = __atomic_load_n(&B.me->token, SEQ_CST);
 	if (st == FRAMEBUS_ENTRY_ACTIVE && tok == B.token)
@@ -692,14 +771,20 @@ static int spin_for(int64_t end)
 	}
 }
 
-/* Sleeps until a wake. Returns 1 when woken (a wake, or a spin caught a frame), 0 when the
+/* Sleeps until a wake. Returns 1 when woken (a wake, or a spin caught a frame; also when
+ * the mapping was found truncated or a stop signal came, for the caller to see), 0 when the
  * deadline (the next heartbeat check) passed. The word and its expected value are read
- * before the pending check, and waiters += 1 before the sleep, all seq_cst: the handshakes
- * of section 5 and amendment 7. */
+ * before the pending check, and the waiters word written before the sleep, all seq_cst: the
+ * handshakes of section 5 and amendment 7. Amendment 11: the entry's waiters is stored 1
+ * before the sleep and 0 after it (one owner: a forged value lasts one sleep at most); on
+ * the shared word, a wait that timed out while wake_seq moved (a commit that woke nobody:
+ * wake_waiters was forged low) counts us in wake_waiters once more, for good. */
 static int wait_wake(uint64_t deadline)
 {
 	framebus_consumer_entry *e = B.me;
 	for (;;) {
+		if (stop_sig || bus_truncated())
+			return 1;
 		uint32_t *word, *waiters, val = 0;
 		if (use_shared) {
 			word = &B.h->wake_seq;
@@ -728,19 +813,37 @@ static int wait_wake(uint64_t deadline)
 			}
 		}
 		struct timespec ts = {(time_t)(timeout / 1000000000u), (long)(timeout % 1000000000u)};
-		__atomic_fetch_add(waiters, 1, SEQ_CST);
+		if (use_shared)
+			__atomic_fetch_add(waiters, 1, SEQ_CST);
+		else
+			__atomic_store_n(waiters, 1, SEQ_CST); /* amendment 11 */
 		if (use_shared && frame_pending()) {
 			__atomic_fetch_sub(waiters, 1, SEQ_CST);
+			return 1;
+		}
+		if (bus_truncated()) { /* a word above read zeros: no futex on them */
+			if (use_shared)
+				__atomic_fetch_sub(waiters, 1, SEQ_CST);
 			return 1;
 		}
 		/* Shared futex (FUTEX_WAIT, not FUTEX_WAIT_PRIVATE): the waker is another process. */
 		long r = syscall(SYS_futex, word, FUTEX_WAIT, val, &ts, NULL, 0);
 		int err = errno;
-		__atomic_fetch_sub(waiters, 1, SEQ_CST);
+		if (use_shared)
+			__atomic_fetch_sub(waiters, 1, SEQ_CST);
+		else
+			__atomic_store_n(waiters, 0, SEQ_CST); /* amendment 11 */
 		if (r != 0 && err != ETIMEDOUT && err != EAGAIN && err != EINTR)
 			die(EXIT_SYSTEM, "futex wait: %s", strerror(err));
-		if (use_shared && __atomic_load_n(word, SEQ_CST) != val)
+		if (use_shared && __atomic_load_n(word, SEQ_CST) != val) {
+			if (r != 0 && err == ETIMEDOUT && !bus_truncated()) {
+				/* Amendment 11: the producer committed and nothing woke us: we
+				 * were not counted (wake_waiters forged low). Count us again. */
+				__atomic_fetch_add(waiters, 1, SEQ_CST);
+				S.wake_repairs++;
+			}
 			return 1;
+		}
 		if (r != 0 && err == ETIMEDOUT && early != 0)
 			spin_overslept((int64_t)now_ns() - early); /* the window opens */
 		/* Woken, changed, interrupted or timed out: look again, then the deadline. */
@@ -761,6 +864,7 @@ struct frame {
 	uint8_t user_meta[FRAMEBUS_USER_META_MAX];
 	uint64_t torn; /* reads of this frame that lost the race with the producer */
 	int crc_bad;
+	int held; /* --hold: a hold on the slot was granted (released by hold_keep) */
 	const uint8_t *view; /* the data in the read-only mapping */
 };
 
@@ -873,12 +977,154 @@ static int read_newest(struct frame *f, uint64_t deadline, int copy)
 	}
 }
 
+/* ---- holds (amendment 10; framebus.h, "Holds") ------------------------------------------ */
+
+enum { HOLD_GRANTED, HOLD_OVERWRITTEN, HOLD_CAP, HOLD_UNSUPPORTED };
+
+/* Takes back what G1 set: the slot's pending bit, and the slot's bit unless an earlier hold
+ * of the same slot still keeps it (one bit per slot). */
+static void hold_withdraw(uint32_t s)
+{
+	uint32_t clear = FRAMEBUS_HOLD_PENDING(s) | (held_count[s] == 0 ? 1u << s : 0);
+	__atomic_fetch_and(&B.me->hold_mask, ~clear, SEQ_CST);
+}
+
+static int hold_refuse(int why)
+{
+	S.hold_refused++;
+	if (why != HOLD_UNSUPPORTED) { /* on a bus without holds these are reserved bytes */
+		__atomic_fetch_add(&B.me->holds_refused, 1, SEQ_CST);
+		__atomic_fetch_add(&B.h->holds_refused, 1, SEQ_CST);
+	}
+	return why;
+}
+
+/* The grant, G1-G5, right after a read of slot s under even lock value l1. Never waits. */
+static int hold_grant(uint32_t s, uint64_t l1)
+{
+	if (!(B.flags & FRAMEBUS_FLAG_HOLDS))
+		return hold_refuse(HOLD_UNSUPPORTED);
+	framebus_consumer_entry *me = B.me;
+	uint64_t *lock = &B.slots[s].lock;
+	uint32_t n = B.slot_count, bits = (1u << n) - 1;
+	__atomic_fetch_or(&me->hold_mask, (1u << s) | FRAMEBUS_HOLD_PENDING(s), SEQ_CST); /* G1 */
+	if (__atomic_load_n(lock, SEQ_CST) != l1) {                                    /* G2 */
+		hold_withdraw(s);
+		return hold_refuse(HOLD_OVERWRITTEN);
+	}
+	uint32_t u = 0; /* G3: the slots held or being granted, ours included */
+	for (uint32_t i = 0; i < B.consumer_capacity; i++) {
+		framebus_consumer_entry *e = &B.table[i];
+		if (__atomic_load_n(&e->state, SEQ_CST) == FRAMEBUS_ENTRY_ACTIVE)
+			u |= __atomic_load_n(&e->hold_mask, SEQ_CST) & bits;
+	}
+	if ((uint32_t)__builtin_popcount(u) > n - 2) {
+		hold_withdraw(s);
+		return hold_refuse(HOLD_CAP);
+	}
+	__atomic_fetch_and(&me->hold_mask, ~FRAMEBUS_HOLD_PENDING(s), SEQ_CST); /* G4 */
+	if (__atomic_load_n(lock, SEQ_CST) != l1) {                          /* G5 */
+		hold_withdraw(s);
+		return hold_refuse(HOLD_OVERWRITTEN);
+	}
+	held_count[s]++;
+	S.holds++;
+	__atomic_fetch_add(&me->holds_granted, 1, SEQ_CST);
+	__atomic_fetch_add(&B.h->holds_granted, 1, SEQ_CST);
+	return HOLD_GRANTED;
+}
+
+/* Ends one hold of slot s: the bit is cleared with the last of them. */
+static void hold_release(uint32_t s)
+{
+	if (held_count[s] == 0)
+		return;
+	if (--held_count[s] == 0)
+		__atomic_fetch_and(&B.me->hold_mask, ~(1u << s), SEQ_CST);
+}
+
+/* A refused hold: the frame copied out of the view under its sequence lock. 0: torn. */
+static int copy_checked(struct frame *f)
+{
+	memcpy(frame_buf, f->view, (size_t)f->bytes);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&B.slots[f->slot].lock, RELAXED) != f->lock)
+		return 0;
+	if (B.flags & FRAMEBUS_FLAG_CHECKSUM)
+		f->crc_bad = crc32c(frame_buf, (size_t)f->bytes) != f->checksum;
+	return 1;
+}
+
+/* Keeps a granted hold hold_ns long, checking every 10 ms that neither the bytes (their
+ * CRC-32C at the start of the hold) nor the slot's lock changed, then releases it. The first
+ * bytes go to frame_buf for the frame's line. */
+static void hold_keep(struct frame *f)
+{
+	const uint8_t *v = f->view;
+	size_t n = (size_t)f->bytes;
+	uint64_t *lock = &B.slots[f->slot].lock;
+	memcpy(frame_buf, v, n < 8 ? n : 8);
+	uint32_t c0 = crc32c(v, n);
+	if (B.flags & FRAMEBUS_FLAG_CHECKSUM)
+		f->crc_bad |= c0 != f->checksum;
+	uint64_t end = now_ns() + hold_ns;
+	int changed = 0;
+	for (;;) {
+		uint64_t now = now_ns();
+		if (now >= end || stop_sig || bus_truncated())
+			break;
+		uint64_t d = end - now < 10000000u ? end - now : 10000000u;
+		struct timespec ts = {0, (long)d};
+		nanosleep(&ts, NULL);
+		if (crc32c(v, n) != c0 || __atomic_load_n(lock, SEQ_CST) != f->lock) {
+			changed = 1;
+			break;
+		}
+	}
+	if (!changed)
+		changed = crc32c(v, n) != c0 || __atomic_load_n(lock, SEQ_CST) != f->lock;
+	if (changed && !bus_truncated()) {
+		S.overwritten_held++;
+		fprintf(stderr, "consumer: frame %" PRIu64 " in slot %" PRIu32 " changed while held "
+				"(lock %" PRIu64 " -> %" PRIu64 ", taken back %" PRIu64 ")\n",
+			f->seq, f->slot, f->lock, __atomic_load_n(lock, SEQ_CST),
+			__atomic_load_n(&B.me->holds_taken_back, SEQ_CST));
+	}
+	hold_release(f->slot);
+	f->held = 0;
+}
+
 /* Reads the newest frame and applies section 5 step 4. Returns 1 if a new frame was taken
- * (f says which; the end of stream sets S.eos), 0 if there was nothing new. */
+ * (f says which; the end of stream sets S.eos), 0 if there was nothing new, or if the mapping
+ * was found truncated (the frame read is then zeros, or part zeros: never delivered). With
+ * --hold a data frame is taken only with a hold granted, or copied out under its lock. */
 static int take_newest(struct frame *f, uint64_t deadline, int copy)
 {
-	if (!read_newest(f, deadline, copy) || f->seq == 0 || f->seq <= S.last_seq)
-		return 0;
+	for (;;) {
+		f->held = 0;
+		if (!read_newest(f, deadline, copy) || bus_truncated() || f->seq == 0 ||
+		    f->seq <= S.last_seq)
+			return 0;
+		if (hold_ns == 0 || (f->frame_flags & FRAMEBUS_FRAME_EOS) || f->bytes == 0)
+			break;
+		int r = hold_grant(f->slot, f->lock);
+		if (bus_truncated()) {
+			if (r == HOLD_GRANTED)
+				hold_release(f->slot);
+			return 0;
+		}
+		if (r == HOLD_GRANTED) {
+			f->held = 1;
+			break;
+		}
+		if (r != HOLD_OVERWRITTEN && copy_checked(f) && !bus_truncated())
+			break;
+		if (bus_truncated())
+			return 0;
+		/* Overwritten before the grant finished, or while being copied: a torn read. */
+		S.torn++;
+		__atomic_fetch_add(&B.me->torn_retries, 1, SEQ_CST);
+	}
 	uint64_t gap = f->seq > S.last_seq + 1 ? f->seq - S.last_seq - 1 : 0;
 	if (gap > 0) {
 		S.dropped += gap;
@@ -907,7 +1153,7 @@ static int take_newest(struct frame *f, uint64_t deadline, int copy)
 	return 1;
 }
 
-/* The line of a delivered data frame (the test mode). */
+/* The line of a delivered data frame (the test mode): its first bytes are in frame_buf. */
 static void print_frame(const struct frame *f)
 {
 	uint8_t first[8] = {0};
@@ -1025,16 +1271,82 @@ static int name_moved(void)
 	return st.st_dev != B.dev || st.st_ino != B.ino;
 }
 
-static void follow_generation(uint64_t deadline)
+/* 1 if the name still names the file we have mapped. */
+static int name_is_ours(void)
+{
+	struct stat st;
+	return stat(B.path, &st) == 0 && st.st_dev == B.dev && st.st_ino == B.ino;
+}
+
+static void choose_wake(void);
+static void finish_on_signal(void) __attribute__((noreturn));
+
+/* Leaves this generation and joins the segment behind the name, waiting (until deadline)
+ * while it is missing or not usable yet: the producer may be replacing a truncated file,
+ * and a file just renamed over the name may itself be truncated before we map it. */
+static void rejoin(uint64_t deadline)
 {
 	uint64_t old_gen = B.generation;
 	leave_table();
 	detach();
-	attach(B.path, deadline);
-	join_table(); /* restarts the gap accounting at the new generation's last_seq */
+	for (;;) {
+		if (stop_sig)
+			finish_on_signal();
+		if (attach(B.path, deadline, 1) == 0)
+			break;
+		if (now_ns() >= deadline)
+			die(EXIT_GONE, "no usable segment at %s after generation %" PRIu64 ": %s", B.path,
+			    old_gen, attach_why);
+		if (!owner_alive())
+			die(EXIT_GONE, "%s: producer gone (no lock on %s); last try: %s", B.path,
+			    lock_path, attach_why);
+		struct timespec ts = {0, 2 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	uint64_t keep = S.last_seq;
+	join_table();
+	/* Amendment 1: when the new generation continued the numbering, keep our last_seq
+	 * (frames committed before we joined, or lost to a truncation, count as dropped);
+	 * when it restarted, restart the gap accounting at its last_seq. */
+	if (S.last_seq >= keep) {
+		S.last_seq = keep;
+		__atomic_store_n(&B.me->last_seq, keep, SEQ_CST);
+	}
+	choose_wake();
+	S.generations++;
 	fprintf(stderr, "consumer: joined generation %" PRIu64 " (was %" PRIu64
 			"), entry %" PRIu32 ", last_seq %" PRIu64 "\n",
 		B.generation, old_gen, B.index, S.last_seq);
+}
+
+static void follow_generation(uint64_t deadline)
+{
+	rejoin(deadline);
+}
+
+/* The segment was found truncated under our mapping (a fault replaced it with zeros, or its
+ * file is shorter than total_size): what was being read is dropped, and we rejoin by name. */
+static void on_truncated(uint64_t deadline)
+{
+	S.truncations++;
+	fprintf(stderr, "consumer: the segment %s (generation %" PRIu64 ") was truncated under "
+			"our mapping (%s): rejoining\n", B.path, B.generation,
+		bus_truncated() ? "a memory fault read zeros" : "its file is short");
+	rejoin(deadline);
+}
+
+/* SIGINT or SIGTERM: holds released and the entry left, the summary, then the signal. */
+static void finish_on_signal(void)
+{
+	int sig = stop_sig;
+	fprintf(stderr, "consumer: signal %d: leaving\n", sig);
+	leave_table(); /* clears hold_mask before the CAS 2 -> 0 */
+	if (ever_joined)
+		print_summary();
+	detach();
+	signal(sig, SIG_DFL);
+	raise(sig);
+	_exit(128 + sig);
 }
 
 /* Amendment 9: our last_seq ahead of the bus's while the active slot holds an intact frame
@@ -1065,17 +1377,37 @@ static void resync(void)
 /* Called after every wait timeout, and whenever the header state is not READY. */
 static void check_producer(uint64_t deadline)
 {
+	struct stat fst;
+	if (bus_truncated() ||
+	    (fstat(B.fd, &fst) == 0 && (uint64_t)fst.st_size < B.total_size)) {
+		on_truncated(deadline);
+		return;
+	}
 	uint32_t st = __atomic_load_n(&B.h->state, SEQ_CST);
 	if (name_moved()) {
 		follow_generation(deadline);
 		return;
 	}
+	if (st == FRAMEBUS_STATE_READY)
+		retired_noted = 0;
 	switch (st) {
 	case FRAMEBUS_STATE_READY:
 		break;
 	case FRAMEBUS_STATE_RETIRED:
 		/* The new file is renamed over the name before the old one is retired, so no
-		 * new file here means the producer closed. */
+		 * new file here means the producer closed; but RETIRED on the very file behind
+		 * the name while its producer holds the lock is a word forged by somebody else
+		 * (a closing producer removes the name before it lets go of the lock): ignore
+		 * it, counted, and go on with the checks of a READY segment. */
+		if (name_is_ours() && owner_alive()) {
+			if (!retired_noted) {
+				retired_noted = 1;
+				S.retired_ignored++;
+				fprintf(stderr, "consumer: %s: state RETIRED, but the name still names "
+						"this file and its producer is alive: ignored\n", B.path);
+			}
+			break;
+		}
 		die(EXIT_GONE, "%s: segment RETIRED without an end-of-stream frame", B.path);
 	case FRAMEBUS_STATE_BROKEN:
 		/* The producer may still publish a new generation: wait for it (idle timeout). */
@@ -1113,10 +1445,30 @@ static uint64_t parse_u64(const char *s, const char *what)
 static void usage(void) __attribute__((noreturn));
 static void usage(void)
 {
-	fprintf(stderr, "usage: consumer [--wake sem|shared|auto] [--spin US] [--wait-bus]\n"
+	fprintf(stderr, "usage: consumer [--wake sem|shared|auto] [--spin US] [--hold MS] [--wait-bus]\n"
 			"                [--bench FILE [--ctl FILE --index I --consumers N]]\n"
 			"                <segment-path> <lock-path|-> <count> <timeout_ms>\n");
 	exit(EXIT_USAGE);
+}
+
+/* --fault-outside (tests only): a memory fault on a mapping that is not the bus's must
+ * still kill the process with SIGBUS, guard or not: a truncated scratch file, read. */
+static void fault_outside(void)
+{
+	struct rlimit no_core = {0, 0}; /* the death is expected: no core file */
+	setrlimit(RLIMIT_CORE, &no_core);
+	char tmpl[] = "/tmp/fbguard-XXXXXX";
+	int fd = mkstemp(tmpl);
+	if (fd < 0 || ftruncate(fd, 4096) != 0)
+		die(EXIT_SYSTEM, "scratch file: %s", strerror(errno));
+	unlink(tmpl);
+	volatile uint8_t *m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED || ftruncate(fd, 0) != 0)
+		die(EXIT_SYSTEM, "scratch mapping: %s", strerror(errno));
+	fprintf(stderr, "consumer: reading a truncated mapping outside the bus\n");
+	uint8_t v = m[0];
+	fprintf(stderr, "consumer: survived a fault outside the bus (read %u): the guard is wrong\n", v);
+	exit(EXIT_SYSTEM);
 }
 
 /* The wait mode of the generation just attached. */
@@ -1138,6 +1490,10 @@ int main(int argc, char **argv)
 			wait_bus = 1;
 			continue;
 		}
+		if (strcmp(a, "--fault-outside") == 0) {
+			fault_outside_test = 1;
+			continue;
+		}
 		if (i + 1 >= argc)
 			usage();
 		const char *v = argv[++i];
@@ -1155,6 +1511,11 @@ int main(int argc, char **argv)
 			if (us > 1000000)
 				die(EXIT_USAGE, "--spin %" PRIu64 ": at most 1000000 us", us);
 			spin_limit = (int64_t)us * 1000;
+		} else if (strcmp(a, "--hold") == 0) {
+			uint64_t ms = parse_u64(v, "--hold");
+			if (ms > 600000)
+				die(EXIT_USAGE, "--hold %" PRIu64 ": at most 600000 ms", ms);
+			hold_ns = ms * 1000000u;
 		} else if (strcmp(a, "--bench") == 0)
 			BM.out = v;
 		else if (strcmp(a, "--ctl") == 0)
@@ -1178,15 +1539,20 @@ int main(int argc, char **argv)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	crc32c_init();
+	if (fbguard_install() != 0) /* a truncated segment reads zeros, never SIGBUS */
+		die(EXIT_SYSTEM, "sigaction SIGBUS: %s", strerror(errno));
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_sigbus;
-	sigaction(SIGBUS, &sa, NULL);
+	sa.sa_handler = on_stop; /* no SA_RESTART: a futex wait or a hold's sleep ends early */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 	if (bench)
 		bench_open();
 
 	uint64_t idle_deadline = now_ns() + timeout_ns;
-	attach(path, idle_deadline);
+	attach(path, idle_deadline, 0);
+	if (fault_outside_test)
+		fault_outside(); /* with the bus's regions registered */
 	choose_wake();
 	join_table();
 	if (BM.ctl != NULL)
@@ -1200,7 +1566,15 @@ int main(int argc, char **argv)
 	int woke = 0, timed_out = 0;
 	while (S.delivered < count && !S.eos) {
 		struct frame f;
-		int got = take_newest(&f, idle_deadline, !bench);
+		if (stop_sig)
+			finish_on_signal();
+		if (bus_truncated()) {
+			on_truncated(idle_deadline);
+			continue;
+		}
+		int got = take_newest(&f, idle_deadline, !bench && hold_ns == 0);
+		if (!got && bus_truncated())
+			continue; /* the frame read was zeros: dropped, rejoin above */
 		if (woke) {
 			__atomic_store_n(&B.me->heartbeat_ns, now_ns(), SEQ_CST);
 			woke = 0;
@@ -1209,6 +1583,8 @@ int main(int argc, char **argv)
 			int64_t t1 = (int64_t)now_ns();
 			idle_deadline = (uint64_t)t1 + timeout_ns;
 			timed_out = 0;
+			if (f.held)
+				hold_keep(&f); /* the analysis that keeps the frame, then the release */
 			if (bench)
 				bench_frame(&f, tcall, t1);
 			else if (!S.eos)

@@ -35,8 +35,10 @@
  *      (a shared futex: FUTEX_WAKE, not FUTEX_WAKE_PRIVATE)
  *
  * Read protocol (any number of consumers, section 5):
- *   wait: n = exchange(sem, 0); if n > 0 return; waiters += 1;
- *         FUTEX_WAIT(&sem, 0, heartbeat_interval_ms); waiters -= 1; repeat
+ *   wait: n = exchange(sem, 0); if n > 0 return; waiters = 1;
+ *         FUTEX_WAIT(&sem, 0, heartbeat_interval_ms); waiters = 0; repeat
+ *         (amendment 11: the entry's waiters word is stored, not added to; see "Wake words
+ *         heal" below)
  *         (refresh the entry's heartbeat_ns on every wake and timeout; on a timeout check
  *         producer liveness, header state and the generation)
  *   read: 1. s = active; l1 = slot[s].lock; odd -> re-read active, retry
@@ -104,6 +106,69 @@
  *      either side. A window that closes with no frame is a miss for that frame: sleep
  *      for it as usual, and spin again for the next.
  *
+ * Holds (PROTOCOL.md amendment 10; FRAMEBUS_FLAG_HOLDS, hold_mask and the holds_* words)
+ *   A consumer may keep a frame it has just read, zero-copy, until it releases it; the
+ *   producer never writes a held slot and never waits. A bus of N = slot_count slots allows
+ *   at most N - 2 held slots at once (the cap; a 2-slot bus allows none). Every access below
+ *   is a sequentially consistent atomic (__ATOMIC_SEQ_CST): G4 -> G5 (consumer) and
+ *   C3 -> C4 (producer) are a store-buffering pair, acquire/release is not enough.
+ *   hold_mask bit i (0..7): the entry holds slot i; FRAMEBUS_HOLD_PENDING(i) (bit 8 + i): its
+ *   grant on slot i is in progress. Only the owner of an entry sets bits; the owner and the producer clear
+ *   them, always with an atomic read-modify-write (fetch_or / fetch_and / exchange). Holding
+ *   the same slot twice shares one bit: the consumer counts its own holds of a slot.
+ *
+ *   Grant (consumer, right after a read of slot s whose even lock value was l1):
+ *     G1 hold_mask |= (1 << s) | FRAMEBUS_HOLD_PENDING(s)
+ *     G2 if slot[s].lock != l1: withdraw (clear both bits; the slot bit only if no earlier
+ *        hold of s is still kept), refuse: overwritten
+ *     G3 u = union over every entry with state == 2 of (hold_mask & ((1 << N) - 1))
+ *        (pending entries and our own included); if popcount(u) > N - 2: withdraw,
+ *        refuse: cap
+ *     G4 hold_mask &= ~FRAMEBUS_HOLD_PENDING(s)
+ *     G5 if slot[s].lock != l1: withdraw, refuse: overwritten
+ *     granted: holds_granted += 1 in the entry and in the header.
+ *   A refusal adds 1 to holds_refused (entry and header) and is never a wait: copy the frame
+ *   instead. On a bus without FRAMEBUS_FLAG_HOLDS a hold is refused (unsupported) without
+ *   touching any of these words (they are reserved bytes to that producer).
+ *   A granted hold stays valid while slot[s].lock == l1; a changed lock means the producer
+ *   took it back (lease or forged words; holds_taken_back tells): the view is no longer valid.
+ *
+ *   Choice of the back slot (producer with FRAMEBUS_FLAG_HOLDS; replaces commit step 1):
+ *     C1 read the hold_mask m of every entry with state == 2: held = union of the bits i < N
+ *        of m whose FRAMEBUS_HOLD_PENDING(i) is clear, pending = union of those whose
+ *        FRAMEBUS_HOLD_PENDING(i) is set
+ *     C2 s = the first of active+1, active+2, ... (mod N, never active) in neither set, else
+ *        the first not in held
+ *     C3 commit step 2: slot[s].lock += 1 (odd)
+ *     C4 read the masks again: if s is now in held (a grant finished meanwhile), store the
+ *        lock back to its even value (no data was written) and go to C1 without s (N times
+ *        at most). A slot in pending only may be taken: its grant fails at G5.
+ *   Since finished holds are at most the cap, C2 always finds a slot that is not active and
+ *   not held. A held slot whose frame's commit_ns is older than hold_max_ns (non-zero), and a
+ *   slot C1-C4 cannot avoid (only forged words cause that), is taken back: the producer clears
+ *   that bit in every entry holding it, adds 1 to holds_taken_back (each such entry and the
+ *   header), then writes the slot. Bits of entries not in state 2 and bits at or past N (with
+ *   their pending bits) are ignored by both sides and counted in the header's holds_ignored by the heartbeat scan.
+ *
+ *   Release: the owner clears the slot's bit when its last hold of that slot ends; leaving,
+ *   it clears its whole hold_mask (exchange with 0) before its CAS 2 -> 0. The producer's
+ *   reclaim of a dead consumer's entry clears the mask after its CAS; a joiner stores 0 in
+ *   it (and in its holds_* counters) while claiming, before the CAS 1 -> 2. A stopped holder
+ *   keeps its holds (at most the cap): the stream goes on for everybody else.
+ *
+ * Wake words heal (PROTOCOL.md amendment 11; no layout change)
+ *   A sleeper counted in a waiters word forged to 0 (or to 2^32 - 1, which += 1 wraps to 0)
+ *   is never woken again: the producer reads 0 and makes no FUTEX_WAKE. So:
+ *   - per-entry wait: the entry's waiters word has one owner: store waiters = 1 before the
+ *     FUTEX_WAIT on sem and waiters = 0 after it (seq_cst stores), never += 1 / -= 1; a
+ *     forged value lasts one sleep at most.
+ *   - shared wait (amendment 7): wake_waiters += 1 before and -= 1 after the FUTEX_WAIT on
+ *     wake_seq as before, but when that wait timed out (ETIMEDOUT) while wake_seq moved past
+ *     the value waited on (the producer committed, yet nothing woke us), add 1 to
+ *     wake_waiters once more and leave it there: we are counted again from our next sleep
+ *     on. A word left one too high costs a FUTEX_WAKE with nobody to wake, as a killed
+ *     sleeper's does. (testdata/c/consumer.c, wait_wake, does both.)
+ *
  * Held wait (optional; for runtimes with a scheduler of their own)
  *   A consumer in a language whose runtime multiplexes threads (Go, a JVM, an async loop)
  *   may lose tens of microseconds after the FUTEX_WAIT returns, getting its thread back onto
@@ -149,6 +214,14 @@
 /* framebus_header.flags */
 #define FRAMEBUS_FLAG_CHECKSUM (1u << 0) /* slots carry CRC-32C (Castagnoli) checksums */
 #define FRAMEBUS_FLAG_SHARED_WAKE (1u << 1) /* amendment 7: wake_seq is bumped and woken at every commit */
+#define FRAMEBUS_FLAG_HOLDS (1u << 2) /* amendment 10: the producer honours consumers' holds */
+
+/* framebus_consumer_entry.hold_mask (amendment 10): bit i (0..7) holds slot i; bit
+ * FRAMEBUS_HOLD_PENDING_SHIFT + i, FRAMEBUS_HOLD_PENDING(i): the grant on slot i is in
+ * progress (one pending bit per slot, so that an entry's finished holds stay held while it
+ * grants another) */
+#define FRAMEBUS_HOLD_PENDING_SHIFT 8
+#define FRAMEBUS_HOLD_PENDING(i) (1u << (FRAMEBUS_HOLD_PENDING_SHIFT + (i)))
 
 /* framebus_slot_desc.frame_flags */
 #define FRAMEBUS_FRAME_EOS (1u << 0) /* end of stream: bytes == 0 */
@@ -222,7 +295,15 @@ typedef struct framebus_header {
 	uint8_t reserved_304[16];        /* 304  reserved, zero */
 	uint32_t wake_seq;               /* 320  atomic, amendment 7: shared wake word (futex) */
 	uint32_t wake_waiters;           /* 324  atomic, amendment 7: consumers about to sleep on it */
-	uint8_t reserved_328[184];       /* 328  reserved, zero, up to 511 */
+	uint8_t reserved_328[56];        /* 328  reserved, zero */
+	/* Amendment 10 (holds): their own cache line, away from wake_seq. */
+	uint64_t hold_max_ns;            /* 384  the lease, fixed per generation; 0 = never taken back */
+	uint64_t holds_granted;          /* 392  atomic: holds granted, all consumers */
+	uint64_t holds_refused;          /* 400  atomic: holds refused (cap, overwritten), all consumers */
+	uint64_t holds_taken_back;       /* 408  atomic: holds the producer took back (lease, forged words) */
+	uint64_t holds_ignored;          /* 416  atomic: hold bits of entries not in state 2, or at or
+					  *       past slot_count, seen by the heartbeat scan */
+	uint8_t reserved_424[88];        /* 424  reserved, zero, up to 511 */
 } framebus_header;
 
 /* ---- Slot descriptor, slot_count x 128 bytes from slot_table_offset ---------------- */
@@ -254,7 +335,12 @@ typedef struct framebus_consumer_entry {
 	uint64_t heartbeat_ns; /*  48  atomic: consumer CLOCK_MONOTONIC */
 	uint64_t torn_retries; /*  56  atomic */
 	uint64_t pidns;        /*  64  amendment 8: st_ino of the consumer's /proc/self/ns/pid, 0 = unknown */
-	uint8_t reserved_72[56]; /* 72  reserved, zero */
+	uint32_t hold_mask;    /*  72  atomic, amendment 10: bit i holds slot i; FRAMEBUS_HOLD_PENDING(i) */
+	uint32_t reserved_76;  /*  76  reserved, zero */
+	uint64_t holds_granted;    /*  80  atomic: this consumer's holds granted */
+	uint64_t holds_refused;    /*  88  atomic: this consumer's holds refused */
+	uint64_t holds_taken_back; /*  96  atomic: this consumer's holds the producer took back */
+	uint8_t reserved_104[24];  /* 104  reserved, zero */
 } framebus_consumer_entry;
 
 /* ---- Layout checks ---------------------------------------------------------------- */
@@ -306,7 +392,13 @@ FRAMEBUS_CHECK_FIELD(framebus_header, consumers_reclaimed, 296, 8);
 FRAMEBUS_CHECK_FIELD(framebus_header, reserved_304, 304, 16);
 FRAMEBUS_CHECK_FIELD(framebus_header, wake_seq, 320, 4);
 FRAMEBUS_CHECK_FIELD(framebus_header, wake_waiters, 324, 4);
-FRAMEBUS_CHECK_FIELD(framebus_header, reserved_328, 328, 184);
+FRAMEBUS_CHECK_FIELD(framebus_header, reserved_328, 328, 56);
+FRAMEBUS_CHECK_FIELD(framebus_header, hold_max_ns, 384, 8);
+FRAMEBUS_CHECK_FIELD(framebus_header, holds_granted, 392, 8);
+FRAMEBUS_CHECK_FIELD(framebus_header, holds_refused, 400, 8);
+FRAMEBUS_CHECK_FIELD(framebus_header, holds_taken_back, 408, 8);
+FRAMEBUS_CHECK_FIELD(framebus_header, holds_ignored, 416, 8);
+FRAMEBUS_CHECK_FIELD(framebus_header, reserved_424, 424, 88);
 
 FRAMEBUS_STATIC_ASSERT(sizeof(framebus_slot_desc) == FRAMEBUS_SLOT_DESC_SIZE, "slot size");
 FRAMEBUS_CHECK_FIELD(framebus_slot_desc, lock, 0, 8);
@@ -333,9 +425,17 @@ FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, dropped, 40, 8);
 FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, heartbeat_ns, 48, 8);
 FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, torn_retries, 56, 8);
 FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, pidns, 64, 8);
-FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, reserved_72, 72, 56);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, hold_mask, 72, 4);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, reserved_76, 76, 4);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, holds_granted, 80, 8);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, holds_refused, 88, 8);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, holds_taken_back, 96, 8);
+FRAMEBUS_CHECK_FIELD(framebus_consumer_entry, reserved_104, 104, 24);
 
 FRAMEBUS_STATIC_ASSERT(FRAMEBUS_MAGIC == FRAMEBUS_FOURCC('F', 'B', 'U', 'S'), "magic bytes");
+FRAMEBUS_STATIC_ASSERT(FRAMEBUS_MAX_SLOTS <= FRAMEBUS_HOLD_PENDING_SHIFT &&
+			       FRAMEBUS_HOLD_PENDING_SHIFT + FRAMEBUS_MAX_SLOTS <= 32,
+		       "hold_mask: slot bits, then their pending bits");
 
 #undef FRAMEBUS_CHECK_FIELD
 

@@ -23,9 +23,14 @@
  *     generation's last_seq is continued and that generation RETIRED and woken;
  *   - every frame: the commit of section 4, steps 1-6, with the shared wake word of
  *     amendment 7 (flag bit 1; --per-entry-wake leaves it out) before the per-entry wakes;
+ *     holds (amendment 10, flag bit 2; --no-holds leaves them out): the back slot chosen by
+ *     C1-C4 of framebus.h, never a held one, a hold past the lease (--hold-max) or one that
+ *     cannot be avoided (forged words) taken back and counted;
  *   - every heartbeat interval: heartbeat_ns, reclaim of dead consumers' entries under an
- *     exclusive lock on the entry (2), the segment checked (truncated or its name removed
- *     from outside: state BROKEN and a new generation, 6), the lock file kept;
+ *     exclusive lock on the entry (2; the entry's hold_mask cleared after the CAS), hold bits
+ *     of entries not in state 2 or past slot_count counted in holds_ignored, the segment
+ *     checked (truncated or its name removed from outside: state BROKEN and a new
+ *     generation, 6), the lock file kept;
  *   - a clean close (SIGINT, SIGTERM, --frames reached): the end-of-stream frame, RETIRED,
  *     every consumer woken, the name unlinked, the lock file unlinked while byte 0 is held.
  * A memory fault on the mapping (the file truncated from outside) is caught around every
@@ -43,6 +48,11 @@
  *   --heartbeat-ms N     1-60000 (default 100)
  *   --mode OCTAL         file mode of the segment and lock file (default 0600; never o+w)
  *   --per-entry-wake     no shared wake word (amendment 7): one FUTEX_WAKE per sleeper
+ *   --no-holds           no holds (amendment 10): flag bit 2 clear, the back slot of section 4
+ *   --hold-max MS        the lease (hold_max_ns): a hold on a frame older than MS ms may be
+ *                        taken back; 0 (the default): never
+ *   --ignore-holds       for tests only: flag bit 2 set, yet the back slot of section 4 (a
+ *                        producer that breaks amendment 10, to show what a hold protects)
  *   --render copy|counter  copy (default): each frame is a copy of a fixed background with
  *                        the frame number in its first 8 bytes (little-endian u64), the
  *                        work a camera source does; counter: 64-bit word w of frame s is
@@ -116,7 +126,8 @@ static struct {
 	uint32_t width, height, fourcc;
 	double fps;
 	uint64_t frames;
-	int checksum, per_entry_wake, counter;
+	int checksum, per_entry_wake, counter, no_holds, ignore_holds;
+	uint64_t hold_max_ns;
 	uint32_t slots, consumers, heartbeat_ms;
 	mode_t mode;
 	const char *meta;
@@ -683,7 +694,8 @@ static struct seg *new_generation(uint64_t gen, uint64_t last_seq)
 		s->slot_count = O.slots;
 		s->consumer_capacity = O.consumers;
 		s->flags = (O.checksum ? FRAMEBUS_FLAG_CHECKSUM : 0) |
-			   (O.per_entry_wake ? 0 : FRAMEBUS_FLAG_SHARED_WAKE);
+			   (O.per_entry_wake ? 0 : FRAMEBUS_FLAG_SHARED_WAKE) |
+			   (O.no_holds ? 0 : FRAMEBUS_FLAG_HOLDS);
 		s->generation = gen;
 		s->total = total;
 		s->payload_off = payload_off;
@@ -735,6 +747,7 @@ static struct seg *new_generation(uint64_t gen, uint64_t last_seq)
 		h->slot_desc_size = FRAMEBUS_SLOT_DESC_SIZE;
 		h->consumer_entry_size = FRAMEBUS_CONSUMER_ENTRY_SIZE;
 		h->created_ns = now;
+		h->hold_max_ns = O.no_holds ? 0 : O.hold_max_ns; /* amendment 10: per generation */
 		h->last_seq = last_seq;
 		/* Everything else (active, the counters, the slots, the table) is the zero of a
 		 * fresh file. READY, then the name. */
@@ -793,15 +806,145 @@ static void wake_all(struct seg *s)
 	}
 }
 
-/* Steps 1 and 2: the back slot, marked odd, then a store fence before the data. */
-static uint32_t begin_slot(struct seg *s)
+/* ---- holds (amendment 10; framebus.h, "Holds") ----------------------------------------- */
+
+/* C1: the slots held by finished grants (returned) and by grants in progress (*pending):
+ * the union over the entries in state 2 of the bits i < N, by whether the entry's
+ * FRAMEBUS_HOLD_PENDING(i) is set. */
+static uint32_t hold_sets(struct seg *s, uint32_t *pending)
 {
-	uint32_t b = (__atomic_load_n(&s->h->active, SEQ_CST) + 1) % s->slot_count;
+	uint32_t bits = (1u << s->slot_count) - 1, held = 0, pend = 0;
+	for (uint32_t i = 0; i < s->consumer_capacity; i++) {
+		framebus_consumer_entry *e = &s->table[i];
+		if (__atomic_load_n(&e->state, SEQ_CST) != FRAMEBUS_ENTRY_ACTIVE)
+			continue;
+		uint32_t m = __atomic_load_n(&e->hold_mask, SEQ_CST);
+		uint32_t p = m >> FRAMEBUS_HOLD_PENDING_SHIFT;
+		pend |= m & bits & p;
+		held |= m & bits & ~p;
+	}
+	*pending = pend;
+	return held;
+}
+
+/* The slots whose frame is older than the lease (hold_max_ns, 0 = never): their holds may be
+ * taken back. */
+static uint32_t lease_expired(struct seg *s)
+{
+	uint64_t lease = __atomic_load_n(&s->h->hold_max_ns, RELAXED);
+	if (lease == 0)
+		return 0;
+	uint64_t now = (uint64_t)now_ns();
+	uint32_t out = 0;
+	for (uint32_t i = 0; i < s->slot_count; i++) {
+		uint64_t c = __atomic_load_n(&s->slots[i].commit_ns, RELAXED);
+		if (c != 0 && now > c && now - c > lease)
+			out |= 1u << i;
+	}
+	return out;
+}
+
+/* Takes back every hold of slot b before it is written: the bit cleared in each entry in
+ * state 2 that has it, holds_taken_back += 1 there and in the header. */
+static void take_back(struct seg *s, uint32_t b)
+{
+	uint32_t bit = 1u << b;
+	for (uint32_t i = 0; i < s->consumer_capacity; i++) {
+		framebus_consumer_entry *e = &s->table[i];
+		if (__atomic_load_n(&e->state, SEQ_CST) != FRAMEBUS_ENTRY_ACTIVE)
+			continue;
+		if (__atomic_fetch_and(&e->hold_mask, ~bit, SEQ_CST) & bit) {
+			__atomic_fetch_add(&e->holds_taken_back, 1, SEQ_CST);
+			__atomic_fetch_add(&s->h->holds_taken_back, 1, SEQ_CST);
+		}
+	}
+}
+
+/* C2: the first of active+1, active+2, ... (mod N, never active) not in avoid; N if none. */
+static uint32_t first_free(uint32_t active, uint32_t n, uint32_t avoid)
+{
+	for (uint32_t k = 1; k < n; k++) {
+		uint32_t b = (active + k) % n;
+		if (!(avoid & (1u << b)))
+			return b;
+	}
+	return n;
+}
+
+/* Step 2 on slot b: odd, then a store fence before the data. Returns the lock's value
+ * before (even, unless a writer died in the slot). */
+static uint64_t mark_odd(struct seg *s, uint32_t b)
+{
 	framebus_slot_desc *d = &s->slots[b];
 	uint64_t l = __atomic_load_n(&d->lock, SEQ_CST);
 	__atomic_store_n(&d->lock, l | 1, SEQ_CST);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
+	return l;
+}
+
+/* Steps 1 and 2: the back slot, marked odd, then a store fence before the data. With holds
+ * (flag bit 2), step 1 is C1-C4: a slot held by a finished grant is never written; one only
+ * being granted may be (its grant fails at G5); C3 -> C4 and the consumer's G4 -> G5 are a
+ * store-buffering pair, all seq_cst. */
+static uint32_t begin_slot(struct seg *s)
+{
+	uint32_t n = s->slot_count;
+	uint32_t a = __atomic_load_n(&s->h->active, SEQ_CST);
+	if (a >= n)
+		a = 0; /* forged: our own flip mends it */
+	if (!(s->flags & FRAMEBUS_FLAG_HOLDS) || O.ignore_holds) {
+		uint32_t b = (a + 1) % n;
+		mark_odd(s, b);
+		return b;
+	}
+	uint32_t tried = 0; /* slots a grant finished on between our C3 and C4 */
+	for (uint32_t round = 0; round < n; round++) {
+		uint32_t pending, held = hold_sets(s, &pending);         /* C1 */
+		uint32_t old = lease_expired(s);
+		uint32_t keep = (held & ~old) | tried;
+		uint32_t b = first_free(a, n, keep | pending);             /* C2 */
+		if (b == n)
+			b = first_free(a, n, keep);
+		if (b == n)
+			break; /* nothing avoidable: only forged words do this */
+		if (held & (1u << b))
+			take_back(s, b); /* past the lease */
+		uint64_t l = mark_odd(s, b);                                /* C3 */
+		uint32_t pending2, held2 = hold_sets(s, &pending2);       /* C4 */
+		if (!(held2 & (1u << b)))
+			return b;
+		if (old & (1u << b)) {
+			take_back(s, b); /* a grant on a frame past the lease: taken back too */
+			return b;
+		}
+		/* A grant finished meanwhile: no data was written, the lock goes back to even. */
+		__atomic_store_n(&s->slots[b].lock, l, SEQ_CST);
+		tried |= 1u << b;
+	}
+	/* Every slot but the active one held (more than the cap: forged words): take back. */
+	uint32_t b = (a + 1) % n;
+	take_back(s, b);
+	mark_odd(s, b);
 	return b;
+}
+
+/* The heartbeat's look at the hold bits: those of entries not in state 2, and those at or
+ * past slot_count, mean nothing to either side; they are counted in holds_ignored. */
+static void count_ignored_holds(struct seg *s)
+{
+	uint32_t bits = (1u << s->slot_count) - 1;
+	uint32_t valid = bits | bits << FRAMEBUS_HOLD_PENDING_SHIFT;
+	uint64_t ignored = 0;
+	for (uint32_t i = 0; i < s->consumer_capacity; i++) {
+		framebus_consumer_entry *e = &s->table[i];
+		uint32_t m = __atomic_load_n(&e->hold_mask, SEQ_CST);
+		if (__atomic_load_n(&e->state, SEQ_CST) != FRAMEBUS_ENTRY_ACTIVE)
+			ignored += (uint64_t)__builtin_popcount(m);
+		else
+			ignored += (uint64_t)__builtin_popcount(m & ~valid);
+	}
+	if (ignored > 0)
+		__atomic_fetch_add(&s->h->holds_ignored, ignored, SEQ_CST);
 }
 
 static uint8_t *slot_data(struct seg *s, uint32_t b)
@@ -892,6 +1035,7 @@ static void reclaim(struct seg *s)
 			continue; /* a live consumer holds it */
 		if (__atomic_compare_exchange_n(&e->state, &st, FRAMEBUS_ENTRY_FREE, 0, SEQ_CST, SEQ_CST)) {
 			__atomic_store_n(&e->pidns, 0, SEQ_CST); /* amendment 8: after the CAS */
+			__atomic_exchange_n(&e->hold_mask, 0, SEQ_CST); /* amendment 10: after the CAS */
 			__atomic_fetch_add(&s->h->consumers_reclaimed, 1, SEQ_CST);
 		}
 		ofd_lock(s->fd, F_UNLCK, off, FRAMEBUS_CONSUMER_ENTRY_SIZE);
@@ -915,6 +1059,8 @@ static void beat_words(void *arg)
 	if (j->good) {
 		__atomic_store_n(&h->heartbeat_ns, (uint64_t)now_ns(), SEQ_CST);
 		reclaim(j->s);
+		if (j->s->flags & FRAMEBUS_FLAG_HOLDS)
+			count_ignored_holds(j->s);
 	}
 }
 
@@ -1182,7 +1328,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: producer [--dir DIR] [--size WxH] [--format F] [--fps R] [--frames N]\n"
 		"                [--checksum] [--slots N] [--consumers N] [--heartbeat-ms N]\n"
-		"                [--mode OCTAL] [--per-entry-wake] [--render copy|counter]\n"
+		"                [--mode OCTAL] [--per-entry-wake] [--no-holds] [--hold-max MS]\n"
+		"                [--ignore-holds] [--render copy|counter]\n"
 		"                [--meta TEXT] [--wait-consumers N]\n"
 		"                [--bench FILE [--ctl FILE] --warmup-ns N --measure-ns N] <name>\n");
 	exit(EXIT_USAGE);
@@ -1233,6 +1380,12 @@ static void parse_args(int argc, char **argv)
 			O.checksum = 1;
 		else if (strcmp(a, "--per-entry-wake") == 0)
 			O.per_entry_wake = 1;
+		else if (strcmp(a, "--no-holds") == 0)
+			O.no_holds = 1;
+		else if (strcmp(a, "--ignore-holds") == 0)
+			O.ignore_holds = 1;
+		else if (strcmp(a, "--hold-max") == 0)
+			O.hold_max_ns = parse_u64(ARG(), "--hold-max", 0, 3600000) * 1000000u;
 		else if (strcmp(a, "--slots") == 0)
 			O.slots = (uint32_t)parse_u64(ARG(), "--slots", FRAMEBUS_MIN_SLOTS, FRAMEBUS_MAX_SLOTS);
 		else if (strcmp(a, "--consumers") == 0)
