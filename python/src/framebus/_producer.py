@@ -21,8 +21,9 @@ import numpy as np
 
 from . import _atomics as A
 from . import _futex as F
+from . import _native as N
 from ._crc32c import crc32c
-from ._errors import BadOptions, Busy, Closed, Error, NoSpace, PermissionDenied, UnsafePath
+from ._errors import BadOptions, Busy, Closed, CorruptSegment, Error, NoSpace, PermissionDenied, UnsafePath
 from ._format import MJPEG, FrameFormat, array_view, complete, packed_size
 from ._layout import (ABI_VERSION, CONSUMER_ENTRY_SIZE, DEFAULT_CONSUMERS, ENT_PIDNS, ENT_SEM, ENT_WAITERS,
                       ENTRY_ACTIVE, ENTRY_CLAIMING, ENTRY_FREE, FLAG_CHECKSUM, FLAG_SHARED_WAKE, FRAME_EOS,
@@ -52,7 +53,10 @@ class _PSeg:
         self.released = False
         self.total = h.total_size
         length = h.total_size if whole else h.payload_offset
-        self.mem = mmap.mmap(fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        N.warn_unguarded()
+        self.group = N.new_group()  # the SIGBUS guard's group of the mapping
+        self.mem = N.GuardedMap(fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        self.mem.guard(self.group, True)
         self.base = base = ctypes.addressof(ctypes.c_char.from_buffer(self.mem))
         self.state = base + OFF["state"]
         self.active = base + OFF["active"]
@@ -84,7 +88,13 @@ class _PSeg:
                 self.arrays.append(array_view(self.fmt, self.np, o, True) if self.fmt.fourcc != MJPEG
                                    else self.np[o:o + self.capacity])
 
+    def lost(self) -> bool:
+        """The guard replaced the mapping with zero pages: the file was truncated under an access."""
+        return N.truncated(self.group)
+
     def size_ok(self) -> bool:
+        if N.truncated(self.group):
+            return False
         try:
             return os.fstat(self.fd).st_size >= self.total
         except OSError:
@@ -123,10 +133,9 @@ class _PSeg:
             self.mv.release()
         except Exception:
             pass
-        try:
-            self.mem.close()
-        except BufferError:
-            pass  # a caller still holds a frame() view: unmapped when it goes
+        # Unmapped when the last reference goes (at once, unless a caller still holds a
+        # frame() view): GuardedMap forgets its guarded range first, then the mmap unmaps it.
+        self.mem = None  # type: ignore[assignment]
         try:
             os.close(self.fd)
         except OSError:
@@ -562,6 +571,7 @@ class Producer:
         if self._held is not None:
             raise Error("a frame is already lent (finish the frame() block first)", op="publish", name=self.name)
         s = self._seg
+        N.ensure()  # our SIGBUS handler back on top if another one replaced it
         if self._need_regen or s is None or not s.size_ok():
             self._regen(self._fmt)
             s = self._seg
@@ -597,6 +607,13 @@ class Producer:
             s.mem[d + SLOT_USER_META:d + SLOT_USER_META + ml] = user_meta
         if used > ml:  # only the bytes the slot's last frame used need clearing
             s.mem[d + SLOT_USER_META + ml:d + SLOT_USER_META + used] = bytes(used - ml)
+        if s.lost():
+            # The file was truncated under the copy, the frame() block or the checksum: what
+            # was written went to the guard's zero pages. As the Go producer: an error, and a
+            # new generation at the next frame.
+            self._need_regen = True
+            raise CorruptSegment("file size", 0, "segment file truncated under the producer; a new generation "
+                                                 "follows at the next frame")
         now = _now()
         _DESC.pack_into(s.mem, d + 8, seq, capture_ns or now, now, n, checksum, flags, ml)  # commit_ns last
         lk = s.lock[b]
@@ -607,6 +624,8 @@ class Producer:
         _fadd8(s.published, 1, _SC)
         _store8(s.last_commit, now, _SC)
         s.wake_all()  # step 6
+        if s.lost():
+            self._need_regen = True  # truncated during the commit: the next frame starts a new generation
         return seq
 
     def _abort(self, s: _PSeg, b: int) -> None:
