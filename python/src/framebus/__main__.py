@@ -80,7 +80,11 @@ def tail(a: argparse.Namespace) -> int:
 def pattern(a: argparse.Namespace) -> int:
     w, h = _size(a.size)
     stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    # SIGINT, SIGTERM and SIGHUP (the terminal closed, a supervisor's reload) end the stream
+    # cleanly, after the frame being written: end of stream, bus and lock file removed, exit 0
+    # (not 130, 143 or 129). SIGINT too, even when the shell started us with it ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.append(1))
     with Producer(a.name, w, h, a.format, fps=a.fps, checksum=a.checksum, dir=a.dir) as p:
         print(f"publishing {a.name}: {p.format}, generation {p.generation}", file=sys.stderr)
         n = p.format.frame_size
