@@ -39,7 +39,7 @@ from ._sys import (lock_path, lstat_path, open_existing, owner_held, pidns, segm
                    validate_name, bus_dir)
 
 _now = time.monotonic_ns  # CLOCK_MONOTONIC, the clock of every *_ns field
-_load4, _load8, _store8 = A.raw_load4, A.raw_load8, A.raw_store8
+_load4, _load8, _store4, _store8 = A.raw_load4, A.raw_load8, A.raw_store4, A.raw_store8
 _xchg4, _fadd4, _fadd8, _fence = A.raw_xchg4, A.raw_fadd4, A.raw_fadd8, A.raw_fence
 _SC = A.SEQ_CST
 _TSO = A.TSO
@@ -397,6 +397,7 @@ class Consumer:
         self._last_refusal: Optional[CorruptSegment] = None
         self._refused_slot = 0
         self._refused_lock = 0
+        self._wake_repairs = 0  # amendment 11: wake_waiters counted once more after a missed wake
         self._gen_changed = False
         self._gone_reported = False
         self._stalled_reported = False
@@ -805,7 +806,10 @@ class Consumer:
             counted = False
             r = F.TIMED_OUT
             try:
-                _fadd4(waiters, 1, _SC)
+                if shared:
+                    _fadd4(waiters, 1, _SC)  # the shared count: one per sleeper (amendment 7)
+                else:
+                    _store4(waiters, 1, _SC)  # the entry's own word: stored, not added (amendment 11)
                 counted = True
                 if shared and self._pending():
                     r = F.WOKEN
@@ -819,7 +823,18 @@ class Consumer:
                 # flag says whether an access already found it truncated.
                 intact = (r == F.WOKEN or r == F.CHANGED or s.size_ok()) and not _trunc(s.group)
                 if counted and intact:
-                    _fadd4(waiters, _MINUS1, _SC)
+                    if shared:
+                        _fadd4(waiters, _MINUS1, _SC)
+                        if r == F.TIMED_OUT and _load4(word, _SC) != val:
+                            # Amendment 11: the producer committed while we slept, yet nothing
+                            # woke us: wake_waiters was forged (to 0, or to 2^32 - 1 which our
+                            # += 1 wrapped to 0). Counted once more, for good: a sleeper is
+                            # counted again from the next sleep on (a word left one too high
+                            # costs a FUTEX_WAKE with nobody to wake).
+                            _fadd4(waiters, 1, _SC)
+                            self._wake_repairs += 1
+                    else:
+                        _store4(waiters, 0, _SC)
             if not intact or r == F.FAULT:
                 self._broken = self._r.broken = True
                 raise _Followed()  # the read loop recovers without touching the mapping
