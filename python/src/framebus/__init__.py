@@ -25,9 +25,10 @@ what is not guarded without it.
 
 from ._errors import (BadMagic, BadName, BadOptions, BufferTooSmall, Busy, ChecksumMismatch, Closed,
                       CorruptSegment, EndOfStream, Error, NoSpace, NotFound, PermissionDenied, ProducerGone,
-                      Retired, Stalled, TableFull, Timeout, UnsafePath, Unsupported, VersionMismatch)
+                      Retired, Stalled, TableFull, Timeout, UnsafePath, Unsupported, VersionMismatch,
+                      HoldRefused, HoldCapReached, HoldOverwritten, HoldUnsupported, HoldReleased)
 from ._format import FrameFormat, parse_format
-from ._consumer import Consumer, ConsumerStats, Frame
+from ._consumer import Consumer, ConsumerStats, Frame, Hold
 from ._producer import FrameLoan, Producer, ProducerStats, collect_abandoned
 from ._sys import bus_dir, lock_path, segment_path, validate_name
 from ._crc32c import crc32c
@@ -37,12 +38,13 @@ from ._native import GUARDED, NATIVE_CRC, UNGUARDED
 __version__ = "0.1.0"
 
 __all__ = [
-    "Consumer", "Frame", "ConsumerStats", "Producer", "FrameLoan", "ProducerStats", "FrameFormat",
+    "Consumer", "Frame", "Hold", "ConsumerStats", "Producer", "FrameLoan", "ProducerStats", "FrameFormat",
     "parse_format", "collect_abandoned", "bus_dir", "segment_path", "lock_path", "validate_name", "crc32c",
     "ABI_VERSION", "now_ns", "GUARDED", "NATIVE_CRC", "UNGUARDED",
     "Error", "BadName", "BadOptions", "NotFound", "PermissionDenied", "UnsafePath", "CorruptSegment", "BadMagic",
     "VersionMismatch", "Busy", "NoSpace", "TableFull", "ProducerGone", "Retired", "Stalled", "EndOfStream",
     "ChecksumMismatch", "BufferTooSmall", "Timeout", "Closed", "Unsupported",
+    "HoldRefused", "HoldCapReached", "HoldOverwritten", "HoldUnsupported", "HoldReleased",
 ]
 
 

@@ -85,7 +85,8 @@ def pattern(a: argparse.Namespace) -> int:
     # (not 130, 143 or 129). SIGINT too, even when the shell started us with it ignored.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.append(1))
-    with Producer(a.name, w, h, a.format, fps=a.fps, checksum=a.checksum, dir=a.dir) as p:
+    with Producer(a.name, w, h, a.format, fps=a.fps, checksum=a.checksum, dir=a.dir, slots=a.slots,
+                  holds=not a.no_holds) as p:
         print(f"publishing {a.name}: {p.format}, generation {p.generation}", file=sys.stderr)
         n = p.format.frame_size
         frame = np.zeros(n, np.uint8)
@@ -137,6 +138,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     pt.add_argument("--count", type=int, default=0)
     pt.add_argument("--duration", type=float, default=0)
     pt.add_argument("--checksum", action="store_true")
+    pt.add_argument("--slots", type=int, default=2, help="slots (2-8); with N slots consumers may hold N - 2")
+    pt.add_argument("--no-holds", action="store_true", help="do not honour holds (no flag bit 2)")
     pt.add_argument("--dir", default=None)
     pt.set_defaults(fn=pattern)
     a = ap.parse_args(argv)

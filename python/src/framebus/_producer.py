@@ -27,6 +27,7 @@ from ._errors import BadOptions, Busy, Closed, CorruptSegment, Error, NoSpace, P
 from ._format import MJPEG, FrameFormat, array_view, complete, packed_size
 from ._layout import (ABI_VERSION, CONSUMER_ENTRY_SIZE, DEFAULT_CONSUMERS, ENT_PIDNS, ENT_SEM, ENT_WAITERS,
                       ENTRY_ACTIVE, ENTRY_CLAIMING, ENTRY_FREE, FLAG_CHECKSUM, FLAG_SHARED_WAKE, FRAME_EOS,
+                      FLAG_HOLDS, HOLD_PENDING, ENT_HOLD_MASK, ENT_HOLDS_TAKEN_BACK,
                       HEADER_SIZE, MAGIC, MAX_CONSUMERS, MAX_SLOTS, MIN_SLOTS, OFF, SLOT_DESC_SIZE, SLOT_USER_META, STATE_BROKEN,
                       STATE_READY, STATE_RETIRED, USER_META_MAX, Geometry, Header, check_identity, validate_header)
 from ._sys import (OPEN_FLAGS, bus_dir, free_space, lock_path, lstat_path, open_existing, owner_held,
@@ -78,6 +79,13 @@ class _PSeg:
         self.entry_off = [cto + i * CONSUMER_ENTRY_SIZE for i in range(cap)]
         # Every entry's state word, for the wake's scan (one numpy comparison).
         self.entry_states = np.ndarray((cap,), np.uint32, self.mem, cto, (CONSUMER_ENTRY_SIZE,))
+        # Amendment 10: every entry's hold_mask, for the choice of the back slot (C1, C4).
+        self.holds = bool(h.flags & FLAG_HOLDS)
+        self.hold_masks = np.ndarray((cap,), np.uint32, self.mem, cto + ENT_HOLD_MASK, (CONSUMER_ENTRY_SIZE,))
+        self.hold_max_ns = h.hold_max_ns
+        self.h_taken_back = base + OFF["holds_taken_back"]
+        self.h_ignored = base + OFF["holds_ignored"]
+        self.slot_bits = (1 << h.slot_count) - 1
         self.desc = [h.slot_table_offset + i * SLOT_DESC_SIZE for i in range(h.slot_count)]
         self.lock = [base + d for d in self.desc]
         self.data_off = [h.payload_offset + i * h.slot_stride for i in range(h.slot_count)]
@@ -117,6 +125,33 @@ class _PSeg:
             if _load4(self.base + self.entry_off[i] + ENT_WAITERS, _SC):
                 F.wake(sem)
 
+    def hold_sets(self) -> tuple:
+        """C1: (held, pending), the unions of bits 0..N-1 of the hold_masks of the entries in
+        state 2 without and with HOLD_PENDING. A full barrier first, then plain loads of
+        aligned words (as seq_cst loads)."""
+        _fence(_SC)
+        m = self.hold_masks[self.entry_states == ENTRY_ACTIVE]
+        if not m.size or not m.any():
+            return 0, 0
+        pend = (m & HOLD_PENDING) != 0
+        held = int(np.bitwise_or.reduce(m[~pend])) & self.slot_bits if (~pend).any() else 0
+        pending = int(np.bitwise_or.reduce(m[pend])) & self.slot_bits if pend.any() else 0
+        return held, pending
+
+    def take_back(self, b: int) -> int:
+        """Clears bit b in every entry holding it, counting each in the entry's and the
+        header's holds_taken_back (a lease ran out, or forged words left no other slot)."""
+        bit = 1 << b
+        n = 0
+        _fence(_SC)
+        for i in np.flatnonzero((self.entry_states == ENTRY_ACTIVE) & ((self.hold_masks & bit) != 0)).tolist():
+            e = self.base + self.entry_off[i]
+            if A.fetch_and32(e + ENT_HOLD_MASK, ~bit) & bit:
+                _fadd8(e + ENT_HOLDS_TAKEN_BACK, 1, _SC)
+                _fadd8(self.h_taken_back, 1, _SC)
+                n += 1
+        return n
+
     def retire(self) -> None:
         if _load4(self.state, _SC) != STATE_BROKEN:
             _store4(self.state, STATE_RETIRED, _SC)
@@ -127,7 +162,7 @@ class _PSeg:
             return
         self.released = True
         self.arrays = []
-        self.entry_states = None  # type: ignore[assignment]
+        self.entry_states = self.hold_masks = None  # type: ignore[assignment]
         self.np = None  # type: ignore[assignment]
         try:
             self.mv.release()
@@ -275,7 +310,8 @@ class Producer:
     def __init__(self, name: str, width: int, height: int, format: Union[str, int] = "RGBA", fps: float = 0.0,
                  slots: int = 2, checksum: bool = False, *, dir: Optional[str] = None,
                  consumers: int = DEFAULT_CONSUMERS, heartbeat: float = 0.1, mode: int = 0o600,
-                 group: Union[None, int, str] = None, shared_wake: bool = True, frame_size: int = 0) -> None:
+                 group: Union[None, int, str] = None, shared_wake: bool = True, frame_size: int = 0,
+                 holds: bool = True, hold_max: float = 0.0) -> None:
         self.name = validate_name(name)
         try:
             self._fmt = complete(width, height, format, fps, frame_size)
@@ -287,6 +323,8 @@ class Producer:
                 raise BadOptions(f"heartbeat {heartbeat} s, want 0.001-60")
             if mode & ~0o777 or mode & 0o002:
                 raise BadOptions(f"mode {mode:04o}: must be a permission mode that is not world-writable")
+            if hold_max < 0:
+                raise BadOptions(f"hold_max {hold_max} s, want >= 0 (0: no lease)")
             if mode & 0o600 != 0o600:
                 raise BadOptions(f"mode {mode:04o}: the owner needs read and write")
         except Error as e:
@@ -298,6 +336,7 @@ class Producer:
         self._slots, self._consumers, self._checksum = slots, consumers, checksum
         self._hb_ms = max(1, int(round(heartbeat * 1000)))
         self._mode, self._gid, self._shared_wake = mode, _group_id(group), shared_wake
+        self._holds, self._hold_max_ns = holds, int(hold_max * 1e9)
         self._mu = threading.Lock()  # held from a frame's begin to its commit; excludes generation changes
         self._seg_lock = threading.Lock()  # guards _seg's lifetime against the heartbeat thread
         self._seg: Optional[_PSeg] = None
@@ -486,7 +525,8 @@ class Producer:
                         raise path_error("allocate", tmp, e) from None
                     os.ftruncate(fd, g.total)
                 now = _now()
-                flags = (FLAG_CHECKSUM if self._checksum else 0) | (FLAG_SHARED_WAKE if self._shared_wake else 0)
+                flags = ((FLAG_CHECKSUM if self._checksum else 0) | (FLAG_SHARED_WAKE if self._shared_wake else 0)
+                         | (FLAG_HOLDS if self._holds else 0))
                 st = list(fmt.plane_stride) + [0] * (4 - len(fmt.plane_stride))
                 po = list(fmt.plane_offset) + [0] * (4 - len(fmt.plane_offset))
                 h = Header(magic=MAGIC, abi_version=ABI_VERSION, header_size=HEADER_SIZE, state=0, flags=flags,
@@ -498,7 +538,8 @@ class Producer:
                            plane_count=fmt.plane_count, plane_stride=tuple(st), plane_offset=tuple(po),
                            fps_num=fmt.fps_num, fps_den=fmt.fps_den, slot_table_offset=g.slot_table_offset,
                            consumer_table_offset=g.consumer_table_offset, created_ns=now,
-                           producer_pidns=pidns(), last_seq=last_seq)
+                           producer_pidns=pidns(), last_seq=last_seq,
+                           hold_max_ns=self._hold_max_ns if self._holds else 0)
                 fst = os.fstat(fd)
                 seg = _PSeg(fd, h, (fst.st_dev, fst.st_ino), whole=True)
                 seg.np[::4096] = 0  # pre-fault every page: the first frames cost what later ones do
@@ -578,13 +619,70 @@ class Producer:
         return s  # type: ignore[return-value]
 
     def _begin(self, s: _PSeg) -> int:
-        """Steps 1 and 2: the back slot, its lock made odd, then a store fence."""
-        b = (_load4(s.active, _SC) + 1) % s.slot_count
-        lk = s.lock[b]
-        _store8(lk, _load8(lk, _SC) | 1, _SC)
-        A.seqlock_fence()  # the store fence: odd lock before the data (dmb ish on arm64)
+        """Steps 1 and 2: the back slot, its lock made odd, then a store fence. With holds
+        (amendment 10) the slot is chosen by C1-C4."""
+        if s.holds:
+            b = self._choose(s)
+        else:
+            b = (_load4(s.active, _SC) + 1) % s.slot_count
+            lk = s.lock[b]
+            _store8(lk, _load8(lk, _SC) | 1, _SC)
+            A.seqlock_fence()  # the store fence: odd lock before the data (dmb ish on arm64)
         self._held = b
         return b
+
+    def _choose(self, s: _PSeg) -> int:
+        """Amendment 10's choice of the back slot: C1 the held and pending sets; C2 the first of
+        active + 1, active + 2, ... in neither, else the first not held; C3 its lock odd; C4 the
+        sets again: held meanwhile (a grant finished), the lock goes back to its even value and
+        C1 again without it (N times at most). A held slot is written only when taken back: its
+        lease ran out, or (forged words) no other slot was left."""
+        n = s.slot_count
+        active = _load4(s.active, _SC) % n
+        order = [(active + k) % n for k in range(1, n)]
+        excluded = 0
+        expired = 0
+        for _ in range(n):
+            held, pending = s.hold_sets()  # C1
+            if s.hold_max_ns and held:
+                expired = self._expired(s, held)
+                held &= ~expired  # a hold past its lease does not protect its slot
+            cands = [c for c in order if not (excluded >> c) & 1]
+            b = next((c for c in cands if not ((held | pending) >> c) & 1), None)  # C2
+            if b is None:
+                b = next((c for c in cands if not (held >> c) & 1), None)
+            if b is None:
+                break
+            lk = s.lock[b]
+            even = _load8(lk, _SC) & ~1
+            _store8(lk, even | 1, _SC)  # C3 (step 2), seq_cst
+            A.seqlock_fence()
+            held2, _ = s.hold_sets()  # C4
+            if (held2 & ~expired) >> b & 1:
+                _store8(lk, even, _SC)  # no data was written: back to its even value
+                excluded |= 1 << b
+                continue
+            if (held2 >> b) & 1:
+                s.take_back(b)  # its lease ran out
+            return b
+        # Only forged words (more held slots than the cap) get here: the next slot is taken back.
+        b = order[0]
+        s.take_back(b)
+        lk = s.lock[b]
+        _store8(lk, _load8(lk, _SC) | 1, _SC)
+        A.seqlock_fence()
+        return b
+
+    def _expired(self, s: _PSeg, held: int) -> int:
+        """The held slots whose frame's commit_ns is older than the lease."""
+        old = 0
+        now = _now()
+        for b in range(s.slot_count):
+            if (held >> b) & 1:
+                commit = struct.unpack_from("<Q", s.mem, s.desc[b] + 24)[0]
+                if now - commit > s.hold_max_ns:
+                    old |= 1 << b
+        return old
 
     def _commit(self, s: _PSeg, n: int, capture_ns: Optional[int], user_meta: bytes, flags: int = 0) -> int:
         """Steps 3-6 on the held back slot."""
@@ -758,6 +856,8 @@ class Producer:
                 else:
                     _store8(s.heartbeat, _now(), _SC)
                     self._reclaim(s)
+                    if s.holds:
+                        self._count_ignored(s)
             info = lstat_path(self.path)
             moved = not info.exists or (info.dev, info.ino) != s.ident
         try:
@@ -792,11 +892,25 @@ class Producer:
             try:
                 if A.cas32(s.base + off, st, ENTRY_FREE):
                     _fadd8(s.reclaimed, 1, _SC)
+                    # Amendment 10: the dead consumer's holds end after the CAS.
+                    A.store32(s.base + off + ENT_HOLD_MASK, 0)
                     # The dead consumer's pidns, cleared while no joiner can claim the entry
                     # (we hold its lock exclusively), for joiners that do not write one.
                     _store8(s.base + off + ENT_PIDNS, 0, _SC)
             finally:
                 unlock(s.fd, off, CONSUMER_ENTRY_SIZE)
+
+    @staticmethod
+    def _count_ignored(s: _PSeg) -> None:
+        """Amendment 10: hold bits of entries not in state 2, or at or past slot_count, are
+        ignored by both sides, and counted in holds_ignored by this scan."""
+        _fence(_SC)
+        m = s.hold_masks & ~np.uint32(HOLD_PENDING)
+        active = s.entry_states == ENTRY_ACTIVE
+        stray = np.where(active, m & ~np.uint32(s.slot_bits), m)
+        if stray.any():
+            n = sum(bin(int(v)).count("1") for v in stray[stray != 0])
+            _fadd8(s.h_ignored, n, _SC)
 
     def _keep_lock(self) -> None:
         """Re-creates and re-takes the lock file when it was removed from outside (systemd's
