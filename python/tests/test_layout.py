@@ -52,7 +52,7 @@ def test_offsets_match_the_c_header(tmp_path):
     assert [L.OFF[n] for n in L.AMENDMENT10_FIELDS[:5]] == [384, 392, 400, 408, 416]
     assert [L.ENTRY_FIELDS[n] for n in ("hold_mask", "holds_granted", "holds_refused", "holds_taken_back")] == \
         [72, 80, 88, 96]
-    assert L.FLAG_HOLDS == 4 and L.HOLD_PENDING == 0x80000000
+    assert L.FLAG_HOLDS == 4 and L.HOLD_PENDING_SHIFT == 8
     text = HEADER.read_text()
     for const, value in [("FRAMEBUS_MAGIC", "0x53554246u"), ("FRAMEBUS_HEADER_SIZE", "512"),
                          ("FRAMEBUS_SLOT_DESC_SIZE", "128"), ("FRAMEBUS_CONSUMER_ENTRY_SIZE", "128"),

@@ -34,7 +34,7 @@ from ._format import FrameFormat, MJPEG, array_view, is_packed, plane_views
 from ._layout import (CONSUMER_ENTRY_SIZE, ENT_DELIVERED, ENT_DROPPED, ENT_HEARTBEAT_NS, ENT_LAST_SEQ,
                       ENT_PID, ENT_PIDNS, ENT_SEM, ENT_STATE, ENT_TOKEN, ENT_TORN_RETRIES, ENT_WAITERS,
                       ENTRY_ACTIVE, ENTRY_CLAIMING, ENTRY_FREE, FLAG_CHECKSUM, FLAG_SHARED_WAKE, FRAME_EOS,
-                      FLAG_HOLDS, HOLD_PENDING, ENT_HOLD_MASK, ENT_HOLDS_GRANTED, ENT_HOLDS_REFUSED,
+                      FLAG_HOLDS, HOLD_PENDING_SHIFT, ENT_HOLD_MASK, ENT_HOLDS_GRANTED, ENT_HOLDS_REFUSED,
                       ENT_HOLDS_TAKEN_BACK,
                       HEADER_SIZE, OFF, SLOT_DESC_SIZE, SLOT_STRUCT, SLOT_USER_META, STATE_BROKEN,
                       STATE_INITIALIZING, STATE_RETIRED, USER_META_MAX, Header, check_identity, validate_header)
@@ -874,19 +874,20 @@ class Consumer:
             if _load8(lock_addr, _SC) != l1 or not _load4(s.e_hold, _SC) & bit:
                 raise self._hold_refused(s, HoldOverwritten("overwritten", f.seq, f"slot {a} was overwritten"))
         else:
-            A.fetch_or32(s.e_hold, bit | HOLD_PENDING)  # G1
+            pend = bit << HOLD_PENDING_SHIFT
+            A.fetch_or32(s.e_hold, bit | pend)  # G1
             if _load8(lock_addr, _SC) != l1:  # G2
-                A.fetch_and32(s.e_hold, ~(bit | HOLD_PENDING))
+                A.fetch_and32(s.e_hold, ~(bit | pend))
                 raise self._hold_refused(s, HoldOverwritten("overwritten", f.seq, f"slot {a} was overwritten"))
             _fence(_SC)  # G3: the entries' words by plain loads after a full barrier (as seq_cst loads)
             m = s.ent_masks[s.ent_states == ENTRY_ACTIVE]
             union = int(np.bitwise_or.reduce(m)) & ((1 << s.slot_count) - 1) if m.size else 0
             if bin(union).count("1") > s.hold_cap:
-                A.fetch_and32(s.e_hold, ~(bit | HOLD_PENDING))
+                A.fetch_and32(s.e_hold, ~(bit | pend))
                 raise self._hold_refused(s, HoldCapReached(
                     "cap", f.seq, f"{bin(union & ~bit).count('1')} of the bus's {s.hold_cap} held slots are taken "
                                   f"({s.slot_count} slots)"))
-            A.fetch_and32(s.e_hold, ~HOLD_PENDING)  # G4
+            A.fetch_and32(s.e_hold, ~pend)  # G4
             if _load8(lock_addr, _SC) != l1:  # G5
                 A.fetch_and32(s.e_hold, ~bit)
                 raise self._hold_refused(s, HoldOverwritten("overwritten", f.seq, f"slot {a} was overwritten"))

@@ -33,7 +33,7 @@ STATE_NAMES = {0: "INITIALIZING", 1: "READY", 2: "BROKEN", 3: "RETIRED"}
 FLAG_CHECKSUM = 1 << 0
 FLAG_SHARED_WAKE = 1 << 1  # amendment 7
 FLAG_HOLDS = 1 << 2  # amendment 10: the producer honours holds
-HOLD_PENDING = 1 << 31  # amendment 10: a grant is in progress (an entry's hold_mask)
+HOLD_PENDING_SHIFT = 8  # amendment 10: hold_mask bit 8 + i: the grant on slot i is in progress
 FRAME_EOS = 1 << 0
 ENTRY_FREE, ENTRY_CLAIMING, ENTRY_ACTIVE = 0, 1, 2
 

@@ -27,7 +27,7 @@ from ._errors import BadOptions, Busy, Closed, CorruptSegment, Error, NoSpace, P
 from ._format import MJPEG, FrameFormat, array_view, complete, packed_size
 from ._layout import (ABI_VERSION, CONSUMER_ENTRY_SIZE, DEFAULT_CONSUMERS, ENT_PIDNS, ENT_SEM, ENT_WAITERS,
                       ENTRY_ACTIVE, ENTRY_CLAIMING, ENTRY_FREE, FLAG_CHECKSUM, FLAG_SHARED_WAKE, FRAME_EOS,
-                      FLAG_HOLDS, HOLD_PENDING, ENT_HOLD_MASK, ENT_HOLDS_TAKEN_BACK,
+                      FLAG_HOLDS, HOLD_PENDING_SHIFT, ENT_HOLD_MASK, ENT_HOLDS_TAKEN_BACK,
                       HEADER_SIZE, MAGIC, MAX_CONSUMERS, MAX_SLOTS, MIN_SLOTS, OFF, SLOT_DESC_SIZE, SLOT_USER_META, STATE_BROKEN,
                       STATE_READY, STATE_RETIRED, USER_META_MAX, Geometry, Header, check_identity, validate_header)
 from ._sys import (OPEN_FLAGS, bus_dir, free_space, lock_path, lstat_path, open_existing, owner_held,
@@ -126,16 +126,17 @@ class _PSeg:
                 F.wake(sem)
 
     def hold_sets(self) -> tuple:
-        """C1: (held, pending), the unions of bits 0..N-1 of the hold_masks of the entries in
-        state 2 without and with HOLD_PENDING. A full barrier first, then plain loads of
-        aligned words (as seq_cst loads)."""
+        """C1: (held, pending), the unions over the entries in state 2 of the bits i < N of
+        their hold_masks whose pending bit (8 + i) is clear, and set. A full barrier first,
+        then plain loads of aligned words (as seq_cst loads)."""
         _fence(_SC)
         m = self.hold_masks[self.entry_states == ENTRY_ACTIVE]
         if not m.size or not m.any():
             return 0, 0
-        pend = (m & HOLD_PENDING) != 0
-        held = int(np.bitwise_or.reduce(m[~pend])) & self.slot_bits if (~pend).any() else 0
-        pending = int(np.bitwise_or.reduce(m[pend])) & self.slot_bits if pend.any() else 0
+        slots = m & np.uint32(self.slot_bits)
+        pend = m >> np.uint32(HOLD_PENDING_SHIFT)
+        held = int(np.bitwise_or.reduce(slots & ~pend))
+        pending = int(np.bitwise_or.reduce(slots & pend))
         return held, pending
 
     def take_back(self, b: int) -> int:
@@ -144,7 +145,9 @@ class _PSeg:
         bit = 1 << b
         n = 0
         _fence(_SC)
-        for i in np.flatnonzero((self.entry_states == ENTRY_ACTIVE) & ((self.hold_masks & bit) != 0)).tolist():
+        pend = bit << HOLD_PENDING_SHIFT
+        for i in np.flatnonzero((self.entry_states == ENTRY_ACTIVE) & ((self.hold_masks & bit) != 0)
+                                & ((self.hold_masks & pend) == 0)).tolist():  # a grant in progress fails at G5
             e = self.base + self.entry_off[i]
             if A.fetch_and32(e + ENT_HOLD_MASK, ~bit) & bit:
                 _fadd8(e + ENT_HOLDS_TAKEN_BACK, 1, _SC)
@@ -902,12 +905,16 @@ class Producer:
 
     @staticmethod
     def _count_ignored(s: _PSeg) -> None:
-        """Amendment 10: hold bits of entries not in state 2, or at or past slot_count, are
-        ignored by both sides, and counted in holds_ignored by this scan."""
+        """Amendment 10: hold bits of entries not in state 2, bits at or past slot_count, and
+        pending bits without their slot's bit are ignored by both sides, and counted in
+        holds_ignored by this scan."""
         _fence(_SC)
-        m = s.hold_masks & ~np.uint32(HOLD_PENDING)
+        m = s.hold_masks
+        held = m & np.uint32(0xFF)
         active = s.entry_states == ENTRY_ACTIVE
-        stray = np.where(active, m & ~np.uint32(s.slot_bits), m)
+        odd = (held & ~np.uint32(s.slot_bits)) | (((m >> np.uint32(HOLD_PENDING_SHIFT)) & np.uint32(0xFF) & ~held) << np.uint32(8)) \
+            | (m & ~np.uint32(0xFFFF))
+        stray = np.where(active, odd, held)
         if stray.any():
             n = sum(bin(int(v)).count("1") for v in stray[stray != 0])
             _fadd8(s.h_ignored, n, _SC)
