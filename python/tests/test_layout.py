@@ -38,9 +38,10 @@ def test_offsets_match_the_c_header(tmp_path):
     # Amendment 8's fields sit in what the C header of this branch still calls reserved
     # bytes: they are checked by position (right after created_ns, right after
     # torn_retries), so the check holds before and after the header names them.
-    header = [(o, n) for o, _, n in L.HEADER_FIELDS if n != "producer_pidns"]
+    # Amendment 10's words likewise (checked against PROTOCOL.md's table below).
+    header = [(o, n) for o, _, n in L.HEADER_FIELDS if n != "producer_pidns" and n not in L.AMENDMENT10_FIELDS]
     slot = [(o, n) for n, o in L.SLOT_FIELDS.items()]
-    entry = [(o, n) for n, o in L.ENTRY_FIELDS.items() if n != "pidns"]
+    entry = [(o, n) for n, o in L.ENTRY_FIELDS.items() if n != "pidns" and n not in L.AMENDMENT10_FIELDS]
     checks = ([("framebus_header", n) for _, n in header] + [("framebus_slot_desc", n) for _, n in slot]
               + [("framebus_consumer_entry", n) for _, n in entry])
     got = c_offsets(tmp_path, checks)
@@ -48,6 +49,10 @@ def test_offsets_match_the_c_header(tmp_path):
     assert got == want
     assert L.OFF["producer_pidns"] == L.OFF["created_ns"] + 8 == 248
     assert L.ENTRY_FIELDS["pidns"] == L.ENTRY_FIELDS["torn_retries"] + 8 == 64
+    assert [L.OFF[n] for n in L.AMENDMENT10_FIELDS[:5]] == [384, 392, 400, 408, 416]
+    assert [L.ENTRY_FIELDS[n] for n in ("hold_mask", "holds_granted", "holds_refused", "holds_taken_back")] == \
+        [72, 80, 88, 96]
+    assert L.FLAG_HOLDS == 4 and L.HOLD_PENDING_SHIFT == 8
     text = HEADER.read_text()
     for const, value in [("FRAMEBUS_MAGIC", "0x53554246u"), ("FRAMEBUS_HEADER_SIZE", "512"),
                          ("FRAMEBUS_SLOT_DESC_SIZE", "128"), ("FRAMEBUS_CONSUMER_ENTRY_SIZE", "128"),

@@ -52,7 +52,7 @@ SEQ_CST = 5
 
 __all__ = [
     "load32", "load64", "store32", "store64", "exchange32", "fetch_add32", "fetch_add64",
-    "cas32", "fence", "LIBRARY",
+    "cas32", "fetch_or32", "fetch_and32", "fence", "LIBRARY",
 ]
 
 
@@ -94,6 +94,8 @@ _store8 = _fn("__atomic_store_8", None, _vp, _u64, _int)
 _xchg4 = _fn("__atomic_exchange_4", _u32, _vp, _u32, _int)
 _fadd4 = _fn("__atomic_fetch_add_4", _u32, _vp, _u32, _int)
 _fadd8 = _fn("__atomic_fetch_add_8", _u64, _vp, _u64, _int)
+_for4 = _fn("__atomic_fetch_or_4", _u32, _vp, _u32, _int)
+_fand4 = _fn("__atomic_fetch_and_4", _u32, _vp, _u32, _int)
 _cas4 = _fn("__atomic_compare_exchange_4", ctypes.c_bool, _vp, _vp, _u32, _int, _int)
 _fence = _fn("atomic_thread_fence", None, _int)
 
@@ -131,6 +133,16 @@ def fetch_add32(addr: int, delta: int) -> int:
 def fetch_add64(addr: int, delta: int) -> int:
     """Atomic 64-bit add; returns the old value."""
     return _fadd8(addr, delta & 0xFFFFFFFFFFFFFFFF, SEQ_CST)
+
+
+def fetch_or32(addr: int, bits: int) -> int:
+    """Atomic u32 |= bits, seq_cst; returns the old value (amendment 10's hold_mask)."""
+    return _for4(addr, bits & 0xFFFFFFFF, SEQ_CST)
+
+
+def fetch_and32(addr: int, bits: int) -> int:
+    """Atomic u32 &= bits, seq_cst; returns the old value."""
+    return _fand4(addr, bits & 0xFFFFFFFF, SEQ_CST)
 
 
 def cas32(addr: int, old: int, new: int) -> bool:

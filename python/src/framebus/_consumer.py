@@ -25,20 +25,24 @@ import numpy as np
 
 from . import _atomics as A
 from . import _futex as F
+from . import _native as N
 from ._crc32c import crc32c
 from ._errors import (BufferTooSmall, ChecksumMismatch, Closed, CorruptSegment, EndOfStream, Error, NotFound,
-                      ProducerGone, Retired, Stalled, TableFull, Timeout, VersionMismatch, BadOptions)
+                      ProducerGone, Retired, Stalled, TableFull, Timeout, VersionMismatch, BadOptions,
+                      HoldCapReached, HoldOverwritten, HoldReleased, HoldUnsupported)
 from ._format import FrameFormat, MJPEG, array_view, is_packed, plane_views
 from ._layout import (CONSUMER_ENTRY_SIZE, ENT_DELIVERED, ENT_DROPPED, ENT_HEARTBEAT_NS, ENT_LAST_SEQ,
                       ENT_PID, ENT_PIDNS, ENT_SEM, ENT_STATE, ENT_TOKEN, ENT_TORN_RETRIES, ENT_WAITERS,
                       ENTRY_ACTIVE, ENTRY_CLAIMING, ENTRY_FREE, FLAG_CHECKSUM, FLAG_SHARED_WAKE, FRAME_EOS,
+                      FLAG_HOLDS, HOLD_PENDING_SHIFT, ENT_HOLD_MASK, ENT_HOLDS_GRANTED, ENT_HOLDS_REFUSED,
+                      ENT_HOLDS_TAKEN_BACK,
                       HEADER_SIZE, OFF, SLOT_DESC_SIZE, SLOT_STRUCT, SLOT_USER_META, STATE_BROKEN,
                       STATE_INITIALIZING, STATE_RETIRED, USER_META_MAX, Header, check_identity, validate_header)
 from ._sys import (lock_path, lstat_path, open_existing, owner_held, pidns, segment_path, try_lock, unlock,
                    validate_name, bus_dir)
 
 _now = time.monotonic_ns  # CLOCK_MONOTONIC, the clock of every *_ns field
-_load4, _load8, _store8 = A.raw_load4, A.raw_load8, A.raw_store8
+_load4, _load8, _store4, _store8 = A.raw_load4, A.raw_load8, A.raw_store4, A.raw_store8
 _xchg4, _fadd4, _fadd8, _fence = A.raw_xchg4, A.raw_fadd4, A.raw_fadd8, A.raw_fence
 _SC = A.SEQ_CST
 _TSO = A.TSO
@@ -51,6 +55,7 @@ _TSO = A.TSO
 _SIGNAL_SLICE_NS = 250_000_000
 _MINUS1 = 0xFFFFFFFF
 _fstat = os.fstat
+_trunc = N.truncated  # the guard's flag: the segment's mappings were replaced by zero pages
 
 
 class _NotReady(Exception):
@@ -92,12 +97,19 @@ class _Segment:
         self.shared_wake = bool(h.flags & FLAG_SHARED_WAKE)
         self.slot_count = h.slot_count
         self.capacity = h.slot_capacity
+        self.holds = bool(h.flags & FLAG_HOLDS)  # amendment 10
+        self.hold_cap = max(0, h.slot_count - 2)
+        self.hold_refs = [0] * h.slot_count  # this consumer's holds per slot (one bit each)
         populate = getattr(mmap, "MAP_POPULATE", 0)
+        N.warn_unguarded()
+        self.group = N.new_group()  # the SIGBUS guard's group of both mappings
         try:
-            self.ctl = mmap.mmap(fd, h.payload_offset, flags=mmap.MAP_SHARED | populate,
-                                 prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-            self.data = mmap.mmap(fd, h.payload_size, flags=mmap.MAP_SHARED | populate,
-                                  prot=mmap.PROT_READ, offset=h.payload_offset)
+            self.ctl = N.GuardedMap(fd, h.payload_offset, flags=mmap.MAP_SHARED | populate,
+                                    prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+            self.ctl.guard(self.group, True)
+            self.data = N.GuardedMap(fd, h.payload_size, flags=mmap.MAP_SHARED | populate,
+                                     prot=mmap.PROT_READ, offset=h.payload_offset)
+            self.data.guard(self.group, False)
         except (OSError, ValueError) as e:
             self._unmap()
             raise CorruptSegment("file size", size, f"cannot map the segment: {e}") from None
@@ -109,7 +121,13 @@ class _Segment:
         self.heartbeat_addr = base + OFF["heartbeat_ns"]
         self.wake_seq_addr = base + OFF["wake_seq"]
         self.wake_waiters_addr = base + OFF["wake_waiters"]
+        self.h_granted, self.h_refused = base + OFF["holds_granted"], base + OFF["holds_refused"]
+        cto, cap = h.consumer_table_offset, h.consumer_capacity
+        # Every entry's state and hold_mask, for the grant's count (G3): one numpy look.
+        self.ent_states = np.ndarray((cap,), np.uint32, self.ctl, cto, (CONSUMER_ENTRY_SIZE,))
+        self.ent_masks = np.ndarray((cap,), np.uint32, self.ctl, cto + ENT_HOLD_MASK, (CONSUMER_ENTRY_SIZE,))
         self.data_np = np.frombuffer(self.data, np.uint8)
+        self.data_addr = int(self.data_np.ctypes.data)
         self.data_mv = memoryview(self.data)
         # Per slot: lock address, descriptor offset in the control block, data offset.
         self.slots: List[Tuple[int, int, int]] = []
@@ -134,6 +152,8 @@ class _Segment:
         self.e_token, self.e_last = b + ENT_TOKEN, b + ENT_LAST_SEQ
         self.e_delivered, self.e_dropped = b + ENT_DELIVERED, b + ENT_DROPPED
         self.e_hb, self.e_torn, self.e_pidns = b + ENT_HEARTBEAT_NS, b + ENT_TORN_RETRIES, b + ENT_PIDNS
+        self.e_hold, self.e_hgranted = b + ENT_HOLD_MASK, b + ENT_HOLDS_GRANTED
+        self.e_hrefused, self.e_htaken = b + ENT_HOLDS_REFUSED, b + ENT_HOLDS_TAKEN_BACK
 
     def join(self, token: int) -> None:
         """Shared lock first, then CAS 0 -> 1, fill, CAS 1 -> 2 (PROTOCOL.md section 2)."""
@@ -156,6 +176,10 @@ class _Segment:
             A.store64(self.e_delivered, 0)
             A.store64(self.e_dropped, 0)
             A.store64(self.e_torn, 0)
+            A.store32(self.e_hold, 0)  # amendment 10: a joiner stores 0 in hold_mask while claiming
+            A.store64(self.e_hgranted, 0)
+            A.store64(self.e_hrefused, 0)
+            A.store64(self.e_htaken, 0)
             A.store64(self.e_hb, _now())
             if not A.cas32(self.e_state, ENTRY_CLAIMING, ENTRY_ACTIVE):
                 unlock(self.fd, off, CONSUMER_ENTRY_SIZE)  # a peer broke the rules: try another
@@ -173,13 +197,22 @@ class _Segment:
                 # pidns back to 0 ("unknown") while the entry is still ours: a joiner that does
                 # not know amendment 8 would otherwise inherit it (docs/PYTHON.md, findings).
                 A.store64(self.e_pidns, 0)
+                A.store32(self.e_hold, 0)  # amendment 10: every hold ends before the CAS 2 -> 0
+                self.hold_refs = [0] * self.slot_count
                 A.cas32(self.e_state, ENTRY_ACTIVE, ENTRY_FREE)
         finally:
             unlock(self.fd, self.e_off, CONSUMER_ENTRY_SIZE)
             self.entry = -1
 
+    def lost(self) -> bool:
+        """The guard replaced the mappings with zero pages: the file was truncated under an access."""
+        return _trunc(self.group)
+
     def size_ok(self) -> bool:
-        """The file still has the size of its header (a truncated file would SIGBUS the mapping)."""
+        """The file still has the size of its header (a truncated file would SIGBUS the mapping)
+        and no access found it truncated (the guard's flag)."""
+        if _trunc(self.group):
+            return False
         try:
             return _fstat(self.fd).st_size >= self.total_size
         except OSError:
@@ -194,13 +227,10 @@ class _Segment:
                 except Exception:
                     pass
         self.arrays, self.planes, self.data_np = [], [], None  # type: ignore[assignment]
-        for name in ("ctl", "data"):
-            m = getattr(self, name, None)
-            if m is not None:
-                try:
-                    m.close()
-                except BufferError:
-                    pass  # the caller still holds views: unmapped when the last one goes
+        self.ent_states = self.ent_masks = None  # type: ignore[assignment]
+        # Unmapped when the last reference goes (at once, unless the caller still holds views):
+        # GuardedMap forgets its guarded range first, then the mmap unmaps it.
+        self.ctl = self.data = None  # type: ignore[assignment]
 
     def release(self) -> None:
         if self.released:
@@ -237,7 +267,7 @@ class Frame:
 
     __slots__ = ("seq", "capture_ns", "commit_ns", "wake_ns", "nbytes", "dropped", "torn_retries", "generation",
                  "generation_changed", "user_meta", "format", "checksum", "_seg", "_lock_addr", "_lock",
-                 "_array", "_planes", "_data")
+                 "_array", "_planes", "_data", "_owner", "_slot")
 
     seq: int  #: the frame's sequence number
     capture_ns: int  #: when the source produced it (CLOCK_MONOTONIC, time.monotonic_ns())
@@ -287,11 +317,112 @@ class Frame:
             return False
         if not _TSO:
             _fence(_SC)
-        return _load8(self._lock_addr, _SC) == self._lock
+        # Under the guard a truncation after the fstat reads zeros here, and sets the flag.
+        return _load8(self._lock_addr, _SC) == self._lock and not _trunc(seg.group)
+
+    def hold(self) -> "Hold":
+        """Keeps this zero-copy frame (amendment 10): until the Hold is released the producer
+        never writes its slot, so ``array`` stays intact across later ``next()`` calls::
+
+            with f.hold() as h:
+                model(torch.from_numpy(h.array))
+
+        Never waits: a refusal raises HoldRefused (HoldCapReached: the bus's
+        ``slot_count - 2`` held slots are taken; HoldOverwritten: the slot was overwritten
+        since the frame was read; HoldUnsupported: the producer does not honour holds);
+        copy instead (``read_into``). A frame from ``read_into()`` is the caller's buffer:
+        its Hold holds nothing and is always valid."""
+        if self._seg is None:
+            return Hold(self, None, None, -1)
+        return self._owner._grant(self)
 
     def __repr__(self) -> str:
         return (f"<framebus.Frame seq={self.seq} {self.format} nbytes={self.nbytes} dropped={self.dropped} "
                 f"generation={self.generation}{' (new)' if self.generation_changed else ''}>")
+
+
+class Hold:
+    """A frame kept by ``Frame.hold()`` (amendment 10): a context manager (the block's end
+    releases it), ``release()``, ``valid()``, and the frame's views (``array``, ``planes``,
+    ``data``, ``frame``). Released also by ``Consumer.close()`` and when garbage-collected."""
+
+    __slots__ = ("frame", "_c", "_seg", "_slot", "_released", "__weakref__")
+
+    def __init__(self, frame: Frame, consumer: Optional["Consumer"], seg: Optional[_Segment], slot: int) -> None:
+        self.frame = frame
+        self._c, self._seg, self._slot = consumer, seg, slot
+        self._released = False
+
+    @property
+    def array(self) -> np.ndarray:
+        return self.frame.array
+
+    @property
+    def planes(self) -> Tuple[np.ndarray, ...]:
+        return self.frame.planes
+
+    @property
+    def data(self) -> np.ndarray:
+        return self.frame.data
+
+    @property
+    def seq(self) -> int:
+        return self.frame.seq
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def valid(self) -> bool:
+        """True while held and intact: not released, not taken back by the producer (a lease,
+        or forged words), the file not truncated."""
+        seg = self._seg
+        if seg is None:
+            return not self._released
+        if self._released or seg.released or seg.entry < 0:
+            return False
+        if not (_load4(seg.e_hold, _SC) >> self._slot) & 1:
+            return False  # taken back
+        return self.frame.valid()
+
+    def release(self) -> None:
+        """Ends the hold: the producer may write the slot again. HoldReleased when it was
+        released already, Closed after the consumer's close() (which released it)."""
+        if self._released:
+            if self._c is not None and self._c._closed:
+                raise Closed("consumer closed: its holds were released", op="release", name=self._c.name)
+            raise HoldReleased(f"hold of frame {self.frame.seq} released already", op="release")
+        self._end()
+
+    def _end(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        seg, a = self._seg, self._slot
+        if seg is None:
+            return
+        if self._c is not None:
+            self._c._holds.discard(self)
+        if seg.released or seg.entry < 0 or seg.hold_refs[a] <= 0:
+            return
+        seg.hold_refs[a] -= 1
+        if seg.hold_refs[a] == 0 and seg.size_ok():
+            A.fetch_and32(seg.e_hold, ~(1 << a))  # the last hold of that slot: the bit goes
+
+    def __enter__(self) -> "Hold":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._end()
+
+    def __del__(self) -> None:
+        try:
+            self._end()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<framebus.Hold seq={self.frame.seq} slot={self._slot}{' released' if self._released else ''}>"
 
 
 @dataclass(frozen=True)
@@ -313,6 +444,14 @@ class ConsumerStats:
     #: Times the consumer took the header's last_seq as its own after its own had been moved
     #: ahead by such a word (amendment 9), since it was made; this process's count.
     resyncs: int = 0
+    #: Amendment 10, from the entry (this generation): holds granted, refused (cap,
+    #: overwritten; plus this process's refusals on buses without holds, which are not
+    #: written to them), taken back by the producer (lease, forged words).
+    holds_granted: int = 0
+    holds_refused: int = 0
+    holds_taken_back: int = 0
+    #: Holds this consumer has now (not released).
+    holds: int = 0
 
 
 class _Resources:
@@ -386,6 +525,9 @@ class Consumer:
         self._last_refusal: Optional[CorruptSegment] = None
         self._refused_slot = 0
         self._refused_lock = 0
+        self._holds: "weakref.WeakSet[Hold]" = weakref.WeakSet()
+        self._holds_unsupported = 0
+        self._wake_repairs = 0  # amendment 11: wake_waiters counted once more after a missed wake
         self._gen_changed = False
         self._gone_reported = False
         self._stalled_reported = False
@@ -473,12 +615,17 @@ class Consumer:
 
     def stats(self) -> ConsumerStats:
         s = self._live()
+        nh = len(self._holds)
         if s.entry < 0 or self._broken:
             return ConsumerStats(s.h.generation, -1, self._last_seq, 0, 0, 0, s.shared_wake, self._checks,
-                                 self._refused, self._resyncs)
+                                 self._refused, self._resyncs, 0, self._holds_unsupported, 0, nh)
+        if s.holds:
+            hg, hr, ht = A.load64(s.e_hgranted), A.load64(s.e_hrefused), A.load64(s.e_htaken)
+        else:
+            hg = hr = ht = 0  # reserved words on a bus without holds: not ours to read as counters
         return ConsumerStats(s.h.generation, s.entry, A.load64(s.e_last), A.load64(s.e_delivered),
                              A.load64(s.e_dropped), A.load64(s.e_torn), s.shared_wake, self._checks,
-                             self._refused, self._resyncs)
+                             self._refused, self._resyncs, hg, hr + self._holds_unsupported, ht, nh)
 
     def refusals(self) -> Tuple[int, int, Optional[CorruptSegment]]:
         """(refused, resyncs, why the last read was refused or the last re-synchronisation
@@ -522,6 +669,9 @@ class Consumer:
             return
         self._closed = True
         self._r.broken = self._broken
+        for h in list(self._holds):  # their bits go with the entry's hold_mask, in leave()
+            h._released = True
+        self._holds.clear()
         self._finalizer()
 
     def __enter__(self) -> "Consumer":
@@ -562,6 +712,7 @@ class Consumer:
         if self._eos:
             raise EndOfStream(self._eos_seq, op=op, name=self.name)
         deadline = None if timeout is None else _now() + int(max(0.0, timeout) * 1e9)
+        N.ensure()  # our SIGBUS handler back on top if another one replaced it
         try:
             while True:
                 try:
@@ -574,6 +725,9 @@ class Consumer:
                         self._broken = self._r.broken = True
                         continue
                     fr = self._try_read(dst)
+                    if fr is None and _trunc(s.group):  # type: ignore[union-attr]
+                        self._broken = self._r.broken = True  # read zeros: truncated under the read
+                        continue
                     if self._hb_due:
                         self._hb_due = False
                         _store8(s.e_hb, fr.wake_ns if fr is not None else _now(), _SC)  # type: ignore[union-attr]
@@ -598,6 +752,8 @@ class Consumer:
         torn = 0
         spins = 0
         verify = s.checksum and self.verify_checksum
+        live_crc = verify and dst is None and N.NATIVE_CRC
+        got = 0
         while True:
             a = _load4(s.active_addr, _SC)
             if a >= s.slot_count:
@@ -622,15 +778,26 @@ class Consumer:
                         short = True
                     else:
                         dst[1][:n] = s.data_mv[off:off + n]
+                elif live_crc:
+                    # The helper's CRC (about 0.3 ms for 1080p RGBA) of the slot itself, under the
+                    # sequence lock: step 3 below says whether it saw one frame.
+                    got = N.crc32c_at(s.data_addr + off, n)
                 elif verify:
                     scratch = self._scratch_for(s.capacity)
                     scratch[:n] = s.data_mv[off:off + n]  # the checksum is taken of a copy made under the lock
             if not _TSO:
                 _fence(_SC)  # the load fence of step 3 (dmb ish on arm64; x86-64 needs none)
             if _load8(lock_addr, _SC) != l1:  # step 3: overwritten mid-read
+                if _trunc(s.group):
+                    self._broken = self._r.broken = True
+                    raise _Followed()
                 torn += 1
                 _fadd8(s.e_torn, 1, _SC)
                 continue
+            if _trunc(s.group):
+                # The file was truncated under this read: what it read is zeros from the guard.
+                self._broken = self._r.broken = True
+                raise _Followed()
             wake = _now()  # read and validated; what follows is bookkeeping
             last = _load8(s.last_seq_addr, _SC)
             if seq > last:
@@ -649,9 +816,9 @@ class Consumer:
             if short:
                 raise BufferTooSmall(n, dst[1].nbytes)
             crc_bad = False
-            got = 0
             if verify and n > 0:
-                got = crc32c(dst[1][:n] if dst is not None else self._scratch_mv[:n])  # type: ignore[index]
+                if not live_crc:
+                    got = crc32c(dst[1][:n] if dst is not None else self._scratch_mv[:n])  # type: ignore[index]
                 crc_bad = got != checksum
             last = self._last_seq
             dropped = seq - last - 1 if seq > last + 1 else 0
@@ -676,14 +843,68 @@ class Consumer:
             f.dropped, f.torn_retries, f.generation = dropped, torn, s.h.generation
             f.generation_changed, f.user_meta, f.format, f.checksum = self._gen_changed, meta, s.fmt, checksum
             if dst is None:
-                f._seg, f._lock_addr, f._lock = s, lock_addr, l1
+                f._seg, f._lock_addr, f._lock, f._owner, f._slot = s, lock_addr, l1, self, a
                 f._array, f._planes = s.arrays[a], s.planes[a]
                 f._data = s.data_np[off:off + s.capacity]
             else:
-                f._seg, f._lock_addr, f._lock = None, 0, 0
+                f._seg, f._lock_addr, f._lock, f._owner, f._slot = None, 0, 0, None, -1
                 f._data, f._array, f._planes = self._dst_views(dst, s.fmt)
             self._gen_changed = False
             return f
+
+    # ---- holds (amendment 10) ------------------------------------------------------------
+
+    def _grant(self, f: Frame) -> Hold:
+        """G1-G5 of amendment 10 for the slot of a frame this consumer read."""
+        if self._closed:
+            raise Closed("consumer closed", op="hold", name=self.name)
+        s = f._seg
+        assert s is not None
+        a, l1, lock_addr = f._slot, f._lock, f._lock_addr
+        if not s.holds:
+            self._holds_unsupported += 1
+            raise _label_hold(HoldUnsupported("unsupported", f.seq, "the producer does not honour holds (no flag "
+                                                               "bit 2): copy the frame (read_into)"), self.name)
+        if s is not self._seg or s.released or s.entry < 0 or not s.size_ok():
+            raise self._hold_refused(s, HoldOverwritten("overwritten", f.seq, "the consumer left that generation"),
+                                     count=False)
+        bit = 1 << a
+        if s.hold_refs[a] > 0:
+            # Held already (the same frame: a held slot is not written): one bit, counted here.
+            if _load8(lock_addr, _SC) != l1 or not _load4(s.e_hold, _SC) & bit:
+                raise self._hold_refused(s, HoldOverwritten("overwritten", f.seq, f"slot {a} was overwritten"))
+        else:
+            pend = bit << HOLD_PENDING_SHIFT
+            A.fetch_or32(s.e_hold, bit | pend)  # G1
+            if _load8(lock_addr, _SC) != l1:  # G2
+                A.fetch_and32(s.e_hold, ~(bit | pend))
+                raise self._hold_refused(s, HoldOverwritten("overwritten", f.seq, f"slot {a} was overwritten"))
+            _fence(_SC)  # G3: the entries' words by plain loads after a full barrier (as seq_cst loads)
+            m = s.ent_masks[s.ent_states == ENTRY_ACTIVE]
+            union = int(np.bitwise_or.reduce(m)) & ((1 << s.slot_count) - 1) if m.size else 0
+            if bin(union).count("1") > s.hold_cap:
+                A.fetch_and32(s.e_hold, ~(bit | pend))
+                raise self._hold_refused(s, HoldCapReached(
+                    "cap", f.seq, f"{bin(union & ~bit).count('1')} of the bus's {s.hold_cap} held slots are taken "
+                                  f"({s.slot_count} slots)"))
+            A.fetch_and32(s.e_hold, ~pend)  # G4
+            if _load8(lock_addr, _SC) != l1:  # G5
+                A.fetch_and32(s.e_hold, ~bit)
+                raise self._hold_refused(s, HoldOverwritten("overwritten", f.seq, f"slot {a} was overwritten"))
+        if _trunc(s.group):
+            raise self._hold_refused(s, HoldOverwritten("overwritten", f.seq, "the file was truncated"), count=False)
+        s.hold_refs[a] += 1
+        _fadd8(s.e_hgranted, 1, _SC)
+        _fadd8(s.h_granted, 1, _SC)
+        h = Hold(f, self, s, a)
+        self._holds.add(h)
+        return h
+
+    def _hold_refused(self, s: _Segment, e: Error, count: bool = True) -> Error:
+        if count and s.size_ok():
+            _fadd8(s.e_hrefused, 1, _SC)
+            _fadd8(s.h_refused, 1, _SC)
+        return _label_hold(e, self.name)
 
     def _refuse(self, a: int, lock: int, why: CorruptSegment) -> None:
         """Counts a read refused for a word no honest producer writes (amendment 9): the
@@ -777,7 +998,10 @@ class Consumer:
             counted = False
             r = F.TIMED_OUT
             try:
-                _fadd4(waiters, 1, _SC)
+                if shared:
+                    _fadd4(waiters, 1, _SC)  # the shared count: one per sleeper (amendment 7)
+                else:
+                    _store4(waiters, 1, _SC)  # the entry's own word: stored, not added (amendment 11)
                 counted = True
                 if shared and self._pending():
                     r = F.WOKEN
@@ -787,10 +1011,22 @@ class Consumer:
             finally:
                 # A wake (or EAGAIN: the word had moved on) means the kernel read the word: the
                 # mapping was intact then, as it is after an fstat. After anything else the file
-                # may have been truncated while we slept: look before touching it.
-                intact = r == F.WOKEN or r == F.CHANGED or s.size_ok()
+                # may have been truncated while we slept: look before touching it. The guard's
+                # flag says whether an access already found it truncated.
+                intact = (r == F.WOKEN or r == F.CHANGED or s.size_ok()) and not _trunc(s.group)
                 if counted and intact:
-                    _fadd4(waiters, _MINUS1, _SC)
+                    if shared:
+                        _fadd4(waiters, _MINUS1, _SC)
+                        if r == F.TIMED_OUT and _load4(word, _SC) != val:
+                            # Amendment 11: the producer committed while we slept, yet nothing
+                            # woke us: wake_waiters was forged (to 0, or to 2^32 - 1 which our
+                            # += 1 wrapped to 0). Counted once more, for good: a sleeper is
+                            # counted again from the next sleep on (a word left one too high
+                            # costs a FUTEX_WAKE with nobody to wake).
+                            _fadd4(waiters, 1, _SC)
+                            self._wake_repairs += 1
+                    else:
+                        _store4(waiters, 0, _SC)
             if not intact or r == F.FAULT:
                 self._broken = self._r.broken = True
                 raise _Followed()  # the read loop recovers without touching the mapping
@@ -831,7 +1067,13 @@ class Consumer:
         """Keep the entry; look at state, owner, heartbeat and the file behind the name."""
         s = self._seg
         assert s is not None
+        if _trunc(s.group):
+            self._broken = self._r.broken = True
+            raise _Followed()
         if A.load32(s.e_state) != ENTRY_ACTIVE or A.load64(s.e_token) != self._token:
+            if not s.size_ok():  # zeros from the guard, not a peer: the file was truncated
+                self._broken = self._r.broken = True
+                raise _Followed()
             # Taken from us (it must not be while we hold its lock, but a hostile peer can
             # write anything): join again, keeping our accounting.
             unlock(s.fd, s.e_off, CONSUMER_ENTRY_SIZE)
@@ -983,6 +1225,11 @@ class Consumer:
                 raise CorruptSegment("file size", size, f"segment file truncated under the consumer (total_size "
                                                         f"{s.total_size}); waiting for the producer's next generation")
             time.sleep(0.005)
+
+
+def _label_hold(e: Error, name: str) -> Error:
+    e.op, e.name = "hold", name
+    return e
 
 
 def _label(e: Error, op: str, name: str) -> None:

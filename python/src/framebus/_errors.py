@@ -192,3 +192,34 @@ class Closed(Error, ValueError):
 
 class Unsupported(Error):
     """This system lacks something framebus needs (not Linux, no libatomic, unknown CPU)."""
+
+
+class HoldRefused(Error):
+    """A hold (amendment 10: ``Frame.hold()``) was refused; never a wait: copy the frame
+    instead (``read_into``). ``reason`` is "cap" (the bus's slot_count - 2 held slots are
+    taken), "overwritten" (the producer came back to the slot before the grant finished)
+    or "unsupported" (the producer does not honour holds: no flag bit 2). ``seq`` is the
+    frame's number."""
+
+    reason = ""
+
+    def __init__(self, reason: str, seq: int, detail: str) -> None:
+        super().__init__(f"hold of frame {seq} refused ({reason}): {detail}")
+        self.reason = reason
+        self.seq = seq
+
+
+class HoldCapReached(HoldRefused):
+    """Refused: the consumers of the bus already hold slot_count - 2 slots (the cap)."""
+
+
+class HoldOverwritten(HoldRefused):
+    """Refused: the frame's slot was overwritten before the grant finished."""
+
+
+class HoldUnsupported(HoldRefused):
+    """Refused: the bus's producer does not honour holds (no FLAG_HOLDS)."""
+
+
+class HoldReleased(Error, ValueError):
+    """The hold was released already (a second ``release()``)."""

@@ -1,4 +1,4 @@
-"""The wire layout of docs/PROTOCOL.md, version 1 (amendments 7 and 8 included).
+"""The wire layout of docs/PROTOCOL.md, version 1 (amendments 7, 8 and 10 included).
 
 One table of header fields with their offsets; the struct format is built
 from it and checked (tests/test_layout.py compares every offset with the C
@@ -32,6 +32,8 @@ STATE_INITIALIZING, STATE_READY, STATE_BROKEN, STATE_RETIRED = 0, 1, 2, 3
 STATE_NAMES = {0: "INITIALIZING", 1: "READY", 2: "BROKEN", 3: "RETIRED"}
 FLAG_CHECKSUM = 1 << 0
 FLAG_SHARED_WAKE = 1 << 1  # amendment 7
+FLAG_HOLDS = 1 << 2  # amendment 10: the producer honours holds
+HOLD_PENDING_SHIFT = 8  # amendment 10: hold_mask bit 8 + i: the grant on slot i is in progress
 FRAME_EOS = 1 << 0
 ENTRY_FREE, ENTRY_CLAIMING, ENTRY_ACTIVE = 0, 1, 2
 
@@ -76,6 +78,11 @@ HEADER_FIELDS: List[Tuple[int, str, str]] = [
     (296, "Q", "consumers_reclaimed"),
     (320, "I", "wake_seq"),  # amendment 7
     (324, "I", "wake_waiters"),  # amendment 7
+    (384, "Q", "hold_max_ns"),  # amendment 10 (was reserved): the lease, 0 = none
+    (392, "Q", "holds_granted"),  # amendment 10
+    (400, "Q", "holds_refused"),  # amendment 10
+    (408, "Q", "holds_taken_back"),  # amendment 10
+    (416, "Q", "holds_ignored"),  # amendment 10
 ]
 
 OFF: Dict[str, int] = {name: off for off, _, name in HEADER_FIELDS}
@@ -110,8 +117,14 @@ SLOT_FIELDS = {"lock": 0, "frame_seq": 8, "capture_ns": 16, "commit_ns": 24, "by
 # Consumer entry, section 3.5 (pidns: amendment 8, was reserved).
 ENT_STATE, ENT_PID, ENT_SEM, ENT_WAITERS, ENT_TOKEN, ENT_LAST_SEQ = 0, 4, 8, 12, 16, 24
 ENT_DELIVERED, ENT_DROPPED, ENT_HEARTBEAT_NS, ENT_TORN_RETRIES, ENT_PIDNS = 32, 40, 48, 56, 64
+# Amendment 10 (were reserved): the holds of the entry's consumer and its counters.
+ENT_HOLD_MASK, ENT_HOLDS_GRANTED, ENT_HOLDS_REFUSED, ENT_HOLDS_TAKEN_BACK = 72, 80, 88, 96
 ENTRY_FIELDS = {"state": 0, "pid": 4, "sem": 8, "waiters": 12, "token": 16, "last_seq": 24, "delivered": 32,
-                "dropped": 40, "heartbeat_ns": 48, "torn_retries": 56, "pidns": 64}
+                "dropped": 40, "heartbeat_ns": 48, "torn_retries": 56, "pidns": 64, "hold_mask": 72,
+                "holds_granted": 80, "holds_refused": 88, "holds_taken_back": 96}
+#: Entry and header words of amendment 10, which the C header of this branch still calls reserved.
+AMENDMENT10_FIELDS = ("hold_max_ns", "holds_granted", "holds_refused", "holds_taken_back", "holds_ignored",
+                      "hold_mask")
 ENTRY_STRUCT = struct.Struct("<IIIIQQQQQQQ")  # state .. pidns, 72 bytes
 
 
@@ -158,6 +171,11 @@ class Header:
     consumers_reclaimed: int = 0
     wake_seq: int = 0
     wake_waiters: int = 0
+    hold_max_ns: int = 0
+    holds_granted: int = 0
+    holds_refused: int = 0
+    holds_taken_back: int = 0
+    holds_ignored: int = 0
 
     @classmethod
     def decode(cls, b: bytes) -> "Header":

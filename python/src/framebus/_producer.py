@@ -21,11 +21,13 @@ import numpy as np
 
 from . import _atomics as A
 from . import _futex as F
+from . import _native as N
 from ._crc32c import crc32c
-from ._errors import BadOptions, Busy, Closed, Error, NoSpace, PermissionDenied, UnsafePath
+from ._errors import BadOptions, Busy, Closed, CorruptSegment, Error, NoSpace, PermissionDenied, UnsafePath
 from ._format import MJPEG, FrameFormat, array_view, complete, packed_size
 from ._layout import (ABI_VERSION, CONSUMER_ENTRY_SIZE, DEFAULT_CONSUMERS, ENT_PIDNS, ENT_SEM, ENT_WAITERS,
                       ENTRY_ACTIVE, ENTRY_CLAIMING, ENTRY_FREE, FLAG_CHECKSUM, FLAG_SHARED_WAKE, FRAME_EOS,
+                      FLAG_HOLDS, HOLD_PENDING_SHIFT, ENT_HOLD_MASK, ENT_HOLDS_TAKEN_BACK,
                       HEADER_SIZE, MAGIC, MAX_CONSUMERS, MAX_SLOTS, MIN_SLOTS, OFF, SLOT_DESC_SIZE, SLOT_USER_META, STATE_BROKEN,
                       STATE_READY, STATE_RETIRED, USER_META_MAX, Geometry, Header, check_identity, validate_header)
 from ._sys import (OPEN_FLAGS, bus_dir, free_space, lock_path, lstat_path, open_existing, owner_held,
@@ -52,7 +54,10 @@ class _PSeg:
         self.released = False
         self.total = h.total_size
         length = h.total_size if whole else h.payload_offset
-        self.mem = mmap.mmap(fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        N.warn_unguarded()
+        self.group = N.new_group()  # the SIGBUS guard's group of the mapping
+        self.mem = N.GuardedMap(fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        self.mem.guard(self.group, True)
         self.base = base = ctypes.addressof(ctypes.c_char.from_buffer(self.mem))
         self.state = base + OFF["state"]
         self.active = base + OFF["active"]
@@ -74,6 +79,13 @@ class _PSeg:
         self.entry_off = [cto + i * CONSUMER_ENTRY_SIZE for i in range(cap)]
         # Every entry's state word, for the wake's scan (one numpy comparison).
         self.entry_states = np.ndarray((cap,), np.uint32, self.mem, cto, (CONSUMER_ENTRY_SIZE,))
+        # Amendment 10: every entry's hold_mask, for the choice of the back slot (C1, C4).
+        self.holds = bool(h.flags & FLAG_HOLDS)
+        self.hold_masks = np.ndarray((cap,), np.uint32, self.mem, cto + ENT_HOLD_MASK, (CONSUMER_ENTRY_SIZE,))
+        self.hold_max_ns = h.hold_max_ns
+        self.h_taken_back = base + OFF["holds_taken_back"]
+        self.h_ignored = base + OFF["holds_ignored"]
+        self.slot_bits = (1 << h.slot_count) - 1
         self.desc = [h.slot_table_offset + i * SLOT_DESC_SIZE for i in range(h.slot_count)]
         self.lock = [base + d for d in self.desc]
         self.data_off = [h.payload_offset + i * h.slot_stride for i in range(h.slot_count)]
@@ -84,7 +96,13 @@ class _PSeg:
                 self.arrays.append(array_view(self.fmt, self.np, o, True) if self.fmt.fourcc != MJPEG
                                    else self.np[o:o + self.capacity])
 
+    def lost(self) -> bool:
+        """The guard replaced the mapping with zero pages: the file was truncated under an access."""
+        return N.truncated(self.group)
+
     def size_ok(self) -> bool:
+        if N.truncated(self.group):
+            return False
         try:
             return os.fstat(self.fd).st_size >= self.total
         except OSError:
@@ -107,6 +125,36 @@ class _PSeg:
             if _load4(self.base + self.entry_off[i] + ENT_WAITERS, _SC):
                 F.wake(sem)
 
+    def hold_sets(self) -> tuple:
+        """C1: (held, pending), the unions over the entries in state 2 of the bits i < N of
+        their hold_masks whose pending bit (8 + i) is clear, and set. A full barrier first,
+        then plain loads of aligned words (as seq_cst loads)."""
+        _fence(_SC)
+        m = self.hold_masks[self.entry_states == ENTRY_ACTIVE]
+        if not m.size or not m.any():
+            return 0, 0
+        slots = m & np.uint32(self.slot_bits)
+        pend = m >> np.uint32(HOLD_PENDING_SHIFT)
+        held = int(np.bitwise_or.reduce(slots & ~pend))
+        pending = int(np.bitwise_or.reduce(slots & pend))
+        return held, pending
+
+    def take_back(self, b: int) -> int:
+        """Clears bit b in every entry holding it, counting each in the entry's and the
+        header's holds_taken_back (a lease ran out, or forged words left no other slot)."""
+        bit = 1 << b
+        n = 0
+        _fence(_SC)
+        pend = bit << HOLD_PENDING_SHIFT
+        for i in np.flatnonzero((self.entry_states == ENTRY_ACTIVE) & ((self.hold_masks & bit) != 0)
+                                & ((self.hold_masks & pend) == 0)).tolist():  # a grant in progress fails at G5
+            e = self.base + self.entry_off[i]
+            if A.fetch_and32(e + ENT_HOLD_MASK, ~bit) & bit:
+                _fadd8(e + ENT_HOLDS_TAKEN_BACK, 1, _SC)
+                _fadd8(self.h_taken_back, 1, _SC)
+                n += 1
+        return n
+
     def retire(self) -> None:
         if _load4(self.state, _SC) != STATE_BROKEN:
             _store4(self.state, STATE_RETIRED, _SC)
@@ -117,16 +165,15 @@ class _PSeg:
             return
         self.released = True
         self.arrays = []
-        self.entry_states = None  # type: ignore[assignment]
+        self.entry_states = self.hold_masks = None  # type: ignore[assignment]
         self.np = None  # type: ignore[assignment]
         try:
             self.mv.release()
         except Exception:
             pass
-        try:
-            self.mem.close()
-        except BufferError:
-            pass  # a caller still holds a frame() view: unmapped when it goes
+        # Unmapped when the last reference goes (at once, unless a caller still holds a
+        # frame() view): GuardedMap forgets its guarded range first, then the mmap unmaps it.
+        self.mem = None  # type: ignore[assignment]
         try:
             os.close(self.fd)
         except OSError:
@@ -266,7 +313,8 @@ class Producer:
     def __init__(self, name: str, width: int, height: int, format: Union[str, int] = "RGBA", fps: float = 0.0,
                  slots: int = 2, checksum: bool = False, *, dir: Optional[str] = None,
                  consumers: int = DEFAULT_CONSUMERS, heartbeat: float = 0.1, mode: int = 0o600,
-                 group: Union[None, int, str] = None, shared_wake: bool = True, frame_size: int = 0) -> None:
+                 group: Union[None, int, str] = None, shared_wake: bool = True, frame_size: int = 0,
+                 holds: bool = True, hold_max: float = 0.0) -> None:
         self.name = validate_name(name)
         try:
             self._fmt = complete(width, height, format, fps, frame_size)
@@ -278,6 +326,8 @@ class Producer:
                 raise BadOptions(f"heartbeat {heartbeat} s, want 0.001-60")
             if mode & ~0o777 or mode & 0o002:
                 raise BadOptions(f"mode {mode:04o}: must be a permission mode that is not world-writable")
+            if hold_max < 0:
+                raise BadOptions(f"hold_max {hold_max} s, want >= 0 (0: no lease)")
             if mode & 0o600 != 0o600:
                 raise BadOptions(f"mode {mode:04o}: the owner needs read and write")
         except Error as e:
@@ -289,6 +339,7 @@ class Producer:
         self._slots, self._consumers, self._checksum = slots, consumers, checksum
         self._hb_ms = max(1, int(round(heartbeat * 1000)))
         self._mode, self._gid, self._shared_wake = mode, _group_id(group), shared_wake
+        self._holds, self._hold_max_ns = holds, int(hold_max * 1e9)
         self._mu = threading.Lock()  # held from a frame's begin to its commit; excludes generation changes
         self._seg_lock = threading.Lock()  # guards _seg's lifetime against the heartbeat thread
         self._seg: Optional[_PSeg] = None
@@ -477,7 +528,8 @@ class Producer:
                         raise path_error("allocate", tmp, e) from None
                     os.ftruncate(fd, g.total)
                 now = _now()
-                flags = (FLAG_CHECKSUM if self._checksum else 0) | (FLAG_SHARED_WAKE if self._shared_wake else 0)
+                flags = ((FLAG_CHECKSUM if self._checksum else 0) | (FLAG_SHARED_WAKE if self._shared_wake else 0)
+                         | (FLAG_HOLDS if self._holds else 0))
                 st = list(fmt.plane_stride) + [0] * (4 - len(fmt.plane_stride))
                 po = list(fmt.plane_offset) + [0] * (4 - len(fmt.plane_offset))
                 h = Header(magic=MAGIC, abi_version=ABI_VERSION, header_size=HEADER_SIZE, state=0, flags=flags,
@@ -489,7 +541,8 @@ class Producer:
                            plane_count=fmt.plane_count, plane_stride=tuple(st), plane_offset=tuple(po),
                            fps_num=fmt.fps_num, fps_den=fmt.fps_den, slot_table_offset=g.slot_table_offset,
                            consumer_table_offset=g.consumer_table_offset, created_ns=now,
-                           producer_pidns=pidns(), last_seq=last_seq)
+                           producer_pidns=pidns(), last_seq=last_seq,
+                           hold_max_ns=self._hold_max_ns if self._holds else 0)
                 fst = os.fstat(fd)
                 seg = _PSeg(fd, h, (fst.st_dev, fst.st_ino), whole=True)
                 seg.np[::4096] = 0  # pre-fault every page: the first frames cost what later ones do
@@ -562,19 +615,77 @@ class Producer:
         if self._held is not None:
             raise Error("a frame is already lent (finish the frame() block first)", op="publish", name=self.name)
         s = self._seg
+        N.ensure()  # our SIGBUS handler back on top if another one replaced it
         if self._need_regen or s is None or not s.size_ok():
             self._regen(self._fmt)
             s = self._seg
         return s  # type: ignore[return-value]
 
     def _begin(self, s: _PSeg) -> int:
-        """Steps 1 and 2: the back slot, its lock made odd, then a store fence."""
-        b = (_load4(s.active, _SC) + 1) % s.slot_count
-        lk = s.lock[b]
-        _store8(lk, _load8(lk, _SC) | 1, _SC)
-        A.seqlock_fence()  # the store fence: odd lock before the data (dmb ish on arm64)
+        """Steps 1 and 2: the back slot, its lock made odd, then a store fence. With holds
+        (amendment 10) the slot is chosen by C1-C4."""
+        if s.holds:
+            b = self._choose(s)
+        else:
+            b = (_load4(s.active, _SC) + 1) % s.slot_count
+            lk = s.lock[b]
+            _store8(lk, _load8(lk, _SC) | 1, _SC)
+            A.seqlock_fence()  # the store fence: odd lock before the data (dmb ish on arm64)
         self._held = b
         return b
+
+    def _choose(self, s: _PSeg) -> int:
+        """Amendment 10's choice of the back slot: C1 the held and pending sets; C2 the first of
+        active + 1, active + 2, ... in neither, else the first not held; C3 its lock odd; C4 the
+        sets again: held meanwhile (a grant finished), the lock goes back to its even value and
+        C1 again without it (N times at most). A held slot is written only when taken back: its
+        lease ran out, or (forged words) no other slot was left."""
+        n = s.slot_count
+        active = _load4(s.active, _SC) % n
+        order = [(active + k) % n for k in range(1, n)]
+        excluded = 0
+        expired = 0
+        for _ in range(n):
+            held, pending = s.hold_sets()  # C1
+            if s.hold_max_ns and held:
+                expired = self._expired(s, held)
+                held &= ~expired  # a hold past its lease does not protect its slot
+            cands = [c for c in order if not (excluded >> c) & 1]
+            b = next((c for c in cands if not ((held | pending) >> c) & 1), None)  # C2
+            if b is None:
+                b = next((c for c in cands if not (held >> c) & 1), None)
+            if b is None:
+                break
+            lk = s.lock[b]
+            even = _load8(lk, _SC) & ~1
+            _store8(lk, even | 1, _SC)  # C3 (step 2), seq_cst
+            A.seqlock_fence()
+            held2, _ = s.hold_sets()  # C4
+            if (held2 & ~expired) >> b & 1:
+                _store8(lk, even, _SC)  # no data was written: back to its even value
+                excluded |= 1 << b
+                continue
+            if (held2 >> b) & 1:
+                s.take_back(b)  # its lease ran out
+            return b
+        # Only forged words (more held slots than the cap) get here: the next slot is taken back.
+        b = order[0]
+        s.take_back(b)
+        lk = s.lock[b]
+        _store8(lk, _load8(lk, _SC) | 1, _SC)
+        A.seqlock_fence()
+        return b
+
+    def _expired(self, s: _PSeg, held: int) -> int:
+        """The held slots whose frame's commit_ns is older than the lease."""
+        old = 0
+        now = _now()
+        for b in range(s.slot_count):
+            if (held >> b) & 1:
+                commit = struct.unpack_from("<Q", s.mem, s.desc[b] + 24)[0]
+                if now - commit > s.hold_max_ns:
+                    old |= 1 << b
+        return old
 
     def _commit(self, s: _PSeg, n: int, capture_ns: Optional[int], user_meta: bytes, flags: int = 0) -> int:
         """Steps 3-6 on the held back slot."""
@@ -597,6 +708,13 @@ class Producer:
             s.mem[d + SLOT_USER_META:d + SLOT_USER_META + ml] = user_meta
         if used > ml:  # only the bytes the slot's last frame used need clearing
             s.mem[d + SLOT_USER_META + ml:d + SLOT_USER_META + used] = bytes(used - ml)
+        if s.lost():
+            # The file was truncated under the copy, the frame() block or the checksum: what
+            # was written went to the guard's zero pages. As the Go producer: an error, and a
+            # new generation at the next frame.
+            self._need_regen = True
+            raise CorruptSegment("file size", 0, "segment file truncated under the producer; a new generation "
+                                                 "follows at the next frame")
         now = _now()
         _DESC.pack_into(s.mem, d + 8, seq, capture_ns or now, now, n, checksum, flags, ml)  # commit_ns last
         lk = s.lock[b]
@@ -607,6 +725,8 @@ class Producer:
         _fadd8(s.published, 1, _SC)
         _store8(s.last_commit, now, _SC)
         s.wake_all()  # step 6
+        if s.lost():
+            self._need_regen = True  # truncated during the commit: the next frame starts a new generation
         return seq
 
     def _abort(self, s: _PSeg, b: int) -> None:
@@ -739,6 +859,8 @@ class Producer:
                 else:
                     _store8(s.heartbeat, _now(), _SC)
                     self._reclaim(s)
+                    if s.holds:
+                        self._count_ignored(s)
             info = lstat_path(self.path)
             moved = not info.exists or (info.dev, info.ino) != s.ident
         try:
@@ -773,11 +895,29 @@ class Producer:
             try:
                 if A.cas32(s.base + off, st, ENTRY_FREE):
                     _fadd8(s.reclaimed, 1, _SC)
+                    # Amendment 10: the dead consumer's holds end after the CAS.
+                    A.store32(s.base + off + ENT_HOLD_MASK, 0)
                     # The dead consumer's pidns, cleared while no joiner can claim the entry
                     # (we hold its lock exclusively), for joiners that do not write one.
                     _store8(s.base + off + ENT_PIDNS, 0, _SC)
             finally:
                 unlock(s.fd, off, CONSUMER_ENTRY_SIZE)
+
+    @staticmethod
+    def _count_ignored(s: _PSeg) -> None:
+        """Amendment 10: hold bits of entries not in state 2, bits at or past slot_count, and
+        pending bits without their slot's bit are ignored by both sides, and counted in
+        holds_ignored by this scan."""
+        _fence(_SC)
+        m = s.hold_masks
+        held = m & np.uint32(0xFF)
+        active = s.entry_states == ENTRY_ACTIVE
+        odd = (held & ~np.uint32(s.slot_bits)) | (((m >> np.uint32(HOLD_PENDING_SHIFT)) & np.uint32(0xFF) & ~held) << np.uint32(8)) \
+            | (m & ~np.uint32(0xFFFF))
+        stray = np.where(active, odd, held)
+        if stray.any():
+            n = sum(bin(int(v)).count("1") for v in stray[stray != 0])
+            _fadd8(s.h_ignored, n, _SC)
 
     def _keep_lock(self) -> None:
         """Re-creates and re-takes the lock file when it was removed from outside (systemd's
