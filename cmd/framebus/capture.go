@@ -25,12 +25,19 @@ var dirUsage = "bus `DIR`ectory (default $FRAMEBUS_DIR, else " + framebus.Defaul
 
 var captureCmd = &cli.Command{
 	Name:    "capture",
-	Args:    "--name NAME [--source SOURCE] [--size WxH] [--format FORMAT] [--fps N] [--loop] [--slots N] [--checksum] [--duration D] [--mode MODE] [--group G] [--dir DIR]",
+	Args:    "--name NAME [--source SOURCE] [--size WxH] [--format FORMAT] [--fps N] [--loop] [--slots N] [--hold-max D] [--checksum] [--duration D] [--mode MODE] [--group G] [--dir DIR]",
 	Summary: "publish the frames of a source on a bus",
 	Description: `Creates the bus NAME (or takes it over from a producer that died) and
 publishes the source's frames on it, written straight into the bus's back
 slot. It runs until the source ends, --duration passes, or SIGINT/SIGTERM;
 then it closes the bus, and its consumers see the end of the stream.
+
+--slots N sets how many frames the bus keeps: consumers may hold N-2 of
+them at once (zero-copy, never overwritten while held, the producer never
+waiting: a slow analysis's frames); 2 slots allow no holds. --hold-max D is
+a lease: a hold on a frame older than D may be taken back when its slot is
+needed (the holder's view then reports itself invalid); without it a hold
+lasts until released, and a stopped holder keeps at most that many.
 
 Sources: pattern (a synthetic moving test pattern, the default); videotest
 (pion/mediadevices' fake camera: 640x480 colour bars and noise); screen (the
@@ -81,6 +88,7 @@ created.`,
 		framebus capture --name again --source replay:cam0.mkv --loop
 		framebus capture --name demo --source pattern --size 640x480 --fps 30 --duration 20s
 		framebus capture --name hd --size 1920x1080 --format NV12 --fps 60 --checksum
+		framebus capture --name cam0 --size 1920x1080 --slots 4   # slow analyses may hold 2 frames at once
 		framebus capture --name fast --size 640x480 --fps 0 --duration 10s   # as fast as possible
 		framebus capture --name cam0 --mode 0660 --group video --dir /dev/shm
 		framebus capture --name cam0 --source camera:/dev/video2 --format YUYV
@@ -94,7 +102,8 @@ created.`,
 		fs.StringVar(&o.size, "size", "1280x720", "frame size, `WxH` (without it a video file or camera keeps its own; videotest and screen always do)")
 		fs.StringVar(&o.format, "format", "RGBA", "pixel `FORMAT`: RGBA, RGB24, BGR24, GREY, YUYV, NV12, I420, MJPEG or a fourcc")
 		fs.Float64Var(&o.fps, "fps", 30, "frames per second, `N` (0: as fast as possible; without it a video file plays at its own rate)")
-		fs.IntVar(&o.slots, "slots", framebus.MinSlots, fmt.Sprintf("frame slots, `N` (%d-%d)", framebus.MinSlots, framebus.MaxSlots))
+		fs.IntVar(&o.slots, "slots", framebus.MinSlots, fmt.Sprintf("frame slots, `N` (%d-%d); consumers may hold N-2 frames at once", framebus.MinSlots, framebus.MaxSlots))
+		fs.DurationVar(&o.holdMax, "hold-max", 0, "the lease: a frame held longer than `D` may be taken back when its slot is needed (0: holds last until released)")
 		fs.BoolVar(&o.checksum, "checksum", false, "carry a CRC-32C of every frame")
 		fs.BoolVar(&o.loop, "loop", false, "replay:FILE: start again at the end")
 		fs.DurationVar(&o.duration, "duration", 0, "stop after `D` (e.g. 20s; 0: until interrupted)")
@@ -111,7 +120,7 @@ type captureOpts struct {
 	fps                        float64
 	slots                      int
 	checksum, loop             bool
-	duration                   time.Duration
+	duration, holdMax          time.Duration
 	mode, group, dir           string
 }
 
@@ -152,6 +161,9 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 	}
 	if o.duration < 0 {
 		return cli.Usagef("--duration %v: must not be negative", o.duration)
+	}
+	if o.holdMax < 0 {
+		return cli.Usagef("--hold-max %v: must not be negative", o.holdMax)
 	}
 	// The signals are ours from here on, before anything is created: a
 	// signal while a large bus is being built removes what was made.
@@ -207,7 +219,7 @@ func (o *captureOpts) given(name string) (set bool) {
 // create makes the bus, turning framebus's errors into messages.
 func (o *captureOpts) create(ctx context.Context, f framebus.Format, mode os.FileMode) (*framebus.Producer, error) {
 	p, err := framebus.CreateContext(ctx, o.name, framebus.ProducerOptions{
-		Format: f, Slots: o.slots, Checksum: o.checksum, Mode: mode, Group: o.group, Dir: o.dir,
+		Format: f, Slots: o.slots, Checksum: o.checksum, Mode: mode, Group: o.group, Dir: o.dir, HoldMax: o.holdMax,
 	})
 	if err == nil {
 		return p, nil
@@ -238,7 +250,7 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 	f := p.Format()
 	log.Info().Str("bus", o.name).Str("path", p.Path()).Uint64("generation", p.Generation()).
 		Str("source", capture.Redact(o.source)).Str("format", report.FormatString(f)).Uint64("frame_bytes", f.FrameSize).
-		Int("slots", o.slots).Bool("checksum", o.checksum).Int("pid", os.Getpid()).Msg("publishing")
+		Int("slots", o.slots).Int("holds", o.slots-2).Bool("checksum", o.checksum).Int("pid", os.Getpid()).Msg("publishing")
 
 	// A service manager (systemd Type=notify) learns that the bus is READY.
 	if sent, err := sdnotify.Notify(fmt.Sprintf("READY=1\nSTATUS=publishing bus %s (%s)\nMAINPID=%d", o.name, report.FormatString(f), os.Getpid())); err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -19,13 +20,20 @@ import (
 
 var tailCmd = &cli.Command{
 	Name:    "tail",
-	Args:    "NAME [--json] [--duration D] [--timeout D] [--dir DIR]",
+	Args:    "NAME [--json] [--duration D] [--timeout D] [--hold D] [--dir DIR]",
 	Summary: "join a bus as a consumer and print one line per frame",
 	Description: `Joins the bus NAME as a consumer (waiting up to --timeout for a producer
 to create it) and prints one line per frame it receives: the frame's
 sequence number, its bytes, the latency from commit to this consumer's wake
 and from capture to wake in microseconds, the frames dropped just before it
 and the torn-read retries.
+
+With --hold D it plays a slow analysis: it holds each frame it takes
+(zero-copy, PROTOCOL.md's holds), works on it for D, checks that the frame
+stayed intact (its CRC at the start and the end, and the hold still valid),
+and releases it; each line then says held=ok, held=overwritten or
+held=refused (the bus's cap reached, or a producer without holds: the frame
+is copied instead, as a real analysis would). The summary counts them.
 
 It follows a producer restart (a new generation) by itself. It ends with
 "closed" when the producer closes the stream, after --duration, on
@@ -34,7 +42,8 @@ the producer is gone and does not come back within --timeout.`,
 	Examples: `framebus tail cam0
 		framebus tail cam0 --duration 5s
 		framebus tail cam0 --json | jq .commit_to_wake_us
-		framebus tail cam0 --timeout 1m --dir /tmp/buses`,
+		framebus tail cam0 --timeout 1m --dir /tmp/buses
+		framebus tail cam0 --hold 150ms   # a 150 ms analysis on every frame it takes`,
 	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		o := &tailOpts{}
 		fs.BoolVar(&o.json, "json", false, "print one JSON object per frame")
@@ -42,6 +51,7 @@ the producer is gone and does not come back within --timeout.`,
 		fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "wait up to `D` for the producer to create the bus, or to come back when it is gone")
 		fs.StringVar(&o.dir, "dir", "", dirUsage)
 		fs.Var(&o.spin, "spin", spinUsage)
+		fs.DurationVar(&o.hold, "hold", 0, "hold each frame for `D`, as a slow analysis would (0: no hold)")
 		return o.run
 	},
 }
@@ -49,6 +59,7 @@ the producer is gone and does not come back within --timeout.`,
 type tailOpts struct {
 	json              bool
 	duration, timeout time.Duration
+	hold              time.Duration
 	dir               string
 	spin              cli.Spin
 }
@@ -63,6 +74,51 @@ type tailLine struct {
 	TornRetries    uint64  `json:"torn_retries"`
 	Generation     uint64  `json:"generation"`
 	NewGeneration  bool    `json:"new_generation,omitempty"`
+	Held           string  `json:"held,omitempty"` // --hold: ok, overwritten, refused
+}
+
+// holdSum counts what --hold did.
+type holdSum struct {
+	ok, overwritten, refused, copied uint64
+}
+
+// holdFor plays a slow analysis on f for d: it holds the frame (or copies it
+// when the hold is refused), reads it whole at the start and at the end, and
+// says whether it stayed intact: "ok", "overwritten" (the frame changed under
+// the hold: a lease took it back) or "refused" (copied instead).
+func holdFor(ctx context.Context, f *framebus.Frame, d time.Duration, sum *holdSum, buf *[]byte) string {
+	h, err := f.Hold()
+	if err != nil {
+		// What an analysis does when the bus cannot keep the frame: copy it.
+		sum.refused++
+		if cerr := f.Use(func(data []byte) { *buf = append((*buf)[:0], data...) }); cerr == nil {
+			sum.copied++
+		}
+		sleepCtx(ctx, d)
+		return "refused"
+	}
+	defer h.Release()
+	var before, after uint32
+	gerr := framebus.Guard(func() { before = crc32.ChecksumIEEE(h.Data()) })
+	sleepCtx(ctx, d)
+	if gerr == nil {
+		gerr = framebus.Guard(func() { after = crc32.ChecksumIEEE(h.Data()) })
+	}
+	if gerr != nil || !h.Valid() || before != after {
+		sum.overwritten++
+		return "overwritten"
+	}
+	sum.ok++
+	return "ok"
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 func (o *tailOpts) run(ctx context.Context, args []string) error {
@@ -85,11 +141,18 @@ func (o *tailOpts) run(ctx context.Context, args []string) error {
 		frames, dropped, torn uint64
 		latSum, latMax        int64
 	}
+	var holds holdSum
+	var copyBuf []byte
 	defer func() {
 		if sum.frames > 0 {
-			log.Info().Str("bus", name).Uint64("frames", sum.frames).Uint64("dropped", sum.dropped).Uint64("torn_retries", sum.torn).
+			ev := log.Info().Str("bus", name).Uint64("frames", sum.frames).Uint64("dropped", sum.dropped).Uint64("torn_retries", sum.torn).
 				Str("commit_to_wake_mean", (time.Duration(sum.latSum/int64(sum.frames))).String()).
-				Str("commit_to_wake_max", time.Duration(sum.latMax).String()).Msg("tail summary")
+				Str("commit_to_wake_max", time.Duration(sum.latMax).String())
+			if o.hold > 0 {
+				ev = ev.Uint64("held_ok", holds.ok).Uint64("held_overwritten", holds.overwritten).Uint64("hold_refused", holds.refused).
+					Uint64("copied", holds.copied)
+			}
+			ev.Msg("tail summary")
 		}
 	}()
 	end, err := in.Run(ctx, func(f *framebus.Frame) error {
@@ -106,6 +169,9 @@ func (o *tailOpts) run(ctx context.Context, args []string) error {
 		sum.latMax = max(sum.latMax, lat)
 		l := tailLine{Seq: f.Seq, Bytes: len(f.Data), CommitToWakeUS: us(lat), CaptureToWake: us(f.WakeNS - f.CaptureNS),
 			Dropped: f.Dropped, TornRetries: f.TornRetries, Generation: f.Generation, NewGeneration: f.GenerationChanged}
+		if o.hold > 0 {
+			l.Held = holdFor(ctx, f, o.hold, &holds, &copyBuf)
+		}
 		if o.json {
 			enc.Encode(l)
 		} else {
@@ -113,6 +179,9 @@ func (o *tailOpts) run(ctx context.Context, args []string) error {
 				l.Seq, l.Bytes, l.CommitToWakeUS, l.CaptureToWake, l.Dropped, l.TornRetries)
 			if l.NewGeneration {
 				fmt.Fprintf(out, " new_generation=%d", l.Generation)
+			}
+			if l.Held != "" {
+				fmt.Fprintf(out, " held=%s", l.Held)
 			}
 			fmt.Fprintln(out)
 		}

@@ -30,6 +30,11 @@
 //	framebus_consumer_lag_frames                 frames behind the bus's newest
 //	framebus_consumer_torn_retries_total
 //	framebus_consumer_heartbeat_age_seconds
+//	framebus_consumer_holds                      slots the consumer holds now (amendment 10)
+//	framebus_consumer_oldest_hold_seconds        age of the oldest frame it holds (0: none)
+//	framebus_consumer_holds_granted_total
+//	framebus_consumer_hold_refused_total         holds refused (cap reached, frame overwritten)
+//	framebus_consumer_holds_taken_back_total     holds the producer's lease took back
 package metrics
 
 import (
@@ -70,6 +75,15 @@ var (
 	descLag        = prometheus.NewDesc("framebus_consumer_lag_frames", "Frames the consumer is behind the bus's newest.", consumerLabels, nil)
 	descTorn       = prometheus.NewDesc("framebus_consumer_torn_retries_total", "Reads that lost the race with the producer and were retried.", consumerLabels, nil)
 	descCHeartbeat = prometheus.NewDesc("framebus_consumer_heartbeat_age_seconds", "Seconds since the consumer's last heartbeat.", consumerLabels, nil)
+	descCHolds     = prometheus.NewDesc("framebus_consumer_holds", "Slots the consumer holds now (frames kept zero-copy).", consumerLabels, nil)
+	descCHoldAge   = prometheus.NewDesc("framebus_consumer_oldest_hold_seconds", "Age of the oldest frame the consumer holds (0: none).", consumerLabels, nil)
+	descCGranted   = prometheus.NewDesc("framebus_consumer_holds_granted_total", "Holds granted to the consumer.", consumerLabels, nil)
+	descCRefused   = prometheus.NewDesc("framebus_consumer_hold_refused_total", "Holds refused to the consumer (the bus's cap reached, or the frame overwritten first).", consumerLabels, nil)
+	descCTakenBack = prometheus.NewDesc("framebus_consumer_holds_taken_back_total", "Holds of the consumer that the producer's lease took back.", consumerLabels, nil)
+	descHoldCap    = prometheus.NewDesc("framebus_hold_cap", "Slots consumers may hold at once (slot_count - 2; 0 when the producer offers no holds).", busLabels, nil)
+	descHeld       = prometheus.NewDesc("framebus_held_slots", "Slots held by consumers now.", busLabels, nil)
+	descHRefused   = prometheus.NewDesc("framebus_hold_refused_total", "Holds refused, all consumers.", busLabels, nil)
+	descHTakenBack = prometheus.NewDesc("framebus_holds_taken_back_total", "Holds the producer took back (lease, or forged hold words).", busLabels, nil)
 
 	descScrapeErr = prometheus.NewDesc("framebus_scrape_error", "1 when the bus directory could not be listed.", []string{"dir"}, nil)
 )
@@ -83,7 +97,8 @@ type Collector struct {
 func (c Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPublished, descLastSeq, descSrcDrops, descUp, descHeartbeat, descConsumers, descReclaimed,
 		descMismatch, descGeneration, descFrameBytes, descFPS, descInfo, descValid, descPInfo, descCInfo, descCUp, descDelivered, descDropped, descLag, descTorn,
-		descCHeartbeat, descScrapeErr} {
+		descCHeartbeat, descCHolds, descCHoldAge, descCGranted, descCRefused, descCTakenBack, descHoldCap, descHeld, descHRefused, descHTakenBack,
+		descScrapeErr} {
 		ch <- d
 	}
 }
@@ -129,6 +144,10 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descFPS, fps, b.Name)
 		gauge(descInfo, 1, b.Name, report.FormatString(s.Format), report.StateName(h.State))
 		gauge(descPInfo, 1, b.Name, strconv.FormatUint(uint64(h.ProducerPID), 10), strconv.FormatUint(h.ProducerPIDNS, 10))
+		gauge(descHoldCap, float64(s.HoldCap), b.Name)
+		gauge(descHeld, float64(s.Held), b.Name)
+		counter(descHRefused, h.HoldsRefused, b.Name)
+		counter(descHTakenBack, h.HoldsTakenBack, b.Name)
 		live := 0
 		for _, e := range s.Consumers {
 			if e.Alive {
@@ -146,6 +165,11 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descLag, float64(lag), labels...)
 			counter(descTorn, e.TornRetries, labels...)
 			gauge(descCHeartbeat, seconds(s.NowNS-int64(e.HeartbeatNS)), labels...)
+			gauge(descCHolds, float64(e.Holds), labels...)
+			gauge(descCHoldAge, seconds(e.OldestHoldNS), labels...)
+			counter(descCGranted, e.HoldsGranted, labels...)
+			counter(descCRefused, e.HoldsRefused, labels...)
+			counter(descCTakenBack, e.HoldsTakenBack, labels...)
 		}
 		gauge(descConsumers, float64(live), b.Name)
 	}

@@ -110,6 +110,8 @@ type Status struct {
 	RateWindowNS    int64            `json:"publish_fps_window_ns"` // what the rate was measured over
 	RateInstant     bool             `json:"publish_fps_instant"`   // over the last interval (else since created)
 	Producer        pidns.PID        `json:"producer"`              // producer_pid and what it means here
+	HoldCap         int              `json:"hold_cap"`              // slots consumers may hold at once (0: none, or a producer without holds)
+	Held            int              `json:"held"`                  // distinct slots held now
 	Consumers       []ConsumerStatus `json:"consumers"`
 }
 
@@ -131,7 +133,7 @@ func NewStatus(s, prev *framebus.Snapshot) *Status {
 	st := &Status{Header: h, Name: s.Name, Path: s.Path, StateName: StateName(h.State),
 		PixelFormatName: FormatName(framebus.FourCC(h.PixelFormat)), ProducerAlive: s.OwnerAlive,
 		HeartbeatAgeNS: s.NowNS - int64(h.HeartbeatNS), Consumers: []ConsumerStatus{},
-		Producer: pidns.Resolve(h.ProducerPID, h.ProducerPIDNS)}
+		Producer: pidns.Resolve(h.ProducerPID, h.ProducerPIDNS), HoldCap: s.HoldCap, Held: s.Held}
 	if prev != nil && prev.Header.Generation == h.Generation && s.NowNS > prev.NowNS && h.FramesPublished >= prev.Header.FramesPublished {
 		st.RateWindowNS = s.NowNS - prev.NowNS
 		st.PublishFPS = float64(h.FramesPublished-prev.Header.FramesPublished) / time.Duration(st.RateWindowNS).Seconds()
@@ -187,21 +189,50 @@ func WriteStatus(w io.Writer, st *Status, nowNS int64) {
 	row("published", "%d frames, last seq %d, last commit %s", h.FramesPublished, h.LastSeq, Age(nowNS, h.LastCommitNS))
 	row("source drops", "%d", h.SourceDrops)
 	row("reclaimed", "%d consumers", h.ConsumersReclaimed)
+	row("holds", "%s", holdsLine(st))
 	row("consumers", "%d of %d entries in use", len(st.Consumers), h.ConsumerCapacity)
 	tw.Flush()
 	if len(st.Consumers) == 0 {
 		return
 	}
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "  ENTRY\tPID\tSTATE\tDELIVERED\tDROPPED\tLAG\tTORN\tHEARTBEAT\t\n")
+	fmt.Fprintf(tw, "  ENTRY\tPID\tSTATE\tDELIVERED\tDROPPED\tLAG\tTORN\tHOLDS\tHEARTBEAT\t\n")
 	for _, c := range st.Consumers {
 		state := c.StateName
 		if !c.Alive {
 			state += " (dead)"
 		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", c.Index, c.Process.Short(), state, c.Delivered, c.Dropped, c.Lag, c.TornRetries, Age(nowNS, c.HeartbeatNS))
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t\n", c.Index, c.Process.Short(), state, c.Delivered, c.Dropped, c.Lag, c.TornRetries,
+			consumerHolds(&c.ConsumerInfo), Age(nowNS, c.HeartbeatNS))
 	}
 	tw.Flush()
+}
+
+// holdsLine says what the bus allows in holds (PROTOCOL.md amendment 10)
+// and what its consumers did with them.
+func holdsLine(st *Status) string {
+	h := &st.Header
+	switch {
+	case h.Flags&framebus.FlagHolds == 0:
+		return "not offered (the producer predates holds: consumers copy frames they keep)"
+	case st.HoldCap <= 0:
+		return fmt.Sprintf("none allowed (%d slots: a bus allows slots - 2 held at once; capture --slots 3 or more)", h.SlotCount)
+	}
+	lease := "no lease"
+	if h.HoldMaxNS != 0 {
+		lease = "lease " + time.Duration(h.HoldMaxNS).String()
+	}
+	return fmt.Sprintf("%d of %d slots held, %s; granted %d, refused %d, taken back %d", st.Held, st.HoldCap, lease,
+		h.HoldsGranted, h.HoldsRefused, h.HoldsTakenBack)
+}
+
+// consumerHolds is a consumer's HOLDS cell: how many slots it holds and the
+// age of the oldest frame among them, or "-".
+func consumerHolds(c *framebus.ConsumerInfo) string {
+	if c.Holds == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d (%s)", c.Holds, round(time.Duration(c.OldestHoldNS)))
 }
 
 // ListEntry is one bus of the ls command in JSON.
