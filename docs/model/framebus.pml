@@ -42,6 +42,18 @@
  *                      frame 1): with -DNP (./pan -l) every cycle must pass the
  *                      producer's progress label, so a consumer that loops without
  *                      sleeping on a dead producer's unflipped frame is found
+ *   FORGE              amendment 11: a forger stores FVAL (0, or 255 with FORGE_MAX:
+ *                      2^32-1, byte arithmetic wraps) once, at any moment, into a
+ *                      waiters word (gwaiters for a shared-word consumer, waiters[c]
+ *                      otherwise); a sleeper's FUTEX_WAIT may time out (a spurious
+ *                      timeout at most TMAX times per consumer, and always when it
+ *                      has missed a wake); the repair as written: per-entry
+ *                      waiters = 1 before the wait and = 0 after it; a shared-word
+ *                      consumer that timed out with wseq != v adds 1 once more.
+ *                      missed[c] counts timeouts where the producer committed
+ *                      since v (sem[c] != 0) and is not between its bump and its
+ *                      wake decision; assert missed[c] <= MISSMAX (default 1)
+ *   MUT_NO_REPAIR      with FORGE: ++/-- as before, no extra += 1
  *   (reading wake_waiters before wake_seq += 1 is safe under SC: the Dekker pair
  *   is the flip of act against wake_waiters; the checker agrees, 68M states)
  */
@@ -50,6 +62,25 @@
 #endif
 #ifndef MAXSPUR
 #define MAXSPUR 1
+#endif
+#ifndef TMAX
+#define TMAX 1
+#endif
+#ifndef MISSMAX
+#define MISSMAX 1
+#endif
+#ifdef FORGE_MAX
+#define FVAL 255
+#else
+#define FVAL 0
+#endif
+#ifdef FORGE
+#define FG(x) x
+#else
+#define FG(x) skip
+#endif
+#if defined(FORGE) && !defined(MUT_NO_REPAIR)
+#define REPAIR 1
 #endif
 
 /* control block + slot descriptors ("active" is a Promela keyword: act) */
@@ -74,6 +105,12 @@ byte dropped[2];
 byte wseq = 0;            /* wake_seq: += 1 per commit, the futex word         */
 byte gwaiters = 0;        /* wake_waiters: consumers about to sleep on wseq    */
 bool gasleep[2];          /* consumer c queued on the futex queue for wseq     */
+#ifdef FORGE
+bool gpw = false;         /* ghost: producer between wseq++ and its wake       */
+bool pwc[2];              /* ghost: producer between sem[c]++ and its wake     */
+byte missed[2];           /* ghost: wakes missed (see FORGE)                   */
+byte tmo[2];              /* spurious timeouts used                            */
+#endif
 #ifdef SHARED_WAKE
 #ifdef MIXED
 #define SHARED(c) (c == 1)
@@ -90,14 +127,15 @@ inline wake(c) {
   w = waiters[c];
   sem[c]++;
 #else
-  sem[c]++;                                   /* atomic add               */
-  w = waiters[c];
+  atomic { sem[c]++; FG(pwc[c] = true) }      /* atomic add               */
+  atomic { w = waiters[c]; FG(if :: w == 0 -> pwc[c] = false :: else -> skip fi) }
 #endif
   if
   :: w != 0 ->
      atomic { w = 0;                          /* FUTEX_WAKE(&sem[c]):     */
               if :: asleep[c] -> asleep[c] = false   /* wakes whoever is  */
-                 :: else -> skip fi }                /* queued right now  */
+                 :: else -> skip fi;                 /* queued right now  */
+              FG(pwc[c] = false) }
   :: else -> skip                             /* no syscall               */
   fi
 }
@@ -121,13 +159,13 @@ progress_p:
      g_last = seq;                                    /* 5: last_seq, flip  */
      act = s;
 #ifdef SHARED_WAKE
-     wseq++;                                          /* 6a: atomic add     */
-     w = gwaiters;
+     atomic { wseq++; FG(gpw = true) }                /* 6a: atomic add     */
+     atomic { w = gwaiters; FG(if :: w == 0 -> gpw = false :: else -> skip fi) }
      if
      :: w != 0 ->
         atomic { w = 0;                               /* FUTEX_WAKE(&wseq,  */
                  gasleep[0] = false;                  /*   INT_MAX)         */
-                 gasleep[1] = false }
+                 gasleep[1] = false; FG(gpw = false) }
      :: else -> skip
      fi;
 #endif
@@ -144,6 +182,7 @@ dead:
 
 proctype Consumer(byte c) {
   byte s, l1, fs, v, hs;
+  bool tmd;            /* FORGE: this wait timed out */
   bool bad;            /* data halves read so far disagree with frame_seq */
   do
   :: SHARED(c) ->
@@ -175,12 +214,32 @@ end_gsleep:
         :: !gasleep[c]                                   /* woken, or EAGAIN */
         :: atomic { gasleep[c] && spur < MAXSPUR ->      /* spurious wakeup  */
                     spur++; gasleep[c] = false }
+#ifdef FORGE
+        :: atomic { gasleep[c] &&                        /* timeout          */
+                    ((wseq != v && !gpw) || tmo[c] < TMAX) ->
+                    if
+                    :: wseq != v && !gpw ->              /* a missed wake    */
+                       missed[c]++; assert(missed[c] <= MISSMAX)
+                    :: else -> tmo[c]++
+                    fi;
+                    gasleep[c] = false; tmd = true }
+#endif
         fi
      fi;
 #ifdef MUT_SW_LATE_WAITERS
      gwaiters++;
 #endif
      gwaiters--;
+#ifdef REPAIR
+     if                                       /* amendment 11: timed out  */
+     :: atomic { tmd && wseq != v -> tmd = false } ->  /* past v: count   */
+        gwaiters++                                     /* again, for good */
+     :: else -> skip
+     fi;
+#endif
+#ifdef FORGE
+     tmd = false;
+#endif
      s = 0; fs = 0; v = 0; hs = 0;
      goto reading
   :: !SHARED(c) ->
@@ -191,7 +250,11 @@ end_gsleep:
         :: else -> skip                       /* n == 0 (swap 0 over 0)    */
         fi;
 #ifndef MUT_LATE_WAITERS
+#ifdef REPAIR
+        waiters[c] = 1;                       /* amendment 11: one owner  */
+#else
         waiters[c]++;
+#endif
 #endif
         /* FUTEX_WAIT(&sem, 0): the kernel compares and enqueues atomically.
            The heartbeat timeout is deliberately left out: it would turn a
@@ -202,11 +265,25 @@ end_sleep:
         :: !asleep[c]                                    /* woken, or EAGAIN */
         :: atomic { asleep[c] && spur < MAXSPUR ->       /* spurious wakeup  */
                     spur++; asleep[c] = false }
+#ifdef FORGE
+        :: atomic { asleep[c] &&                         /* timeout          */
+                    ((sem[c] != 0 && !pwc[c]) || tmo[c] < TMAX) ->
+                    if
+                    :: sem[c] != 0 && !pwc[c] ->         /* a missed wake    */
+                       missed[c]++; assert(missed[c] <= MISSMAX)
+                    :: else -> tmo[c]++
+                    fi;
+                    asleep[c] = false }
+#endif
         fi;
 #ifdef MUT_LATE_WAITERS
         waiters[c]++;
 #endif
+#ifdef REPAIR
+        waiters[c] = 0
+#else
         waiters[c]--
+#endif
      od;
 reading:
      /* ---- reading the newest frame ---- */
@@ -271,6 +348,17 @@ active proctype Watchdog() {
   assert(SHARED(1) || sem[1] == 0)
 #endif
 }
+
+#ifdef FORGE
+/* amendment 11: one forged store into a waiters word, at any moment */
+active proctype Forger() {
+  if
+  :: SHARED(0) || SHARED(1) -> gwaiters = FVAL
+  :: !SHARED(0) -> waiters[0] = FVAL
+  :: !SHARED(1) -> waiters[1] = FVAL
+  fi
+}
+#endif
 
 init {
   atomic { run Consumer(0); run Consumer(1) }

@@ -40,3 +40,18 @@ $R hs_sw_safety       framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DN=4"  "
 $R hs_sw_mixed        framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DMIXED -DN=4" "-DSAFETY -DCOLLAPSE" "-m1000000"
 $R hs_sw_die4_np      framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DDIE4 -DN=3" "-DNP" "-l -m1000000"
 $R hs_mixed_die4_np   framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DMIXED -DDIE4 -DN=3" "-DNP" "-l -m1000000"
+# --- amendment 10: holds (holds.pml, NS=3, F=4, two consumers) ---
+H="-DFIX_PEND_SLOT -DFIX_RESCAN -DRESCAN_UNBOUNDED"
+$R h_lit          holds.pml ""                          "-DSAFETY -DBFS" ""          # FAILS P1: pending flag hides the entry's finished hold
+$R h_lit_one      holds.pml "-DONE_HOLD"                "-DSAFETY" "-m100000"        # FAILS P2: C1's scan is no snapshot (take-back needed)
+$R h_snap_norel   holds.pml "-DFIX_PEND_SLOT -DFIX_RESCAN -DSNAP -DNO_RELEASE" "-DSAFETY" "-m100000"  # FAILS P2: N retries are not enough
+$R h_one_safety   holds.pml "-DONE_HOLD -DFIX_RESCAN -DRESCAN_UNBOUNDED" "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3
+$R h_fix_safety   holds.pml "$H"                        "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3
+$R h_fix_die      holds.pml "$H -DDIE -DF=3"            "-DSAFETY -DCOLLAPSE" "-m100000"  # P4 (not yet run to the end)
+$R h_mut_no_g5    holds.pml "$H -DMUT_NO_G5"            "-DSAFETY" "-m100000"        # FAILS P1
+$R h_mut_no_c4    holds.pml "$H -DMUT_NO_C4"            "-DSAFETY" "-m100000"        # FAILS P1
+$R h_mut_no_g3    holds.pml "$H -DMUT_NO_G3"            "-DSAFETY" "-m100000"        # FAILS P2a (cap)
+# --- amendment 11: wake words heal (framebus.pml -DFORGE, N=3) ---
+$R f_pe           framebus.pml "-DFIX_MONO -DHDR_SEQ -DFORGE -DN=3"               "-DSAFETY -DCOLLAPSE" "-m1000000"  # passes, at most 1 miss
+$R f_pe_norepair  framebus.pml "-DFIX_MONO -DHDR_SEQ -DFORGE -DMUT_NO_REPAIR -DN=3" "-DSAFETY" "-m1000000"          # FAILS missed <= 1
+$R f_sw           framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DFORGE -DN=3"   "-DSAFETY -DCOLLAPSE" "-m1000000"  # FAILS missed <= 1 (2 sleepers)
