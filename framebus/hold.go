@@ -74,12 +74,29 @@ func (h Hold) Valid() bool {
 	ok := false
 	if guard(func() {
 		loadFence()
-		ok = h.sl.lock.Load() == h.lock
+		ok = lockSettles(h.sl, h.lock)
 	}) != nil {
 		return false
 	}
 	return ok
 }
+
+// lockSettles reports whether slot sl's lock is l, reading it again for a
+// short, bounded time while it is l+1: a producer backing off at C4 has
+// made the slot odd without writing it and stores l back at once
+// (PROTOCOL.md amendment 10, validating a hold). Still odd after that, or
+// any other value, the slot is being (or was) rewritten.
+func lockSettles(sl *slotView, l uint64) bool {
+	v := sl.lock.Load()
+	for i := 0; v == l+1 && i < settleReads; i++ {
+		v = sl.lock.Load()
+	}
+	return v == l
+}
+
+// settleReads bounds lockSettles: a few microseconds of loads, against the
+// ~100 ns of a back-off (two scans of the consumer table).
+const settleReads = 4096
 
 // Release gives the hold back: the producer may write the slot again once
 // no hold of this consumer on that frame remains. Releasing twice (this
@@ -198,7 +215,7 @@ func (c *Consumer) grant(f *Frame) (Hold, refusal) {
 	m := s.e.holdMask
 	pend := bit << HoldPendingShift
 	m.Or(bit | pend)          // G1
-	if sl.lock.Load() != l1 { // G2
+	if !lockSettles(sl, l1) { // G2
 		m.And(^(bit | pend))
 		return Hold{}, c.refuseHold(refusedOverwritten)
 	}
@@ -207,7 +224,7 @@ func (c *Consumer) grant(f *Frame) (Hold, refusal) {
 		return Hold{}, c.refuseHold(refusedCap)
 	}
 	m.And(^pend)              // G4
-	if sl.lock.Load() != l1 { // G5
+	if !lockSettles(sl, l1) { // G5
 		m.And(^bit)
 		return Hold{}, c.refuseHold(refusedOverwritten)
 	}

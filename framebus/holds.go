@@ -42,10 +42,14 @@ func (s *pseg) holdSets(now int64) (all, held, fin uint32) {
 }
 
 // chooseBack is C1-C4 (and step 2, the odd lock): the back slot, made odd,
-// never a finished hold unless its lease ran out or forged words leave no
-// other (then it is taken back first). Without any hold bit on the bus it is
-// (active + 1) % slot_count, as without holds. It allocates nothing and
-// loops slot_count + 1 times at most.
+// never a finished hold unless its lease ran out or no scan finds another
+// (then it is taken back first). Without any hold bit on the bus it is
+// (active + 1) % slot_count, as without holds. A slot C4 found held is left
+// out of the next scans; when that leaves no slot, the scan starts afresh
+// (the grant may have withdrawn at G5 meanwhile, and C1's reads of the
+// entries one by one can see a released hold beside a new one). It
+// allocates nothing and scans 2 * slot_count times at most: only forged
+// words, or holds that change during every scan, exhaust that.
 func (s *pseg) chooseBack() uint32 {
 	n := s.g.slotCount
 	active := s.active.Load()
@@ -57,11 +61,12 @@ func (s *pseg) chooseBack() uint32 {
 		fault(stepBeforeOdd)
 	}
 	var excluded uint32 // slots C4 found held meanwhile
-	for try := uint32(0); try <= n; try++ {
+	for try := uint32(0); try < 2*n; try++ {
 		all, held, _ := s.holdSets(now) // C1
 		b, ok := pickBack(active, n, all|excluded, held|excluded)
 		if !ok {
-			break
+			excluded = 0 // start afresh
+			continue
 		}
 		sl := &s.slots[b]
 		l := sl.lock.Load()
@@ -78,7 +83,8 @@ func (s *pseg) chooseBack() uint32 {
 		storeFence()
 		return b
 	}
-	// Only forged words get here: every slot but the active one is held.
+	// Every scan found every slot but the active one held: forged words,
+	// or holds changing all the time. Never wait: take one back.
 	b := (active + 1) % n
 	sl := &s.slots[b]
 	sl.lock.Store(sl.lock.Load() | 1)
