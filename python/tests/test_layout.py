@@ -66,7 +66,7 @@ def golden_header() -> L.Header:
     """framebus/layout_test.go's goldenHeader, built with the Python geometry."""
     f = complete(1920, 1080, "RGBA")
     g = L.Geometry(2, 32, f.frame_size)
-    return L.Header(state=L.STATE_READY, flags=L.FLAG_CHECKSUM, total_size=g.total, generation=7,
+    return L.Header(state=L.STATE_READY, flags=L.FLAG_CHECKSUM | L.FLAG_HOLDS, total_size=g.total, generation=7,
                     heartbeat_ns=0x0102030405060708, payload_offset=g.payload_offset, payload_size=g.payload_size,
                     version_mismatch_count=3, producer_pid=4242, slot_count=2, slot_stride=g.slot_stride,
                     slot_capacity=g.slot_capacity, consumer_capacity=32, heartbeat_interval_ms=100, width=1920,
@@ -74,7 +74,9 @@ def golden_header() -> L.Header:
                     plane_offset=(0, 0, 0, 0), fps_num=30000, fps_den=1001, slot_table_offset=g.slot_table_offset,
                     consumer_table_offset=g.consumer_table_offset, created_ns=0x1112131415161718, active=1,
                     last_seq=0x2122232425262728, frames_published=0x3132333435363738,
-                    last_commit_ns=0x4142434445464748, source_drops=5, consumers_reclaimed=6)
+                    last_commit_ns=0x4142434445464748, source_drops=5, consumers_reclaimed=6,
+                    hold_max_ns=0x5152535455565758, holds_granted=9, holds_refused=10, holds_taken_back=11,
+                    holds_ignored=12)
 
 
 def test_golden_header_bytes():

@@ -58,6 +58,21 @@ _fstat = os.fstat
 _trunc = N.truncated  # the guard's flag: the segment's mappings were replaced by zero pages
 
 
+
+_SETTLE_READS = 64
+
+
+def _lock_settles(addr: int, l1: int) -> bool:
+    """Whether a slot's lock is l1, reading it again a few times while it is l1 + 1: a
+    producer backing off at C4 (amendment 10) made the slot odd without writing it and
+    stores l1 back at once. Still odd after that, or any other value: rewritten."""
+    v = _load8(addr, _SC)
+    for _ in range(_SETTLE_READS):
+        if v != l1 + 1:
+            break
+        v = _load8(addr, _SC)
+    return v == l1
+
 class _NotReady(Exception):
     """The segment is still INITIALIZING."""
 
@@ -318,7 +333,7 @@ class Frame:
         if not _TSO:
             _fence(_SC)
         # Under the guard a truncation after the fstat reads zeros here, and sets the flag.
-        return _load8(self._lock_addr, _SC) == self._lock and not _trunc(seg.group)
+        return _lock_settles(self._lock_addr, self._lock) and not _trunc(seg.group)
 
     def hold(self) -> "Hold":
         """Keeps this zero-copy frame (amendment 10): until the Hold is released the producer
@@ -876,7 +891,7 @@ class Consumer:
         else:
             pend = bit << HOLD_PENDING_SHIFT
             A.fetch_or32(s.e_hold, bit | pend)  # G1
-            if _load8(lock_addr, _SC) != l1:  # G2
+            if not _lock_settles(lock_addr, l1):  # G2
                 A.fetch_and32(s.e_hold, ~(bit | pend))
                 raise self._hold_refused(s, HoldOverwritten("overwritten", f.seq, f"slot {a} was overwritten"))
             _fence(_SC)  # G3: the entries' words by plain loads after a full barrier (as seq_cst loads)
@@ -888,7 +903,7 @@ class Consumer:
                     "cap", f.seq, f"{bin(union & ~bit).count('1')} of the bus's {s.hold_cap} held slots are taken "
                                   f"({s.slot_count} slots)"))
             A.fetch_and32(s.e_hold, ~pend)  # G4
-            if _load8(lock_addr, _SC) != l1:  # G5
+            if not _lock_settles(lock_addr, l1):  # G5
                 A.fetch_and32(s.e_hold, ~bit)
                 raise self._hold_refused(s, HoldOverwritten("overwritten", f.seq, f"slot {a} was overwritten"))
         if _trunc(s.group):

@@ -638,14 +638,15 @@ class Producer:
         """Amendment 10's choice of the back slot: C1 the held and pending sets; C2 the first of
         active + 1, active + 2, ... in neither, else the first not held; C3 its lock odd; C4 the
         sets again: held meanwhile (a grant finished), the lock goes back to its even value and
-        C1 again without it (N times at most). A held slot is written only when taken back: its
-        lease ran out, or (forged words) no other slot was left."""
+        C1 again without it, afresh when that leaves none (2N scans at most). A held slot is
+        written only when taken back: its lease ran out, or no scan found another (forged
+        words, or holds changing during every scan)."""
         n = s.slot_count
         active = _load4(s.active, _SC) % n
         order = [(active + k) % n for k in range(1, n)]
         excluded = 0
         expired = 0
-        for _ in range(n):
+        for _ in range(2 * n):
             held, pending = s.hold_sets()  # C1
             if s.hold_max_ns and held:
                 expired = self._expired(s, held)
@@ -655,7 +656,8 @@ class Producer:
             if b is None:
                 b = next((c for c in cands if not (held >> c) & 1), None)
             if b is None:
-                break
+                excluded = 0  # start afresh: the grants C4 saw may have withdrawn at G5
+                continue
             lk = s.lock[b]
             even = _load8(lk, _SC) & ~1
             _store8(lk, even | 1, _SC)  # C3 (step 2), seq_cst
@@ -668,7 +670,7 @@ class Producer:
             if (held2 >> b) & 1:
                 s.take_back(b)  # its lease ran out
             return b
-        # Only forged words (more held slots than the cap) get here: the next slot is taken back.
+        # Forged words, or holds changing during every scan: never wait, take the next slot back.
         b = order[0]
         s.take_back(b)
         lk = s.lock[b]
