@@ -136,7 +136,7 @@ func TestBenchFullScenarios(t *testing.T) {
 	for _, k := range []string{"640x480 GREY", "1280x720 RGBA", "1920x1080 RGBA", "1920x1080 NV12", "3840x2160 I420", "c1", "c4",
 		"as fast as possible", "30 fps", "120 fps", "60 fps", "split", "shared", "free",
 		"framebus/plain", "framebus/copy", "framebus/spin", "futex", "memcpy", "uds", "pipe", "gstreamer",
-		"framebus/plain go->c", "framebus/plain c->go", "c/plain", "c/spin", "futex c->c"} {
+		"framebus/plain go->c", "framebus/plain c->go", "c/plain", "c/spin", "futex c->c", "framebus/slow", "framebus/hold"} {
 		if !seen[k] {
 			t.Errorf("the full run has no %q", k)
 		}
@@ -205,6 +205,107 @@ func TestBenchMatrixPairs(t *testing.T) {
 	}
 	if s := (Variant{Transport: GStreamer}).Sides(); s != CC {
 		t.Errorf("gstreamer sides %v", s)
+	}
+}
+
+// Hold rows come with their plain and slow rows, go->go whatever the
+// pairs, on 4 slots; they are the Go consumer's only.
+func TestBenchMatrixHold(t *testing.T) {
+	m := Matrix([]Size{HD1080RGBA}, []int{1}, []float64{60}, []Placement{Free}, []Transport{Framebus, CFramebus},
+		[]Mode{Hold}, []Pair{GoGo, CGo}, nil)
+	if len(m) != 1 || m[0].Slots != DefaultHoldSlots {
+		t.Fatalf("scenarios %v", m)
+	}
+	var names []string
+	for _, v := range m[0].Variants {
+		names = append(names, v.String())
+	}
+	if got := strings.Join(names, ", "); got != "framebus/plain, framebus/slow, framebus/hold" {
+		t.Errorf("variants %s", got)
+	}
+	if s := m[0].String(); s != "1920x1080 RGBA, 1 consumer, 60 fps, free, 4 slots" {
+		t.Errorf("scenario %q", s)
+	}
+	if p := Matrix([]Size{HD1080RGBA}, []int{1}, []float64{60}, []Placement{Free}, []Transport{Framebus}, []Mode{Plain}, nil, nil); p[0].Slots != 0 {
+		t.Errorf("plain scenario on %d slots", p[0].Slots)
+	}
+	if err := (Config{Scenarios: m}).Validate(); err != nil {
+		t.Error(err)
+	}
+	if err := (Config{Scenarios: []Scenario{HoldScenario()}}).Validate(); err != nil {
+		t.Error(err)
+	}
+	sc := func(slots int, v Variant) Config {
+		return Config{Scenarios: []Scenario{{Size: VGAGrey, Consumers: 1, Rate: 60, Placement: Free, Slots: slots, Variants: []Variant{v}}}}
+	}
+	for name, c := range map[string]Config{
+		"hold c->go": sc(4, Variant{Framebus, Hold, CGo}),
+		"slow go->c": sc(4, Variant{Framebus, Slow, GoC}),
+		"c/hold":     sc(4, Variant{CFramebus, Hold, Pair{}}),
+		"9 slots":    sc(9, fb(Hold)),
+		"1 slot":     sc(1, fb(Plain)),
+		"hold-for":   {Scenarios: sc(4, fb(Hold)).Scenarios, HoldFor: time.Microsecond},
+	} {
+		if err := c.Validate(); !errors.Is(err, ErrBadConfig) {
+			t.Errorf("%s: Validate() = %v, want ErrBadConfig", name, err)
+		}
+	}
+}
+
+// The hold targets judge the hold row against the slow one, and miss
+// loudly: a copy with holds, a frame not intact, a slower Commit.
+func TestBenchHoldTargets(t *testing.T) {
+	sc := HoldScenario()
+	run := func(commitUS float64, a *Analysis) *runResult {
+		r := synthetic(9000, 6.6)
+		r.pub = newHist()
+		for i := 0; i < 100; i++ {
+			record(r.pub, int64(commitUS*1000))
+		}
+		r.analysis = a
+		return r
+	}
+	slowA := &Analysis{HoldForMS: 150, Taken: 30, Copies: 30, ViewOverwritten: 29}
+	goodA := &Analysis{HoldForMS: 150, Taken: 30, Held: 30, HeldIntact: 30}
+	badA := &Analysis{HoldForMS: 150, Taken: 30, Held: 28, HeldIntact: 27, HeldOverwritten: 1, Refused: 2, Copies: 2}
+	for _, c := range []struct {
+		name   string
+		commit float64
+		a      *Analysis
+		want   [3]string
+	}{
+		{"good", 3, goodA, [3]string{Met, Met, Met}},
+		{"bad", 4, badA, [3]string{Missed, Missed, Missed}},
+	} {
+		rs := []Result{
+			aggregate(sc, fb(Plain), []*runResult{run(200, nil)}),
+			aggregate(sc, fb(Slow), []*runResult{run(3, slowA)}),
+			aggregate(sc, fb(Hold), []*runResult{run(c.commit, c.a)}),
+		}
+		var got [3]string
+		n := 0
+		for _, tg := range evaluateTargets(rs) {
+			switch {
+			case strings.HasPrefix(tg.Name, "producer Commit with holders"):
+				got[0] = tg.Status
+			case strings.HasPrefix(tg.Name, "slow consumer: copies per frame"):
+				got[1] = tg.Status
+				if !strings.Contains(tg.Got, "without 1.00 (30 copies for 30 frames; not copied, 29 of 30 would have been overwritten") {
+					t.Errorf("%s: %s", c.name, tg.Got)
+				}
+			case tg.Name == "frames kept intact by a 150 ms analysis, holds":
+				got[2] = tg.Status
+			default:
+				continue
+			}
+			n++
+			if tg.Scenario != "1920x1080 RGBA, 1 consumer, 60 fps, free, 4 slots" {
+				t.Errorf("%s: scenario %q", tg.Name, tg.Scenario)
+			}
+		}
+		if got != c.want || n != 3 {
+			t.Errorf("%s: targets %v (%d), want %v", c.name, got, n, c.want)
+		}
 	}
 }
 

@@ -54,6 +54,8 @@ type childSpec struct {
 	Ctl       string          `json:"ctl,omitempty"`
 	Spin      time.Duration   `json:"spin,omitempty"`
 	Checksum  bool            `json:"checksum,omitempty"` // the producer carries CRC-32C checksums
+	Slots     int             `json:"slots,omitempty"`    // the bus's slots (0: the producer's default)
+	HoldFor   time.Duration   `json:"hold_for,omitempty"` // the slow and hold modes' analysis of a frame
 	CPUs      []int           `json:"cpus,omitempty"`     // the CPUs the child must be pinned to (nil: any)
 	FDs       int             `json:"fds,omitempty"`      // inherited stream descriptors, from fd 3
 }
@@ -71,7 +73,10 @@ type childResult struct {
 	Latency string `json:"latency,omitempty"` // HdrHistogram V2, ns
 	Read    string `json:"read,omitempty"`
 	Publish string `json:"publish,omitempty"`
+	Begin   string `json:"begin,omitempty"`  // the producer's Begin (framebus, Go): the back slot chosen and made odd
 	Commit  string `json:"commit,omitempty"` // commit_ns to the wake (framebus)
+
+	Analysis *Analysis `json:"analysis,omitempty"` // the slow and hold modes' consumer
 
 	Dropped     uint64 `json:"dropped"`
 	Torn        uint64 `json:"torn"`

@@ -113,6 +113,9 @@ func cProducerArgs(sc Scenario, spec *childSpec, out string) []string {
 	if sc.Checksum {
 		a = append(a, "--checksum")
 	}
+	if sc.Slots != 0 {
+		a = append(a, "--slots", strconv.Itoa(sc.Slots))
+	}
 	if spec.lockstep() {
 		a = append(a, "--ctl", spec.Ctl)
 	}

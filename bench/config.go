@@ -79,10 +79,25 @@ const (
 	Copy  Mode = "copy"  // render into private memory, Publish copies it in
 	Spin  Mode = "spin"  // plain, with consumers that spin before the next frame is due
 	Park  Mode = "park"  // plain with a Go consumer that does not hold its thread (ConsumerOptions.Hold < 0)
+	// Slow is plain with a slow Go consumer: an analysis of Config.HoldFor
+	// on each frame it takes, without holds. To keep a frame it copies it
+	// (1 copy per frame), and it counts the frames whose zero-copy view was
+	// overwritten by the end of the analysis (what it would have analysed
+	// had it not copied).
+	Slow Mode = "slow"
+	// Hold is Slow with holds (Frame.Hold, PROTOCOL.md amendment 10): the
+	// consumer holds each frame it takes for Config.HoldFor, reads it at the
+	// start and the end to check it stayed intact, and releases it; a
+	// refused hold falls back to the copy. Its scenario needs a fixed rate
+	// and a bus with more than 2 slots (Scenario.Slots, default 4).
+	Hold Mode = "hold"
 )
 
 // Modes lists the framebus modes.
-var Modes = []Mode{Plain, Copy, Spin, Park}
+var Modes = []Mode{Plain, Copy, Spin, Park, Slow, Hold}
+
+// analyses says whether m is a mode of the slow consumer (Slow, Hold).
+func (m Mode) analyses() bool { return m == Slow || m == Hold }
 
 // Placement says where the producer side and the consumer side run.
 type Placement string
@@ -217,7 +232,11 @@ type Scenario struct {
 	Rate      float64 // frames per second; 0: as fast as the consumers take them
 	Placement Placement
 	Checksum  bool // the bus carries CRC-32C checksums (framebus and c rows)
-	Variants  []Variant
+	// Slots is the bus's slot count (ProducerOptions.Slots); 0 is the
+	// producer's default, 2. Scenarios with hold rows default to
+	// DefaultHoldSlots (Matrix, HoldScenario).
+	Slots    int
+	Variants []Variant
 }
 
 func (s Scenario) String() string {
@@ -225,7 +244,14 @@ func (s Scenario) String() string {
 	if s.Consumers != 1 {
 		c = fmt.Sprintf("%d consumers", s.Consumers)
 	}
-	return fmt.Sprintf("%s, %s, %s, %s%s", s.Size, c, rateName(s.Rate), s.Placement, checksumName(s.Checksum))
+	return fmt.Sprintf("%s, %s, %s, %s%s%s", s.Size, c, rateName(s.Rate), s.Placement, checksumName(s.Checksum), slotsName(s.Slots))
+}
+
+func slotsName(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d slots", n)
 }
 
 func checksumName(on bool) string {
@@ -259,6 +285,7 @@ type Config struct {
 	Warmup         time.Duration // discarded start of every run, default 300 ms
 	Rounds         int           // runs of every variant, alternating, default 2
 	Spin           time.Duration // the spin mode's maximum spin window, default 400 µs
+	HoldFor        time.Duration // the slow and hold modes' analysis of each frame, default 150 ms
 
 	Dir       string   // where the run's private directory goes, default /dev/shm
 	Exe       string   // the binary that plays the children, default os.Executable()
@@ -278,6 +305,8 @@ const (
 	DefaultWarmup         = 300 * time.Millisecond
 	DefaultRounds         = 2
 	DefaultSpin           = 400 * time.Microsecond
+	DefaultHoldFor        = 150 * time.Millisecond
+	DefaultHoldSlots      = 4 // the slots of a scenario with hold rows: 2 may be held
 	MaxConsumers          = 16
 )
 
@@ -296,6 +325,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Spin == 0 {
 		c.Spin = DefaultSpin
+	}
+	if c.HoldFor == 0 {
+		c.HoldFor = DefaultHoldFor
 	}
 	if c.Dir == "" {
 		c.Dir = "/dev/shm"
@@ -332,6 +364,8 @@ func (c Config) Validate() error {
 		return bad("min paced frames %d: want at least 1", c.MinPacedFrames)
 	case c.Spin < 0 || c.Spin > time.Second:
 		return bad("spin window %v: want 0 to 1s", c.Spin)
+	case c.HoldFor < time.Millisecond || c.HoldFor > 10*time.Second:
+		return bad("hold-for %v: want 1ms to 10s", c.HoldFor)
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Scenarios {
@@ -350,6 +384,9 @@ func (c Config) Validate() error {
 		}
 		if !slices.Contains(Placements, s.Placement) {
 			return bad("placement %q: want split, shared or free", s.Placement)
+		}
+		if s.Slots != 0 && (s.Slots < framebus.MinSlots || s.Slots > framebus.MaxSlots) {
+			return bad("%d slots: want %d-%d", s.Slots, framebus.MinSlots, framebus.MaxSlots)
 		}
 		if len(s.Variants) == 0 {
 			return bad("scenario %v has no transports", s)
@@ -375,6 +412,8 @@ func (c Config) Validate() error {
 				return bad("%v: the C producer has no copy mode", v)
 			case v.Mode == Park && side.Consumer == LangC:
 				return bad("%v: park is the Go consumer's (a C consumer never holds its thread)", v)
+			case v.Mode.analyses() && (v.Transport != Framebus || side != GoGo):
+				return bad("%v: %s is go->go only (the Go consumer's analysis; the C producer does not know holds)", v, v.Mode)
 			case v.Transport == Futex && side != GoGo && side != CC:
 				return bad("%v: the futex baseline is go->go or c->c", v)
 			case v.Transport != Framebus && v.Transport != Futex && v.Lang != (Pair{}):
@@ -457,6 +496,18 @@ func QuickCameraScenario() Scenario {
 	return Scenario{Size: HD1080RGBA, Consumers: 1, Rate: 60, Placement: Free, Variants: cameraVariants(true, false)}
 }
 
+// HoldScenario is the scenario of holds (PROTOCOL.md amendment 10): 1080p
+// RGBA at 60 fps, free placement, a bus of DefaultHoldSlots slots, with the
+// plain row (a consumer that reads every frame as it comes, no holders), the
+// slow row (an analysis of Config.HoldFor on each frame taken, copying it)
+// and the hold row (the same analysis holding it). Not in --quick: a
+// 150 ms analysis takes under 7 frames a second, and the smoke test's short
+// runs would measure one or two.
+func HoldScenario() Scenario {
+	return Scenario{Size: HD1080RGBA, Consumers: 1, Rate: 60, Placement: Free, Slots: DefaultHoldSlots,
+		Variants: []Variant{fb(Plain), fb(Slow), fb(Hold)}}
+}
+
 // QuickPacedFrames is --quick's MinPacedFrames: 3 s per run at 60 fps.
 const QuickPacedFrames = 180
 
@@ -512,6 +563,8 @@ func FullScenarios() []Scenario {
 		}
 	}
 	s = append(s, Scenario{Size: HD1080RGBA, Consumers: 4, Rate: 30, Placement: Split, Variants: []Variant{fb(Plain), {Transport: Futex}}})
+	// Holds: a slow analysis at 60 fps on 4 slots, with and without holds.
+	s = append(s, HoldScenario())
 	// (The spinning consumer against the plain one at 60 fps is in the camera
 	// scenarios, free and split.)
 	return s
@@ -541,7 +594,11 @@ func Matrix(sizes []Size, consumers []int, rates []float64, placements []Placeme
 						baselines := !crc || !slices.Contains(checksums, false)
 						vs := matrixVariants(transports, modes, pairs, r, c, baselines)
 						if len(vs) > 0 {
-							out = append(out, Scenario{Size: sz, Consumers: c, Rate: r, Placement: p, Checksum: crc, Variants: vs})
+							sc := Scenario{Size: sz, Consumers: c, Rate: r, Placement: p, Checksum: crc, Variants: vs}
+							if slices.Contains(vs, fb(Hold)) {
+								sc.Slots = DefaultHoldSlots
+							}
+							out = append(out, sc)
 						}
 					}
 				}
@@ -562,6 +619,18 @@ func matrixVariants(transports []Transport, modes []Mode, pairs []Pair, rate flo
 		switch {
 		case t == Framebus:
 			for _, m := range modes {
+				if m.analyses() {
+					// The slow consumer is Go's, on a Go producer (the C one
+					// does not know holds). Hold comes with the rows it is
+					// judged against: plain (the producer without holders)
+					// and slow (the same analysis without holds).
+					if m == Hold {
+						add(fb(Plain))
+						add(fb(Slow))
+					}
+					add(fb(m))
+					continue
+				}
 				for _, pr := range pairs {
 					if pr.Producer == LangC && m == Copy {
 						continue // the C producer renders into the slot only
@@ -578,7 +647,7 @@ func matrixVariants(transports []Transport, modes []Mode, pairs []Pair, rate flo
 			}
 		case t == CFramebus:
 			for _, m := range modes {
-				if m != Copy && m != Park { // c->c has neither
+				if m != Copy && m != Park && !m.analyses() { // c->c has none of them
 					add(fbl(m, CC))
 				}
 			}

@@ -12,7 +12,10 @@
 //	framebus   a producer and N consumers; mode plain (the frame is rendered
 //	           straight into the back slot, Begin/Commit), copy (rendered into
 //	           private memory, then Publish) or spin (a consumer that spins
-//	           before the next frame is due, once framebus has it)
+//	           before the next frame is due, once framebus has it), park (a
+//	           Go consumer without the held wait), slow and hold (a slow
+//	           analysis of each frame taken, copying it or holding it,
+//	           Frame.Hold; on 4 slots by default)
 //	futex      the wake limit: a raw shared-memory FUTEX_WAKE to N sleeping
 //	           processes, with the waiters handshake framebus uses
 //	memcpy     the copy limit: copy() of the same frame into a pre-faulted

@@ -57,8 +57,9 @@ type Result struct {
 	Consumers int     `json:"consumers"`
 	Rate      float64 `json:"rate"`
 	Placement string  `json:"placement"`
-	Mode      string  `json:"mode"`     // plain, copy, spin; "" for the baselines
-	Checksum  bool    `json:"checksum"` // the bus carried CRC-32C checksums
+	Mode      string  `json:"mode"`            // plain, copy, spin, park, slow, hold; "" for the baselines
+	Checksum  bool    `json:"checksum"`        // the bus carried CRC-32C checksums
+	Slots     int     `json:"slots,omitempty"` // the bus's slots (0: the default, 2)
 	// Producer and Consumer name each side's language: "go", or "c" for the
 	// C reference of framebus/testdata/c (the transport c is c on both
 	// sides; gstreamer is gst-launch-1.0, c; memcpy has no consumer).
@@ -72,6 +73,10 @@ type Result struct {
 	Latency *Percentiles `json:"latency_us"`
 	Read    *Percentiles `json:"read_us"`
 	Publish *Percentiles `json:"publish_us"`
+	// Begin is the producer's Begin call (framebus rows with a Go
+	// producer): the back slot chosen (around held slots, amendment 10)
+	// and made odd. Publish is the Commit (plain) or the copy and Commit.
+	Begin *Percentiles `json:"begin_us,omitempty"`
 	// Commit is commit-to-wake: from the commit_ns the producer stamped in
 	// the slot (after the data and checksum, just before the even lock
 	// store) to the wake; framebus and c rows only. With checksums it leaves
@@ -88,6 +93,10 @@ type Result struct {
 	Samples     int64   `json:"samples"`      // latency samples, all consumers and rounds
 	CPUSeconds  float64 `json:"cpu_s"`        // CPU time of all the run's processes in the measured window (median of rounds)
 	CPU         CPUUse  `json:"cpu"`
+
+	// Analysis is what the slow consumer of the slow and hold modes found,
+	// all rounds and consumers.
+	Analysis *Analysis `json:"analysis,omitempty"`
 
 	Rounds []Round `json:"rounds"`
 
@@ -108,6 +117,54 @@ type CPUUse struct {
 	ConsumerUSPerFrame float64 `json:"consumer_us_per_frame"` // mean over consumers, per frame received
 	ConsumerPct        float64 `json:"consumer_pct"`
 	ProcessS           float64 `json:"process_s"` // whole lives of every process (wait4 rusage), start-up included
+}
+
+// Analysis is what a slow consumer (modes slow and hold) did with the
+// frames it took: each analysed for HoldForMS, read at the start and at the
+// end of the analysis. Without holds it copies each frame to keep it, and
+// checks whether the zero-copy view it did not use stayed intact; with
+// holds it holds the frame (copying it only when the hold is refused) and
+// checks the held view at the end: Valid, and the same bytes (CRC-32C) as
+// at the start.
+type Analysis struct {
+	HoldForMS float64 `json:"hold_for_ms"`
+	Taken     int64   `json:"taken"`   // measured frames taken for analysis
+	Copies    int64   `json:"copies"`  // of which copied out of the slot to be kept
+	Held      int64   `json:"held"`    // of which held (mode hold)
+	Refused   int64   `json:"refused"` // holds refused (cap, overwritten, unsupported): copied instead
+	// HeldIntact are held frames still Valid with the same bytes at the end
+	// of the analysis; HeldOverwritten held frames no longer Valid (taken
+	// back by a lease); HeldCorrupt held frames still Valid whose bytes
+	// changed (a broken protocol: must be 0).
+	HeldIntact      int64 `json:"held_intact"`
+	HeldOverwritten int64 `json:"held_overwritten"`
+	HeldCorrupt     int64 `json:"held_corrupt"`
+	// ViewOverwritten are frames not held whose zero-copy view was no
+	// longer intact at the end of the analysis: what the consumer would
+	// have analysed had it not copied.
+	ViewOverwritten int64 `json:"view_overwritten"`
+	// CopyTorn are copies found overwritten before the copy ended (lost).
+	CopyTorn       int64   `json:"copy_torn"`
+	Faults         int64   `json:"faults"`           // frames lost to a truncated bus file
+	CopiesPerFrame float64 `json:"copies_per_frame"` // Copies / Taken
+}
+
+// add adds b's counts to a.
+func (a *Analysis) add(b *Analysis) {
+	a.HoldForMS = b.HoldForMS
+	a.Taken += b.Taken
+	a.Copies += b.Copies
+	a.Held += b.Held
+	a.Refused += b.Refused
+	a.HeldIntact += b.HeldIntact
+	a.HeldOverwritten += b.HeldOverwritten
+	a.HeldCorrupt += b.HeldCorrupt
+	a.ViewOverwritten += b.ViewOverwritten
+	a.CopyTorn += b.CopyTorn
+	a.Faults += b.Faults
+	if a.Taken > 0 {
+		a.CopiesPerFrame = round3(float64(a.Copies) / float64(a.Taken))
+	}
 }
 
 // Round is one run's headline numbers, to show the spread.
@@ -169,7 +226,8 @@ func ReadJSON(rd io.Reader) (*Report, error) {
 
 // runResult is what one run of one variant measured.
 type runResult struct {
-	lat, read, pub, commit *hdrhistogram.Histogram
+	lat, read, pub, begin, commit *hdrhistogram.Histogram
+	analysis                      *Analysis
 
 	fps, producerFPS         float64 // fps: mean over consumers
 	dropped, torn, overwrite uint64
@@ -187,14 +245,14 @@ func aggregate(sc Scenario, v Variant, runs []*runResult) Result {
 	r := Result{
 		Transport: string(v.Transport), Size: sc.Size.Dims(), Format: sc.Size.FormatName(), Consumers: sc.Consumers,
 		Rate: sc.Rate, Placement: string(sc.Placement), Mode: string(v.Mode), FrameBytes: fb,
-		Checksum: sc.Checksum,
+		Checksum: sc.Checksum, Slots: sc.Slots,
 		Producer: string(sides.Producer), Consumer: string(sides.Consumer),
 		Rounds: []Round{}, WaitingFrac: -1,
 	}
 	if v.Transport == Memcpy {
 		r.Consumer = ""
 	}
-	var pub *hdrhistogram.Histogram
+	var pub, begin *hdrhistogram.Histogram
 	var fps, pfps, pus, ppct, cus, cpct, wcpu []float64
 	var waiting int64
 	waitKnown := true
@@ -203,6 +261,13 @@ func aggregate(sc Scenario, v Variant, runs []*runResult) Result {
 		r.read = merge(r.read, rr.read)
 		r.commit = merge(r.commit, rr.commit)
 		pub = merge(pub, rr.pub)
+		begin = merge(begin, rr.begin)
+		if rr.analysis != nil {
+			if r.Analysis == nil {
+				r.Analysis = &Analysis{}
+			}
+			r.Analysis.add(rr.analysis)
+		}
 		fps = append(fps, rr.fps)
 		pfps = append(pfps, rr.producerFPS)
 		pus = append(pus, rr.prodUSPerFrame)
@@ -229,6 +294,7 @@ func aggregate(sc Scenario, v Variant, runs []*runResult) Result {
 		}
 	}
 	r.Latency, r.Read, r.Publish, r.Commit = percentiles(r.lat), percentiles(r.read), percentiles(pub), percentiles(r.commit)
+	r.Begin = percentiles(begin)
 	r.FPS = round3(median(fps))
 	r.GBps = round3(r.FPS * float64(fb) / 1e9)
 	r.ProducerFPS = round3(median(pfps))

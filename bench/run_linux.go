@@ -180,6 +180,8 @@ func (r *runner) skipReason(sc Scenario, v Variant) string {
 		return "GStreamer is measured for throughput only: as fast as possible, one consumer"
 	case v.Transport == Memcpy && sc.Rate != 0:
 		return "memcpy is the copy limit: measured as fast as possible only"
+	case v.Mode.analyses() && sc.Rate == 0:
+		return fmt.Sprintf("the %s mode needs a fixed rate (e.g. --rates 60): in lockstep a slow consumer only slows the producer down", v.Mode)
 	case v.usesC() && r.cbins == nil:
 		return r.cWhy
 	case v.usesC() && sc.Consumers > ctlMaxWaiters:
@@ -224,6 +226,11 @@ func (r *runner) runOnce(ctx context.Context, sc Scenario, v Variant) (*runResul
 		Mode: v.Mode, Width: sc.Size.Width, Height: sc.Size.Height, Format: sc.Size.Format,
 		Consumers: sc.Consumers, Rate: sc.Rate, Warmup: r.cfg.Warmup, Measure: measure,
 		Deadline: r.cfg.Warmup + measure + 40*time.Second, Dir: dir, Spin: r.cfg.Spin, Checksum: sc.Checksum,
+		Slots: sc.Slots,
+	}
+	if v.Mode.analyses() {
+		spec.HoldFor = r.cfg.HoldFor
+		spec.Deadline += r.cfg.HoldFor
 	}
 	limit := spec.Deadline + 10*time.Second
 	r.cfg.Log.Debug().Str("scenario", sc.String()).Str("transport", v.String()).Dur("measure", measure).Msg("run")
@@ -464,6 +471,9 @@ func collect(prod *proc, cons []*proc) (*runResult, error) {
 	if rr.pub, err = decodeHist(pr.Publish); err != nil {
 		return nil, err
 	}
+	if rr.begin, err = decodeHist(pr.Begin); err != nil {
+		return nil, err
+	}
 	rr.producerFPS = float64(pr.Frames-1) / (float64(pr.WindowNS) / 1e9)
 	rr.prodUSPerFrame = float64(pr.CPUNS) / float64(pr.Frames) / 1e3
 	rr.prodPct = 100 * float64(pr.CPUNS) / float64(pr.WindowNS)
@@ -496,6 +506,12 @@ func collect(prod *proc, cons []*proc) (*runResult, error) {
 		rr.dropped += cr.Dropped
 		rr.torn += cr.Torn
 		rr.overwrite += cr.Overwritten
+		if cr.Analysis != nil {
+			if rr.analysis == nil {
+				rr.analysis = &Analysis{}
+			}
+			rr.analysis.add(cr.Analysis)
+		}
 		if cr.Waiting < 0 || rr.waiting < 0 {
 			rr.waiting = -1
 		} else {

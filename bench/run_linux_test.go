@@ -288,3 +288,95 @@ func TestBenchRemoveShmPipes(t *testing.T) {
 		t.Error("another process's area removed")
 	}
 }
+
+// TestBenchRunHold runs the slow consumer with and without holds, on 4
+// slots and on 2: with holds on 4 slots it copies nothing and every frame
+// it takes stays intact for the whole analysis; without holds it copies
+// every frame, and the zero-copy views it did not use were overwritten; on
+// 2 slots (cap 0) every hold is refused and it copies every frame.
+func TestBenchRunHold(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	small := Size{Width: 320, Height: 240, Format: framebus.FormatRGBA}
+	vs := []Variant{fb(Plain), fb(Slow), fb(Hold)}
+	cfg := testConfig(t,
+		Scenario{Size: small, Consumers: 1, Rate: 200, Placement: Free, Slots: 4, Variants: vs},
+		Scenario{Size: small, Consumers: 1, Rate: 200, Placement: Free, Slots: 2, Variants: []Variant{fb(Hold)}},
+		Scenario{Size: small, Consumers: 1, Placement: Free, Variants: []Variant{fb(Hold)}}, // lockstep: skipped
+	)
+	cfg.Duration, cfg.HoldFor = 400*time.Millisecond, 30*time.Millisecond
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	rep.WriteTable(&b)
+	if rep.Failed != 0 || len(rep.Results) != 5 {
+		t.Fatalf("%d runs failed, %d rows:\n%s", rep.Failed, len(rep.Results), b.String())
+	}
+	for _, r := range rep.Results {
+		name := r.ScenarioName() + " " + rowName(&r)
+		if r.Rate == 0 {
+			if !r.Skipped || !strings.Contains(r.Reason, "fixed rate") {
+				t.Errorf("%s: skipped %v %q", name, r.Skipped, r.Reason)
+			}
+			continue
+		}
+		checkRow(t, r)
+		if r.Begin == nil {
+			t.Errorf("%s: no Begin timing", name)
+		}
+		a := r.Analysis
+		if r.Mode == string(Plain) {
+			if a != nil {
+				t.Errorf("%s: analysis %+v", name, a)
+			}
+			continue
+		}
+		if a == nil || a.Taken < 3 || a.HoldForMS != 30 {
+			t.Errorf("%s: analysis %+v", name, a)
+			continue
+		}
+		switch {
+		case r.Mode == string(Slow):
+			// 200 fps on 4 slots: the producer is back after 15 ms.
+			if a.Copies != a.Taken || a.Held != 0 || a.ViewOverwritten < a.Taken-1 || a.CopiesPerFrame != 1 {
+				t.Errorf("%s: %+v", name, a)
+			}
+		case r.Slots == 4:
+			if a.Copies != 0 || a.Held != a.Taken || a.HeldIntact != a.Taken || a.Refused != 0 || a.HeldCorrupt != 0 {
+				t.Errorf("%s: %+v", name, a)
+			}
+		default: // 2 slots: no holds
+			if a.Copies != a.Taken || a.Held != 0 || a.Refused != a.Taken {
+				t.Errorf("%s: %+v", name, a)
+			}
+		}
+	}
+	status := map[string]string{}
+	for _, tg := range rep.Targets {
+		status[tg.Name+" | "+tg.Scenario] = tg.Status
+	}
+	sc4 := "320x240 RGBA, 1 consumer, 200 fps, free, 4 slots"
+	sc2 := "320x240 RGBA, 1 consumer, 200 fps, free, 2 slots"
+	for k, want := range map[string]string{
+		"slow consumer: copies per frame, holds vs copies | " + sc4: Met,
+		"frames kept intact by a 30.0 ms analysis, holds | " + sc4:  Met,
+		"slow consumer: copies per frame, holds vs copies | " + sc2: Missed,
+		"frames kept intact by a 30.0 ms analysis, holds | " + sc2:  Skipped,
+		"producer Commit with holders vs without | " + sc2:          Skipped,
+	} {
+		if status[k] != want {
+			t.Errorf("%s: %q, want %q\n%s", k, status[k], want, b.String())
+		}
+	}
+	if _, ok := status["producer Commit with holders vs without | "+sc4]; !ok {
+		t.Errorf("no Commit target:\n%s", b.String())
+	}
+	for _, s := range []string{"framebus/hold analysis (30.0 ms a frame)", "0.00 copies per frame", "framebus/slow producer: Commit p50"} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, b.String())
+		}
+	}
+}

@@ -67,6 +67,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			}
 		}
 		writeSpinLines(w, rs)
+		writeAnalysisLines(w, rs)
 	}
 	if len(rep.Targets) > 0 {
 		fmt.Fprintf(w, "\nTargets (this run):\n")
@@ -139,6 +140,34 @@ func writeSpinLines(w io.Writer, rs []*Result) {
 			rowName(r), rowName(plain), num(r.Latency.P50), num(plain.Latency.P50), plain.Latency.P50/r.Latency.P50,
 			num(r.Latency.P99), num(plain.Latency.P99), r.CPU.ConsumerPct-plain.CPU.ConsumerPct, r.CPU.ConsumerPct, plain.CPU.ConsumerPct,
 			num(r.CPU.ConsumerUSPerFrame), num(plain.CPU.ConsumerUSPerFrame))
+	}
+}
+
+// writeAnalysisLines says what the slow consumer of the slow and hold rows
+// did, and what the producer's Begin and Commit cost in each framebus row
+// of the scenario (the holders' cost is there).
+func writeAnalysisLines(w io.Writer, rs []*Result) {
+	any := false
+	for _, r := range rs {
+		if a := r.Analysis; a != nil && !r.Skipped && a.Taken > 0 {
+			any = true
+			fmt.Fprintf(w, "  %s analysis (%s ms a frame): %d frames taken, %.2f copies per frame, held %d (intact %d, taken back %d, changed %d), refused %d, zero-copy views overwritten %d\n",
+				rowName(r), num(a.HoldForMS), a.Taken, float64(a.Copies)/float64(a.Taken), a.Held, a.HeldIntact, a.HeldOverwritten,
+				a.HeldCorrupt, a.Refused, a.ViewOverwritten)
+		}
+	}
+	if !any {
+		return
+	}
+	for _, r := range rs {
+		if r.Skipped || r.Transport != string(Framebus) || r.Publish == nil {
+			continue
+		}
+		fmt.Fprintf(w, "  %s producer: Commit p50 %s p99 %s us", rowName(r), num(r.Publish.P50), num(r.Publish.P99))
+		if r.Begin != nil {
+			fmt.Fprintf(w, ", Begin p50 %s p99 %s us", num(r.Begin.P50), num(r.Begin.P99))
+		}
+		fmt.Fprintln(w)
 	}
 }
 

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"fmt"
+
+	"github.com/framebus/framebus/framebus"
 )
 
 // Target statuses.
@@ -17,6 +19,9 @@ func (r *Result) scenarioKey() string {
 	if r.Checksum {
 		k += " crc"
 	}
+	if r.Slots != 0 {
+		k += fmt.Sprintf(" s%d", r.Slots)
+	}
 	return k
 }
 
@@ -26,7 +31,7 @@ func (r *Result) ScenarioName() string {
 	if r.Consumers != 1 {
 		c = fmt.Sprintf("%d consumers", r.Consumers)
 	}
-	return fmt.Sprintf("%s %s, %s, %s, %s%s", r.Size, r.Format, c, rateName(r.Rate), r.Placement, checksumName(r.Checksum))
+	return fmt.Sprintf("%s %s, %s, %s, %s%s%s", r.Size, r.Format, c, rateName(r.Rate), r.Placement, checksumName(r.Checksum), slotsName(r.Slots))
 }
 
 // sides is the row's languages.
@@ -127,6 +132,9 @@ func evaluateTargets(rs []Result) []Target {
 		// Four consumers against one: the producer's cost.
 		if r0.Consumers == 4 && measured(plain) {
 			one := fmt.Sprintf("%s %s c1 r%g %s", r0.Size, r0.Format, r0.Rate, r0.Placement)
+			if r0.Slots != 0 {
+				one += fmt.Sprintf(" s%d", r0.Slots)
+			}
 			if p1 := find(rs, one, Framebus, Plain); measured(p1) {
 				cpu := plain.CPU.ProducerUSPerFrame / p1.CPU.ProducerUSPerFrame
 				ts = append(ts, Target{Name: "4 consumers vs 1: producer CPU per frame", Scenario: name, Want: "less than 1.5x",
@@ -164,6 +172,11 @@ func evaluateTargets(rs []Result) []Target {
 				t.Status = status(spin.Latency.P50 < 2 && spin.Latency.P99 < 50 && extra < 3)
 			}
 			ts = append(ts, t)
+		}
+
+		// Holds (amendment 10): the slow consumer with and without them.
+		if hold := find(rs, key, Framebus, Hold); hold != nil {
+			ts = append(ts, holdTargets(rs, key, name, hold)...)
 		}
 
 		// The protocol in C against the raw futex in C: framebus's own cost,
@@ -223,4 +236,88 @@ func roundP50s(r *Result) string {
 		s += num(rd.P50)
 	}
 	return s + "]"
+}
+
+// holdTargets judges the hold row of a scenario against its slow row (the
+// same analysis, without holds) and its plain row (a consumer that reads
+// every frame as it comes: no holders): what the holders cost the
+// producer's Commit, the copies the slow consumer makes, and the frames its
+// analysis keeps intact.
+func holdTargets(rs []Result, key, name string, hold *Result) []Target {
+	slow, plain := find(rs, key, Framebus, Slow), find(rs, key, Framebus, Plain)
+	var ts []Target
+	skip := func(t Target, why string) Target {
+		t.Status, t.Why = Skipped, why
+		return t
+	}
+	d := "the analysis"
+	if a := hold.Analysis; a != nil {
+		d = fmt.Sprintf("a %s ms analysis", num(a.HoldForMS))
+	}
+
+	// (a) The producer's Commit with holders against without, same run.
+	t := Target{Name: "producer Commit with holders vs without", Scenario: name,
+		Want: "p50 and p99 within 1.1x of the slow row's (the same consumer without holds)"}
+	switch {
+	case hold.Skipped:
+		ts = append(ts, skip(t, hold.Reason))
+	case !measured(slow) || slow.Publish == nil || hold.Publish == nil:
+		ts = append(ts, skip(t, "no slow row to compare with"))
+	default:
+		r50, r99 := hold.Publish.P50/slow.Publish.P50, hold.Publish.P99/slow.Publish.P99
+		t.Got = fmt.Sprintf("p50 %.2fx (%s vs %s us), p99 %.2fx (%s vs %s us)", r50, num(hold.Publish.P50), num(slow.Publish.P50),
+			r99, num(hold.Publish.P99), num(slow.Publish.P99))
+		if hold.Begin != nil && slow.Begin != nil {
+			t.Got += fmt.Sprintf("; Begin (the slot choice) p50 %s vs %s us, p99 %s vs %s us", num(hold.Begin.P50), num(slow.Begin.P50),
+				num(hold.Begin.P99), num(slow.Begin.P99))
+		}
+		if measured(plain) && plain.Publish != nil {
+			t.Got += fmt.Sprintf("; against plain (a consumer woken every frame) p50 %.2fx, p99 %.2fx (%s, %s us)",
+				hold.Publish.P50/plain.Publish.P50, hold.Publish.P99/plain.Publish.P99, num(plain.Publish.P50), num(plain.Publish.P99))
+		}
+		t.Status = status(r50 <= 1.1 && r99 <= 1.1)
+		ts = append(ts, t)
+	}
+
+	// (b) Copies per frame of the slow consumer, before and after.
+	t = Target{Name: "slow consumer: copies per frame, holds vs copies", Scenario: name,
+		Want: "0 copies per frame with holds (1 without)"}
+	a := hold.Analysis
+	switch {
+	case hold.Skipped:
+		ts = append(ts, skip(t, hold.Reason))
+	case a == nil || a.Taken == 0:
+		ts = append(ts, skip(t, "the hold row took no frame"))
+	default:
+		t.Got = fmt.Sprintf("with holds %.2f (%d copies for %d frames, %d refused)", float64(a.Copies)/float64(a.Taken), a.Copies, a.Taken, a.Refused)
+		if measured(slow) && slow.Analysis != nil && slow.Analysis.Taken > 0 {
+			b := slow.Analysis
+			t.Got += fmt.Sprintf("; without %.2f (%d copies for %d frames; not copied, %d of %d would have been overwritten by the end of %s)",
+				float64(b.Copies)/float64(b.Taken), b.Copies, b.Taken, b.ViewOverwritten, b.Taken, d)
+		}
+		t.Status = status(a.Copies == 0)
+		ts = append(ts, t)
+	}
+
+	// (c) The frames the analysis keeps intact.
+	t = Target{Name: "frames kept intact by " + d + ", holds", Scenario: name,
+		Want: "every frame taken held and intact at the end (Valid, same CRC-32C)"}
+	switch {
+	case hold.Skipped:
+		ts = append(ts, skip(t, hold.Reason))
+	case hold.Slots != 0 && hold.Slots <= framebus.MinSlots:
+		ts = append(ts, skip(t, fmt.Sprintf("a %d-slot bus allows no holds (the cap is slots - 2)", hold.Slots)))
+	case a == nil || a.Taken == 0:
+		ts = append(ts, skip(t, "the hold row took no frame"))
+	default:
+		t.Got = fmt.Sprintf("%d of %d (held %d, refused %d, taken back %d, changed while held %d)", a.HeldIntact, a.Taken, a.Held, a.Refused,
+			a.HeldOverwritten, a.HeldCorrupt)
+		if measured(slow) && slow.Analysis != nil && slow.Analysis.Taken > 0 {
+			b := slow.Analysis
+			t.Got += fmt.Sprintf("; without holds the zero-copy view kept %d of %d", b.Taken-b.ViewOverwritten, b.Taken)
+		}
+		t.Status = status(a.HeldIntact == a.Taken && a.HeldCorrupt == 0)
+		ts = append(ts, t)
+	}
+	return ts
 }

@@ -225,6 +225,13 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 	if out == nil {
 		out = io.Discard
 	}
+	// A copy (Copy: ReadInto), not a hold (Frame.Hold), although the
+	// analysis may be slower than the camera: OpenCV reads the frame in C,
+	// where no framebus.Guard turns a memory fault into an error, so a bus
+	// file truncated under it would kill the process with SIGBUS. A hold
+	// keeps a frame from being overwritten, not from being truncated; the
+	// copy, made in Go under Guard, is private memory OpenCV may read for
+	// as long as it likes (docs/RECORDING.md, "Holds").
 	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Copy: true, Spin: o.Spin, Logf: cli.Logf(log, zerolog.WarnLevel)})
 	defer in.Close()
 	conv := NewConverter()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -166,6 +167,16 @@ type queued struct {
 }
 
 // recordLossless writes every frame as it is, with its record, to tmp.
+//
+// Each frame is written from a hold (Frame.Hold, PROTOCOL.md amendment 10:
+// zero-copy, the producer leaves the slot alone until the write is done)
+// when the writer is idle, which it is whenever the disk keeps up; else,
+// and when the bus refuses the hold (a 2-slot bus, whose cap is 0, or a
+// producer that does not know holds), it is copied into the queue as
+// before. A held frame is written and released on the feed's goroutine,
+// before the next Next: Hold.Valid and Release are the consumer's, and the
+// feed closes the consumer (unmapping its frames) when the stream ends,
+// which a hold still queued would not survive. So one frame at most is held.
 func recordLossless(ctx context.Context, name string, o RecordOptions, tmp string, sum *RecordSummary, log *zerolog.Logger) error {
 	// Zero-copy: the copy into the queue is the frame's one copy, made in
 	// Go (framebus.Guard) and checked (Keep) before it is queued.
@@ -179,31 +190,89 @@ func recordLossless(ctx context.Context, name string, o RecordOptions, tmp strin
 		q, free chan *queued
 		wdone   chan struct{}
 		werr    error // the writer's, read after wdone or through failed
+		herr    error // a held frame's write error (the feed's goroutine)
 		failed  atomic.Bool
-		skipped uint64 // frames dropped here since the last one queued
+		pending atomic.Int32 // frames queued and not yet written
+		skipped uint64       // frames dropped here since the last one queued
 		first   = true
+
+		held, copied, lostHeld uint64 // frames written from a hold, queued as a copy; held frames not written (a fault, taken back)
+		last                   = time.Now()
+		lastFrames             uint64
+		lastBytes              int64
 	)
+	// written counts a frame in the file and logs the progress: on the
+	// writer's goroutine, or on the feed's while the writer is idle
+	// (pending is 0), never on both at once.
+	written := func(rf *recording.Frame) {
+		sum.Frames++
+		sum.Dropped += rf.Dropped
+		if now := time.Now(); now.Sub(last) >= recordProgress {
+			d := now.Sub(last).Seconds()
+			log.Info().Uint64("frames", sum.Frames).Uint64("dropped", sum.Dropped).Str("size", cli.Bytes(uint64(w.Size()))).
+				Str("fps", fmt.Sprintf("%.1f", float64(sum.Frames-lastFrames)/d)).
+				Str("rate", cli.Bytes(uint64(float64(w.Size()-lastBytes)/d))+"/s").Int("queued", len(q)).Msg("recording")
+			last, lastFrames, lastBytes = now, sum.Frames, w.Size()
+		}
+	}
 	writer := func() {
 		defer close(wdone)
-		last, lastFrames, lastBytes := time.Now(), uint64(0), int64(0)
 		for j := range q {
 			if werr == nil {
 				if werr = w.WriteFrame(&j.rf); werr != nil {
 					failed.Store(true)
 				} else {
-					sum.Frames++
-					sum.Dropped += j.rf.Dropped
+					written(&j.rf)
 				}
 			}
 			free <- j
-			if now := time.Now(); now.Sub(last) >= recordProgress {
-				d := now.Sub(last).Seconds()
-				log.Info().Uint64("frames", sum.Frames).Uint64("dropped", sum.Dropped).Str("size", cli.Bytes(uint64(w.Size()))).
-					Str("fps", fmt.Sprintf("%.1f", float64(sum.Frames-lastFrames)/d)).
-					Str("rate", cli.Bytes(uint64(float64(w.Size()-lastBytes)/d))+"/s").Int("queued", len(q)).Msg("recording")
-				last, lastFrames, lastBytes = now, sum.Frames, w.Size()
-			}
+			pending.Add(-1)
 		}
+	}
+	record := func(fr *framebus.Frame, data, meta []byte) recording.Frame {
+		rf := recording.Frame{Format: fr.Format, Seq: fr.Seq, CaptureNS: fr.CaptureNS, CommitNS: fr.CommitNS, ReadNS: fr.WakeNS,
+			Generation: fr.Generation, NewGeneration: fr.GenerationChanged, Dropped: fr.Dropped + skipped, TornRetries: fr.TornRetries,
+			UserMeta: meta, Data: data}
+		if first {
+			rf.Dropped = 0 // frames before the recorder joined are not the recording's
+		}
+		return rf
+	}
+	// writeHeld writes a held frame from the bus's memory, on the feed's
+	// goroutine (the writer is idle). The record's CRC is computed by
+	// WriteFrame from the held bytes under framebus.Guard before anything
+	// is written; a fault there (the bus file truncated), write(2)
+	// returning EFAULT (the same, while the kernel copied the bytes), or a
+	// hold taken back meanwhile (a producer's lease: the bytes written may
+	// be torn) cuts the file back to the previous record's end and puts
+	// the writer back as it was: the frame is dropped, never a corrupt
+	// record. It says whether the frame was written; a write error of the
+	// disk is herr.
+	writeHeld := func(fr *framebus.Frame, h framebus.Hold) bool {
+		start, saved := w.Size(), *w
+		rf := record(fr, h.Data(), fr.UserMeta)
+		var err error
+		gerr := framebus.Guard(func() { err = w.WriteFrame(&rf) })
+		if gerr == nil && err == nil && h.Valid() {
+			written(&rf)
+			return true
+		}
+		if gerr == nil && err != nil && !errors.Is(err, syscall.EFAULT) {
+			herr = err // the disk's (full, ...): the recording ends, as from the writer
+			return false
+		}
+		// (The writer cut the file back already on EFAULT; not on a fault
+		// in Go, nor after a whole write of a frame taken back.)
+		if terr := f.Truncate(start); terr != nil {
+			herr = terr
+			return false
+		}
+		if _, serr := f.Seek(start, io.SeekStart); serr != nil {
+			herr = serr
+			return false
+		}
+		*w = saved
+		return false
 	}
 	end, err := in.Run(ctx, func(fr *framebus.Frame) error {
 		if failed.Load() {
@@ -231,6 +300,32 @@ func recordLossless(ctx context.Context, name string, o RecordOptions, tmp strin
 			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).
 				Str("out", o.Out).Str("writing", tmp).Msg("recording losslessly")
 		}
+		if pending.Load() == 0 {
+			// The writer is idle: this frame is written from a hold, now.
+			h, err := fr.Hold()
+			switch {
+			case err == nil:
+				ok := writeHeld(fr, h)
+				_ = h.Release() // (nil, or the consumer's Close: nothing to release then)
+				switch {
+				case herr != nil:
+					return feed.ErrStop
+				case ok:
+					held++
+					first, skipped = false, 0
+				default:
+					lostHeld++
+					skipped += 1 + fr.Dropped
+				}
+				return nil
+			case !errors.Is(err, framebus.ErrNoHold):
+				// The bus file truncated under the grant: the frame is
+				// lost, the feed follows the next generation.
+				skipped += 1 + fr.Dropped
+				return nil
+			}
+			// Refused (the cap, an older producer): copied, below.
+		}
 		var j *queued
 		select {
 		case j = <-free:
@@ -253,13 +348,10 @@ func recordLossless(ctx context.Context, name string, o RecordOptions, tmp strin
 			return nil
 		}
 		n := copy(j.meta[:], fr.UserMeta)
-		j.rf = recording.Frame{Format: fr.Format, Seq: fr.Seq, CaptureNS: fr.CaptureNS, CommitNS: fr.CommitNS, ReadNS: fr.WakeNS,
-			Generation: fr.Generation, NewGeneration: fr.GenerationChanged, Dropped: fr.Dropped + skipped, TornRetries: fr.TornRetries,
-			UserMeta: j.meta[:n], Data: j.buf}
-		if first {
-			j.rf.Dropped = 0 // frames before the recorder joined are not the recording's
-		}
+		j.rf = record(fr, j.buf, j.meta[:n])
 		first, skipped = false, 0
+		copied++
+		pending.Add(1)
 		q <- j // never blocks: a free buffer means room in the queue
 		return nil
 	})
@@ -272,6 +364,9 @@ func recordLossless(ctx context.Context, name string, o RecordOptions, tmp strin
 	if werr != nil {
 		err = werr
 	}
+	if herr != nil {
+		err = herr
+	}
 	if err == nil {
 		dropped := end.Dropped + skipped
 		sum.Dropped += dropped
@@ -282,5 +377,11 @@ func recordLossless(ctx context.Context, name string, o RecordOptions, tmp strin
 		err = cerr
 	}
 	f = nil
+	perFrame := 0.0
+	if held+copied > 0 {
+		perFrame = float64(copied) / float64(held+copied)
+	}
+	log.Info().Uint64("frames", sum.Frames).Uint64("held", held).Uint64("copied", copied).Uint64("held_lost", lostHeld).
+		Str("copies_per_frame", fmt.Sprintf("%.2f", perFrame)).Msg("recorded: frames written from a hold (zero-copy) or from a copy")
 	return err
 }

@@ -16,7 +16,7 @@ import (
 
 var benchCmd = &cli.Command{
 	Name:    "bench",
-	Args:    "[--quick] [--json FILE] [--plot FILE.png] [--duration D] [--rounds N] [--sizes LIST] [--consumers LIST] [--rates LIST] [--placements LIST] [--transports LIST] [--modes LIST] [--pairs LIST] [--checksums LIST]",
+	Args:    "[--quick] [--json FILE] [--plot FILE.png] [--duration D] [--rounds N] [--sizes LIST] [--consumers LIST] [--rates LIST] [--placements LIST] [--transports LIST] [--modes LIST] [--pairs LIST] [--checksums LIST] [--slots N] [--hold-for D]",
 	Summary: "measure framebus against its own C reference, a raw futex, memcpy, Unix sockets, pipes and GStreamer",
 	Description: `Measures, on this machine and in one run, what it costs to move frames from
 a producer process to consumer processes through framebus, against the
@@ -52,7 +52,12 @@ Modes: plain (zero-copy Begin/Commit), copy (Publish), spin (a consumer
 that spins before the next frame is due, framebus.ConsumerOptions.Spin),
 park (plain with a Go consumer that never holds its thread for the last
 stretch before a frame, ConsumerOptions.Hold < 0: the consumer before the
-held wait).
+held wait), slow and hold (a slow consumer: an analysis of --hold-for on
+each frame it takes; slow copies the frame to keep it, hold holds it,
+Frame.Hold, PROTOCOL.md amendment 10; both go->go at a fixed rate; hold
+brings the plain and slow rows it is judged against, on a bus of 4 slots
+unless --slots says otherwise). The hold scenario of the full run is 1080p
+RGBA at 60 fps, free, 4 slots.
 Pairs: producer->consumer languages, go->go (the default), go->c, c->go,
 c->c; they apply to framebus and futex. Checksums: off (the default), on.`,
 	Examples: `framebus bench --quick
@@ -60,6 +65,7 @@ c->c; they apply to framebus and futex. Checksums: off (the default), on.`,
 		framebus bench --json bench.json --plot bench.png
 		framebus bench --sizes 1920x1080:RGBA,640x480:GREY --consumers 1,4 --rates 0,30 --placements split,shared
 		framebus bench --transports framebus,futex --modes plain --rates 60 --duration 10s
+		framebus bench --sizes 1920x1080:RGBA --rates 60 --placements free --modes plain,hold --transports framebus --rounds 3
 		framebus bench --sizes 1920x1080:NV12 --rates 60 --placements free --pairs go->go,go->c,c->go,c->c --modes plain,spin --rounds 3`,
 	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
 		o := &benchOpts{flags: fs}
@@ -75,7 +81,9 @@ c->c; they apply to framebus and futex. Checksums: off (the default), on.`,
 		fs.StringVar(&o.rates, "rates", "", "frame rates in fps, `LIST` (0: as fast as possible)")
 		fs.StringVar(&o.placements, "placements", "", "CPU placements, `LIST` of split, shared, free")
 		fs.StringVar(&o.transports, "transports", "", "`LIST` of framebus, futex, memcpy, uds, pipe, gstreamer")
-		fs.StringVar(&o.modes, "modes", "", "framebus modes, `LIST` of plain, copy, spin, park")
+		fs.StringVar(&o.modes, "modes", "", "framebus modes, `LIST` of plain, copy, spin, park, slow, hold")
+		fs.IntVar(&o.slots, "slots", 0, "the buses' slots, `N` (2-8; default 2, 4 in scenarios with hold rows)")
+		fs.DurationVar(&o.holdFor, "hold-for", 0, "the slow and hold modes' analysis of each frame, `D` (default 150ms)")
 		fs.StringVar(&o.pairs, "pairs", "", "producer->consumer languages, `LIST` of go->go, go->c, c->go, c->c (default go->go)")
 		fs.StringVar(&o.checksums, "checksums", "", "`LIST` of off, on: buses with CRC-32C checksums or not (default off)")
 		fs.StringVar(&o.cc, "cc", "", "the C compiler of the C legs, `PATH` (default: gcc in PATH)")
@@ -91,8 +99,8 @@ type benchOpts struct {
 	flags                                                  *flag.FlagSet
 	quick, progress                                        bool
 	json, plot, dir, gst                                   string
-	duration, warmup, spin                                 time.Duration
-	rounds, pacedFrames                                    int
+	duration, warmup, spin, holdFor                        time.Duration
+	rounds, pacedFrames, slots                             int
 	sizes, consumers, rates, placements, transports, modes string
 	pairs, checksums, cc                                   string
 }
@@ -144,13 +152,26 @@ func (o *benchOpts) run(ctx context.Context, args []string) error {
 	return nil
 }
 
-// config turns the flags into a benchmark configuration.
+// config turns the flags into a benchmark configuration: the scenarios,
+// with --slots on every bus.
 func (o *benchOpts) config() (bench.Config, error) {
-	cfg := bench.Config{Duration: o.duration, Warmup: o.warmup, Rounds: o.rounds, MinPacedFrames: o.pacedFrames,
-		Spin: o.spin, Dir: o.dir, GstLaunch: o.gst, CC: o.cc, Command: strings.Join(append([]string{"framebus"}, os.Args[1:]...), " ")}
-	if o.duration < 0 || o.warmup < 0 || o.spin < 0 || o.rounds < 0 || o.pacedFrames < 0 {
-		return cfg, errors.New("--duration, --warmup, --spin, --rounds and --paced-frames must not be negative")
+	cfg, err := o.scenarios()
+	if err == nil && o.slots != 0 {
+		for i := range cfg.Scenarios {
+			cfg.Scenarios[i].Slots = o.slots
+		}
 	}
+	return cfg, err
+}
+
+// scenarios is the configuration of every flag but --slots.
+func (o *benchOpts) scenarios() (bench.Config, error) {
+	cfg := bench.Config{Duration: o.duration, Warmup: o.warmup, Rounds: o.rounds, MinPacedFrames: o.pacedFrames,
+		Spin: o.spin, HoldFor: o.holdFor, Dir: o.dir, GstLaunch: o.gst, CC: o.cc, Command: strings.Join(append([]string{"framebus"}, os.Args[1:]...), " ")}
+	if o.duration < 0 || o.warmup < 0 || o.spin < 0 || o.rounds < 0 || o.pacedFrames < 0 || o.holdFor < 0 || o.slots < 0 {
+		return cfg, errors.New("--duration, --warmup, --spin, --rounds, --paced-frames, --hold-for and --slots must not be negative")
+	}
+
 	matrix := o.sizes != "" || o.consumers != "" || o.rates != "" || o.placements != "" || o.transports != "" || o.modes != "" ||
 		o.pairs != "" || o.checksums != ""
 	switch {
