@@ -300,8 +300,11 @@ func recordLossless(ctx context.Context, name string, o RecordOptions, tmp strin
 			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).
 				Str("out", o.Out).Str("writing", tmp).Msg("recording losslessly")
 		}
-		if pending.Load() == 0 {
+		if pending.Load() == 0 && w.Continues(fr.Format) {
 			// The writer is idle: this frame is written from a hold, now.
+			// (The first frame of a format, which adds a track to the
+			// file's header, is copied: undoing writeHeld is then only
+			// cutting the file and the writer's own offsets back.)
 			h, err := fr.Hold()
 			switch {
 			case err == nil:

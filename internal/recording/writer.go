@@ -68,6 +68,10 @@ func (w *Writer) Frames() uint64 { return w.end.Frames }
 // Formats returns the formats recorded so far (a track each).
 func (w *Writer) Formats() int { return w.end.Formats }
 
+// Continues reports whether a frame of format f goes into the current
+// track: writing it changes nothing before the file's end but the frame.
+func (w *Writer) Continues(f framebus.Format) bool { return w.cur != nil && w.cur.format == f }
+
 // Size returns the bytes of whole elements written.
 func (w *Writer) Size() int64 { return w.off }
 

@@ -1118,6 +1118,10 @@ class Consumer:
         self._gone_reported = False
         age = _now() - A.load64(s.heartbeat_addr)
         if age > 3 * s.hb_ns:
+            if _trunc(s.group) or not s.size_ok():
+                # The heartbeat read zeros: the file was truncated since the look above.
+                self._broken = self._r.broken = True
+                raise _Followed()
             if not self._stalled_reported:
                 self._stalled_reported = True
                 raise Stalled(f"producer stalled: heartbeat {age / 1e6:.1f} ms old "
