@@ -59,7 +59,8 @@ var rmCmd = &cli.Command{
 	Description: `Removes the bus NAME: its segment and lock file. A bus whose producer is
 alive is refused unless --force is given; then its consumers are woken and
 its name removed, and the live producer publishes a new generation at its
-next heartbeat (as after systemd's RemoveIPC).`,
+next heartbeat, even while its source is idle (capture logs it; as after
+systemd's RemoveIPC).`,
 	Examples: `framebus rm cam0
 		framebus rm cam0 --force`,
 	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {

@@ -254,6 +254,11 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 		defer wg.Done()
 		progress(p, done)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		logEvents(p, done)
+	}()
 	ms, _ := src.(capture.MetaSource)
 
 	var runErr error
@@ -382,6 +387,26 @@ func progress(p *framebus.Producer, done <-chan struct{}) {
 				lastErr = err
 			}
 			last, lastT = st, now
+		}
+	}
+}
+
+// logEvents logs what the producer did on its own until done closes: a
+// bus damaged from outside (truncated, removed, its header rewritten) and
+// the new generation that replaced it, or why none could be made yet.
+func logEvents(p *framebus.Producer, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case e := <-p.Events():
+			if e.Err != nil {
+				log.Error().Str("bus", p.Name()).Uint64("generation", e.Old).Str("damage", e.Reason.Error()).
+					Str("error", report.Cause(e.Err).Error()).Msg("the bus was damaged from outside and cannot be replaced yet; retrying every heartbeat")
+				continue
+			}
+			log.Warn().Str("bus", p.Name()).Uint64("old_generation", e.Old).Uint64("generation", e.Generation).
+				Str("damage", e.Reason.Error()).Bool("slot_lent", e.SlotLent).Msg("the bus was damaged from outside: published a new generation")
 		}
 	}
 }
