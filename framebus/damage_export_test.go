@@ -16,3 +16,7 @@ func FixedFields() []FixedField {
 	}
 	return append(out, FixedField{"state", offState, 4})
 }
+
+// OffWakeWaiters is the offset of the shared wake word's waiters count
+// (amendment 7), for the tests that forge it.
+const OffWakeWaiters = offWakeWaiters

@@ -110,6 +110,7 @@ func producer(args []string) {
 	group := fs.String("group", "", "group of the files")
 	catchup := fs.Bool("catchup", true, "after falling behind the -interval schedule, publish back to back until caught up (else, like a camera, carry on one interval after the late frame)")
 	memEvery := fs.Duration("memstats", 0, "emit the Go runtime's memory statistics this often (0: never)")
+	perEntry := fs.Bool("per-entry-wake", false, "no shared wake word (ProducerOptions.PerEntryWake)")
 	fs.Parse(args)
 	if *memEvery > 0 {
 		go memStats(*memEvery)
@@ -131,6 +132,8 @@ func producer(args []string) {
 		Mode:      os.FileMode(*mode),
 		Group:     *group,
 		Dir:       *dir,
+
+		PerEntryWake: *perEntry,
 	})
 	if err != nil {
 		fatal(err)
