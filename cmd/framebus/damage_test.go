@@ -132,3 +132,13 @@ func TestCaptureIdleReplacesDamagedBus(t *testing.T) {
 		t.Errorf("tail read %d frames, want at least 1 of the %d written", got, frames)
 	}
 }
+
+// --mode 0644 makes a bus every user can read only with --allow-world, and
+// then with a warning (without, TestBadInputs: a usage error).
+func TestCaptureAllowWorld(t *testing.T) {
+	dir, name := t.TempDir(), fmt.Sprintf("world%d", os.Getpid())
+	r := run(t, "capture", "--name", name, "--size", "64x48", "--fps", "100", "--duration", "200ms", "--mode", "0644", "--allow-world", "--dir", dir)
+	if r.code != 0 || !strings.Contains(r.stderr, "WRN") || !strings.Contains(r.stderr, "every user of the machine can read") {
+		t.Fatalf("capture --mode 0644 --allow-world: exit %d, want 0 and a warning:\n%s", r.code, r.stderr)
+	}
+}
