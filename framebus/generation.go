@@ -198,7 +198,7 @@ func collectTemps(dir, name string) []string {
 		if !ok || (name != "" && bus != name) || !e.Type().IsRegular() {
 			continue
 		}
-		if path := filepath.Join(dir, e.Name()); collectTemp(path) {
+		if path := filepath.Join(dir, e.Name()); provenTemp(path) && collectTemp(path) {
 			removed = append(removed, path)
 		}
 	}

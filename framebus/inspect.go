@@ -275,7 +275,10 @@ func retireFile(path string) {
 // GC removes every stale bus of dir (segments and lock files with no live
 // producer) and the temporary files of creations whose creator is gone
 // (PROTOCOL.md amendment 8: their creator's lock is free, whatever PID
-// namespace it ran in). It returns the paths it removed.
+// namespace it ran in). It removes only files it proves are framebus's
+// (gc.go): a segment with framebus's magic, an empty lock file, a
+// temporary file of the creation pattern; any other file named framebus.*
+// is left alone. It returns the paths it removed.
 func GC(dir string) ([]string, error) {
 	dir = Dir(dir)
 	ents, err := os.ReadDir(dir)
@@ -297,20 +300,7 @@ func GC(dir string) ([]string, error) {
 			continue
 		}
 		seen[name] = true
-		if ownerAlive(LockPath(dir, name)) {
-			continue
-		}
-		segInfo, _ := lstatPath(SegmentPath(dir, name))
-		lockInfo, _ := lstatPath(LockPath(dir, name))
-		if err := Remove(name, dir, false); err != nil {
-			continue
-		}
-		if segInfo.exists {
-			removed = append(removed, SegmentPath(dir, name))
-		}
-		if lockInfo.exists {
-			removed = append(removed, LockPath(dir, name))
-		}
+		removed = append(removed, gcBus(dir, name)...)
 	}
 	return removed, nil
 }

@@ -92,8 +92,10 @@ var gcCmd = &cli.Command{
 	Summary: "remove stale buses (no live producer) and leftover temporary files",
 	Description: `Removes every bus of the directory whose producer is gone (no process
 holds its lock: killed, crashed), with its lock file, and the temporary
-files that dead producers left. Live buses are never touched. Prints each
-path it removed.`,
+files that dead producers left. Live buses are never touched, nor any file
+it cannot prove is framebus's: a segment must start with framebus's magic,
+a lock file be empty, a temporary file have a creation's name and content;
+another file named framebus.* stays. Prints each path it removed.`,
 	Examples: `framebus gc
 		framebus gc --dir /tmp/buses`,
 	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {

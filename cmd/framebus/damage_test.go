@@ -142,3 +142,47 @@ func TestCaptureAllowWorld(t *testing.T) {
 		t.Fatalf("capture --mode 0644 --allow-world: exit %d, want 0 and a warning:\n%s", r.code, r.stderr)
 	}
 }
+
+// framebus gc removes only what it proves is framebus's: a stale bus (its
+// magic; its empty lock file) and an abandoned temporary file of a creation,
+// never a file that merely has a framebus.* name.
+func TestGCLeavesForeignFiles(t *testing.T) {
+	dir := t.TempDir()
+	// A stale bus: a capture killed.
+	capt := startCapture(t, dir, "stale")
+	capt.signal(t, syscall.SIGKILL)
+	capt.wait(t, 10*time.Second)
+	keep := map[string][]byte{
+		"framebus.notabus":         []byte("my notes, not a bus\n"),
+		"framebus.notabus2":        nil, // empty, no lock file beside it
+		"framebus.notes.lock":      []byte("not a lock file\n"),
+		"framebus.x.tmp-1":         []byte("not a temporary file of a creation\n"),
+		"framebus.y.tmp-notapid":   make([]byte, 4096),
+		"framebus.z.tmp-2":         append([]byte("text"), make([]byte, 4092)...),
+		"framebus.stale2.lock.bak": []byte("x"),
+	}
+	for f, b := range keep {
+		if err := os.WriteFile(dir+"/"+f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An abandoned creation's temporary file (pages of zeros, no lock).
+	if err := os.WriteFile(dir+"/framebus.w.tmp-1", make([]byte, 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, "gc", "--dir", dir)
+	if r.code != 0 {
+		t.Fatalf("gc: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, f := range []string{"framebus.stale", "framebus.stale.lock", "framebus.w.tmp-1"} {
+		if exists(dir + "/" + f) {
+			t.Errorf("gc left %s:\n%s%s", f, r.stdout, r.stderr)
+		}
+	}
+	for f, b := range keep {
+		got, err := os.ReadFile(dir + "/" + f)
+		if err != nil || string(got) != string(b) {
+			t.Errorf("gc removed or changed %s (%v):\n%s%s", f, err, r.stdout, r.stderr)
+		}
+	}
+}
