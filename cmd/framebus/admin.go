@@ -18,8 +18,9 @@ var lsCmd = &cli.Command{
 	Args:    "[--json] [--dir DIR]",
 	Summary: "list the buses of a directory",
 	Description: `Lists every bus in the bus directory: name, generation, state, format,
-size and producer (its pid, or "gone" for a stale bus that 'framebus gc'
-removes). A segment that cannot be read or is corrupt is listed with why.`,
+size and producer (its pid, "gone" for a stale bus that 'framebus gc'
+removes, or "no permission to check" for another user's bus). A segment
+that cannot be read or is corrupt is listed with why.`,
 	Examples: `framebus ls
 		framebus ls --json
 		framebus ls --dir /tmp/buses`,
