@@ -226,18 +226,18 @@ func (s *WHIPSource) post(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the offer is unreadable or over 64 KiB", http.StatusRequestEntityTooLarge)
 		return
 	}
-	// An offer that can never send us a picture must not take the one
-	// publisher's place (the answer would be 201, the session would wait
-	// for video that never comes, and the real publisher would get 409).
-	if why := whipOfferUnusable(string(body)); why != "" {
-		http.Error(w, why, http.StatusBadRequest)
-		return
-	}
 	s.mu.Lock()
 	busy := s.cur != nil
 	s.mu.Unlock()
 	if busy {
 		http.Error(w, "a publisher is connected already: one at a time", http.StatusConflict)
+		return
+	}
+	// An offer that can never send us a picture must not take the one
+	// publisher's place (the answer would be 201, the session would wait
+	// for video that never comes, and the real publisher would get 409).
+	if why := whipOfferUnusable(string(body)); why != "" {
+		http.Error(w, why, http.StatusBadRequest)
 		return
 	}
 	api, err := rtc.NewRecvAPI(s.rc)
