@@ -81,7 +81,9 @@ type Meta struct {
 // Producer owns a bus: it writes frames into the back slot, flips the active
 // index and wakes the consumers (PROTOCOL.md section 4; commit.go). A
 // background goroutine keeps its heartbeat, reclaims dead consumers' entries
-// and replaces a segment removed or truncated from outside (heartbeat.go).
+// and replaces a segment removed, truncated or rewritten from outside, a
+// slot lent out by Begin or not (heartbeat.go); each replacement is a
+// ProducerEvent on Events, for the caller to log.
 //
 // Begin, Commit, Abort, Fill, Publish and Reconfigure are for one goroutine
 // at a time; Close, Stats, AddSourceDrops, Generation and Err may be called
