@@ -16,8 +16,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/framebus/framebus/framebus"
@@ -42,7 +44,9 @@ func init() {
 // browser or any WHIP client sending VP8 pushes a camera to. GET / is a page
 // that publishes the browser's camera; POST /whip takes an offer (201, the
 // answer, the session's Location); DELETE the Location ends the session.
-// One publisher at a time (another is answered 409).
+// One publisher at a time (another is answered 409); an offer that cannot
+// send VP8 video is answered 400 and takes no place, and a session that
+// does not connect within whipConnectTimeout gives its place up.
 //
 // The bus's size is the configuration's (--size, 1280x720 by default), asked
 // of the publisher's camera by the page; frames of another size are skipped
@@ -71,11 +75,71 @@ type WHIPSource struct {
 }
 
 type whipSession struct {
-	id   string
-	pc   *webrtc.PeerConnection
-	recv chan *rtc.Receiver
-	done chan struct{}
-	once sync.Once
+	id        string
+	pc        *webrtc.PeerConnection
+	recv      chan *rtc.Receiver
+	done      chan struct{}
+	once      sync.Once
+	connected atomic.Bool // ICE and DTLS succeeded once
+}
+
+// whipConnectTimeout is how long a session answered 201 may take to
+// connect before it gives the publisher's place up. ICE over a LAN or a
+// TURN relay connects within a few seconds of the answer; 10 s is the time
+// rtc.Config gives a connected peer gone silent (FailedTimeout's default)
+// before it is called failed, so that a publisher that never connects is
+// treated no more patiently than one that went away.
+const whipConnectTimeout = 10 * time.Second
+
+// whipOfferUnusable says why an offer can never send this server a
+// picture ("" when it can): it needs a video m-line that is not rejected
+// (port 0) or inactive, that the publisher sends on (sendonly or sendrecv,
+// the default), with VP8.
+func whipOfferUnusable(offer string) string {
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(offer); err != nil {
+		return "bad SDP offer: " + err.Error()
+	}
+	sessionDir := "sendrecv"
+	for _, a := range d.Attributes {
+		if isDirection(a.Key) {
+			sessionDir = a.Key
+		}
+	}
+	video, sending := false, false
+	for _, m := range d.MediaDescriptions {
+		if m.MediaName.Media != "video" {
+			continue
+		}
+		video = true
+		dir := sessionDir
+		vp8 := false
+		for _, a := range m.Attributes {
+			switch {
+			case isDirection(a.Key):
+				dir = a.Key
+			case a.Key == "rtpmap" && strings.Contains(strings.ToUpper(a.Value), "VP8/90000"):
+				vp8 = true
+			}
+		}
+		if m.MediaName.Port.Value != 0 && (dir == "sendonly" || dir == "sendrecv") {
+			sending = true
+			if vp8 {
+				return ""
+			}
+		}
+	}
+	switch {
+	case !video:
+		return "the offer has no video m-line: this server takes one VP8 video track that the publisher sends"
+	case !sending:
+		return "the offer's video is not sent by the publisher (recvonly, inactive or rejected): a WHIP offer must send its video (sendonly)"
+	}
+	return "the offer does not send VP8 video (this server takes one VP8 video track)"
+}
+
+func isDirection(k string) bool {
+	return k == "sendonly" || k == "recvonly" || k == "sendrecv" || k == "inactive"
 }
 
 func (s *whipSession) end() {
@@ -169,6 +233,13 @@ func (s *WHIPSource) post(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "a publisher is connected already: one at a time", http.StatusConflict)
 		return
 	}
+	// An offer that can never send us a picture must not take the one
+	// publisher's place (the answer would be 201, the session would wait
+	// for video that never comes, and the real publisher would get 409).
+	if why := whipOfferUnusable(string(body)); why != "" {
+		http.Error(w, why, http.StatusBadRequest)
+		return
+	}
 	api, err := rtc.NewRecvAPI(s.rc)
 	if err != nil {
 		http.Error(w, "WebRTC: "+err.Error(), http.StatusInternalServerError)
@@ -191,7 +262,10 @@ func (s *WHIPSource) post(w http.ResponseWriter, r *http.Request) {
 		}
 	})
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			ses.connected.Store(true)
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			s.drop(ses)
 		}
 	})
@@ -227,6 +301,14 @@ func (s *WHIPSource) post(w http.ResponseWriter, r *http.Request) {
 	close(s.change)
 	s.change = make(chan struct{})
 	s.mu.Unlock()
+	// A publisher that never connects (its ICE never succeeds: it went
+	// away after the answer, or no path reaches it) gives its place up.
+	t := time.AfterFunc(whipConnectTimeout, func() {
+		if !ses.connected.Load() {
+			s.drop(ses)
+		}
+	})
+	go func() { <-ses.done; t.Stop() }()
 	w.Header().Set("Content-Type", "application/sdp")
 	w.Header().Set("Location", "/whip/"+ses.id)
 	w.WriteHeader(http.StatusCreated)

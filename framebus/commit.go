@@ -108,8 +108,19 @@ func (p *Producer) Commit(n int, m Meta) (uint64, error) {
 		return 0, err
 	}
 	if err := checkFrame(len(s.slots[b].data), n, m); err != nil {
-		p.abortSlot(s, b)
+		if s != p.seg {
+			s.release()
+		} else {
+			p.abortSlot(s, b)
+		}
 		return 0, &Error{Op: "commit", Name: p.name, Err: err}
+	}
+	if s != p.seg {
+		// The heartbeat replaced the damaged generation while the slot
+		// was lent out: the frame goes to the new one.
+		if s, b, err = p.moveHeld(s, b, n); err != nil {
+			return 0, err
+		}
 	}
 	before := p.seq
 	var cerr error
@@ -162,6 +173,10 @@ func (p *Producer) Abort() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s, b, err := p.takeHeld("abort"); err == nil {
+		if s != p.seg {
+			s.release() // a generation replaced meanwhile (moveHeld)
+			return
+		}
 		p.abortSlot(s, b)
 	}
 }
@@ -194,7 +209,11 @@ func (p *Producer) Fill(fill func(slot []byte) (n int, m Meta, err error)) (uint
 	var m Meta
 	var ferr error
 	if gerr := guard(func() { n, m, ferr = fill(buf) }); gerr != nil {
-		p.needRegen.Store(true)
+		p.mu.Lock()
+		if p.held && p.heldSeg == p.seg { // not a generation the heartbeat replaced already
+			p.needRegen.Store(true)
+		}
+		p.mu.Unlock()
 		p.Abort()
 		return 0, &Error{Op: "fill", Name: p.name, Err: gerr}
 	}

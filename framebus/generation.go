@@ -34,6 +34,7 @@ type pseg struct {
 	holds      bool
 	holdMax    int64
 	slotCommit [MaxSlots]int64
+	want       []byte // h encoded: the fixed fields the heartbeat compares (heartbeat.go)
 }
 
 // newPseg views a freshly built generation.
@@ -204,7 +205,7 @@ func collectTemps(dir, name string) []string {
 		if !ok || (name != "" && bus != name) || !e.Type().IsRegular() {
 			continue
 		}
-		if path := filepath.Join(dir, e.Name()); collectTemp(path) {
+		if path := filepath.Join(dir, e.Name()); provenTemp(path) && collectTemp(path) {
 			removed = append(removed, path)
 		}
 	}
@@ -289,12 +290,25 @@ func (p *Producer) Reconfigure(f Format) error {
 	return wrap("reconfigure", p.name, p.regenLocked(f))
 }
 
+// errWriteFaulted is why a generation is replaced after a write into it
+// faulted (Begin, Commit, Fill: the file was truncated under the producer).
+var errWriteFaulted = errors.New("a write into the segment faulted: the file was truncated")
+
 // regenLocked replaces the current generation by a new one of format f.
-// Called with p.mu held and no slot lent out.
+// Called with p.mu held. A replacement that was asked for (needRegen: the
+// heartbeat found the segment damaged, or a write faulted) is a
+// ProducerEvent, made or failed. A slot lent out by Begin in the old
+// generation keeps its mapping until its Commit (which carries the frame
+// over: moveHeld) or Abort.
 func (p *Producer) regenLocked(f Format) error {
 	old := p.seg
+	asked := p.needRegen.Load()
 	seg, err := p.newGeneration(context.Background(), f, old.h.Generation+1, p.seq)
 	if err != nil {
+		if asked && !p.regenFailing {
+			p.regenFailing = true
+			p.event(ProducerEvent{Old: old.h.Generation, Reason: p.reason(), Err: wrap("new generation", p.name, err)})
+		}
 		return err
 	}
 	p.seg = seg
@@ -302,7 +316,44 @@ func (p *Producer) regenLocked(f Format) error {
 	// Retire first: a truncated old file faults here, and that says
 	// nothing about the new one.
 	_ = guard(old.retire)
-	old.release()
+	if !p.held || p.heldSeg != old {
+		old.release()
+	}
+	if asked {
+		p.event(ProducerEvent{Old: old.h.Generation, Generation: seg.h.Generation, Reason: p.reason(), SlotLent: p.held})
+	}
 	p.needRegen.Store(false)
+	p.regenWhy, p.regenFailing = nil, false
 	return nil
+}
+
+// reason is why the generation is being replaced.
+func (p *Producer) reason() error {
+	if p.regenWhy != nil {
+		return p.regenWhy
+	}
+	return &DamageError{What: "write faulted", Path: p.path}
+}
+
+// moveHeld carries a frame of n bytes, written into slot b of an old
+// generation that the heartbeat replaced while Begin had lent the slot out,
+// into the back slot of the current generation, which it begins; and
+// releases the old generation. A fault reading the old slot (the file was
+// truncated: the writer's own writes faulted too, or wrote into nothing)
+// loses the frame, an error wrapping ErrCorrupt. Called with p.mu held.
+func (p *Producer) moveHeld(old *pseg, b uint32, n int) (*pseg, uint32, error) {
+	defer old.release()
+	s := p.seg
+	if n > len(s.slots[0].data) { // only a Reconfigure between Begin and Commit can do that
+		return nil, 0, &Error{Op: "commit", Name: p.name, Err: fmt.Errorf("%w: frame of %d bytes, slot capacity %d", ErrBadOptions, n, len(s.slots[0].data))}
+	}
+	var nb uint32
+	if err := p.guard("commit", func() { nb = p.beginSlot(s) }); err != nil {
+		return nil, 0, err
+	}
+	if err := guard(func() { copy(s.slots[nb].data[:n], old.slots[b].data[:n]) }); err != nil {
+		p.abortSlot(s, nb)
+		return nil, 0, &Error{Op: "commit", Name: p.name, Err: fmt.Errorf("%w; the frame was written into generation %d, replaced meanwhile", err, old.h.Generation)}
+	}
+	return s, nb, nil
 }

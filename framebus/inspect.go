@@ -173,26 +173,41 @@ func PIDNamespace() uint64 { return pidNamespace() }
 
 // ownerAlive tests the producer lock of a bus without taking it.
 func ownerAlive(lockPath string) bool {
+	alive, _ := ownerCheck(lockPath)
+	return alive
+}
+
+// ownerCheck tests the producer lock of a bus without taking it: alive, and
+// known, whether that could be checked at all. No lock file, or something
+// at its path that is not a regular file, is no producer; a lock file this
+// process may not open (another user's bus) is not known.
+func ownerCheck(lockPath string) (alive, known bool) {
 	lf, err := openExisting(lockPath, false)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnsafePath) {
+		return false, true
+	}
 	if err != nil {
-		return false
+		return false, false
 	}
 	defer lf.close()
 	held, err := lf.ownerHeld()
-	return err == nil && held
+	return err == nil && held, err == nil
 }
 
 // BusInfo is one bus of List.
 type BusInfo struct {
-	Name       string    `json:"name"`
-	Path       string    `json:"path"`
-	Size       int64     `json:"size"`
-	Generation uint64    `json:"generation"`
-	State      uint32    `json:"state"`
-	Format     string    `json:"format"`
-	OwnerAlive bool      `json:"owner_alive"`
-	Snapshot   *Snapshot `json:"-"`
-	Err        error     `json:"-"` // why the segment could not be read or is invalid
+	Name       string `json:"name"`
+	Path       string `json:"path"`
+	Size       int64  `json:"size"`
+	Generation uint64 `json:"generation"`
+	State      uint32 `json:"state"`
+	Format     string `json:"format"`
+	OwnerAlive bool   `json:"owner_alive"`
+	// OwnerUnknown: whether the producer is alive could not be checked
+	// (no permission to open the lock file: another user's bus).
+	OwnerUnknown bool      `json:"owner_unknown,omitempty"`
+	Snapshot     *Snapshot `json:"-"`
+	Err          error     `json:"-"` // why the segment could not be read or is invalid
 }
 
 // List returns every bus in dir ("" for the default), sorted by name.
@@ -209,6 +224,8 @@ func List(dir string) ([]BusInfo, error) {
 			continue
 		}
 		bi := BusInfo{Name: name, Path: SegmentPath(dir, name)}
+		_, known := ownerCheck(LockPath(dir, name))
+		bi.OwnerUnknown = !known
 		s, err := Inspect(name, dir)
 		bi.Snapshot, bi.Err = s, err
 		if s != nil {
@@ -313,7 +330,10 @@ func retireFile(path string) {
 // GC removes every stale bus of dir (segments and lock files with no live
 // producer) and the temporary files of creations whose creator is gone
 // (PROTOCOL.md amendment 8: their creator's lock is free, whatever PID
-// namespace it ran in). It returns the paths it removed.
+// namespace it ran in). It removes only files it proves are framebus's
+// (gc.go): a segment with framebus's magic, an empty lock file, a
+// temporary file of the creation pattern; any other file named framebus.*
+// is left alone. It returns the paths it removed.
 func GC(dir string) ([]string, error) {
 	dir = Dir(dir)
 	ents, err := os.ReadDir(dir)
@@ -335,20 +355,7 @@ func GC(dir string) ([]string, error) {
 			continue
 		}
 		seen[name] = true
-		if ownerAlive(LockPath(dir, name)) {
-			continue
-		}
-		segInfo, _ := lstatPath(SegmentPath(dir, name))
-		lockInfo, _ := lstatPath(LockPath(dir, name))
-		if err := Remove(name, dir, false); err != nil {
-			continue
-		}
-		if segInfo.exists {
-			removed = append(removed, SegmentPath(dir, name))
-		}
-		if lockInfo.exists {
-			removed = append(removed, LockPath(dir, name))
-		}
+		removed = append(removed, gcBus(dir, name)...)
 	}
 	return removed, nil
 }

@@ -97,7 +97,9 @@ type Meta struct {
 // Producer owns a bus: it writes frames into the back slot, flips the active
 // index and wakes the consumers (PROTOCOL.md section 4; commit.go). A
 // background goroutine keeps its heartbeat, reclaims dead consumers' entries
-// and replaces a segment removed or truncated from outside (heartbeat.go).
+// and replaces a segment removed, truncated or rewritten from outside, a
+// slot lent out by Begin or not (heartbeat.go); each replacement is a
+// ProducerEvent on Events, for the caller to log.
 //
 // Begin, Commit, Abort, Fill, Publish and Reconfigure are for one goroutine
 // at a time; Close, Stats, AddSourceDrops, Generation and Err may be called
@@ -120,9 +122,13 @@ type Producer struct {
 	closed  bool
 	seq     uint64 // the last sequence number published (ours, not read back from the segment)
 
-	needRegen  atomic.Bool // the segment is truncated or its name gone: the next Begin (or beat) replaces it
-	regenTried int64       // Now() of the last attempt that could not (under mu)
-	lastErr    atomic.Pointer[error]
+	needRegen    atomic.Bool  // the segment is truncated or its name gone: the next Begin (or beat) replaces it
+	regenTried   int64        // Now() of the last attempt that could not (under mu)
+	regenWhy     *DamageError // what the heartbeat found (under mu); nil: a write faulted
+	regenFailing bool         // the replacement failed, and said so (under mu)
+	lastErr      atomic.Pointer[error]
+	events       chan ProducerEvent
+	eventsLost   atomic.Uint64
 
 	stop chan struct{}
 	done chan struct{}
@@ -164,7 +170,7 @@ func create(ctx context.Context, name string, opts ProducerOptions) (*Producer, 
 	dir := Dir(opts.Dir)
 	p := &Producer{
 		name: name, dir: dir, path: SegmentPath(dir, name), lockPath: LockPath(dir, name),
-		opts: opts, gid: gid, table: castagnoli,
+		opts: opts, gid: gid, table: castagnoli, events: make(chan ProducerEvent, eventBuffer),
 	}
 	if err := p.takeOwnership(); err != nil {
 		return nil, err
@@ -354,6 +360,45 @@ func (p *Producer) Err() error {
 	return nil
 }
 
+// ProducerEvent is something the producer did on its own, for the caller
+// to log (the package never logs): a generation replaced because the
+// heartbeat found the segment damaged from outside or a write into it
+// faulted, or the failure to make that replacement (Err).
+type ProducerEvent struct {
+	Old        uint64 // the generation replaced
+	Generation uint64 // the new generation (0 when Err is set)
+	Reason     error  // why: a *DamageError (errors.Is ErrCorrupt)
+	SlotLent   bool   // Begin had lent a slot out of the old generation: its Commit carries the frame over
+	Err        error  // the new generation could not be made (it is tried again every heartbeat interval)
+}
+
+func (e ProducerEvent) String() string {
+	if e.Err != nil {
+		return fmt.Sprintf("generation %d damaged (%v), no new generation yet: %v", e.Old, e.Reason, e.Err)
+	}
+	return fmt.Sprintf("generation %d replaced by %d: %v", e.Old, e.Generation, e.Reason)
+}
+
+// eventBuffer is how many events wait for a reader before more are lost.
+const eventBuffer = 16
+
+// Events returns the channel of the producer's events. It is never closed;
+// an event that finds it full is lost (EventsLost counts it), so a caller
+// that does not read it costs nothing.
+func (p *Producer) Events() <-chan ProducerEvent { return p.events }
+
+// EventsLost is how many events found Events' channel full.
+func (p *Producer) EventsLost() uint64 { return p.eventsLost.Load() }
+
+// event sends e without waiting.
+func (p *Producer) event(e ProducerEvent) {
+	select {
+	case p.events <- e:
+	default:
+		p.eventsLost.Add(1)
+	}
+}
+
 // ProducerStats is a snapshot of the producer's counters.
 type ProducerStats struct {
 	Generation, LastSeq, FramesPublished, SourceDrops, ConsumersReclaimed uint64
@@ -429,7 +474,7 @@ func (p *Producer) Close() error {
 	p.unlinkLock()
 	p.lock.unlockOwner()
 	p.lock.close()
-	if !p.held {
+	if !p.held || p.heldSeg != s {
 		s.release()
 	} // else the holder's Commit or Abort releases it
 	p.seg = nil

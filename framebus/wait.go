@@ -195,16 +195,22 @@ func (c *Consumer) tryHold(timeout time.Duration) (held bool, d time.Duration, s
 	return false, timeout, 0
 }
 
-// sleep is the FUTEX_WAIT of the handshake: waiters += 1, (on the shared
-// word) one more look at the active slot, the sleep, waiters -= 1. woken:
-// the word moved or a frame is pending (the shared word's only; on the
-// semaphore the next word() takes it); timedOut: the time ran out. held:
-// the wait of tryHold, which keeps the thread (sleepHeld).
+// sleep is the FUTEX_WAIT of the handshake. On the shared word: waiters
+// += 1, one more look at the active slot, the sleep, waiters -= 1; on the
+// entry's semaphore: waiters = 1, the sleep, waiters = 0 (the word is the
+// entry's alone: amendment 11, so a forged value lasts one sleep at most).
+// woken: the word moved or a frame is pending (the shared word's only; on
+// the semaphore the next word() takes it); timedOut: the time ran out.
+// held: the wait of tryHold, which keeps the thread (sleepHeld).
 func (c *Consumer) sleep(w sleepWord, timeout time.Duration, held bool) (woken, timedOut bool) {
-	w.waiters.Add(1)
-	if w.shared && c.pending() {
-		w.waiters.Add(^uint32(0))
-		return true, false
+	if w.shared {
+		w.waiters.Add(1)
+		if c.pending() {
+			w.waiters.Add(^uint32(0))
+			return true, false
+		}
+	} else {
+		w.waiters.Store(1)
 	}
 	c.sleepOn.Store(futexAddr(w.word))
 	var err error
@@ -214,8 +220,22 @@ func (c *Consumer) sleep(w sleepWord, timeout time.Duration, held bool) (woken, 
 		err = sleepWhile(w.word, w.val, timeout)
 	}
 	c.sleepOn.Store(0)
+	if !w.shared {
+		w.waiters.Store(0)
+		return false, err == errTimedOut
+	}
 	w.waiters.Add(^uint32(0))
-	if w.shared && w.word.Load() != w.val {
+	if w.word.Load() != w.val {
+		if err == errTimedOut {
+			// The producer committed while we slept, and did not wake
+			// us: it read wake_waiters as 0, which a forger (or a word
+			// forged to 2^32 - 1 that our += 1 wrapped) made it. Count
+			// ourselves once more, for good (amendment 11): from the
+			// next sleep on we are seen. A word left one too high (the
+			// wake merely came after the timeout) costs a FUTEX_WAKE
+			// with nobody to wake.
+			w.waiters.Add(1)
+		}
 		return true, false
 	}
 	return false, err == errTimedOut

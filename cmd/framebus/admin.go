@@ -18,8 +18,9 @@ var lsCmd = &cli.Command{
 	Args:    "[--json] [--dir DIR]",
 	Summary: "list the buses of a directory",
 	Description: `Lists every bus in the bus directory: name, generation, state, format,
-size and producer (its pid, or "gone" for a stale bus that 'framebus gc'
-removes). A segment that cannot be read or is corrupt is listed with why.`,
+size and producer (its pid, "gone" for a stale bus that 'framebus gc'
+removes, or "no permission to check" for another user's bus). A segment
+that cannot be read or is corrupt is listed with why.`,
 	Examples: `framebus ls
 		framebus ls --json
 		framebus ls --dir /tmp/buses`,
@@ -59,7 +60,8 @@ var rmCmd = &cli.Command{
 	Description: `Removes the bus NAME: its segment and lock file. A bus whose producer is
 alive is refused unless --force is given; then its consumers are woken and
 its name removed, and the live producer publishes a new generation at its
-next heartbeat (as after systemd's RemoveIPC).`,
+next heartbeat, even while its source is idle (capture logs it; as after
+systemd's RemoveIPC).`,
 	Examples: `framebus rm cam0
 		framebus rm cam0 --force`,
 	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
@@ -91,8 +93,10 @@ var gcCmd = &cli.Command{
 	Summary: "remove stale buses (no live producer) and leftover temporary files",
 	Description: `Removes every bus of the directory whose producer is gone (no process
 holds its lock: killed, crashed), with its lock file, and the temporary
-files that dead producers left. Live buses are never touched. Prints each
-path it removed.`,
+files that dead producers left. Live buses are never touched, nor any file
+it cannot prove is framebus's: a segment must start with framebus's magic,
+a lock file be empty, a temporary file have a creation's name and content;
+another file named framebus.* stays. Prints each path it removed.`,
 	Examples: `framebus gc
 		framebus gc --dir /tmp/buses`,
 	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {

@@ -25,7 +25,7 @@ var dirUsage = "bus `DIR`ectory (default $FRAMEBUS_DIR, else " + framebus.Defaul
 
 var captureCmd = &cli.Command{
 	Name:    "capture",
-	Args:    "--name NAME [--source SOURCE] [--size WxH] [--format FORMAT] [--fps N] [--loop] [--slots N] [--hold-max D] [--checksum] [--duration D] [--mode MODE] [--group G] [--dir DIR]",
+	Args:    "--name NAME [--source SOURCE] [--size WxH] [--format FORMAT] [--fps N] [--loop] [--slots N] [--hold-max D] [--checksum] [--duration D] [--mode MODE [--allow-world]] [--group G] [--dir DIR]",
 	Summary: "publish the frames of a source on a bus",
 	Description: `Creates the bus NAME (or takes it over from a producer that died) and
 publishes the source's frames on it, written straight into the bus's back
@@ -107,7 +107,8 @@ created.`,
 		fs.BoolVar(&o.checksum, "checksum", false, "carry a CRC-32C of every frame")
 		fs.BoolVar(&o.loop, "loop", false, "replay:FILE: start again at the end")
 		fs.DurationVar(&o.duration, "duration", 0, "stop after `D` (e.g. 20s; 0: until interrupted)")
-		fs.StringVar(&o.mode, "mode", "0600", "file `MODE` of the bus (0660 to share with a group; never world-writable)")
+		fs.StringVar(&o.mode, "mode", "0600", "file `MODE` of the bus (0660 to share with a group; never world-writable; world-readable only with --allow-world)")
+		fs.BoolVar(&o.allowWorld, "allow-world", false, "allow a --mode that lets every user of the machine read the frames (such as 0644), with a warning")
 		fs.StringVar(&o.group, "group", "", "`GROUP` (name or id) of the bus files")
 		fs.StringVar(&o.dir, "dir", "", dirUsage)
 		return o.run
@@ -119,7 +120,7 @@ type captureOpts struct {
 	name, source, size, format string
 	fps                        float64
 	slots                      int
-	checksum, loop             bool
+	checksum, loop, allowWorld bool
 	duration, holdMax          time.Duration
 	mode, group, dir           string
 }
@@ -158,6 +159,14 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 	mode, err := cli.ParseMode(o.mode)
 	if err != nil {
 		return cli.Usagef("--mode %q: %v", o.mode, err)
+	}
+	if mode&0o007 != 0 {
+		// Every user of the machine could read the frames (a camera's
+		// picture); ParseMode refused world-writable already, always.
+		if !o.allowWorld {
+			return cli.Usagef("--mode %q gives every user of the machine access to the frames: use 0600, or 0660 with --group to share them with a group; --allow-world if that is really meant", o.mode)
+		}
+		log.Warn().Str("mode", fmt.Sprintf("%04o", mode)).Msg("--allow-world: every user of the machine can read this bus's frames")
 	}
 	if o.duration < 0 {
 		return cli.Usagef("--duration %v: must not be negative", o.duration)
@@ -265,6 +274,11 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 	go func() {
 		defer wg.Done()
 		progress(p, done)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		logEvents(p, done)
 	}()
 	ms, _ := src.(capture.MetaSource)
 
@@ -394,6 +408,26 @@ func progress(p *framebus.Producer, done <-chan struct{}) {
 				lastErr = err
 			}
 			last, lastT = st, now
+		}
+	}
+}
+
+// logEvents logs what the producer did on its own until done closes: a
+// bus damaged from outside (truncated, removed, its header rewritten) and
+// the new generation that replaced it, or why none could be made yet.
+func logEvents(p *framebus.Producer, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case e := <-p.Events():
+			if e.Err != nil {
+				log.Error().Str("bus", p.Name()).Uint64("generation", e.Old).Str("damage", e.Reason.Error()).
+					Str("error", report.Cause(e.Err).Error()).Msg("the bus was damaged from outside and cannot be replaced yet; retrying every heartbeat")
+				continue
+			}
+			log.Warn().Str("bus", p.Name()).Uint64("old_generation", e.Old).Uint64("generation", e.Generation).
+				Str("damage", e.Reason.Error()).Bool("slot_lent", e.SlotLent).Msg("the bus was damaged from outside: published a new generation")
 		}
 	}
 }

@@ -267,8 +267,11 @@ func WriteList(w io.Writer, list []ListEntry) {
 	fmt.Fprintf(tw, "NAME\tGEN\tSTATE\tFORMAT\tSIZE\tPRODUCER\n")
 	for _, e := range list {
 		producer := "gone (stale)"
-		if e.OwnerAlive {
+		switch {
+		case e.OwnerAlive:
 			producer = e.Producer.String()
+		case e.OwnerUnknown:
+			producer = "no permission to check"
 		}
 		if e.Error != "" && e.Snapshot == nil {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t%s\terror: %s\n", e.Name, producer, e.Error)

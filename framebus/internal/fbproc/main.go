@@ -112,6 +112,7 @@ func producer(args []string) {
 	memEvery := fs.Duration("memstats", 0, "emit the Go runtime's memory statistics this often (0: never)")
 	slots := fs.Int("slots", 0, "frame slots (0: default)")
 	holdMax := fs.Duration("hold-max", 0, "the lease of consumers' holds (0: none)")
+	perEntry := fs.Bool("per-entry-wake", false, "no shared wake word (ProducerOptions.PerEntryWake)")
 	fs.Parse(args)
 	if *memEvery > 0 {
 		go memStats(*memEvery)
@@ -135,6 +136,8 @@ func producer(args []string) {
 		Mode:      os.FileMode(*mode),
 		Group:     *group,
 		Dir:       *dir,
+
+		PerEntryWake: *perEntry,
 	})
 	if err != nil {
 		fatal(err)
