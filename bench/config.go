@@ -3,15 +3,14 @@ package bench
 import (
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/logx"
 )
 
 // Transport names a way of moving frames, as in the JSON output.
@@ -293,9 +292,9 @@ type Config struct {
 	GstLaunch string   // gst-launch-1.0 to use; default: looked up in PATH
 	CC        string   // the C compiler of the C legs; default: gcc, looked up in PATH
 
-	Progress Progress        // nil: none
-	Log      *zerolog.Logger // nil: no logging
-	Command  string          // the command line, recorded in the report
+	Progress Progress     // nil: none
+	Log      *slog.Logger // nil: no logging
+	Command  string       // the command line, recorded in the report
 }
 
 // Defaults.
@@ -335,10 +334,7 @@ func (c Config) withDefaults() Config {
 	if c.ExeArgs == nil {
 		c.ExeArgs = []string{"bench"}
 	}
-	if c.Log == nil {
-		l := zerolog.New(io.Discard)
-		c.Log = &l
-	}
+	c.Log = logx.Or(c.Log)
 	return c
 }
 

@@ -70,7 +70,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				return nil, ctx.Err()
 			}
 			r.cWhy = err.Error()
-			cfg.Log.Debug().Err(err).Msg("the C legs are skipped")
+			cfg.Log.Debug("the C legs are skipped", "error", err)
 		}
 	}
 
@@ -124,7 +124,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					break
 				}
 				if err != nil {
-					cfg.Log.Warn().Str("scenario", sc.String()).Str("transport", rw.v.String()).Err(err).Msg("run failed")
+					cfg.Log.Warn("run failed", "scenario", sc.String(), "transport", rw.v.String(), "error", err)
 					rw.errs = append(rw.errs, err)
 					continue
 				}
@@ -233,7 +233,7 @@ func (r *runner) runOnce(ctx context.Context, sc Scenario, v Variant) (*runResul
 		spec.Deadline += r.cfg.HoldFor
 	}
 	limit := spec.Deadline + 10*time.Second
-	r.cfg.Log.Debug().Str("scenario", sc.String()).Str("transport", v.String()).Dur("measure", measure).Msg("run")
+	r.cfg.Log.Debug("run", "scenario", sc.String(), "transport", v.String(), "measure", measure)
 	switch v.Transport {
 	case Framebus, CFramebus:
 		return r.runFramebus(ctx, sc, v.Sides(), spec, limit)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/logx"
 )
 
 // Source produces frames.
@@ -47,9 +49,10 @@ type Config struct {
 	// instead of ending with io.EOF.
 	Loop bool
 
-	// Logf receives what a source notices while it runs (a camera that
-	// dropped and came back, a recording that ends early). nil: silent.
-	Logf func(format string, args ...any)
+	// Log receives what a source notices while it runs (a camera that
+	// dropped, Warn, and came back, Info; a recording that ends early).
+	// nil: silent.
+	Log *slog.Logger
 
 	ctx context.Context // of OpenContext: bounds a source's opening
 }
@@ -63,11 +66,8 @@ func (c Config) context() context.Context {
 	return c.ctx
 }
 
-func (c Config) logf(format string, args ...any) {
-	if c.Logf != nil {
-		c.Logf(format, args...)
-	}
-}
+// log is Log, or a silent logger.
+func (c Config) log() *slog.Logger { return logx.Or(c.Log) }
 
 // MetaSource is a Source whose frames carry user metadata (a replayed
 // recording). UserMeta is the metadata of the frame the last Read returned

@@ -5,16 +5,16 @@ package viewer
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
 
-	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/framebus/feed"
-	"github.com/framebus/framebus/internal/cli"
+	"github.com/framebus/framebus/internal/logx"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -25,7 +25,7 @@ import (
 // *NoProducerError); once it has had one it waits for the next for ever
 // (the page says "waiting"), and it follows new generations.
 func ServeHTTP(ctx context.Context, name string, ln net.Listener, o HTTPOptions) error {
-	log := logOrNop(o.Log)
+	log := logx.Or(o.Log)
 	q := o.Quality
 	if q == 0 {
 		q = 80
@@ -67,11 +67,11 @@ func ServeHTTP(ctx context.Context, name string, ln net.Listener, o HTTPOptions)
 }
 
 // encodeLoop reads, converts and encodes until ctx ends.
-func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hub *Hub, srv *Server, log *zerolog.Logger) error {
+func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hub *Hub, srv *Server, log *slog.Logger) error {
 	// No held wait: a JPEG encode takes milliseconds, and the Ps serve the
 	// clients (the bridge's encode says more).
 	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Persist: true, Copy: true, Spin: o.Spin, Hold: -1,
-		Logf: cli.Logf(log, zerolog.WarnLevel)})
+		Log: log})
 	defer in.Close()
 	conv := NewConverter()
 	defer conv.Close()
@@ -103,7 +103,7 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 		}
 		now := framebus.Now()
 		if waited || st.State == "starting" || fr.GenerationChanged {
-			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).Msg("streaming")
+			log.Info("streaming", "bus", name, "generation", fr.Generation, "format", report.FormatString(fr.Format))
 			waited, formatErr = false, ""
 		}
 		fs := in.Stats()
@@ -114,7 +114,7 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 		if hub.Wanted() {
 			if m, err := conv.Convert(fr.Data, fr.Format); err != nil {
 				if msg := err.Error(); msg != formatErr {
-					log.Error().Str("bus", name).Err(err).Msg("cannot show the frames")
+					log.Error("cannot show the frames", "bus", name, "error", err)
 					formatErr = msg
 				}
 			} else {
@@ -138,11 +138,7 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 			lastLog = time.Now()
 			n, mean, mx := enc.take()
 			sn, smean, smax := srv.SentLatency()
-			log.Info().Str("bus", name).Uint64("frames_read", st.FramesRead).Uint64("pictures", st.Pictures).
-				Int("pictures_recent", n).Str("fps", f1(st.FPS)).
-				Str("capture_to_picture_mean", mean.String()).Str("capture_to_picture_max", mx.String()).
-				Int("parts_sent", sn).Str("capture_to_sent_mean", smean.String()).Str("capture_to_sent_max", smax.String()).
-				Uint64("dropped", st.Dropped).Uint64("discarded", st.Discarded).Int("clients", srv.Status().Clients).Msg("progress")
+			log.Info("progress", "bus", name, "frames_read", st.FramesRead, "pictures", st.Pictures, "pictures_recent", n, "fps", f1(st.FPS), "capture_to_picture_mean", mean.String(), "capture_to_picture_max", mx.String(), "parts_sent", sn, "capture_to_sent_mean", smean.String(), "capture_to_sent_max", smax.String(), "dropped", st.Dropped, "discarded", st.Discarded, "clients", srv.Status().Clients)
 		}
 	}
 }

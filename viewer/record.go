@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,11 +14,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/framebus/feed"
 	"github.com/framebus/framebus/internal/cli"
+	"github.com/framebus/framebus/internal/logx"
 	"github.com/framebus/framebus/internal/recording"
 	"github.com/framebus/framebus/internal/report"
 )
@@ -36,7 +36,7 @@ import (
 // recording that got no frame leaves nothing.
 func Record(ctx context.Context, name string, o RecordOptions) (RecordSummary, error) {
 	sum := RecordSummary{Path: o.Out, Lossless: o.Lossless}
-	log := logOrNop(o.Log)
+	log := logx.Or(o.Log)
 	if o.Out == "" {
 		return sum, &OptionError{Reason: "--out FILE is required"}
 	}
@@ -177,12 +177,12 @@ type queued struct {
 // before the next Next: Hold.Valid and Release are the consumer's, and the
 // feed closes the consumer (unmapping its frames) when the stream ends,
 // which a hold still queued would not survive. So one frame at most is held.
-func recordLossless(ctx context.Context, name string, o RecordOptions, tmp string, sum *RecordSummary, log *zerolog.Logger) error {
+func recordLossless(ctx context.Context, name string, o RecordOptions, tmp string, sum *RecordSummary, log *slog.Logger) error {
 	// Zero-copy: the copy into the queue is the frame's one copy, made in
 	// Go (framebus.Guard) and checked (Keep) before it is queued.
 	// No held wait: a recording needs no microseconds, its writer does
 	// need the Ps.
-	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Spin: o.Spin, Hold: -1, Logf: cli.Logf(log, zerolog.WarnLevel)})
+	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Spin: o.Spin, Hold: -1, Log: log})
 	defer in.Close()
 	var (
 		f       *os.File
@@ -209,9 +209,7 @@ func recordLossless(ctx context.Context, name string, o RecordOptions, tmp strin
 		sum.Dropped += rf.Dropped
 		if now := time.Now(); now.Sub(last) >= recordProgress {
 			d := now.Sub(last).Seconds()
-			log.Info().Uint64("frames", sum.Frames).Uint64("dropped", sum.Dropped).Str("size", cli.Bytes(uint64(w.Size()))).
-				Str("fps", fmt.Sprintf("%.1f", float64(sum.Frames-lastFrames)/d)).
-				Str("rate", cli.Bytes(uint64(float64(w.Size()-lastBytes)/d))+"/s").Int("queued", len(q)).Msg("recording")
+			log.Info("recording", "frames", sum.Frames, "dropped", sum.Dropped, "size", cli.Bytes(uint64(w.Size())), "fps", fmt.Sprintf("%.1f", float64(sum.Frames-lastFrames)/d), "rate", cli.Bytes(uint64(float64(w.Size()-lastBytes)/d))+"/s", "queued", len(q))
 			last, lastFrames, lastBytes = now, sum.Frames, w.Size()
 		}
 	}
@@ -297,8 +295,7 @@ func recordLossless(ctx context.Context, name string, o RecordOptions, tmp strin
 			go writer()
 		}
 		if first || fr.GenerationChanged {
-			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).
-				Str("out", o.Out).Str("writing", tmp).Msg("recording losslessly")
+			log.Info("recording losslessly", "bus", name, "generation", fr.Generation, "format", report.FormatString(fr.Format), "out", o.Out, "writing", tmp)
 		}
 		if pending.Load() == 0 && w.Continues(fr.Format) {
 			// The writer is idle: this frame is written from a hold, now.
@@ -384,7 +381,6 @@ func recordLossless(ctx context.Context, name string, o RecordOptions, tmp strin
 	if held+copied > 0 {
 		perFrame = float64(copied) / float64(held+copied)
 	}
-	log.Info().Uint64("frames", sum.Frames).Uint64("held", held).Uint64("copied", copied).Uint64("held_lost", lostHeld).
-		Str("copies_per_frame", fmt.Sprintf("%.2f", perFrame)).Msg("recorded: frames written from a hold (zero-copy) or from a copy")
+	log.Info("recorded: frames written from a hold (zero-copy) or from a copy", "frames", sum.Frames, "held", held, "copied", copied, "held_lost", lostHeld, "copies_per_frame", fmt.Sprintf("%.2f", perFrame))
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,13 +22,11 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
-	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
 	"github.com/framebus/framebus/capture"
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/framebus/feed"
-	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/internal/rtc"
 	"github.com/framebus/framebus/internal/vpx"
 )
@@ -63,7 +62,7 @@ type webrtcBridge struct {
 	o    HTTPOptions
 	wo   WebRTCOptions
 	cfg  rtc.Config
-	log  *zerolog.Logger
+	log  *slog.Logger
 	ctx  context.Context
 	hub  *Hub
 
@@ -80,7 +79,7 @@ type webrtcBridge struct {
 	wg        sync.WaitGroup
 }
 
-func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *zerolog.Logger) (webrtcEndpoint, func(), error) {
+func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *slog.Logger) (webrtcEndpoint, func(), error) {
 	wo := o.WebRTC
 	if wo.Off {
 		return nil, func() {}, nil
@@ -103,7 +102,7 @@ func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *zerolog.Log
 		}
 	}
 	cfg := rtc.Config{
-		Logf: cli.Logf(log, zerolog.WarnLevel), Debugf: cli.Logf(log, zerolog.DebugLevel),
+		Log:        log,
 		ICEServers: wo.ICEServers, NAT1To1IPs: wo.PublicIPs, UDPPortMin: wo.UDPPortMin, UDPPortMax: wo.UDPPortMax,
 		LoopbackOnly: wo.LoopbackOnly, FailedTimeout: wo.ICEFailedTimeout, DisconnectedTimeout: min(4*time.Second, wo.ICEFailedTimeout/2),
 		MinBitrate: wo.MinBitrate, MaxBitrate: wo.MaxBitrate, // 0: rtc's default, the encoder bounds itself
@@ -154,7 +153,7 @@ func (b *webrtcBridge) run(ctx context.Context) {
 		b.stopEnc, b.encoding = cancel, true
 		b.st.Encoding = true
 		b.mu.Unlock()
-		b.log.Info().Str("bus", b.name).Msg("WebRTC: encoding for the viewers")
+		b.log.Info("WebRTC: encoding for the viewers", "bus", b.name)
 		err := b.encode(ectx)
 		cancel()
 		b.mu.Lock()
@@ -162,10 +161,10 @@ func (b *webrtcBridge) run(ctx context.Context) {
 		again := len(b.sessions) > 0
 		b.mu.Unlock()
 		if err == nil && ctx.Err() == nil && !again {
-			b.log.Info().Str("bus", b.name).Msg("WebRTC: no viewer left; the bridge leaves the bus")
+			b.log.Info("WebRTC: no viewer left; the bridge leaves the bus", "bus", b.name)
 		}
 		if err != nil && ctx.Err() == nil {
-			b.log.Error().Str("bus", b.name).Err(err).Msg("WebRTC: the encoder stopped")
+			b.log.Error("WebRTC: the encoder stopped", "bus", b.name, "error", err)
 			select { // not at once again: the same error would come back
 			case <-ctx.Done():
 				return
@@ -192,7 +191,7 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 	// the last ~2 ms before each frame, which pion's network goroutines
 	// need more than a VP8 encode of 6-12 ms needs 30 us less of wake.
 	in := feed.New(b.name, feed.Options{Dir: b.o.Dir, Timeout: b.o.Timeout, Persist: true, Copy: true, Spin: b.o.Spin, Hold: -1,
-		Logf: cli.Logf(b.log, zerolog.WarnLevel)})
+		Log: b.log})
 	defer in.Close()
 	conv := NewConverter()
 	defer conv.Close()
@@ -233,7 +232,7 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 			}
 			if w%2 != 0 || h%2 != 0 || w < 16 || h < 16 {
 				if msg := fmt.Sprintf("%dx%d", w, h); msg != formatErr {
-					b.log.Error().Str("bus", b.name).Msgf("WebRTC: cannot encode %dx%d frames (VP8 here wants even sizes from 16x16)", w, h)
+					b.log.Error(fmt.Sprintf("WebRTC: cannot encode %dx%d frames (VP8 here wants even sizes from 16x16)", w, h), "bus", b.name)
 					formatErr = msg
 				}
 				continue
@@ -262,11 +261,11 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("the encoder's picture layout: %v", err)
 			}
-			b.log.Info().Str("bus", b.name).Str("size", fmt.Sprintf("%dx%d", w, h)).Int("max_bitrate", maxRate).Msg("WebRTC: VP8 encoder")
+			b.log.Info("WebRTC: VP8 encoder", "bus", b.name, "size", fmt.Sprintf("%dx%d", w, h), "max_bitrate", maxRate)
 		}
 		if err := toI420(enc.Input().Buf, encFormat, fr, conv, &i420); err != nil {
 			if msg := err.Error(); msg != formatErr {
-				b.log.Error().Str("bus", b.name).Err(err).Msg("WebRTC: cannot convert the frames")
+				b.log.Error("WebRTC: cannot convert the frames", "bus", b.name, "error", err)
 				formatErr = msg
 			}
 			continue
@@ -320,10 +319,7 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 			for _, v := range st.Sessions {
 				sent += v.Bitrate
 			}
-			b.log.Info().Str("bus", b.name).Int("viewers", st.Viewers).Str("fps", f1(float64(n)/time.Since(lastLog).Seconds())).
-				Str("encode_mean", mean.String()).Str("encode_max", mx.String()).Int("target_bitrate", target).Int("sent_bitrate", sent).
-				Uint64("frames_encoded", encoded).Uint64("keyframes", st.Keyframes).Uint64("skipped", st.FramesDropped).
-				Uint64("rate_drops", st.RateDrops).Msg("WebRTC progress")
+			b.log.Info("WebRTC progress", "bus", b.name, "viewers", st.Viewers, "fps", f1(float64(n)/time.Since(lastLog).Seconds()), "encode_mean", mean.String(), "encode_max", mx.String(), "target_bitrate", target, "sent_bitrate", sent, "frames_encoded", encoded, "keyframes", st.Keyframes, "skipped", st.FramesDropped, "rate_drops", st.RateDrops)
 			lastLog = time.Now()
 		}
 	}
@@ -660,7 +656,7 @@ func (b *webrtcBridge) post(w http.ResponseWriter, r *http.Request) {
 		}
 	})
 	b.poke()
-	b.log.Info().Str("bus", b.name).Str("session", s.id).Str("remote", s.remote).Msg("WebRTC: viewer joined")
+	b.log.Info("WebRTC: viewer joined", "bus", b.name, "session", s.id, "remote", s.remote)
 	h := w.Header()
 	h.Set("Content-Type", "application/sdp")
 	h.Set("Location", "/whep/"+s.id)
@@ -731,8 +727,7 @@ func (b *webrtcBridge) end(s *whepSession, why string) {
 		s.cancel()
 	}
 	s.pc.Close()
-	b.log.Info().Str("bus", b.name).Str("session", s.id).Str("why", why).Uint64("frames_sent", s.sent.Load()).
-		Uint64("frames_dropped", s.dropped.Load()).Msg("WebRTC: viewer left")
+	b.log.Info("WebRTC: viewer left", "bus", b.name, "session", s.id, "why", why, "frames_sent", s.sent.Load(), "frames_dropped", s.dropped.Load())
 }
 
 // send writes the newest encoded frame each time the previous one is out. A

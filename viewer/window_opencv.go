@@ -15,12 +15,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/framebus/feed"
-	"github.com/framebus/framebus/internal/cli"
+	"github.com/framebus/framebus/internal/logx"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -38,7 +37,7 @@ const windowPoll = 30 * time.Millisecond
 // window says "waiting for producer"; it waits up to Timeout for the first
 // one (then *NoProducerError), for ever after that.
 func RunWindow(ctx context.Context, name string, o WindowOptions) error {
-	log := logOrNop(o.Log)
+	log := logx.Or(o.Log)
 	if err := checkDisplay(); err != nil {
 		return err
 	}
@@ -54,7 +53,7 @@ func RunWindow(ctx context.Context, name string, o WindowOptions) error {
 	win.SetWindowProperty(gocv.WindowPropertyAutosize, gocv.WindowAutosize)
 
 	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Persist: true, Poll: windowPoll, Copy: true, Spin: o.Spin,
-		Logf: cli.Logf(log, zerolog.WarnLevel)})
+		Log: log})
 	defer in.Close()
 	conv := NewConverter()
 	defer conv.Close()
@@ -81,7 +80,7 @@ func RunWindow(ctx context.Context, name string, o WindowOptions) error {
 		case err == nil:
 			dropped += fr.Dropped
 			if fr.GenerationChanged || waited || !have {
-				log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).Msg("showing")
+				log.Info("showing", "bus", name, "generation", fr.Generation, "format", report.FormatString(fr.Format))
 				waited = false
 			}
 			if paused {
@@ -114,11 +113,11 @@ func RunWindow(ctx context.Context, name string, o WindowOptions) error {
 		}
 		switch key := win.WaitKey(1); key {
 		case 'q', 'Q', 27:
-			log.Info().Str("bus", name).Uint64("frames", in.Stats().Frames).Uint64("dropped", dropped).Msg("quit")
+			log.Info("quit", "bus", name, "frames", in.Stats().Frames, "dropped", dropped)
 			return nil
 		case ' ':
 			paused = !paused
-			log.Info().Bool("paused", paused).Msg("pause")
+			log.Info("pause", "paused", paused)
 			if have {
 				conv.bgr.CopyTo(&shown)
 				state := ""
@@ -130,14 +129,14 @@ func RunWindow(ctx context.Context, name string, o WindowOptions) error {
 			}
 		case 's', 'S':
 			if !have {
-				log.Warn().Msg("no frame to save yet")
+				log.Warn("no frame to save yet")
 				break
 			}
 			path := filepath.Join(o.SnapshotDir, name+"-"+strconv.FormatUint(last.Seq, 10)+".png")
 			if err := savePNG(path, conv.bgr); err == nil {
-				log.Info().Str("path", path).Uint64("seq", last.Seq).Msg("saved snapshot")
+				log.Info("saved snapshot", "path", path, "seq", last.Seq)
 			} else {
-				log.Error().Err(err).Str("path", path).Msg("could not save the snapshot")
+				log.Error("could not save the snapshot", "error", err, "path", path)
 			}
 		}
 		if win.GetWindowProperty(gocv.WindowPropertyVisible) < 1 {

@@ -123,12 +123,15 @@ type captureOpts struct {
 	checksum, loop, allowWorld bool
 	duration, holdMax          time.Duration
 	mode, group, dir           string
+
+	log *zerolog.Logger // of the command's context
 }
 
 // progressEvery is how often capture logs its rate.
 const progressEvery = 5 * time.Second
 
 func (o *captureOpts) run(ctx context.Context, args []string) error {
+	o.log = zerolog.Ctx(ctx)
 	// Everything the user can get wrong is checked before anything is created.
 	if len(args) > 1 || (len(args) == 1 && o.name != "" && o.name != args[0]) {
 		return cli.Usagef("one bus name expected, got --name %q and %q", o.name, args)
@@ -166,7 +169,7 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 		if !o.allowWorld {
 			return cli.Usagef("--mode %q gives every user of the machine access to the frames: use 0600, or 0660 with --group to share them with a group; --allow-world if that is really meant", o.mode)
 		}
-		log.Warn().Str("mode", fmt.Sprintf("%04o", mode)).Msg("--allow-world: every user of the machine can read this bus's frames")
+		o.log.Warn().Str("mode", fmt.Sprintf("%04o", mode)).Msg("--allow-world: every user of the machine can read this bus's frames")
 	}
 	if o.duration < 0 {
 		return cli.Usagef("--duration %v: must not be negative", o.duration)
@@ -179,10 +182,10 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 	sigCtx, stop := runContext(ctx, 0)
 	defer stop()
 	src, err := capture.OpenContext(sigCtx, o.source, capture.Config{Width: w, Height: h, PixelFormat: pf, FPS: o.fps,
-		DefaultSize: !o.given("size"), DefaultFPS: !o.given("fps"), Loop: o.loop, Logf: cli.Logf(&log, zerolog.WarnLevel)})
+		DefaultSize: !o.given("size"), DefaultFPS: !o.given("fps"), Loop: o.loop, Log: cli.Slog(o.log)})
 	if err != nil {
 		if sigCtx.Err() != nil {
-			log.Info().Str("source", capture.Redact(o.source)).Msg("interrupted while opening the source; nothing created")
+			o.log.Info().Str("source", capture.Redact(o.source)).Msg("interrupted while opening the source; nothing created")
 			return nil
 		}
 		if errors.Is(err, capture.ErrUnknownSource) || errors.Is(err, capture.ErrNotInBuild) || errors.Is(err, capture.ErrBadConfig) {
@@ -196,7 +199,7 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 	p, err := o.create(sigCtx, src.Format(), mode)
 	if err != nil {
 		if sigCtx.Err() != nil {
-			log.Info().Str("bus", o.name).Msg("interrupted while creating the bus; nothing left behind")
+			o.log.Info().Str("bus", o.name).Msg("interrupted while creating the bus; nothing left behind")
 			return nil
 		}
 		return err
@@ -209,12 +212,12 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 // nearest of its modes).
 func (o *captureOpts) warnIfNotAsked(f framebus.Format, w, h uint32) {
 	if o.given("size") && (f.Width != w || f.Height != h) {
-		log.Warn().Str("source", capture.Redact(o.source)).Str("size", fmt.Sprintf("%dx%d", f.Width, f.Height)).
+		o.log.Warn().Str("source", capture.Redact(o.source)).Str("size", fmt.Sprintf("%dx%d", f.Width, f.Height)).
 			Msgf("the source makes %dx%d frames, not the --size %s asked: publishing those", f.Width, f.Height, o.size)
 	}
 	if o.given("fps") && f.FPSNum != 0 && o.fps != 0 {
 		if got := float64(f.FPSNum) / float64(f.FPSDen); math.Abs(got-o.fps) > 0.005*o.fps {
-			log.Warn().Str("source", capture.Redact(o.source)).Float64("fps", got).Msgf("the source runs at %g fps, not the --fps %g asked", got, o.fps)
+			o.log.Warn().Str("source", capture.Redact(o.source)).Float64("fps", got).Msgf("the source runs at %g fps, not the --fps %g asked", got, o.fps)
 		}
 	}
 }
@@ -257,15 +260,15 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 		defer cancel()
 	}
 	f := p.Format()
-	log.Info().Str("bus", o.name).Str("path", p.Path()).Uint64("generation", p.Generation()).
+	o.log.Info().Str("bus", o.name).Str("path", p.Path()).Uint64("generation", p.Generation()).
 		Str("source", capture.Redact(o.source)).Str("format", report.FormatString(f)).Uint64("frame_bytes", f.FrameSize).
 		Int("slots", o.slots).Int("holds", o.slots-2).Bool("checksum", o.checksum).Int("pid", os.Getpid()).Msg("publishing")
 
 	// A service manager (systemd Type=notify) learns that the bus is READY.
 	if sent, err := sdnotify.Notify(fmt.Sprintf("READY=1\nSTATUS=publishing bus %s (%s)\nMAINPID=%d", o.name, report.FormatString(f), os.Getpid())); err != nil {
-		log.Warn().Err(err).Msg("cannot notify the service manager ($NOTIFY_SOCKET)")
+		o.log.Warn().Err(err).Msg("cannot notify the service manager ($NOTIFY_SOCKET)")
 	} else if sent {
-		log.Debug().Msg("told the service manager: READY=1")
+		o.log.Debug().Msg("told the service manager: READY=1")
 	}
 
 	done := make(chan struct{})
@@ -273,12 +276,12 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		progress(p, done)
+		progress(o.log, p, done)
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		logEvents(p, done)
+		logEvents(o.log, p, done)
 	}()
 	ms, _ := src.(capture.MetaSource)
 
@@ -305,14 +308,14 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 				runErr = fmt.Errorf("bus %s: new format %s: %v", o.name, report.FormatString(nf), report.Cause(err))
 				break
 			}
-			log.Info().Str("bus", o.name).Str("format", report.FormatString(nf)).Uint64("generation", p.Generation()).Msg("the source changed format: new generation")
+			o.log.Info().Str("bus", o.name).Str("format", report.FormatString(nf)).Uint64("generation", p.Generation()).Msg("the source changed format: new generation")
 			continue
 		}
 		if srcErr != nil {
 			switch {
 			case ctx.Err() != nil:
 			case errors.Is(srcErr, io.EOF):
-				log.Info().Str("source", capture.Redact(o.source)).Msg("the source ended")
+				o.log.Info().Str("source", capture.Redact(o.source)).Msg("the source ended")
 			default:
 				runErr = fmt.Errorf("source %s: %w", capture.Redact(o.source), srcErr)
 			}
@@ -327,7 +330,7 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 			// goes to a new generation. A bus directory too full for that
 			// new generation fails frames until there is room again.
 			if commitFails++; commitFails == 1 || commitFails%100 == 0 {
-				log.Warn().Err(report.Cause(err)).Int("frames_failed", commitFails).Msg("frame not published")
+				o.log.Warn().Err(report.Cause(err)).Int("frames_failed", commitFails).Msg("frame not published")
 			}
 			p.AddSourceDrops(1)
 			if !filled {
@@ -342,7 +345,7 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 			continue
 		}
 		if commitFails > 0 {
-			log.Info().Int("frames_failed", commitFails).Uint64("generation", p.Generation()).Msg("publishing again")
+			o.log.Info().Int("frames_failed", commitFails).Uint64("generation", p.Generation()).Msg("publishing again")
 		}
 		commitFails = 0
 	}
@@ -363,7 +366,7 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 	if err := p.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("bus %s: close: %v", o.name, report.Cause(err))
 	}
-	log.Info().Str("bus", o.name).Str("why", why).Uint64("frames", st.FramesPublished).Uint64("last_seq", st.LastSeq).
+	o.log.Info().Str("bus", o.name).Str("why", why).Uint64("frames", st.FramesPublished).Uint64("last_seq", st.LastSeq).
 		Uint64("generation", st.Generation).Msg("closed the bus")
 	return runErr
 }
@@ -373,7 +376,7 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 // it also tells it WATCHDOG=1 at each of its intervals in which a frame was
 // published: a source that stalls (a camera that does not come back) gets
 // the service restarted.
-func progress(p *framebus.Producer, done <-chan struct{}) {
+func progress(log *zerolog.Logger, p *framebus.Producer, done <-chan struct{}) {
 	t := time.NewTicker(progressEvery)
 	defer t.Stop()
 	var wdC <-chan time.Time
@@ -415,7 +418,7 @@ func progress(p *framebus.Producer, done <-chan struct{}) {
 // logEvents logs what the producer did on its own until done closes: a
 // bus damaged from outside (truncated, removed, its header rewritten) and
 // the new generation that replaced it, or why none could be made yet.
-func logEvents(p *framebus.Producer, done <-chan struct{}) {
+func logEvents(log *zerolog.Logger, p *framebus.Producer, done <-chan struct{}) {
 	for {
 		select {
 		case <-done:

@@ -76,6 +76,7 @@ type catOpts struct {
 var catStopped = errors.New("the reader closed the pipe")
 
 func (o *catOpts) run(ctx context.Context, args []string) error {
+	log := zerolog.Ctx(ctx)
 	name, err := oneName(args)
 	if err != nil {
 		return err
@@ -97,7 +98,7 @@ func (o *catOpts) run(ctx context.Context, args []string) error {
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
-	in := feed.New(name, feed.Options{Dir: o.dir, Timeout: o.timeout, Copy: true, Spin: o.spin.D, Logf: cli.Logf(&log, zerolog.WarnLevel)})
+	in := feed.New(name, feed.Options{Dir: o.dir, Timeout: o.timeout, Copy: true, Spin: o.spin.D, Log: cli.Slog(log)})
 	defer in.Close()
 	if err := in.Join(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -127,7 +128,7 @@ func (o *catOpts) run(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	o.hint(name, f, hdr)
+	o.hint(log, name, f, hdr)
 
 	out := bufio.NewWriterSize(stdout, 1<<16)
 	var planes []byte
@@ -220,7 +221,7 @@ var gstFormat = map[framebus.FourCC]string{
 }
 
 // hint logs how ffmpeg and gst-launch read the stream.
-func (o *catOpts) hint(name string, f framebus.Format, h y4m.Header) {
+func (o *catOpts) hint(log *zerolog.Logger, name string, f framebus.Format, h y4m.Header) {
 	var ff, gst string
 	rate := "30"
 	grate := "30/1"

@@ -122,6 +122,7 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 func (o *tailOpts) run(ctx context.Context, args []string) error {
+	log := zerolog.Ctx(ctx)
 	name, err := oneName(args)
 	if err != nil {
 		return err
@@ -131,7 +132,7 @@ func (o *tailOpts) run(ctx context.Context, args []string) error {
 	}
 	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
-	in := feed.New(name, feed.Options{Dir: o.dir, Timeout: o.timeout, Spin: o.spin.D, Logf: cli.Logf(&log, zerolog.WarnLevel)})
+	in := feed.New(name, feed.Options{Dir: o.dir, Timeout: o.timeout, Spin: o.spin.D, Log: cli.Slog(log)})
 	defer in.Close()
 
 	out := bufio.NewWriter(stdout)

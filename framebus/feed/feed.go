@@ -3,9 +3,9 @@
 // the newest frame each time, follows new generations, rides out a producer
 // that is gone or stalled for a while, and, for previews, rejoins after the
 // stream was closed. It is pure Go, like the transport, and never logs by
-// itself: what it notices goes to Options.Logf.
+// itself: what it notices goes to Options.Log.
 //
-//	f := feed.New("cam0", feed.Options{Timeout: 10 * time.Second, Logf: logf})
+//	f := feed.New("cam0", feed.Options{Timeout: 10 * time.Second, Log: logger})
 //	defer f.Close()
 //	end, err := f.Run(ctx, func(fr *framebus.Frame) error {
 //		use(fr.Data)
@@ -23,9 +23,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/logx"
 )
 
 // Sentinels of Next, tested with errors.Is.
@@ -117,9 +119,11 @@ type Options struct {
 	// default, negative off).
 	Hold time.Duration
 
-	// Logf receives what the feed notices (waits for a producer, the
-	// producer back, transient bus errors it rides out). nil: silent.
-	Logf func(format string, args ...any)
+	// Log receives what the feed notices: waits for a producer and
+	// transient bus errors it rides out (Warn, each said once, a transient
+	// error again every 10 s while it goes on), the producer back (Info).
+	// nil: silent.
+	Log *slog.Logger
 }
 
 // Stats are a Feed's counters since it was made.
@@ -159,8 +163,7 @@ type Feed struct {
 	started  time.Time // when the feed started waiting for its first producer
 	joined   bool      // a bus was joined at least once
 	wait     *WaitingError
-	logged   string // the reason of the wait (or the transient error) last logged
-	lastErr  time.Time
+	said     logx.Repeats // the reason of the wait (or the transient error) last logged
 	buf      []byte // copy mode buffer
 	copyLeft int    // frames still to read in copy mode
 	copied   bool   // the last frame came from ReadInto
@@ -170,7 +173,7 @@ type Feed struct {
 	lastStats framebus.ConsumerStats // of the consumer that left
 
 	refused, resyncs uint64 // the current consumer's, as last seen
-	lastRefusalLog   time.Time
+	refusals         logx.Repeats
 
 	hold    framebus.Hold // Options.HoldFrames: the last frame delivered, held
 	holding bool
@@ -182,6 +185,7 @@ const copyFrames = 64
 
 // New makes a feed of the bus name. It joins nothing until Next.
 func New(name string, o Options) *Feed {
+	o.Log = logx.Or(o.Log)
 	return &Feed{name: name, o: o}
 }
 
@@ -233,12 +237,6 @@ func (f *Feed) closeConsumer() error {
 	return err
 }
 
-func (f *Feed) logf(format string, args ...any) {
-	if f.o.Logf != nil {
-		f.o.Logf(format, args...)
-	}
-}
-
 // pollWait is how often Next reports a wait that goes on.
 const pollWait = 250 * time.Millisecond
 
@@ -286,9 +284,9 @@ func (f *Feed) Next(ctx context.Context) (*framebus.Frame, error) {
 	}
 	f.noteRefusals()
 	if err == nil {
-		if f.wait != nil || f.logged != "" {
-			f.logf("bus %s: frames again (generation %d)", f.name, fr.Generation)
-			f.logged = ""
+		if f.wait != nil || f.said.Said() != "" {
+			f.o.Log.Info(fmt.Sprintf("bus %s: frames again (generation %d)", f.name, fr.Generation))
+			f.said.Reset()
 		}
 		f.wait = nil
 		if f.o.HoldFrames && !f.copied {
@@ -403,9 +401,8 @@ func (f *Feed) noteRefusals() {
 	f.st.Refused += refused - f.refused
 	f.st.Resyncs += resyncs - f.resyncs
 	f.refused, f.resyncs = refused, resyncs
-	if time.Since(f.lastRefusalLog) >= time.Second {
-		f.lastRefusalLog = time.Now()
-		f.logf("bus %s: refused a read of words no producer writes (%d refused, %d re-synchronisations so far): %v", f.name, f.st.Refused, f.st.Resyncs, last)
+	if f.refusals.Allow("refused", time.Second) {
+		f.o.Log.Warn(fmt.Sprintf("bus %s: refused a read of words no producer writes (%d refused, %d re-synchronisations so far): %v", f.name, f.st.Refused, f.st.Resyncs, last))
 	}
 }
 
@@ -413,9 +410,8 @@ func (f *Feed) noteRefusals() {
 // again every 10 s while it goes on).
 func (f *Feed) noteTransient(err error) {
 	f.st.Transient++
-	if msg := err.Error(); msg != f.logged || time.Since(f.lastErr) > 10*time.Second {
-		f.logf("bus %s: %v (going on)", f.name, err)
-		f.logged, f.lastErr = msg, time.Now()
+	if f.said.Allow(err.Error(), 10*time.Second) {
+		f.o.Log.Warn(fmt.Sprintf("bus %s: %v (going on)", f.name, err))
 	}
 }
 
@@ -455,9 +451,8 @@ func (f *Feed) setWait(reason string) {
 	} else {
 		f.wait.Reason = reason
 	}
-	if f.logged != reason {
-		f.logged = reason
-		f.logf("bus %s: waiting for producer (%s)", f.name, reason)
+	if f.said.Allow(reason, 0) {
+		f.o.Log.Warn(fmt.Sprintf("bus %s: waiting for producer (%s)", f.name, reason))
 	}
 }
 
@@ -597,7 +592,7 @@ type End struct {
 // or fn returns ErrStop (all three a nil error and the End that says which),
 // fn returns another error (returned as is), or the feed gives up (a
 // *NoProducerError, or a bus error that is not transient). Waits for a
-// producer are ridden out (and reported through Options.Logf).
+// producer are ridden out (and reported through Options.Log).
 func (f *Feed) Run(ctx context.Context, fn func(*framebus.Frame) error) (End, error) {
 	for {
 		fr, err := f.Next(ctx)
