@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"strings"
@@ -250,8 +249,10 @@ func (o *captureOpts) create(ctx context.Context, f framebus.Format, mode os.Fil
 	return nil, fmt.Errorf("bus %s: %v", o.name, report.Cause(err))
 }
 
-// publish runs the capture loop: Begin, Read into the back slot, Commit.
-// sigCtx ends on a stop signal; stop releases the signals.
+// publish runs capture.Publish, the loop, between the command's wiring:
+// --duration, the service manager (READY, WATCHDOG, STOPPING), the first
+// and last log lines and the bus's Close. sigCtx ends on a stop signal;
+// stop releases the signals.
 func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, src capture.Source, p *framebus.Producer) error {
 	ctx := sigCtx
 	if o.duration > 0 {
@@ -270,85 +271,11 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 	} else if sent {
 		o.log.Debug().Msg("told the service manager: READY=1")
 	}
-
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		progress(o.log, p, done)
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		logEvents(o.log, p, done)
-	}()
-	ms, _ := src.(capture.MetaSource)
+	wg.Go(func() { watchdog(p, done) })
 
-	var runErr error
-	commitFails := 0
-	for {
-		// The source writes straight into the back slot; Fill turns a
-		// memory fault there (the bus file truncated under us) into an
-		// error instead of a SIGBUS.
-		var srcErr error
-		filled := false
-		_, err := p.Fill(func(slot []byte) (int, framebus.Meta, error) {
-			n, captureNS, err := src.Read(ctx, slot)
-			srcErr, filled = err, true
-			m := framebus.Meta{CaptureNS: captureNS}
-			if ms != nil && err == nil {
-				m.UserMeta = ms.UserMeta()
-			}
-			return n, m, err
-		})
-		if errors.Is(srcErr, capture.ErrFormatChanged) {
-			nf := src.Format()
-			if err := p.Reconfigure(nf); err != nil {
-				runErr = fmt.Errorf("bus %s: new format %s: %v", o.name, report.FormatString(nf), report.Cause(err))
-				break
-			}
-			o.log.Info().Str("bus", o.name).Str("format", report.FormatString(nf)).Uint64("generation", p.Generation()).Msg("the source changed format: new generation")
-			continue
-		}
-		if srcErr != nil {
-			switch {
-			case ctx.Err() != nil:
-			case errors.Is(srcErr, io.EOF):
-				o.log.Info().Str("source", capture.Redact(o.source)).Msg("the source ended")
-			default:
-				runErr = fmt.Errorf("source %s: %w", capture.Redact(o.source), srcErr)
-			}
-			break
-		}
-		if err != nil {
-			if !errors.Is(err, framebus.ErrCorrupt) && !errors.Is(err, framebus.ErrNoSpace) {
-				runErr = fmt.Errorf("bus %s: %v", o.name, report.Cause(err))
-				break
-			}
-			// A segment truncated from outside fails a frame; the next one
-			// goes to a new generation. A bus directory too full for that
-			// new generation fails frames until there is room again.
-			if commitFails++; commitFails == 1 || commitFails%100 == 0 {
-				o.log.Warn().Err(report.Cause(err)).Int("frames_failed", commitFails).Msg("frame not published")
-			}
-			p.AddSourceDrops(1)
-			if !filled {
-				// No slot to fill (no room for a new generation yet): wait
-				// a little instead of spinning; the source's frames of the
-				// meantime are lost either way.
-				select {
-				case <-ctx.Done():
-				case <-time.After(10 * time.Millisecond):
-				}
-			}
-			continue
-		}
-		if commitFails > 0 {
-			o.log.Info().Int("frames_failed", commitFails).Uint64("generation", p.Generation()).Msg("publishing again")
-		}
-		commitFails = 0
-	}
+	_, runErr := capture.Publish(ctx, src, p, capture.PublishOptions{Log: cli.Slog(o.log), Progress: progressEvery, Source: o.source})
 	why := "the source ended"
 	switch {
 	case sigCtx.Err() != nil:
@@ -371,66 +298,28 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 	return runErr
 }
 
-// progress logs the publish rate every progressEvery until done closes.
-// Under a service manager that asks for a watchdog (systemd WatchdogSec=),
-// it also tells it WATCHDOG=1 at each of its intervals in which a frame was
-// published: a source that stalls (a camera that does not come back) gets
-// the service restarted.
-func progress(log *zerolog.Logger, p *framebus.Producer, done <-chan struct{}) {
-	t := time.NewTicker(progressEvery)
-	defer t.Stop()
-	var wdC <-chan time.Time
-	if d := sdnotify.WatchdogInterval(); d > 0 {
-		wd := time.NewTicker(d)
-		defer wd.Stop()
-		wdC = wd.C
+// watchdog tells a service manager that asks for one (systemd WatchdogSec=)
+// WATCHDOG=1 at each of its intervals in which a frame was published,
+// until done closes: a source that stalls (a camera that does not come
+// back) gets the service restarted.
+func watchdog(p *framebus.Producer, done <-chan struct{}) {
+	d := sdnotify.WatchdogInterval()
+	if d <= 0 {
+		return
 	}
-	wdLast := p.Stats()
-	last, lastT := p.Stats(), time.Now()
-	var lastErr error
+	wd := time.NewTicker(d)
+	defer wd.Stop()
+	last := p.Stats()
 	for {
 		select {
 		case <-done:
 			return
-		case <-wdC:
+		case <-wd.C:
 			st := p.Stats()
-			if st.Generation != wdLast.Generation || st.FramesPublished != wdLast.FramesPublished {
+			if st.Generation != last.Generation || st.FramesPublished != last.FramesPublished {
 				sdnotify.Notify("WATCHDOG=1")
 			}
-			wdLast = st
-		case now := <-t.C:
-			st := p.Stats()
-			fps := 0.0
-			if st.Generation == last.Generation && st.FramesPublished >= last.FramesPublished {
-				fps = float64(st.FramesPublished-last.FramesPublished) / now.Sub(lastT).Seconds()
-			}
-			log.Info().Str("fps", fmt.Sprintf("%.1f", fps)).Uint64("frames", st.FramesPublished).Uint64("last_seq", st.LastSeq).
-				Int("consumers", st.ActiveConsumers).Uint64("generation", st.Generation).Msg("progress")
-			if err := p.Err(); err != nil && (lastErr == nil || err.Error() != lastErr.Error()) {
-				log.Warn().Err(err).Msg("heartbeat")
-				lastErr = err
-			}
-			last, lastT = st, now
-		}
-	}
-}
-
-// logEvents logs what the producer did on its own until done closes: a
-// bus damaged from outside (truncated, removed, its header rewritten) and
-// the new generation that replaced it, or why none could be made yet.
-func logEvents(log *zerolog.Logger, p *framebus.Producer, done <-chan struct{}) {
-	for {
-		select {
-		case <-done:
-			return
-		case e := <-p.Events():
-			if e.Err != nil {
-				log.Error().Str("bus", p.Name()).Uint64("generation", e.Old).Str("damage", e.Reason.Error()).
-					Str("error", report.Cause(e.Err).Error()).Msg("the bus was damaged from outside and cannot be replaced yet; retrying every heartbeat")
-				continue
-			}
-			log.Warn().Str("bus", p.Name()).Uint64("old_generation", e.Old).Uint64("generation", e.Generation).
-				Str("damage", e.Reason.Error()).Bool("slot_lent", e.SlotLent).Msg("the bus was damaged from outside: published a new generation")
+			last = st
 		}
 	}
 }
