@@ -178,12 +178,12 @@ func TestBenchUsage(t *testing.T) {
 		{"bench", "--checksums", "maybe"},
 		{"bench", "--quick", "--pairs", "c->c"},
 	} {
-		if r := run(t, args...); r.code != 2 || !strings.Contains(r.stderr, "bench") {
-			t.Errorf("framebus %q: exit %d, stderr %q; want a usage error", args, r.code, r.stderr)
+		if r := run(t, args...); r.Code != 2 || !strings.Contains(r.Stderr, "bench") {
+			t.Errorf("framebus %q: exit %d, stderr %q; want a usage error", args, r.Code, r.Stderr)
 		}
 	}
 	r := run(t, "bench", "--help")
-	if r.code != 0 || !strings.Contains(r.stdout, "--quick") || !strings.Contains(r.stdout, "--plot") {
-		t.Errorf("bench --help: exit %d\n%s", r.code, r.stdout)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "--quick") || !strings.Contains(r.Stdout, "--plot") {
+		t.Errorf("bench --help: exit %d\n%s", r.Code, r.Stdout)
 	}
 }
