@@ -30,47 +30,6 @@ import (
 	"github.com/framebus/framebus/internal/logx"
 )
 
-// Sentinels of Next, tested with errors.Is.
-var (
-	// ErrWaiting: there is no producer right now (not started yet, gone,
-	// stalled, or it closed the stream and the feed waits for the next one).
-	// The error is a *WaitingError; call Next again.
-	ErrWaiting = errors.New("waiting for producer")
-	// ErrIdle: no new frame within Options.Poll; call Next again.
-	ErrIdle = errors.New("no new frame yet")
-	// ErrNoProducer: the wait for a producer (Options.Timeout) ran out.
-	ErrNoProducer = errors.New("no producer")
-	// ErrStop ends Run without an error when fn returns it.
-	ErrStop = errors.New("stop")
-)
-
-// WaitingError says why a Feed has no frame to give and since when.
-type WaitingError struct {
-	Name   string
-	Since  time.Time
-	Reason string // "not started", "gone", "stalled", "closed the stream", or a transient bus error
-}
-
-func (e *WaitingError) Error() string {
-	return fmt.Sprintf("waiting for producer of %s (%s, %v)", e.Name, e.Reason, time.Since(e.Since).Round(100*time.Millisecond))
-}
-func (e *WaitingError) Unwrap() error { return ErrWaiting }
-
-// NoProducerError is the end of a bounded wait for a producer.
-type NoProducerError struct {
-	Name, Dir string
-	Waited    time.Duration
-	Gone      bool // the producer was there and left; else it never came
-}
-
-func (e *NoProducerError) Error() string {
-	if e.Gone {
-		return fmt.Sprintf("bus %s: the producer is gone and did not come back within %v", e.Name, e.Waited)
-	}
-	return fmt.Sprintf("no bus %q in %s after waiting %v for a producer ('framebus ls' lists the buses)", e.Name, framebus.Dir(e.Dir), e.Waited)
-}
-func (e *NoProducerError) Unwrap() error { return ErrNoProducer }
-
 // Options configures a Feed. The zero value reads the bus in the default
 // directory, gives up at once when there is no producer, and is silent.
 type Options struct {
@@ -164,10 +123,10 @@ type Feed struct {
 	joined   bool      // a bus was joined at least once
 	wait     *WaitingError
 	said     logx.Repeats // the reason of the wait (or the transient error) last logged
-	buf      []byte // copy mode buffer
-	copyLeft int    // frames still to read in copy mode
-	copied   bool   // the last frame came from ReadInto
-	discard  uint64 // discarded frames not yet reported in a Frame's drops
+	buf      []byte       // copy mode buffer
+	copyLeft int          // frames still to read in copy mode
+	copied   bool         // the last frame came from ReadInto
+	discard  uint64       // discarded frames not yet reported in a Frame's drops
 	st       Stats
 
 	lastStats framebus.ConsumerStats // of the consumer that left
@@ -236,13 +195,6 @@ func (f *Feed) closeConsumer() error {
 	f.c = nil
 	return err
 }
-
-// pollWait is how often Next reports a wait that goes on.
-const pollWait = 250 * time.Millisecond
-
-// transientPause is how long Next lets a transient bus error rest before it
-// tries again, so that a persistent one costs no CPU.
-const transientPause = 20 * time.Millisecond
 
 // Next returns the newest frame not yet delivered (a feed that has just
 // joined a bus waits for the next frame published, or, with Persist, gives
@@ -345,184 +297,6 @@ func (f *Feed) failed(ctx context.Context, err error) error {
 		return f.rideOut(ctx, err)
 	}
 	return err
-}
-
-// Kind is what an error of framebus.Consumer's Next or ReadInto means to a
-// consumer loop. Every loop over a bus decides by it: Feed does, and so does
-// a loop that must see each event (a test's instrumented consumer).
-type Kind int
-
-const (
-	// Fatal: give up (a permission error, a bad name, a closed consumer,
-	// a buffer too small).
-	Fatal Kind = iota
-	// Waiting: no producer now, it is gone or stalled (reported once per
-	// episode); calling Next again waits for it to come back.
-	Waiting
-	// EndOfStream: the producer closed the stream (ErrEndOfStream, or the
-	// segment RETIRED with nobody to replace it).
-	EndOfStream
-	// Transient: a bus error that passes by itself while the producer
-	// lives: a segment truncated or replaced under us (the producer
-	// publishes a new generation), a frame that failed its checksum (it is
-	// consumed; the next is read), a new generation not readable yet.
-	Transient
-	// Deadline: the context's deadline passed or it was cancelled.
-	Deadline
-)
-
-// Classify says what kind of error err is.
-func Classify(err error) Kind {
-	switch {
-	case errors.Is(err, framebus.ErrEndOfStream), errors.Is(err, framebus.ErrRetired):
-		return EndOfStream
-	case errors.Is(err, framebus.ErrProducerGone), errors.Is(err, framebus.ErrStalled):
-		return Waiting
-	case errors.Is(err, framebus.ErrDeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return Deadline
-	case errors.Is(err, framebus.ErrCorrupt), errors.Is(err, framebus.ErrChecksum),
-		errors.Is(err, framebus.ErrBadMagic), errors.Is(err, framebus.ErrVersionMismatch):
-		return Transient
-	}
-	return Fatal
-}
-
-// noteRefusals reports the reads the consumer refused since the last call
-// (forged or torn words: PROTOCOL.md amendment 9; it goes on by itself),
-// at most once a second while they go on.
-func (f *Feed) noteRefusals() {
-	if f.c == nil {
-		return
-	}
-	refused, resyncs, last := f.c.Refusals()
-	if refused == f.refused && resyncs == f.resyncs {
-		return
-	}
-	f.st.Refused += refused - f.refused
-	f.st.Resyncs += resyncs - f.resyncs
-	f.refused, f.resyncs = refused, resyncs
-	if f.refusals.Allow("refused", time.Second) {
-		f.o.Log.Warn(fmt.Sprintf("bus %s: refused a read of words no producer writes (%d refused, %d re-synchronisations so far): %v", f.name, f.st.Refused, f.st.Resyncs, last))
-	}
-}
-
-// noteTransient counts a transient error and reports it once per kind (and
-// again every 10 s while it goes on).
-func (f *Feed) noteTransient(err error) {
-	f.st.Transient++
-	if f.said.Allow(err.Error(), 10*time.Second) {
-		f.o.Log.Warn(fmt.Sprintf("bus %s: %v (going on)", f.name, err))
-	}
-}
-
-// rideOut reports a transient error, lets it rest a moment (a checksum
-// mismatch needs no rest: its frame is consumed) and says the feed is idle,
-// or waiting, so that the caller calls Next again.
-func (f *Feed) rideOut(ctx context.Context, err error) error {
-	f.noteTransient(err)
-	if !errors.Is(err, framebus.ErrChecksum) {
-		if err := pause(ctx); err != nil {
-			return err
-		}
-	}
-	if f.wait != nil {
-		return f.wait
-	}
-	return ErrIdle
-}
-
-// pause waits transientPause, or until ctx ends (its error).
-func pause(ctx context.Context) error {
-	t := time.NewTimer(transientPause)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// setWait starts (or goes on with) a wait for a producer, and says so once
-// per reason.
-func (f *Feed) setWait(reason string) {
-	if f.wait == nil {
-		f.wait = &WaitingError{Name: f.name, Since: time.Now(), Reason: reason}
-	} else {
-		f.wait.Reason = reason
-	}
-	if f.said.Allow(reason, 0) {
-		f.o.Log.Warn(fmt.Sprintf("bus %s: waiting for producer (%s)", f.name, reason))
-	}
-}
-
-// join opens the bus, waiting for its producer: bounded by Timeout before the
-// first join (and without Persist), for ever after with Persist. It returns a
-// *WaitingError every pollWait (or Poll) while it waits.
-func (f *Feed) join(ctx context.Context) error {
-	if f.started.IsZero() {
-		f.started = time.Now()
-	}
-	bounded := !f.joined || !f.o.Persist
-	var deadline time.Time
-	if bounded {
-		since := f.started
-		if f.wait != nil {
-			since = f.wait.Since
-		}
-		deadline = since.Add(f.o.Timeout)
-	}
-	step := pollWait
-	if f.o.Poll > 0 && f.o.Poll < step {
-		step = f.o.Poll
-	}
-	wait := step
-	if bounded {
-		wait = min(step, max(0, time.Until(deadline)))
-	}
-	c, err := framebus.OpenContext(ctx, f.name, framebus.ConsumerOptions{Dir: f.o.Dir, Wait: wait, Newest: f.o.Persist, Spin: f.o.Spin, Hold: f.o.Hold})
-	if err == nil {
-		f.c = c
-		f.joined = true
-		f.st.Joins++
-		return nil
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	switch {
-	case errors.Is(err, framebus.ErrNotFound), errors.Is(err, framebus.ErrProducerGone):
-	case Classify(err) == Transient && (f.joined || f.ownerAlive()):
-		// A replaced, truncated or corrupt file behind the name of a bus
-		// that has a live producer: it publishes a new generation.
-		f.noteTransient(err)
-		if err := pause(ctx); err != nil {
-			return err
-		}
-	default:
-		return err
-	}
-	if bounded && !time.Now().Before(deadline) {
-		return &NoProducerError{Name: f.name, Dir: f.o.Dir, Waited: f.o.Timeout, Gone: f.joined}
-	}
-	if f.wait == nil {
-		reason := "not started"
-		if f.joined {
-			reason = "gone"
-		}
-		f.setWait(reason)
-		if !f.joined {
-			f.wait.Since = f.started
-		}
-	}
-	return f.wait
-}
-
-// ownerAlive says whether the bus has a live producer (its lock is held),
-// whatever the state of its segment.
-func (f *Feed) ownerAlive() bool {
-	s, _ := framebus.Inspect(f.name, f.o.Dir)
-	return s != nil && s.OwnerAlive
 }
 
 // readCopy reads the next frame with ReadInto into the feed's buffer,
