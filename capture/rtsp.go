@@ -174,22 +174,6 @@ func NewRTSP(scheme string, cfg Config) (*RTSP, error) {
 	return s, nil
 }
 
-// Redact hides the password of a source spec that is a URL
-// (rtsp://user:pass@host/...), for logs and messages.
-func Redact(spec string) string { return redact(spec) }
-
-// redact hides the password of a URL.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
-}
-
 // camera is what ffprobe says about the video stream.
 type camera struct {
 	Codec          string

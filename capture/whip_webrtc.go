@@ -217,38 +217,78 @@ func (s *WHIPSource) page(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *WHIPSource) post(w http.ResponseWriter, r *http.Request) {
+	offer, ok := s.readOffer(w, r)
+	if !ok {
+		return
+	}
+	ses, code, msg := s.answer(offer)
+	if ses == nil {
+		http.Error(w, msg, code)
+		return
+	}
+	s.mu.Lock()
+	if s.cur != nil || s.closed {
+		s.mu.Unlock()
+		ses.pc.Close()
+		http.Error(w, "a publisher is connected already: one at a time", http.StatusConflict)
+		return
+	}
+	s.cur = ses
+	close(s.change)
+	s.change = make(chan struct{})
+	s.mu.Unlock()
+	// A publisher that never connects (its ICE never succeeds: it went
+	// away after the answer, or no path reaches it) gives its place up.
+	t := time.AfterFunc(whipConnectTimeout, func() {
+		if !ses.connected.Load() {
+			s.drop(ses)
+		}
+	})
+	go func() { <-ses.done; t.Stop() }()
+	w.Header().Set("Content-Type", "application/sdp")
+	w.Header().Set("Location", "/whip/"+ses.id)
+	w.WriteHeader(http.StatusCreated)
+	io.WriteString(w, ses.pc.LocalDescription().SDP)
+}
+
+// readOffer reads the SDP offer of a POST, or answers why not (false).
+func (s *WHIPSource) readOffer(w http.ResponseWriter, r *http.Request) (string, bool) {
 	if ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); !strings.EqualFold(strings.TrimSpace(ct), "application/sdp") {
 		http.Error(w, "the body must be application/sdp (Content-Type)", http.StatusUnsupportedMediaType)
-		return
+		return "", false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
 		http.Error(w, "the offer is unreadable or over 64 KiB", http.StatusRequestEntityTooLarge)
-		return
+		return "", false
 	}
 	s.mu.Lock()
 	busy := s.cur != nil
 	s.mu.Unlock()
 	if busy {
 		http.Error(w, "a publisher is connected already: one at a time", http.StatusConflict)
-		return
+		return "", false
 	}
 	// An offer that can never send us a picture must not take the one
 	// publisher's place (the answer would be 201, the session would wait
 	// for video that never comes, and the real publisher would get 409).
 	if why := whipOfferUnusable(string(body)); why != "" {
 		http.Error(w, why, http.StatusBadRequest)
-		return
+		return "", false
 	}
+	return string(body), true
+}
+
+// answer makes the session of an offer, its answer set and its ICE
+// candidates gathered (5 s at most); or nil, the HTTP status and why.
+func (s *WHIPSource) answer(offer string) (*whipSession, int, string) {
 	api, err := rtc.NewRecvAPI(s.rc)
 	if err != nil {
-		http.Error(w, "WebRTC: "+err.Error(), http.StatusInternalServerError)
-		return
+		return nil, http.StatusInternalServerError, "WebRTC: " + err.Error()
 	}
 	pc, err := api.NewPeerConnection(s.rc.ICEConfig())
 	if err != nil {
-		http.Error(w, "WebRTC: "+err.Error(), http.StatusInternalServerError)
-		return
+		return nil, http.StatusInternalServerError, "WebRTC: " + err.Error()
 	}
 	var id [12]byte
 	rand.Read(id[:])
@@ -269,50 +309,25 @@ func (s *WHIPSource) post(w http.ResponseWriter, r *http.Request) {
 			s.drop(ses)
 		}
 	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(body)}); err != nil {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		pc.Close()
-		http.Error(w, "bad SDP offer: "+err.Error(), http.StatusBadRequest)
-		return
+		return nil, http.StatusBadRequest, "bad SDP offer: " + err.Error()
 	}
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil || !strings.Contains(answer.SDP, "VP8/90000") {
 		pc.Close()
-		http.Error(w, "the offer does not send VP8 video (this server takes one VP8 video track)", http.StatusBadRequest)
-		return
+		return nil, http.StatusBadRequest, "the offer does not send VP8 video (this server takes one VP8 video track)"
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(answer); err != nil {
 		pc.Close()
-		http.Error(w, "WebRTC: "+err.Error(), http.StatusInternalServerError)
-		return
+		return nil, http.StatusInternalServerError, "WebRTC: " + err.Error()
 	}
 	select {
 	case <-gathered:
 	case <-time.After(5 * time.Second):
 	}
-	s.mu.Lock()
-	if s.cur != nil || s.closed {
-		s.mu.Unlock()
-		pc.Close()
-		http.Error(w, "a publisher is connected already: one at a time", http.StatusConflict)
-		return
-	}
-	s.cur = ses
-	close(s.change)
-	s.change = make(chan struct{})
-	s.mu.Unlock()
-	// A publisher that never connects (its ICE never succeeds: it went
-	// away after the answer, or no path reaches it) gives its place up.
-	t := time.AfterFunc(whipConnectTimeout, func() {
-		if !ses.connected.Load() {
-			s.drop(ses)
-		}
-	})
-	go func() { <-ses.done; t.Stop() }()
-	w.Header().Set("Content-Type", "application/sdp")
-	w.Header().Set("Location", "/whip/"+ses.id)
-	w.WriteHeader(http.StatusCreated)
-	io.WriteString(w, pc.LocalDescription().SDP)
+	return ses, 0, ""
 }
 
 func (s *WHIPSource) delete(w http.ResponseWriter, r *http.Request) {
