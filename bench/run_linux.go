@@ -40,6 +40,38 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	start := time.Now()
+	r, err := newRunner(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(r.dir)
+
+	rep := &Report{Machine: machineInfo(r.allowed, r.gst, r.gstWhy), Results: []Result{}, Targets: []Target{}}
+	rep.Config = RunConfig{Command: cfg.Command, DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
+		Rounds: cfg.Rounds, MinPacedFrames: cfg.MinPacedFrames, SpinUS: float64(cfg.Spin) / 1e3, SplitCPUs: r.split}
+	plan, total := r.plan()
+	if cfg.Progress != nil {
+		cfg.Progress.Start(total)
+		defer cfg.Progress.Finish()
+	}
+	stopErr := r.execute(ctx, plan)
+	for _, rows := range plan {
+		for _, rw := range rows {
+			res, failed := rw.result(cfg.Rounds)
+			rep.Failed += failed
+			rep.Results = append(rep.Results, res)
+		}
+	}
+	rep.Targets = evaluateTargets(rep.Results)
+	rep.Notes = r.notes()
+	rep.Elapsed = round3(time.Since(start).Seconds())
+	return rep, stopErr
+}
+
+// newRunner finds the executable, the CPUs, gst-launch and the C legs
+// (built into the run's directory, which the caller removes), completing
+// cfg.Exe.
+func newRunner(ctx context.Context, cfg *Config) (*runner, error) {
 	if cfg.Exe == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -47,7 +79,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		cfg.Exe = exe
 	}
-	r := &runner{cfg: cfg}
+	r := &runner{cfg: *cfg}
 	var err error
 	if r.allowed, err = allowedCPUs(); err != nil || len(r.allowed) == 0 {
 		return nil, fmt.Errorf("sched_getaffinity: %v", err)
@@ -63,143 +95,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if r.dir, err = os.MkdirTemp(cfg.Dir, "framebus-bench-"); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(r.dir)
 	if needsC(cfg.Scenarios) {
 		if r.cbins, err = buildC(ctx, cfg.CC, r.dir); err != nil {
 			if ctx.Err() != nil {
+				os.RemoveAll(r.dir)
 				return nil, ctx.Err()
 			}
 			r.cWhy = err.Error()
 			cfg.Log.Debug("the C legs are skipped", "error", err)
 		}
 	}
-
-	rep := &Report{Machine: machineInfo(r.allowed, r.gst, r.gstWhy), Results: []Result{}, Targets: []Target{}}
-	rep.Config = RunConfig{Command: cfg.Command, DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
-		Rounds: cfg.Rounds, MinPacedFrames: cfg.MinPacedFrames, SpinUS: float64(cfg.Spin) / 1e3, SplitCPUs: r.split}
-
-	// The plan: every variant's reason to be skipped, or its runs.
-	type row struct {
-		sc   Scenario
-		v    Variant
-		skip string
-		runs []*runResult
-		errs []error
-	}
-	var plan [][]*row
-	total := 0
-	for _, sc := range cfg.Scenarios {
-		var rows []*row
-		for _, v := range sc.Variants {
-			rw := &row{sc: sc, v: v, skip: r.skipReason(sc, v)}
-			if rw.skip == "" {
-				total += cfg.Rounds
-			}
-			rows = append(rows, rw)
-		}
-		plan = append(plan, rows)
-	}
-	if cfg.Progress != nil {
-		cfg.Progress.Start(total)
-		defer cfg.Progress.Finish()
-	}
-	var stopErr error
-	for si, rows := range plan {
-		sc := cfg.Scenarios[si]
-		// Rounds: every variant once, the order rotated each round, so that
-		// a burst of load from a neighbour falls on all of them alike.
-		for round := 0; round < cfg.Rounds && stopErr == nil; round++ {
-			for i := range rows {
-				rw := rows[(i+round)%len(rows)]
-				if rw.skip != "" {
-					continue
-				}
-				if cfg.Progress != nil {
-					cfg.Progress.Step(fmt.Sprintf("%s %s x%d %s %s: %v #%d", sc.Size.Dims(), sc.Size.FormatName(),
-						sc.Consumers, shortRate(sc.Rate), sc.Placement, rw.v, round+1))
-				}
-				rr, err := r.runOnce(ctx, sc, rw.v)
-				if ctx.Err() != nil {
-					stopErr = ctx.Err()
-					break
-				}
-				if err != nil {
-					cfg.Log.Warn("run failed", "scenario", sc.String(), "transport", rw.v.String(), "error", err)
-					rw.errs = append(rw.errs, err)
-					continue
-				}
-				rw.runs = append(rw.runs, rr)
-			}
-		}
-	}
-	for _, rows := range plan {
-		for _, rw := range rows {
-			var res Result
-			switch {
-			case rw.skip != "":
-				res = aggregate(rw.sc, rw.v, nil)
-				res.Skipped, res.Reason = true, rw.skip
-			case len(rw.runs) == 0:
-				res = aggregate(rw.sc, rw.v, nil)
-				res.Skipped, res.Reason = true, "not measured"
-				if len(rw.errs) > 0 {
-					res.Reason = "failed: " + rw.errs[0].Error()
-					rep.Failed += len(rw.errs)
-				}
-			default:
-				res = aggregate(rw.sc, rw.v, rw.runs)
-				if len(rw.errs) > 0 {
-					rep.Failed += len(rw.errs)
-					res.Note = joinNote(res.Note, fmt.Sprintf("%d of %d rounds failed: %v", len(rw.errs), cfg.Rounds, rw.errs[0]))
-				}
-			}
-			rep.Results = append(rep.Results, res)
-		}
-	}
-	rep.Targets = evaluateTargets(rep.Results)
-	rep.Notes = r.notes()
-	rep.Elapsed = round3(time.Since(start).Seconds())
-	return rep, stopErr
-}
-
-func joinNote(a, b string) string {
-	if a == "" {
-		return b
-	}
-	return a + "; " + b
-}
-
-// skipReason says why a variant cannot run here ("" if it can).
-func (r *runner) skipReason(sc Scenario, v Variant) string {
-	switch {
-	case sc.Placement == Split && len(r.allowed) < 2:
-		return "the split placement needs two CPUs; this process may use one"
-	case v.Transport == GStreamer && r.gst == "":
-		return r.gstWhy
-	case v.Transport == GStreamer && (sc.Rate != 0 || sc.Consumers != 1):
-		return "GStreamer is measured for throughput only: as fast as possible, one consumer"
-	case v.Transport == Memcpy && sc.Rate != 0:
-		return "memcpy is the copy limit: measured as fast as possible only"
-	case v.Mode.analyses() && sc.Rate == 0:
-		return fmt.Sprintf("the %s mode needs a fixed rate (e.g. --rates 60): in lockstep a slow consumer only slows the producer down", v.Mode)
-	case v.usesC() && r.cbins == nil:
-		return r.cWhy
-	case v.usesC() && sc.Consumers > ctlMaxWaiters:
-		return fmt.Sprintf("the C legs take at most %d consumers", ctlMaxWaiters)
-	}
-	return ""
-}
-
-// needsC says whether a scenario has a row with a C side.
-func needsC(scs []Scenario) bool {
-	for _, sc := range scs {
-		for _, v := range sc.Variants {
-			if v.usesC() {
-				return true
-			}
-		}
-	}
-	return false
+	return r, nil
 }
 
 // cpus gives the CPU masks of the producer side and the consumer side.
