@@ -189,6 +189,12 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		fmt.Fprintf(a.Stderr, "%s: unknown command %q (commands: %s; see %s --help)\n", a.Name, name, strings.Join(a.names(), ", "), a.Name)
 		return ExitUsage
 	}
+	return a.runCommand(ctx, cmd, args)
+}
+
+// runCommand parses the command's flags, runs Before and the command, and
+// reports its error; the exit code.
+func (a *App) runCommand(ctx context.Context, cmd *Command, args []string) int {
 	fs := flag.NewFlagSet(a.Name+" "+cmd.Name, flag.ContinueOnError)
 	run := cmd.Setup(fs)
 	if a.Global != nil {
