@@ -512,7 +512,10 @@ func TestCConsumerTruncation(t *testing.T) {
 		t.Run(fmt.Sprintf("checksum=%v", checksum), func(t *testing.T) {
 			dir := t.TempDir()
 			name := "cxtrunc" + strconv.Itoa(os.Getpid())
-			args := []string{"--fps", "200", "--slots", "3", "--heartbeat-ms", "10"}
+			// A heartbeat of 50 ms: new generations come quickly, and a
+			// loaded machine (a CI run beside others) does not make the
+			// producer look stalled (37 ms with 10 ms killed a run).
+			args := []string{"--fps", "200", "--slots", "3", "--heartbeat-ms", "50"}
 			if checksum {
 				args = append(args, "--checksum")
 			}
@@ -773,8 +776,12 @@ func TestCConsumerForgedRetired(t *testing.T) {
 			code := cons.wait(t, 20*time.Second)
 			sum := cons.summary(t)
 			t.Logf("%v", sum)
-			if code != 0 || sum["eos"] != 1 || sum["retired_ignored"] < 1 {
-				t.Errorf("exit %d, eos %d, retired_ignored %d: want 0, 1, >= 1\n%s", code, sum["eos"], sum["retired_ignored"], cons.stderrText())
+			// The C consumer ignores the forged RETIRED (the same file, a live
+			// owner), or follows the new generation of a producer that saw
+			// its fixed header field changed (the Go producer's heartbeat
+			// does): either way it goes on to the end of the stream.
+			if code != 0 || sum["eos"] != 1 || sum["retired_ignored"]+sum["generations"] < 1 {
+				t.Errorf("exit %d, eos %d, retired_ignored %d, generations %d: want 0, 1, one of them >= 1\n%s", code, sum["eos"], sum["retired_ignored"], sum["generations"], cons.stderrText())
 			}
 		})
 	}

@@ -292,7 +292,7 @@ func TestStatJSONShowsTheConsumer(t *testing.T) {
 			t.Errorf("stat --json has no %q", k)
 		}
 	}
-	if st["magic"] != float64(0x53554246) || st["state"] != float64(1) || st["flags"] != float64(framebus.FlagChecksum|framebus.FlagSharedWake) {
+	if st["magic"] != float64(0x53554246) || st["state"] != float64(1) || st["flags"] != float64(framebus.FlagChecksum|framebus.FlagSharedWake|framebus.FlagHolds) {
 		t.Errorf("magic %v, state %v, flags %v", st["magic"], st["state"], st["flags"])
 	}
 	if st["producer_pid"] != float64(capt.pid()) || st["producer_alive"] != true {
