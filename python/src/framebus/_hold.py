@@ -11,7 +11,8 @@ import numpy as np
 from . import _atomics as A
 from ._errors import Closed, Error, HoldCapReached, HoldOverwritten, HoldReleased, HoldUnsupported
 from ._layout import ENTRY_ACTIVE, HOLD_PENDING_SHIFT
-from ._segment import Pixels, Planes, _Core, _Segment, lock_settles
+from ._format import Pixels
+from ._segment import Planes, _Core, _Segment, lock_settles
 
 if TYPE_CHECKING:
     from ._read import Frame

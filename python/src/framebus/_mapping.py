@@ -19,10 +19,9 @@ import os
 from typing import List, Tuple
 
 import numpy as np
-import numpy.typing as npt
 
 from . import _native as N
-from ._format import FrameFormat
+from ._format import FrameFormat, Words
 from ._layout import (CONSUMER_ENTRY_SIZE, ENT_HOLD_MASK, FLAG_CHECKSUM, FLAG_HOLDS, FLAG_SHARED_WAKE, HEADER_SIZE,
                       OFF, SLOT_DESC_SIZE, Header, check_identity, validate_header)
 
@@ -31,7 +30,6 @@ _trunc = N.truncated  # the guard's flag: the segment's mappings were replaced b
 
 #: A device and inode: which file a path or a descriptor names.
 Ident = Tuple[int, int]
-Words = npt.NDArray[np.uint32]
 
 
 def read_header(fd: int) -> Tuple[Header, os.stat_result]:

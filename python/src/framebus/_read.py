@@ -13,10 +13,10 @@ from . import _atomics as A
 from . import _native as N
 from ._crc32c import crc32c
 from ._errors import BadOptions, BufferTooSmall, ChecksumMismatch, CorruptSegment, EndOfStream
-from ._format import MJPEG, FrameFormat, array_view, plane_views
+from ._format import MJPEG, FrameFormat, Pixels, array_view, plane_views
 from ._hold import Hold
 from ._layout import FRAME_EOS, SLOT_STRUCT, SLOT_USER_META, USER_META_MAX
-from ._segment import Pixels, Planes, _Followed, _Segment, lock_settles
+from ._segment import Planes, _Followed, _Segment, lock_settles
 from ._wait import _Waiter
 
 _now = time.monotonic_ns

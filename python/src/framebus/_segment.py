@@ -18,11 +18,10 @@ import weakref
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 import numpy as np
-import numpy.typing as npt
 
 from . import _atomics as A
 from ._errors import CorruptSegment, Error, TableFull, VersionMismatch
-from ._format import MJPEG, array_view, is_packed, plane_views
+from ._format import MJPEG, Pixels, array_view, is_packed, plane_views
 from ._layout import (CONSUMER_ENTRY_SIZE, ENT_DELIVERED, ENT_DROPPED, ENT_HEARTBEAT_NS, ENT_HOLD_MASK,
                       ENT_HOLDS_GRANTED, ENT_HOLDS_REFUSED, ENT_HOLDS_TAKEN_BACK, ENT_LAST_SEQ, ENT_PID, ENT_PIDNS,
                       ENT_SEM, ENT_STATE, ENT_TOKEN, ENT_TORN_RETRIES, ENT_WAITERS, ENTRY_ACTIVE, ENTRY_CLAIMING,
@@ -37,7 +36,6 @@ _now = time.monotonic_ns  # CLOCK_MONOTONIC, the clock of every *_ns field
 _load8 = A.raw_load8
 _SC = A.SEQ_CST
 
-Pixels = npt.NDArray[np.uint8]
 Planes = Tuple[Pixels, ...]
 
 
