@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from ._errors import BadMagic, CorruptSegment, VersionMismatch
 from ._format import FrameFormat, plane_specs
@@ -180,7 +180,7 @@ class Header:
     @classmethod
     def decode(cls, b: bytes) -> "Header":
         vals = list(HEADER_STRUCT.unpack_from(b, 0))
-        kw = {}
+        kw: Dict[str, Any] = {}
         i = 0
         for _, code, name in HEADER_FIELDS:
             if code == "4I":
@@ -192,7 +192,7 @@ class Header:
         return cls(**kw)
 
     def encode(self) -> bytes:
-        vals: list = []
+        vals: List[int] = []
         for _, code, name in HEADER_FIELDS:
             v = getattr(self, name)
             if code == "4I":

@@ -130,7 +130,8 @@ def conflicting_lock(fd: int, start: int, length: int) -> int:
     """The type of a lock another open file description holds on the range (F_UNLCK:
     none), by F_OFD_GETLK, which takes nothing."""
     r = _lock_op(fd, F_OFD_GETLK, F_WRLCK, start, length)
-    return _FLOCK.unpack(r)[0]
+    kind: int = _FLOCK.unpack(r)[0]
+    return kind
 
 
 def owner_held(fd: int) -> bool:
