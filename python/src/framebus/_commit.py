@@ -45,7 +45,7 @@ class _Committer(_BackSlot):
 
     def _begin(self, s: _PSeg) -> int:
         """Steps 1 and 2: the back slot, its lock made odd, then a store fence. With holds
-        (amendment 10) the slot is chosen by C1-C4."""
+        (amendment 10, holds) the slot is chosen by C1-C4."""
         if s.holds:
             b = self._choose(s)
         else:

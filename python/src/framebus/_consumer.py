@@ -1,6 +1,7 @@
-"""The consumer: PROTOCOL.md sections 2 and 5, amendments 1-11, in the order of operations of
-the Go consumer (framebus/consumer.go, read.go, wait.go, liveness.go, hold.go), split as it is:
-this module is the Consumer (open, close, the public API, the read loop of ``next()``);
+"""The consumer: PROTOCOL.md sections 2 and 5 and the amendments of its section 7 (1-11), in
+the order of operations of the Go consumer (framebus/consumer.go, read.go, wait.go,
+liveness.go, hold.go), split as it is: this module is the Consumer (open, close, the public
+API, the read loop of ``next()``);
 ``_segment`` its mapping of a generation and its entry (join, leave); ``_read`` the read under
 the sequence lock and ``Frame``; ``_wait`` the futex waits; ``_liveness`` the checks,
 generations and re-synchronisation; ``_hold`` holds.
@@ -52,10 +53,10 @@ class ConsumerStats:
     liveness_checks: int  #: wait timeouts on which it checked the producer (this process's count)
     #: Reads refused for a word no honest producer writes (a frame newer than the header's
     #: last_seq, an ``active`` out of range, impossible ``bytes`` or ``user_meta_len``:
-    #: amendment 9), since the consumer was made; this process's count.
+    #: amendment 9, forged words refused), since the consumer was made; this process's count.
     refused: int = 0
     #: Times the consumer took the header's last_seq as its own after its own had been moved
-    #: ahead by such a word (amendment 9), since it was made; this process's count.
+    #: ahead by such a word (amendment 9, forged words refused), since it was made; this process's count.
     resyncs: int = 0
     #: Amendment 10, from the entry (this generation): holds granted, refused (cap,
     #: overwritten; plus this process's refusals on buses without holds, which are not
@@ -170,7 +171,7 @@ class Consumer(_Reader):
         producer closed the stream), ProducerGone and Stalled (once per episode:
         calling next() again keeps waiting), ChecksumMismatch, CorruptSegment (the file
         truncated under the consumer). A forged or torn word in the slot or the header
-        (amendment 9) raises nothing: the read is refused and counted (``refusals()``).
+        (amendment 9, forged words refused) raises nothing: the read is refused and counted (``refusals()``).
         """
         return self._next(timeout, None, "next")
 

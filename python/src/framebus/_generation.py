@@ -23,7 +23,8 @@ from ._layout import (ABI_VERSION, ENT_SEM, ENT_WAITERS, ENTRY_ACTIVE, FLAG_CHEC
                       HEADER_SIZE, MAGIC, STATE_BROKEN, STATE_READY, STATE_RETIRED, Geometry, Header)
 from ._mapping import Ident, Mapping, read_header
 from ._ownership import _Ownership, _set_mode
-from ._sys import OPEN_FLAGS, bus_dir, free_space, lstat_path, open_existing, path_error, pidns, try_lock, unlock, validate_name
+from ._sys import (OPEN_FLAGS, bus_dir, free_space, lstat_path, open_existing, path_error, pidns, try_lock, unlock,
+                   validate_name)
 
 log = logging.getLogger("framebus")
 log.addHandler(logging.NullHandler())

@@ -13,7 +13,8 @@ from . import _atomics as A
 from ._commit import _Committer
 from ._errors import Error
 from ._generation import _PSeg
-from ._layout import CONSUMER_ENTRY_SIZE, ENT_HOLD_MASK, ENT_PIDNS, ENTRY_ACTIVE, ENTRY_CLAIMING, ENTRY_FREE, MAGIC, STATE_BROKEN
+from ._layout import (CONSUMER_ENTRY_SIZE, ENT_HOLD_MASK, ENT_PIDNS, ENTRY_ACTIVE, ENTRY_CLAIMING, ENTRY_FREE, MAGIC,
+                      STATE_BROKEN)
 from ._sys import lstat_path, try_lock, unlock
 
 log = logging.getLogger("framebus")

@@ -55,7 +55,7 @@ class _BackSlot(_Generations):
     """The producer's part that chooses the back slot of a bus with holds."""
 
     def _choose(self, s: _PSeg) -> int:
-        """Amendment 10's choice of the back slot: C1 the held and pending sets; C2 the first of
+        """The choice of the back slot of amendment 10 (holds): C1 the held and pending sets; C2 the first of
         active + 1, active + 2, ... in neither, else the first not held; C3 its lock odd; C4 the
         sets again: held meanwhile (a grant finished), the lock goes back to its even value and
         C1 again without it, afresh when that leaves none (2N scans at most). A held slot is
@@ -111,7 +111,7 @@ class _BackSlot(_Generations):
 
     @staticmethod
     def _count_ignored(s: _PSeg) -> None:
-        """Amendment 10: hold bits of entries not in state 2, bits at or past slot_count, and
+        """Amendment 10, holds: hold bits of entries not in state 2, bits at or past slot_count, and
         pending bits without their slot's bit are ignored by both sides, and counted in
         holds_ignored by this scan."""
         _fence(_SC)

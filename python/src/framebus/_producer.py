@@ -1,9 +1,10 @@
-"""The producer: PROTOCOL.md sections 2 and 4, amendments 7, 8 and 10, in the order of
-operations of the Go producer (framebus/producer.go, generation.go, commit.go, heartbeat.go,
-holds.go), split as it is: this module is the Producer (options, the public API, close);
-``_ownership`` the lock file; ``_generation`` its mapping of a generation, new generations
-and takeovers; ``_holds`` the back slot's choice under holds; ``_commit`` publish and
-frame(); ``_heartbeat`` the heartbeat thread."""
+"""The producer: PROTOCOL.md sections 2 and 4, amendments 7 (the shared wake word), 8 (PID
+namespaces) and 10 (holds), in the order of operations of the Go producer
+(framebus/producer.go, generation.go, commit.go, heartbeat.go, holds.go), split as it is:
+this module is the Producer (options, the public API, close); ``_ownership`` the lock file;
+``_generation`` its mapping of a generation, new generations and takeovers; ``_holds`` the
+back slot's choice under holds; ``_commit`` publish and frame(); ``_heartbeat`` the
+heartbeat thread."""
 
 from __future__ import annotations
 

@@ -178,7 +178,7 @@ _pidns: Optional[int] = None
 
 
 def pidns() -> int:
-    """The inode number of /proc/self/ns/pid (amendment 8), 0 when unknown."""
+    """The inode number of /proc/self/ns/pid (amendment 8, PID namespaces), 0 when unknown."""
     global _pidns
     if _pidns is None:
         try:

@@ -112,7 +112,7 @@ class _Waiter(_Liveness):
         r = F.TIMED_OUT
         try:
             if shared:
-                _fadd4(waiters, 1, _SC)  # the shared count: one per sleeper (amendment 7)
+                _fadd4(waiters, 1, _SC)  # the shared count: one per sleeper (amendment 7, the shared wake word)
             else:
                 # The entry's own word: stored, not added (amendment 11, wake words heal).
                 _store4(waiters, 1, _SC)
