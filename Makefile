@@ -77,9 +77,10 @@ test: deps vet test-python
 # C consumer: Debian's numpy, OpenCV-Python and pytest (installed when missing,
 # as root, like sysdeps; PyPI is never asked), a venv over them in
 # $(PYVENV) made when missing, the package installed offline into it, then
-# pytest across real processes (under a minute here, two with a new venv).
+# pytest across real processes (under a minute here, two with a new venv). Before
+# them, Debian's mypy checks the package with --strict (numpy ships its stubs).
 PYDEPS    := py:numpy:python3-numpy py:cv2:python3-opencv py:pytest:python3-pytest \
-             py:ensurepip:python3-venv py:pip:python3-pip lib:libatomic.so.1:libatomic1
+             py:ensurepip:python3-venv py:pip:python3-pip lib:libatomic.so.1:libatomic1 cmd:mypy:mypy
 PYVENV    := $(BIN)/pyvenv
 PYTESTBIN := $(BIN)/framebus-pytest
 test-python:
@@ -87,7 +88,9 @@ test-python:
 	@command -v gcc >/dev/null || { echo "gcc is needed (apt-get install -y gcc)"; exit 1; }
 	@mkdir -p $(BIN)
 	@[ -x $(PYVENV)/bin/python ] || /usr/bin/python3 -m venv --system-site-packages $(PYVENV)
+	cd python && mypy --strict --cache-dir $(CURDIR)/$(BIN)/mypy-cache src/framebus
 	$(PYVENV)/bin/python -m pip install -q --no-index --no-build-isolation --disable-pip-version-check ./python
+	@$(PYVENV)/bin/python -c "import importlib.resources as r, framebus; assert r.files(framebus).joinpath('py.typed').is_file(), 'py.typed is not installed'"
 	@# With OpenCV (make test's deps install it) the command has analyze, which the motion
 	@# example is compared with; without it, a pure-Go build (that test is then skipped).
 	@if pkg-config --exists opencv4 2>/dev/null; then echo "$(GO) build -tags framebus_opencv -o $(PYTESTBIN) ./cmd/framebus"; \
