@@ -54,7 +54,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#ifndef FBGUARD_MAX_REGIONS
 #define FBGUARD_MAX_REGIONS 16
+#endif
 
 enum {
 	FBGUARD_FREE = 0,    /* slot unused */
