@@ -19,12 +19,13 @@ SYSDEPS   := pkgconf:opencv4:libopencv-dev pkgconf:x11:libx11-dev pkgconf:xext:l
 # The tools the interoperability tests talk to (issue 16): ffmpeg and
 # GStreamer at both ends of a pipe, an RTSP camera (gst-rtsp-server through
 # Python), a Prometheus server, the shells of the completion scripts,
-# systemd-analyze and a YAML parser for docs/deploy.
+# systemd-analyze and a YAML parser for docs/deploy; g++ for the C++ example over libframebus.
 INTEROPDEPS := cmd:ffmpeg:ffmpeg cmd:ffprobe:ffmpeg cmd:gst-launch-1.0:gstreamer1.0-tools \
              gst:videotestsrc:gstreamer1.0-plugins-base gst:jpegenc:gstreamer1.0-plugins-good \
              gst:rtpjpegpay:gstreamer1.0-plugins-good gst:rawvideoparse:gstreamer1.0-plugins-bad \
              py:gi:python3-gi py:gi.repository.GstRtspServer:gir1.2-gst-rtsp-server-1.0 \
-             cmd:prometheus:prometheus py:yaml:python3-yaml cmd:zsh:zsh cmd:systemd-analyze:systemd
+             cmd:prometheus:prometheus py:yaml:python3-yaml cmd:zsh:zsh cmd:systemd-analyze:systemd \
+             cmd:g++:g++
 # The commit, for framebus version: the Go toolchain does not stamp builds
 # from a git worktree or with GOFLAGS=-buildvcs=false.
 VCS_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
@@ -75,8 +76,8 @@ install: lib
 	$(MAKE) -C libframebus install PREFIX=$(PREFIX)
 
 # libframebus's API tests (real processes: a producer killed with SIGKILL, a bus truncated
-# under a zero-copy view) and the C++ OpenCV example against framebus capture (its Go test,
-# examples/cpp, runs with make test's go test too).
+# under a zero-copy view). The C++ OpenCV example (examples/cpp) is built and run against
+# framebus capture by its Go test, examples/cpp/test, in make test's go test.
 test-lib:
 	@command -v gcc >/dev/null || { echo "gcc is needed (apt-get install -y gcc)"; exit 1; }
 	$(MAKE) -C libframebus test

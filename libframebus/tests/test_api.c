@@ -343,12 +343,31 @@ static void test_busy_inspect_reconfigure(void)
 	EQ(fb_producer_publish(p, buf, 32 * 32, NULL, NULL), FB_OK);
 	fb_frame f;
 	EQ(fb_consumer_next(c, 1000, &f), FB_OK);
+	/* a hold outlives its generation: the old mapping stays until it is released */
+	fb_producer_close(p);
+	po.slots = 4;
+	po.consumers = 1;
+	EQ(fb_producer_create("busy", &po, &p), FB_OK);
+	EQ(fb_producer_publish(p, buf, 32 * 32, NULL, NULL), FB_OK);
+	EQ(fb_consumer_next(c, 2000, &f), FB_ERR_END_OF_STREAM); /* the first producer closed */
+	fb_consumer_close(c);
+	EQ(fb_consumer_open("busy", &co, &c), FB_OK);
+	fb_consumer *c2 = NULL;
+	EQ(fb_consumer_open("busy", &co, &c2), FB_ERR_TABLE_FULL); /* consumers = 1 */
+	memset(buf, 9, sizeof buf);
+	EQ(fb_producer_publish(p, buf, 32 * 32, NULL, NULL), FB_OK);
+	EQ(fb_consumer_next(c, 1000, &f), FB_OK);
+	fb_hold old;
+	EQ(fb_frame_hold(c, &f, &old), FB_OK);
 	fb_format nf = {.width = 64, .height = 48, .pixel_format = FRAMEBUS_FOURCC_GREY};
 	EQ(fb_producer_reconfigure(p, &nf), FB_OK);
 	EQ(fb_producer_publish(p, buf, sizeof buf, NULL, NULL), FB_OK);
 	EQ(fb_consumer_next(c, 2000, &f), FB_OK);
 	CHECK(f.generation == 2 && f.generation_changed && f.bytes == sizeof buf, "generation %" PRIu64 " changed %d",
 	      f.generation, f.generation_changed);
+	CHECK(old.generation == 1 && fb_hold_valid(c, &old) && old.data[0] == 9 && old.data[old.bytes - 1] == 9,
+	      "the old generation's hold");
+	EQ(fb_hold_release(c, &old), FB_OK);
 	fb_format cf;
 	fb_consumer_format(c, &cf);
 	CHECK(cf.width == 64 && cf.height == 48, "format %ux%u", cf.width, cf.height);

@@ -111,6 +111,7 @@ struct fb_consumer {
 	uint32_t refused_slot;
 	uint64_t refused_lock;
 	int retired_noted;
+	int sticky; /* the error that left us without a generation or an entry */
 	int timed_out, woke, gen_changed;
 	uint64_t last_check;
 
@@ -786,7 +787,7 @@ static void hold_withdraw(fb_consumer *c, uint32_t s)
 static int hold_refuse(fb_consumer *c, int why)
 {
 	c->holds_refused++;
-	if (why != FB_HOLD_UNSUPPORTED && why != FB_HOLD_COPY) {
+	if (why != FB_HOLD_UNSUPPORTED && why != FB_HOLD_COPY && c->joined) {
 		/* on a bus without holds these are reserved bytes */
 		__atomic_fetch_add(&c->me->holds_refused, 1, SEQ_CST);
 		__atomic_fetch_add(&c->seg->h->holds_refused, 1, SEQ_CST);
@@ -1332,6 +1333,8 @@ static void fill_frame(fb_consumer *c, const struct rframe *f, fb_frame *out)
  * snapshot and state 2 woke nobody, amendment 2), then, with nothing new, the wait; the
  * wake's heartbeat is stored after the read (the entry's line is the one the producer's
  * step 6 just wrote: fetching it back first would add its transfer to the latency). */
+static int next_loop(fb_consumer *c, uint8_t *buf, size_t len, int timeout_ms, fb_frame *out);
+
 static int next_impl(fb_consumer *c, uint8_t *buf, size_t len, int timeout_ms, fb_frame *out)
 {
 	if (c == NULL || out == NULL)
@@ -1340,9 +1343,19 @@ static int next_impl(fb_consumer *c, uint8_t *buf, size_t len, int timeout_ms, f
 		return fail(c, FB_ERR_CLOSED, "consumer closed");
 	if (c->eos)
 		return fail(c, FB_ERR_END_OF_STREAM, "%s: the producer closed the stream", c->path);
-	if (c->seg == NULL)
+	if (c->sticky)
+		return c->sticky; /* its message is still in errmsg */
+	if (c->seg == NULL || !c->joined)
 		return fail(c, FB_ERR_PRODUCER_GONE, "%s: no generation joined", c->path);
 	c->errmsg[0] = '\0';
+	int r = next_loop(c, buf, len, timeout_ms, out);
+	if (r < 0 && (c->seg == NULL || !c->joined))
+		c->sticky = r; /* a rejoin failed: nothing to read from any more */
+	return r;
+}
+
+static int next_loop(fb_consumer *c, uint8_t *buf, size_t len, int timeout_ms, fb_frame *out)
+{
 	uint64_t start = fbi_now_ns();
 	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000u;
 	/* A rejoin waits for a new generation for at least three heartbeats. */
