@@ -9,7 +9,8 @@
  * _begin, _commit, _abort, _publish, _reconfigure, _close) and fb_inspect for tools.
  *
  * Conventions
- *   - One prefix, fb_. Handles are opaque (fb_consumer, fb_producer); frames, holds,
+ *   - One prefix, fb_. The ABI is libframebus.so.1: structs end in zeroed _reserved words, so
+ *     that a later 1.x adds fields without breaking programs built against this header. Handles are opaque (fb_consumer, fb_producer); frames, holds,
  *     formats, options and statistics are structs of plain fields owned by the caller.
  *   - Every function that can fail returns an int: FB_OK (0) or a negative fb_err.
  *     fb_strerror(code) names the code; fb_consumer_errmsg / fb_producer_errmsg give the
@@ -113,6 +114,7 @@ typedef struct fb_format {
 	uint32_t plane_offset[FRAMEBUS_MAX_PLANES];
 	uint32_t fps_num, fps_den;  /* 0/0: unknown */
 	uint64_t max_frame_bytes;   /* 0: derived (required for MJPG); the slot capacity */
+	uint64_t _reserved[2];       /* zero: room for fields of later 1.x versions */
 } fb_format;
 
 /* Fills the planes and max_frame_bytes of a format from width, height and pixel_format
@@ -153,6 +155,7 @@ typedef struct fb_consumer_opts {
 	const char *path;
 	const char *lock_path;
 	int no_owner_check;
+	uint64_t _reserved[8];       /* zero: room for fields of later 1.x versions */
 } fb_consumer_opts;
 
 /* Why a hold was refused (fb_hold.refused, with FB_ERR_NO_HOLD). */
@@ -173,6 +176,7 @@ typedef struct fb_hold {
 	int refused;           /* fb_hold_refusal, when fb_frame_hold returned FB_ERR_NO_HOLD */
 	uint32_t _rec;         /* private */
 	uint64_t _serial;      /* private; 0: no hold */
+	uint64_t _reserved[2];       /* zero: room for fields of later 1.x versions */
 } fb_hold;
 
 /* A delivered frame. Its data is a zero-copy read-only view into the bus (next), the
@@ -195,12 +199,14 @@ typedef struct fb_frame {
 	int generation_changed;         /* a new generation was joined since the last frame:
 					 * read the format again (fb_consumer_format) */
 	int copied;                     /* data is a copy */
-	int held;                       /* hold_frames: hold below was granted */
+	int held;                       /* hold_frames: hold below was granted; release it with
+					 * fb_hold_release(c, &frame.hold) */
 	fb_hold hold;
 	/* private */
 	void *_seg;
 	uint32_t _slot;
 	uint64_t _lock;
+	uint64_t _reserved[4];       /* zero: room for fields of later 1.x versions */
 } fb_frame;
 
 /* Statistics (a struct tag, as POSIX's struct stat: the function has its name). */
@@ -218,6 +224,7 @@ struct fb_consumer_stats {
 	uint64_t holds_granted, holds_refused; /* this process */
 	uint64_t holds_taken_back;       /* by the producer's lease, this generation's entry */
 	int holds;                       /* holds out now */
+	uint64_t _reserved[8];       /* zero: room for fields of later 1.x versions */
 };
 
 /* Opens bus `name` (or opts->path), validates it, maps it and joins its consumer table. */
@@ -273,12 +280,14 @@ typedef struct fb_producer_opts {
 	fb_log_fn log;
 	void *log_arg;
 	int ignore_holds_for_tests; /* tests only: flag bit 2 set, yet section 4's back slot */
+	uint64_t _reserved[8];       /* zero: room for fields of later 1.x versions */
 } fb_producer_opts;
 
 typedef struct fb_meta {
 	uint64_t capture_ns;       /* when the source produced the frame; 0 = commit time */
 	const void *user_meta;     /* carried with the frame, at most FRAMEBUS_USER_META_MAX */
 	uint32_t user_meta_len;
+	uint64_t _reserved[2];       /* zero: room for fields of later 1.x versions */
 } fb_meta;
 
 struct fb_producer_stats {
@@ -286,6 +295,7 @@ struct fb_producer_stats {
 	uint32_t consumers_active;
 	uint64_t consumers_reclaimed;
 	uint64_t holds_granted, holds_refused, holds_taken_back;
+	uint64_t _reserved[8];       /* zero: room for fields of later 1.x versions */
 };
 
 /* Takes ownership of `name`, builds generation 1 (continuing a dead producer's numbering)
@@ -307,7 +317,8 @@ FB_API int fb_producer_stats(fb_producer *p, struct fb_producer_stats *stats);
 FB_API int fb_producer_format(fb_producer *p, fb_format *format);
 FB_API const char *fb_producer_errmsg(fb_producer *p);
 /* Advanced (benchmarks, tools): the current generation's mapping, framebus_header first;
- * valid until the next call on p. */
+ * valid until the next call on p, and with the heartbeat thread until a heartbeat replaces
+ * a broken generation (use it with manual_heartbeat). */
 FB_API void *fb_producer_mapping(fb_producer *p, size_t *len);
 /* End of stream: the end-of-stream frame, RETIRED, consumers woken, the name removed. */
 FB_API int fb_producer_close(fb_producer *p);
@@ -329,6 +340,7 @@ typedef struct fb_snapshot {
 	uint64_t version_mismatch_count;
 	uint32_t consumers_active;
 	uint64_t hold_max_ns, holds_granted, holds_refused, holds_taken_back, holds_ignored;
+	uint64_t _reserved[8];       /* zero: room for fields of later 1.x versions */
 } fb_snapshot;
 
 /* Reads bus `name` in dir (NULL: the default) without joining it or mapping it. */
