@@ -30,6 +30,7 @@
 #include "internal.h"
 
 #include <dirent.h>
+#include <grp.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -64,6 +65,7 @@ struct fb_producer {
 	char seg_path[PATH_MAX], lock_path[PATH_MAX], tmp_path[PATH_MAX];
 	int lock_fd;
 	int lock_created;
+	gid_t gid; /* opts.group, or (gid_t)-1 */
 	dev_t lock_dev;
 	ino_t lock_ino;
 
@@ -127,6 +129,16 @@ static int seg_truncated(const struct pseg *s)
 	return fbi_guard_truncated(s->guard);
 }
 
+/* The mode and group of a file this producer created (the umask does not decide). */
+static int set_mode(fb_producer *p, int fd)
+{
+	if (fchmod(fd, (mode_t)p->o.mode) != 0)
+		return -1;
+	if (p->gid != (gid_t)-1 && fchown(fd, (uid_t)-1, p->gid) != 0)
+		return -1;
+	return 0;
+}
+
 /* ---- ownership (section 2) ----------------------------------------------------------- */
 
 /* The owner's pid from the segment at the name, 0 if it cannot be read. */
@@ -159,10 +171,11 @@ static int take_ownership(fb_producer *p)
 			return pfail(p, e == EACCES || e == EPERM ? FB_ERR_PERMISSION : e == ELOOP ? FB_ERR_UNSAFE_PATH
 				     : e == ENOENT ? FB_ERR_NOT_FOUND : FB_ERR_SYSTEM, "open %s: %s", p->lock_path, strerror(e));
 		}
-		if (created && fchmod(fd, mode) != 0) { /* the umask does not decide */
+		if (created && set_mode(p, fd) != 0) {
 			int e = errno;
 			close(fd);
-			return pfail(p, FB_ERR_SYSTEM, "chmod %s: %s", p->lock_path, strerror(e));
+			return pfail(p, e == EPERM ? FB_ERR_PERMISSION : FB_ERR_SYSTEM, "chmod/chown %s: %s", p->lock_path,
+				     strerror(e));
 		}
 		if (fbi_ofd_lock(fd, F_WRLCK, 0, 1) != 0) {
 			int e = errno;
@@ -219,7 +232,7 @@ static int keep_lock(fb_producer *p)
 	int old = p->lock_fd;
 	mode_t mode = (mode_t)p->o.mode;
 	int fd = open(p->lock_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-	if (fd < 0 || fchmod(fd, mode) != 0 || fbi_ofd_lock(fd, F_WRLCK, 0, 1) != 0 ||
+	if (fd < 0 || set_mode(p, fd) != 0 || fbi_ofd_lock(fd, F_WRLCK, 0, 1) != 0 ||
 	    !is_at(fd, p->lock_path) || fstat(fd, &st) != 0) {
 		if (fd >= 0)
 			close(fd);
@@ -430,11 +443,12 @@ static int new_generation(fb_producer *p, uint64_t gen, uint64_t last_seq, struc
 			continue;
 		}
 		struct stat st;
-		if (fchmod(fd, mode) != 0 || fstat(fd, &st) != 0) {
+		if (set_mode(p, fd) != 0 || fstat(fd, &st) != 0) {
 			int e = errno;
 			unlink(p->tmp_path);
 			close(fd);
-			return pfail(p, FB_ERR_SYSTEM, "chmod %s: %s", p->tmp_path, strerror(e));
+			return pfail(p, e == EPERM ? FB_ERR_PERMISSION : FB_ERR_SYSTEM, "chmod/chown %s: %s", p->tmp_path,
+				     strerror(e));
 		}
 		int err = posix_fallocate(fd, 0, (off_t)total);
 		if (err == EOPNOTSUPP || err == EINVAL)
@@ -888,6 +902,21 @@ int fb_producer_create(const char *name, const fb_producer_opts *opts, fb_produc
 		r = pfail(p, FB_ERR_BAD_OPTIONS, "bad format %" PRIu32 "x%" PRIu32 " fourcc 0x%08" PRIx32
 			  ": want 1x1 to 16384x16384, a known pixel format (even dimensions for YUYV, NV12, I420)",
 			  o->format.width, o->format.height, o->format.pixel_format);
+	p->gid = (gid_t)-1;
+	if (r == 0 && o->group != NULL && o->group[0] != '\0') {
+		char *end;
+		unsigned long id = strtoul(o->group, &end, 10);
+		if (*end == '\0' && end != o->group)
+			p->gid = (gid_t)id;
+		else {
+			struct group g, *res = NULL;
+			char buf[4096];
+			if (getgrnam_r(o->group, &g, buf, sizeof buf, &res) == 0 && res != NULL)
+				p->gid = res->gr_gid;
+			else
+				r = pfail(p, FB_ERR_BAD_OPTIONS, "group %s: no such group", o->group);
+		}
+	}
 	if (r == 0) {
 		snprintf(p->name, sizeof p->name, "%s", name);
 		snprintf(p->dir, sizeof p->dir, "%s", fbi_default_dir(o->dir));

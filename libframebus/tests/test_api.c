@@ -471,6 +471,34 @@ static void test_truncated_view(void)
 	fb_producer_close(p);
 }
 
+/* Mode 0660 and a group: the segment and the lock file get both (the umask does not
+ * decide); a world-writable mode is refused. */
+static void test_mode_group(void)
+{
+	fb_producer_opts po = popts(16, 16, 2);
+	po.mode = 0666;
+	fb_producer *p;
+	EQ(fb_producer_create("modes", &po, &p), FB_ERR_BAD_OPTIONS);
+	po.mode = 0660;
+	char gid[32];
+	snprintf(gid, sizeof gid, "%u", (unsigned)getegid());
+	po.group = gid;
+	mode_t old = umask(077);
+	EQ(fb_producer_create("modes", &po, &p), FB_OK);
+	umask(old);
+	const char *files[] = {"framebus.modes", "framebus.modes.lock"};
+	for (int i = 0; i < 2; i++) {
+		char path[512];
+		struct stat st;
+		snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+		CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0660 && st.st_gid == getegid(),
+		      "%s: mode %04o gid %u", files[i], (unsigned)(st.st_mode & 07777), (unsigned)st.st_gid);
+	}
+	fb_producer_close(p);
+	po.group = "no-such-group-for-framebus";
+	EQ(fb_producer_create("modes", &po, &p), FB_ERR_BAD_OPTIONS);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -488,7 +516,8 @@ int main(void)
 		{"version skew: abi_version 2", test_version_skew},
 		{"two processes: frames with checksums, end of stream", test_two_processes},
 		{"holds: cap, copy, unsupported, abort", test_holds},
-		{"busy, inspect, reconfigure", test_busy_inspect_reconfigure},
+		{"busy, inspect, reconfigure, table full", test_busy_inspect_reconfigure},
+		{"mode 0660 and a group", test_mode_group},
 		{"kill -9 of the producer", test_producer_killed},
 		{"truncation under a zero-copy view", test_truncated_view},
 	};

@@ -270,6 +270,8 @@ typedef struct fb_producer_opts {
 	uint32_t consumers;        /* table entries, default 32, at most 1024 */
 	uint32_t heartbeat_ms;     /* default 100, 1 .. 60000 */
 	uint32_t mode;             /* file mode, default 0600; must have 0600, never o+w */
+	const char *group;         /* group (name or numeric id) of the files, with mode 0660;
+				    * NULL: the creator's */
 	int checksum;              /* carry a CRC-32C of every frame */
 	int no_shared_wake;        /* no shared wake word (amendment 7) */
 	int no_holds;              /* do not honour holds (amendment 10) */
