@@ -1369,6 +1369,7 @@ static int next_loop(fb_consumer *c, uint8_t *buf, size_t len, int timeout_ms, f
 		if (bus_truncated(c)) {
 			if ((r = on_truncated(c, join_by)) < 0)
 				return r;
+			c->last_check = fbi_now_ns();
 			continue;
 		}
 		int got = take_newest(c, &f, deadline, buf, len);
@@ -1380,11 +1381,13 @@ static int next_loop(fb_consumer *c, uint8_t *buf, size_t len, int timeout_ms, f
 		if (!got && bus_truncated(c))
 			continue; /* the frame read was zeros: dropped, rejoin above */
 		if (c->woke) {
-			__atomic_store_n(&c->me->heartbeat_ns, fbi_now_ns(), SEQ_CST);
+			c->last_check = fbi_now_ns(); /* a wake: the interval without one starts again */
+			__atomic_store_n(&c->me->heartbeat_ns, c->last_check, SEQ_CST);
 			c->woke = 0;
 		}
 		if (got) {
 			c->timed_out = 0;
+			c->last_check = fbi_now_ns();
 			if (c->eos)
 				return fail(c, FB_ERR_END_OF_STREAM, "%s: the producer closed the stream", c->path);
 			fill_frame(c, &f, out);
@@ -1395,8 +1398,10 @@ static int next_loop(fb_consumer *c, uint8_t *buf, size_t len, int timeout_ms, f
 		}
 		uint64_t now = fbi_now_ns();
 		if (now >= c->last_check + interval) {
-			/* A heartbeat interval without a frame (the caller's timeouts may be
-			 * shorter): refresh, check the entry, then look at the producer. */
+			/* A heartbeat interval without a wake or a frame, over one call or several
+			 * (the caller's timeouts may be shorter): the timeout of section 5. Refresh,
+			 * check the entry, then look at the producer. While frames come, liveness
+			 * is not looked at (a producer that commits is alive). */
 			c->last_check = now;
 			__atomic_store_n(&c->me->heartbeat_ns, now, SEQ_CST);
 			if ((r = check_entry(c)) < 0)
@@ -1412,8 +1417,10 @@ static int next_loop(fb_consumer *c, uint8_t *buf, size_t len, int timeout_ms, f
 			if ((r = check_producer(c, join_by)) < 0)
 				return r;
 			c->timed_out = 0;
-			if (c->seg != was || c->seg->generation != gen)
+			if (c->seg != was || c->seg->generation != gen) {
+				c->last_check = fbi_now_ns(); /* a new generation: its own interval */
 				continue;
+			}
 		}
 		if (now >= deadline)
 			return fail(c, FB_ERR_TIMEOUT, "no new frame for %d ms", timeout_ms);
