@@ -19,19 +19,20 @@ SYSDEPS   := pkgconf:opencv4:libopencv-dev pkgconf:x11:libx11-dev pkgconf:xext:l
 # The tools the interoperability tests talk to (issue 16): ffmpeg and
 # GStreamer at both ends of a pipe, an RTSP camera (gst-rtsp-server through
 # Python), a Prometheus server, the shells of the completion scripts,
-# systemd-analyze and a YAML parser for docs/deploy.
+# systemd-analyze and a YAML parser for docs/deploy; g++ for the C++ example over libframebus.
 INTEROPDEPS := cmd:ffmpeg:ffmpeg cmd:ffprobe:ffmpeg cmd:gst-launch-1.0:gstreamer1.0-tools \
              gst:videotestsrc:gstreamer1.0-plugins-base gst:jpegenc:gstreamer1.0-plugins-good \
              gst:rtpjpegpay:gstreamer1.0-plugins-good gst:rawvideoparse:gstreamer1.0-plugins-bad \
              py:gi:python3-gi py:gi.repository.GstRtspServer:gir1.2-gst-rtsp-server-1.0 \
-             cmd:prometheus:prometheus py:yaml:python3-yaml cmd:zsh:zsh cmd:systemd-analyze:systemd
+             cmd:prometheus:prometheus py:yaml:python3-yaml cmd:zsh:zsh cmd:systemd-analyze:systemd \
+             cmd:g++:g++
 # The commit, for framebus version: the Go toolchain does not stamp builds
 # from a git worktree or with GOFLAGS=-buildvcs=false.
 VCS_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
 VCS_DIRTY  := $(shell git status --porcelain 2>/dev/null | grep -q . && echo true)
 LDFLAGS    := -X main.buildCommit=$(VCS_COMMIT) -X main.buildModified=$(VCS_DIRTY)
 
-.PHONY: all build test test-python test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
+.PHONY: all build lib test-lib install test test-python test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
 
 all: build
 
@@ -59,16 +60,33 @@ sysdeps:
 	fi
 
 # The full command (OpenCV and camera support included), and a check that the
-# pure-Go command still builds without cgo.
+# pure-Go command still builds without cgo; libframebus too where a C compiler is.
 build: deps
 	@mkdir -p $(BIN)
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/framebus ./cmd/framebus
+	@if command -v $(CC) >/dev/null 2>&1; then $(MAKE) -s lib; else echo "no C compiler ($(CC)): libframebus not built"; fi
+
+# libframebus, the C library (docs/LIBFRAMEBUS.md): libframebus/build/libframebus.so.1.0.0,
+# libframebus.a and framebus.pc. make install puts them, libframebus.h and the wire contract
+# framebus.h under PREFIX (default /usr/local; DESTDIR for staging).
+PREFIX ?= /usr/local
+lib:
+	$(MAKE) -C libframebus
+install: lib
+	$(MAKE) -C libframebus install PREFIX=$(PREFIX)
+
+# libframebus's API tests (real processes: a producer killed with SIGKILL, a bus truncated
+# under a zero-copy view). The C++ OpenCV example (examples/cpp) is built and run against
+# framebus capture by its Go test, examples/cpp/test, in make test's go test.
+test-lib:
+	@command -v gcc >/dev/null || { echo "gcc is needed (apt-get install -y gcc)"; exit 1; }
+	$(MAKE) -C libframebus test
 
 # The whole test suite: vet, the pure-Go build of the transport, every test
 # (multi-process failure tests, the C header check, the fuzz seed corpus,
 # ffmpeg, GStreamer, an RTSP camera and Prometheus on loopback), and the
 # Python package's tests.
-test: deps vet test-python
+test: deps vet test-python test-lib
 	@$(MAKE) -s sysdeps SYSDEPS="$(INTEROPDEPS)"
 	CGO_ENABLED=0 $(GO) build ./framebus/... ./capture/... ./cmd/...
 	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_REQUIRE_BROWSER=1 FRAMEBUS_REQUIRE_TOOLS=1 FRAMEBUS_TAGS=$(TAGS) $(GO) test -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
@@ -144,10 +162,13 @@ fmt:
 # (with its tests), internal/ and the command for linux/arm64, windows/amd64
 # and windows/arm64, and the command's CGO_ENABLED=0 binaries. cmd/framebus's
 # own tests drive processes with POSIX signals, so on Windows its non-test
-# files are vetted (go list ... GoFiles). darwin proves the stubs build.
+# files are vetted (go list ... GoFiles). darwin proves the stubs build. Then
+# libframebus's C tests under ASan and UBSan (libframebus/Makefile, check).
 CROSS := linux/arm64 windows/amd64 windows/arm64
 check: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+	@# libframebus's tests under AddressSanitizer and UndefinedBehaviorSanitizer, and its exports
+	$(MAKE) -C libframebus check
 	@set -e; for t in $(CROSS); do os=$${t%/*}; arch=$${t#*/}; echo "== $$os/$$arch: vet, build"; \
 	  export CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch; \
 	  $(GO) vet ./framebus/... ./internal/...; \
@@ -218,3 +239,4 @@ model:
 
 clean:
 	rm -rf $(BIN)
+	$(MAKE) -C libframebus clean

@@ -40,8 +40,20 @@ var (
 	cxError error
 )
 
+// cLibArgs are the gcc arguments that build a program of testdata/c over
+// libframebus (../libframebus, the C library that holds the protocol): its
+// include directories, pthreads, and its sources, compiled into the program.
+func cLibArgs(t *testing.T) []string {
+	t.Helper()
+	srcs, err := filepath.Glob("../libframebus/src/*.c")
+	if err != nil || len(srcs) == 0 {
+		t.Fatalf("libframebus sources: %v (%d files)", err, len(srcs))
+	}
+	return append([]string{"-pthread", "-Iinclude", "-I../libframebus/include"}, srcs...)
+}
+
 // cxBuild builds testdata/c's consumer.c and producer.c once per test binary
-// (gcc -O2 -std=gnu11 -Wall -Wextra -Werror) and returns the binary of prog
+// (gcc -O2 -std=gnu11 -Wall -Wextra -Werror, over libframebus: cLibArgs) and returns the binary of prog
 // ("consumer" or "producer"). Without gcc the test is skipped, unless
 // FRAMEBUS_REQUIRE_GCC=1.
 func cxBuild(t *testing.T, prog string) string {
@@ -61,8 +73,8 @@ func cxBuild(t *testing.T, prog string) string {
 		cxBins = map[string]string{}
 		for _, p := range []string{"consumer", "producer"} {
 			bin := filepath.Join(cxDir, p)
-			out, err := exec.Command(gcc, "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-Iinclude",
-				"-o", bin, "testdata/c/"+p+".c").CombinedOutput()
+			args := append([]string{"-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o", bin}, cLibArgs(t)...)
+			out, err := exec.Command(gcc, append(args, "testdata/c/"+p+".c")...).CombinedOutput()
 			if err != nil {
 				cxError = fmt.Errorf("building %s.c: %v\n%s", p, err, out)
 				return

@@ -254,9 +254,9 @@ def test_native_crc_matches():
 
 
 def test_native_crc_header_is_the_c_programs():
-    """_crc32c_impl.h is framebus/testdata/c/crc32c.h with a two-line note in front."""
+    """_crc32c_impl.h is libframebus/src/crc32c.h with a two-line note in front."""
     from conftest import REPO
 
     ours = (REPO / "python" / "src" / "framebus" / "_crc32c_impl.h").read_text().splitlines()
-    theirs = (REPO / "framebus" / "testdata" / "c" / "crc32c.h").read_text().splitlines()
+    theirs = (REPO / "libframebus" / "src" / "crc32c.h").read_text().splitlines()
     assert ours[2:] == theirs
