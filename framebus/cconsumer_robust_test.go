@@ -656,7 +656,8 @@ func TestCConsumerWakeWordsHeal(t *testing.T) {
 						}
 					}
 				}()
-				defer func() { close(stop); wg.Wait() }()
+				stopPublishing := sync.OnceFunc(func() { close(stop); wg.Wait() })
+				defer stopPublishing()
 
 				cons := cxStart(t, consumer, "--wake", wake, p.Path(), framebus.LockPath(dir, name), "100000000", "30000")
 				cxWaitFor(t, 10*time.Second, "the first frames", func() bool { return cons.frames.Load() >= 5 || !cons.running() })
@@ -708,6 +709,7 @@ func TestCConsumerWakeWordsHeal(t *testing.T) {
 					t.Errorf("after the forgery: %d frames in %v, before it %d: the consumer did not come back to full rate\n%s",
 						after, window, before, cons.stderrText())
 				}
+				stopPublishing() // before the end of stream: no Fill after Close
 				p.Close()
 				if code := cons.wait(t, 20*time.Second); code != 0 {
 					t.Errorf("C consumer exit %d: %s", code, cons.stderrText())

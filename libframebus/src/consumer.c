@@ -795,6 +795,17 @@ static int hold_refuse(fb_consumer *c, int why)
 	return why;
 }
 
+/* Whether a slot's lock is l1, read again a bounded number of times while it is l1 + 1: a
+ * producer backing off at C4 (amendment 10) made the slot odd without writing it and stores
+ * l1 back at once. Still odd after that, or any other value: the slot is being rewritten. */
+static int lock_settles(const uint64_t *lock, uint64_t l1)
+{
+	uint64_t v = __atomic_load_n(lock, SEQ_CST);
+	for (int i = 0; v == l1 + 1 && i < 4096; i++)
+		v = __atomic_load_n(lock, SEQ_CST);
+	return v == l1;
+}
+
 /* The grant, G1-G5, right after a read of slot s under even lock value l1. Never waits. */
 static int hold_grant(fb_consumer *c, uint32_t s, uint64_t l1)
 {
@@ -807,7 +818,7 @@ static int hold_grant(fb_consumer *c, uint32_t s, uint64_t l1)
 	uint64_t *lock = &B->slots[s].lock;
 	uint32_t n = B->slot_count, bits = (1u << n) - 1;
 	__atomic_fetch_or(&me->hold_mask, (1u << s) | FRAMEBUS_HOLD_PENDING(s), SEQ_CST); /* G1 */
-	if (__atomic_load_n(lock, SEQ_CST) != l1) {                                    /* G2 */
+	if (!lock_settles(lock, l1)) {                                                 /* G2 */
 		hold_withdraw(c, s);
 		return hold_refuse(c, FB_HOLD_OVERWRITTEN);
 	}
@@ -822,7 +833,7 @@ static int hold_grant(fb_consumer *c, uint32_t s, uint64_t l1)
 		return hold_refuse(c, FB_HOLD_CAP);
 	}
 	__atomic_fetch_and(&me->hold_mask, ~FRAMEBUS_HOLD_PENDING(s), SEQ_CST); /* G4 */
-	if (__atomic_load_n(lock, SEQ_CST) != l1) {                          /* G5 */
+	if (!lock_settles(lock, l1)) {                                       /* G5 */
 		hold_withdraw(c, s);
 		return hold_refuse(c, FB_HOLD_OVERWRITTEN);
 	}
@@ -1211,6 +1222,8 @@ static int check_producer(fb_consumer *c, uint64_t deadline)
 			return fail(c, FB_ERR_PRODUCER_GONE, "%s: segment BROKEN and producer gone", c->path);
 		return 0;
 	default:
+		if (bus_truncated(c)) /* the state read zeros: truncated since the look above */
+			return on_truncated(c, deadline);
 		return fail(c, FB_ERR_PRODUCER_GONE, "%s: segment state %" PRIu32 " (%s)", c->path, st,
 			    fbi_state_name(st));
 	}
@@ -1535,7 +1548,7 @@ int fb_hold_valid(fb_consumer *c, const fb_hold *hold)
 	if (r == NULL)
 		return 0;
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	int ok = __atomic_load_n(&r->seg->slots[r->slot].lock, RELAXED) == r->lock;
+	int ok = lock_settles(&r->seg->slots[r->slot].lock, r->lock);
 	return ok && !seg_truncated(r->seg);
 }
 

@@ -668,15 +668,19 @@ static uint32_t begin_slot(fb_producer *p, struct pseg *s, uint64_t *before)
 		return b;
 	}
 	uint32_t tried = 0; /* slots a grant finished on between our C3 and C4 */
-	for (uint32_t round = 0; round < n; round++) {
+	for (uint32_t round = 0; round < 2 * n; round++) {
 		uint32_t pending, held = hold_sets(s, &pending); /* C1 */
 		uint32_t old = lease_expired(s);
 		uint32_t keep = (held & ~old) | tried;
 		uint32_t b = first_free(a, n, keep | pending); /* C2 */
 		if (b == n)
 			b = first_free(a, n, keep);
-		if (b == n)
-			break; /* nothing avoidable: only forged words do this */
+		if (b == n) {
+			/* The slots C4 left out may be free again (their grants withdrew at G5), and
+			 * C1 reads the entries one by one: start afresh. */
+			tried = 0;
+			continue;
+		}
 		if (held & (1u << b))
 			take_back(s, b); /* past the lease */
 		uint64_t l = mark_odd(s, b);                     /* C3 */
@@ -695,7 +699,8 @@ static uint32_t begin_slot(fb_producer *p, struct pseg *s, uint64_t *before)
 		__atomic_store_n(&s->slots[b].lock, l, SEQ_CST);
 		tried |= 1u << b;
 	}
-	/* Every slot but the active one held (more than the cap: forged words): take back. */
+	/* No scan found a slot: forged words, or holds changing during every scan. Never
+	 * wait: take one back. */
 	uint32_t b = (a + 1) % n;
 	take_back(s, b);
 	*before = mark_odd(s, b);
