@@ -4,7 +4,6 @@ package viewer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"image"
 	"time"
@@ -57,15 +56,8 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 	e := &vp8Encoder{conv: NewConverter(), i420: gocv.NewMat(), lastLog: time.Now()}
 	defer e.close()
 	for {
-		fr, err := in.Next(ctx)
-		if err != nil {
-			var we *feed.WaitingError
-			switch {
-			case ctx.Err() != nil:
-				return nil
-			case errors.As(err, &we), errors.Is(err, feed.ErrIdle):
-				continue
-			}
+		fr, err := nextFrame(ctx, in, nil)
+		if fr == nil {
 			return err
 		}
 		if err := b.encodeFrame(e, fr, in); err != nil {
