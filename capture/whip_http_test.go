@@ -3,61 +3,47 @@
 package capture
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 
-	"github.com/pion/webrtc/v4"
-
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/rtc"
 )
 
-// sendOffer is a pion peer's offer to send one VP8 track, candidates
-// gathered; the peer closes with the test.
+// sendOffer is the offer of a peer that sends one VP8 track (as a WHIP
+// client would make), candidates gathered; the peer closes with the test.
 func sendOffer(t *testing.T) string {
 	t.Helper()
-	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	p, err := rtc.NewSendPeer(rtc.Config{LoopbackOnly: true}, rtc.PeerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pc.Close() })
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "cam", "publisher")
+	t.Cleanup(func() { p.Close("the test ends") })
+	if _, err := p.AddTrack(rtc.NewVideoTrack("video", "publisher", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := p.Offer(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	return pc.LocalDescription().SDP
+	return offer
 }
 
-func whipDo(t *testing.T, method, url, ctype, body string) (*http.Response, string) {
+// whipDo sends a request: its status, headers and body.
+func whipDo(t *testing.T, method, url, ctype, body string) (int, http.Header, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", ctype)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, strings.TrimSpace(string(b))
+	return resp.StatusCode, resp.Header, strings.TrimSpace(string(b))
 }
 
 // The WHIP server's routes: the page, bad input, one publisher at a time
@@ -71,9 +57,9 @@ func TestWHIPRoutes(t *testing.T) {
 	}
 	defer s.Close()
 	url := "http://" + s.Addr()
-	if resp, page := whipDo(t, "GET", url+"/", "", ""); resp.StatusCode != 200 || !strings.Contains(page, "64") ||
-		resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
-		t.Errorf("GET /: %d %v", resp.StatusCode, resp.Header)
+	if code, h, page := whipDo(t, "GET", url+"/", "", ""); code != 200 || !strings.Contains(page, "64") ||
+		h.Get("Content-Type") != "text/html; charset=utf-8" {
+		t.Errorf("GET /: %d %v", code, h)
 	}
 	for _, c := range []struct {
 		method, path, ctype, body string
@@ -86,32 +72,31 @@ func TestWHIPRoutes(t *testing.T) {
 		{"DELETE", "/whip/0123", "", "", 404, "no such WHIP session"},
 		{"GET", "/whip", "", "", 405, ""},
 	} {
-		if resp, msg := whipDo(t, c.method, url+c.path, c.ctype, c.body); resp.StatusCode != c.code || !strings.Contains(msg, c.msg) {
-			t.Errorf("%s %s: %d %q, want %d with %q", c.method, c.path, resp.StatusCode, msg, c.code, c.msg)
+		if code, _, msg := whipDo(t, c.method, url+c.path, c.ctype, c.body); code != c.code || !strings.Contains(msg, c.msg) {
+			t.Errorf("%s %s: %d %q, want %d with %q", c.method, c.path, code, msg, c.code, c.msg)
 		}
 	}
-	resp, answer := whipDo(t, "POST", url+"/whip", "application/sdp", sendOffer(t))
-	loc := resp.Header.Get("Location")
-	if resp.StatusCode != 201 || !strings.Contains(answer, "VP8/90000") || resp.Header.Get("Content-Type") != "application/sdp" ||
-		!strings.HasPrefix(loc, "/whip/") {
-		t.Fatalf("POST /whip: %d %v\n%s", resp.StatusCode, resp.Header, answer)
+	code, h, answer := whipDo(t, "POST", url+"/whip", "application/sdp", sendOffer(t))
+	loc := h.Get("Location")
+	if code != 201 || !strings.Contains(answer, "VP8/90000") || h.Get("Content-Type") != "application/sdp" || !strings.HasPrefix(loc, "/whip/") {
+		t.Fatalf("POST /whip: %d %v\n%s", code, h, answer)
 	}
 	if !s.Stats().Publishing {
 		t.Error("not publishing after a 201")
 	}
-	if resp, msg := whipDo(t, "POST", url+"/whip", "application/sdp", sendOffer(t)); resp.StatusCode != 409 {
-		t.Errorf("a second publisher: %d %q", resp.StatusCode, msg)
+	if code, _, msg := whipDo(t, "POST", url+"/whip", "application/sdp", sendOffer(t)); code != 409 {
+		t.Errorf("a second publisher: %d %q", code, msg)
 	}
-	if resp, _ := whipDo(t, "DELETE", url+loc, "", ""); resp.StatusCode != 200 {
-		t.Errorf("DELETE %s: %d", loc, resp.StatusCode)
+	if code, _, _ := whipDo(t, "DELETE", url+loc, "", ""); code != 200 {
+		t.Errorf("DELETE %s: %d", loc, code)
 	}
 	if s.Stats().Publishing {
 		t.Error("publishing after DELETE")
 	}
-	if resp, _ := whipDo(t, "DELETE", url+loc, "", ""); resp.StatusCode != 404 {
-		t.Errorf("DELETE %s again: %d", loc, resp.StatusCode)
+	if code, _, _ := whipDo(t, "DELETE", url+loc, "", ""); code != 404 {
+		t.Errorf("DELETE %s again: %d", loc, code)
 	}
-	if resp, _ := whipDo(t, "POST", url+"/whip", "application/sdp", sendOffer(t)); resp.StatusCode != 201 {
-		t.Errorf("a publisher after DELETE: %d", resp.StatusCode)
+	if code, _, _ := whipDo(t, "POST", url+"/whip", "application/sdp", sendOffer(t)); code != 201 {
+		t.Errorf("a publisher after DELETE: %d", code)
 	}
 }

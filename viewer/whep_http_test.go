@@ -14,6 +14,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/rtc"
 )
 
 // whepServer is a preview's HTTP side with its WHEP endpoint for bus cam
@@ -133,28 +134,23 @@ func TestWHEPCORS(t *testing.T) {
 	}
 }
 
-// recvOffer is a pion peer's offer to receive one video track, candidates
-// gathered; the peer closes with the test.
+// recvOffer is the offer of a peer that receives video (as rtc.DialWHEP
+// makes), candidates gathered; the peer closes with the test.
 func recvOffer(t *testing.T) string {
 	t.Helper()
-	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	p, err := rtc.NewRecvPeer(rtc.Config{LoopbackOnly: true}, rtc.PeerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pc.Close() })
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+	t.Cleanup(func() { p.Close("the test ends") })
+	if _, err := p.PeerConnection().AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		t.Fatal(err)
 	}
-	offer, err := pc.CreateOffer(nil)
+	offer, err := p.Offer(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	return pc.LocalDescription().SDP
+	return offer
 }
 
 // A session's life over HTTP: 201 with the answer and its headers, the
