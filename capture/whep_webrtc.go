@@ -15,7 +15,6 @@ import (
 
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/rtc"
-	"github.com/framebus/framebus/internal/vpx"
 )
 
 func init() {
@@ -48,17 +47,13 @@ type WHEPSource struct {
 	url  string
 	sess *rtc.Session
 	recv *rtc.Receiver
-	dec  *vpx.Decoder
+	dec  *vp8Decoder
 	f    framebus.Format
 	size int
 
 	first   *image.YCbCr // the constructor's keyframe, decoded, for the first Read
 	firstNS int64
 	queued  []rtc.Frame // frames read ahead for the rate, not decoded yet
-	waitKey bool
-	skipped uint64
-	decoded uint64
-	stamped bool
 	lastRTP uint32
 	closed  bool
 }
@@ -78,16 +73,12 @@ func OpenWHEP(ctx context.Context, c Config, rc rtc.Config) (*WHEPSource, error)
 	if c.Arg == "" {
 		return nil, &ConfigError{Source: name, Err: errors.New("want whep:URL, e.g. whep:http://camera-box:8080/whep")}
 	}
-	pf := c.PixelFormat
-	if pf == 0 {
-		pf = framebus.FormatI420
-	}
-	if !CanConvert(pf) {
-		return nil, &ConfigError{Source: name, Err: fmt.Errorf("pixel format %v: the decoded frames can be RGBA, RGB24, BGR24, GREY, YUYV, NV12 or I420", pf)}
+	pf, err := decodedFormat(name, c)
+	if err != nil {
+		return nil, err
 	}
 	var num, den uint32
 	if !c.DefaultFPS {
-		var err error
 		if num, den, err = checkFPS(c.FPS); err != nil {
 			return nil, &ConfigError{Source: name, Err: err}
 		}
@@ -103,14 +94,14 @@ func OpenWHEP(ctx context.Context, c Config, rc rtc.Config) (*WHEPSource, error)
 		s.Close()
 		return nil, err
 	}
-	if s.dec, err = vpx.NewDecoder(1); err != nil {
+	if s.dec, err = newVP8Decoder(); err != nil {
 		return fail(err)
 	}
 	if s.recv, err = sess.Receiver(ctx); err != nil {
 		return fail(&UnavailableError{Source: name, Msg: "whep: " + err.Error(), Err: err})
 	}
 	// The first keyframe.
-	s.waitKey = true
+	s.dec.waitKey = true
 	for s.first == nil {
 		fr, err := s.next(ctx)
 		if err != nil {
@@ -132,12 +123,8 @@ func OpenWHEP(ctx context.Context, c Config, rc rtc.Config) (*WHEPSource, error)
 	if num == 0 && c.DefaultFPS {
 		num, den = s.watchRate(ctx)
 	}
-	s.f, err = framebus.Format{Width: uint32(b.Dx()), Height: uint32(b.Dy()), PixelFormat: pf, FPSNum: num, FPSDen: den}.Complete()
-	if err == nil && s.f.FrameSize > uint64(maxInt) {
-		err = fmt.Errorf("frame of %d bytes is too large", s.f.FrameSize)
-	}
-	if err != nil {
-		return fail(&ConfigError{Source: name, Err: err})
+	if s.f, err = completeFormat(name, framebus.Format{Width: uint32(b.Dx()), Height: uint32(b.Dy()), PixelFormat: pf, FPSNum: num, FPSDen: den}); err != nil {
+		return fail(err)
 	}
 	s.size = int(s.f.FrameSize)
 	return s, nil
@@ -230,30 +217,15 @@ func (s *WHEPSource) ended() error {
 	}
 }
 
-// decode decodes fr, or skips it (ok false) while the stream is broken.
+// decode decodes fr, or skips it (ok false) while the stream is broken; a
+// keyframe of another size than the bus's (once it has one) is an error.
 func (s *WHEPSource) decode(fr rtc.Frame) (pic *image.YCbCr, captureNS int64, ok bool, err error) {
-	if fr.Gap && !fr.Key {
-		s.waitKey = true
+	var want image.Point
+	if s.size != 0 {
+		want = image.Pt(int(s.f.Width), int(s.f.Height))
 	}
-	if s.waitKey && !fr.Key {
-		s.skipped++
-		s.recv.RequestKeyFrame()
-		return nil, 0, false, nil
-	}
-	if fr.Key && s.size != 0 && (fr.Width != int(s.f.Width) || fr.Height != int(s.f.Height)) {
-		return nil, 0, false, fmt.Errorf("the remote stream changed size from %dx%d to %dx%d: a bus keeps one format (start the capture again)",
-			s.f.Width, s.f.Height, fr.Width, fr.Height)
-	}
-	pic, corrupt, err := s.dec.Decode(fr.Data)
-	if err != nil || corrupt || pic == nil {
-		s.skipped++
-		s.waitKey = true
-		s.recv.RequestKeyFrame()
-		return nil, 0, false, nil
-	}
-	s.waitKey = false
-	s.stamped = fr.Stamped
-	return pic, fr.CaptureNS, true, nil
+	pic, ok, err = s.dec.decode(fr, s.recv, want, sizeIsError)
+	return pic, fr.CaptureNS, ok, err
 }
 
 // Format is the bus's format: the first keyframe's size.
@@ -288,17 +260,16 @@ func (s *WHEPSource) Read(ctx context.Context, dst []byte) (int, int64, error) {
 }
 
 func (s *WHEPSource) deliver(dst []byte, pic *image.YCbCr, captureNS int64) (int, int64, error) {
-	n, err := ConvertYCbCr(dst, s.f, pic, LimitedRange)
-	if err != nil {
-		return 0, 0, err
-	}
-	s.decoded++
-	return n, captureNS, nil
+	n, err := s.dec.deliver(dst, s.f, pic)
+	return n, captureNS, err
 }
 
 // Stats returns the counters. Not safe while Read runs.
 func (s *WHEPSource) Stats() WHEPStats {
-	st := WHEPStats{Decoded: s.decoded, Skipped: s.skipped, Stamped: s.stamped}
+	var st WHEPStats
+	if s.dec != nil {
+		st.Decoded, st.Skipped, st.Stamped = s.dec.decoded, s.dec.skipped, s.dec.stamped
+	}
 	if s.recv != nil {
 		st.RecvStats = s.recv.Stats()
 	}
@@ -315,7 +286,7 @@ func (s *WHEPSource) Close() error {
 		s.sess.Close()
 	}
 	if s.dec != nil {
-		s.dec.Close()
+		s.dec.close()
 	}
 	s.first = nil
 	return nil

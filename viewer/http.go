@@ -44,7 +44,7 @@ type Status struct {
 	CaptureToPicUS float64 `json:"capture_to_pic_us"` // capture to encoded picture, the last one
 	CaptureToSent  float64 `json:"capture_to_sent_us"`
 
-	WebRTC *WebRTCStatus `json:"webrtc"` // the WHEP side (whep_status.go)
+	WebRTC *WebRTCStatus `json:"webrtc"` // the WHEP side (whep_stats.go)
 }
 
 // Server is the web preview's HTTP side: the page, the MJPEG stream, the
@@ -62,7 +62,7 @@ type Server struct {
 	IdleTimeout time.Duration
 	ln          *limitListener
 
-	// WebRTC serves /whep (whep_webrtc.go); nil: /whep answers 501 with
+	// WebRTC serves /whep (whep_http_webrtc.go); nil: /whep answers 501 with
 	// WebRTCOff, and the page shows the MJPEG stream.
 	WebRTC    webrtcEndpoint
 	WebRTCOff string
@@ -124,7 +124,8 @@ func (s *Server) sentOne(captureNS int64) {
 	s.mu.Unlock()
 }
 
-// Handler serves /, /stream.mjpg, /frame.jpg, /stats and /viewer.json.
+// Handler serves /, /stream.mjpg, /frame.jpg, /stats, /viewer.json, /whep
+// (whep_http.go) and /metrics.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.page)
@@ -132,14 +133,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /frame.jpg", s.frame)
 	mux.HandleFunc("GET /stats", s.stats)
 	mux.HandleFunc("GET /viewer.json", s.viewer)
-	whep := s.WebRTC
-	if whep == nil {
-		mux.Handle("/whep", whepUnavailable(s.WebRTCOff))
-		mux.Handle("/whep/", whepUnavailable(s.WebRTCOff))
-	} else {
-		mux.Handle("/whep", whep)
-		mux.Handle("/whep/", whep)
-	}
+	s.mountWHEP(mux)
 	mux.Handle("GET /metrics", metrics.Handler(s.Dir)) // every bus of the directory, for Prometheus
 	return mux
 }

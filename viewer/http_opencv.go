@@ -84,21 +84,14 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 	lastLog := time.Now()
 	waited := false
 	var formatErr string
+	onWait := func(we *feed.WaitingError) {
+		waited = true
+		st.State, st.Waiting, st.FPS = "waiting", we.Reason, 0
+		srv.SetStatus(st)
+	}
 	for {
-		fr, err := in.Next(ctx)
-		if err != nil {
-			var we *feed.WaitingError
-			switch {
-			case ctx.Err() != nil:
-				return nil
-			case errors.As(err, &we):
-				waited = true
-				st.State, st.Waiting, st.FPS = "waiting", we.Reason, 0
-				srv.SetStatus(st)
-				continue
-			case errors.Is(err, feed.ErrIdle):
-				continue
-			}
+		fr, err := nextFrame(ctx, in, onWait)
+		if fr == nil {
 			return err
 		}
 		now := framebus.Now()
@@ -143,6 +136,30 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 				Str("capture_to_picture_mean", mean.String()).Str("capture_to_picture_max", mx.String()).
 				Int("parts_sent", sn).Str("capture_to_sent_mean", smean.String()).Str("capture_to_sent_max", smax.String()).
 				Uint64("dropped", st.Dropped).Uint64("discarded", st.Discarded).Int("clients", srv.Status().Clients).Msg("progress")
+		}
+	}
+}
+
+// nextFrame is the next frame of a feed that persists (the previews'): it
+// rides out the waits for a producer (onWait is told of each, if not nil)
+// and the idle spells; nil and no error once ctx has ended.
+func nextFrame(ctx context.Context, in *feed.Feed, onWait func(*feed.WaitingError)) (*framebus.Frame, error) {
+	for {
+		fr, err := in.Next(ctx)
+		if err == nil {
+			return fr, nil
+		}
+		var we *feed.WaitingError
+		switch {
+		case ctx.Err() != nil:
+			return nil, nil
+		case errors.As(err, &we):
+			if onWait != nil {
+				onWait(we)
+			}
+		case errors.Is(err, feed.ErrIdle):
+		default:
+			return nil, err
 		}
 	}
 }

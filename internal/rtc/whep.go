@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -32,30 +31,16 @@ func (e *WHEPError) Error() string {
 }
 func (e *WHEPError) Unwrap() error { return ErrWHEP }
 
-// Session is a WHEP session: one receiving peer connection and its video
-// track.
+// Session is a client's session with a server: a Peer whose offer was
+// POSTed to the server's URL, and the session's resource there, which Close
+// DELETEs. DialWHEP makes a receiving one; a WHIP client (framebus push)
+// would make a sending Peer with its track and dial it the same way.
 type Session struct {
-	pc       *webrtc.PeerConnection
+	peer     *Peer
 	url      string
 	location string // the session's resource, for DELETE
 	client   *http.Client
-
-	recv  chan *Receiver // the track's receiver, once
-	ended chan struct{}  // the connection failed or closed
-	once  sync.Once
-	state guarded[webrtc.PeerConnectionState]
 }
-
-type guarded[T any] struct {
-	mu sync.Mutex
-	v  T
-}
-
-func (a *guarded[T]) Load() T   { a.mu.Lock(); defer a.mu.Unlock(); return a.v }
-func (a *guarded[T]) Store(v T) { a.mu.Lock(); a.v = v; a.mu.Unlock() }
-
-// maxSDP bounds an SDP body read from the network.
-const maxSDP = 64 << 10
 
 // DialWHEP opens a WHEP session with the server at rawURL: it offers to
 // receive one video track (VP8), POSTs the offer with every candidate
@@ -65,103 +50,87 @@ func DialWHEP(ctx context.Context, rawURL string, c Config) (*Session, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, &WHEPError{URL: rawURL, Msg: "want an http:// or https:// URL"}
 	}
-	api, err := NewRecvAPI(c)
+	p, err := NewRecvPeer(c, PeerOptions{})
 	if err != nil {
 		return nil, err
 	}
-	pc, err := api.NewPeerConnection(c.ICEConfig())
-	if err != nil {
+	if _, err := p.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		p.Close("no transceiver")
 		return nil, err
 	}
-	s := &Session{pc: pc, url: rawURL, client: &http.Client{Timeout: 15 * time.Second},
-		recv: make(chan *Receiver, 1), ended: make(chan struct{})}
+	return dial(ctx, rawURL, p)
+}
+
+// dial is the client's side of the exchange over HTTP: the peer's offer
+// POSTed to rawURL, the answer applied, the session's Location kept.
+func dial(ctx context.Context, rawURL string, p *Peer) (*Session, error) {
+	s := &Session{peer: p, url: rawURL, client: &http.Client{Timeout: 15 * time.Second}}
 	fail := func(err error) (*Session, error) {
-		pc.Close()
+		p.Close("the exchange failed")
 		return nil, err
 	}
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		return fail(err)
-	}
-	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
-		if t.Kind() != webrtc.RTPCodecTypeVideo {
-			return
-		}
-		select {
-		case s.recv <- NewReceiver(pc, t, r):
-		default: // a second video track: not ours to read
-		}
-	})
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		s.state.Store(st)
-		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
-			s.once.Do(func() { close(s.ended) })
-		}
-	})
-	offer, err := pc.CreateOffer(nil)
+	offer, err := p.Offer(ctx)
 	if err != nil {
 		return fail(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return fail(err)
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return fail(ctx.Err())
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, strings.NewReader(pc.LocalDescription().SDP))
+	answer, err := s.post(ctx, offer)
 	if err != nil {
 		return fail(err)
 	}
-	req.Header.Set("Content-Type", "application/sdp")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return fail(&WHEPError{URL: rawURL, Msg: err.Error()})
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxSDP+1))
-	resp.Body.Close()
-	if err != nil {
-		return fail(&WHEPError{URL: rawURL, Msg: "reading the answer: " + err.Error()})
-	}
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		return fail(&WHEPError{URL: rawURL, Status: resp.StatusCode, Msg: strings.TrimSpace(string(body))})
-	}
-	if len(body) > maxSDP {
-		return fail(&WHEPError{URL: rawURL, Msg: "answer over 64 KiB"})
-	}
-	if loc := resp.Header.Get("Location"); loc != "" {
-		if l, err := resp.Request.URL.Parse(loc); err == nil {
-			s.location = l.String()
-		}
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
+	if err := p.Accept(answer); err != nil {
 		s.Close()
 		return nil, &WHEPError{URL: rawURL, Msg: "bad answer: " + err.Error()}
 	}
 	return s, nil
 }
 
+// post sends the offer and returns the answer; it keeps the Location.
+func (s *Session) post(ctx context.Context, offer string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, strings.NewReader(offer))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return "", &WHEPError{URL: s.url, Msg: err.Error()}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxSDP+1))
+	resp.Body.Close()
+	if err != nil {
+		return "", &WHEPError{URL: s.url, Msg: "reading the answer: " + err.Error()}
+	}
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		return "", &WHEPError{URL: s.url, Status: resp.StatusCode, Msg: strings.TrimSpace(string(body))}
+	}
+	if len(body) > maxSDP {
+		return "", &WHEPError{URL: s.url, Msg: "answer over 64 KiB"}
+	}
+	if loc := resp.Header.Get("Location"); loc != "" {
+		if l, err := resp.Request.URL.Parse(loc); err == nil {
+			s.location = l.String()
+		}
+	}
+	return string(body), nil
+}
+
 // Receiver waits for the session's video track.
 func (s *Session) Receiver(ctx context.Context) (*Receiver, error) {
-	select {
-	case r := <-s.recv:
-		return r, nil
-	case <-s.ended:
-		return nil, &WHEPError{URL: s.url, Msg: "the connection " + s.state.Load().String() + " before any video came"}
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	r, err := s.peer.Receiver(ctx)
+	if errors.Is(err, ErrEnded) {
+		return nil, &WHEPError{URL: s.url, Msg: "the connection " + s.peer.State().String() + " before any video came"}
 	}
+	return r, err
 }
 
 // Ended is closed when the connection failed or closed.
-func (s *Session) Ended() <-chan struct{} { return s.ended }
+func (s *Session) Ended() <-chan struct{} { return s.peer.Ended() }
 
-// State is the connection's state.
-func (s *Session) State() webrtc.PeerConnectionState { return s.state.Load() }
+// State is the connection's state (the one it ended in, once ended).
+func (s *Session) State() webrtc.PeerConnectionState { return s.peer.State() }
 
 // PeerConnection is the session's connection (its statistics).
-func (s *Session) PeerConnection() *webrtc.PeerConnection { return s.pc }
+func (s *Session) PeerConnection() *webrtc.PeerConnection { return s.peer.pc }
 
 // Close ends the session: DELETE of its resource (best effort, 2 s), then
 // the connection.
@@ -176,5 +145,6 @@ func (s *Session) Close() error {
 		cancel()
 		s.location = ""
 	}
-	return s.pc.Close()
+	s.peer.Close("closed by this end")
+	return nil
 }
