@@ -31,7 +31,7 @@ VCS_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
 VCS_DIRTY  := $(shell git status --porcelain 2>/dev/null | grep -q . && echo true)
 LDFLAGS    := -X main.buildCommit=$(VCS_COMMIT) -X main.buildModified=$(VCS_DIRTY)
 
-.PHONY: all build test test-python test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
+.PHONY: all build install install-bin test test-python test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
 
 all: build
 
@@ -63,6 +63,22 @@ sysdeps:
 build: deps
 	@mkdir -p $(BIN)
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/framebus ./cmd/framebus
+
+# Installs the command where a shell finds it: $(PREFIX)/bin/framebus
+# (PREFIX=/usr/local by default; PREFIX=$$HOME/.local needs no root) and its
+# bash and zsh completions, under DESTDIR when set (packaging). install is
+# made of one sub-target per part (install-bin here), so that other parts
+# (a library) add theirs beside it.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+install: install-bin
+install-bin: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/site-functions
+	install -m 0755 $(BIN)/framebus $(DESTDIR)$(BINDIR)/framebus
+	$(BIN)/framebus completion bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/framebus
+	$(BIN)/framebus completion zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_framebus
+	@case ":$$PATH:" in *":$(BINDIR):"*) ;; *) [ -n "$(DESTDIR)" ] || echo "note: $(BINDIR) is not on your PATH: export PATH=\"$(BINDIR):\$$PATH\"";; esac
 
 # The whole test suite: vet, the pure-Go build of the transport, every test
 # (multi-process failure tests, the C header check, the fuzz seed corpus,
