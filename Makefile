@@ -84,10 +84,16 @@ install-bin: build
 # (multi-process failure tests, the C header check, the fuzz seed corpus,
 # ffmpeg, GStreamer, an RTSP camera and Prometheus on loopback), and the
 # Python package's tests.
+# go test's events go through scripts/testsummary: go test's ok and FAIL
+# lines as they come, each failed test's output, then the skipped tests and
+# why, PASS or FAIL, and "N passed, N failed, N skipped" last; every test's
+# output is kept in $(BIN)/test.json.
 test: deps vet test-python
 	@$(MAKE) -s sysdeps SYSDEPS="$(INTEROPDEPS)"
 	CGO_ENABLED=0 $(GO) build ./framebus/... ./capture/... ./cmd/...
-	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_REQUIRE_BROWSER=1 FRAMEBUS_REQUIRE_TOOLS=1 FRAMEBUS_TAGS=$(TAGS) $(GO) test -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
+	@mkdir -p $(BIN)
+	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_REQUIRE_BROWSER=1 FRAMEBUS_REQUIRE_TOOLS=1 FRAMEBUS_TAGS=$(TAGS) \
+	  $(GO) run ./scripts/testsummary -json $(BIN)/test.json -- $(GO) test -json -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
 
 # The Python package (python/, docs/PYTHON.md) against the Go command and the
 # C consumer: Debian's numpy, OpenCV-Python and pytest (installed when missing,
