@@ -123,7 +123,8 @@ test-python:
 run: build
 	./scripts/run-demo.sh $(BIN)/framebus
 
-# The full comparison (docs/BENCHMARKS.md, about 11 minutes): framebus
+# The full comparison (docs/BENCHMARKS.md, which says how long it takes;
+# framebus bench --plan computes it): framebus
 # bench with GStreamer's shmsink/shmsrc rows (installed here when missing),
 # then the transport's Go benchmarks. Results in $(BIN)/bench.{json,png,txt}.
 GSTDEPS   := cmd:gst-launch-1.0:gstreamer1.0-tools gst:videotestsrc:gstreamer1.0-plugins-base \

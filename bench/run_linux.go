@@ -99,6 +99,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		plan = append(plan, rows)
 	}
+	// How long: the figure docs/BENCHMARKS.md gives for the full set is
+	// this one, with every row run (TestFullSetEstimateInDocs).
+	runs, est := cfg.Estimate(func(sc Scenario, v Variant) bool { return r.skipReason(sc, v) != "" })
+	cfg.Log.Info().Int("scenarios", len(cfg.Scenarios)).Int("runs", runs).
+		Str("estimate", About(est)).Msg("benchmark plan")
 	if cfg.Progress != nil {
 		cfg.Progress.Start(total)
 		defer cfg.Progress.Finish()
