@@ -38,9 +38,9 @@ frames/s, GB/s, drops, torn retries, CPU, and the ratios to the futex,
 c->c and socket rows; then the issue's targets, met or missed, and notes on
 the method. See docs/BENCHMARKS.md for what the numbers mean.
 
-Without flags it runs the full set (how long: --plan, which prints the
-runs and their estimated time, the figure the run logs when it starts and
-docs/BENCHMARKS.md gives): first the
+Without flags it runs the full set (how long: --plan prints the runs and
+their estimated time, which a run with its progress bar logs when it starts
+and docs/BENCHMARKS.md gives): first the
 camera scenarios (1080p RGBA and NV12 at 60 and 30 fps, free and split,
 checksums off and on, every language pair, the spinning consumer at 60 fps),
 then every other dimension. --quick runs the camera scenario 1080p RGBA at
