@@ -32,7 +32,7 @@ VCS_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
 VCS_DIRTY  := $(shell git status --porcelain 2>/dev/null | grep -q . && echo true)
 LDFLAGS    := -X main.buildCommit=$(VCS_COMMIT) -X main.buildModified=$(VCS_DIRTY)
 
-.PHONY: all build lib test-lib install test test-python test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
+.PHONY: all build lib test-lib install install-bin install-lib test test-python test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
 
 all: build
 
@@ -72,8 +72,8 @@ build: deps
 PREFIX ?= /usr/local
 lib:
 	$(MAKE) -C libframebus
-install: lib
-	$(MAKE) -C libframebus install PREFIX=$(PREFIX)
+install-lib: lib
+	$(MAKE) -C libframebus install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 
 # libframebus's API tests (real processes: a producer killed with SIGKILL, a bus truncated
 # under a zero-copy view). The C++ OpenCV example (examples/cpp) is built and run against
@@ -82,14 +82,36 @@ test-lib:
 	@command -v gcc >/dev/null || { echo "gcc is needed (apt-get install -y gcc)"; exit 1; }
 	$(MAKE) -C libframebus test
 
+# Installs the command where a shell finds it: $(PREFIX)/bin/framebus
+# (PREFIX=/usr/local by default; PREFIX=$$HOME/.local needs no root) and its
+# bash and zsh completions, under DESTDIR when set (packaging). install is
+# made of one sub-target per part (install-bin here), so that other parts
+# (a library) add theirs beside it.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+install: install-bin install-lib
+install-bin: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/site-functions
+	install -m 0755 $(BIN)/framebus $(DESTDIR)$(BINDIR)/framebus
+	$(BIN)/framebus completion bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/framebus
+	$(BIN)/framebus completion zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_framebus
+	@case ":$$PATH:" in *":$(BINDIR):"*) ;; *) [ -n "$(DESTDIR)" ] || echo "note: $(BINDIR) is not on your PATH: export PATH=\"$(BINDIR):\$$PATH\"";; esac
+
 # The whole test suite: vet, the pure-Go build of the transport, every test
 # (multi-process failure tests, the C header check, the fuzz seed corpus,
 # ffmpeg, GStreamer, an RTSP camera and Prometheus on loopback), and the
 # Python package's tests.
+# go test's events go through scripts/testsummary: go test's ok and FAIL
+# lines as they come, each failed test's output, then the skipped tests and
+# why, PASS or FAIL, and "N passed, N failed, N skipped" last; every test's
+# output is kept in $(BIN)/test.json.
 test: deps vet test-python test-lib
 	@$(MAKE) -s sysdeps SYSDEPS="$(INTEROPDEPS)"
 	CGO_ENABLED=0 $(GO) build ./framebus/... ./capture/... ./cmd/...
-	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_REQUIRE_BROWSER=1 FRAMEBUS_REQUIRE_TOOLS=1 FRAMEBUS_TAGS=$(TAGS) $(GO) test -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
+	@mkdir -p $(BIN)
+	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_REQUIRE_BROWSER=1 FRAMEBUS_REQUIRE_TOOLS=1 FRAMEBUS_TAGS=$(TAGS) \
+	  $(GO) run ./scripts/testsummary -json $(BIN)/test.json -- $(GO) test -json -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
 
 # The Python package (python/, docs/PYTHON.md) against the Go command and the
 # C consumer: Debian's numpy, OpenCV-Python and pytest (installed when missing,
@@ -122,7 +144,8 @@ test-python:
 run: build
 	./scripts/run-demo.sh $(BIN)/framebus
 
-# The full comparison (docs/BENCHMARKS.md, about 11 minutes): framebus
+# The full comparison (docs/BENCHMARKS.md, which says how long it takes;
+# framebus bench --plan computes it): framebus
 # bench with GStreamer's shmsink/shmsrc rows (installed here when missing),
 # then the transport's Go benchmarks. Results in $(BIN)/bench.{json,png,txt}.
 GSTDEPS   := cmd:gst-launch-1.0:gstreamer1.0-tools gst:videotestsrc:gstreamer1.0-plugins-base \

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
 
@@ -99,6 +100,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		plan = append(plan, rows)
 	}
+	// How long: the figure docs/BENCHMARKS.md gives for the full set is
+	// this one, with every row run (TestFullSetEstimateInDocs).
+	// Said with the progress bar (a terminal, or --progress); stderr
+	// stays quiet otherwise.
+	runs, est := cfg.Estimate(func(sc Scenario, v Variant) bool { return r.skipReason(sc, v) != "" })
+	lvl := zerolog.DebugLevel
+	if cfg.Progress != nil {
+		lvl = zerolog.InfoLevel
+	}
+	cfg.Log.WithLevel(lvl).Int("scenarios", len(cfg.Scenarios)).Int("runs", runs).
+		Str("estimate", About(est)).Msg("benchmark plan")
 	if cfg.Progress != nil {
 		cfg.Progress.Start(total)
 		defer cfg.Progress.Finish()

@@ -79,14 +79,15 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 
 	st := Status{Bus: name, State: "starting"}
 	var pic Picture
-	var rate rateMeter
+	var rate, readRate rateMeter
 	var enc latencyMeter
+	var readAtLog uint64 // frames read at the last progress line
 	lastLog := time.Now()
 	waited := false
 	var formatErr string
 	onWait := func(we *feed.WaitingError) {
 		waited = true
-		st.State, st.Waiting, st.FPS = "waiting", we.Reason, 0
+		st.State, st.Waiting, st.FPS, st.ReadFPS = "waiting", we.Reason, 0, 0
 		srv.SetStatus(st)
 	}
 	for {
@@ -125,17 +126,31 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 				}
 			}
 		}
-		st.FPS = rate.fps(now)
+		readRate.add(now)
+		st.FPS, st.ReadFPS = rate.fps(now), readRate.fps(now)
 		srv.SetStatus(st)
-		if time.Since(lastLog) >= progressEvery {
+		if el := time.Since(lastLog); el >= progressEvery {
+			// What was read over the interval, and the MJPEG side's
+			// pictures only when it made some: a page playing WebRTC
+			// leaves it idle (the bridge logs its own progress).
 			lastLog = time.Now()
 			n, mean, mx := enc.take()
 			sn, smean, smax := srv.SentLatency()
-			log.Info().Str("bus", name).Uint64("frames_read", st.FramesRead).Uint64("pictures", st.Pictures).
-				Int("pictures_recent", n).Str("fps", f1(st.FPS)).
-				Str("capture_to_picture_mean", mean.String()).Str("capture_to_picture_max", mx.String()).
-				Int("parts_sent", sn).Str("capture_to_sent_mean", smean.String()).Str("capture_to_sent_max", smax.String()).
-				Uint64("dropped", st.Dropped).Uint64("discarded", st.Discarded).Int("clients", srv.Status().Clients).Msg("progress")
+			vs := srv.Status()
+			ev := log.Info().Str("bus", name).Uint64("frames_read", st.FramesRead).
+				Str("read_fps", f1(float64(st.FramesRead-readAtLog)/el.Seconds())).
+				Uint64("dropped", st.Dropped).Uint64("discarded", st.Discarded)
+			readAtLog = st.FramesRead
+			if n > 0 || sn > 0 {
+				ev = ev.Uint64("pictures", st.Pictures).Int("pictures_recent", n).Str("mjpeg_fps", f1(float64(n)/el.Seconds())).
+					Str("capture_to_picture_mean", mean.String()).Str("capture_to_picture_max", mx.String()).
+					Int("parts_sent", sn).Str("capture_to_sent_mean", smean.String()).Str("capture_to_sent_max", smax.String())
+			}
+			ev = ev.Int("mjpeg_clients", vs.Clients)
+			if vs.WebRTC != nil && vs.WebRTC.Enabled {
+				ev = ev.Int("webrtc_viewers", vs.WebRTC.Viewers)
+			}
+			ev.Msg("progress")
 		}
 	}
 }

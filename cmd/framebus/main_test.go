@@ -383,6 +383,31 @@ func TestGCLeavesALiveBus(t *testing.T) {
 	}
 }
 
+// rm --force of a live bus says what happens next (issue 23): the producer
+// is alive and publishes the bus again, as the next generation, within its
+// heartbeat interval; stopping the producer ends the bus. And it does.
+func TestRmForceSaysTheProducerRepublishes(t *testing.T) {
+	dir := t.TempDir()
+	p := startCapture(t, dir, "live")
+	r := run(t, "rm", "--force", "live", "--dir", dir)
+	want := fmt.Sprintf("its producer (pid %d) is alive: it publishes bus live again, as generation 2, within its heartbeat interval", p.cmd.Process.Pid)
+	if r.code != 0 || !strings.Contains(r.stdout, "removed bus live\n") || !strings.Contains(r.stdout, want) ||
+		!strings.Contains(r.stdout, "to end the bus, stop the producer") {
+		t.Fatalf("rm --force of a live bus: exit %d, stdout %q, stderr %q; want %q", r.code, r.stdout, r.stderr, want)
+	}
+	waitFor(t, 5*time.Second, "the bus back as generation 2", func() bool {
+		s, err := framebus.Inspect("live", dir)
+		return err == nil && s.Header.Generation == 2 && s.OwnerAlive
+	})
+	// Stopping the producer is what ends the bus.
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("capture exit %d", code)
+	}
+	if exists(segment(dir, "live")) {
+		t.Errorf("the bus is still there after its producer stopped")
+	}
+}
+
 func TestBadInputs(t *testing.T) {
 	cases := []struct {
 		args []string
