@@ -35,10 +35,11 @@ const HasPush = true
 // server restarts ICE by PATCH (rtc.Session.RestartICE); one that fails,
 // closes, or whose server does not restart ICE is given up (DELETE) and a
 // new session POSTed, after rtc's backoff (0.5 s doubling to 5 s, ±25%,
-// from 0.5 s again after a session that lasted 10 s). Refusals: 401 and 403
-// end the push at once (a token does not get better by waiting); 404 ends
-// it when no session ever worked (a wrong URL), and is retried after one
-// did (a restarted server whose endpoint comes back); anything else (5xx,
+// from 0.5 s again after a session that lasted 10 s). Refusals: 401 ends
+// the push at once (a token does not get better by waiting); 403 and 404
+// end it when no session ever worked (a wrong token or URL), and are
+// retried after one did (a restarted server whose endpoint comes back, or
+// still thinks it busy: simple-whip-server answers 403 then); anything else (5xx,
 // a network error, an answer that is not SDP) is retried. o.Retries bounds
 // the failed attempts in a row (0: for ever).
 func Push(ctx context.Context, name string, o PushOptions) error {
@@ -64,7 +65,7 @@ func Push(ctx context.Context, name string, o PushOptions) error {
 	if err != nil {
 		return err
 	}
-	defer b.close()
+	defer func() { cancel(); b.close() }() // the bridge's loop ends with ctx
 	p := &pusher{b: b, o: o, log: log, started: time.Now()}
 	done := make(chan struct{})
 	defer close(done)
@@ -155,7 +156,7 @@ func (p *pusher) run(ctx context.Context) error {
 		fails++
 		p.failures.Add(1)
 		switch st := rtc.StatusOf(err); {
-		case st == http.StatusUnauthorized || st == http.StatusForbidden:
+		case st == http.StatusUnauthorized, st == http.StatusForbidden && !everUp:
 			return &PushError{Err: err, Hint: "check the bearer token ($FRAMEBUS_WHIP_TOKEN or --token-file)"}
 		case st == http.StatusNotFound && !everUp:
 			return &PushError{Err: err, Hint: "check the WHIP endpoint's URL"}

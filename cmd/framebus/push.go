@@ -42,10 +42,11 @@ silent is restarted in place when the server takes an ICE restart by PATCH,
 else, and when it fails or the server ends it, push makes a new session after
 a pause of 0.5 s doubling to 5 s (each ±25%, from 0.5 s again after a session
 that lasted 10 s), for ever or for --retries N failed attempts in a row.
-Refusals: 401 and 403 end push at once (exit 1: check the token), so does 404
-before any session worked (a wrong URL); after one did, 404 is retried (a
-restarted server whose endpoint comes back); 5xx, an unreachable server and
-an answer that is not SDP are retried. The log says each attempt, and the
+Refusals: 401 ends push at once (exit 1: check the token), so do 403 and 404
+before any session worked (a wrong token or URL); after one did, they are
+retried (a restarted server whose endpoint comes back, or that still thinks
+it busy); 5xx, an unreachable server and an answer that is not SDP are
+retried. The log says each attempt, and the
 progress line every 5 s the state, sessions, reconnects, failures, the rate
 and bitrate sent, RTT and loss.
 
