@@ -19,13 +19,14 @@ SYSDEPS   := pkgconf:opencv4:libopencv-dev pkgconf:x11:libx11-dev pkgconf:xext:l
 # The tools the interoperability tests talk to (issue 16): ffmpeg and
 # GStreamer at both ends of a pipe, an RTSP camera (gst-rtsp-server through
 # Python), a Prometheus server, the shells of the completion scripts,
-# systemd-analyze and a YAML parser for docs/deploy; g++ for the C++ example over libframebus.
+# systemd-analyze and a YAML parser for docs/deploy; g++ for the C++ example over libframebus;
+# Janus (its VideoRoom) and npm for simple-whip-server in front of it (framebus push, issue 25).
 INTEROPDEPS := cmd:ffmpeg:ffmpeg cmd:ffprobe:ffmpeg cmd:gst-launch-1.0:gstreamer1.0-tools \
              gst:videotestsrc:gstreamer1.0-plugins-base gst:jpegenc:gstreamer1.0-plugins-good \
              gst:rtpjpegpay:gstreamer1.0-plugins-good gst:rawvideoparse:gstreamer1.0-plugins-bad \
              py:gi:python3-gi py:gi.repository.GstRtspServer:gir1.2-gst-rtsp-server-1.0 \
              cmd:prometheus:prometheus py:yaml:python3-yaml cmd:zsh:zsh cmd:systemd-analyze:systemd \
-             cmd:g++:g++
+             cmd:g++:g++ cmd:janus:janus cmd:npm:npm
 # The commit, for framebus version: the Go toolchain does not stamp builds
 # from a git worktree or with GOFLAGS=-buildvcs=false.
 VCS_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
@@ -108,6 +109,8 @@ install-bin: build
 # output is kept in $(BIN)/test.json.
 test: deps vet test-python test-lib
 	@$(MAKE) -s sysdeps SYSDEPS="$(INTEROPDEPS)"
+	@# simple-whip-server (a WHIP front end for Janus, push's tests) from its .deb's files and npm, into bin/
+	./scripts/setup-whip-server.sh $(BIN)/simple-whip-server
 	CGO_ENABLED=0 $(GO) build ./framebus/... ./capture/... ./cmd/...
 	@mkdir -p $(BIN)
 	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_REQUIRE_BROWSER=1 FRAMEBUS_REQUIRE_TOOLS=1 FRAMEBUS_TAGS=$(TAGS) \

@@ -9,6 +9,8 @@ import (
 	"image"
 	"math"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -19,7 +21,9 @@ import (
 
 func init() {
 	Register("whep", func(c Config) (Source, error) {
-		s, err := OpenWHEP(context.Background(), c, rtc.Config{})
+		// A server gone silent is given up within 2 + 4 s, and the
+		// session made again (Read).
+		s, err := OpenWHEP(c.context(), c, rtc.Config{DisconnectedTimeout: 2 * time.Second, FailedTimeout: 4 * time.Second})
 		if err != nil {
 			return nil, err
 		}
@@ -41,10 +45,19 @@ func init() {
 // PLI): frames are skipped, never shown broken. The decoder writes into its
 // own memory; Read converts from there into the slot, in Go.
 //
-// A remote stream that changes size, or a session that ends (the server
-// gone, ICE failed), ends Read with an error: the bus keeps one format.
+// A session that ends (the server stopped or restarted, the network or
+// ICE failed) is made again by Read, after rtc's backoff (0.5 s doubling to
+// 5 s, ±25%, for as long as it takes; from 0.5 s again after a session that
+// delivered frames): the bus stays, in the same generation when the stream
+// comes back at its size (its consumers only see frames stop and start
+// again), and a keyframe of another size is ErrFormatChanged (a new
+// generation). Each loss and return is logged (Config.Logf) and counted
+// (Reconnects). A stream that changes size within a session ends Read
+// with an error.
 type WHEPSource struct {
 	url  string
+	rc   rtc.Config
+	logf func(string, ...any)
 	sess *rtc.Session
 	recv *rtc.Receiver
 	dec  *vp8Decoder
@@ -56,7 +69,14 @@ type WHEPSource struct {
 	queued  []rtc.Frame // frames read ahead for the rate, not decoded yet
 	lastRTP uint32
 	closed  bool
+
+	reconnects atomic.Uint64
+	backoff    *rtc.Backoff
+	delivered  uint64 // frames delivered in this session
 }
+
+// errSessionEnded wraps the end of a session, which Read makes again.
+var errSessionEnded = errors.New("the WHEP session ended")
 
 // WHEPStats counts what the source did.
 type WHEPStats struct {
@@ -89,7 +109,7 @@ func OpenWHEP(ctx context.Context, c Config, rc rtc.Config) (*WHEPSource, error)
 	if err != nil {
 		return nil, &UnavailableError{Source: name, Msg: "whep: " + err.Error(), Err: err}
 	}
-	s := &WHEPSource{url: c.Arg, sess: sess}
+	s := &WHEPSource{url: c.Arg, rc: rc, logf: c.logf, sess: sess, backoff: rtc.NewBackoff()}
 	fail := func(err error) (*WHEPSource, error) {
 		s.Close()
 		return nil, err
@@ -209,13 +229,97 @@ func (s *WHEPSource) next(ctx context.Context) (rtc.Frame, error) {
 func (s *WHEPSource) ended() error {
 	switch st := s.sess.State(); st {
 	case webrtc.PeerConnectionStateFailed:
-		return fmt.Errorf("the WHEP session with %s failed: the server stopped answering", s.url)
+		return fmt.Errorf("%w: the session with %s failed: the server stopped answering", errSessionEnded, s.url)
 	case webrtc.PeerConnectionStateClosed, webrtc.PeerConnectionStateConnected:
-		return fmt.Errorf("the WHEP server %s ended the stream", s.url)
+		return fmt.Errorf("%w: the WHEP server %s ended the stream", errSessionEnded, s.url)
 	default:
-		return fmt.Errorf("the WHEP session with %s ended (connection %s)", s.url, st)
+		return fmt.Errorf("%w: the session with %s ended (connection %s)", errSessionEnded, s.url, st)
 	}
 }
+
+// reconnect makes the session again after why, pausing by the backoff,
+// until the first keyframe comes or ctx ends. A keyframe of the bus's size
+// is kept for the next Read; one of another size makes the new format, and
+// ErrFormatChanged is returned.
+func (s *WHEPSource) reconnect(ctx context.Context, why error) error {
+	down := time.Now()
+	if s.delivered > 0 {
+		s.backoff.Reset()
+	}
+	s.delivered = 0
+	s.sess.Close()
+	s.queued = nil
+	s.logf("whep %s: %v; reconnecting", s.url, strings.TrimPrefix(why.Error(), errSessionEnded.Error()+": "))
+	for attempt := 1; ; attempt++ {
+		d := s.backoff.Next()
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		pic, err := s.dialAgain(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if attempt == 1 || attempt%10 == 0 {
+				s.logf("whep %s: attempt %d: %v; again in up to %v", s.url, attempt, err, rtc.RetryMax)
+			}
+			continue
+		}
+		n := s.reconnects.Add(1)
+		b := pic.Rect
+		s.logf("whep %s: the stream is back as %dx%d, %v after it was lost (%d attempts; reconnects %d)", s.url, b.Dx(), b.Dy(),
+			time.Since(down).Round(10*time.Millisecond), attempt, n)
+		s.first = pic
+		if uint32(b.Dx()) != s.f.Width || uint32(b.Dy()) != s.f.Height {
+			nf := s.f
+			nf.Width, nf.Height, nf.FrameSize = uint32(b.Dx()), uint32(b.Dy()), 0
+			nf.PlaneStride, nf.PlaneOffset, nf.PlaneCount = [framebus.MaxPlanes]uint32{}, [framebus.MaxPlanes]uint32{}, 0
+			if nf, err = completeFormat("whep", nf); err != nil {
+				return err
+			}
+			s.f, s.size = nf, int(nf.FrameSize)
+			return ErrFormatChanged
+		}
+		return nil
+	}
+}
+
+// dialAgain makes a new session and waits for its first keyframe (any
+// size), within firstFrameWait.
+func (s *WHEPSource) dialAgain(ctx context.Context) (*image.YCbCr, error) {
+	ctx, cancel := context.WithTimeout(ctx, firstFrameWait)
+	defer cancel()
+	sess, err := rtc.DialWHEP(ctx, s.url, s.rc)
+	if err != nil {
+		return nil, err
+	}
+	s.sess = sess
+	if s.recv, err = sess.Receiver(ctx); err != nil {
+		return nil, err
+	}
+	s.dec.waitKey = true
+	for {
+		fr, err := s.next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		pic, ok, err := s.dec.decode(fr, s.recv, image.Point{}, sizeIsError)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			s.firstNS = fr.CaptureNS
+			return pic, nil
+		}
+	}
+}
+
+// Reconnects counts the sessions made again after one ended.
+func (s *WHEPSource) Reconnects() uint64 { return s.reconnects.Load() }
 
 // decode decodes fr, or skips it (ok false) while the stream is broken; a
 // keyframe of another size than the bus's (once it has one) is an error.
@@ -246,6 +350,14 @@ func (s *WHEPSource) Read(ctx context.Context, dst []byte) (int, int64, error) {
 	}
 	for {
 		fr, err := s.next(ctx)
+		if errors.Is(err, errSessionEnded) {
+			if err := s.reconnect(ctx, err); err != nil {
+				return 0, 0, err
+			}
+			pic, ns := s.first, s.firstNS
+			s.first = nil
+			return s.deliver(dst, pic, ns)
+		}
 		if err != nil {
 			return 0, 0, err
 		}
@@ -260,6 +372,7 @@ func (s *WHEPSource) Read(ctx context.Context, dst []byte) (int, int64, error) {
 }
 
 func (s *WHEPSource) deliver(dst []byte, pic *image.YCbCr, captureNS int64) (int, int64, error) {
+	s.delivered++
 	n, err := s.dec.deliver(dst, s.f, pic)
 	return n, captureNS, err
 }

@@ -41,6 +41,7 @@
 //	whep_http_webrtc.go    the routes of /whep and /whep/ID, CORS
 //	whep_session_webrtc.go a viewer's session: offer to answer, admission, sending, its reports, its end
 //	whep_stats_webrtc.go   the numbers of the bridge and of each session
+//	push_webrtc.go         Push (framebus push): the bridge with one WHIP session it dials, made again
 //
 // Libraries log only through the *zerolog.Logger of their options (nil:
 // nothing); the commands own the logger.

@@ -205,3 +205,24 @@ func logOrNop(l *zerolog.Logger) *zerolog.Logger {
 	}
 	return l
 }
+
+// PushOptions configures Push (framebus push).
+type PushOptions struct {
+	Dir     string        // bus directory
+	Timeout time.Duration // wait for a producer that has not started (after that: for ever)
+	Spin    time.Duration // framebus.ConsumerOptions.Spin (0: sleep until woken)
+
+	URL   string // the WHIP endpoint
+	Token string // its bearer token ("": none); never logged
+
+	// Retries ends the push after this many failed attempts in a row
+	// (0: it tries for ever, with the backoff's pauses).
+	Retries int
+
+	// The encoder and the connection: MinBitrate, MaxBitrate, Speed,
+	// Threads, ICEServers, PublicIPs, UDP ports, ICEFailedTimeout
+	// (default 6 s here), ConnectTimeout (default 10 s), LoopbackOnly.
+	WebRTC WebRTCOptions
+
+	Log *zerolog.Logger // nil: no logging
+}

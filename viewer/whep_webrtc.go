@@ -75,9 +75,21 @@ func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *zerolog.Log
 	if o.WebRTC.Off {
 		return nil, func() {}, nil
 	}
-	wo, err := webrtcDefaults(o.WebRTC)
+	b, err := newBridge(ctx, name, o, log)
 	if err != nil {
 		return nil, nil, err
+	}
+	b.mux = b.routes()
+	return b, b.close, nil
+}
+
+// newBridge makes the bridge of bus name and starts its encoder's loop,
+// which encodes while it has sessions: the WHEP server's viewers, or the
+// one WHIP session of a push (Push).
+func newBridge(ctx context.Context, name string, o HTTPOptions, log *zerolog.Logger) (*webrtcBridge, error) {
+	wo, err := webrtcDefaults(o.WebRTC)
+	if err != nil {
+		return nil, err
 	}
 	cfg := rtc.Config{
 		Logf: cli.Logf(log, zerolog.WarnLevel), Debugf: cli.Logf(log, zerolog.DebugLevel),
@@ -87,17 +99,16 @@ func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *zerolog.Log
 		Net: webrtcNet,
 	}
 	if err := cfg.Check(); err != nil {
-		return nil, nil, &OptionError{Reason: err.Error()}
+		return nil, &OptionError{Reason: err.Error()}
 	}
 	b := &webrtcBridge{name: name, o: o, wo: wo, cfg: cfg, log: log, ctx: ctx, hub: NewHub(),
 		sessions: map[string]*whepSession{}, wake: make(chan struct{}, 1)}
-	b.mux = b.routes()
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		b.run(ctx)
 	}()
-	return b, b.close, nil
+	return b, nil
 }
 
 // webrtcDefaults fills in the options' defaults and checks the origins.

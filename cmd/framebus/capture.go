@@ -47,7 +47,8 @@ video file, through OpenCV); whep:URL (a WebRTC stream pulled over WHEP from
 another framebus view --http, or any WHEP server that sends VP8: the bus
 takes the stream's size, its rate unless --fps is given, and the sender's
 capture times, so tail on this bus measures capture to wake across both
-hosts); whip:LISTEN (a WHIP server on LISTEN that a browser or any WHIP
+hosts; a session that ends is made again, 0.5 s to 5 s apart, the bus and
+its consumers kept); whip:LISTEN (a WHIP server on LISTEN that a browser or any WHIP
 client sending VP8 pushes a camera to, one publisher at a time; its page at
 / publishes the browser's camera at --size and --fps). screen and camera
 need a build with -tags
@@ -273,7 +274,7 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		progress(p, done)
+		progress(p, src, done)
 	}()
 	wg.Add(1)
 	go func() {
@@ -373,7 +374,10 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 // it also tells it WATCHDOG=1 at each of its intervals in which a frame was
 // published: a source that stalls (a camera that does not come back) gets
 // the service restarted.
-func progress(p *framebus.Producer, done <-chan struct{}) {
+//
+// A source that makes its session again (whep:) adds how many times it did.
+func progress(p *framebus.Producer, src capture.Source, done <-chan struct{}) {
+	rc, _ := src.(interface{ Reconnects() uint64 })
 	t := time.NewTicker(progressEvery)
 	defer t.Stop()
 	var wdC <-chan time.Time
@@ -401,8 +405,12 @@ func progress(p *framebus.Producer, done <-chan struct{}) {
 			if st.Generation == last.Generation && st.FramesPublished >= last.FramesPublished {
 				fps = float64(st.FramesPublished-last.FramesPublished) / now.Sub(lastT).Seconds()
 			}
-			log.Info().Str("fps", fmt.Sprintf("%.1f", fps)).Uint64("frames", st.FramesPublished).Uint64("last_seq", st.LastSeq).
-				Int("consumers", st.ActiveConsumers).Uint64("generation", st.Generation).Msg("progress")
+			ev := log.Info().Str("fps", fmt.Sprintf("%.1f", fps)).Uint64("frames", st.FramesPublished).Uint64("last_seq", st.LastSeq).
+				Int("consumers", st.ActiveConsumers).Uint64("generation", st.Generation)
+			if rc != nil {
+				ev = ev.Uint64("source_reconnects", rc.Reconnects())
+			}
+			ev.Msg("progress")
 			if err := p.Err(); err != nil && (lastErr == nil || err.Error() != lastErr.Error()) {
 				log.Warn().Err(err).Msg("heartbeat")
 				lastErr = err

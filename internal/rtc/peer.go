@@ -299,3 +299,14 @@ func (p *Peer) AddCandidates(frag string) error {
 
 // PeerConnection is the peer's connection (its statistics).
 func (p *Peer) PeerConnection() *webrtc.PeerConnection { return p.pc }
+
+// AddSendTrack adds the track of a sending client (a WHIP push) on a
+// sendonly transceiver: the offer says it sends and receives nothing.
+func (p *Peer) AddSendTrack(t webrtc.TrackLocal) (*webrtc.RTPSender, error) {
+	tr, err := p.pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return nil, err
+	}
+	p.sender = tr.Sender()
+	return p.sender, nil
+}
