@@ -681,8 +681,6 @@ static uint32_t begin_slot(fb_producer *p, struct pseg *s, uint64_t *before)
 			tried = 0;
 			continue;
 		}
-		if (held & (1u << b))
-			take_back(s, b); /* past the lease */
 		uint64_t l = mark_odd(s, b);                     /* C3 */
 		uint32_t pending2, held2 = hold_sets(s, &pending2); /* C4 */
 		(void)pending2;
@@ -691,7 +689,8 @@ static uint32_t begin_slot(fb_producer *p, struct pseg *s, uint64_t *before)
 			return b;
 		}
 		if (old & (1u << b)) {
-			take_back(s, b); /* a grant on a frame past the lease: taken back too */
+			/* Past the lease: taken back, its lock odd (C3) before the bits are cleared. */
+			take_back(s, b);
 			*before = l;
 			return b;
 		}
@@ -702,8 +701,8 @@ static uint32_t begin_slot(fb_producer *p, struct pseg *s, uint64_t *before)
 	/* No scan found a slot: forged words, or holds changing during every scan. Never
 	 * wait: take one back. */
 	uint32_t b = (a + 1) % n;
+	*before = mark_odd(s, b); /* C3 before the bits are cleared (amendment 10) */
 	take_back(s, b);
-	*before = mark_odd(s, b);
 	return b;
 }
 

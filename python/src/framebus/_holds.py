@@ -92,10 +92,10 @@ class _BackSlot(_Generations):
             return b
         # Forged words, or holds changing during every scan: never wait, take the next slot back.
         b = order[0]
-        take_back(s, b)
         lk = s.lock[b]
-        _store8(lk, _load8(lk, _SC) | 1, _SC)
+        _store8(lk, _load8(lk, _SC) | 1, _SC)  # C3 before the bits are cleared (amendment 10)
         A.seqlock_fence()
+        take_back(s, b)
         return b
 
     def _expired(self, s: _PSeg, held: int) -> int:
