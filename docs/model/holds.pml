@@ -56,6 +56,8 @@
  *                  again (counted among the NS retries)
  *     RESCAN_UNBOUNDED no bound on the rescans and back-offs
  *   RESCAN_UNBOUNDED (default scan) never take back: scan until a slot is found
+ *   SCANS=<k>      scans before a take-back (default 2 * NS), to reach one
+ *   P2_EVERY       assert P2' as the text words it (a change in every scan)
  *   NO_TB          assert that no take-back ever happens (shows one is
  *                  reachable: expected to fail)
  *   NO_RELEASE     holders keep their holds to the end (no release)
@@ -75,10 +77,14 @@
  *       live consumer's grant of s has passed G5 and was not taken back
  *       (ghost granted[c] bit s)
  *   P2  (BOUNDED_NO_FRESH only) the bounded scan always finds a slot
- *   P2' a take-back happens only when some consumer changed its hold_mask
- *       (G1, G4, a withdrawal or a release) during each of the producer's
- *       2*NS scans; a scan's interval runs from its C1 to the next C1 (the
- *       last one to the take-back); chg is a ghost set by every such change
+ *   P2' a take-back happens only when consumers change their hold_masks
+ *       (G1, G4, a withdrawal or a release) while the producer scans; a
+ *       scan's interval runs from its C1 to the next C1 (the last one to the
+ *       take-back); chg is a ghost set by every such change. Default: no two
+ *       scans in a row are change-free (a change-free scan can fail only on
+ *       the slots the previous scan's C4 left out, and the fresh scan after
+ *       it finds a slot if nothing changes). P2_EVERY: the text's claim, a
+ *       change during every one of the scans (fails, SCANS=2 or 3)
  *   P2a finished grants never cover more than the cap (CAP) slots at once
  *   P3  no torn frame is delivered; a held frame's descriptor and data still
  *       equal its frame_seq at release unless taken back (ghost tb[c]);
@@ -105,7 +111,9 @@
 #define BIT(i) (1 << (i))
 #define PEND 128                   /* LIT_ONE_PENDING: the entry's pending bit */
 #define PB(i) (16 << (i))          /* HOLD_PENDING(i)                          */
+#ifndef SCANS
 #define SCANS (2 * NS)             /* scans before a take-back                 */
+#endif
 #define NONE 255
 #ifdef NO_RELEASE
 #define RELEASE false
@@ -167,7 +175,7 @@ inline scan(first) {
 #if !defined(BOUNDED_NO_FRESH) && !defined(RESCAN_UNBOUNDED)
        if
        :: first && c == 0 ->
-          if :: tries > 0 && !chg -> quiet++ :: else -> skip fi;
+          if :: tries > 0 -> p2scan() :: else -> skip fi;
           chg = false
        :: else -> skip
        fi;
@@ -179,6 +187,15 @@ inline scan(first) {
 #ifdef SNAP
   }
 #endif
+}
+
+/* P2' bookkeeping at the end of a scan's interval: quiet counts the
+   change-free scans, q2 the change-free scans right after a change-free one */
+inline p2scan() {
+  if
+  :: !chg -> quiet++; if :: pq -> q2++ :: else -> skip fi; pq = true
+  :: else -> pq = false
+  fi
 }
 
 inline reclaim(k) {
@@ -200,10 +217,11 @@ inline takeback(k) {
 }
 
 active proctype Producer() {
-  byte seq = 0, s, i, c, m, held, pend, avoid, tries, cand, quiet;
+  byte seq = 0, s, i, c, m, held, pend, avoid, tries, cand, quiet, q2;
+  bool pq;
   do
   :: seq < F ->
-     seq++; avoid = 0; tries = 0; quiet = 0;
+     seq++; avoid = 0; tries = 0; quiet = 0; q2 = 0; pq = false;
 choose:
      scan(true);                                           /* C1              */
      atomic {                                              /* C2 (local)      */
@@ -280,8 +298,12 @@ tback:                                 /* 2N scans found no slot: take back  */
 #ifdef NO_TB
        assert(false);                  /* a take-back is reachable           */
 #endif
-       if :: !chg -> quiet++ :: else -> skip fi;   /* the last scan's interval */
-       assert(quiet == 0);             /* P2': a change during every scan    */
+       p2scan();                       /* the last scan's interval           */
+#ifdef P2_EVERY
+       assert(quiet == 0);             /* P2' as written: a change in every scan */
+#else
+       assert(q2 == 0);                /* P2': no two change-free scans in a row */
+#endif
        ntb++; s = (act + 1) % NS; avoid = 0 };
      lock[s]++;                                            /* C3: odd         */
      i = 0;
@@ -295,7 +317,7 @@ write:
      atomic { assert(!liveGranted(s)); db[s] = seq };
      lock[s]++;                                            /* even: committed */
      g_last = seq;                                         /* last_seq        */
-     atomic { act = s; s = 0; held = 0; pend = 0; avoid = 0; tries = 0; quiet = 0 }
+     atomic { act = s; s = 0; held = 0; pend = 0; avoid = 0; tries = 0; quiet = 0; q2 = 0; pq = false }
 #ifdef DIE
   :: dead[0] && estate[0] == 2 -> reclaim(0)             /* heartbeat scan: entry lock free     */
   :: dead[1] && estate[1] == 2 -> reclaim(1)
