@@ -45,7 +45,8 @@ $R h_safety       holds.pml ""                     "-DSAFETY -DCOLLAPSE" "-m1000
 $R h_scans2       holds.pml "-DSCANS=2"            "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3 P2' with take-backs (2 scans)
 $R h_p2every      holds.pml "-DSCANS=2 -DP2_EVERY" "-DSAFETY" "-m100000"             # FAILS P2' as worded: a change-free scan after a back-off
 $R h_die          holds.pml "-DDIE -DF=3"          "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P4 (a killed holder)
-H_NS4_LINE
+$R h_ns4          holds.pml "-DNS=4 -DF=3"         "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3, cap 2
+$R h_ns4_f4       holds.pml "-DNS=4"               "-DSAFETY -DBITSTATE" "-w32"     # bitstate (partial): no error
 $R h_mut_no_g5    holds.pml "-DMUT_NO_G5"          "-DSAFETY" "-m100000"             # FAILS P1
 $R h_mut_no_c4    holds.pml "-DMUT_NO_C4"          "-DSAFETY" "-m100000"             # FAILS P1
 $R h_mut_no_g3    holds.pml "-DMUT_NO_G3"          "-DSAFETY" "-m100000"             # FAILS P2a (cap)
@@ -59,3 +60,7 @@ $R h_snap_norel   holds.pml "-DBOUNDED_NO_FRESH -DFIX_PEND_SLOT -DFIX_RESCAN -DS
 $R f_pe           framebus.pml "-DFIX_MONO -DHDR_SEQ -DFORGE -DN=3"               "-DSAFETY -DCOLLAPSE" "-m1000000"  # passes, at most 1 miss
 $R f_pe_norepair  framebus.pml "-DFIX_MONO -DHDR_SEQ -DFORGE -DMUT_NO_REPAIR -DN=3" "-DSAFETY" "-m1000000"          # FAILS missed <= 1
 $R f_sw           framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DFORGE -DN=3"   "-DSAFETY -DCOLLAPSE" "-m1000000"  # FAILS missed <= 1 (2 sleepers)
+FS="-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DFORGE -DN=2 -DMAXSPUR=0"
+$R f_swmax1       framebus.pml "$FS -DFORGE_MAX"              "-DSAFETY" "-m1000000"              # FAILS missed <= 1 (forged 2^32-1, one counted: d = 2)
+$R f_sw2          framebus.pml "$FS -DMISSMAX=2"              "-DSAFETY -DCOLLAPSE" "-m1000000"   # passes: at most d = 2 misses
+$R f_swmax2       framebus.pml "$FS -DFORGE_MAX -DMISSMAX=2"  "-DSAFETY -DCOLLAPSE" "-m1000000"   # passes: at most 2 misses
