@@ -58,6 +58,7 @@
  *   RESCAN_UNBOUNDED (default scan) never take back: scan until a slot is found
  *   SCANS=<k>      scans before a take-back (default 2 * NS), to reach one
  *   P2_EVERY       assert P2' as the text words it (a change in every scan)
+ *   TB_CLEAR_FIRST a take-back clears the bits before its C3 (lock odd)
  *   NO_TB          assert that no take-back ever happens (shows one is
  *                  reachable: expected to fail)
  *   NO_RELEASE     holders keep their holds to the end (no release)
@@ -305,12 +306,17 @@ tback:                                 /* 2N scans found no slot: take back  */
        assert(q2 == 0);                /* P2': no two change-free scans in a row */
 #endif
        ntb++; s = (act + 1) % NS; avoid = 0 };
+#ifndef TB_CLEAR_FIRST
      lock[s]++;                                            /* C3: odd         */
+#endif
      i = 0;
      do
      :: i < NC -> takeback(i); i++
      :: else -> i = 0; break
      od;
+#ifdef TB_CLEAR_FIRST
+     lock[s]++;                                            /* C3 after clearing */
+#endif
 write:
      atomic { assert(!liveGranted(s)); fseq[s] = seq };   /* P1 at each store */
      atomic { assert(!liveGranted(s)); da[s] = seq };
@@ -454,7 +460,12 @@ next:
      assert(db[s] == hf[s] || (tb[c] & BIT(s)));
      atomic { k = lock[s];                                /* re-validate:   */
        if                                                 /* Valid()        */
-       :: k == hl[s] -> assert(!(tb[c] & BIT(s)))         /* valid: not taken back */
+       :: k == hl[s] ->                                    /* valid: not taken back */
+#ifndef TB_CLEAR_FIRST
+          assert(!(tb[c] & BIT(s)))
+#else
+          skip                                            /* (cleared, not yet odd) */
+#endif
        :: k == hl[s] + 1 ->
 #ifdef VALID_STRICT
           assert(tb[c] & BIT(s))                          /* "taken back"   */
@@ -467,7 +478,12 @@ next:
 revalidate:
      atomic { lock[s] != hl[s] + 1 ->                     /* C4 stores l1 back, */
               if                                          /* or a writer commits */
-              :: lock[s] == hl[s] -> assert(!(tb[c] & BIT(s)))
+              :: lock[s] == hl[s] ->
+#ifndef TB_CLEAR_FIRST
+                 assert(!(tb[c] & BIT(s)))
+#else
+                 skip
+#endif
               :: else -> assert(tb[c] & BIT(s))
               fi };
 release:

@@ -44,6 +44,7 @@ $R hs_mixed_die4_np   framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DMIXED -
 $R h_safety       holds.pml ""                     "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3 (no take-back reachable with 2N scans)
 $R h_scans2       holds.pml "-DSCANS=2"            "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3 P2' with take-backs (2 scans)
 $R h_p2every      holds.pml "-DSCANS=2 -DP2_EVERY" "-DSAFETY" "-m100000"             # FAILS P2' as worded: a change-free scan after a back-off
+$R h_tb_clear_first holds.pml "-DSCANS=2 -DTB_CLEAR_FIRST" "-DSAFETY" "-m100000"    # FAILS P2a: a take-back that clears the bits before lock odd
 $R h_die          holds.pml "-DDIE -DF=3"          "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P4 (a killed holder)
 $R h_ns4          holds.pml "-DNS=4 -DF=3"         "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3, cap 2
 $R h_ns4_f4       holds.pml "-DNS=4"               "-DSAFETY -DBITSTATE" "-w32"     # bitstate (partial): no error
