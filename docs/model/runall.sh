@@ -43,6 +43,7 @@ $R hs_mixed_die4_np   framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DMIXED -
 # --- amendment 10: holds (holds.pml, NS=3, F=4, two consumers); the default is the text as now written ---
 $R h_safety       holds.pml ""                     "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3 (no take-back reachable with 2N scans)
 $R h_scans2       holds.pml "-DSCANS=2"            "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3 P2' with take-backs (2 scans)
+$R h_scans3       holds.pml "-DSCANS=3"            "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3 P2' with take-backs (3 scans)
 $R h_p2every      holds.pml "-DSCANS=2 -DP2_EVERY" "-DSAFETY" "-m100000"             # FAILS P2' as worded: a change-free scan after a back-off
 $R h_tb_clear_first holds.pml "-DSCANS=2 -DTB_CLEAR_FIRST" "-DSAFETY" "-m100000"    # FAILS P2a: a take-back that clears the bits before lock odd
 $R h_die          holds.pml "-DDIE -DF=3"          "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P4 (a killed holder)
