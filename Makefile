@@ -258,7 +258,7 @@ bench-quick:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/framebus-bench ./cmd/framebus
 	$(BIN)/framebus-bench bench --quick --json $(BIN)/bench-quick.json --plot $(BIN)/bench-quick.png
 
-# The Spin models of the protocol (needs spin; about 15 minutes).
+# The Spin models of the protocol (needs spin; about 45 minutes on 2 shared CPUs).
 model:
 	@command -v spin >/dev/null || apt-get install -y --no-install-recommends spin
 	docs/model/runall.sh
