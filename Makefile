@@ -19,19 +19,21 @@ SYSDEPS   := pkgconf:opencv4:libopencv-dev pkgconf:x11:libx11-dev pkgconf:xext:l
 # The tools the interoperability tests talk to (issue 16): ffmpeg and
 # GStreamer at both ends of a pipe, an RTSP camera (gst-rtsp-server through
 # Python), a Prometheus server, the shells of the completion scripts,
-# systemd-analyze and a YAML parser for docs/deploy.
+# systemd-analyze and a YAML parser for docs/deploy; g++ for the C++ example over libframebus;
+# Janus (its VideoRoom) and npm for simple-whip-server in front of it (framebus push, issue 25).
 INTEROPDEPS := cmd:ffmpeg:ffmpeg cmd:ffprobe:ffmpeg cmd:gst-launch-1.0:gstreamer1.0-tools \
              gst:videotestsrc:gstreamer1.0-plugins-base gst:jpegenc:gstreamer1.0-plugins-good \
              gst:rtpjpegpay:gstreamer1.0-plugins-good gst:rawvideoparse:gstreamer1.0-plugins-bad \
              py:gi:python3-gi py:gi.repository.GstRtspServer:gir1.2-gst-rtsp-server-1.0 \
-             cmd:prometheus:prometheus py:yaml:python3-yaml cmd:zsh:zsh cmd:systemd-analyze:systemd
+             cmd:prometheus:prometheus py:yaml:python3-yaml cmd:zsh:zsh cmd:systemd-analyze:systemd \
+             cmd:g++:g++ cmd:janus:janus cmd:npm:npm
 # The commit, for framebus version: the Go toolchain does not stamp builds
 # from a git worktree or with GOFLAGS=-buildvcs=false.
 VCS_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
 VCS_DIRTY  := $(shell git status --porcelain 2>/dev/null | grep -q . && echo true)
 LDFLAGS    := -X main.buildCommit=$(VCS_COMMIT) -X main.buildModified=$(VCS_DIRTY)
 
-.PHONY: all build test test-python test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
+.PHONY: all build lib test-lib install install-bin install-lib test test-python test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
 
 all: build
 
@@ -59,27 +61,69 @@ sysdeps:
 	fi
 
 # The full command (OpenCV and camera support included), and a check that the
-# pure-Go command still builds without cgo.
+# pure-Go command still builds without cgo; libframebus too where a C compiler is.
 build: deps
 	@mkdir -p $(BIN)
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/framebus ./cmd/framebus
+	@if command -v $(CC) >/dev/null 2>&1; then $(MAKE) -s lib; else echo "no C compiler ($(CC)): libframebus not built"; fi
+
+# libframebus, the C library (docs/LIBFRAMEBUS.md): libframebus/build/libframebus.so.1.0.0,
+# libframebus.a and framebus.pc. make install puts them, libframebus.h and the wire contract
+# framebus.h under PREFIX (default /usr/local; DESTDIR for staging).
+PREFIX ?= /usr/local
+lib:
+	$(MAKE) -C libframebus
+install-lib: lib
+	$(MAKE) -C libframebus install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+
+# libframebus's API tests (real processes: a producer killed with SIGKILL, a bus truncated
+# under a zero-copy view). The C++ OpenCV example (examples/cpp) is built and run against
+# framebus capture by its Go test, examples/cpp/test, in make test's go test.
+test-lib:
+	@command -v gcc >/dev/null || { echo "gcc is needed (apt-get install -y gcc)"; exit 1; }
+	$(MAKE) -C libframebus test
+
+# Installs the command where a shell finds it: $(PREFIX)/bin/framebus
+# (PREFIX=/usr/local by default; PREFIX=$$HOME/.local needs no root) and its
+# bash and zsh completions, under DESTDIR when set (packaging). install is
+# made of one sub-target per part (install-bin here), so that other parts
+# (a library) add theirs beside it.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+install: install-bin install-lib
+install-bin: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/site-functions
+	install -m 0755 $(BIN)/framebus $(DESTDIR)$(BINDIR)/framebus
+	$(BIN)/framebus completion bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/framebus
+	$(BIN)/framebus completion zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_framebus
+	@case ":$$PATH:" in *":$(BINDIR):"*) ;; *) [ -n "$(DESTDIR)" ] || echo "note: $(BINDIR) is not on your PATH: export PATH=\"$(BINDIR):\$$PATH\"";; esac
 
 # The whole test suite: vet, the pure-Go build of the transport, every test
 # (multi-process failure tests, the C header check, the fuzz seed corpus,
 # ffmpeg, GStreamer, an RTSP camera and Prometheus on loopback), and the
 # Python package's tests.
-test: deps vet test-python
+# go test's events go through scripts/testsummary: go test's ok and FAIL
+# lines as they come, each failed test's output, then the skipped tests and
+# why, PASS or FAIL, and "N passed, N failed, N skipped" last; every test's
+# output is kept in $(BIN)/test.json.
+test: deps vet test-python test-lib
 	@$(MAKE) -s sysdeps SYSDEPS="$(INTEROPDEPS)"
+	@# simple-whip-server (a WHIP front end for Janus, push's tests) from its .deb's files and npm, into bin/
+	./scripts/setup-whip-server.sh $(BIN)/simple-whip-server
 	CGO_ENABLED=0 $(GO) build ./framebus/... ./capture/... ./cmd/...
-	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_REQUIRE_BROWSER=1 FRAMEBUS_REQUIRE_TOOLS=1 FRAMEBUS_TAGS=$(TAGS) $(GO) test -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
+	@mkdir -p $(BIN)
+	FRAMEBUS_REQUIRE_GCC=1 FRAMEBUS_REQUIRE_BROWSER=1 FRAMEBUS_REQUIRE_TOOLS=1 FRAMEBUS_TAGS=$(TAGS) \
+	  $(GO) run ./scripts/testsummary -json $(BIN)/test.json -- $(GO) test -json -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
 
 # The Python package (python/, docs/PYTHON.md) against the Go command and the
 # C consumer: Debian's numpy, OpenCV-Python and pytest (installed when missing,
 # as root, like sysdeps; PyPI is never asked), a venv over them in
 # $(PYVENV) made when missing, the package installed offline into it, then
-# pytest across real processes (under a minute here, two with a new venv).
+# pytest across real processes (under a minute here, two with a new venv). Before
+# them, Debian's mypy checks the package with --strict (numpy ships its stubs).
 PYDEPS    := py:numpy:python3-numpy py:cv2:python3-opencv py:pytest:python3-pytest \
-             py:ensurepip:python3-venv py:pip:python3-pip lib:libatomic.so.1:libatomic1
+             py:ensurepip:python3-venv py:pip:python3-pip lib:libatomic.so.1:libatomic1 cmd:mypy:mypy
 PYVENV    := $(BIN)/pyvenv
 PYTESTBIN := $(BIN)/framebus-pytest
 test-python:
@@ -87,7 +131,9 @@ test-python:
 	@command -v gcc >/dev/null || { echo "gcc is needed (apt-get install -y gcc)"; exit 1; }
 	@mkdir -p $(BIN)
 	@[ -x $(PYVENV)/bin/python ] || /usr/bin/python3 -m venv --system-site-packages $(PYVENV)
+	cd python && mypy --strict --cache-dir $(CURDIR)/$(BIN)/mypy-cache src/framebus
 	$(PYVENV)/bin/python -m pip install -q --no-index --no-build-isolation --disable-pip-version-check ./python
+	@$(PYVENV)/bin/python -c "import importlib.resources as r, framebus; assert r.files(framebus).joinpath('py.typed').is_file(), 'py.typed is not installed'"
 	@# With OpenCV (make test's deps install it) the command has analyze, which the motion
 	@# example is compared with; without it, a pure-Go build (that test is then skipped).
 	@if pkg-config --exists opencv4 2>/dev/null; then echo "$(GO) build -tags framebus_opencv -o $(PYTESTBIN) ./cmd/framebus"; \
@@ -101,7 +147,8 @@ test-python:
 run: build
 	./scripts/run-demo.sh $(BIN)/framebus
 
-# The full comparison (docs/BENCHMARKS.md, about 11 minutes): framebus
+# The full comparison (docs/BENCHMARKS.md, which says how long it takes;
+# framebus bench --plan computes it): framebus
 # bench with GStreamer's shmsink/shmsrc rows (installed here when missing),
 # then the transport's Go benchmarks. Results in $(BIN)/bench.{json,png,txt}.
 GSTDEPS   := cmd:gst-launch-1.0:gstreamer1.0-tools gst:videotestsrc:gstreamer1.0-plugins-base \
@@ -141,10 +188,13 @@ fmt:
 # (with its tests), internal/ and the command for linux/arm64, windows/amd64
 # and windows/arm64, and the command's CGO_ENABLED=0 binaries. cmd/framebus's
 # own tests drive processes with POSIX signals, so on Windows its non-test
-# files are vetted (go list ... GoFiles). darwin proves the stubs build.
+# files are vetted (go list ... GoFiles). darwin proves the stubs build. Then
+# libframebus's C tests under ASan and UBSan (libframebus/Makefile, check).
 CROSS := linux/arm64 windows/amd64 windows/arm64
 check: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+	@# libframebus's tests under AddressSanitizer and UndefinedBehaviorSanitizer, and its exports
+	$(MAKE) -C libframebus check
 	@set -e; for t in $(CROSS); do os=$${t%/*}; arch=$${t#*/}; echo "== $$os/$$arch: vet, build"; \
 	  export CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch; \
 	  $(GO) vet ./framebus/... ./internal/...; \
@@ -208,10 +258,11 @@ bench-quick:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/framebus-bench ./cmd/framebus
 	$(BIN)/framebus-bench bench --quick --json $(BIN)/bench-quick.json --plot $(BIN)/bench-quick.png
 
-# The Spin models of the protocol (needs spin; about 15 minutes).
+# The Spin models of the protocol (needs spin; about 45 minutes on 2 shared CPUs).
 model:
 	@command -v spin >/dev/null || apt-get install -y --no-install-recommends spin
 	docs/model/runall.sh
 
 clean:
 	rm -rf $(BIN)
+	$(MAKE) -C libframebus clean

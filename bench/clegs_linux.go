@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +21,7 @@ import (
 )
 
 // The C legs: the producer, consumer and futex ping of framebus/testdata/c
-// (embedded, csrc.go), built with gcc into the run's directory once per
+// (the first two over libframebus; embedded, csrc.go), built with gcc into the run's directory once per
 // benchmark, started pinned exactly as the Go children are, each writing its
 // measurements to a file at the end (no pipe read at frame rate to disturb
 // the run), which the parent replays through the same sampler. CLOCK_MONOTONIC
@@ -36,7 +37,8 @@ type cBins struct {
 // cFlags are the flags of every C leg: what framebus.h asks for.
 var cFlags = []string{"-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror"}
 
-// buildC writes the sources into dir and compiles the three programs. The
+// buildC writes the sources into dir and compiles the three programs, the
+// producer and the consumer each with libframebus's sources. The
 // error says why the C legs cannot run here.
 func buildC(ctx context.Context, cc, dir string) (*cBins, error) {
 	if cc == "" {
@@ -50,15 +52,24 @@ func buildC(ctx context.Context, cc, dir string) (*cBins, error) {
 	if err := os.MkdirAll(src, 0o700); err != nil {
 		return nil, err
 	}
+	var lib []string // libframebus's sources, compiled into the producer and the consumer
 	for name := range cSourceFiles {
 		b, err := cSources.ReadFile("csrc/" + name)
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(src, name), b, 0o600); err != nil {
+		dst := filepath.Join(src, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return nil, err
 		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			return nil, err
+		}
+		if strings.HasPrefix(name, "lib/") && strings.HasSuffix(name, ".c") {
+			lib = append(lib, dst)
+		}
 	}
+	sort.Strings(lib)
 	bins := &cBins{producer: filepath.Join(dir, "c-producer"), consumer: filepath.Join(dir, "c-consumer"),
 		ping: filepath.Join(dir, "c-ping"), cc: path}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -69,7 +80,11 @@ func buildC(ctx context.Context, cc, dir string) (*cBins, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			args := append(append([]string{}, cFlags...), "-I", src, "-o", job[1], filepath.Join(src, job[0]))
+			args := append(append([]string{}, cFlags...), "-I", src, "-o", job[1])
+			if job[0] != "ping.c" { // the protocol is libframebus's: one gcc run, its sources and the program
+				args = append(append(args, "-pthread"), lib...)
+			}
+			args = append(args, filepath.Join(src, job[0]))
 			out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
 			if err != nil {
 				errs[i] = fmt.Errorf("%s %s: %v: %s", cc, job[0], err, firstLines(string(out), 3))

@@ -428,3 +428,48 @@ func (c Config) measureTime(s Scenario) time.Duration {
 	}
 	return d
 }
+
+// RunOverhead is what one run costs on top of its warm-up and measured
+// time: starting the processes, making the bus, waiting for the consumers,
+// collecting the samples. Measured on the 2-vCPU machine of
+// docs/BENCHMARKS.md: 16.8 s for 24 runs of 0.3 to 0.43 s (0.35 s each more).
+const RunOverhead = 350 * time.Millisecond
+
+// Estimate is how many runs the configuration makes and about how long they
+// take: per run, the warm-up, the measured time (a paced run's fewest
+// frames included), a slow consumer's last analysis and RunOverhead. skip
+// says which variants will not run here (nil: all run, as on a machine with
+// two CPUs, gcc and GStreamer).
+func (c Config) Estimate(skip func(Scenario, Variant) bool) (runs int, d time.Duration) {
+	c = c.withDefaults()
+	for _, sc := range c.Scenarios {
+		for _, v := range sc.Variants {
+			if skip != nil && skip(sc, v) {
+				continue
+			}
+			one := c.Warmup + c.measureTime(sc) + RunOverhead
+			if v.Mode.analyses() {
+				one += c.HoldFor
+			}
+			runs += c.Rounds
+			d += time.Duration(c.Rounds) * one
+		}
+	}
+	return runs, d
+}
+
+// Minutes rounds a duration to whole minutes for people, at least 1.
+func Minutes(d time.Duration) int { return max(1, int(d.Minutes()+0.5)) }
+
+// About says an estimate for people: "under a minute", "about 1 minute",
+// "about 32 minutes".
+func About(d time.Duration) string {
+	switch m := Minutes(d); {
+	case d < time.Minute:
+		return "under a minute"
+	case m == 1:
+		return "about 1 minute"
+	default:
+		return fmt.Sprintf("about %d minutes", m)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -50,6 +51,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Config = RunConfig{Command: cfg.Command, DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
 		Rounds: cfg.Rounds, MinPacedFrames: cfg.MinPacedFrames, SpinUS: float64(cfg.Spin) / 1e3, SplitCPUs: r.split}
 	plan, total := r.plan()
+	r.logEstimate(ctx)
 	if cfg.Progress != nil {
 		cfg.Progress.Start(total)
 		defer cfg.Progress.Finish()
@@ -66,6 +68,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Notes = r.notes()
 	rep.Elapsed = round3(time.Since(start).Seconds())
 	return rep, stopErr
+}
+
+// logEstimate says how many runs the plan makes and about how long they
+// take: the figure docs/BENCHMARKS.md gives for the full set is this one,
+// with every row run (TestFullSetEstimateInDocs). Said with the progress bar
+// (a terminal, or --progress); stderr stays quiet otherwise.
+func (r *runner) logEstimate(ctx context.Context) {
+	runs, est := r.cfg.Estimate(func(sc Scenario, v Variant) bool { return r.skipReason(sc, v) != "" })
+	lvl := slog.LevelDebug
+	if r.cfg.Progress != nil {
+		lvl = slog.LevelInfo
+	}
+	r.cfg.Log.Log(ctx, lvl, "benchmark plan", "scenarios", len(r.cfg.Scenarios), "runs", runs, "estimate", About(est))
 }
 
 // newRunner finds the executable, the CPUs, gst-launch and the C legs

@@ -73,7 +73,7 @@ func Publish(ctx context.Context, src Source, p *framebus.Producer, o PublishOpt
 		if every == 0 {
 			every = defaultProgress
 		}
-		wg.Go(func() { logProgress(log, p, every, done) })
+		wg.Go(func() { logProgress(log, p, src, every, done) })
 	}
 	defer wg.Wait()
 	defer close(done)
@@ -190,8 +190,10 @@ func (l *publishLoop) failed(err error, filled bool) error {
 }
 
 // logProgress logs the publish rate, and the heartbeat's error when it
-// changes, every every until done closes.
-func logProgress(log *slog.Logger, p *framebus.Producer, every time.Duration, done <-chan struct{}) {
+// changes, every every until done closes. A source that makes its session
+// again (whep:) adds how many times it did.
+func logProgress(log *slog.Logger, p *framebus.Producer, src Source, every time.Duration, done <-chan struct{}) {
+	rc, _ := src.(interface{ Reconnects() uint64 })
 	t := time.NewTicker(every)
 	defer t.Stop()
 	last, lastT := p.Stats(), time.Now()
@@ -206,8 +208,12 @@ func logProgress(log *slog.Logger, p *framebus.Producer, every time.Duration, do
 			if st.Generation == last.Generation && st.FramesPublished >= last.FramesPublished {
 				fps = float64(st.FramesPublished-last.FramesPublished) / now.Sub(lastT).Seconds()
 			}
-			log.Info("progress", "fps", fmt.Sprintf("%.1f", fps), "frames", st.FramesPublished, "last_seq", st.LastSeq,
-				"consumers", st.ActiveConsumers, "generation", st.Generation)
+			args := []any{"fps", fmt.Sprintf("%.1f", fps), "frames", st.FramesPublished, "last_seq", st.LastSeq,
+				"consumers", st.ActiveConsumers, "generation", st.Generation}
+			if rc != nil {
+				args = append(args, "source_reconnects", rc.Reconnects())
+			}
+			log.Info("progress", args...)
 			if err := p.Err(); err != nil && said.Allow(err.Error(), 0) {
 				log.Warn("heartbeat", "error", err)
 			}

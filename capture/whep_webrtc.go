@@ -7,20 +7,24 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"log/slog"
 	"math"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/rtc"
-	"github.com/framebus/framebus/internal/vpx"
 )
 
 func init() {
 	Register("whep", func(c Config) (Source, error) {
-		s, err := OpenWHEP(context.Background(), c, rtc.Config{})
+		// A server gone silent is given up within 2 + 4 s, and the
+		// session made again (Read).
+		s, err := OpenWHEP(c.context(), c, rtc.Config{DisconnectedTimeout: 2 * time.Second, FailedTimeout: 4 * time.Second})
 		if err != nil {
 			return nil, err
 		}
@@ -42,26 +46,38 @@ func init() {
 // PLI): frames are skipped, never shown broken. The decoder writes into its
 // own memory; Read converts from there into the slot, in Go.
 //
-// A remote stream that changes size, or a session that ends (the server
-// gone, ICE failed), ends Read with an error: the bus keeps one format.
+// A session that ends (the server stopped or restarted, the network or
+// ICE failed) is made again by Read, after rtc's backoff (0.5 s doubling to
+// 5 s, ±25%, for as long as it takes; from 0.5 s again after a session that
+// delivered frames): the bus stays, in the same generation when the stream
+// comes back at its size (its consumers only see frames stop and start
+// again), and a keyframe of another size is ErrFormatChanged (a new
+// generation). Each loss and return is logged (Config.Logf) and counted
+// (Reconnects). A stream that changes size within a session ends Read
+// with an error.
 type WHEPSource struct {
 	url  string
+	rc   rtc.Config
+	log  *slog.Logger
 	sess *rtc.Session
 	recv *rtc.Receiver
-	dec  *vpx.Decoder
+	dec  *vp8Decoder
 	f    framebus.Format
 	size int
 
 	first   *image.YCbCr // the constructor's keyframe, decoded, for the first Read
 	firstNS int64
 	queued  []rtc.Frame // frames read ahead for the rate, not decoded yet
-	waitKey bool
-	skipped uint64
-	decoded uint64
-	stamped bool
 	lastRTP uint32
 	closed  bool
+
+	reconnects atomic.Uint64
+	backoff    *rtc.Backoff
+	delivered  uint64 // frames delivered in this session
 }
+
+// errSessionEnded wraps the end of a session, which Read makes again.
+var errSessionEnded = errors.New("the WHEP session ended")
 
 // WHEPStats counts what the source did.
 type WHEPStats struct {
@@ -78,16 +94,12 @@ func OpenWHEP(ctx context.Context, c Config, rc rtc.Config) (*WHEPSource, error)
 	if c.Arg == "" {
 		return nil, &ConfigError{Source: name, Err: errors.New("want whep:URL, e.g. whep:http://camera-box:8080/whep")}
 	}
-	pf := c.PixelFormat
-	if pf == 0 {
-		pf = framebus.FormatI420
-	}
-	if !CanConvert(pf) {
-		return nil, &ConfigError{Source: name, Err: fmt.Errorf("pixel format %v: the decoded frames can be RGBA, RGB24, BGR24, GREY, YUYV, NV12 or I420", pf)}
+	pf, err := decodedFormat(name, c)
+	if err != nil {
+		return nil, err
 	}
 	var num, den uint32
 	if !c.DefaultFPS {
-		var err error
 		if num, den, err = checkFPS(c.FPS); err != nil {
 			return nil, &ConfigError{Source: name, Err: err}
 		}
@@ -98,19 +110,19 @@ func OpenWHEP(ctx context.Context, c Config, rc rtc.Config) (*WHEPSource, error)
 	if err != nil {
 		return nil, &UnavailableError{Source: name, Msg: "whep: " + err.Error(), Err: err}
 	}
-	s := &WHEPSource{url: c.Arg, sess: sess}
+	s := &WHEPSource{url: c.Arg, rc: rc, log: c.log(), sess: sess, backoff: rtc.NewBackoff()}
 	fail := func(err error) (*WHEPSource, error) {
 		s.Close()
 		return nil, err
 	}
-	if s.dec, err = vpx.NewDecoder(1); err != nil {
+	if s.dec, err = newVP8Decoder(); err != nil {
 		return fail(err)
 	}
 	if s.recv, err = sess.Receiver(ctx); err != nil {
 		return fail(&UnavailableError{Source: name, Msg: "whep: " + err.Error(), Err: err})
 	}
 	// The first keyframe.
-	s.waitKey = true
+	s.dec.waitKey = true
 	for s.first == nil {
 		fr, err := s.next(ctx)
 		if err != nil {
@@ -132,12 +144,8 @@ func OpenWHEP(ctx context.Context, c Config, rc rtc.Config) (*WHEPSource, error)
 	if num == 0 && c.DefaultFPS {
 		num, den = s.watchRate(ctx)
 	}
-	s.f, err = framebus.Format{Width: uint32(b.Dx()), Height: uint32(b.Dy()), PixelFormat: pf, FPSNum: num, FPSDen: den}.Complete()
-	if err == nil && s.f.FrameSize > uint64(maxInt) {
-		err = fmt.Errorf("frame of %d bytes is too large", s.f.FrameSize)
-	}
-	if err != nil {
-		return fail(&ConfigError{Source: name, Err: err})
+	if s.f, err = completeFormat(name, framebus.Format{Width: uint32(b.Dx()), Height: uint32(b.Dy()), PixelFormat: pf, FPSNum: num, FPSDen: den}); err != nil {
+		return fail(err)
 	}
 	s.size = int(s.f.FrameSize)
 	return s, nil
@@ -222,38 +230,107 @@ func (s *WHEPSource) next(ctx context.Context) (rtc.Frame, error) {
 func (s *WHEPSource) ended() error {
 	switch st := s.sess.State(); st {
 	case webrtc.PeerConnectionStateFailed:
-		return fmt.Errorf("the WHEP session with %s failed: the server stopped answering", s.url)
+		return fmt.Errorf("%w: the session with %s failed: the server stopped answering", errSessionEnded, s.url)
 	case webrtc.PeerConnectionStateClosed, webrtc.PeerConnectionStateConnected:
-		return fmt.Errorf("the WHEP server %s ended the stream", s.url)
+		return fmt.Errorf("%w: the WHEP server %s ended the stream", errSessionEnded, s.url)
 	default:
-		return fmt.Errorf("the WHEP session with %s ended (connection %s)", s.url, st)
+		return fmt.Errorf("%w: the session with %s ended (connection %s)", errSessionEnded, s.url, st)
 	}
 }
 
-// decode decodes fr, or skips it (ok false) while the stream is broken.
+// reconnect makes the session again after why, pausing by the backoff,
+// until the first keyframe comes or ctx ends. A keyframe of the bus's size
+// is kept for the next Read; one of another size makes the new format, and
+// ErrFormatChanged is returned.
+func (s *WHEPSource) reconnect(ctx context.Context, why error) error {
+	down := time.Now()
+	if s.delivered > 0 {
+		s.backoff.Reset()
+	}
+	s.delivered = 0
+	s.sess.Close()
+	s.queued = nil
+	s.log.Warn("whep: the session ended; reconnecting", "url", s.url, "why", strings.TrimPrefix(why.Error(), errSessionEnded.Error()+": "))
+	for attempt := 1; ; attempt++ {
+		d := s.backoff.Next()
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		pic, err := s.dialAgain(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if attempt == 1 || attempt%10 == 0 {
+				s.log.Warn("whep: cannot reconnect yet", "url", s.url, "attempt", attempt, "error", err, "retry_max", rtc.RetryMax.String())
+			}
+			continue
+		}
+		n := s.reconnects.Add(1)
+		b := pic.Rect
+		s.log.Info(fmt.Sprintf("whep: the stream is back as %dx%d", b.Dx(), b.Dy()), "url", s.url,
+			"down", time.Since(down).Round(10*time.Millisecond).String(), "attempts", attempt, "reconnects", n)
+		s.first = pic
+		if uint32(b.Dx()) != s.f.Width || uint32(b.Dy()) != s.f.Height {
+			nf := s.f
+			nf.Width, nf.Height, nf.FrameSize = uint32(b.Dx()), uint32(b.Dy()), 0
+			nf.PlaneStride, nf.PlaneOffset, nf.PlaneCount = [framebus.MaxPlanes]uint32{}, [framebus.MaxPlanes]uint32{}, 0
+			if nf, err = completeFormat("whep", nf); err != nil {
+				return err
+			}
+			s.f, s.size = nf, int(nf.FrameSize)
+			return ErrFormatChanged
+		}
+		return nil
+	}
+}
+
+// dialAgain makes a new session and waits for its first keyframe (any
+// size), within firstFrameWait.
+func (s *WHEPSource) dialAgain(ctx context.Context) (*image.YCbCr, error) {
+	ctx, cancel := context.WithTimeout(ctx, firstFrameWait)
+	defer cancel()
+	sess, err := rtc.DialWHEP(ctx, s.url, s.rc)
+	if err != nil {
+		return nil, err
+	}
+	s.sess = sess
+	if s.recv, err = sess.Receiver(ctx); err != nil {
+		return nil, err
+	}
+	s.dec.waitKey = true
+	for {
+		fr, err := s.next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		pic, ok, err := s.dec.decode(fr, s.recv, image.Point{}, sizeIsError)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			s.firstNS = fr.CaptureNS
+			return pic, nil
+		}
+	}
+}
+
+// Reconnects counts the sessions made again after one ended.
+func (s *WHEPSource) Reconnects() uint64 { return s.reconnects.Load() }
+
+// decode decodes fr, or skips it (ok false) while the stream is broken; a
+// keyframe of another size than the bus's (once it has one) is an error.
 func (s *WHEPSource) decode(fr rtc.Frame) (pic *image.YCbCr, captureNS int64, ok bool, err error) {
-	if fr.Gap && !fr.Key {
-		s.waitKey = true
+	var want image.Point
+	if s.size != 0 {
+		want = image.Pt(int(s.f.Width), int(s.f.Height))
 	}
-	if s.waitKey && !fr.Key {
-		s.skipped++
-		s.recv.RequestKeyFrame()
-		return nil, 0, false, nil
-	}
-	if fr.Key && s.size != 0 && (fr.Width != int(s.f.Width) || fr.Height != int(s.f.Height)) {
-		return nil, 0, false, fmt.Errorf("the remote stream changed size from %dx%d to %dx%d: a bus keeps one format (start the capture again)",
-			s.f.Width, s.f.Height, fr.Width, fr.Height)
-	}
-	pic, corrupt, err := s.dec.Decode(fr.Data)
-	if err != nil || corrupt || pic == nil {
-		s.skipped++
-		s.waitKey = true
-		s.recv.RequestKeyFrame()
-		return nil, 0, false, nil
-	}
-	s.waitKey = false
-	s.stamped = fr.Stamped
-	return pic, fr.CaptureNS, true, nil
+	pic, ok, err = s.dec.decode(fr, s.recv, want, sizeIsError)
+	return pic, fr.CaptureNS, ok, err
 }
 
 // Format is the bus's format: the first keyframe's size.
@@ -274,6 +351,14 @@ func (s *WHEPSource) Read(ctx context.Context, dst []byte) (int, int64, error) {
 	}
 	for {
 		fr, err := s.next(ctx)
+		if errors.Is(err, errSessionEnded) {
+			if err := s.reconnect(ctx, err); err != nil {
+				return 0, 0, err
+			}
+			pic, ns := s.first, s.firstNS
+			s.first = nil
+			return s.deliver(dst, pic, ns)
+		}
 		if err != nil {
 			return 0, 0, err
 		}
@@ -288,17 +373,17 @@ func (s *WHEPSource) Read(ctx context.Context, dst []byte) (int, int64, error) {
 }
 
 func (s *WHEPSource) deliver(dst []byte, pic *image.YCbCr, captureNS int64) (int, int64, error) {
-	n, err := ConvertYCbCr(dst, s.f, pic, LimitedRange)
-	if err != nil {
-		return 0, 0, err
-	}
-	s.decoded++
-	return n, captureNS, nil
+	s.delivered++
+	n, err := s.dec.deliver(dst, s.f, pic)
+	return n, captureNS, err
 }
 
 // Stats returns the counters. Not safe while Read runs.
 func (s *WHEPSource) Stats() WHEPStats {
-	st := WHEPStats{Decoded: s.decoded, Skipped: s.skipped, Stamped: s.stamped}
+	var st WHEPStats
+	if s.dec != nil {
+		st.Decoded, st.Skipped, st.Stamped = s.dec.decoded, s.dec.skipped, s.dec.stamped
+	}
 	if s.recv != nil {
 		st.RecvStats = s.recv.Stats()
 	}
@@ -315,7 +400,7 @@ func (s *WHEPSource) Close() error {
 		s.sess.Close()
 	}
 	if s.dec != nil {
-		s.dec.Close()
+		s.dec.close()
 	}
 	s.first = nil
 	return nil

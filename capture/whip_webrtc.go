@@ -4,9 +4,7 @@ package capture
 
 import (
 	"context"
-	"crypto/rand"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"image"
@@ -16,15 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/pion/sdp/v3"
-	"github.com/pion/webrtc/v4"
 
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/rtc"
-	"github.com/framebus/framebus/internal/vpx"
 )
 
 //go:embed whip.html
@@ -66,21 +59,14 @@ type WHIPSource struct {
 	change chan struct{} // closed and replaced when cur changes
 	closed bool
 
-	dec     *vpx.Decoder
-	waitKey bool
-	from    *whipSession // the session of the frames being decoded
-	skipped uint64
-	decoded uint64
-	stamped bool
+	dec  *vp8Decoder
+	from *whipSession // the session of the frames being decoded
 }
 
+// whipSession is the publisher's session: a receiving peer and its name.
 type whipSession struct {
-	id        string
-	pc        *webrtc.PeerConnection
-	recv      chan *rtc.Receiver
-	done      chan struct{}
-	once      sync.Once
-	connected atomic.Bool // ICE and DTLS succeeded once
+	id   string
+	peer *rtc.Peer
 }
 
 // whipConnectTimeout is how long a session answered 201 may take to
@@ -90,64 +76,6 @@ type whipSession struct {
 // before it is called failed, so that a publisher that never connects is
 // treated no more patiently than one that went away.
 const whipConnectTimeout = 10 * time.Second
-
-// whipOfferUnusable says why an offer can never send this server a
-// picture ("" when it can): it needs a video m-line that is not rejected
-// (port 0) or inactive, that the publisher sends on (sendonly or sendrecv,
-// the default), with VP8.
-func whipOfferUnusable(offer string) string {
-	var d sdp.SessionDescription
-	if err := d.UnmarshalString(offer); err != nil {
-		return "bad SDP offer: " + err.Error()
-	}
-	sessionDir := "sendrecv"
-	for _, a := range d.Attributes {
-		if isDirection(a.Key) {
-			sessionDir = a.Key
-		}
-	}
-	video, sending := false, false
-	for _, m := range d.MediaDescriptions {
-		if m.MediaName.Media != "video" {
-			continue
-		}
-		video = true
-		dir := sessionDir
-		vp8 := false
-		for _, a := range m.Attributes {
-			switch {
-			case isDirection(a.Key):
-				dir = a.Key
-			case a.Key == "rtpmap" && strings.Contains(strings.ToUpper(a.Value), "VP8/90000"):
-				vp8 = true
-			}
-		}
-		if m.MediaName.Port.Value != 0 && (dir == "sendonly" || dir == "sendrecv") {
-			sending = true
-			if vp8 {
-				return ""
-			}
-		}
-	}
-	switch {
-	case !video:
-		return "the offer has no video m-line: this server takes one VP8 video track that the publisher sends"
-	case !sending:
-		return "the offer's video is not sent by the publisher (recvonly, inactive or rejected): a WHIP offer must send its video (sendonly)"
-	}
-	return "the offer does not send VP8 video (this server takes one VP8 video track)"
-}
-
-func isDirection(k string) bool {
-	return k == "sendonly" || k == "recvonly" || k == "sendrecv" || k == "inactive"
-}
-
-func (s *whipSession) end() {
-	s.once.Do(func() {
-		close(s.done)
-		s.pc.Close()
-	})
-}
 
 // OpenWHIP listens on c.Arg (HOST:PORT, :PORT or PORT; a bare port binds
 // 127.0.0.1).
@@ -162,12 +90,9 @@ func OpenWHIP(c Config, rc rtc.Config) (*WHIPSource, error) {
 	} else if strings.HasPrefix(addr, ":") {
 		addr = "127.0.0.1" + addr
 	}
-	pf := c.PixelFormat
-	if pf == 0 {
-		pf = framebus.FormatI420
-	}
-	if !CanConvert(pf) {
-		return nil, &ConfigError{Source: name, Err: fmt.Errorf("pixel format %v: the decoded frames can be RGBA, RGB24, BGR24, GREY, YUYV, NV12 or I420", pf)}
+	pf, err := decodedFormat(name, c)
+	if err != nil {
+		return nil, err
 	}
 	if c.Width%2 != 0 || c.Height%2 != 0 {
 		return nil, &ConfigError{Source: name, Err: fmt.Errorf("size %dx%d: VP8 pictures here have even sizes", c.Width, c.Height)}
@@ -176,12 +101,9 @@ func OpenWHIP(c Config, rc rtc.Config) (*WHIPSource, error) {
 	if err != nil {
 		return nil, &ConfigError{Source: name, Err: err}
 	}
-	f, err := framebus.Format{Width: c.Width, Height: c.Height, PixelFormat: pf, FPSNum: num, FPSDen: den}.Complete()
-	if err == nil && f.FrameSize > uint64(maxInt) {
-		err = fmt.Errorf("frame of %d bytes is too large", f.FrameSize)
-	}
+	f, err := completeFormat(name, framebus.Format{Width: c.Width, Height: c.Height, PixelFormat: pf, FPSNum: num, FPSDen: den})
 	if err != nil {
-		return nil, &ConfigError{Source: name, Err: err}
+		return nil, err
 	}
 	if err := rc.Check(); err != nil {
 		return nil, &ConfigError{Source: name, Err: err}
@@ -190,7 +112,7 @@ func OpenWHIP(c Config, rc rtc.Config) (*WHIPSource, error) {
 	if err != nil {
 		return nil, &UnavailableError{Source: name, Msg: "whip: " + err.Error(), Err: err}
 	}
-	dec, err := vpx.NewDecoder(1)
+	dec, err := newVP8Decoder()
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -216,118 +138,72 @@ func (s *WHIPSource) page(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, page)
 }
 
+// post makes the publisher's session from an offer.
 func (s *WHIPSource) post(w http.ResponseWriter, r *http.Request) {
-	offer, ok := s.readOffer(w, r)
+	offer, ok := rtc.ReadSDP(w, r, "application/sdp")
 	if !ok {
 		return
-	}
-	ses, code, msg := s.answer(offer)
-	if ses == nil {
-		http.Error(w, msg, code)
-		return
-	}
-	s.mu.Lock()
-	if s.cur != nil || s.closed {
-		s.mu.Unlock()
-		ses.pc.Close()
-		http.Error(w, "a publisher is connected already: one at a time", http.StatusConflict)
-		return
-	}
-	s.cur = ses
-	close(s.change)
-	s.change = make(chan struct{})
-	s.mu.Unlock()
-	// A publisher that never connects (its ICE never succeeds: it went
-	// away after the answer, or no path reaches it) gives its place up.
-	t := time.AfterFunc(whipConnectTimeout, func() {
-		if !ses.connected.Load() {
-			s.drop(ses)
-		}
-	})
-	go func() { <-ses.done; t.Stop() }()
-	w.Header().Set("Content-Type", "application/sdp")
-	w.Header().Set("Location", "/whip/"+ses.id)
-	w.WriteHeader(http.StatusCreated)
-	io.WriteString(w, ses.pc.LocalDescription().SDP)
-}
-
-// readOffer reads the SDP offer of a POST, or answers why not (false).
-func (s *WHIPSource) readOffer(w http.ResponseWriter, r *http.Request) (string, bool) {
-	if ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); !strings.EqualFold(strings.TrimSpace(ct), "application/sdp") {
-		http.Error(w, "the body must be application/sdp (Content-Type)", http.StatusUnsupportedMediaType)
-		return "", false
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
-	if err != nil {
-		http.Error(w, "the offer is unreadable or over 64 KiB", http.StatusRequestEntityTooLarge)
-		return "", false
 	}
 	s.mu.Lock()
 	busy := s.cur != nil
 	s.mu.Unlock()
 	if busy {
 		http.Error(w, "a publisher is connected already: one at a time", http.StatusConflict)
-		return "", false
+		return
 	}
 	// An offer that can never send us a picture must not take the one
 	// publisher's place (the answer would be 201, the session would wait
 	// for video that never comes, and the real publisher would get 409).
-	if why := whipOfferUnusable(string(body)); why != "" {
+	if why := rtc.CannotSendVideo(offer); why != "" {
 		http.Error(w, why, http.StatusBadRequest)
-		return "", false
+		return
 	}
-	return string(body), true
+	ses := &whipSession{id: rtc.NewSessionID()}
+	p, err := rtc.NewRecvPeer(s.rc, rtc.PeerOptions{OnEnd: func(string) { s.forget(ses) }})
+	if err != nil {
+		rtc.AnswerError(w, r, err)
+		return
+	}
+	ses.peer = p
+	answer, err := p.Answer(r.Context(), offer)
+	if err != nil {
+		p.Close("not answered")
+		rtc.AnswerError(w, r, err)
+		return
+	}
+	if !s.take(ses) {
+		p.Close("another publisher came first")
+		http.Error(w, "a publisher is connected already: one at a time", http.StatusConflict)
+		return
+	}
+	// A publisher that never connects (its ICE never succeeds: it went
+	// away after the answer, or no path reaches it) gives its place up.
+	p.EndUnlessConnected(whipConnectTimeout)
+	rtc.WriteAnswer(w, "/whip/"+ses.id, answer)
 }
 
-// answer makes the session of an offer, its answer set and its ICE
-// candidates gathered (5 s at most); or nil, the HTTP status and why.
-func (s *WHIPSource) answer(offer string) (*whipSession, int, string) {
-	api, err := rtc.NewRecvAPI(s.rc)
-	if err != nil {
-		return nil, http.StatusInternalServerError, "WebRTC: " + err.Error()
-	}
-	pc, err := api.NewPeerConnection(s.rc.ICEConfig())
-	if err != nil {
-		return nil, http.StatusInternalServerError, "WebRTC: " + err.Error()
-	}
-	var id [12]byte
-	rand.Read(id[:])
-	ses := &whipSession{id: hex.EncodeToString(id[:]), pc: pc, recv: make(chan *rtc.Receiver, 1), done: make(chan struct{})}
-	pc.OnTrack(func(t *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
-		if t.Kind() == webrtc.RTPCodecTypeVideo {
-			select {
-			case ses.recv <- rtc.NewReceiver(pc, t, rr):
-			default:
-			}
-		}
-	})
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		switch st {
-		case webrtc.PeerConnectionStateConnected:
-			ses.connected.Store(true)
-		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-			s.drop(ses)
-		}
-	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		pc.Close()
-		return nil, http.StatusBadRequest, "bad SDP offer: " + err.Error()
-	}
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil || !strings.Contains(answer.SDP, "VP8/90000") {
-		pc.Close()
-		return nil, http.StatusBadRequest, "the offer does not send VP8 video (this server takes one VP8 video track)"
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		pc.Close()
-		return nil, http.StatusInternalServerError, "WebRTC: " + err.Error()
-	}
+// take makes ses the publisher's session, unless there is one (or the
+// source is closed, or ses has ended already).
+func (s *WHIPSource) take(ses *whipSession) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	select {
-	case <-gathered:
-	case <-time.After(5 * time.Second):
+	case <-ses.peer.Ended():
+		return false
+	default:
 	}
-	return ses, 0, ""
+	if s.cur != nil || s.closed {
+		return false
+	}
+	s.cur = ses
+	s.changed()
+	return true
+}
+
+// changed wakes Read: cur changed (under mu).
+func (s *WHIPSource) changed() {
+	close(s.change)
+	s.change = make(chan struct{})
 }
 
 func (s *WHIPSource) delete(w http.ResponseWriter, r *http.Request) {
@@ -338,18 +214,16 @@ func (s *WHIPSource) delete(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such WHIP session", http.StatusNotFound)
 		return
 	}
-	s.drop(ses)
+	ses.peer.Close("deleted by the publisher")
 	w.WriteHeader(http.StatusOK)
 }
 
-// drop ends a session; the next publisher may come.
-func (s *WHIPSource) drop(ses *whipSession) {
-	ses.end()
+// forget lets the next publisher come once ses ended (its peer's OnEnd).
+func (s *WHIPSource) forget(ses *whipSession) {
 	s.mu.Lock()
 	if s.cur == ses {
 		s.cur = nil
-		close(s.change)
-		s.change = make(chan struct{})
+		s.changed()
 	}
 	s.mu.Unlock()
 }
@@ -371,7 +245,12 @@ func (s *WHIPSource) Read(ctx context.Context, dst []byte) (int, int64, error) {
 		}
 		ses, change := s.cur, s.change
 		s.mu.Unlock()
-		if ses == nil {
+		var r *rtc.Receiver
+		var err error
+		if ses != nil {
+			r, err = ses.peer.Receiver(ctx)
+		}
+		if ses == nil || errors.Is(err, rtc.ErrEnded) { // the next publisher
 			select {
 			case <-change:
 				continue
@@ -379,63 +258,27 @@ func (s *WHIPSource) Read(ctx context.Context, dst []byte) (int, int64, error) {
 				return 0, 0, ctx.Err()
 			}
 		}
-		var r *rtc.Receiver
-		select {
-		case r = <-ses.recv:
-			ses.recv <- r // kept for the next Read
-		case <-ses.done:
-			continue
-		case <-ctx.Done():
-			return 0, 0, ctx.Err()
+		if err != nil {
+			return 0, 0, err
 		}
 		if s.from != ses { // a new publisher starts at a keyframe
-			s.from, s.waitKey = ses, true
+			s.from, s.dec.waitKey = ses, true
 		}
 		select {
 		case fr, ok := <-r.Frames():
 			if !ok {
-				s.drop(ses)
+				ses.peer.Close("the publisher's track ended")
 				continue
 			}
-			if pic, ns, ok := s.decode(r, fr); ok {
-				n, err := ConvertYCbCr(dst, s.f, pic, LimitedRange)
-				if err != nil {
-					return 0, 0, err
-				}
-				s.decoded++
-				return n, ns, nil
+			if pic, ok, _ := s.dec.decode(fr, r, image.Pt(int(s.f.Width), int(s.f.Height)), sizeSkipped); ok {
+				n, err := s.dec.deliver(dst, s.f, pic)
+				return n, fr.CaptureNS, err
 			}
-		case <-ses.done:
+		case <-ses.peer.Ended():
 		case <-ctx.Done():
 			return 0, 0, ctx.Err()
 		}
 	}
-}
-
-func (s *WHIPSource) decode(r *rtc.Receiver, fr rtc.Frame) (*image.YCbCr, int64, bool) {
-	if fr.Gap && !fr.Key {
-		s.waitKey = true
-	}
-	if fr.Key && (fr.Width != int(s.f.Width) || fr.Height != int(s.f.Height)) {
-		s.waitKey = true // not the bus's size: skipped until a keyframe that is
-		s.skipped++
-		return nil, 0, false
-	}
-	if s.waitKey && !fr.Key {
-		s.skipped++
-		r.RequestKeyFrame()
-		return nil, 0, false
-	}
-	pic, corrupt, err := s.dec.Decode(fr.Data)
-	if err != nil || corrupt || pic == nil {
-		s.skipped++
-		s.waitKey = true
-		r.RequestKeyFrame()
-		return nil, 0, false
-	}
-	s.waitKey = false
-	s.stamped = fr.Stamped
-	return pic, fr.CaptureNS, true
 }
 
 // WHIPStats counts what the source did.
@@ -449,7 +292,7 @@ type WHIPStats struct {
 func (s *WHIPSource) Stats() WHIPStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return WHIPStats{Decoded: s.decoded, Skipped: s.skipped, Publishing: s.cur != nil, Stamped: s.stamped}
+	return WHIPStats{Decoded: s.dec.decoded, Skipped: s.dec.skipped, Publishing: s.cur != nil, Stamped: s.dec.stamped}
 }
 
 // Close ends the publisher's session and the server.
@@ -461,15 +304,14 @@ func (s *WHIPSource) Close() error {
 	}
 	s.closed = true
 	ses := s.cur
-	close(s.change)
-	s.change = make(chan struct{})
+	s.changed()
 	s.mu.Unlock()
 	if ses != nil {
-		ses.end()
+		ses.peer.Close("the capture stops")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	s.srv.Shutdown(ctx)
 	cancel()
-	s.dec.Close()
+	s.dec.close()
 	return nil
 }

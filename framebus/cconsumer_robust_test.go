@@ -40,8 +40,20 @@ var (
 	cxError error
 )
 
+// cLibArgs are the gcc arguments that build a program of testdata/c over
+// libframebus (../libframebus, the C library that holds the protocol): its
+// include directories, pthreads, and its sources, compiled into the program.
+func cLibArgs(t *testing.T) []string {
+	t.Helper()
+	srcs, err := filepath.Glob("../libframebus/src/*.c")
+	if err != nil || len(srcs) == 0 {
+		t.Fatalf("libframebus sources: %v (%d files)", err, len(srcs))
+	}
+	return append([]string{"-pthread", "-Iinclude", "-I../libframebus/include"}, srcs...)
+}
+
 // cxBuild builds testdata/c's consumer.c and producer.c once per test binary
-// (gcc -O2 -std=gnu11 -Wall -Wextra -Werror) and returns the binary of prog
+// (gcc -O2 -std=gnu11 -Wall -Wextra -Werror, over libframebus: cLibArgs) and returns the binary of prog
 // ("consumer" or "producer"). Without gcc the test is skipped, unless
 // FRAMEBUS_REQUIRE_GCC=1.
 func cxBuild(t *testing.T, prog string) string {
@@ -61,8 +73,8 @@ func cxBuild(t *testing.T, prog string) string {
 		cxBins = map[string]string{}
 		for _, p := range []string{"consumer", "producer"} {
 			bin := filepath.Join(cxDir, p)
-			out, err := exec.Command(gcc, "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-Iinclude",
-				"-o", bin, "testdata/c/"+p+".c").CombinedOutput()
+			args := append([]string{"-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o", bin}, cLibArgs(t)...)
+			out, err := exec.Command(gcc, append(args, "testdata/c/"+p+".c")...).CombinedOutput()
 			if err != nil {
 				cxError = fmt.Errorf("building %s.c: %v\n%s", p, err, out)
 				return
@@ -512,7 +524,10 @@ func TestCConsumerTruncation(t *testing.T) {
 		t.Run(fmt.Sprintf("checksum=%v", checksum), func(t *testing.T) {
 			dir := t.TempDir()
 			name := "cxtrunc" + strconv.Itoa(os.Getpid())
-			args := []string{"--fps", "200", "--slots", "3", "--heartbeat-ms", "10"}
+			// A heartbeat of 50 ms: new generations come quickly, and a
+			// loaded machine (a CI run beside others) does not make the
+			// producer look stalled (37 ms with 10 ms killed a run).
+			args := []string{"--fps", "200", "--slots", "3", "--heartbeat-ms", "50"}
 			if checksum {
 				args = append(args, "--checksum")
 			}
@@ -641,7 +656,8 @@ func TestCConsumerWakeWordsHeal(t *testing.T) {
 						}
 					}
 				}()
-				defer func() { close(stop); wg.Wait() }()
+				stopPublishing := sync.OnceFunc(func() { close(stop); wg.Wait() })
+				defer stopPublishing()
 
 				cons := cxStart(t, consumer, "--wake", wake, p.Path(), framebus.LockPath(dir, name), "100000000", "30000")
 				cxWaitFor(t, 10*time.Second, "the first frames", func() bool { return cons.frames.Load() >= 5 || !cons.running() })
@@ -693,6 +709,7 @@ func TestCConsumerWakeWordsHeal(t *testing.T) {
 					t.Errorf("after the forgery: %d frames in %v, before it %d: the consumer did not come back to full rate\n%s",
 						after, window, before, cons.stderrText())
 				}
+				stopPublishing() // before the end of stream: no Fill after Close
 				p.Close()
 				if code := cons.wait(t, 20*time.Second); code != 0 {
 					t.Errorf("C consumer exit %d: %s", code, cons.stderrText())
@@ -773,8 +790,12 @@ func TestCConsumerForgedRetired(t *testing.T) {
 			code := cons.wait(t, 20*time.Second)
 			sum := cons.summary(t)
 			t.Logf("%v", sum)
-			if code != 0 || sum["eos"] != 1 || sum["retired_ignored"] < 1 {
-				t.Errorf("exit %d, eos %d, retired_ignored %d: want 0, 1, >= 1\n%s", code, sum["eos"], sum["retired_ignored"], cons.stderrText())
+			// The C consumer ignores the forged RETIRED (the same file, a live
+			// owner), or follows the new generation of a producer that saw
+			// its fixed header field changed (the Go producer's heartbeat
+			// does): either way it goes on to the end of the stream.
+			if code != 0 || sum["eos"] != 1 || sum["retired_ignored"]+sum["generations"] < 1 {
+				t.Errorf("exit %d, eos %d, retired_ignored %d, generations %d: want 0, 1, one of them >= 1\n%s", code, sum["eos"], sum["retired_ignored"], sum["generations"], cons.stderrText())
 			}
 		})
 	}

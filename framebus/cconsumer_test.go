@@ -32,7 +32,8 @@ func TestCConsumer(t *testing.T) {
 		t.Skip("gcc not found")
 	}
 	bin := filepath.Join(t.TempDir(), "consumer")
-	build := exec.Command(gcc, "-O2", "-std=gnu11", "-Wall", "-Werror", "-Iinclude", "-o", bin, "testdata/c/consumer.c")
+	args := append([]string{"-O2", "-std=gnu11", "-Wall", "-Werror", "-o", bin}, cLibArgs(t)...)
+	build := exec.Command(gcc, append(args, "testdata/c/consumer.c")...)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the C consumer: %v\n%s", err, out)
 	}

@@ -54,3 +54,12 @@ type OptionError struct{ Reason string }
 
 func (e *OptionError) Error() string { return e.Reason }
 func (e *OptionError) Unwrap() error { return ErrBadOptions }
+
+// PushError is why a push gave up.
+type PushError struct {
+	Err  error
+	Hint string
+}
+
+func (e *PushError) Error() string { return e.Err.Error() + " (" + e.Hint + ")" }
+func (e *PushError) Unwrap() error { return e.Err }

@@ -40,11 +40,19 @@ type Status struct {
 	Connections int    `json:"connections"` // open HTTP connections (at most Server.MaxConns)
 	Refused     uint64 `json:"refused"`     // connections refused for being over MaxConns
 
-	FPS            float64 `json:"fps"`               // pictures per second over the last second or so
+	// ReadFPS is the frames read from the bus per second, over the last
+	// second or so: real whether or not anybody watches. FPS and the
+	// latencies are the MJPEG side's (/stream.mjpg, /frame.jpg): 0 while
+	// nobody watches it (a page playing WebRTC), whose figures are
+	// WebRTCFPS and webrtc.capture_to_sent_us. A rate is 0 until it has
+	// a quarter of a second of events to go by.
+	ReadFPS        float64 `json:"read_fps"`
+	FPS            float64 `json:"fps"`               // JPEG pictures per second over the last second or so
 	CaptureToPicUS float64 `json:"capture_to_pic_us"` // capture to encoded picture, the last one
 	CaptureToSent  float64 `json:"capture_to_sent_us"`
+	WebRTCFPS      float64 `json:"webrtc_fps"` // VP8 frames encoded per second, over the last second or so
 
-	WebRTC *WebRTCStatus `json:"webrtc"` // the WHEP side (whep_status.go)
+	WebRTC *WebRTCStatus `json:"webrtc"` // the WHEP side (whep_stats.go)
 }
 
 // Server is the web preview's HTTP side: the page, the MJPEG stream, the
@@ -62,7 +70,7 @@ type Server struct {
 	IdleTimeout time.Duration
 	ln          *limitListener
 
-	// WebRTC serves /whep (whep_webrtc.go); nil: /whep answers 501 with
+	// WebRTC serves /whep (whep_http_webrtc.go); nil: /whep answers 501 with
 	// WebRTCOff, and the page shows the MJPEG stream.
 	WebRTC    webrtcEndpoint
 	WebRTCOff string
@@ -72,6 +80,7 @@ type Server struct {
 	prev     *framebus.Snapshot // the previous /stats snapshot, for the rate
 	sent     latencyMeter       // capture to sent, stream parts
 	sentLast float64
+	rtc      counterRate // the WebRTC side's frames encoded, for WebRTCFPS
 }
 
 // NewServer makes the server of bus name.
@@ -99,6 +108,13 @@ func (s *Server) Status() Status {
 		st.Connections, st.Refused = int(ln.open.Load()), ln.refused.Load()
 	}
 	st.WebRTC = s.webrtcStatus()
+	s.mu.Lock()
+	if st.WebRTC.Enabled && st.WebRTC.Encoding {
+		st.WebRTCFPS = s.rtc.rate(time.Now(), st.WebRTC.FramesEncoded)
+	} else {
+		s.rtc = counterRate{} // nobody watches: start again when somebody does
+	}
+	s.mu.Unlock()
 	return st
 }
 
@@ -124,7 +140,8 @@ func (s *Server) sentOne(captureNS int64) {
 	s.mu.Unlock()
 }
 
-// Handler serves /, /stream.mjpg, /frame.jpg, /stats and /viewer.json.
+// Handler serves /, /stream.mjpg, /frame.jpg, /stats, /viewer.json, /whep
+// (whep_http.go) and /metrics.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.page)
@@ -132,14 +149,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /frame.jpg", s.frame)
 	mux.HandleFunc("GET /stats", s.stats)
 	mux.HandleFunc("GET /viewer.json", s.viewer)
-	whep := s.WebRTC
-	if whep == nil {
-		mux.Handle("/whep", whepUnavailable(s.WebRTCOff))
-		mux.Handle("/whep/", whepUnavailable(s.WebRTCOff))
-	} else {
-		mux.Handle("/whep", whep)
-		mux.Handle("/whep/", whep)
-	}
+	s.mountWHEP(mux)
 	mux.Handle("GET /metrics", metrics.Handler(s.Dir)) // every bus of the directory, for Prometheus
 	return mux
 }

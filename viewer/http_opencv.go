@@ -79,26 +79,20 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 
 	st := Status{Bus: name, State: "starting"}
 	var pic Picture
-	var rate rateMeter
+	var rate, readRate rateMeter
 	var enc latencyMeter
+	var readAtLog uint64 // frames read at the last progress line
 	lastLog := time.Now()
 	waited := false
 	var formatErr string
+	onWait := func(we *feed.WaitingError) {
+		waited = true
+		st.State, st.Waiting, st.FPS, st.ReadFPS = "waiting", we.Reason, 0, 0
+		srv.SetStatus(st)
+	}
 	for {
-		fr, err := in.Next(ctx)
-		if err != nil {
-			var we *feed.WaitingError
-			switch {
-			case ctx.Err() != nil:
-				return nil
-			case errors.As(err, &we):
-				waited = true
-				st.State, st.Waiting, st.FPS = "waiting", we.Reason, 0
-				srv.SetStatus(st)
-				continue
-			case errors.Is(err, feed.ErrIdle):
-				continue
-			}
+		fr, err := nextFrame(ctx, in, onWait)
+		if fr == nil {
 			return err
 		}
 		now := framebus.Now()
@@ -132,13 +126,58 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 				}
 			}
 		}
-		st.FPS = rate.fps(now)
+		readRate.add(now)
+		st.FPS, st.ReadFPS = rate.fps(now), readRate.fps(now)
 		srv.SetStatus(st)
-		if time.Since(lastLog) >= progressEvery {
+		if el := time.Since(lastLog); el >= progressEvery {
 			lastLog = time.Now()
-			n, mean, mx := enc.take()
-			sn, smean, smax := srv.SentLatency()
-			log.Info("progress", "bus", name, "frames_read", st.FramesRead, "pictures", st.Pictures, "pictures_recent", n, "fps", f1(st.FPS), "capture_to_picture_mean", mean.String(), "capture_to_picture_max", mx.String(), "parts_sent", sn, "capture_to_sent_mean", smean.String(), "capture_to_sent_max", smax.String(), "dropped", st.Dropped, "discarded", st.Discarded, "clients", srv.Status().Clients)
+			logProgress(log, name, st, &enc, srv, el, st.FramesRead-readAtLog)
+			readAtLog = st.FramesRead
+		}
+	}
+}
+
+// logProgress says what was read over the interval el (read frames), and
+// the MJPEG side's pictures only when it made some: a page playing WebRTC
+// leaves it idle (the bridge logs its own progress).
+func logProgress(log *slog.Logger, name string, st Status, enc *latencyMeter, srv *Server, el time.Duration, read uint64) {
+	n, mean, mx := enc.take()
+	sn, smean, smax := srv.SentLatency()
+	vs := srv.Status()
+	args := []any{"bus", name, "frames_read", st.FramesRead, "read_fps", f1(float64(read) / el.Seconds()),
+		"dropped", st.Dropped, "discarded", st.Discarded}
+	if n > 0 || sn > 0 {
+		args = append(args, "pictures", st.Pictures, "pictures_recent", n, "mjpeg_fps", f1(float64(n)/el.Seconds()),
+			"capture_to_picture_mean", mean.String(), "capture_to_picture_max", mx.String(),
+			"parts_sent", sn, "capture_to_sent_mean", smean.String(), "capture_to_sent_max", smax.String())
+	}
+	args = append(args, "mjpeg_clients", vs.Clients)
+	if vs.WebRTC != nil && vs.WebRTC.Enabled {
+		args = append(args, "webrtc_viewers", vs.WebRTC.Viewers)
+	}
+	log.Info("progress", args...)
+}
+
+// nextFrame is the next frame of a feed that persists (the previews'): it
+// rides out the waits for a producer (onWait is told of each, if not nil)
+// and the idle spells; nil and no error once ctx has ended.
+func nextFrame(ctx context.Context, in *feed.Feed, onWait func(*feed.WaitingError)) (*framebus.Frame, error) {
+	for {
+		fr, err := in.Next(ctx)
+		if err == nil {
+			return fr, nil
+		}
+		var we *feed.WaitingError
+		switch {
+		case ctx.Err() != nil:
+			return nil, nil
+		case errors.As(err, &we):
+			if onWait != nil {
+				onWait(we)
+			}
+		case errors.Is(err, feed.ErrIdle):
+		default:
+			return nil, err
 		}
 	}
 }

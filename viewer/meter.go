@@ -46,3 +46,27 @@ func (r *rateMeter) fps(now int64) float64 {
 	}
 	return float64(count) / time.Duration(last-first).Seconds()
 }
+
+// counterRate turns samples of a growing counter into a rate per second:
+// over the last second or more once there is one, over the last quarter of
+// a second or more before (0 before that), so that a rate is real from the
+// first second.
+type counterRate struct {
+	at   time.Time // the sample that started the current window
+	n    uint64    // the counter then
+	full bool      // a whole window has passed
+	last float64
+}
+
+func (c *counterRate) rate(now time.Time, n uint64) float64 {
+	switch {
+	case c.at.IsZero() || n < c.n: // the first sample, or a new encoder
+		*c = counterRate{at: now, n: n}
+	case now.Sub(c.at) >= time.Second:
+		c.last = float64(n-c.n) / now.Sub(c.at).Seconds()
+		c.at, c.n, c.full = now, n, true
+	case !c.full && now.Sub(c.at) >= 250*time.Millisecond:
+		c.last = float64(n-c.n) / now.Sub(c.at).Seconds()
+	}
+	return c.last
+}

@@ -18,7 +18,39 @@ type HTTPOptions struct {
 	MaxConns    int           // connections open at a time, default DefaultMaxConns
 	IdleTimeout time.Duration // keep-alive connections idle this long are closed, default DefaultIdleTimeout
 
-	WebRTC WebRTCOptions // the WHEP endpoint (whep_status.go)
+	WebRTC WebRTCOptions // the WHEP endpoint
+}
+
+// WebRTCOptions configures the web preview's WHEP endpoint (/whep): a VP8
+// stream of the bus for browsers and WHEP players, one encoder for all.
+type WebRTCOptions struct {
+	Off bool // no /whep: the page shows the MJPEG stream
+
+	MaxViewers int // WebRTC viewers at a time (default 16); one more is answered 503
+	MinBitrate int // bits per second the encoder never goes below (default 50 kbit/s)
+	MaxBitrate int // and never above (default: 0.1 bit per pixel per frame, at least 1 Mbit/s)
+	Speed      int // libvpx VP8E_SET_CPUUSED (-16..16, default -8: fast)
+	Threads    int // encoder threads (default 1: libvpx's threads spin on a busy machine)
+
+	ICEServers []string // STUN/TURN URLs for viewers behind NAT
+	PublicIPs  []string // addresses to announce instead of the host's (1:1 NAT)
+	UDPPortMin uint16   // local UDP ports (0: any)
+	UDPPortMax uint16
+
+	// AllowOrigins are the web origins (https://example.com, or *) whose
+	// pages may use /whep (CORS). The preview's own page needs none; by
+	// default no other page can, since a page that receives the stream can
+	// read its pixels.
+	AllowOrigins []string
+
+	// ICEFailedTimeout: a viewer silent this long is gone and its session
+	// ends (default 10 s); ConnectTimeout: a session that does not connect
+	// within this ends (default 20 s).
+	ICEFailedTimeout time.Duration
+	ConnectTimeout   time.Duration
+
+	// LoopbackOnly announces 127.0.0.1 only (tests).
+	LoopbackOnly bool
 }
 
 // WindowOptions configures RunWindow.
@@ -163,4 +195,25 @@ type result struct {
 	detect                      string
 	boxes                       []Box
 	dropped                     uint64
+}
+
+// PushOptions configures Push (framebus push).
+type PushOptions struct {
+	Dir     string        // bus directory
+	Timeout time.Duration // wait for a producer that has not started (after that: for ever)
+	Spin    time.Duration // framebus.ConsumerOptions.Spin (0: sleep until woken)
+
+	URL   string // the WHIP endpoint
+	Token string // its bearer token ("": none); never logged
+
+	// Retries ends the push after this many failed attempts in a row
+	// (0: it tries for ever, with the backoff's pauses).
+	Retries int
+
+	// The encoder and the connection: MinBitrate, MaxBitrate, Speed,
+	// Threads, ICEServers, PublicIPs, UDP ports, ICEFailedTimeout
+	// (default 6 s here), ConnectTimeout (default 10 s), LoopbackOnly.
+	WebRTC WebRTCOptions
+
+	Log *slog.Logger // nil: no logging
 }

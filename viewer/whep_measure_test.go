@@ -92,33 +92,16 @@ type measureBus struct {
 
 func startMeasureBus(t *testing.T, w, h uint32) *measureBus {
 	m := &measureBus{dir: t.TempDir(), name: "measure"}
-	src, err := capture.NewPattern(capture.Config{Width: w, Height: h, FPS: 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := framebus.Create(m.name, framebus.ProducerOptions{Format: src.Format(), Dir: m.dir})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		defer p.Close()
-		for ctx.Err() == nil {
-			p.Fill(func(slot []byte) (int, framebus.Meta, error) {
-				n, ns, err := src.Read(ctx, slot)
-				return n, framebus.Meta{CaptureNS: ns}, err
-			})
-		}
-	}()
+	playPattern(ctx, t, &wg, m.name, m.dir, w, h)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.url = "http://" + ln.Addr().String() + "/"
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		ServeHTTP(ctx, m.name, ln, HTTPOptions{Dir: m.dir, Timeout: 10 * time.Second, WebRTC: WebRTCOptions{MaxViewers: 100, LoopbackOnly: true}})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/cli"
@@ -62,9 +63,11 @@ var rmCmd = &cli.Command{
 	Summary: "remove a bus",
 	Description: `Removes the bus NAME: its segment and lock file. A bus whose producer is
 alive is refused unless --force is given; then its consumers are woken and
-its name removed, and the live producer publishes a new generation at its
-next heartbeat, even while its source is idle (capture logs it; as after
-systemd's RemoveIPC).`,
+its name removed, and the live producer publishes the bus again as a new
+generation within its heartbeat interval, even while its source is idle (as
+after systemd's RemoveIPC; capture logs it, and rm says so). --force does
+not stop a producer: to end a live bus, stop its producer (SIGINT/SIGTERM
+to capture).`,
 	Examples: `framebus rm cam0
 		framebus rm cam0 --force`,
 	Setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
@@ -77,6 +80,14 @@ systemd's RemoveIPC).`,
 			if err != nil {
 				return err
 			}
+			// A live producer survives --force: it publishes the bus again.
+			// Look at it first, to say so.
+			var live *framebus.Snapshot
+			if force {
+				if s, err := framebus.Inspect(name, dir); err == nil && s.OwnerAlive {
+					live = s
+				}
+			}
 			if err := framebus.Remove(name, dir, force); err != nil {
 				var be *framebus.BusyError
 				if errors.As(err, &be) {
@@ -85,6 +96,11 @@ systemd's RemoveIPC).`,
 				return busError(name, dir, err)
 			}
 			fmt.Fprintf(stdout, "removed bus %s\n", name)
+			if live != nil {
+				h := live.Header
+				fmt.Fprintf(stdout, "its producer (%s) is alive: it publishes bus %s again, as generation %d, within its heartbeat interval (%v), and its consumers follow it; to end the bus, stop the producer\n",
+					pidns.Resolve(h.ProducerPID, h.ProducerPIDNS), name, h.Generation+1, time.Duration(h.HeartbeatIntervalMS)*time.Millisecond)
+			}
 			return nil
 		}
 	},

@@ -18,7 +18,7 @@ import (
 
 var benchCmd = &cli.Command{
 	Name:    "bench",
-	Args:    "[--quick] [--json FILE] [--plot FILE.png] [--duration D] [--rounds N] [--sizes LIST] [--consumers LIST] [--rates LIST] [--placements LIST] [--transports LIST] [--modes LIST] [--pairs LIST] [--checksums LIST] [--slots N] [--hold-for D]",
+	Args:    "[--quick] [--plan] [--json FILE] [--plot FILE.png] [--duration D] [--rounds N] [--sizes LIST] [--consumers LIST] [--rates LIST] [--placements LIST] [--transports LIST] [--modes LIST] [--pairs LIST] [--checksums LIST] [--slots N] [--hold-for D]",
 	Summary: "measure framebus against its own C reference, a raw futex, memcpy, Unix sockets, pipes and GStreamer",
 	Description: `Measures, on this machine and in one run, what it costs to move frames from
 a producer process to consumer processes through framebus, against the
@@ -40,7 +40,9 @@ frames/s, GB/s, drops, torn retries, CPU, and the ratios to the futex,
 c->c and socket rows; then the issue's targets, met or missed, and notes on
 the method. See docs/BENCHMARKS.md for what the numbers mean.
 
-Without flags it runs the full set (about 30 minutes on 2 CPUs): first the
+Without flags it runs the full set (how long: --plan prints the runs and
+their estimated time, which a run with its progress bar logs when it starts
+and docs/BENCHMARKS.md gives): first the
 camera scenarios (1080p RGBA and NV12 at 60 and 30 fps, free and split,
 checksums off and on, every language pair, the spinning consumer at 60 fps),
 then every other dimension. --quick runs the camera scenario 1080p RGBA at
@@ -63,6 +65,7 @@ RGBA at 60 fps, free, 4 slots.
 Pairs: producer->consumer languages, go->go (the default), go->c, c->go,
 c->c; they apply to framebus and futex. Checksums: off (the default), on.`,
 	Examples: `framebus bench --quick
+		framebus bench --plan
 		framebus bench --quick --json /tmp/q.json --plot /tmp/q.png
 		framebus bench --json bench.json --plot bench.png
 		framebus bench --sizes 1920x1080:RGBA,640x480:GREY --consumers 1,4 --rates 0,30 --placements split,shared
@@ -91,6 +94,7 @@ c->c; they apply to framebus and futex. Checksums: off (the default), on.`,
 		fs.StringVar(&o.cc, "cc", "", "the C compiler of the C legs, `PATH` (default: gcc in PATH)")
 		fs.DurationVar(&o.spin, "spin", 0, "the spin mode's maximum spin window, `D` (default 400us)")
 		fs.BoolVar(&o.progress, "progress", false, "draw the progress bar on stderr even when it is not a terminal")
+		fs.BoolVar(&o.plan, "plan", false, "print the scenarios, the runs and about how long they take, and run nothing")
 		fs.StringVar(&o.dir, "dir", "", "`DIR` for the benchmark's buses and files (default /dev/shm)")
 		fs.StringVar(&o.gst, "gst-launch", "", "the gst-launch-1.0 `PATH` (default: found in PATH)")
 		return o.run
@@ -99,7 +103,7 @@ c->c; they apply to framebus and futex. Checksums: off (the default), on.`,
 
 type benchOpts struct {
 	flags                                                  *flag.FlagSet
-	quick, progress                                        bool
+	quick, progress, plan                                  bool
 	json, plot, dir, gst                                   string
 	duration, warmup, spin, holdFor                        time.Duration
 	rounds, pacedFrames, slots                             int
@@ -122,6 +126,15 @@ func (o *benchOpts) run(ctx context.Context, args []string) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return cli.Usage(err)
+	}
+	if o.plan {
+		runs, d := cfg.Estimate(nil)
+		for _, sc := range cfg.Scenarios {
+			fmt.Fprintf(stdout, "%s: %d rows\n", sc, len(sc.Variants))
+		}
+		fmt.Fprintf(stdout, "%d scenarios, %d runs: %s (%v) when every row runs; rows this machine cannot run take no time\n",
+			len(cfg.Scenarios), runs, bench.About(d), d.Round(time.Second))
+		return nil
 	}
 	sigCtx, stop := runContext(ctx, 0)
 	defer stop()

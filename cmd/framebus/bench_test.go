@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -185,5 +186,18 @@ func TestBenchUsage(t *testing.T) {
 	r := run(t, "bench", "--help")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "--quick") || !strings.Contains(r.Stdout, "--plot") {
 		t.Errorf("bench --help: exit %d\n%s", r.Code, r.Stdout)
+	}
+}
+
+// bench --plan prints the plan and its estimated length and runs nothing:
+// the figure docs/BENCHMARKS.md gives for the full set (issue 23).
+func TestBenchPlan(t *testing.T) {
+	r := run(t, "bench", "--plan")
+	if r.Code != 0 || !regexp.MustCompile(`(?m)^24 scenarios, \d+ runs: about \d+ minutes \(\S+\) when every row runs`).MatchString(r.Stdout) {
+		t.Fatalf("bench --plan: exit %d, %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+	r = run(t, "bench", "--plan", "--sizes", "640x480:GREY", "--transports", "framebus", "--modes", "plain", "--rates", "0", "--duration", "1s", "--warmup", "100ms", "--rounds", "2")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "1 scenarios, 2 runs: under a minute (3s)") {
+		t.Errorf("bench --plan of one row: exit %d, %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 }

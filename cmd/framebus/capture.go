@@ -46,7 +46,8 @@ video file, through OpenCV); whep:URL (a WebRTC stream pulled over WHEP from
 another framebus view --http, or any WHEP server that sends VP8: the bus
 takes the stream's size, its rate unless --fps is given, and the sender's
 capture times, so tail on this bus measures capture to wake across both
-hosts); whip:LISTEN (a WHIP server on LISTEN that a browser or any WHIP
+hosts; a session that ends is made again, 0.5 s to 5 s apart, the bus and
+its consumers kept); whip:LISTEN (a WHIP server on LISTEN that a browser or any WHIP
 client sending VP8 pushes a camera to, one publisher at a time; its page at
 / publishes the browser's camera at --size and --fps). screen and camera
 need a build with -tags

@@ -35,7 +35,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:     "framebus",
 		Summary:  "shared-memory transport for live video frames between processes",
-		Commands: []*cli.Command{captureCmd, tailCmd, catCmd, statCmd, metricsCmd, lsCmd, rmCmd, gcCmd, dumpCmd, benchCmd, viewCmd, analyzeCmd, recordCmd},
+		Commands: []*cli.Command{captureCmd, tailCmd, catCmd, statCmd, metricsCmd, lsCmd, rmCmd, gcCmd, dumpCmd, benchCmd, viewCmd, pushCmd, analyzeCmd, recordCmd},
 		Global:   logOpts.Register,
 		Version:  writeVersion,
 		Values:   completionValues(),

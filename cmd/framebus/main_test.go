@@ -124,6 +124,13 @@ func startExec(t *testing.T, prog string, args ...string) *proc {
 	return testutil.Start(t, testutil.Command(nil, prog, args...))
 }
 
+// startProg runs prog (another program than framebus: a server the test
+// talks to) in the background; Cleanup kills it by pid.
+func startProg(t *testing.T, env []string, prog string, args ...string) *proc {
+	t.Helper()
+	return testutil.Start(t, testutil.Command(env, prog, args...))
+}
+
 func segment(dir, name string) string { return filepath.Join(dir, "framebus."+name) }
 
 // startCapture starts a small, fast capture and waits for its bus.
@@ -310,6 +317,31 @@ func TestGCLeavesALiveBus(t *testing.T) {
 	}
 	if r := run(t, "rm", "--force", "live", "--dir", dir); r.Code != 0 || !strings.Contains(r.Stdout, "removed bus live") {
 		t.Errorf("rm --force: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// rm --force of a live bus says what happens next (issue 23): the producer
+// is alive and publishes the bus again, as the next generation, within its
+// heartbeat interval; stopping the producer ends the bus. And it does.
+func TestRmForceSaysTheProducerRepublishes(t *testing.T) {
+	dir := t.TempDir()
+	p := startCapture(t, dir, "live")
+	r := run(t, "rm", "--force", "live", "--dir", dir)
+	want := fmt.Sprintf("its producer (pid %d) is alive: it publishes bus live again, as generation 2, within its heartbeat interval", p.Cmd.Process.Pid)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "removed bus live\n") || !strings.Contains(r.Stdout, want) ||
+		!strings.Contains(r.Stdout, "to end the bus, stop the producer") {
+		t.Fatalf("rm --force of a live bus: exit %d, stdout %q, stderr %q; want %q", r.Code, r.Stdout, r.Stderr, want)
+	}
+	testutil.WaitFor(t, 5*time.Second, "the bus back as generation 2", func() bool {
+		s, err := framebus.Inspect("live", dir)
+		return err == nil && s.Header.Generation == 2 && s.OwnerAlive
+	})
+	// Stopping the producer is what ends the bus.
+	if code := p.Stop(t); code != 0 {
+		t.Fatalf("capture exit %d", code)
+	}
+	if exists(segment(dir, "live")) {
+		t.Errorf("the bus is still there after its producer stopped")
 	}
 }
 

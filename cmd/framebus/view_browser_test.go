@@ -106,6 +106,7 @@ func TestViewHTTPInChromium(t *testing.T) {
 		t.Errorf("mode on the page: %q, %v; want MJPEG, WebRTC being off", mode, err)
 	}
 	t.Logf("picture %dx%d, last seq %s then %s", size[0], size[1], first, later)
+	checkPageNumbers(t, ctx, url, "mjpeg")
 
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {

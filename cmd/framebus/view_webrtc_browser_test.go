@@ -95,6 +95,11 @@ func TestViewWebRTCInChromium(t *testing.T) {
 	if ps0.Mode != "webrtc" {
 		t.Fatalf("the page plays %s (%s), want webrtc", ps0.Mode, ps0.Error)
 	}
+	// Its numbers are real within a few seconds of the first frames.
+	if took := checkPageNumbers(t, ctx, url, "webrtc"); took > 5*time.Second {
+		t.Errorf("the page's figures took %v after the first frames to be real, want them within 5 s", took)
+	}
+	ps0, seq0, t0 = readPage(t, ctx), busSeq(t, url), time.Now()
 	time.Sleep(5 * time.Second)
 	ps1, seq1, el := readPage(t, ctx), busSeq(t, url), time.Since(t0)
 	decoded := ps1.Decoded.FramesDecoded - ps0.Decoded.FramesDecoded

@@ -40,18 +40,29 @@ $R hs_sw_safety       framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DN=4"  "
 $R hs_sw_mixed        framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DMIXED -DN=4" "-DSAFETY -DCOLLAPSE" "-m1000000"
 $R hs_sw_die4_np      framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DDIE4 -DN=3" "-DNP" "-l -m1000000"
 $R hs_mixed_die4_np   framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DMIXED -DDIE4 -DN=3" "-DNP" "-l -m1000000"
-# --- amendment 10: holds (holds.pml, NS=3, F=4, two consumers) ---
-H="-DFIX_PEND_SLOT -DFIX_RESCAN -DRESCAN_UNBOUNDED"
-$R h_lit          holds.pml ""                          "-DSAFETY -DBFS" ""          # FAILS P1: pending flag hides the entry's finished hold
-$R h_lit_one      holds.pml "-DONE_HOLD"                "-DSAFETY" "-m100000"        # FAILS P2: C1's scan is no snapshot (take-back needed)
-$R h_snap_norel   holds.pml "-DFIX_PEND_SLOT -DFIX_RESCAN -DSNAP -DNO_RELEASE" "-DSAFETY" "-m100000"  # FAILS P2: N retries are not enough
-$R h_one_safety   holds.pml "-DONE_HOLD -DFIX_RESCAN -DRESCAN_UNBOUNDED" "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3
-$R h_fix_safety   holds.pml "$H"                        "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3
-$R h_fix_die      holds.pml "$H -DDIE -DF=3"            "-DSAFETY -DCOLLAPSE" "-m100000"  # P4 (not yet run to the end)
-$R h_mut_no_g5    holds.pml "$H -DMUT_NO_G5"            "-DSAFETY" "-m100000"        # FAILS P1
-$R h_mut_no_c4    holds.pml "$H -DMUT_NO_C4"            "-DSAFETY" "-m100000"        # FAILS P1
-$R h_mut_no_g3    holds.pml "$H -DMUT_NO_G3"            "-DSAFETY" "-m100000"        # FAILS P2a (cap)
+# --- amendment 10: holds (holds.pml, NS=3, F=4, two consumers); the default is the text as now written ---
+$R h_safety       holds.pml ""                     "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3 (no take-back reachable with 2N scans)
+$R h_scans2       holds.pml "-DSCANS=2"            "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3 P2' with take-backs (2 scans)
+$R h_scans3       holds.pml "-DSCANS=3"            "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3 P2' with take-backs (3 scans)
+$R h_p2every      holds.pml "-DSCANS=2 -DP2_EVERY" "-DSAFETY" "-m100000"             # FAILS P2' as worded: a change-free scan after a back-off
+$R h_tb_clear_first holds.pml "-DSCANS=2 -DTB_CLEAR_FIRST" "-DSAFETY" "-m100000"    # FAILS P2a: a take-back that clears the bits before lock odd
+$R h_die          holds.pml "-DDIE -DF=3"          "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P4 (a killed holder)
+$R h_ns4          holds.pml "-DNS=4 -DF=3"         "-DSAFETY -DCOLLAPSE" "-m100000"  # passes P1 P2a P3, cap 2
+$R h_ns4_f4       holds.pml "-DNS=4"               "-DSAFETY -DBITSTATE" "-w32"     # bitstate (partial): no error
+$R h_mut_no_g5    holds.pml "-DMUT_NO_G5"          "-DSAFETY" "-m100000"             # FAILS P1
+$R h_mut_no_c4    holds.pml "-DMUT_NO_C4"          "-DSAFETY" "-m100000"             # FAILS P1
+$R h_mut_no_g3    holds.pml "-DMUT_NO_G3"          "-DSAFETY" "-m100000"             # FAILS P2a (cap)
+$R h_valid_strict holds.pml "-DVALID_STRICT"       "-DSAFETY" "-m100000"             # FAILS P3: false "taken back" on a C4 back-off
+# the first text of amendment 10 (trails kept)
+$R h_lit          holds.pml "-DLIT_ONE_PENDING -DBOUNDED_NO_FRESH" "-DSAFETY -DBFS" ""            # FAILS P1: one pending bit hides the entry's finished hold
+$R h_lit_one      holds.pml "-DONE_HOLD -DLIT_ONE_PENDING -DBOUNDED_NO_FRESH" "-DSAFETY" "-m100000" # FAILS P2: C1's scan is no snapshot
+$R h_nofresh      holds.pml "-DBOUNDED_NO_FRESH"   "-DSAFETY" "-m100000"             # FAILS P2: bounded scan without the fresh start
+$R h_snap_norel   holds.pml "-DBOUNDED_NO_FRESH -DFIX_PEND_SLOT -DFIX_RESCAN -DSNAP -DNO_RELEASE" "-DSAFETY" "-m100000"  # FAILS P2
 # --- amendment 11: wake words heal (framebus.pml -DFORGE, N=3) ---
 $R f_pe           framebus.pml "-DFIX_MONO -DHDR_SEQ -DFORGE -DN=3"               "-DSAFETY -DCOLLAPSE" "-m1000000"  # passes, at most 1 miss
 $R f_pe_norepair  framebus.pml "-DFIX_MONO -DHDR_SEQ -DFORGE -DMUT_NO_REPAIR -DN=3" "-DSAFETY" "-m1000000"          # FAILS missed <= 1
 $R f_sw           framebus.pml "-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DFORGE -DN=3"   "-DSAFETY -DCOLLAPSE" "-m1000000"  # FAILS missed <= 1 (2 sleepers)
+FS="-DFIX_MONO -DHDR_SEQ -DSHARED_WAKE -DFORGE -DN=2 -DMAXSPUR=0"
+$R f_swmax1       framebus.pml "$FS -DFORGE_MAX"              "-DSAFETY" "-m1000000"              # FAILS missed <= 1 (forged 2^32-1, one counted: d = 2)
+$R f_sw2          framebus.pml "$FS -DMISSMAX=2"              "-DSAFETY -DCOLLAPSE" "-m1000000"   # passes: at most d = 2 misses
+$R f_swmax2       framebus.pml "$FS -DFORGE_MAX -DMISSMAX=2"  "-DSAFETY -DCOLLAPSE" "-m1000000"   # passes: at most 2 misses

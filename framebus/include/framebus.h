@@ -72,8 +72,9 @@
  *   paced stream (a camera) can instead be awake, spinning, when the next frame lands,
  *   and sleep the rest of the period: a few microseconds for a few hundred microseconds
  *   of CPU per frame. framebus's Go consumer (ConsumerOptions.Spin, framebus/spin.go) and
- *   the C reference (testdata/c/consumer.c --spin: struct spin, spin_learn, spin_window,
- *   spin_for, wait_wake) do it the same way. All times CLOCK_MONOTONIC nanoseconds.
+ *   the C reference (libframebus/src/consumer.c, testdata/c/consumer.c --spin: struct
+ *   spin, spin_learn, spin_window, spin_for, wait_wake) do it the same way. All times
+ *   CLOCK_MONOTONIC nanoseconds.
  *   1. Learn the period from the delivered data frames' commit_ns (never from the
  *      end-of-stream frame): period = (commit - anchor_commit) / (seq - anchor_seq) from
  *      an anchor frame (a burst of late frames caught up at once does not throw it); no
@@ -167,7 +168,7 @@
  *     the value waited on (the producer committed, yet nothing woke us), add 1 to
  *     wake_waiters once more and leave it there: we are counted again from our next sleep
  *     on. A word left one too high costs a FUTEX_WAKE with nobody to wake, as a killed
- *     sleeper's does. (testdata/c/consumer.c, wait_wake, does both.)
+ *     sleeper's does. (libframebus/src/consumer.c, wait_wake, does both.)
  *
  * Held wait (optional; for runtimes with a scheduler of their own)
  *   A consumer in a language whose runtime multiplexes threads (Go, a JVM, an async loop)

@@ -1,8 +1,21 @@
-// Package rtc is what the WebRTC bridge's two ends share, on pion/webrtc:
-// the API (a VP8-only media engine, the abs-capture-time and transport-cc
-// header extensions, NACK, RTCP reports, TWCC feedback and GCC congestion
-// control), the VP8 sending track that carries each frame's capture time,
-// the receiving side that rebuilds frames from RTP, and a WHEP client.
+// Package rtc is what the WebRTC pieces of framebus share, on pion/webrtc:
+// the WHEP server (viewer/), the whep: source (a WHEP client) and the whip:
+// source (a WHIP server) in capture/, and the WHIP client of framebus push
+// (viewer.Push). One of each:
+//
+//	api.go       Config (ICE servers, ports, timeouts, bitrates) and the API: a VP8-only media
+//	             engine, abs-capture-time and transport-cc, NACK, RTCP reports, TWCC feedback,
+//	             GCC congestion control at a sender
+//	peer.go      Peer: one peer connection and its life, driven by a server (Answer) or by a
+//	             client (Offer, Accept); the answer's checks, the connect timeout, the end once
+//	server.go    what the servers share of HTTP: reading an SDP body, session IDs, the 201
+//	sdp.go       CannotSendVideo: an offer that can never send video
+//	whep.go      Session, a client's session (a Peer and its resource): DialWHEP, DialWHIP (bearer
+//	             token), DELETE on Close, ICE restart by PATCH (RestartICE)
+//	backoff.go   the reconnection backoff of push and the whep: source (0.5 s to 5 s, ±25%)
+//	track.go     VideoTrack: the VP8 sending track that carries each frame's capture time
+//	receiver.go  Receiver: a remote VP8 track's frames, rebuilt (assembler.go) with their capture times
+//	clock.go     the clocks: framebus.Now, wall, NTP, RTP
 //
 // Capture time: every frame's first RTP packet carries the
 // abs-capture-time header extension (the capture instant as a 64-bit NTP

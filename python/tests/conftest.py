@@ -166,13 +166,16 @@ def go_bin(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def c_consumer(tmp_path_factory) -> str:
-    """framebus/testdata/c/consumer.c, built with gcc as framebus/cconsumer_test.go does."""
+    """framebus/testdata/c/consumer.c over libframebus, built with gcc as framebus/cconsumer_test.go does."""
     gcc = shutil.which("gcc")
     if gcc is None:
         pytest.fail("gcc not found")
     out = str(tmp_path_factory.mktemp("cbin") / "consumer")
-    subprocess.run([gcc, "-O2", "-std=gnu11", "-Wall", "-Werror", "-I", str(REPO / "framebus" / "include"),
-                    "-o", out, str(REPO / "framebus" / "testdata" / "c" / "consumer.c")], check=True)
+    lib = REPO / "libframebus"
+    subprocess.run([gcc, "-O2", "-std=gnu11", "-Wall", "-Werror", "-pthread",
+                    "-I", str(REPO / "framebus" / "include"), "-I", str(lib / "include"),
+                    "-o", out, *sorted(str(p) for p in (lib / "src").glob("*.c")),
+                    str(REPO / "framebus" / "testdata" / "c" / "consumer.c")], check=True)
     return out
 
 

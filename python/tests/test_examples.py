@@ -61,8 +61,10 @@ def test_motion_matches_framebus_analyze(procs, go_bin, busdir):
                            capture_output=True, text=True)
     if "OpenCV" in probe.stderr and "build" in probe.stderr:
         pytest.skip("framebus was built without OpenCV (make build has it)")
-    py = procs([PY, EXAMPLES / "motion.py", "twin", "--dir", busdir, "--frames", "12", "--timeout", "20"])
-    go = procs([go_bin, "analyze", "twin", "--detect", "motion", "--dir", busdir, "--frames", "12", "--timeout", "20s"])
+    # 40 frames each (5 s at 8 fps): the Python interpreter may join a second or two after
+    # the Go command on a loaded machine (with 12 frames each, none were analysed by both).
+    py = procs([PY, EXAMPLES / "motion.py", "twin", "--dir", busdir, "--frames", "40", "--timeout", "20"])
+    go = procs([go_bin, "analyze", "twin", "--detect", "motion", "--dir", busdir, "--frames", "40", "--timeout", "20s"])
     cap = procs([go_bin, "capture", "--name", "twin", "--dir", busdir, "--size", "640x480", "--fps", "8",
                  "--duration", "60s"])
     assert py.wait(60) == 0 and go.wait(60) == 0, (py.stderr, go.stderr)

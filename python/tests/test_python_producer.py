@@ -232,7 +232,7 @@ def test_not_found_and_bad_names(busdir):
 
 
 def test_checksum_mismatch_is_typed_and_counted(busdir, monkeypatch):
-    import framebus._producer as prod
+    import framebus._commit as prod
 
     with framebus.Producer("crc", 32, 32, "GREY", checksum=True, dir=busdir) as p, \
             framebus.Consumer("crc", dir=busdir) as c:
@@ -252,7 +252,7 @@ def test_checksum_mismatch_is_typed_and_counted(busdir, monkeypatch):
 
 def test_rename_enoent_starts_the_creation_again(busdir, monkeypatch, caplog):
     """Amendment 8: a temporary file that vanished before its rename is said and retried."""
-    import framebus._producer as prod
+    import framebus._generation as prod
 
     real = os.rename
     calls = []

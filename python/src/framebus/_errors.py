@@ -195,7 +195,7 @@ class Unsupported(Error):
 
 
 class HoldRefused(Error):
-    """A hold (amendment 10: ``Frame.hold()``) was refused; never a wait: copy the frame
+    """A hold (amendment 10, holds: ``Frame.hold()``) was refused; never a wait: copy the frame
     instead (``read_into``). ``reason`` is "cap" (the bus's slot_count - 2 held slots are
     taken), "overwritten" (the producer came back to the slot before the grant finished)
     or "unsupported" (the producer does not honour holds: no flag bit 2). ``seq`` is the

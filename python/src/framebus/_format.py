@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from ._errors import BadOptions
+
+if TYPE_CHECKING:  # numpy.typing.NDArray came with numpy 1.21; the package runs on 1.20
+    import numpy.typing as npt
+
+    Pixels = npt.NDArray[np.uint8]  #: frame bytes and the views of a slot
+    Words = npt.NDArray[np.uint32]  #: aligned u32 words (entries' states and hold_masks, CRC tables)
+    AnyArray = npt.NDArray[Any]
+else:
+    Pixels = Words = AnyArray = np.ndarray
 
 
 def fourcc(code: str) -> int:
@@ -162,8 +171,8 @@ def packed_size(f: FrameFormat) -> int:
     return end
 
 
-def _strided(base: np.ndarray, offset: int, shape: Tuple[int, ...], strides: Tuple[int, ...],
-             writable: bool) -> np.ndarray:
+def _strided(base: Pixels, offset: int, shape: Tuple[int, ...], strides: Tuple[int, ...],
+             writable: bool) -> Pixels:
     # as_strided checks nothing: a view past the buffer would read outside the mapping.
     extent = 1 + sum((n - 1) * s for n, s in zip(shape, strides)) if all(shape) else 0
     if offset < 0 or offset + extent > base.shape[0]:
@@ -174,7 +183,7 @@ def _strided(base: np.ndarray, offset: int, shape: Tuple[int, ...], strides: Tup
     return a
 
 
-def plane_views(f: FrameFormat, base: np.ndarray, offset: int, writable: bool) -> Tuple[np.ndarray, ...]:
+def plane_views(f: FrameFormat, base: Pixels, offset: int, writable: bool) -> Tuple[Pixels, ...]:
     """Views of each plane of a frame starting at base[offset]: Y (h, w) and UV (h/2, w/2, 2)
     for NV12; Y, U, V (h/2, w/2) for I420; the one plane otherwise."""
     w, h, c = f.width, f.height, f.fourcc
@@ -200,7 +209,7 @@ def is_packed(f: FrameFormat) -> bool:
     return True
 
 
-def array_view(f: FrameFormat, base: np.ndarray, offset: int, writable: bool) -> np.ndarray:
+def array_view(f: FrameFormat, base: Pixels, offset: int, writable: bool) -> Pixels:
     """The frame as one array of ``f.shape`` (row strides kept)."""
     w, h, c = f.width, f.height, f.fourcc
     st = f.plane_stride

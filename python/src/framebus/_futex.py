@@ -67,4 +67,5 @@ def wait(addr: int, expected: int, timeout_ns: int) -> int:
 
 def wake(addr: int, n: int = INT_MAX) -> int:
     """Wakes up to n sleepers on the u32 at addr; returns how many were woken (-1 on error)."""
-    return _syscall(SYS_FUTEX, addr, FUTEX_WAKE, n, None, None, 0)
+    woken: int = _syscall(SYS_FUTEX, addr, FUTEX_WAKE, n, None, None, 0)
+    return woken

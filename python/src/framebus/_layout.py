@@ -1,4 +1,5 @@
-"""The wire layout of docs/PROTOCOL.md, version 1 (amendments 7, 8 and 10 included).
+"""The wire layout of docs/PROTOCOL.md, version 1, with amendments 7 (the shared wake word),
+8 (PID namespaces) and 10 (holds).
 
 One table of header fields with their offsets; the struct format is built
 from it and checked (tests/test_layout.py compares every offset with the C
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from ._errors import BadMagic, CorruptSegment, VersionMismatch
 from ._format import FrameFormat, plane_specs
@@ -31,7 +32,7 @@ DEFAULT_HEARTBEAT_MS = 100
 STATE_INITIALIZING, STATE_READY, STATE_BROKEN, STATE_RETIRED = 0, 1, 2, 3
 STATE_NAMES = {0: "INITIALIZING", 1: "READY", 2: "BROKEN", 3: "RETIRED"}
 FLAG_CHECKSUM = 1 << 0
-FLAG_SHARED_WAKE = 1 << 1  # amendment 7
+FLAG_SHARED_WAKE = 1 << 1  # amendment 7 (the shared wake word)
 FLAG_HOLDS = 1 << 2  # amendment 10: the producer honours holds
 HOLD_PENDING_SHIFT = 8  # amendment 10: hold_mask bit 8 + i: the grant on slot i is in progress
 FRAME_EOS = 1 << 0
@@ -76,9 +77,9 @@ HEADER_FIELDS: List[Tuple[int, str, str]] = [
     (280, "Q", "last_commit_ns"),
     (288, "Q", "source_drops"),
     (296, "Q", "consumers_reclaimed"),
-    (320, "I", "wake_seq"),  # amendment 7
-    (324, "I", "wake_waiters"),  # amendment 7
-    (384, "Q", "hold_max_ns"),  # amendment 10 (was reserved): the lease, 0 = none
+    (320, "I", "wake_seq"),  # amendment 7 (the shared wake word)
+    (324, "I", "wake_waiters"),  # amendment 7 (the shared wake word)
+    (384, "Q", "hold_max_ns"),  # amendment 10, holds (was reserved): the lease, 0 = none
     (392, "Q", "holds_granted"),  # amendment 10
     (400, "Q", "holds_refused"),  # amendment 10
     (408, "Q", "holds_taken_back"),  # amendment 10
@@ -122,7 +123,7 @@ ENT_HOLD_MASK, ENT_HOLDS_GRANTED, ENT_HOLDS_REFUSED, ENT_HOLDS_TAKEN_BACK = 72, 
 ENTRY_FIELDS = {"state": 0, "pid": 4, "sem": 8, "waiters": 12, "token": 16, "last_seq": 24, "delivered": 32,
                 "dropped": 40, "heartbeat_ns": 48, "torn_retries": 56, "pidns": 64, "hold_mask": 72,
                 "holds_granted": 80, "holds_refused": 88, "holds_taken_back": 96}
-#: Entry and header words of amendment 10, which the C header of this branch still calls reserved.
+#: Entry and header words of amendment 10 (holds), which the C header of this branch still calls reserved.
 AMENDMENT10_FIELDS = ("hold_max_ns", "holds_granted", "holds_refused", "holds_taken_back", "holds_ignored",
                       "hold_mask")
 ENTRY_STRUCT = struct.Struct("<IIIIQQQQQQQ")  # state .. pidns, 72 bytes
@@ -180,7 +181,7 @@ class Header:
     @classmethod
     def decode(cls, b: bytes) -> "Header":
         vals = list(HEADER_STRUCT.unpack_from(b, 0))
-        kw = {}
+        kw: Dict[str, Any] = {}
         i = 0
         for _, code, name in HEADER_FIELDS:
             if code == "4I":
@@ -192,7 +193,7 @@ class Header:
         return cls(**kw)
 
     def encode(self) -> bytes:
-        vals: list = []
+        vals: List[int] = []
         for _, code, name in HEADER_FIELDS:
             v = getattr(self, name)
             if code == "4I":

@@ -18,7 +18,7 @@
  * faulthandler, the default action), so the process dies as it would have without us.
  *
  * The CRC. CRC-32C with the SSE4.2 crc32 instruction on three streams (the approach of
- * framebus/testdata/c/crc32c.h), slicing-by-8 elsewhere.
+ * libframebus/src/crc32c.h), slicing-by-8 elsewhere.
  */
 #define _GNU_SOURCE
 #include <errno.h>

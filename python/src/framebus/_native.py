@@ -27,7 +27,7 @@ import mmap
 import os
 import threading
 import warnings
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 
@@ -48,13 +48,16 @@ UNGUARDED = ("a bus file truncated (by someone with write access to it) while th
              "runs in numpy (about 20 ms per 1080p RGBA frame)")
 
 _lib: Optional[ctypes.CDLL] = None
-_flags = None
-_install = None
-_register = None
-_unregister = None
-_clear = None
-_crc = None
-_copy = None
+# The helper's flag array (a ctypes array of one byte per group) and functions (ctypes
+# function pointers), None until _load() finds the helper: every caller checks _lib, or a
+# group >= 0, which only a loaded helper gives.
+_flags: Any = None
+_install: Any = None
+_register: Any = None
+_unregister: Any = None
+_clear: Any = None
+_crc: Any = None
+_copy: Any = None
 _mu = threading.Lock()
 _free_groups: List[int] = []
 _group_refs: List[int] = []
@@ -131,13 +134,13 @@ def new_group() -> int:
         if not _free_groups:
             return -1
         g = _free_groups.pop()
-        _clear(g)  # type: ignore[misc]
+        _clear(g)
         return g
 
 
 def truncated(g: int) -> bool:
     """Whether a fault replaced the group's mappings with zero pages."""
-    return g >= 0 and _flags[g] != 0  # type: ignore[index]
+    return g >= 0 and _flags[g] != 0
 
 
 def address(m: mmap.mmap) -> int:
@@ -156,7 +159,7 @@ class GuardedMap(mmap.mmap):
         if _lib is None or g < 0:
             return
         prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-        r = _register(address(self), len(self), prot, g)  # type: ignore[misc]
+        r: int = _register(address(self), len(self), prot, g)
         if r >= 0:
             with _mu:
                 _group_refs[g] += 1
@@ -175,11 +178,12 @@ class GuardedMap(mmap.mmap):
 
 def crc32c_at(addr: int, n: int) -> int:
     """CRC-32C of n bytes at addr (the helper; the GIL is released)."""
-    return _crc(0, addr, n)  # type: ignore[misc]
+    crc: int = _crc(0, addr, n)
+    return crc
 
 
 def copy(dst: int, src: int, n: int) -> None:
-    _copy(dst, src, n)  # type: ignore[misc]
+    _copy(dst, src, n)
 
 
 def faults() -> int:

@@ -130,7 +130,8 @@ def conflicting_lock(fd: int, start: int, length: int) -> int:
     """The type of a lock another open file description holds on the range (F_UNLCK:
     none), by F_OFD_GETLK, which takes nothing."""
     r = _lock_op(fd, F_OFD_GETLK, F_WRLCK, start, length)
-    return _FLOCK.unpack(r)[0]
+    kind: int = _FLOCK.unpack(r)[0]
+    return kind
 
 
 def owner_held(fd: int) -> bool:
@@ -177,7 +178,7 @@ _pidns: Optional[int] = None
 
 
 def pidns() -> int:
-    """The inode number of /proc/self/ns/pid (amendment 8), 0 when unknown."""
+    """The inode number of /proc/self/ns/pid (amendment 8, PID namespaces), 0 when unknown."""
     global _pidns
     if _pidns is None:
         try:

@@ -3,7 +3,8 @@
     holder.py NAME DIR [--hold-ms 50] [--duration S] [--forever]
 
 Each frame: next(), f.hold(), sleep --hold-ms (the "model"), then whether the held view is
-still intact (h.valid() and its first 8 bytes, the frame number of the pattern), release.
+still intact (h.valid(), its bytes' CRC at the start and the end of the hold, and its first 8
+bytes, the frame number of the Python pattern), release.
 --forever: holds the first frame granted and sleeps (for kill -9). One JSON line per frame;
 an "end" line with the consumer's stats.
 """
@@ -12,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+import zlib
 
 import framebus
 
@@ -48,9 +50,11 @@ def main():
             while True:
                 time.sleep(1)
         with h:
+            before = zlib.crc32(h.data)
             time.sleep(a.hold_ms / 1000)
             first8 = int.from_bytes(bytes(h.data[:8]), "little")
-            out(event="frame", seq=f.seq, held=True, valid=h.valid(), first8=first8)
+            same = zlib.crc32(h.data) == before
+            out(event="frame", seq=f.seq, held=True, valid=h.valid(), first8=first8, same=same)
     s = c.stats()
     out(event="end", granted=s.holds_granted, refused=s.holds_refused, taken_back=s.holds_taken_back,
         delivered=s.delivered, dropped=s.dropped)

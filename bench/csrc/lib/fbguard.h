@@ -3,10 +3,11 @@
  * when the segment file is truncated under it (PROTOCOL.md section 6: "file truncated under
  * a live mapping: no SIGBUS reaches the user").
  *
- * Header only, Linux, C11 with the GCC __atomic builtins, libc only; shared by the reference
- * programs of framebus/testdata/c and meant for a C library (libframebus) or a Python native
- * helper as well. Its only state is a small fixed registry of regions (FBGUARD_MAX_REGIONS),
- * every word of it accessed atomically, and the SIGBUS action that was installed before ours.
+ * Header only, Linux, C11 with the GCC __atomic builtins, libc only: libframebus's guard
+ * (src/guard.c includes it once, with 64 regions), and the model of the Python package's
+ * native helper. Its only state is a small fixed registry of regions (FBGUARD_MAX_REGIONS,
+ * 16 unless the includer defines it first), every word of it accessed atomically, and the
+ * SIGBUS action that was installed before ours.
  *
  * Use:
  *   fbguard_install();                          once, before the first mapping is registered
@@ -54,7 +55,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#ifndef FBGUARD_MAX_REGIONS
 #define FBGUARD_MAX_REGIONS 16
+#endif
 
 enum {
 	FBGUARD_FREE = 0,    /* slot unused */

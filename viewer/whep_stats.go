@@ -1,41 +1,7 @@
 package viewer
 
-import (
-	"net/http"
-	"time"
-)
-
-// WebRTCOptions configures the web preview's WHEP endpoint (/whep): a VP8
-// stream of the bus for browsers and WHEP players, one encoder for all.
-type WebRTCOptions struct {
-	Off bool // no /whep: the page shows the MJPEG stream
-
-	MaxViewers int // WebRTC viewers at a time (default 16); one more is answered 503
-	MinBitrate int // bits per second the encoder never goes below (default 50 kbit/s)
-	MaxBitrate int // and never above (default: 0.1 bit per pixel per frame, at least 1 Mbit/s)
-	Speed      int // libvpx VP8E_SET_CPUUSED (-16..16, default -8: fast)
-	Threads    int // encoder threads (default 1: libvpx's threads spin on a busy machine)
-
-	ICEServers []string // STUN/TURN URLs for viewers behind NAT
-	PublicIPs  []string // addresses to announce instead of the host's (1:1 NAT)
-	UDPPortMin uint16   // local UDP ports (0: any)
-	UDPPortMax uint16
-
-	// AllowOrigins are the web origins (https://example.com, or *) whose
-	// pages may use /whep (CORS). The preview's own page needs none; by
-	// default no other page can, since a page that receives the stream can
-	// read its pixels.
-	AllowOrigins []string
-
-	// ICEFailedTimeout: a viewer silent this long is gone and its session
-	// ends (default 10 s); ConnectTimeout: a session that does not connect
-	// within this ends (default 20 s).
-	ICEFailedTimeout time.Duration
-	ConnectTimeout   time.Duration
-
-	// LoopbackOnly announces 127.0.0.1 only (tests).
-	LoopbackOnly bool
-}
+// The types of the WebRTC side's numbers, in every build (a build without
+// WebRTC says why not); whep_stats_webrtc.go fills them.
 
 // WebRTCStatus is what /viewer.json, /stats and the page say of the WebRTC
 // side.
@@ -82,20 +48,6 @@ type WebRTCViewer struct {
 	// Estimator is the congestion controller's own view (pion's GCC:
 	// its loss- and delay-based targets, usage and state).
 	Estimator map[string]any `json:"estimator,omitempty"`
-}
-
-// webrtcEndpoint is the WHEP side of a Server (whep_webrtc.go).
-type webrtcEndpoint interface {
-	http.Handler
-	Status() *WebRTCStatus
-}
-
-// whepUnavailable answers /whep when the preview has no WebRTC: 501 with the
-// reason (the page falls back to MJPEG).
-func whepUnavailable(reason string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, reason, http.StatusNotImplemented)
-	})
 }
 
 // webrtcStatus is the WebRTC side's status, or why there is none.
