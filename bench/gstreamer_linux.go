@@ -95,22 +95,8 @@ func (r *runner) runGStreamer(ctx context.Context, sc Scenario, spec childSpec, 
 		g.killAll()
 		removeShmPipes(prod.cmd.Process.Pid)
 	}()
-	// The consumer needs the socket.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		select {
-		case <-prod.done:
-			return nil, prod.failure()
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("gstreamer producer made no socket within 10 s")
-		}
+	if err := waitSocket(ctx, sock, prod); err != nil { // the consumer needs it
+		return nil, err
 	}
 	// Frames for about the measured time: a guess of the rate from the
 	// frame size (GStreamer moves ~10 GB/s at most here, ~20000 buffers/s).
@@ -145,6 +131,32 @@ func (r *runner) runGStreamer(ctx context.Context, sc Scenario, spec childSpec, 
 	if cons.err != nil {
 		return nil, cons.failure()
 	}
+	return gstResult(prod, cons, n)
+}
+
+// waitSocket waits (10 s at most) for the shmsink's socket.
+func waitSocket(ctx context.Context, sock string, prod *proc) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			return nil
+		}
+		select {
+		case <-prod.done:
+			return prod.failure()
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gstreamer producer made no socket within 10 s")
+		}
+	}
+}
+
+// gstResult is the run's result from the consumer's execution time (its
+// output) for n frames and both processes' CPU.
+func gstResult(prod, cons *proc, n int) (*runResult, error) {
 	m := gstElapsed.FindStringSubmatch(cons.stdout.String())
 	if m == nil {
 		return nil, fmt.Errorf("gstreamer consumer: no execution time in its output: %q", lastLines(cons.stdout.String(), 3))

@@ -6,11 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,6 +41,52 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	start := time.Now()
+	r, err := newRunner(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(r.dir)
+
+	rep := &Report{Machine: machineInfo(r.allowed, r.gst, r.gstWhy), Results: []Result{}, Targets: []Target{}}
+	rep.Config = RunConfig{Command: cfg.Command, DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
+		Rounds: cfg.Rounds, MinPacedFrames: cfg.MinPacedFrames, SpinUS: float64(cfg.Spin) / 1e3, SplitCPUs: r.split}
+	plan, total := r.plan()
+	r.logEstimate(ctx)
+	if cfg.Progress != nil {
+		cfg.Progress.Start(total)
+		defer cfg.Progress.Finish()
+	}
+	stopErr := r.execute(ctx, plan)
+	for _, rows := range plan {
+		for _, rw := range rows {
+			res, failed := rw.result(cfg.Rounds)
+			rep.Failed += failed
+			rep.Results = append(rep.Results, res)
+		}
+	}
+	rep.Targets = evaluateTargets(rep.Results)
+	rep.Notes = r.notes()
+	rep.Elapsed = round3(time.Since(start).Seconds())
+	return rep, stopErr
+}
+
+// logEstimate says how many runs the plan makes and about how long they
+// take: the figure docs/BENCHMARKS.md gives for the full set is this one,
+// with every row run (TestFullSetEstimateInDocs). Said with the progress bar
+// (a terminal, or --progress); stderr stays quiet otherwise.
+func (r *runner) logEstimate(ctx context.Context) {
+	runs, est := r.cfg.Estimate(func(sc Scenario, v Variant) bool { return r.skipReason(sc, v) != "" })
+	lvl := slog.LevelDebug
+	if r.cfg.Progress != nil {
+		lvl = slog.LevelInfo
+	}
+	r.cfg.Log.Log(ctx, lvl, "benchmark plan", "scenarios", len(r.cfg.Scenarios), "runs", runs, "estimate", About(est))
+}
+
+// newRunner finds the executable, the CPUs, gst-launch and the C legs
+// (built into the run's directory, which the caller removes), completing
+// cfg.Exe.
+func newRunner(ctx context.Context, cfg *Config) (*runner, error) {
 	if cfg.Exe == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -48,7 +94,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		cfg.Exe = exe
 	}
-	r := &runner{cfg: cfg}
+	r := &runner{cfg: *cfg}
 	var err error
 	if r.allowed, err = allowedCPUs(); err != nil || len(r.allowed) == 0 {
 		return nil, fmt.Errorf("sched_getaffinity: %v", err)
@@ -64,154 +110,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if r.dir, err = os.MkdirTemp(cfg.Dir, "framebus-bench-"); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(r.dir)
 	if needsC(cfg.Scenarios) {
 		if r.cbins, err = buildC(ctx, cfg.CC, r.dir); err != nil {
 			if ctx.Err() != nil {
+				os.RemoveAll(r.dir)
 				return nil, ctx.Err()
 			}
 			r.cWhy = err.Error()
-			cfg.Log.Debug().Err(err).Msg("the C legs are skipped")
+			cfg.Log.Debug("the C legs are skipped", "error", err)
 		}
 	}
-
-	rep := &Report{Machine: machineInfo(r.allowed, r.gst, r.gstWhy), Results: []Result{}, Targets: []Target{}}
-	rep.Config = RunConfig{Command: cfg.Command, DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
-		Rounds: cfg.Rounds, MinPacedFrames: cfg.MinPacedFrames, SpinUS: float64(cfg.Spin) / 1e3, SplitCPUs: r.split}
-
-	// The plan: every variant's reason to be skipped, or its runs.
-	type row struct {
-		sc   Scenario
-		v    Variant
-		skip string
-		runs []*runResult
-		errs []error
-	}
-	var plan [][]*row
-	total := 0
-	for _, sc := range cfg.Scenarios {
-		var rows []*row
-		for _, v := range sc.Variants {
-			rw := &row{sc: sc, v: v, skip: r.skipReason(sc, v)}
-			if rw.skip == "" {
-				total += cfg.Rounds
-			}
-			rows = append(rows, rw)
-		}
-		plan = append(plan, rows)
-	}
-	// How long: the figure docs/BENCHMARKS.md gives for the full set is
-	// this one, with every row run (TestFullSetEstimateInDocs).
-	// Said with the progress bar (a terminal, or --progress); stderr
-	// stays quiet otherwise.
-	runs, est := cfg.Estimate(func(sc Scenario, v Variant) bool { return r.skipReason(sc, v) != "" })
-	lvl := zerolog.DebugLevel
-	if cfg.Progress != nil {
-		lvl = zerolog.InfoLevel
-	}
-	cfg.Log.WithLevel(lvl).Int("scenarios", len(cfg.Scenarios)).Int("runs", runs).
-		Str("estimate", About(est)).Msg("benchmark plan")
-	if cfg.Progress != nil {
-		cfg.Progress.Start(total)
-		defer cfg.Progress.Finish()
-	}
-	var stopErr error
-	for si, rows := range plan {
-		sc := cfg.Scenarios[si]
-		// Rounds: every variant once, the order rotated each round, so that
-		// a burst of load from a neighbour falls on all of them alike.
-		for round := 0; round < cfg.Rounds && stopErr == nil; round++ {
-			for i := range rows {
-				rw := rows[(i+round)%len(rows)]
-				if rw.skip != "" {
-					continue
-				}
-				if cfg.Progress != nil {
-					cfg.Progress.Step(fmt.Sprintf("%s %s x%d %s %s: %v #%d", sc.Size.Dims(), sc.Size.FormatName(),
-						sc.Consumers, shortRate(sc.Rate), sc.Placement, rw.v, round+1))
-				}
-				rr, err := r.runOnce(ctx, sc, rw.v)
-				if ctx.Err() != nil {
-					stopErr = ctx.Err()
-					break
-				}
-				if err != nil {
-					cfg.Log.Warn().Str("scenario", sc.String()).Str("transport", rw.v.String()).Err(err).Msg("run failed")
-					rw.errs = append(rw.errs, err)
-					continue
-				}
-				rw.runs = append(rw.runs, rr)
-			}
-		}
-	}
-	for _, rows := range plan {
-		for _, rw := range rows {
-			var res Result
-			switch {
-			case rw.skip != "":
-				res = aggregate(rw.sc, rw.v, nil)
-				res.Skipped, res.Reason = true, rw.skip
-			case len(rw.runs) == 0:
-				res = aggregate(rw.sc, rw.v, nil)
-				res.Skipped, res.Reason = true, "not measured"
-				if len(rw.errs) > 0 {
-					res.Reason = "failed: " + rw.errs[0].Error()
-					rep.Failed += len(rw.errs)
-				}
-			default:
-				res = aggregate(rw.sc, rw.v, rw.runs)
-				if len(rw.errs) > 0 {
-					rep.Failed += len(rw.errs)
-					res.Note = joinNote(res.Note, fmt.Sprintf("%d of %d rounds failed: %v", len(rw.errs), cfg.Rounds, rw.errs[0]))
-				}
-			}
-			rep.Results = append(rep.Results, res)
-		}
-	}
-	rep.Targets = evaluateTargets(rep.Results)
-	rep.Notes = r.notes()
-	rep.Elapsed = round3(time.Since(start).Seconds())
-	return rep, stopErr
-}
-
-func joinNote(a, b string) string {
-	if a == "" {
-		return b
-	}
-	return a + "; " + b
-}
-
-// skipReason says why a variant cannot run here ("" if it can).
-func (r *runner) skipReason(sc Scenario, v Variant) string {
-	switch {
-	case sc.Placement == Split && len(r.allowed) < 2:
-		return "the split placement needs two CPUs; this process may use one"
-	case v.Transport == GStreamer && r.gst == "":
-		return r.gstWhy
-	case v.Transport == GStreamer && (sc.Rate != 0 || sc.Consumers != 1):
-		return "GStreamer is measured for throughput only: as fast as possible, one consumer"
-	case v.Transport == Memcpy && sc.Rate != 0:
-		return "memcpy is the copy limit: measured as fast as possible only"
-	case v.Mode.analyses() && sc.Rate == 0:
-		return fmt.Sprintf("the %s mode needs a fixed rate (e.g. --rates 60): in lockstep a slow consumer only slows the producer down", v.Mode)
-	case v.usesC() && r.cbins == nil:
-		return r.cWhy
-	case v.usesC() && sc.Consumers > ctlMaxWaiters:
-		return fmt.Sprintf("the C legs take at most %d consumers", ctlMaxWaiters)
-	}
-	return ""
-}
-
-// needsC says whether a scenario has a row with a C side.
-func needsC(scs []Scenario) bool {
-	for _, sc := range scs {
-		for _, v := range sc.Variants {
-			if v.usesC() {
-				return true
-			}
-		}
-	}
-	return false
+	return r, nil
 }
 
 // cpus gives the CPU masks of the producer side and the consumer side.
@@ -245,7 +154,7 @@ func (r *runner) runOnce(ctx context.Context, sc Scenario, v Variant) (*runResul
 		spec.Deadline += r.cfg.HoldFor
 	}
 	limit := spec.Deadline + 10*time.Second
-	r.cfg.Log.Debug().Str("scenario", sc.String()).Str("transport", v.String()).Dur("measure", measure).Msg("run")
+	r.cfg.Log.Debug("run", "scenario", sc.String(), "transport", v.String(), "measure", measure)
 	switch v.Transport {
 	case Framebus, CFramebus:
 		return r.runFramebus(ctx, sc, v.Sides(), spec, limit)

@@ -28,46 +28,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(w, ", Linux %s, %s; %d rounds, %gs measured per run\n", m.Kernel, m.GoVersion, rep.Config.Rounds, rep.Config.DurationS)
 	for _, k := range order {
-		rs := rows[k]
-		fmt.Fprintf(w, "\n%s\n", rs[0].ScenarioName())
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "transport\t wake p50\tp90\tp99\tp99.9\tmax\tread p50\tcommit p50\tpub p50\tfps\tGB/s\tdrop\ttorn\tprod CPU\tcons CPU\tp50 xfutex\tp99 xfutex\tp50 xc->c\tuds p50 /\tfps xuds\t")
-		fmt.Fprintln(tw, "\t us\tus\tus\tus\tus\tus\tus\tus\t\t\t\t\tus/frame\t%\t\t\t\tthis\t\t")
-		futex, cfutex, uds := pickV(rs, Variant{Transport: Futex}), pickV(rs, cFutex), pickV(rs, Variant{Transport: UDS})
-		for _, r := range rs {
-			name := rowName(r)
-			if r.Skipped {
-				// Every cell, so that the columns stay aligned below.
-				fmt.Fprintf(tw, "%s\t skipped%s\t\n", name, strings.Repeat("\t-", 18))
-				continue
-			}
-			fx := futex // the futex of the row's own language: C rows against C's
-			if r.Transport == string(CFramebus) {
-				fx = cfutex
-			}
-			cells := []string{name}
-			cells = append(cells, pcts(r.Latency)...)
-			cells = append(cells, p50(r.Read), p50(r.Commit), p50(r.Publish), num(r.FPS), fmt.Sprintf("%.2f", r.GBps),
-				fmt.Sprint(r.Dropped), fmt.Sprint(r.TornRetries), num(r.CPU.ProducerUSPerFrame), pct(r.CPU.ConsumerPct))
-			cells = append(cells,
-				ratio(r, fx, func(x *Result) float64 { return lat(x, 50) }, false),
-				ratio(r, fx, func(x *Result) float64 { return lat(x, 99) }, false),
-				ratio(r, cFloor(rs, r), func(x *Result) float64 { return lat(x, 50) }, false),
-				ratio(r, uds, func(x *Result) float64 { return lat(x, 50) }, true),
-				ratio(r, uds, func(x *Result) float64 { return x.FPS }, false))
-			fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
-		}
-		tw.Flush()
-		for _, r := range rs {
-			switch {
-			case r.Skipped:
-				fmt.Fprintf(w, "  %s skipped: %s\n", rowName(r), strings.TrimSpace(r.Reason))
-			case r.Note != "":
-				fmt.Fprintf(w, "  %s: %s\n", rowName(r), r.Note)
-			}
-		}
-		writeSpinLines(w, rs)
-		writeAnalysisLines(w, rs)
+		writeScenario(w, rows[k])
 	}
 	if len(rep.Targets) > 0 {
 		fmt.Fprintf(w, "\nTargets (this run):\n")
@@ -89,6 +50,50 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "\n%d runs failed; their rows say why.\n", rep.Failed)
 	}
 	return nil
+}
+
+// writeScenario prints one scenario's block: its rows with the ratios to
+// the baselines of the scenario, then their notes.
+func writeScenario(w io.Writer, rs []*Result) {
+	fmt.Fprintf(w, "\n%s\n", rs[0].ScenarioName())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "transport\t wake p50\tp90\tp99\tp99.9\tmax\tread p50\tcommit p50\tpub p50\tfps\tGB/s\tdrop\ttorn\tprod CPU\tcons CPU\tp50 xfutex\tp99 xfutex\tp50 xc->c\tuds p50 /\tfps xuds\t")
+	fmt.Fprintln(tw, "\t us\tus\tus\tus\tus\tus\tus\tus\t\t\t\t\tus/frame\t%\t\t\t\tthis\t\t")
+	futex, cfutex, uds := pickV(rs, Variant{Transport: Futex}), pickV(rs, cFutex), pickV(rs, Variant{Transport: UDS})
+	for _, r := range rs {
+		name := rowName(r)
+		if r.Skipped {
+			// Every cell, so that the columns stay aligned below.
+			fmt.Fprintf(tw, "%s\t skipped%s\t\n", name, strings.Repeat("\t-", 18))
+			continue
+		}
+		fx := futex // the futex of the row's own language: C rows against C's
+		if r.Transport == string(CFramebus) {
+			fx = cfutex
+		}
+		cells := []string{name}
+		cells = append(cells, pcts(r.Latency)...)
+		cells = append(cells, p50(r.Read), p50(r.Commit), p50(r.Publish), num(r.FPS), fmt.Sprintf("%.2f", r.GBps),
+			fmt.Sprint(r.Dropped), fmt.Sprint(r.TornRetries), num(r.CPU.ProducerUSPerFrame), pct(r.CPU.ConsumerPct))
+		cells = append(cells,
+			ratio(r, fx, func(x *Result) float64 { return lat(x, 50) }, false),
+			ratio(r, fx, func(x *Result) float64 { return lat(x, 99) }, false),
+			ratio(r, cFloor(rs, r), func(x *Result) float64 { return lat(x, 50) }, false),
+			ratio(r, uds, func(x *Result) float64 { return lat(x, 50) }, true),
+			ratio(r, uds, func(x *Result) float64 { return x.FPS }, false))
+		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+	}
+	tw.Flush()
+	for _, r := range rs {
+		switch {
+		case r.Skipped:
+			fmt.Fprintf(w, "  %s skipped: %s\n", rowName(r), strings.TrimSpace(r.Reason))
+		case r.Note != "":
+			fmt.Fprintf(w, "  %s: %s\n", rowName(r), r.Note)
+		}
+	}
+	writeSpinLines(w, rs)
+	writeAnalysisLines(w, rs)
 }
 
 // pickV is the measured row of variant v, or nil.

@@ -84,143 +84,183 @@ func evaluateTargets(rs []Result) []Target {
 			continue
 		}
 		seen[key] = true
-		name := rs[i].ScenarioName()
-		plain, copyRow := find(rs, key, Framebus, Plain), find(rs, key, Framebus, Copy)
-		futex := find(rs, key, Futex, "")
-		uds, gst := find(rs, key, UDS, ""), find(rs, key, GStreamer, "")
-
-		// Publish-to-wake against the raw futex, same scenario.
-		if measured(plain) && measured(futex) && plain.Latency != nil && futex.Latency != nil {
-			r50 := plain.Latency.P50 / futex.Latency.P50
-			r99 := plain.Latency.P99 / futex.Latency.P99
-			ts = append(ts, Target{Name: "publish-to-wake vs raw futex", Scenario: name,
-				Want: "p50 <= 1.3x and p99 <= 2x the futex's",
-				Got: fmt.Sprintf("p50 %.2fx (%.1f vs %.1f us), p99 %.2fx (%.1f vs %.1f us)", r50, plain.Latency.P50, futex.Latency.P50,
-					r99, plain.Latency.P99, futex.Latency.P99),
-				Status: status(r50 <= 1.3 && r99 <= 2)})
+		sc := scenarioRows{rs: rs, key: key, name: rs[i].ScenarioName(), r0: &rs[i]}
+		ts = append(ts, sc.futexTargets()...)
+		ts = append(ts, sc.socketTargets()...)
+		ts = append(ts, sc.fanOutTargets()...)
+		ts = append(ts, sc.spinTargets()...)
+		// Holds (amendment 10): the slow consumer with and without them.
+		if hold := find(sc.rs, sc.key, Framebus, Hold); hold != nil {
+			ts = append(ts, holdTargets(sc.rs, sc.key, sc.name, hold)...)
 		}
 
-		// 1080p RGBA, one consumer, as fast as possible: against the socket
-		// and GStreamer.
-		r0 := &rs[i]
-		if r0.Size == HD1080RGBA.Dims() && r0.Format == "RGBA" && r0.Consumers == 1 && r0.Rate == 0 && measured(uds) && uds.Latency != nil {
-			if measured(plain) && plain.Latency != nil {
-				x := uds.Latency.P50 / plain.Latency.P50
-				ts = append(ts, Target{Name: "hand-off vs Unix socket, zero-copy", Scenario: name,
-					Want: "p50 at least 20x lower than the socket's",
-					Got:  fmt.Sprintf("%.1fx lower (%.1f vs %.1f us)", x, plain.Latency.P50, uds.Latency.P50), Status: status(x >= 20)})
-				f := plain.FPS / uds.FPS
-				ts = append(ts, Target{Name: "frames/s vs Unix socket", Scenario: name, Want: "at least 2.5x the socket's",
-					Got: fmt.Sprintf("%.2fx (%.0f vs %.0f fps)", f, plain.FPS, uds.FPS), Status: status(f >= 2.5)})
-				switch {
-				case measured(gst):
-					g := plain.FPS / gst.FPS
-					ts = append(ts, Target{Name: "frames/s vs GStreamer shmsink->shmsrc", Scenario: name, Want: "at least GStreamer's",
-						Got: fmt.Sprintf("%.2fx (%.0f vs %.0f fps)", g, plain.FPS, gst.FPS), Status: status(g >= 1)})
-				case gst != nil:
-					ts = append(ts, Target{Name: "frames/s vs GStreamer shmsink->shmsrc", Scenario: name, Want: "at least GStreamer's",
-						Status: Skipped, Why: gst.Reason})
-				}
-			}
-			if measured(copyRow) && copyRow.Latency != nil {
-				ts = append(ts, Target{Name: "hand-off vs Unix socket, copying Publish", Scenario: name, Want: "p50 lower than the socket's",
-					Got:    fmt.Sprintf("%.1f vs %.1f us (%.1fx lower)", copyRow.Latency.P50, uds.Latency.P50, uds.Latency.P50/copyRow.Latency.P50),
-					Status: status(copyRow.Latency.P50 < uds.Latency.P50)})
+		ts = append(ts, sc.cFutexTargets()...)
+		ts = append(ts, sc.goFloorTargets()...)
+	}
+	return ts
+}
+
+// scenarioRows are the rows of one scenario (r0 the first of them) among
+// all the rows of a run.
+type scenarioRows struct {
+	rs   []Result
+	key  string
+	name string
+	r0   *Result
+}
+
+// futexTargets judges publish-to-wake against the raw futex, same scenario.
+func (sc scenarioRows) futexTargets() []Target {
+	return floorTarget("publish-to-wake vs raw futex", sc.name, "the futex's",
+		find(sc.rs, sc.key, Framebus, Plain), find(sc.rs, sc.key, Futex, ""))
+}
+
+// floorTarget judges row's publish-to-wake against floor's (a futex's):
+// p50 at most 1.3x, p99 at most 2x; none when either is not measured.
+func floorTarget(tname, scenario, floorName string, row, floor *Result) []Target {
+	if !measured(row) || !measured(floor) || row.Latency == nil || floor.Latency == nil {
+		return nil
+	}
+	r50, r99 := row.Latency.P50/floor.Latency.P50, row.Latency.P99/floor.Latency.P99
+	return []Target{{Name: tname, Scenario: scenario,
+		Want: "p50 <= 1.3x and p99 <= 2x " + floorName,
+		Got: fmt.Sprintf("p50 %.2fx (%.1f vs %.1f us), p99 %.2fx (%.1f vs %.1f us)", r50, row.Latency.P50, floor.Latency.P50,
+			r99, row.Latency.P99, floor.Latency.P99),
+		Status: status(r50 <= 1.3 && r99 <= 2)}}
+}
+
+// socketTargets judges 1080p RGBA, one consumer, as fast as possible:
+// against the socket and GStreamer.
+func (sc scenarioRows) socketTargets() []Target {
+	rs, key, name, r0 := sc.rs, sc.key, sc.name, sc.r0
+	plain := find(rs, key, Framebus, Plain)
+	copyRow := find(rs, key, Framebus, Copy)
+	uds, gst := find(rs, key, UDS, ""), find(rs, key, GStreamer, "")
+	var ts []Target
+	if r0.Size == HD1080RGBA.Dims() && r0.Format == "RGBA" && r0.Consumers == 1 && r0.Rate == 0 && measured(uds) && uds.Latency != nil {
+		if measured(plain) && plain.Latency != nil {
+			x := uds.Latency.P50 / plain.Latency.P50
+			ts = append(ts, Target{Name: "hand-off vs Unix socket, zero-copy", Scenario: name,
+				Want: "p50 at least 20x lower than the socket's",
+				Got:  fmt.Sprintf("%.1fx lower (%.1f vs %.1f us)", x, plain.Latency.P50, uds.Latency.P50), Status: status(x >= 20)})
+			f := plain.FPS / uds.FPS
+			ts = append(ts, Target{Name: "frames/s vs Unix socket", Scenario: name, Want: "at least 2.5x the socket's",
+				Got: fmt.Sprintf("%.2fx (%.0f vs %.0f fps)", f, plain.FPS, uds.FPS), Status: status(f >= 2.5)})
+			switch {
+			case measured(gst):
+				g := plain.FPS / gst.FPS
+				ts = append(ts, Target{Name: "frames/s vs GStreamer shmsink->shmsrc", Scenario: name, Want: "at least GStreamer's",
+					Got: fmt.Sprintf("%.2fx (%.0f vs %.0f fps)", g, plain.FPS, gst.FPS), Status: status(g >= 1)})
+			case gst != nil:
+				ts = append(ts, Target{Name: "frames/s vs GStreamer shmsink->shmsrc", Scenario: name, Want: "at least GStreamer's",
+					Status: Skipped, Why: gst.Reason})
 			}
 		}
+		if measured(copyRow) && copyRow.Latency != nil {
+			ts = append(ts, Target{Name: "hand-off vs Unix socket, copying Publish", Scenario: name, Want: "p50 lower than the socket's",
+				Got:    fmt.Sprintf("%.1f vs %.1f us (%.1fx lower)", copyRow.Latency.P50, uds.Latency.P50, uds.Latency.P50/copyRow.Latency.P50),
+				Status: status(copyRow.Latency.P50 < uds.Latency.P50)})
+		}
+	}
+	return ts
+}
 
-		// Four consumers against one: the producer's cost.
-		if r0.Consumers == 4 && measured(plain) {
-			one := fmt.Sprintf("%s %s c1 r%g %s", r0.Size, r0.Format, r0.Rate, r0.Placement)
-			if r0.Slots != 0 {
-				one += fmt.Sprintf(" s%d", r0.Slots)
-			}
-			if p1 := find(rs, one, Framebus, Plain); measured(p1) {
-				cpu := plain.CPU.ProducerUSPerFrame / p1.CPU.ProducerUSPerFrame
-				ts = append(ts, Target{Name: "4 consumers vs 1: producer CPU per frame", Scenario: name, Want: "less than 1.5x",
-					Got: fmt.Sprintf("%.2fx (%.1f vs %.1f us of CPU per frame, rendering included)", cpu,
-						plain.CPU.ProducerUSPerFrame, p1.CPU.ProducerUSPerFrame), Status: status(cpu < 1.5)})
-				if plain.Publish != nil && p1.Publish != nil {
-					c := plain.Publish.P50 / p1.Publish.P50
-					ts = append(ts, Target{Name: "4 consumers vs 1: Commit call (wake fan-out)", Scenario: name, Want: "less than 1.5x",
-						Got: fmt.Sprintf("%.2fx (p50 %.1f vs %.1f us)", c, plain.Publish.P50, p1.Publish.P50), Status: status(c < 1.5)})
-				}
+// fanOutTargets judges four consumers against one: the producer's cost.
+func (sc scenarioRows) fanOutTargets() []Target {
+	rs, key, name, r0 := sc.rs, sc.key, sc.name, sc.r0
+	plain := find(rs, key, Framebus, Plain)
+	var ts []Target
+	if r0.Consumers == 4 && measured(plain) {
+		one := fmt.Sprintf("%s %s c1 r%g %s", r0.Size, r0.Format, r0.Rate, r0.Placement)
+		if r0.Slots != 0 {
+			one += fmt.Sprintf(" s%d", r0.Slots)
+		}
+		if p1 := find(rs, one, Framebus, Plain); measured(p1) {
+			cpu := plain.CPU.ProducerUSPerFrame / p1.CPU.ProducerUSPerFrame
+			ts = append(ts, Target{Name: "4 consumers vs 1: producer CPU per frame", Scenario: name, Want: "less than 1.5x",
+				Got: fmt.Sprintf("%.2fx (%.1f vs %.1f us of CPU per frame, rendering included)", cpu,
+					plain.CPU.ProducerUSPerFrame, p1.CPU.ProducerUSPerFrame), Status: status(cpu < 1.5)})
+			if plain.Publish != nil && p1.Publish != nil {
+				c := plain.Publish.P50 / p1.Publish.P50
+				ts = append(ts, Target{Name: "4 consumers vs 1: Commit call (wake fan-out)", Scenario: name, Want: "less than 1.5x",
+					Got: fmt.Sprintf("%.2fx (p50 %.1f vs %.1f us)", c, plain.Publish.P50, p1.Publish.P50), Status: status(c < 1.5)})
 			}
 		}
+	}
+	return ts
+}
 
-		// The spinning consumer against the plain one, in Go and in C.
-		for _, sv := range []Variant{fb(Spin), fbl(Spin, CC)} {
-			spin := findV(rs, key, sv)
-			if spin == nil {
+// spinTargets judges the spinning consumer against the plain one, in Go and in C.
+func (sc scenarioRows) spinTargets() []Target {
+	rs, key, name := sc.rs, sc.key, sc.name
+	var ts []Target
+	for _, sv := range []Variant{fb(Spin), fbl(Spin, CC)} {
+		spin := findV(rs, key, sv)
+		if spin == nil {
+			continue
+		}
+		plain := findV(rs, key, Variant{Transport: sv.Transport, Mode: Plain, Lang: sv.Lang})
+		n := "spin consumer"
+		if sv.Transport == CFramebus {
+			n = "spin consumer, c->c"
+		}
+		t := Target{Name: n, Scenario: name, Want: "publish-to-wake p50 under 2 us and p99 under 50 us, for under 3 points more consumer CPU than plain"}
+		switch {
+		case spin.Skipped:
+			t.Status, t.Why = Skipped, spin.Reason
+		case spin.Latency == nil || !measured(plain) || plain.Latency == nil:
+			t.Status, t.Why = Skipped, "no plain row to compare with"
+		default:
+			extra := spin.CPU.ConsumerPct - plain.CPU.ConsumerPct
+			t.Got = fmt.Sprintf("p50 %.2f us (plain %.1f us), p99 %.1f us, consumer CPU %+.1f points (%.1f%% vs %.1f%%)",
+				spin.Latency.P50, plain.Latency.P50, spin.Latency.P99, extra, spin.CPU.ConsumerPct, plain.CPU.ConsumerPct)
+			t.Status = status(spin.Latency.P50 < 2 && spin.Latency.P99 < 50 && extra < 3)
+		}
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+// cFutexTargets judges the protocol in C against the raw futex in C:
+// framebus's own cost, without Go's.
+func (sc scenarioRows) cFutexTargets() []Target {
+	return floorTarget("c->c publish-to-wake vs raw futex in C", sc.name, "the C futex's",
+		findV(sc.rs, sc.key, fbl(Plain, CC)), findV(sc.rs, sc.key, cFutex))
+}
+
+// goFloorTargets judges the Go legs against the protocol's own C floor:
+// 1080p at 60 fps, checksums off, free and split (issue 13).
+func (sc scenarioRows) goFloorTargets() []Target {
+	rs, key, name, r0 := sc.rs, sc.key, sc.name, sc.r0
+	var ts []Target
+	if r0.Size == "1920x1080" && r0.Rate == 60 && r0.Consumers == 1 && !r0.Checksum {
+		cc := findV(rs, key, fbl(Plain, CC))
+		for _, c := range []struct {
+			v    Variant
+			name string
+			max  float64
+		}{
+			{fb(Plain), "go->go vs c->c", 1.3},
+			{fbl(Plain, GoC), "go->c vs c->c", 1.2},
+		} {
+			row := findV(rs, key, c.v)
+			if row == nil || cc == nil {
 				continue
 			}
-			plain := findV(rs, key, Variant{Transport: sv.Transport, Mode: Plain, Lang: sv.Lang})
-			n := "spin consumer"
-			if sv.Transport == CFramebus {
-				n = "spin consumer, c->c"
-			}
-			t := Target{Name: n, Scenario: name, Want: "publish-to-wake p50 under 2 us and p99 under 50 us, for under 3 points more consumer CPU than plain"}
+			t := Target{Name: "publish-to-wake " + c.name, Scenario: name, Want: fmt.Sprintf("p50 <= %.1fx the c->c row's", c.max)}
 			switch {
-			case spin.Skipped:
-				t.Status, t.Why = Skipped, spin.Reason
-			case spin.Latency == nil || !measured(plain) || plain.Latency == nil:
-				t.Status, t.Why = Skipped, "no plain row to compare with"
+			case cc.Skipped:
+				t.Status, t.Why = Skipped, "c->c: "+cc.Reason
+			case row.Skipped:
+				t.Status, t.Why = Skipped, row.Reason
+			case row.Latency == nil || cc.Latency == nil:
+				t.Status, t.Why = Skipped, "no latency measured"
 			default:
-				extra := spin.CPU.ConsumerPct - plain.CPU.ConsumerPct
-				t.Got = fmt.Sprintf("p50 %.2f us (plain %.1f us), p99 %.1f us, consumer CPU %+.1f points (%.1f%% vs %.1f%%)",
-					spin.Latency.P50, plain.Latency.P50, spin.Latency.P99, extra, spin.CPU.ConsumerPct, plain.CPU.ConsumerPct)
-				t.Status = status(spin.Latency.P50 < 2 && spin.Latency.P99 < 50 && extra < 3)
+				x := row.Latency.P50 / cc.Latency.P50
+				t.Got = fmt.Sprintf("%.2fx (%.1f vs %.1f us; by round %s vs %s)", x, row.Latency.P50, cc.Latency.P50, roundP50s(row), roundP50s(cc))
+				t.Status = status(x <= c.max)
 			}
 			ts = append(ts, t)
-		}
-
-		// Holds (amendment 10): the slow consumer with and without them.
-		if hold := find(rs, key, Framebus, Hold); hold != nil {
-			ts = append(ts, holdTargets(rs, key, name, hold)...)
-		}
-
-		// The protocol in C against the raw futex in C: framebus's own cost,
-		// without Go's.
-		if cc, cf := findV(rs, key, fbl(Plain, CC)), findV(rs, key, cFutex); measured(cc) && measured(cf) && cc.Latency != nil && cf.Latency != nil {
-			r50, r99 := cc.Latency.P50/cf.Latency.P50, cc.Latency.P99/cf.Latency.P99
-			ts = append(ts, Target{Name: "c->c publish-to-wake vs raw futex in C", Scenario: name,
-				Want: "p50 <= 1.3x and p99 <= 2x the C futex's",
-				Got: fmt.Sprintf("p50 %.2fx (%.1f vs %.1f us), p99 %.2fx (%.1f vs %.1f us)", r50, cc.Latency.P50, cf.Latency.P50,
-					r99, cc.Latency.P99, cf.Latency.P99),
-				Status: status(r50 <= 1.3 && r99 <= 2)})
-		}
-
-		// The Go legs against the protocol's own C floor: 1080p at 60 fps,
-		// checksums off, free and split (issue 13).
-		if r0.Size == "1920x1080" && r0.Rate == 60 && r0.Consumers == 1 && !r0.Checksum {
-			cc := findV(rs, key, fbl(Plain, CC))
-			for _, c := range []struct {
-				v    Variant
-				name string
-				max  float64
-			}{
-				{fb(Plain), "go->go vs c->c", 1.3},
-				{fbl(Plain, GoC), "go->c vs c->c", 1.2},
-			} {
-				row := findV(rs, key, c.v)
-				if row == nil || cc == nil {
-					continue
-				}
-				t := Target{Name: "publish-to-wake " + c.name, Scenario: name, Want: fmt.Sprintf("p50 <= %.1fx the c->c row's", c.max)}
-				switch {
-				case cc.Skipped:
-					t.Status, t.Why = Skipped, "c->c: "+cc.Reason
-				case row.Skipped:
-					t.Status, t.Why = Skipped, row.Reason
-				case row.Latency == nil || cc.Latency == nil:
-					t.Status, t.Why = Skipped, "no latency measured"
-				default:
-					x := row.Latency.P50 / cc.Latency.P50
-					t.Got = fmt.Sprintf("%.2fx (%.1f vs %.1f us; by round %s vs %s)", x, row.Latency.P50, cc.Latency.P50, roundP50s(row), roundP50s(cc))
-					t.Status = status(x <= c.max)
-				}
-				ts = append(ts, t)
-			}
 		}
 	}
 	return ts

@@ -83,9 +83,35 @@ func openPipe(name string, fd int, cfg Config) (*Pipe, error) {
 	}
 	br := bufio.NewReaderSize(file, 1<<16)
 
-	// The first bytes say whether the stream is y4m. They are read in a
-	// goroutine: the writer may take its time, and a signal must still end
-	// the wait.
+	b, err := peekMagic(cfg.context(), br)
+	if err == cfg.context().Err() && err != nil {
+		return nil, err
+	}
+	if len(b) == 0 {
+		if err == io.EOF {
+			return bad(fmt.Errorf("%s is empty: no frame to publish", name))
+		}
+		return bad(fmt.Errorf("%s: %v", name, err))
+	}
+	s := &Pipe{name: name, file: file, now: framebus.Now}
+	s.y4m = string(b) == y4m.Magic+" "
+	f, err := pipeFormat(name, br, s.y4m, cfg)
+	if err != nil {
+		return bad(err)
+	}
+	if f.FrameSize > uint64(maxInt) {
+		return bad(fmt.Errorf("frame of %d bytes is too large", f.FrameSize))
+	}
+	s.f, s.size = f, int(f.FrameSize)
+	s.pace = newPacer(f.FPSNum, f.FPSDen, func() int64 { return s.now() })
+	s.pump = startPump(s.size, s.reader(br), s.now)
+	return s, nil
+}
+
+// peekMagic returns the first bytes of the stream, which say whether it is
+// y4m. They are read in a goroutine: the writer may take its time, and a
+// signal must still end the wait (ctx's error).
+func peekMagic(ctx context.Context, br *bufio.Reader) ([]byte, error) {
 	type peeked struct {
 		b   []byte
 		err error
@@ -95,63 +121,50 @@ func openPipe(name string, fd int, cfg Config) (*Pipe, error) {
 		b, err := br.Peek(len(y4m.Magic) + 1)
 		pc <- peeked{b, err}
 	}()
-	var pk peeked
 	select {
-	case pk = <-pc:
-	case <-cfg.context().Done():
-		return nil, cfg.context().Err()
+	case pk := <-pc:
+		return pk.b, pk.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	if len(pk.b) == 0 {
-		if pk.err == io.EOF {
-			return bad(fmt.Errorf("%s is empty: no frame to publish", name))
-		}
-		return bad(fmt.Errorf("%s: %v", name, pk.err))
-	}
-	s := &Pipe{name: name, file: file, now: framebus.Now}
-	var f framebus.Format
-	if string(pk.b) == y4m.Magic+" " {
+}
+
+// pipeFormat is the format of the stream's frames: the y4m header's (its
+// rate unless cfg asks for one), else cfg's size, format and rate.
+func pipeFormat(name string, br *bufio.Reader, isY4M bool, cfg Config) (framebus.Format, error) {
+	if isY4M {
 		h, err := y4m.ReadHeader(br)
 		if err != nil {
-			return bad(err)
+			return framebus.Format{}, err
 		}
-		if f, err = h.Format(); err != nil {
-			return bad(err)
+		f, err := h.Format()
+		if err != nil {
+			return f, err
 		}
-		s.y4m = true
 		if !cfg.DefaultFPS || f.FPSNum == 0 {
 			num, den, err := checkFPS(cfg.FPS)
 			if err != nil {
-				return bad(err)
+				return f, err
 			}
 			f.FPSNum, f.FPSDen = num, den
 		}
-	} else {
-		if cfg.DefaultSize || cfg.Width == 0 || cfg.Height == 0 {
-			return bad(fmt.Errorf("%s is not a YUV4MPEG2 stream, so it is read as raw frames, whose size must be given: --size WxH (and --format, --fps); or send y4m, which says its own (ffmpeg -f yuv4mpegpipe)", name))
-		}
-		pf := cfg.PixelFormat
-		if pf == 0 {
-			pf = framebus.FormatRGBA
-		}
-		if pf == framebus.FormatMJPEG {
-			return bad(errors.New("raw MJPEG has no frame boundaries to read: send a raw format (RGBA, RGB24, BGR24, GREY, YUYV, NV12, I420)"))
-		}
-		num, den, err := checkFPS(cfg.FPS)
-		if err != nil {
-			return bad(err)
-		}
-		var ferr error
-		if f, ferr = (framebus.Format{Width: cfg.Width, Height: cfg.Height, PixelFormat: pf, FPSNum: num, FPSDen: den}).Complete(); ferr != nil {
-			return bad(ferr)
-		}
+		return f, nil
 	}
-	if f.FrameSize > uint64(maxInt) {
-		return bad(fmt.Errorf("frame of %d bytes is too large", f.FrameSize))
+	if cfg.DefaultSize || cfg.Width == 0 || cfg.Height == 0 {
+		return framebus.Format{}, fmt.Errorf("%s is not a YUV4MPEG2 stream, so it is read as raw frames, whose size must be given: --size WxH (and --format, --fps); or send y4m, which says its own (ffmpeg -f yuv4mpegpipe)", name)
 	}
-	s.f, s.size = f, int(f.FrameSize)
-	s.pace = newPacer(f.FPSNum, f.FPSDen, func() int64 { return s.now() })
-	s.pump = startPump(s.size, s.reader(br), s.now)
-	return s, nil
+	pf := cfg.PixelFormat
+	if pf == 0 {
+		pf = framebus.FormatRGBA
+	}
+	if pf == framebus.FormatMJPEG {
+		return framebus.Format{}, errors.New("raw MJPEG has no frame boundaries to read: send a raw format (RGBA, RGB24, BGR24, GREY, YUYV, NV12, I420)")
+	}
+	num, den, err := checkFPS(cfg.FPS)
+	if err != nil {
+		return framebus.Format{}, err
+	}
+	return framebus.Format{Width: cfg.Width, Height: cfg.Height, PixelFormat: pf, FPSNum: num, FPSDen: den}.Complete()
 }
 
 // reader is the pump's read of one frame.

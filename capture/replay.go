@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/framebus/framebus/framebus"
@@ -49,7 +50,7 @@ type Replay struct {
 	path string
 	f    framebus.Format
 	loop bool
-	logf func(format string, args ...any)
+	log  *slog.Logger
 	now  func() int64
 
 	original bool  // keep the recording's pace
@@ -80,7 +81,7 @@ func NewReplay(cfg Config) (*Replay, error) {
 	if err != nil {
 		return bad(err)
 	}
-	s := &Replay{r: r, path: cfg.Arg, f: r.Format(), loop: cfg.Loop, logf: cfg.logf, now: framebus.Now, original: cfg.DefaultFPS}
+	s := &Replay{r: r, path: cfg.Arg, f: r.Format(), loop: cfg.Loop, log: cfg.log(), now: framebus.Now, original: cfg.DefaultFPS}
 	if !cfg.DefaultFPS {
 		num, den, err := checkFPS(cfg.FPS)
 		if err != nil {
@@ -169,7 +170,7 @@ func (s *Replay) next() error {
 		return fmt.Errorf("replay: %w", err) // cut short or corrupt: the whole frames before it were published
 	}
 	if _, whole := s.r.End(); !whole && s.loops == 0 {
-		s.logf("replay %s: the recording has no end mark (it was interrupted): its %d whole frames were published", s.path, s.r.Frames())
+		s.log.Warn(fmt.Sprintf("replay %s: the recording has no end mark (it was interrupted): its %d whole frames were published", s.path, s.r.Frames()))
 	}
 	if !s.loop {
 		return io.EOF

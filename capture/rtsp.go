@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os/exec"
 	"strconv"
@@ -60,7 +61,7 @@ type RTSP struct {
 	shown   string // with the password hidden, for messages
 	ffmpeg  string
 	ffprobe string
-	logf    func(format string, args ...any)
+	log     *slog.Logger
 
 	f         framebus.Format // Read's format (the pump goroutine has its own)
 	size      int
@@ -117,7 +118,7 @@ func NewRTSP(scheme string, cfg Config) (*RTSP, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "rtsp" && u.Scheme != "rtsps") {
 		return bad(fmt.Errorf("%q: want rtsp://HOST[:PORT]/PATH", redact(raw)))
 	}
-	s := &RTSP{url: raw, shown: redact(raw), logf: cfg.logf, quit: make(chan struct{})}
+	s := &RTSP{url: raw, shown: redact(raw), log: cfg.log(), quit: make(chan struct{})}
 	for _, tool := range []struct {
 		name string
 		path *string
@@ -171,22 +172,6 @@ func NewRTSP(scheme string, cfg Config) (*RTSP, error) {
 	s.stall.Stop()
 	s.pump = startPump(s.size, s.read, framebus.Now)
 	return s, nil
-}
-
-// Redact hides the password of a source spec that is a URL
-// (rtsp://user:pass@host/...), for logs and messages.
-func Redact(spec string) string { return redact(spec) }
-
-// redact hides the password of a URL.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
 }
 
 // camera is what ffprobe says about the video stream.
@@ -274,7 +259,7 @@ func (s *RTSP) read(buf []byte) (pumped, error) {
 		s.stall.Stop()
 		if err == nil {
 			if s.frames++; s.frames == 1 && !down.IsZero() {
-				s.logf("rtsp %s: frames again, %v after the stream was lost", s.shown, time.Since(down).Round(10*time.Millisecond))
+				s.log.Info(fmt.Sprintf("rtsp %s: frames again, %v after the stream was lost", s.shown, time.Since(down).Round(10*time.Millisecond)))
 			}
 			return pumped{buf: buf}, nil
 		}
@@ -284,7 +269,7 @@ func (s *RTSP) read(buf []byte) (pumped, error) {
 		}
 		if down.IsZero() {
 			down = time.Now()
-			s.logf("rtsp %s: the stream was lost (%s); reconnecting", s.shown, why)
+			s.log.Warn(fmt.Sprintf("rtsp %s: the stream was lost (%s); reconnecting", s.shown, why))
 		}
 		if s.frames > 0 {
 			pause = rtspRetryMin // it ran a while: try again soon
@@ -319,10 +304,10 @@ func (s *RTSP) read(buf []byte) (pumped, error) {
 					nf.FPSNum, nf.FPSDen = cam.FPSNum, cam.FPSDen
 				}
 				if nf, err = nf.Complete(); err != nil || nf.FrameSize > uint64(maxInt) {
-					s.logf("rtsp %s: the camera came back as %dx%d, which the bus cannot carry; waiting", s.shown, cam.Width, cam.Height)
+					s.log.Warn(fmt.Sprintf("rtsp %s: the camera came back as %dx%d, which the bus cannot carry; waiting", s.shown, cam.Width, cam.Height))
 					continue
 				}
-				s.logf("rtsp %s: the camera came back as %v (was %v)", s.shown, nf, s.rf)
+				s.log.Info(fmt.Sprintf("rtsp %s: the camera came back as %v (was %v)", s.shown, nf, s.rf))
 				s.rf = nf
 				return pumped{format: &nf}, ErrFormatChanged
 			}

@@ -7,12 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // startCamera starts testdata/rtsp_server.py (gst-rtsp-server through
@@ -67,14 +67,8 @@ func TestRTSPStalledCamera(t *testing.T) {
 	rtspStallAfter, rtspIOTimeout, rtspRetryMax = time.Second, time.Second, 500*time.Millisecond
 	defer func() { rtspStallAfter, rtspIOTimeout, rtspRetryMax = oldStall, oldIO, oldMax }()
 	srv, url := startCamera(t)
-	var mu sync.Mutex
-	var logs []string
-	src, err := Open(url, Config{PixelFormat: framebus.FormatGrey, DefaultSize: true, DefaultFPS: true,
-		Logf: func(format string, args ...any) {
-			mu.Lock()
-			logs = append(logs, format)
-			mu.Unlock()
-		}})
+	var logs testutil.Logs
+	src, err := Open(url, Config{PixelFormat: framebus.FormatGrey, DefaultSize: true, DefaultFPS: true, Log: logs.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,9 +112,7 @@ func TestRTSPStalledCamera(t *testing.T) {
 	if err := read(30 * time.Second); err != nil {
 		t.Fatalf("no frame after the camera resumed: %v", err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if !strings.Contains(strings.Join(logs, "\n"), "the stream was lost") || !strings.Contains(strings.Join(logs, "\n"), "frames again") {
-		t.Errorf("the source did not say it lost and found the stream: %q", logs)
+	if logs.Count("WARN rtsp") == 0 || logs.Count("the stream was lost") == 0 || logs.Count("INFO rtsp") == 0 || logs.Count("frames again") == 0 {
+		t.Errorf("the source did not say it lost (WARN) and found (INFO) the stream: %q", logs.Lines())
 	}
 }

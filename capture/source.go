@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/logx"
 )
 
 // Source produces frames.
@@ -47,9 +50,10 @@ type Config struct {
 	// instead of ending with io.EOF.
 	Loop bool
 
-	// Logf receives what a source notices while it runs (a camera that
-	// dropped and came back, a recording that ends early). nil: silent.
-	Logf func(format string, args ...any)
+	// Log receives what a source notices while it runs (a camera that
+	// dropped, Warn, and came back, Info; a recording that ends early).
+	// nil: silent.
+	Log *slog.Logger
 
 	ctx context.Context // of OpenContext: bounds a source's opening
 }
@@ -63,11 +67,8 @@ func (c Config) context() context.Context {
 	return c.ctx
 }
 
-func (c Config) logf(format string, args ...any) {
-	if c.Logf != nil {
-		c.Logf(format, args...)
-	}
-}
+// log is Log, or a silent logger.
+func (c Config) log() *slog.Logger { return logx.Or(c.Log) }
 
 // MetaSource is a Source whose frames carry user metadata (a replayed
 // recording). UserMeta is the metadata of the frame the last Read returned
@@ -245,4 +246,20 @@ func gcd(a, b uint32) uint32 {
 		a, b = b, a%b
 	}
 	return a
+}
+
+// Redact hides the password of a source spec that is a URL
+// (rtsp://user:pass@host/...), for logs and messages.
+func Redact(spec string) string { return redact(spec) }
+
+// redact hides the password of a URL.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"log/slog"
 	"math"
 	"slices"
 	"strings"
@@ -57,7 +58,7 @@ func init() {
 type WHEPSource struct {
 	url  string
 	rc   rtc.Config
-	logf func(string, ...any)
+	log  *slog.Logger
 	sess *rtc.Session
 	recv *rtc.Receiver
 	dec  *vp8Decoder
@@ -109,7 +110,7 @@ func OpenWHEP(ctx context.Context, c Config, rc rtc.Config) (*WHEPSource, error)
 	if err != nil {
 		return nil, &UnavailableError{Source: name, Msg: "whep: " + err.Error(), Err: err}
 	}
-	s := &WHEPSource{url: c.Arg, rc: rc, logf: c.logf, sess: sess, backoff: rtc.NewBackoff()}
+	s := &WHEPSource{url: c.Arg, rc: rc, log: c.log(), sess: sess, backoff: rtc.NewBackoff()}
 	fail := func(err error) (*WHEPSource, error) {
 		s.Close()
 		return nil, err
@@ -249,7 +250,7 @@ func (s *WHEPSource) reconnect(ctx context.Context, why error) error {
 	s.delivered = 0
 	s.sess.Close()
 	s.queued = nil
-	s.logf("whep %s: %v; reconnecting", s.url, strings.TrimPrefix(why.Error(), errSessionEnded.Error()+": "))
+	s.log.Warn("whep: the session ended; reconnecting", "url", s.url, "why", strings.TrimPrefix(why.Error(), errSessionEnded.Error()+": "))
 	for attempt := 1; ; attempt++ {
 		d := s.backoff.Next()
 		t := time.NewTimer(d)
@@ -265,14 +266,14 @@ func (s *WHEPSource) reconnect(ctx context.Context, why error) error {
 				return ctx.Err()
 			}
 			if attempt == 1 || attempt%10 == 0 {
-				s.logf("whep %s: attempt %d: %v; again in up to %v", s.url, attempt, err, rtc.RetryMax)
+				s.log.Warn("whep: cannot reconnect yet", "url", s.url, "attempt", attempt, "error", err, "retry_max", rtc.RetryMax.String())
 			}
 			continue
 		}
 		n := s.reconnects.Add(1)
 		b := pic.Rect
-		s.logf("whep %s: the stream is back as %dx%d, %v after it was lost (%d attempts; reconnects %d)", s.url, b.Dx(), b.Dy(),
-			time.Since(down).Round(10*time.Millisecond), attempt, n)
+		s.log.Info(fmt.Sprintf("whep: the stream is back as %dx%d", b.Dx(), b.Dy()), "url", s.url,
+			"down", time.Since(down).Round(10*time.Millisecond).String(), "attempts", attempt, "reconnects", n)
 		s.first = pic
 		if uint32(b.Dx()) != s.f.Width || uint32(b.Dy()) != s.f.Height {
 			nf := s.f

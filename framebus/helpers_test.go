@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 	"unicode"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/header.golden and the seed corpus files of the fuzz tests")
@@ -37,15 +39,7 @@ func portableDir(t testing.TB) string {
 // framebus uses in production; a disk-backed directory would measure page
 // cache write-back and make rewriting a segment cost milliseconds), falling
 // back to t.TempDir; removed when the test ends.
-func shmDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/dev/shm", "framebus-test-")
-	if err != nil {
-		return t.TempDir()
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
+func shmDir(t testing.TB) string { return testutil.ShmDir(t) }
 
 var portableFormat = Format{Width: 64, Height: 4, PixelFormat: FormatGrey}
 

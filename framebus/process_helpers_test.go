@@ -21,7 +21,6 @@ package framebus_test
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +37,8 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 const (
@@ -242,31 +243,10 @@ type child struct {
 	changed chan struct{} // closed and replaced at every new event and at exit
 	exited  bool
 	exitErr error
-	exitNS  int64 // framebus.Now() when Wait returned
-	stderr  lockedBuffer
+	exitNS  int64           // framebus.Now() when Wait returned
+	stderr  testutil.Buffer // the first MiB (Max, set at the start)
 
 	done chan struct{} // closed once the process has been waited for
-}
-
-// lockedBuffer keeps the first MiB written to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.b.Len() < 1<<20 {
-		b.b.Write(p)
-	}
-	return len(p), nil
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // childOpts are the process-level settings of a start.
@@ -312,6 +292,7 @@ func startChild(t testing.TB, label string, o childOpts, role string, args ...st
 	cmd.Env = append(env, o.env...)
 	setChildAttrs(cmd, o.user)
 	p := &child{t: t, label: label, cmd: cmd, changed: make(chan struct{}), done: make(chan struct{})}
+	p.stderr.Max = 1 << 20
 	cmd.Stderr = &p.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

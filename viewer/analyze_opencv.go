@@ -13,12 +13,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/framebus/feed"
-	"github.com/framebus/framebus/internal/cli"
+	"github.com/framebus/framebus/internal/logx"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -215,7 +214,7 @@ func NewDetector(o AnalyzeOptions) (Detector, error) {
 // ends, when ctx is done or after o.Frames analysed frames.
 func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary, error) {
 	var sum AnalyzeSummary
-	log := logOrNop(o.Log)
+	log := logx.Or(o.Log)
 	det, err := NewDetector(o)
 	if err != nil {
 		return sum, err
@@ -232,7 +231,7 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 	// keeps a frame from being overwritten, not from being truncated; the
 	// copy, made in Go under Guard, is private memory OpenCV may read for
 	// as long as it likes (docs/RECORDING.md, "Holds").
-	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Copy: true, Spin: o.Spin, Logf: cli.Logf(log, zerolog.WarnLevel)})
+	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Copy: true, Spin: o.Spin, Log: log})
 	defer in.Close()
 	conv := NewConverter()
 	defer conv.Close()
@@ -243,8 +242,7 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 	var latSum int64
 	end, err := in.Run(ctx, func(fr *framebus.Frame) error {
 		if sum.Frames == 0 || fr.GenerationChanged {
-			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).
-				Str("detect", o.Detect).Msg("analysing")
+			log.Info("analysing", "bus", name, "generation", fr.Generation, "format", report.FormatString(fr.Format), "detect", o.Detect)
 		}
 		if fr.GenerationChanged {
 			det.Reset()
@@ -254,7 +252,7 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 			if errors.Is(err, ErrFormat) {
 				return fmt.Errorf("bus %s: %w", name, err)
 			}
-			log.Warn().Err(err).Uint64("seq", fr.Seq).Msg("frame skipped")
+			log.Warn("frame skipped", "error", err, "seq", fr.Seq)
 			return nil
 		}
 		r.boxes = det.Detect(m, r.boxes[:0])

@@ -43,6 +43,6 @@
 //	whep_stats_webrtc.go   the numbers of the bridge and of each session
 //	push_webrtc.go         Push (framebus push): the bridge with one WHIP session it dials, made again
 //
-// Libraries log only through the *zerolog.Logger of their options (nil:
+// Libraries log only through the *slog.Logger of their options (nil:
 // nothing); the commands own the logger.
 package viewer

@@ -5,16 +5,16 @@ package viewer
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
 
-	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/framebus/feed"
-	"github.com/framebus/framebus/internal/cli"
+	"github.com/framebus/framebus/internal/logx"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -25,7 +25,7 @@ import (
 // *NoProducerError); once it has had one it waits for the next for ever
 // (the page says "waiting"), and it follows new generations.
 func ServeHTTP(ctx context.Context, name string, ln net.Listener, o HTTPOptions) error {
-	log := logOrNop(o.Log)
+	log := logx.Or(o.Log)
 	q := o.Quality
 	if q == 0 {
 		q = 80
@@ -67,11 +67,11 @@ func ServeHTTP(ctx context.Context, name string, ln net.Listener, o HTTPOptions)
 }
 
 // encodeLoop reads, converts and encodes until ctx ends.
-func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hub *Hub, srv *Server, log *zerolog.Logger) error {
+func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hub *Hub, srv *Server, log *slog.Logger) error {
 	// No held wait: a JPEG encode takes milliseconds, and the Ps serve the
 	// clients (the bridge's encode says more).
 	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Persist: true, Copy: true, Spin: o.Spin, Hold: -1,
-		Logf: cli.Logf(log, zerolog.WarnLevel)})
+		Log: log})
 	defer in.Close()
 	conv := NewConverter()
 	defer conv.Close()
@@ -97,7 +97,7 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 		}
 		now := framebus.Now()
 		if waited || st.State == "starting" || fr.GenerationChanged {
-			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).Msg("streaming")
+			log.Info("streaming", "bus", name, "generation", fr.Generation, "format", report.FormatString(fr.Format))
 			waited, formatErr = false, ""
 		}
 		fs := in.Stats()
@@ -108,7 +108,7 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 		if hub.Wanted() {
 			if m, err := conv.Convert(fr.Data, fr.Format); err != nil {
 				if msg := err.Error(); msg != formatErr {
-					log.Error().Str("bus", name).Err(err).Msg("cannot show the frames")
+					log.Error("cannot show the frames", "bus", name, "error", err)
 					formatErr = msg
 				}
 			} else {
@@ -130,29 +130,32 @@ func encodeLoop(ctx context.Context, name string, o HTTPOptions, quality int, hu
 		st.FPS, st.ReadFPS = rate.fps(now), readRate.fps(now)
 		srv.SetStatus(st)
 		if el := time.Since(lastLog); el >= progressEvery {
-			// What was read over the interval, and the MJPEG side's
-			// pictures only when it made some: a page playing WebRTC
-			// leaves it idle (the bridge logs its own progress).
 			lastLog = time.Now()
-			n, mean, mx := enc.take()
-			sn, smean, smax := srv.SentLatency()
-			vs := srv.Status()
-			ev := log.Info().Str("bus", name).Uint64("frames_read", st.FramesRead).
-				Str("read_fps", f1(float64(st.FramesRead-readAtLog)/el.Seconds())).
-				Uint64("dropped", st.Dropped).Uint64("discarded", st.Discarded)
+			logProgress(log, name, st, &enc, srv, el, st.FramesRead-readAtLog)
 			readAtLog = st.FramesRead
-			if n > 0 || sn > 0 {
-				ev = ev.Uint64("pictures", st.Pictures).Int("pictures_recent", n).Str("mjpeg_fps", f1(float64(n)/el.Seconds())).
-					Str("capture_to_picture_mean", mean.String()).Str("capture_to_picture_max", mx.String()).
-					Int("parts_sent", sn).Str("capture_to_sent_mean", smean.String()).Str("capture_to_sent_max", smax.String())
-			}
-			ev = ev.Int("mjpeg_clients", vs.Clients)
-			if vs.WebRTC != nil && vs.WebRTC.Enabled {
-				ev = ev.Int("webrtc_viewers", vs.WebRTC.Viewers)
-			}
-			ev.Msg("progress")
 		}
 	}
+}
+
+// logProgress says what was read over the interval el (read frames), and
+// the MJPEG side's pictures only when it made some: a page playing WebRTC
+// leaves it idle (the bridge logs its own progress).
+func logProgress(log *slog.Logger, name string, st Status, enc *latencyMeter, srv *Server, el time.Duration, read uint64) {
+	n, mean, mx := enc.take()
+	sn, smean, smax := srv.SentLatency()
+	vs := srv.Status()
+	args := []any{"bus", name, "frames_read", st.FramesRead, "read_fps", f1(float64(read) / el.Seconds()),
+		"dropped", st.Dropped, "discarded", st.Discarded}
+	if n > 0 || sn > 0 {
+		args = append(args, "pictures", st.Pictures, "pictures_recent", n, "mjpeg_fps", f1(float64(n)/el.Seconds()),
+			"capture_to_picture_mean", mean.String(), "capture_to_picture_max", mx.String(),
+			"parts_sent", sn, "capture_to_sent_mean", smean.String(), "capture_to_sent_max", smax.String())
+	}
+	args = append(args, "mjpeg_clients", vs.Clients)
+	if vs.WebRTC != nil && vs.WebRTC.Enabled {
+		args = append(args, "webrtc_viewers", vs.WebRTC.Viewers)
+	}
+	log.Info("progress", args...)
 }
 
 // nextFrame is the next frame of a feed that persists (the previews'): it

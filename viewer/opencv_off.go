@@ -4,9 +4,8 @@ package viewer
 
 import (
 	"context"
+	"log/slog"
 	"net"
-
-	"github.com/rs/zerolog"
 )
 
 // HasOpenCV says whether this build has the OpenCV parts of the package.
@@ -30,6 +29,6 @@ func Analyze(ctx context.Context, name string, o AnalyzeOptions) (AnalyzeSummary
 
 // recordMJPEG needs OpenCV's VideoWriter; this build lacks it (Record
 // says so before it gets here; record --lossless needs no OpenCV).
-func recordMJPEG(ctx context.Context, name string, o RecordOptions, tmp string, sum *RecordSummary, log *zerolog.Logger) error {
+func recordMJPEG(ctx context.Context, name string, o RecordOptions, tmp string, sum *RecordSummary, log *slog.Logger) error {
 	return &NotInBuildError{Feature: "record (MJPEG; record --lossless needs no OpenCV)"}
 }

@@ -2,19 +2,18 @@ package viewer
 
 import (
 	"io"
+	"log/slog"
 	"strconv"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // HTTPOptions configures ServeHTTP.
 type HTTPOptions struct {
-	Dir     string          // bus directory
-	Timeout time.Duration   // wait for a producer that has not started (after that: for ever)
-	Quality int             // JPEG quality 1-100, default 80
-	Spin    time.Duration   // framebus.ConsumerOptions.Spin (0: sleep until woken)
-	Log     *zerolog.Logger // nil: no logging
+	Dir     string        // bus directory
+	Timeout time.Duration // wait for a producer that has not started (after that: for ever)
+	Quality int           // JPEG quality 1-100, default 80
+	Spin    time.Duration // framebus.ConsumerOptions.Spin (0: sleep until woken)
+	Log     *slog.Logger  // nil: no logging
 
 	MaxConns    int           // connections open at a time, default DefaultMaxConns
 	IdleTimeout time.Duration // keep-alive connections idle this long are closed, default DefaultIdleTimeout
@@ -56,11 +55,11 @@ type WebRTCOptions struct {
 
 // WindowOptions configures RunWindow.
 type WindowOptions struct {
-	Dir         string          // bus directory
-	Timeout     time.Duration   // wait for a producer that has not started (after that: for ever)
-	SnapshotDir string          // where 's' saves PNGs, default the working directory
-	Spin        time.Duration   // framebus.ConsumerOptions.Spin (0: sleep until woken)
-	Log         *zerolog.Logger // nil: no logging
+	Dir         string        // bus directory
+	Timeout     time.Duration // wait for a producer that has not started (after that: for ever)
+	SnapshotDir string        // where 's' saves PNGs, default the working directory
+	Spin        time.Duration // framebus.ConsumerOptions.Spin (0: sleep until woken)
+	Log         *slog.Logger  // nil: no logging
 }
 
 // Detectors analyze knows.
@@ -90,8 +89,8 @@ type AnalyzeOptions struct {
 
 	Frames uint64 // stop after this many analysed frames (0: no limit)
 
-	Out io.Writer       // one JSON object per analysed frame
-	Log *zerolog.Logger // nil: no logging
+	Out io.Writer    // one JSON object per analysed frame
+	Log *slog.Logger // nil: no logging
 }
 
 // Box is a region found in a frame, in the frame's pixels.
@@ -124,7 +123,7 @@ type RecordOptions struct {
 	FPS      float64       // MJPEG: frame rate of the file; 0: the bus's, else 30
 	Lossless bool          // every frame byte for byte, in a Matroska file (pure Go; no OpenCV needed)
 	Spin     time.Duration // framebus.ConsumerOptions.Spin (0: sleep until woken)
-	Log      *zerolog.Logger
+	Log      *slog.Logger
 }
 
 // RecordSummary is what Record wrote.
@@ -198,14 +197,6 @@ type result struct {
 	dropped                     uint64
 }
 
-func logOrNop(l *zerolog.Logger) *zerolog.Logger {
-	if l == nil {
-		n := zerolog.Nop()
-		return &n
-	}
-	return l
-}
-
 // PushOptions configures Push (framebus push).
 type PushOptions struct {
 	Dir     string        // bus directory
@@ -224,5 +215,5 @@ type PushOptions struct {
 	// (default 6 s here), ConnectTimeout (default 10 s), LoopbackOnly.
 	WebRTC WebRTCOptions
 
-	Log *zerolog.Logger // nil: no logging
+	Log *slog.Logger // nil: no logging
 }

@@ -7,14 +7,15 @@ import (
 	"crypto/rand"
 
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
-	"github.com/rs/zerolog"
 
+	"github.com/framebus/framebus/internal/logx"
 	"github.com/framebus/framebus/internal/rtc"
 )
 
@@ -54,11 +55,7 @@ func Push(ctx context.Context, name string, o PushOptions) error {
 	if wo.ConnectTimeout <= 0 {
 		wo.ConnectTimeout = 10 * time.Second
 	}
-	log := o.Log
-	if log == nil {
-		nop := zerolog.Nop()
-		log = &nop
-	}
+	log := logx.Or(o.Log)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b, err := newBridge(ctx, name, HTTPOptions{Dir: o.Dir, Timeout: o.Timeout, Spin: o.Spin, Log: log, WebRTC: wo}, log)
@@ -85,7 +82,7 @@ type PushStatus struct {
 type pusher struct {
 	b       *webrtcBridge
 	o       PushOptions
-	log     *zerolog.Logger
+	log     *slog.Logger
 	started time.Time
 
 	sessions, failures atomic.Uint64
@@ -126,11 +123,11 @@ func (p *pusher) run(ctx context.Context) error {
 			loc := s.sess.Location()
 			delErr := s.sess.Close()
 			if ctx.Err() != nil {
-				ev := p.log.Info()
+				lvl, args := slog.LevelInfo, []any{"bus", p.b.name, "url", p.o.URL, "location", loc}
 				if delErr != nil {
-					ev = p.log.Warn().AnErr("delete", delErr)
+					lvl, args = slog.LevelWarn, append([]any{"delete", delErr}, args...)
 				}
-				ev.Str("bus", p.b.name).Str("url", p.o.URL).Str("location", loc).Msg("push: stopped; the WHIP session is deleted")
+				p.log.Log(ctx, lvl, "push: stopped; the WHIP session is deleted", args...)
 				return nil
 			}
 			if connected {
@@ -143,8 +140,8 @@ func (p *pusher) run(ctx context.Context) error {
 				p.failures.Add(1)
 			}
 			d := bo.Next()
-			p.log.Warn().Str("bus", p.b.name).Str("url", p.o.URL).Str("why", why).Str("retry_in", d.Round(time.Millisecond).String()).
-				Uint64("reconnects", p.sessions.Load()).Msg("push: the WHIP session ended; reconnecting")
+			p.log.Warn("push: the WHIP session ended; reconnecting", "bus", p.b.name, "url", p.o.URL, "why", why,
+				"retry_in", d.Round(time.Millisecond).String(), "reconnects", p.sessions.Load())
 			if !sleep(ctx, d) {
 				return nil
 			}
@@ -165,8 +162,8 @@ func (p *pusher) run(ctx context.Context) error {
 			return &PushError{Err: err, Hint: fmt.Sprintf("gave up after %d attempts in a row (--retries)", fails)}
 		}
 		d := bo.Next()
-		p.log.Warn().Str("bus", p.b.name).Err(err).Int("attempt", fails).Str("retry_in", d.Round(time.Millisecond).String()).
-			Msg("push: cannot make the WHIP session; retrying")
+		p.log.Warn("push: cannot make the WHIP session; retrying", "bus", p.b.name, "error", err, "attempt", fails,
+			"retry_in", d.Round(time.Millisecond).String())
 		if !sleep(ctx, d) {
 			return nil
 		}
@@ -231,7 +228,7 @@ func (p *pusher) dial(ctx context.Context) (*pushSession, error) {
 	}
 	b.start(s.whepSession, sctx)
 	n := p.sessions.Add(1)
-	p.log.Info().Str("bus", b.name).Str("url", p.o.URL).Str("location", s.sess.Location()).Uint64("session", n).Msg("push: WHIP session made")
+	p.log.Info("push: WHIP session made", "bus", b.name, "url", p.o.URL, "location", s.sess.Location(), "session", n)
 	return s, nil
 }
 
@@ -253,7 +250,7 @@ func (p *pusher) watch(ctx context.Context, s *pushSession) string {
 		case webrtc.PeerConnectionStateConnected:
 			if !up {
 				up = true
-				p.log.Info().Str("bus", p.b.name).Str("url", p.o.URL).Msg("push: connected")
+				p.log.Info("push: connected", "bus", p.b.name, "url", p.o.URL)
 			}
 			tried = false
 		case webrtc.PeerConnectionStateDisconnected:
@@ -265,10 +262,10 @@ func (p *pusher) watch(ctx context.Context, s *pushSession) string {
 			err := s.sess.RestartICE(rctx)
 			cancel()
 			if err != nil {
-				p.log.Info().Str("bus", p.b.name).Err(err).Msg("push: the connection is disconnected and ICE was not restarted; a new session")
+				p.log.Info("push: the connection is disconnected and ICE was not restarted; a new session", "bus", p.b.name, "error", err)
 				return "disconnected (" + err.Error() + ")"
 			}
-			p.log.Info().Str("bus", p.b.name).Msg("push: disconnected; ICE restarted by PATCH")
+			p.log.Info("push: disconnected; ICE restarted by PATCH", "bus", p.b.name)
 		}
 	}
 }
@@ -286,8 +283,8 @@ func (p *pusher) progress(done <-chan struct{}) {
 		case <-t.C:
 		}
 		st := p.Status()
-		ev := p.log.Info().Str("bus", p.b.name).Str("state", st.State).Uint64("sessions", st.Sessions).Uint64("reconnects", st.Reconnects).
-			Uint64("failures", st.Failures).Int("target_bitrate", st.WebRTC.TargetBitrate).Uint64("frames_encoded", st.WebRTC.FramesEncoded)
+		args := []any{"bus", p.b.name, "state", st.State, "sessions", st.Sessions, "reconnects", st.Reconnects,
+			"failures", st.Failures, "target_bitrate", st.WebRTC.TargetBitrate, "frames_encoded", st.WebRTC.FramesEncoded}
 		if len(st.WebRTC.Sessions) > 0 {
 			v := st.WebRTC.Sessions[0]
 			fps := 0.0
@@ -295,12 +292,12 @@ func (p *pusher) progress(done <-chan struct{}) {
 				fps = float64(v.FramesSent-lastSent) / time.Since(last).Seconds()
 			}
 			lastSent = v.FramesSent
-			ev = ev.Str("fps", f1(fps)).Int("sent_bitrate", v.Bitrate).Uint64("frames_sent", v.FramesSent).Str("rtt_ms", f1(v.RTTMS)).
-				Str("loss", f1(100*v.Loss)+"%").Uint64("key_requests", v.KeyRequests).Uint64("nacks", v.NACKs)
+			args = append(args, "fps", f1(fps), "sent_bitrate", v.Bitrate, "frames_sent", v.FramesSent, "rtt_ms", f1(v.RTTMS),
+				"loss", f1(100*v.Loss)+"%", "key_requests", v.KeyRequests, "nacks", v.NACKs)
 		} else {
 			lastSent = 0
 		}
 		last = time.Now()
-		ev.Msg("push progress")
+		p.log.Info("push progress", args...)
 	}
 }

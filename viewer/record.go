@@ -4,22 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/framebus/framebus/framebus"
-	"github.com/framebus/framebus/framebus/feed"
-	"github.com/framebus/framebus/internal/cli"
-	"github.com/framebus/framebus/internal/recording"
-	"github.com/framebus/framebus/internal/report"
+	"github.com/framebus/framebus/internal/logx"
 )
 
 // Record writes the frames of bus name to o.Out until ctx ends or the
@@ -36,7 +28,7 @@ import (
 // recording that got no frame leaves nothing.
 func Record(ctx context.Context, name string, o RecordOptions) (RecordSummary, error) {
 	sum := RecordSummary{Path: o.Out, Lossless: o.Lossless}
-	log := logOrNop(o.Log)
+	log := logx.Or(o.Log)
 	if o.Out == "" {
 		return sum, &OptionError{Reason: "--out FILE is required"}
 	}
@@ -148,243 +140,4 @@ func endWhy(ctx context.Context, eos bool) string {
 		return "interrupted"
 	}
 	return "stopped"
-}
-
-// Lossless recording queues frames for a writer goroutine, so that a disk
-// that stalls for a moment (writeback) costs no frame: at most queueBytes of
-// frames (2 to maxQueue of them) wait for it; when the queue is full the
-// newest frame is dropped, and counted, as a slow consumer drops them.
-const (
-	queueBytes = 64 << 20
-	maxQueue   = 16
-)
-
-// queued is a frame copied out of the bus, waiting for the disk.
-type queued struct {
-	rf   recording.Frame
-	buf  []byte
-	meta [framebus.UserMetaMax]byte
-}
-
-// recordLossless writes every frame as it is, with its record, to tmp.
-//
-// Each frame is written from a hold (Frame.Hold, PROTOCOL.md amendment 10:
-// zero-copy, the producer leaves the slot alone until the write is done)
-// when the writer is idle, which it is whenever the disk keeps up; else,
-// and when the bus refuses the hold (a 2-slot bus, whose cap is 0, or a
-// producer that does not know holds), it is copied into the queue as
-// before. A held frame is written and released on the feed's goroutine,
-// before the next Next: Hold.Valid and Release are the consumer's, and the
-// feed closes the consumer (unmapping its frames) when the stream ends,
-// which a hold still queued would not survive. So one frame at most is held.
-func recordLossless(ctx context.Context, name string, o RecordOptions, tmp string, sum *RecordSummary, log *zerolog.Logger) error {
-	// Zero-copy: the copy into the queue is the frame's one copy, made in
-	// Go (framebus.Guard) and checked (Keep) before it is queued.
-	// No held wait: a recording needs no microseconds, its writer does
-	// need the Ps.
-	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Spin: o.Spin, Hold: -1, Logf: cli.Logf(log, zerolog.WarnLevel)})
-	defer in.Close()
-	var (
-		f       *os.File
-		w       *recording.Writer
-		q, free chan *queued
-		wdone   chan struct{}
-		werr    error // the writer's, read after wdone or through failed
-		herr    error // a held frame's write error (the feed's goroutine)
-		failed  atomic.Bool
-		pending atomic.Int32 // frames queued and not yet written
-		skipped uint64       // frames dropped here since the last one queued
-		first   = true
-
-		held, copied, lostHeld uint64 // frames written from a hold, queued as a copy; held frames not written (a fault, taken back)
-		last                   = time.Now()
-		lastFrames             uint64
-		lastBytes              int64
-	)
-	// written counts a frame in the file and logs the progress: on the
-	// writer's goroutine, or on the feed's while the writer is idle
-	// (pending is 0), never on both at once.
-	written := func(rf *recording.Frame) {
-		sum.Frames++
-		sum.Dropped += rf.Dropped
-		if now := time.Now(); now.Sub(last) >= recordProgress {
-			d := now.Sub(last).Seconds()
-			log.Info().Uint64("frames", sum.Frames).Uint64("dropped", sum.Dropped).Str("size", cli.Bytes(uint64(w.Size()))).
-				Str("fps", fmt.Sprintf("%.1f", float64(sum.Frames-lastFrames)/d)).
-				Str("rate", cli.Bytes(uint64(float64(w.Size()-lastBytes)/d))+"/s").Int("queued", len(q)).Msg("recording")
-			last, lastFrames, lastBytes = now, sum.Frames, w.Size()
-		}
-	}
-	writer := func() {
-		defer close(wdone)
-		for j := range q {
-			if werr == nil {
-				if werr = w.WriteFrame(&j.rf); werr != nil {
-					failed.Store(true)
-				} else {
-					written(&j.rf)
-				}
-			}
-			free <- j
-			pending.Add(-1)
-		}
-	}
-	record := func(fr *framebus.Frame, data, meta []byte) recording.Frame {
-		rf := recording.Frame{Format: fr.Format, Seq: fr.Seq, CaptureNS: fr.CaptureNS, CommitNS: fr.CommitNS, ReadNS: fr.WakeNS,
-			Generation: fr.Generation, NewGeneration: fr.GenerationChanged, Dropped: fr.Dropped + skipped, TornRetries: fr.TornRetries,
-			UserMeta: meta, Data: data}
-		if first {
-			rf.Dropped = 0 // frames before the recorder joined are not the recording's
-		}
-		return rf
-	}
-	// writeHeld writes a held frame from the bus's memory, on the feed's
-	// goroutine (the writer is idle). The record's CRC is computed by
-	// WriteFrame from the held bytes under framebus.Guard before anything
-	// is written; a fault there (the bus file truncated), write(2)
-	// returning EFAULT (the same, while the kernel copied the bytes), or a
-	// hold taken back meanwhile (a producer's lease: the bytes written may
-	// be torn) cuts the file back to the previous record's end and puts
-	// the writer back as it was: the frame is dropped, never a corrupt
-	// record. It says whether the frame was written; a write error of the
-	// disk is herr.
-	writeHeld := func(fr *framebus.Frame, h framebus.Hold) bool {
-		start, saved := w.Size(), *w
-		rf := record(fr, h.Data(), fr.UserMeta)
-		var err error
-		gerr := framebus.Guard(func() { err = w.WriteFrame(&rf) })
-		if gerr == nil && err == nil && h.Valid() {
-			written(&rf)
-			return true
-		}
-		if gerr == nil && err != nil && !errors.Is(err, syscall.EFAULT) {
-			herr = err // the disk's (full, ...): the recording ends, as from the writer
-			return false
-		}
-		// (The writer cut the file back already on EFAULT; not on a fault
-		// in Go, nor after a whole write of a frame taken back.)
-		if terr := f.Truncate(start); terr != nil {
-			herr = terr
-			return false
-		}
-		if _, serr := f.Seek(start, io.SeekStart); serr != nil {
-			herr = serr
-			return false
-		}
-		*w = saved
-		return false
-	}
-	end, err := in.Run(ctx, func(fr *framebus.Frame) error {
-		if failed.Load() {
-			return feed.ErrStop // the writer's error is the recording's
-		}
-		if w == nil {
-			var err error
-			if f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666); err != nil {
-				return &OptionError{Reason: fmt.Sprintf("--out %s: %v", o.Out, err)}
-			}
-			w = recording.NewWriter(f, name, "framebus record --lossless")
-			sum.Width, sum.Height = int(fr.Format.Width), int(fr.Format.Height)
-			sum.Format = report.FormatString(fr.Format)
-			if fr.Format.FPSNum != 0 {
-				sum.FPS = float64(fr.Format.FPSNum) / float64(fr.Format.FPSDen)
-			}
-			depth := min(max(queueBytes/max(int(fr.Format.FrameSize), 1), 2), maxQueue)
-			q, free, wdone = make(chan *queued, depth), make(chan *queued, depth), make(chan struct{})
-			for range depth {
-				free <- &queued{}
-			}
-			go writer()
-		}
-		if first || fr.GenerationChanged {
-			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).
-				Str("out", o.Out).Str("writing", tmp).Msg("recording losslessly")
-		}
-		if pending.Load() == 0 && w.Continues(fr.Format) {
-			// The writer is idle: this frame is written from a hold, now.
-			// (The first frame of a format, which adds a track to the
-			// file's header, is copied: undoing writeHeld is then only
-			// cutting the file and the writer's own offsets back.)
-			h, err := fr.Hold()
-			switch {
-			case err == nil:
-				ok := writeHeld(fr, h)
-				_ = h.Release() // (nil, or the consumer's Close: nothing to release then)
-				switch {
-				case herr != nil:
-					return feed.ErrStop
-				case ok:
-					held++
-					first, skipped = false, 0
-				default:
-					lostHeld++
-					skipped += 1 + fr.Dropped
-				}
-				return nil
-			case !errors.Is(err, framebus.ErrNoHold):
-				// The bus file truncated under the grant: the frame is
-				// lost, the feed follows the next generation.
-				skipped += 1 + fr.Dropped
-				return nil
-			}
-			// Refused (the cap, an older producer): copied, below.
-		}
-		var j *queued
-		select {
-		case j = <-free:
-		default: // the disk is behind by a whole queue: this frame is lost
-			skipped += 1 + fr.Dropped
-			return nil
-		}
-		if cap(j.buf) < len(fr.Data) {
-			j.buf = make([]byte, len(fr.Data)) // the first frame, or larger frames of a new generation
-		}
-		j.buf = j.buf[:len(fr.Data)]
-		gerr := framebus.Guard(func() { copy(j.buf, fr.Data) })
-		if !in.Keep(fr) { // overwritten while copied: the feed counts it in the next frame's drops
-			free <- j
-			return nil
-		}
-		if gerr != nil {
-			free <- j
-			skipped += 1 + fr.Dropped
-			return nil
-		}
-		n := copy(j.meta[:], fr.UserMeta)
-		j.rf = record(fr, j.buf, j.meta[:n])
-		first, skipped = false, 0
-		copied++
-		pending.Add(1)
-		q <- j // never blocks: a free buffer means room in the queue
-		return nil
-	})
-	sum.StreamClosed = end.EndOfStream
-	if w == nil {
-		return err
-	}
-	close(q)
-	<-wdone // every queued frame written (or the writer's error)
-	if werr != nil {
-		err = werr
-	}
-	if herr != nil {
-		err = herr
-	}
-	if err == nil {
-		dropped := end.Dropped + skipped
-		sum.Dropped += dropped
-		err = w.Close(recording.End{EndOfStream: end.EndOfStream, Dropped: dropped, Why: endWhy(ctx, end.EndOfStream)})
-	}
-	sum.Formats = w.Formats()
-	if cerr := f.Close(); cerr != nil && err == nil {
-		err = cerr
-	}
-	f = nil
-	perFrame := 0.0
-	if held+copied > 0 {
-		perFrame = float64(copied) / float64(held+copied)
-	}
-	log.Info().Uint64("frames", sum.Frames).Uint64("held", held).Uint64("copied", copied).Uint64("held_lost", lostHeld).
-		Str("copies_per_frame", fmt.Sprintf("%.2f", perFrame)).Msg("recorded: frames written from a hold (zero-copy) or from a copy")
-	return err
 }

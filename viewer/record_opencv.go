@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
 	"github.com/framebus/framebus/framebus"
@@ -40,9 +40,9 @@ const spaceEvery = 10
 // OpenCV does not report a failed write, so the recorder looks at the free
 // space of tmp's disk every spaceEvery frames and stops, with ErrDiskFull,
 // while there is still room for the file's index: the file stays playable.
-func recordMJPEG(ctx context.Context, name string, o RecordOptions, tmp string, sum *RecordSummary, log *zerolog.Logger) error {
+func recordMJPEG(ctx context.Context, name string, o RecordOptions, tmp string, sum *RecordSummary, log *slog.Logger) error {
 	// No held wait (record.go's lossless recording says why).
-	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Copy: true, Spin: o.Spin, Hold: -1, Logf: cli.Logf(log, zerolog.WarnLevel)})
+	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Copy: true, Spin: o.Spin, Hold: -1, Log: log})
 	defer in.Close()
 	conv := NewConverter()
 	defer conv.Close()
@@ -58,15 +58,14 @@ func recordMJPEG(ctx context.Context, name string, o RecordOptions, tmp string, 
 	last, lastFrames := time.Now(), uint64(0)
 	end, err := in.Run(ctx, func(fr *framebus.Frame) error {
 		if vw == nil || fr.GenerationChanged {
-			log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).
-				Str("out", o.Out).Str("writing", tmp).Msg("recording")
+			log.Info("recording", "bus", name, "generation", fr.Generation, "format", report.FormatString(fr.Format), "out", o.Out, "writing", tmp)
 		}
 		m, err := conv.Convert(fr.Data, fr.Format)
 		if err != nil {
 			if errors.Is(err, ErrFormat) {
 				return fmt.Errorf("bus %s: %w", name, err)
 			}
-			log.Warn().Err(err).Uint64("seq", fr.Seq).Msg("frame skipped")
+			log.Warn("frame skipped", "error", err, "seq", fr.Seq)
 			sum.Dropped++
 			return nil
 		}
@@ -107,8 +106,7 @@ func recordMJPEG(ctx context.Context, name string, o RecordOptions, tmp string, 
 			if fi, err := os.Stat(tmp); err == nil {
 				size = fi.Size()
 			}
-			log.Info().Uint64("frames", sum.Frames).Uint64("dropped", sum.Dropped).Str("size", cli.Bytes(uint64(size))).
-				Str("fps", fmt.Sprintf("%.1f", float64(sum.Frames-lastFrames)/now.Sub(last).Seconds())).Msg("recording")
+			log.Info("recording", "frames", sum.Frames, "dropped", sum.Dropped, "size", cli.Bytes(uint64(size)), "fps", fmt.Sprintf("%.1f", float64(sum.Frames-lastFrames)/now.Sub(last).Seconds()))
 			last, lastFrames = now, sum.Frames
 		}
 		return nil

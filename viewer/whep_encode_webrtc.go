@@ -8,13 +8,11 @@ import (
 	"image"
 	"time"
 
-	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
 	"github.com/framebus/framebus/capture"
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/framebus/feed"
-	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/internal/vpx"
 )
 
@@ -51,7 +49,7 @@ func (b *webrtcBridge) encode(ctx context.Context) error {
 	// the last ~2 ms before each frame, which pion's network goroutines
 	// need more than a VP8 encode of 6-12 ms needs 30 us less of wake.
 	in := feed.New(b.name, feed.Options{Dir: b.o.Dir, Timeout: b.o.Timeout, Persist: true, Copy: true, Spin: b.o.Spin, Hold: -1,
-		Logf: cli.Logf(b.log, zerolog.WarnLevel)})
+		Log: b.log})
 	defer in.Close()
 	e := &vp8Encoder{conv: NewConverter(), i420: gocv.NewMat(), lastLog: time.Now()}
 	defer e.close()
@@ -75,7 +73,7 @@ func (b *webrtcBridge) encodeFrame(e *vp8Encoder, fr *framebus.Frame, in *feed.F
 	}
 	if err := toI420(e.enc.Input().Buf, e.format, fr, e.conv, &e.i420); err != nil {
 		if msg := err.Error(); msg != e.formatErr {
-			b.log.Error().Str("bus", b.name).Err(err).Msg("WebRTC: cannot convert the frames")
+			b.log.Error("WebRTC: cannot convert the frames", "bus", b.name, "error", err)
 			e.formatErr = msg
 		}
 		return nil
@@ -132,7 +130,7 @@ func (b *webrtcBridge) openEncoder(e *vp8Encoder, f framebus.Format) (bool, erro
 	w, h := int(f.Width), int(f.Height)
 	if w%2 != 0 || h%2 != 0 || w < 16 || h < 16 {
 		if msg := fmt.Sprintf("%dx%d", w, h); msg != e.formatErr {
-			b.log.Error().Str("bus", b.name).Msgf("WebRTC: cannot encode %dx%d frames (VP8 here wants even sizes from 16x16)", w, h)
+			b.log.Error(fmt.Sprintf("WebRTC: cannot encode %dx%d frames (VP8 here wants even sizes from 16x16)", w, h), "bus", b.name)
 			e.formatErr = msg
 		}
 		return false, nil
@@ -162,7 +160,7 @@ func (b *webrtcBridge) openEncoder(e *vp8Encoder, f framebus.Format) (bool, erro
 	if err != nil {
 		return false, fmt.Errorf("the encoder's picture layout: %v", err)
 	}
-	b.log.Info().Str("bus", b.name).Str("size", fmt.Sprintf("%dx%d", w, h)).Int("max_bitrate", maxRate).Msg("WebRTC: VP8 encoder")
+	b.log.Info("WebRTC: VP8 encoder", "bus", b.name, "size", fmt.Sprintf("%dx%d", w, h), "max_bitrate", maxRate)
 	return true, nil
 }
 
@@ -174,10 +172,10 @@ func (b *webrtcBridge) logProgress(e *vp8Encoder, target int) {
 	for _, v := range st.Sessions {
 		sent += v.Bitrate
 	}
-	b.log.Info().Str("bus", b.name).Int("viewers", st.Viewers).Str("fps", f1(float64(n)/time.Since(e.lastLog).Seconds())).
-		Str("encode_mean", mean.String()).Str("encode_max", mx.String()).Int("target_bitrate", target).Int("sent_bitrate", sent).
-		Uint64("frames_encoded", e.encoded).Uint64("keyframes", st.Keyframes).Uint64("skipped", st.FramesDropped).
-		Uint64("rate_drops", st.RateDrops).Msg("WebRTC progress")
+	b.log.Info("WebRTC progress", "bus", b.name, "viewers", st.Viewers, "fps", f1(float64(n)/time.Since(e.lastLog).Seconds()),
+		"encode_mean", mean.String(), "encode_max", mx.String(), "target_bitrate", target, "sent_bitrate", sent,
+		"frames_encoded", e.encoded, "keyframes", st.Keyframes, "skipped", st.FramesDropped,
+		"rate_drops", st.RateDrops)
 	e.lastLog = time.Now()
 }
 

@@ -33,7 +33,7 @@ func whepServer(t *testing.T, wo WebRTCOptions) (*Server, string) {
 	t.Cleanup(func() { p.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	wo.LoopbackOnly = true
-	ep, closeEP, err := newWebRTC(ctx, "cam", HTTPOptions{Dir: dir, Timeout: time.Second, WebRTC: wo}, logOrNop(nil))
+	ep, closeEP, err := newWebRTC(ctx, "cam", HTTPOptions{Dir: dir, Timeout: time.Second, WebRTC: wo}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

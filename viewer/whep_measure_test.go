@@ -25,6 +25,7 @@ import (
 	"github.com/framebus/framebus/capture"
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/rtc"
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // The measurements of docs/VIEWER.md's WebRTC section, run by hand:
@@ -54,7 +55,8 @@ func TestMeasureWebRTC(t *testing.T) {
 			var wg sync.WaitGroup
 			wg.Add(1)
 			go func() { defer wg.Done(); m.webrtcDecode(ctx, t, &lat) }()
-			time.Sleep(3 * time.Second) // connect, ramp up
+			testutil.WaitFor(t, 20*time.Second, "the first WebRTC frame", lat.any)
+			time.Sleep(2 * time.Second) // the encoder's bitrate ramps up: a warm-up by design, not a condition
 			lat.reset()
 			cpu := m.cpu(t, 10*time.Second)
 			st := m.srv(t)
@@ -68,7 +70,8 @@ func TestMeasureWebRTC(t *testing.T) {
 			lat = latencies{}
 			wg.Add(1)
 			go func() { defer wg.Done(); m.mjpegDecode(ctx, t, &lat) }()
-			time.Sleep(2 * time.Second)
+			testutil.WaitFor(t, 20*time.Second, "the first MJPEG picture", lat.any)
+			time.Sleep(time.Second) // warm-up
 			lat.reset()
 			cpu = m.cpu(t, 10*time.Second)
 			t.Logf("MJPEG, one decoding viewer: %s; the process %.1f%% of a CPU", lat.summary(), cpu)
@@ -103,7 +106,13 @@ func startMeasureBus(t *testing.T, w, h uint32) *measureBus {
 		defer wg.Done()
 		ServeHTTP(ctx, m.name, ln, HTTPOptions{Dir: m.dir, Timeout: 10 * time.Second, WebRTC: WebRTCOptions{MaxViewers: 100, LoopbackOnly: true}})
 	}()
-	time.Sleep(500 * time.Millisecond)
+	testutil.WaitFor(t, 10*time.Second, "the preview at "+m.url, func() bool {
+		resp, err := http.Get(m.url)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
 	return m
 }
 
@@ -155,6 +164,13 @@ func (l *latencies) add(ns int64) {
 	l.mu.Lock()
 	l.ms = append(l.ms, float64(ns)/1e6)
 	l.mu.Unlock()
+}
+
+// any says whether a frame came.
+func (l *latencies) any() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.ms) > 0
 }
 
 func (l *latencies) reset() {
@@ -255,7 +271,8 @@ func (m *measureBus) viewers(t *testing.T, n int) {
 			}
 		}()
 	}
-	time.Sleep(3 * time.Second)
+	testutil.WaitFor(t, 30*time.Second, "frames at every viewer", func() bool { return frames.Load() >= uint64(10*len(sessions)) })
+	time.Sleep(time.Second) // warm-up
 	st0 := m.srv(t)
 	f0 := frames.Load()
 	cpu := m.cpu(t, 8*time.Second)

@@ -4,8 +4,7 @@ package viewer
 
 import (
 	"context"
-
-	"github.com/rs/zerolog"
+	"log/slog"
 )
 
 // HasWebRTC says whether this build has the WHEP endpoint.
@@ -14,7 +13,7 @@ const HasWebRTC = false
 // WebRTCMissing is why this build has no WebRTC.
 const WebRTCMissing = "this build lacks the WebRTC codec: build with cgo and -tags framebus_webrtc,framebus_opencv (make build)"
 
-func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *zerolog.Logger) (webrtcEndpoint, func(), error) {
+func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *slog.Logger) (webrtcEndpoint, func(), error) {
 	return nil, func() {}, nil
 }
 

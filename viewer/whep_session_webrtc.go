@@ -112,7 +112,7 @@ func (b *webrtcBridge) start(s *whepSession, ctx context.Context) {
 	}()
 	s.peer.EndUnlessConnected(b.wo.ConnectTimeout)
 	b.poke()
-	b.log.Info().Str("bus", b.name).Str("session", s.id).Str("remote", s.remote).Msg("WebRTC: viewer joined")
+	b.log.Info("WebRTC: viewer joined", "bus", b.name, "session", s.id, "remote", s.remote)
 }
 
 // forget counts an ended session out (its peer's OnEnd); the encoder stops
@@ -130,8 +130,8 @@ func (b *webrtcBridge) forget(s *whepSession, why string) {
 	}
 	b.mu.Unlock()
 	s.cancel()
-	b.log.Info().Str("bus", b.name).Str("session", s.id).Str("why", why).Uint64("frames_sent", s.sent.Load()).
-		Uint64("frames_dropped", s.dropped.Load()).Msg("WebRTC: viewer left")
+	b.log.Info("WebRTC: viewer left", "bus", b.name, "session", s.id, "why", why, "frames_sent", s.sent.Load(),
+		"frames_dropped", s.dropped.Load())
 }
 
 // send writes the newest encoded frame each time the previous one is out. A

@@ -5,6 +5,7 @@ package viewer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -12,9 +13,8 @@ import (
 	"time"
 
 	"github.com/pion/transport/v5"
-	"github.com/rs/zerolog"
 
-	"github.com/framebus/framebus/internal/cli"
+	"github.com/framebus/framebus/internal/logx"
 	"github.com/framebus/framebus/internal/rtc"
 )
 
@@ -53,7 +53,7 @@ type webrtcBridge struct {
 	o    HTTPOptions
 	wo   WebRTCOptions
 	cfg  rtc.Config
-	log  *zerolog.Logger
+	log  *slog.Logger
 	ctx  context.Context
 	hub  *Hub
 	mux  *http.ServeMux // the routes of /whep
@@ -71,7 +71,7 @@ type webrtcBridge struct {
 	wg        sync.WaitGroup
 }
 
-func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *zerolog.Logger) (webrtcEndpoint, func(), error) {
+func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *slog.Logger) (webrtcEndpoint, func(), error) {
 	if o.WebRTC.Off {
 		return nil, func() {}, nil
 	}
@@ -86,13 +86,13 @@ func newWebRTC(ctx context.Context, name string, o HTTPOptions, log *zerolog.Log
 // newBridge makes the bridge of bus name and starts its encoder's loop,
 // which encodes while it has sessions: the WHEP server's viewers, or the
 // one WHIP session of a push (Push).
-func newBridge(ctx context.Context, name string, o HTTPOptions, log *zerolog.Logger) (*webrtcBridge, error) {
+func newBridge(ctx context.Context, name string, o HTTPOptions, log *slog.Logger) (*webrtcBridge, error) {
 	wo, err := webrtcDefaults(o.WebRTC)
 	if err != nil {
 		return nil, err
 	}
 	cfg := rtc.Config{
-		Logf: cli.Logf(log, zerolog.WarnLevel), Debugf: cli.Logf(log, zerolog.DebugLevel),
+		Log:        log,
 		ICEServers: wo.ICEServers, NAT1To1IPs: wo.PublicIPs, UDPPortMin: wo.UDPPortMin, UDPPortMax: wo.UDPPortMax,
 		LoopbackOnly: wo.LoopbackOnly, FailedTimeout: wo.ICEFailedTimeout, DisconnectedTimeout: min(4*time.Second, wo.ICEFailedTimeout/2),
 		MinBitrate: wo.MinBitrate, MaxBitrate: wo.MaxBitrate, // 0: rtc's default, the encoder bounds itself
@@ -101,7 +101,7 @@ func newBridge(ctx context.Context, name string, o HTTPOptions, log *zerolog.Log
 	if err := cfg.Check(); err != nil {
 		return nil, &OptionError{Reason: err.Error()}
 	}
-	b := &webrtcBridge{name: name, o: o, wo: wo, cfg: cfg, log: log, ctx: ctx, hub: NewHub(),
+	b := &webrtcBridge{name: name, o: o, wo: wo, cfg: cfg, log: logx.Or(log), ctx: ctx, hub: NewHub(),
 		sessions: map[string]*whepSession{}, wake: make(chan struct{}, 1)}
 	b.wg.Add(1)
 	go func() {
@@ -165,7 +165,7 @@ func (b *webrtcBridge) run(ctx context.Context) {
 		b.stopEnc, b.encoding = cancel, true
 		b.st.Encoding = true
 		b.mu.Unlock()
-		b.log.Info().Str("bus", b.name).Msg("WebRTC: encoding for the viewers")
+		b.log.Info("WebRTC: encoding for the viewers", "bus", b.name)
 		err := b.encode(ectx)
 		cancel()
 		b.mu.Lock()
@@ -173,10 +173,10 @@ func (b *webrtcBridge) run(ctx context.Context) {
 		again := len(b.sessions) > 0
 		b.mu.Unlock()
 		if err == nil && ctx.Err() == nil && !again {
-			b.log.Info().Str("bus", b.name).Msg("WebRTC: no viewer left; the bridge leaves the bus")
+			b.log.Info("WebRTC: no viewer left; the bridge leaves the bus", "bus", b.name)
 		}
 		if err != nil && ctx.Err() == nil {
-			b.log.Error().Str("bus", b.name).Err(err).Msg("WebRTC: the encoder stopped")
+			b.log.Error("WebRTC: the encoder stopped", "bus", b.name, "error", err)
 			select { // not at once again: the same error would come back
 			case <-ctx.Done():
 				return

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,12 +16,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/framebus/feed"
-	"github.com/framebus/framebus/internal/cli"
+	"github.com/framebus/framebus/internal/logx"
 	"github.com/framebus/framebus/internal/report"
 )
 
@@ -38,7 +38,7 @@ const windowPoll = 30 * time.Millisecond
 // window says "waiting for producer"; it waits up to Timeout for the first
 // one (then *NoProducerError), for ever after that.
 func RunWindow(ctx context.Context, name string, o WindowOptions) error {
-	log := logOrNop(o.Log)
+	log := logx.Or(o.Log)
 	if err := checkDisplay(); err != nil {
 		return err
 	}
@@ -54,95 +54,132 @@ func RunWindow(ctx context.Context, name string, o WindowOptions) error {
 	win.SetWindowProperty(gocv.WindowPropertyAutosize, gocv.WindowAutosize)
 
 	in := feed.New(name, feed.Options{Dir: o.Dir, Timeout: o.Timeout, Persist: true, Poll: windowPoll, Copy: true, Spin: o.Spin,
-		Logf: cli.Logf(log, zerolog.WarnLevel)})
+		Log: log})
 	defer in.Close()
-	conv := NewConverter()
-	defer conv.Close()
-	shown := gocv.NewMat() // the frame with its overlay
-	defer shown.Close()
-
-	var (
-		rate      rateMeter
-		paused    bool
-		have      bool // conv holds a frame shown
-		last      framebus.Frame
-		dispLat   [2]int64 // commit and capture to display of the last frame shown
-		dropped   uint64   // since the window opened
-		waitShown time.Time
-		waited    bool // the last Next said it waits for a producer
-	)
+	w := &window{name: name, o: o, log: log, win: win, in: in, conv: NewConverter(), shown: gocv.NewMat()} // shown: the frame with its overlay
+	defer w.conv.Close()
+	defer w.shown.Close()
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
-		fr, err := in.Next(ctx)
-		var we *feed.WaitingError
-		switch {
-		case err == nil:
-			dropped += fr.Dropped
-			if fr.GenerationChanged || waited || !have {
-				log.Info().Str("bus", name).Uint64("generation", fr.Generation).Str("format", report.FormatString(fr.Format)).Msg("showing")
-				waited = false
-			}
-			if paused {
-				break
-			}
-			m, err := conv.Convert(fr.Data, fr.Format)
-			if err != nil {
-				return fmt.Errorf("bus %s: %w", name, err)
-			}
-			last = *fr
-			last.Data, last.UserMeta = nil, nil
-			have = true
-			m.CopyTo(&shown)
-			overlay(&shown, &last, rate.fps(framebus.Now()), dispLat, dropped, "")
-			win.IMShow(shown)
-			now := framebus.Now()
-			rate.add(now)
-			dispLat = [2]int64{now - fr.CommitNS, now - fr.CaptureNS}
-		case errors.As(err, &we):
-			waited = true
-			if time.Since(waitShown) >= 200*time.Millisecond {
-				waitShown = time.Now()
-				showWaiting(win, &shown, conv, have, we)
-			}
-		case errors.Is(err, feed.ErrIdle):
-		case ctx.Err() != nil:
-			return nil
-		default:
+		if done, err := w.next(ctx); done {
 			return err
 		}
-		switch key := win.WaitKey(1); key {
-		case 'q', 'Q', 27:
-			log.Info().Str("bus", name).Uint64("frames", in.Stats().Frames).Uint64("dropped", dropped).Msg("quit")
+		if w.key() {
 			return nil
-		case ' ':
-			paused = !paused
-			log.Info().Bool("paused", paused).Msg("pause")
-			if have {
-				conv.bgr.CopyTo(&shown)
-				state := ""
-				if paused {
-					state = "PAUSED"
-				}
-				overlay(&shown, &last, 0, dispLat, dropped, state)
-				win.IMShow(shown)
-			}
-		case 's', 'S':
-			if !have {
-				log.Warn().Msg("no frame to save yet")
-				break
-			}
-			path := filepath.Join(o.SnapshotDir, name+"-"+strconv.FormatUint(last.Seq, 10)+".png")
-			if err := savePNG(path, conv.bgr); err == nil {
-				log.Info().Str("path", path).Uint64("seq", last.Seq).Msg("saved snapshot")
-			} else {
-				log.Error().Err(err).Str("path", path).Msg("could not save the snapshot")
-			}
 		}
 		if win.GetWindowProperty(gocv.WindowPropertyVisible) < 1 {
 			return nil // closed by the window manager
 		}
+	}
+}
+
+// window is the state of one RunWindow.
+type window struct {
+	name  string
+	o     WindowOptions
+	log   *slog.Logger
+	win   *gocv.Window
+	in    *feed.Feed
+	conv  *Converter
+	shown gocv.Mat
+
+	rate      rateMeter
+	paused    bool
+	have      bool // conv holds a frame shown
+	last      framebus.Frame
+	dispLat   [2]int64 // commit and capture to display of the last frame shown
+	dropped   uint64   // since the window opened
+	waitShown time.Time
+	waited    bool // the last Next said it waits for a producer
+}
+
+// next reads the next frame and shows it, or shows the wait for a
+// producer; done (with the error, or nil) ends the window.
+func (w *window) next(ctx context.Context) (done bool, err error) {
+	fr, err := w.in.Next(ctx)
+	var we *feed.WaitingError
+	switch {
+	case err == nil:
+		return w.frame(fr)
+	case errors.As(err, &we):
+		w.waited = true
+		if time.Since(w.waitShown) >= 200*time.Millisecond {
+			w.waitShown = time.Now()
+			showWaiting(w.win, &w.shown, w.conv, w.have, we)
+		}
+	case errors.Is(err, feed.ErrIdle):
+	case ctx.Err() != nil:
+		return true, nil
+	default:
+		return true, err
+	}
+	return false, nil
+}
+
+// frame shows fr with its overlay (unless paused).
+func (w *window) frame(fr *framebus.Frame) (done bool, err error) {
+	w.dropped += fr.Dropped
+	if fr.GenerationChanged || w.waited || !w.have {
+		w.log.Info("showing", "bus", w.name, "generation", fr.Generation, "format", report.FormatString(fr.Format))
+		w.waited = false
+	}
+	if w.paused {
+		return false, nil
+	}
+	m, err := w.conv.Convert(fr.Data, fr.Format)
+	if err != nil {
+		return true, fmt.Errorf("bus %s: %w", w.name, err)
+	}
+	w.last = *fr
+	w.last.Data, w.last.UserMeta = nil, nil
+	w.have = true
+	m.CopyTo(&w.shown)
+	overlay(&w.shown, &w.last, w.rate.fps(framebus.Now()), w.dispLat, w.dropped, "")
+	w.win.IMShow(w.shown)
+	now := framebus.Now()
+	w.rate.add(now)
+	w.dispLat = [2]int64{now - fr.CommitNS, now - fr.CaptureNS}
+	return false, nil
+}
+
+// key handles a key: q or Esc quits (true), space pauses, s saves the
+// frame shown.
+func (w *window) key() (quit bool) {
+	switch key := w.win.WaitKey(1); key {
+	case 'q', 'Q', 27:
+		w.log.Info("quit", "bus", w.name, "frames", w.in.Stats().Frames, "dropped", w.dropped)
+		return true
+	case ' ':
+		w.paused = !w.paused
+		w.log.Info("pause", "paused", w.paused)
+		if w.have {
+			w.conv.bgr.CopyTo(&w.shown)
+			state := ""
+			if w.paused {
+				state = "PAUSED"
+			}
+			overlay(&w.shown, &w.last, 0, w.dispLat, w.dropped, state)
+			w.win.IMShow(w.shown)
+		}
+	case 's', 'S':
+		w.snapshot()
+	}
+	return false
+}
+
+// snapshot saves the frame shown (without the overlay) as NAME-SEQ.png.
+func (w *window) snapshot() {
+	if !w.have {
+		w.log.Warn("no frame to save yet")
+		return
+	}
+	path := filepath.Join(w.o.SnapshotDir, w.name+"-"+strconv.FormatUint(w.last.Seq, 10)+".png")
+	if err := savePNG(path, w.conv.bgr); err == nil {
+		w.log.Info("saved snapshot", "path", path, "seq", w.last.Seq)
+	} else {
+		w.log.Error("could not save the snapshot", "error", err, "path", path)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/internal/pidns"
 	"github.com/framebus/framebus/internal/report"
+
+	"github.com/rs/zerolog"
 )
 
 var lsCmd = &cli.Command{
@@ -45,6 +47,7 @@ that cannot be read or is corrupt is listed with why.`,
 				return enc.Encode(list)
 			}
 			if len(list) == 0 {
+				log := zerolog.Ctx(ctx)
 				log.Info().Str("dir", framebus.Dir(dir)).Msg("no buses")
 				return nil
 			}
@@ -130,6 +133,7 @@ another file named framebus.* stays. Prints each path it removed.`,
 				return fmt.Errorf("%v", report.Cause(err))
 			}
 			if len(removed) == 0 {
+				log := zerolog.Ctx(ctx)
 				log.Info().Str("dir", framebus.Dir(dir)).Msg("nothing to remove")
 			}
 			return nil

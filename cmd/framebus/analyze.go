@@ -9,6 +9,8 @@ import (
 
 	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/viewer"
+
+	"github.com/rs/zerolog"
 )
 
 var analyzeCmd = &cli.Command{
@@ -69,6 +71,7 @@ type analyzeOpts struct {
 }
 
 func (o *analyzeOpts) run(ctx context.Context, args []string) error {
+	log := zerolog.Ctx(ctx)
 	name, err := oneName(args)
 	if err != nil {
 		return err
@@ -87,7 +90,7 @@ func (o *analyzeOpts) run(ctx context.Context, args []string) error {
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	w := &lineFlusher{w: out}
 	sum, err := viewer.Analyze(ctx, name, viewer.AnalyzeOptions{Dir: o.dir, Timeout: o.timeout, Detect: o.detect,
-		Threshold: o.threshold, MinArea: o.minArea, Cascade: o.cascade, Frames: o.frames, Spin: o.spin.D, Out: w, Log: &log})
+		Threshold: o.threshold, MinArea: o.minArea, Cascade: o.cascade, Frames: o.frames, Spin: o.spin.D, Out: w, Log: cli.Slog(log)})
 	out.Flush()
 	if sum.Frames > 0 {
 		log.Info().Str("bus", name).Str("detect", o.detect).Uint64("frames", sum.Frames).Uint64("with_boxes", sum.WithBoxes).

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // analyzeLine is one line of analyze's output.
@@ -101,20 +103,20 @@ func runAnalyze(t *testing.T, dir, name string, frames int, extra ...string) ([]
 	args := append([]string{"analyze", name, "--dir", dir, "--frames", strconv.Itoa(frames), "--duration", bound.String(), "--timeout", "20s"}, extra...)
 	a := startLive(t, nil, args...)
 	select {
-	case <-a.done:
+	case <-a.Done():
 	case <-time.After(bound + 20*time.Second):
-		a.cmd.Process.Signal(syscall.SIGQUIT)
-		<-a.done
-		t.Fatalf("analyze did not end after --duration %v:\n%s", bound, a.stderr.String())
+		a.Cmd.Process.Signal(syscall.SIGQUIT)
+		<-a.Done()
+		t.Fatalf("analyze did not end after --duration %v:\n%s", bound, a.Stderr.String())
 	}
-	if a.code != 0 {
-		t.Fatalf("analyze exit %d:\n%s", a.code, a.stderr.String())
+	if a.Code != 0 {
+		t.Fatalf("analyze exit %d:\n%s", a.Code, a.Stderr.String())
 	}
-	lines := parseAnalyze(t, a.stdout.String())
+	lines := parseAnalyze(t, a.Stdout.String())
 	if len(lines) != frames {
-		t.Fatalf("analyze --frames %d printed %d lines:\n%s", frames, len(lines), a.stderr.String())
+		t.Fatalf("analyze --frames %d printed %d lines:\n%s", frames, len(lines), a.Stderr.String())
 	}
-	return lines, a.stderr.String()
+	return lines, a.Stderr.String()
 }
 
 // Motion on the moving pattern: boxes in nearly every frame, one of them in
@@ -124,17 +126,17 @@ func TestAnalyzeMotionOnThePattern(t *testing.T) {
 	needOpenCV(t)
 	dir := t.TempDir()
 	a := startLive(t, nil, "analyze", "moving", "--detect", "motion", "--dir", dir, "--duration", "4s", "--timeout", "20s")
-	time.Sleep(300 * time.Millisecond)
+	testutil.WaitFor(t, 10*time.Second, "the wait for a producer", func() bool { return strings.Contains(a.Stderr.String(), "waiting for producer") })
 	startCapture(t, dir, "moving", "--size", "320x240", "--fps", "30", "--duration", "2500ms")
-	if code := a.stop0(t, 20*time.Second); code != 0 {
-		t.Fatalf("analyze exit %d:\n%s", code, a.stderr.String())
+	if code := a.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("analyze exit %d:\n%s", code, a.Stderr.String())
 	}
-	lines := parseAnalyze(t, a.stdout.String())
+	lines := parseAnalyze(t, a.Stdout.String())
 	// 75 frames published; how many of them a loaded machine analyses
 	// varies (latest-frame semantics), so the bound is loose and what is
 	// checked is that every frame is either analysed or counted as skipped.
 	if len(lines) < 10 {
-		t.Fatalf("%d frames analysed of 2.5 s at 30 fps:\n%s", len(lines), a.stderr.String())
+		t.Fatalf("%d frames analysed of 2.5 s at 30 fps:\n%s", len(lines), a.Stderr.String())
 	}
 	checkAnalyzeGaps(t, lines)
 	inBars, withBoxes := 0, 0
@@ -155,8 +157,8 @@ func TestAnalyzeMotionOnThePattern(t *testing.T) {
 	if withBoxes < len(lines)*9/10 || inBars < len(lines)*9/10 {
 		t.Errorf("of %d frames, %d had motion, %d in the bars; want nearly all", len(lines)-1, withBoxes, inBars)
 	}
-	if !strings.Contains(a.stderr.String(), "stream_closed=true") {
-		t.Errorf("analyze did not end with the stream:\n%s", a.stderr.String())
+	if !strings.Contains(a.Stderr.String(), "stream_closed=true") {
+		t.Errorf("analyze did not end with the stream:\n%s", a.Stderr.String())
 	}
 }
 
@@ -170,18 +172,6 @@ func checkAnalyzeGaps(t *testing.T, lines []analyzeLine) {
 			t.Fatalf("seq %d after %d with dropped=%d", lines[i].Seq, lines[i-1].Seq, lines[i].Dropped)
 		}
 	}
-}
-
-// stop0 waits for a process that ends by itself.
-func (p *live) stop0(t *testing.T, d time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(d):
-		t.Fatalf("%q still running after %v:\n%s", p.cmd.Args, d, p.stderr.String())
-	}
-	checkNoPanic(t, p.cmd.Args, p.stderr.String())
-	return p.code
 }
 
 // The pattern, still: no motion at all.
@@ -283,13 +273,13 @@ func TestAnalyzeBadOptions(t *testing.T) {
 		{[]string{"record", "x", "--out", filepath.Join(dir, "no", "such", "dir.avi")}, "no directory"},
 	} {
 		r := run(t, append(c.args, "--dir", dir, "--timeout", "0s")...)
-		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
-			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", c.args, r.code, r.stderr, c.want)
+		if r.Code != 2 || !strings.Contains(r.Stderr, c.want) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", c.args, r.Code, r.Stderr, c.want)
 		}
 	}
 	// No producer within --timeout: exit 1.
 	r := run(t, "analyze", "nobody", "--detect", "motion", "--timeout", "300ms", "--dir", dir)
-	if r.code != 1 || !strings.Contains(r.stderr, "after waiting 300ms") {
-		t.Errorf("no producer: exit %d:\n%s", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "after waiting 300ms") {
+		t.Errorf("no producer: exit %d:\n%s", r.Code, r.Stderr)
 	}
 }

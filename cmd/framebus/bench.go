@@ -12,6 +12,8 @@ import (
 
 	"github.com/framebus/framebus/bench"
 	"github.com/framebus/framebus/internal/cli"
+
+	"github.com/rs/zerolog"
 )
 
 var benchCmd = &cli.Command{
@@ -110,6 +112,7 @@ type benchOpts struct {
 }
 
 func (o *benchOpts) run(ctx context.Context, args []string) error {
+	log := zerolog.Ctx(ctx)
 	if bench.IsChild() {
 		// One of the benchmark's own processes: its job is on stdin.
 		return bench.Child(ctx, os.Stdin, os.Stdout)
@@ -138,7 +141,7 @@ func (o *benchOpts) run(ctx context.Context, args []string) error {
 	if o.progress || cli.IsTerminal(os.Stderr) {
 		cfg.Progress = bench.NewProgressBar(os.Stderr)
 	}
-	cfg.Log = &log
+	cfg.Log = cli.Slog(log)
 	rep, err := bench.Run(sigCtx, cfg)
 	if rep == nil {
 		return err

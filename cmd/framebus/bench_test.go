@@ -179,13 +179,13 @@ func TestBenchUsage(t *testing.T) {
 		{"bench", "--checksums", "maybe"},
 		{"bench", "--quick", "--pairs", "c->c"},
 	} {
-		if r := run(t, args...); r.code != 2 || !strings.Contains(r.stderr, "bench") {
-			t.Errorf("framebus %q: exit %d, stderr %q; want a usage error", args, r.code, r.stderr)
+		if r := run(t, args...); r.Code != 2 || !strings.Contains(r.Stderr, "bench") {
+			t.Errorf("framebus %q: exit %d, stderr %q; want a usage error", args, r.Code, r.Stderr)
 		}
 	}
 	r := run(t, "bench", "--help")
-	if r.code != 0 || !strings.Contains(r.stdout, "--quick") || !strings.Contains(r.stdout, "--plot") {
-		t.Errorf("bench --help: exit %d\n%s", r.code, r.stdout)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "--quick") || !strings.Contains(r.Stdout, "--plot") {
+		t.Errorf("bench --help: exit %d\n%s", r.Code, r.Stdout)
 	}
 }
 
@@ -193,11 +193,11 @@ func TestBenchUsage(t *testing.T) {
 // the figure docs/BENCHMARKS.md gives for the full set (issue 23).
 func TestBenchPlan(t *testing.T) {
 	r := run(t, "bench", "--plan")
-	if r.code != 0 || !regexp.MustCompile(`(?m)^24 scenarios, \d+ runs: about \d+ minutes \(\S+\) when every row runs`).MatchString(r.stdout) {
-		t.Fatalf("bench --plan: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	if r.Code != 0 || !regexp.MustCompile(`(?m)^24 scenarios, \d+ runs: about \d+ minutes \(\S+\) when every row runs`).MatchString(r.Stdout) {
+		t.Fatalf("bench --plan: exit %d, %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 	r = run(t, "bench", "--plan", "--sizes", "640x480:GREY", "--transports", "framebus", "--modes", "plain", "--rates", "0", "--duration", "1s", "--warmup", "100ms", "--rounds", "2")
-	if r.code != 0 || !strings.Contains(r.stdout, "1 scenarios, 2 runs: under a minute (3s)") {
-		t.Errorf("bench --plan of one row: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "1 scenarios, 2 runs: under a minute (3s)") {
+		t.Errorf("bench --plan of one row: exit %d, %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"strings"
@@ -124,12 +123,15 @@ type captureOpts struct {
 	checksum, loop, allowWorld bool
 	duration, holdMax          time.Duration
 	mode, group, dir           string
+
+	log *zerolog.Logger // of the command's context
 }
 
 // progressEvery is how often capture logs its rate.
 const progressEvery = 5 * time.Second
 
 func (o *captureOpts) run(ctx context.Context, args []string) error {
+	o.log = zerolog.Ctx(ctx)
 	// Everything the user can get wrong is checked before anything is created.
 	if len(args) > 1 || (len(args) == 1 && o.name != "" && o.name != args[0]) {
 		return cli.Usagef("one bus name expected, got --name %q and %q", o.name, args)
@@ -167,7 +169,7 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 		if !o.allowWorld {
 			return cli.Usagef("--mode %q gives every user of the machine access to the frames: use 0600, or 0660 with --group to share them with a group; --allow-world if that is really meant", o.mode)
 		}
-		log.Warn().Str("mode", fmt.Sprintf("%04o", mode)).Msg("--allow-world: every user of the machine can read this bus's frames")
+		o.log.Warn().Str("mode", fmt.Sprintf("%04o", mode)).Msg("--allow-world: every user of the machine can read this bus's frames")
 	}
 	if o.duration < 0 {
 		return cli.Usagef("--duration %v: must not be negative", o.duration)
@@ -180,10 +182,10 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 	sigCtx, stop := runContext(ctx, 0)
 	defer stop()
 	src, err := capture.OpenContext(sigCtx, o.source, capture.Config{Width: w, Height: h, PixelFormat: pf, FPS: o.fps,
-		DefaultSize: !o.given("size"), DefaultFPS: !o.given("fps"), Loop: o.loop, Logf: cli.Logf(&log, zerolog.WarnLevel)})
+		DefaultSize: !o.given("size"), DefaultFPS: !o.given("fps"), Loop: o.loop, Log: cli.Slog(o.log)})
 	if err != nil {
 		if sigCtx.Err() != nil {
-			log.Info().Str("source", capture.Redact(o.source)).Msg("interrupted while opening the source; nothing created")
+			o.log.Info().Str("source", capture.Redact(o.source)).Msg("interrupted while opening the source; nothing created")
 			return nil
 		}
 		if errors.Is(err, capture.ErrUnknownSource) || errors.Is(err, capture.ErrNotInBuild) || errors.Is(err, capture.ErrBadConfig) {
@@ -197,7 +199,7 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 	p, err := o.create(sigCtx, src.Format(), mode)
 	if err != nil {
 		if sigCtx.Err() != nil {
-			log.Info().Str("bus", o.name).Msg("interrupted while creating the bus; nothing left behind")
+			o.log.Info().Str("bus", o.name).Msg("interrupted while creating the bus; nothing left behind")
 			return nil
 		}
 		return err
@@ -210,12 +212,12 @@ func (o *captureOpts) run(ctx context.Context, args []string) error {
 // nearest of its modes).
 func (o *captureOpts) warnIfNotAsked(f framebus.Format, w, h uint32) {
 	if o.given("size") && (f.Width != w || f.Height != h) {
-		log.Warn().Str("source", capture.Redact(o.source)).Str("size", fmt.Sprintf("%dx%d", f.Width, f.Height)).
+		o.log.Warn().Str("source", capture.Redact(o.source)).Str("size", fmt.Sprintf("%dx%d", f.Width, f.Height)).
 			Msgf("the source makes %dx%d frames, not the --size %s asked: publishing those", f.Width, f.Height, o.size)
 	}
 	if o.given("fps") && f.FPSNum != 0 && o.fps != 0 {
 		if got := float64(f.FPSNum) / float64(f.FPSDen); math.Abs(got-o.fps) > 0.005*o.fps {
-			log.Warn().Str("source", capture.Redact(o.source)).Float64("fps", got).Msgf("the source runs at %g fps, not the --fps %g asked", got, o.fps)
+			o.log.Warn().Str("source", capture.Redact(o.source)).Float64("fps", got).Msgf("the source runs at %g fps, not the --fps %g asked", got, o.fps)
 		}
 	}
 }
@@ -248,8 +250,10 @@ func (o *captureOpts) create(ctx context.Context, f framebus.Format, mode os.Fil
 	return nil, fmt.Errorf("bus %s: %v", o.name, report.Cause(err))
 }
 
-// publish runs the capture loop: Begin, Read into the back slot, Commit.
-// sigCtx ends on a stop signal; stop releases the signals.
+// publish runs capture.Publish, the loop, between the command's wiring:
+// --duration, the service manager (READY, WATCHDOG, STOPPING), the first
+// and last log lines and the bus's Close. sigCtx ends on a stop signal;
+// stop releases the signals.
 func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, src capture.Source, p *framebus.Producer) error {
 	ctx := sigCtx
 	if o.duration > 0 {
@@ -258,95 +262,21 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 		defer cancel()
 	}
 	f := p.Format()
-	log.Info().Str("bus", o.name).Str("path", p.Path()).Uint64("generation", p.Generation()).
+	o.log.Info().Str("bus", o.name).Str("path", p.Path()).Uint64("generation", p.Generation()).
 		Str("source", capture.Redact(o.source)).Str("format", report.FormatString(f)).Uint64("frame_bytes", f.FrameSize).
 		Int("slots", o.slots).Int("holds", o.slots-2).Bool("checksum", o.checksum).Int("pid", os.Getpid()).Msg("publishing")
 
 	// A service manager (systemd Type=notify) learns that the bus is READY.
 	if sent, err := sdnotify.Notify(fmt.Sprintf("READY=1\nSTATUS=publishing bus %s (%s)\nMAINPID=%d", o.name, report.FormatString(f), os.Getpid())); err != nil {
-		log.Warn().Err(err).Msg("cannot notify the service manager ($NOTIFY_SOCKET)")
+		o.log.Warn().Err(err).Msg("cannot notify the service manager ($NOTIFY_SOCKET)")
 	} else if sent {
-		log.Debug().Msg("told the service manager: READY=1")
+		o.log.Debug().Msg("told the service manager: READY=1")
 	}
-
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		progress(p, src, done)
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		logEvents(p, done)
-	}()
-	ms, _ := src.(capture.MetaSource)
+	wg.Go(func() { watchdog(p, done) })
 
-	var runErr error
-	commitFails := 0
-	for {
-		// The source writes straight into the back slot; Fill turns a
-		// memory fault there (the bus file truncated under us) into an
-		// error instead of a SIGBUS.
-		var srcErr error
-		filled := false
-		_, err := p.Fill(func(slot []byte) (int, framebus.Meta, error) {
-			n, captureNS, err := src.Read(ctx, slot)
-			srcErr, filled = err, true
-			m := framebus.Meta{CaptureNS: captureNS}
-			if ms != nil && err == nil {
-				m.UserMeta = ms.UserMeta()
-			}
-			return n, m, err
-		})
-		if errors.Is(srcErr, capture.ErrFormatChanged) {
-			nf := src.Format()
-			if err := p.Reconfigure(nf); err != nil {
-				runErr = fmt.Errorf("bus %s: new format %s: %v", o.name, report.FormatString(nf), report.Cause(err))
-				break
-			}
-			log.Info().Str("bus", o.name).Str("format", report.FormatString(nf)).Uint64("generation", p.Generation()).Msg("the source changed format: new generation")
-			continue
-		}
-		if srcErr != nil {
-			switch {
-			case ctx.Err() != nil:
-			case errors.Is(srcErr, io.EOF):
-				log.Info().Str("source", capture.Redact(o.source)).Msg("the source ended")
-			default:
-				runErr = fmt.Errorf("source %s: %w", capture.Redact(o.source), srcErr)
-			}
-			break
-		}
-		if err != nil {
-			if !errors.Is(err, framebus.ErrCorrupt) && !errors.Is(err, framebus.ErrNoSpace) {
-				runErr = fmt.Errorf("bus %s: %v", o.name, report.Cause(err))
-				break
-			}
-			// A segment truncated from outside fails a frame; the next one
-			// goes to a new generation. A bus directory too full for that
-			// new generation fails frames until there is room again.
-			if commitFails++; commitFails == 1 || commitFails%100 == 0 {
-				log.Warn().Err(report.Cause(err)).Int("frames_failed", commitFails).Msg("frame not published")
-			}
-			p.AddSourceDrops(1)
-			if !filled {
-				// No slot to fill (no room for a new generation yet): wait
-				// a little instead of spinning; the source's frames of the
-				// meantime are lost either way.
-				select {
-				case <-ctx.Done():
-				case <-time.After(10 * time.Millisecond):
-				}
-			}
-			continue
-		}
-		if commitFails > 0 {
-			log.Info().Int("frames_failed", commitFails).Uint64("generation", p.Generation()).Msg("publishing again")
-		}
-		commitFails = 0
-	}
+	_, runErr := capture.Publish(ctx, src, p, capture.PublishOptions{Log: cli.Slog(o.log), Progress: progressEvery, Source: o.source})
 	why := "the source ended"
 	switch {
 	case sigCtx.Err() != nil:
@@ -364,78 +294,33 @@ func (o *captureOpts) publish(sigCtx context.Context, stop context.CancelFunc, s
 	if err := p.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("bus %s: close: %v", o.name, report.Cause(err))
 	}
-	log.Info().Str("bus", o.name).Str("why", why).Uint64("frames", st.FramesPublished).Uint64("last_seq", st.LastSeq).
+	o.log.Info().Str("bus", o.name).Str("why", why).Uint64("frames", st.FramesPublished).Uint64("last_seq", st.LastSeq).
 		Uint64("generation", st.Generation).Msg("closed the bus")
 	return runErr
 }
 
-// progress logs the publish rate every progressEvery until done closes.
-// Under a service manager that asks for a watchdog (systemd WatchdogSec=),
-// it also tells it WATCHDOG=1 at each of its intervals in which a frame was
-// published: a source that stalls (a camera that does not come back) gets
-// the service restarted.
-//
-// A source that makes its session again (whep:) adds how many times it did.
-func progress(p *framebus.Producer, src capture.Source, done <-chan struct{}) {
-	rc, _ := src.(interface{ Reconnects() uint64 })
-	t := time.NewTicker(progressEvery)
-	defer t.Stop()
-	var wdC <-chan time.Time
-	if d := sdnotify.WatchdogInterval(); d > 0 {
-		wd := time.NewTicker(d)
-		defer wd.Stop()
-		wdC = wd.C
+// watchdog tells a service manager that asks for one (systemd WatchdogSec=)
+// WATCHDOG=1 at each of its intervals in which a frame was published,
+// until done closes: a source that stalls (a camera that does not come
+// back) gets the service restarted.
+func watchdog(p *framebus.Producer, done <-chan struct{}) {
+	d := sdnotify.WatchdogInterval()
+	if d <= 0 {
+		return
 	}
-	wdLast := p.Stats()
-	last, lastT := p.Stats(), time.Now()
-	var lastErr error
+	wd := time.NewTicker(d)
+	defer wd.Stop()
+	last := p.Stats()
 	for {
 		select {
 		case <-done:
 			return
-		case <-wdC:
+		case <-wd.C:
 			st := p.Stats()
-			if st.Generation != wdLast.Generation || st.FramesPublished != wdLast.FramesPublished {
+			if st.Generation != last.Generation || st.FramesPublished != last.FramesPublished {
 				sdnotify.Notify("WATCHDOG=1")
 			}
-			wdLast = st
-		case now := <-t.C:
-			st := p.Stats()
-			fps := 0.0
-			if st.Generation == last.Generation && st.FramesPublished >= last.FramesPublished {
-				fps = float64(st.FramesPublished-last.FramesPublished) / now.Sub(lastT).Seconds()
-			}
-			ev := log.Info().Str("fps", fmt.Sprintf("%.1f", fps)).Uint64("frames", st.FramesPublished).Uint64("last_seq", st.LastSeq).
-				Int("consumers", st.ActiveConsumers).Uint64("generation", st.Generation)
-			if rc != nil {
-				ev = ev.Uint64("source_reconnects", rc.Reconnects())
-			}
-			ev.Msg("progress")
-			if err := p.Err(); err != nil && (lastErr == nil || err.Error() != lastErr.Error()) {
-				log.Warn().Err(err).Msg("heartbeat")
-				lastErr = err
-			}
-			last, lastT = st, now
-		}
-	}
-}
-
-// logEvents logs what the producer did on its own until done closes: a
-// bus damaged from outside (truncated, removed, its header rewritten) and
-// the new generation that replaced it, or why none could be made yet.
-func logEvents(p *framebus.Producer, done <-chan struct{}) {
-	for {
-		select {
-		case <-done:
-			return
-		case e := <-p.Events():
-			if e.Err != nil {
-				log.Error().Str("bus", p.Name()).Uint64("generation", e.Old).Str("damage", e.Reason.Error()).
-					Str("error", report.Cause(e.Err).Error()).Msg("the bus was damaged from outside and cannot be replaced yet; retrying every heartbeat")
-				continue
-			}
-			log.Warn().Str("bus", p.Name()).Uint64("old_generation", e.Old).Uint64("generation", e.Generation).
-				Str("damage", e.Reason.Error()).Bool("slot_lent", e.SlotLent).Msg("the bus was damaged from outside: published a new generation")
+			last = st
 		}
 	}
 }

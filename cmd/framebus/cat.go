@@ -72,14 +72,8 @@ type catOpts struct {
 	spin              cli.Spin
 }
 
-// catStopped ends cat's loop when the reader closed the pipe.
-var catStopped = errors.New("the reader closed the pipe")
-
-func (o *catOpts) run(ctx context.Context, args []string) error {
-	name, err := oneName(args)
-	if err != nil {
-		return err
-	}
+// check checks the flags (name is the bus's, for the message).
+func (o *catOpts) check(name string) error {
 	if o.raw == o.y4m {
 		return cli.Usagef("give one of --raw and --y4m")
 	}
@@ -92,12 +86,70 @@ func (o *catOpts) run(ctx context.Context, args []string) error {
 	if stdout == os.Stdout && term.IsTerminal(int(os.Stdout.Fd())) {
 		return cli.Usagef("stdout is a terminal: pipe it into a program, e.g. framebus cat %s --y4m | ffmpeg -f yuv4mpegpipe -i - out.mp4", name)
 	}
+	return nil
+}
+
+// header is the y4m stream's header for frames of f (with --y4m; the zero
+// header with --raw): the bus's rate, else --fps, else 30 fps (said).
+func (o *catOpts) header(log *zerolog.Logger, name string, f framebus.Format) (y4m.Header, error) {
+	if !o.y4m {
+		return y4m.Header{}, nil
+	}
+	hdr, err := y4m.ForFormat(f)
+	if err != nil {
+		return hdr, fmt.Errorf("bus %s is %s: %v (framebus cat %s --raw)", name, report.FormatString(f), err, name)
+	}
+	if hdr.FPSNum == 0 {
+		fps := o.fps
+		if fps == 0 {
+			fps = 30
+			log.Warn().Str("bus", name).Msg("the bus does not say its rate: the y4m header says 30 fps (--fps sets another)")
+		}
+		if fps == math.Trunc(fps) {
+			hdr.FPSNum, hdr.FPSDen = uint32(fps), 1
+		} else {
+			hdr.FPSNum, hdr.FPSDen = uint32(fps*1000+0.5), 1000
+		}
+	}
+	return hdr, nil
+}
+
+// catWhy says why cat's loop ended; the reader closing the pipe is no
+// error.
+func catWhy(ctx context.Context, end feed.End, err error) (string, error) {
+	switch {
+	case errors.Is(err, catStopped):
+		return "the reader closed the pipe", nil
+	case err != nil:
+		return "error", err
+	case end.EndOfStream:
+		return "end of stream", nil
+	case end.Stopped:
+		return "--frames reached", nil
+	case ctx.Err() != nil:
+		return "interrupted or --duration reached", nil
+	}
+	return "stopped", nil
+}
+
+// catStopped ends cat's loop when the reader closed the pipe.
+var catStopped = errors.New("the reader closed the pipe")
+
+func (o *catOpts) run(ctx context.Context, args []string) error {
+	log := zerolog.Ctx(ctx)
+	name, err := oneName(args)
+	if err != nil {
+		return err
+	}
+	if err := o.check(name); err != nil {
+		return err
+	}
 	// A reader that goes away makes writes fail (EPIPE) instead of killing
 	// the process, so that cat leaves the bus through its clean path.
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
-	in := feed.New(name, feed.Options{Dir: o.dir, Timeout: o.timeout, Copy: true, Spin: o.spin.D, Logf: cli.Logf(&log, zerolog.WarnLevel)})
+	in := feed.New(name, feed.Options{Dir: o.dir, Timeout: o.timeout, Copy: true, Spin: o.spin.D, Log: cli.Slog(log)})
 	defer in.Close()
 	if err := in.Join(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -109,25 +161,11 @@ func (o *catOpts) run(ctx context.Context, args []string) error {
 		return busError(name, o.dir, err)
 	}
 	f := in.Consumer().Format()
-	var hdr y4m.Header
-	if o.y4m {
-		if hdr, err = y4m.ForFormat(f); err != nil {
-			return fmt.Errorf("bus %s is %s: %v (framebus cat %s --raw)", name, report.FormatString(f), err, name)
-		}
-		if hdr.FPSNum == 0 {
-			fps := o.fps
-			if fps == 0 {
-				fps = 30
-				log.Warn().Str("bus", name).Msg("the bus does not say its rate: the y4m header says 30 fps (--fps sets another)")
-			}
-			if fps == math.Trunc(fps) {
-				hdr.FPSNum, hdr.FPSDen = uint32(fps), 1
-			} else {
-				hdr.FPSNum, hdr.FPSDen = uint32(fps*1000+0.5), 1000
-			}
-		}
+	hdr, err := o.header(log, name, f)
+	if err != nil {
+		return err
 	}
-	o.hint(name, f, hdr)
+	o.hint(log, name, f, hdr)
 
 	out := bufio.NewWriterSize(stdout, 1<<16)
 	var planes []byte
@@ -137,56 +175,13 @@ func (o *catOpts) run(ctx context.Context, args []string) error {
 		}
 		planes = make([]byte, y4m.FrameSize(f))
 	}
-	var written, dropped uint64
-	end, err := in.Run(ctx, func(fr *framebus.Frame) error {
-		if fr.Format != f {
-			kind := "raw"
-			if o.y4m {
-				kind = "y4m"
-			}
-			return &formatChangeError{fmt.Sprintf("bus %s changed format from %s to %s at frame %d: a %s stream cannot change its format (run cat again for the new one)",
-				name, report.FormatString(f), report.FormatString(fr.Format), fr.Seq, kind)}
-		}
-		data := fr.Data
-		if o.y4m {
-			p, err := y4m.Planar(planes, fr.Data, f)
-			if err != nil {
-				return err
-			}
-			if _, err := out.WriteString(y4m.FrameMagic + "\n"); err != nil {
-				return catStopped
-			}
-			data = p
-		}
-		if _, err := out.Write(data); err != nil {
-			return catStopped
-		}
-		if err := out.Flush(); err != nil {
-			return catStopped
-		}
-		if written > 0 {
-			dropped += fr.Dropped
-		}
-		written++
-		if o.frames > 0 && written >= o.frames {
-			return feed.ErrStop
-		}
-		return nil
-	})
-	why := "stopped"
-	switch {
-	case errors.Is(err, catStopped):
-		why, err = "the reader closed the pipe", nil
-	case err != nil:
-		why = "error"
-	case end.EndOfStream:
-		why = "end of stream"
+	cw := &catWriter{o: o, name: name, f: f, out: out, planes: planes}
+	end, err := in.Run(ctx, cw.frame)
+	written, dropped := cw.written, cw.dropped
+	if end.EndOfStream && err == nil {
 		dropped += end.Dropped
-	case end.Stopped:
-		why = "--frames reached"
-	case ctx.Err() != nil:
-		why = "interrupted or --duration reached"
 	}
+	why, err := catWhy(ctx, end, err)
 	if ferr := out.Flush(); ferr != nil && err == nil {
 		err = o.writeErr(ferr)
 	}
@@ -199,6 +194,53 @@ func (o *catOpts) run(ctx context.Context, args []string) error {
 		return err
 	}
 	return busError(name, o.dir, err)
+}
+
+// catWriter writes the frames of one format to stdout, raw or as y4m.
+type catWriter struct {
+	o                *catOpts
+	name             string
+	f                framebus.Format
+	out              *bufio.Writer
+	planes           []byte // the y4m frame's planes
+	written, dropped uint64
+}
+
+// frame is the feed's function: it writes fr.
+func (c *catWriter) frame(fr *framebus.Frame) error {
+	if fr.Format != c.f {
+		kind := "raw"
+		if c.o.y4m {
+			kind = "y4m"
+		}
+		return &formatChangeError{fmt.Sprintf("bus %s changed format from %s to %s at frame %d: a %s stream cannot change its format (run cat again for the new one)",
+			c.name, report.FormatString(c.f), report.FormatString(fr.Format), fr.Seq, kind)}
+	}
+	data := fr.Data
+	if c.o.y4m {
+		p, err := y4m.Planar(c.planes, fr.Data, c.f)
+		if err != nil {
+			return err
+		}
+		if _, err := c.out.WriteString(y4m.FrameMagic + "\n"); err != nil {
+			return catStopped
+		}
+		data = p
+	}
+	if _, err := c.out.Write(data); err != nil {
+		return catStopped
+	}
+	if err := c.out.Flush(); err != nil {
+		return catStopped
+	}
+	if c.written > 0 {
+		c.dropped += fr.Dropped
+	}
+	c.written++
+	if c.o.frames > 0 && c.written >= c.o.frames {
+		return feed.ErrStop
+	}
+	return nil
 }
 
 // formatChangeError ends cat at a change of the bus's format.
@@ -220,7 +262,7 @@ var gstFormat = map[framebus.FourCC]string{
 }
 
 // hint logs how ffmpeg and gst-launch read the stream.
-func (o *catOpts) hint(name string, f framebus.Format, h y4m.Header) {
+func (o *catOpts) hint(log *zerolog.Logger, name string, f framebus.Format, h y4m.Header) {
 	var ff, gst string
 	rate := "30"
 	grate := "30/1"

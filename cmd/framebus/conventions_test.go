@@ -17,37 +17,37 @@ import (
 // the tags and what the build has; --json says it as an object.
 func TestVersion(t *testing.T) {
 	a, b := run(t, "--version"), run(t, "version")
-	if a.code != 0 || b.code != 0 || a.stdout != b.stdout {
-		t.Fatalf("--version exit %d, version exit %d:\n%s\n%s", a.code, b.code, a.stdout, b.stdout)
+	if a.Code != 0 || b.Code != 0 || a.Stdout != b.Stdout {
+		t.Fatalf("--version exit %d, version exit %d:\n%s\n%s", a.Code, b.Code, a.Stdout, b.Stdout)
 	}
 	for _, want := range []string{"framebus ", "module   github.com/framebus/framebus", "go       " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH,
 		"sources  ", "replay", "rtsp", "stdin"} {
-		if !strings.Contains(a.stdout, want) {
-			t.Errorf("--version does not say %q:\n%s", want, a.stdout)
+		if !strings.Contains(a.Stdout, want) {
+			t.Errorf("--version does not say %q:\n%s", want, a.Stdout)
 		}
 	}
-	if hasOpenCV != strings.Contains(a.stdout, "opencv   OpenCV 4.") {
-		t.Errorf("--version on OpenCV (the build has it: %v):\n%s", hasOpenCV, a.stdout)
+	if hasOpenCV != strings.Contains(a.Stdout, "opencv   OpenCV 4.") {
+		t.Errorf("--version on OpenCV (the build has it: %v):\n%s", hasOpenCV, a.Stdout)
 	}
-	if !hasOpenCV && !strings.Contains(a.stdout, "opencv   not in this build: needs -tags framebus_opencv") {
-		t.Errorf("a build without OpenCV does not say so:\n%s", a.stdout)
+	if !hasOpenCV && !strings.Contains(a.Stdout, "opencv   not in this build: needs -tags framebus_opencv") {
+		t.Errorf("a build without OpenCV does not say so:\n%s", a.Stdout)
 	}
-	if hasMedia != strings.Contains(a.stdout, "media    pion/mediadevices drivers") {
-		t.Errorf("--version on the media drivers (the build has them: %v):\n%s", hasMedia, a.stdout)
+	if hasMedia != strings.Contains(a.Stdout, "media    pion/mediadevices drivers") {
+		t.Errorf("--version on the media drivers (the build has them: %v):\n%s", hasMedia, a.Stdout)
 	}
 	j := run(t, "version", "--json")
 	var bi buildInfo
-	if j.code != 0 || json.Unmarshal([]byte(j.stdout), &bi) != nil || bi.Module != "github.com/framebus/framebus" || bi.Go != runtime.Version() {
-		t.Fatalf("version --json: exit %d %q", j.code, j.stdout)
+	if j.Code != 0 || json.Unmarshal([]byte(j.Stdout), &bi) != nil || bi.Module != "github.com/framebus/framebus" || bi.Go != runtime.Version() {
+		t.Fatalf("version --json: exit %d %q", j.Code, j.Stdout)
 	}
 	if tags := buildTags(); tags != "" && strings.Join(bi.Tags, ",") != tags {
 		t.Errorf("tags %v, the binary was built with %q", bi.Tags, tags)
 	}
-	if r := run(t, "version", "extra"); r.code != 2 {
-		t.Errorf("version extra: exit %d", r.code)
+	if r := run(t, "version", "extra"); r.Code != 2 {
+		t.Errorf("version extra: exit %d", r.Code)
 	}
-	if r := run(t, "--help"); !strings.Contains(r.stdout, "--version") || !strings.Contains(r.stdout, "\n  completion ") {
-		t.Errorf("--help does not list --version and completion:\n%s", r.stdout)
+	if r := run(t, "--help"); !strings.Contains(r.Stdout, "--version") || !strings.Contains(r.Stdout, "\n  completion ") {
+		t.Errorf("--help does not list --version and completion:\n%s", r.Stdout)
 	}
 }
 
@@ -74,11 +74,11 @@ func completer(t *testing.T, dir string) func(words ...string) []string {
 	t.Helper()
 	needInterop(t, "bash")
 	r := run(t, "completion", "bash")
-	if r.code != 0 {
-		t.Fatalf("completion bash: exit %d %s", r.code, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("completion bash: exit %d %s", r.Code, r.Stderr)
 	}
 	script := filepath.Join(t.TempDir(), "framebus.bash")
-	os.WriteFile(script, []byte(r.stdout), 0o600)
+	os.WriteFile(script, []byte(r.Stdout), 0o600)
 	return func(words ...string) []string {
 		t.Helper()
 		sh := `source "$1" || exit 9; shift; COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _framebus; printf '%s\n' "${COMPREPLY[@]}"`
@@ -134,8 +134,8 @@ func TestCompletionBash(t *testing.T) {
 			t.Errorf("framebus %s<TAB>: %q, want %q", strings.Join(c.words, " "), got, c.want)
 		}
 	}
-	if r := run(t, "completion", "fish"); r.code != 2 || !strings.Contains(r.stderr, "bash or zsh") {
-		t.Errorf("completion fish: exit %d %q", r.code, r.stderr)
+	if r := run(t, "completion", "fish"); r.Code != 2 || !strings.Contains(r.Stderr, "bash or zsh") {
+		t.Errorf("completion fish: exit %d %q", r.Code, r.Stderr)
 	}
 }
 
@@ -144,12 +144,12 @@ func TestCompletionBash(t *testing.T) {
 func TestCompletionZsh(t *testing.T) {
 	needInterop(t, "zsh")
 	r := run(t, "completion", "zsh")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "#compdef framebus\n") {
-		t.Fatalf("completion zsh: exit %d", r.code)
+	if r.Code != 0 || !strings.HasPrefix(r.Stdout, "#compdef framebus\n") {
+		t.Fatalf("completion zsh: exit %d", r.Code)
 	}
 	fdir := t.TempDir()
 	script := filepath.Join(fdir, "_framebus")
-	os.WriteFile(script, []byte(r.stdout), 0o600)
+	os.WriteFile(script, []byte(r.Stdout), 0o600)
 	if out, err := exec.Command("zsh", "-n", script).CombinedOutput(); err != nil {
 		t.Fatalf("zsh -n: %v\n%s", err, out)
 	}

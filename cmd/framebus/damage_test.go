@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // startStdin is start with the process's stdin read from the returned
@@ -22,29 +24,11 @@ func startStdin(t *testing.T, args ...string) (*proc, io.WriteCloser) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	p.cmd.Stdin = r
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin = r
+	p := testutil.Start(t, cmd)
 	r.Close()
-	go func() {
-		err := p.cmd.Wait()
-		if ee, ok := err.(*exec.ExitError); ok {
-			p.code = ee.ExitCode()
-		}
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		w.Close()
-		select {
-		case <-p.done:
-		default:
-			syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-	})
+	t.Cleanup(func() { w.Close() }) // (before the kill: cleanups run last first)
 	return p, w
 }
 
@@ -66,9 +50,9 @@ func TestCaptureIdleReplacesDamagedBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := segment(dir, name)
-	waitFor(t, 10*time.Second, "the bus", func() bool { return exists(path) })
+	testutil.WaitFor(t, 10*time.Second, "the bus", func() bool { return exists(path) })
 	tail := start(t, "tail", name, "--dir", dir, "--timeout", "60s")
-	waitFor(t, 10*time.Second, "tail to join", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "tail to join", func() bool {
 		s, err := framebus.Inspect(name, dir)
 		return err == nil && len(s.Consumers) == 1
 	})
@@ -85,8 +69,8 @@ func TestCaptureIdleReplacesDamagedBus(t *testing.T) {
 			}
 		}, "truncated to 0 bytes"},
 		{"rm --force", func() {
-			if r := run(t, "rm", "--force", name, "--dir", dir); r.code != 0 {
-				t.Fatalf("rm --force: exit %d\n%s", r.code, r.stderr)
+			if r := run(t, "rm", "--force", name, "--dir", dir); r.Code != 0 {
+				t.Fatalf("rm --force: exit %d\n%s", r.Code, r.Stderr)
 			}
 		}, "name removed"},
 	} {
@@ -94,23 +78,23 @@ func TestCaptureIdleReplacesDamagedBus(t *testing.T) {
 		c.damage()
 		at := time.Now()
 		// Two heartbeat intervals nominally; generous for a loaded machine.
-		waitFor(t, 20*hb, fmt.Sprintf("generation %d after %s (capture's log:\n%s)", gen+1, c.what, capt.stderr.String()), func() bool {
+		testutil.WaitFor(t, 20*hb, fmt.Sprintf("generation %d after %s (capture's log:\n%s)", gen+1, c.what, capt.Stderr.String()), func() bool {
 			s, err := framebus.Inspect(name, dir)
 			return err == nil && s.Header.Generation == gen+1 && s.Header.State == framebus.StateReady
 		})
 		t.Logf("%s: generation %d published %v later (heartbeat %v)", c.what, gen+1, time.Since(at).Round(time.Millisecond), hb)
 		// A new consumer joins it at once.
-		if r := run(t, "tail", name, "--dir", dir, "--timeout", "0", "--duration", "300ms"); r.code != 0 || strings.Contains(r.stderr, "waiting") {
-			t.Errorf("after %s a new consumer could not join (exit %d):\n%s", c.what, r.code, r.stderr)
+		if r := run(t, "tail", name, "--dir", dir, "--timeout", "0", "--duration", "300ms"); r.Code != 0 || strings.Contains(r.Stderr, "waiting") {
+			t.Errorf("after %s a new consumer could not join (exit %d):\n%s", c.what, r.Code, r.Stderr)
 		}
 		// The source's next frame goes into the slot lent out before the
 		// damage (lost if that was a truncation: the write faults), then
 		// into the new generation; the reading tail follows it.
 		want := fmt.Sprintf("new_generation=%d", gen+1)
 		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(tail.stdout.String(), want) {
+		for !strings.Contains(tail.Stdout.String(), want) {
 			if time.Now().After(deadline) {
-				t.Fatalf("tail read no frame of generation %d after %s; tail:\n%s%s\ncapture:\n%s", gen+1, c.what, tail.stdout.String(), tail.stderr.String(), capt.stderr.String())
+				t.Fatalf("tail read no frame of generation %d after %s; tail:\n%s%s\ncapture:\n%s", gen+1, c.what, tail.Stdout.String(), tail.Stderr.String(), capt.Stderr.String())
 			}
 			if _, err := fmt.Fprintf(stdin, "FRAME\n%s", strings.Repeat("\x80", frameSize)); err != nil {
 				t.Fatal(err)
@@ -118,17 +102,17 @@ func TestCaptureIdleReplacesDamagedBus(t *testing.T) {
 			frames++
 			time.Sleep(300 * time.Millisecond)
 		}
-		if log := capt.stderr.String(); !strings.Contains(log, "damaged from outside") || !strings.Contains(log, c.logged) {
+		if log := capt.Stderr.String(); !strings.Contains(log, "damaged from outside") || !strings.Contains(log, c.logged) {
 			t.Errorf("after %s capture did not log the damage (%q):\n%s", c.what, c.logged, log)
 		}
 	}
 	stdin.Close()
-	if code := capt.wait(t, 10*time.Second); code != 0 {
-		t.Fatalf("capture exit %d:\n%s", code, capt.stderr.String())
+	if code := capt.Wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("capture exit %d:\n%s", code, capt.Stderr.String())
 	}
-	tail.wait(t, 10*time.Second)
-	t.Logf("capture:\n%s\ntail:\n%s%s", capt.stderr.String(), tail.stdout.String(), tail.stderr.String())
-	if got := checkTailFrames(t, tail.stdout.String(), frameSize); got < 1 {
+	tail.Wait(t, 10*time.Second)
+	t.Logf("capture:\n%s\ntail:\n%s%s", capt.Stderr.String(), tail.Stdout.String(), tail.Stderr.String())
+	if got := checkTailFrames(t, tail.Stdout.String(), frameSize); got < 1 {
 		t.Errorf("tail read %d frames, want at least 1 of the %d written", got, frames)
 	}
 }
@@ -138,8 +122,8 @@ func TestCaptureIdleReplacesDamagedBus(t *testing.T) {
 func TestCaptureAllowWorld(t *testing.T) {
 	dir, name := t.TempDir(), fmt.Sprintf("world%d", os.Getpid())
 	r := run(t, "capture", "--name", name, "--size", "64x48", "--fps", "100", "--duration", "200ms", "--mode", "0644", "--allow-world", "--dir", dir)
-	if r.code != 0 || !strings.Contains(r.stderr, "WRN") || !strings.Contains(r.stderr, "every user of the machine can read") {
-		t.Fatalf("capture --mode 0644 --allow-world: exit %d, want 0 and a warning:\n%s", r.code, r.stderr)
+	if r.Code != 0 || !strings.Contains(r.Stderr, "WRN") || !strings.Contains(r.Stderr, "every user of the machine can read") {
+		t.Fatalf("capture --mode 0644 --allow-world: exit %d, want 0 and a warning:\n%s", r.Code, r.Stderr)
 	}
 }
 
@@ -150,8 +134,8 @@ func TestGCLeavesForeignFiles(t *testing.T) {
 	dir := t.TempDir()
 	// A stale bus: a capture killed.
 	capt := startCapture(t, dir, "stale")
-	capt.signal(t, syscall.SIGKILL)
-	capt.wait(t, 10*time.Second)
+	capt.Signal(t, syscall.SIGKILL)
+	capt.Wait(t, 10*time.Second)
 	keep := map[string][]byte{
 		"framebus.notabus":         []byte("my notes, not a bus\n"),
 		"framebus.notabus2":        nil, // empty, no lock file beside it
@@ -171,18 +155,18 @@ func TestGCLeavesForeignFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := run(t, "gc", "--dir", dir)
-	if r.code != 0 {
-		t.Fatalf("gc: exit %d\n%s", r.code, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("gc: exit %d\n%s", r.Code, r.Stderr)
 	}
 	for _, f := range []string{"framebus.stale", "framebus.stale.lock", "framebus.w.tmp-1"} {
 		if exists(dir + "/" + f) {
-			t.Errorf("gc left %s:\n%s%s", f, r.stdout, r.stderr)
+			t.Errorf("gc left %s:\n%s%s", f, r.Stdout, r.Stderr)
 		}
 	}
 	for f, b := range keep {
 		got, err := os.ReadFile(dir + "/" + f)
 		if err != nil || string(got) != string(b) {
-			t.Errorf("gc removed or changed %s (%v):\n%s%s", f, err, r.stdout, r.stderr)
+			t.Errorf("gc removed or changed %s (%v):\n%s%s", f, err, r.Stdout, r.Stderr)
 		}
 	}
 }

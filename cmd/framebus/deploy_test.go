@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // notifySocket is a service manager's end of $NOTIFY_SOCKET: the datagrams
@@ -65,7 +67,7 @@ func TestNotifyReady(t *testing.T) {
 	ready := nextMsg(t, msgs, 15*time.Second, "READY=1")
 	s, err := framebus.Inspect("svc", dir) // at once: the bus is there
 	if !strings.HasPrefix(ready, "READY=1\n") || !strings.Contains(ready, "STATUS=publishing bus svc (64x48 RGBA (AB24) @ 50 fps)") ||
-		!strings.Contains(ready, "MAINPID="+itoa(capt.pid())) {
+		!strings.Contains(ready, "MAINPID="+itoa(capt.Pid())) {
 		t.Errorf("the first message: %q", ready)
 	}
 	if err != nil || s.Header.State != framebus.StateReady || !s.OwnerAlive {
@@ -76,7 +78,7 @@ func TestNotifyReady(t *testing.T) {
 			t.Fatalf("while publishing: %q", m)
 		}
 	}
-	capt.signal(t, syscall.SIGTERM)
+	capt.Signal(t, syscall.SIGTERM)
 	for {
 		m := nextMsg(t, msgs, 10*time.Second, "STOPPING=1")
 		if strings.HasPrefix(m, "STOPPING=1\n") {
@@ -89,7 +91,7 @@ func TestNotifyReady(t *testing.T) {
 			t.Fatalf("before STOPPING=1: %q", m)
 		}
 	}
-	if code := capt.wait(t, 10*time.Second); code != 0 {
+	if code := capt.Wait(t, 10*time.Second); code != 0 {
 		t.Errorf("exit %d", code)
 	}
 
@@ -99,7 +101,7 @@ func TestNotifyReady(t *testing.T) {
 	if r := nextMsg(t, msgs, 15*time.Second, "READY=1"); !strings.HasPrefix(r, "READY=1\nSTATUS=serving http://127.0.0.1:") {
 		t.Errorf("metrics: %q", r)
 	}
-	m.signal(t, syscall.SIGTERM)
+	m.Signal(t, syscall.SIGTERM)
 	if r := nextMsg(t, msgs, 10*time.Second, "STOPPING=1"); r != "STOPPING=1" {
 		t.Errorf("metrics at SIGTERM: %q", r)
 	}
@@ -177,9 +179,9 @@ func TestDeploySystemdUnit(t *testing.T) {
 	if !exists(segment(dir, "cam0")) {
 		t.Errorf("no bus cam0 in FRAMEBUS_DIR")
 	}
-	capt.signal(t, syscall.SIGTERM)
-	if code := capt.wait(t, 10*time.Second); code != 0 {
-		t.Errorf("exit %d:\n%s", code, capt.stderr.String())
+	capt.Signal(t, syscall.SIGTERM)
+	if code := capt.Wait(t, 10*time.Second); code != 0 {
+		t.Errorf("exit %d:\n%s", code, capt.Stderr.String())
 	}
 }
 
@@ -215,8 +217,8 @@ func strs(v any) []string {
 // exits 0 only when every flag is one the command has.
 func checkArgs(t *testing.T, where string, args []string) {
 	t.Helper()
-	if r := run(t, append(args, "--help")...); r.code != 0 {
-		t.Errorf("%s: framebus %q is not a command line framebus takes: %s", where, args, r.stderr)
+	if r := run(t, append(args, "--help")...); r.Code != 0 {
+		t.Errorf("%s: framebus %q is not a command line framebus takes: %s", where, args, r.Stderr)
 	}
 }
 
@@ -312,7 +314,7 @@ func TestBusAcrossPIDNamespaces(t *testing.T) {
 	}
 	dir := t.TempDir()
 	ns := exec.Command("unshare", "--pid", "--fork", "--kill-child", bin, "capture", "--name", "ns", "--size", "64x48", "--fps", "50", "--dir", dir)
-	var se syncBuffer
+	var se testutil.Buffer
 	ns.Stderr = &se
 	if err := ns.Start(); err != nil {
 		t.Fatal(err)
@@ -323,7 +325,7 @@ func TestBusAcrossPIDNamespaces(t *testing.T) {
 		ns.Process.Kill()
 		<-done
 	})
-	waitFor(t, 10*time.Second, "the bus", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the bus", func() bool {
 		select {
 		case <-done:
 			t.Skipf("cannot make a PID namespace here: %s", se.String())
@@ -335,18 +337,18 @@ func TestBusAcrossPIDNamespaces(t *testing.T) {
 		t.Errorf("the producer is not pid 1 of its namespace:\n%s", se.String())
 	}
 	tail := start(t, "tail", "ns", "--dir", dir, "--timeout", "2s")
-	waitFor(t, 10*time.Second, "frames across the namespaces", func() bool { return strings.Count(tail.stdout.String(), "\n") >= 10 })
+	testutil.WaitFor(t, 10*time.Second, "frames across the namespaces", func() bool { return strings.Count(tail.Stdout.String(), "\n") >= 10 })
 	st := statBus(t, dir, "ns")
 	if !st.ProducerAlive {
 		t.Errorf("stat from outside the namespace: producer not alive")
 	}
-	if r := run(t, "stat", "ns", "--dir", dir); !strings.Contains(r.stdout, "pid 1 in another PID namespace") {
-		t.Errorf("stat does not say the pid is another namespace's:\n%s", r.stdout)
+	if r := run(t, "stat", "ns", "--dir", dir); !strings.Contains(r.Stdout, "pid 1 in another PID namespace") {
+		t.Errorf("stat does not say the pid is another namespace's:\n%s", r.Stdout)
 	}
 	ns.Process.Signal(syscall.SIGKILL) // unshare --kill-child: the producer dies with it
 	<-done
-	waitFor(t, 10*time.Second, "the producer seen gone", func() bool { return !statBus(t, dir, "ns").ProducerAlive })
-	if code := tail.wait(t, 15*time.Second); code != 1 || !strings.Contains(tail.stderr.String(), "gone") {
-		t.Errorf("tail after the producer died in its namespace: exit %d\n%s", code, tail.stderr.String())
+	testutil.WaitFor(t, 10*time.Second, "the producer seen gone", func() bool { return !statBus(t, dir, "ns").ProducerAlive })
+	if code := tail.Wait(t, 15*time.Second); code != 1 || !strings.Contains(tail.Stderr.String(), "gone") {
+		t.Errorf("tail after the producer died in its namespace: exit %d\n%s", code, tail.Stderr.String())
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // inode of the file at path (0 when there is none).
@@ -38,7 +40,7 @@ func TestTruncationUnderBenchChildren(t *testing.T) {
 		"--rates", "60", "--placements", "free", "--rounds", "1", "--duration", "4s", "--paced-frames", "200", "--json", out)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))
 	cuts := 0
-	for end := time.Now().Add(60 * time.Second); cuts < 4 && b.running() && time.Now().Before(end); {
+	for end := time.Now().Add(60 * time.Second); cuts < 4 && b.Running() && time.Now().Before(end); {
 		segs, _ := filepath.Glob(filepath.Join(dir, "framebus-bench-*", "run*", "framebus.bench"))
 		if len(segs) == 0 {
 			time.Sleep(20 * time.Millisecond)
@@ -55,8 +57,8 @@ func TestTruncationUnderBenchChildren(t *testing.T) {
 			t.Logf("cut %d: truncated to %d bytes", cuts, size)
 		}
 	}
-	if code := b.wait(t, 90*time.Second); code != 0 {
-		t.Fatalf("bench: exit %d:\n%s\n%s", code, b.stderr.String(), b.stdout.String())
+	if code := b.Wait(t, 90*time.Second); code != 0 {
+		t.Fatalf("bench: exit %d:\n%s\n%s", code, b.Stderr.String(), b.Stdout.String())
 	}
 	if cuts < 2 {
 		t.Fatalf("only %d truncations before the run ended", cuts)
@@ -104,7 +106,7 @@ func TestTruncationUnderEveryCommand(t *testing.T) {
 		buses = append(buses, bus{name: "vid", capt: start(t, "capture", "--name", "vid", "--source", "file:"+testClip, "--fps", "60", "--dir", dir)})
 	}
 	for _, b := range buses {
-		waitFor(t, 15*time.Second, "the bus "+b.name, func() bool { return exists(segment(dir, b.name)) })
+		testutil.WaitFor(t, 15*time.Second, "the bus "+b.name, func() bool { return exists(segment(dir, b.name)) })
 	}
 	consumers := map[string]*proc{}
 	for _, b := range buses {
@@ -121,19 +123,19 @@ func TestTruncationUnderEveryCommand(t *testing.T) {
 			consumers["view window"] = startEnv(t, []string{"DISPLAY=" + display}, "view", "pat", "--dir", dir)
 		}
 	}
-	waitFor(t, 20*time.Second, "tail's first frames", func() bool {
-		return strings.Contains(consumers["tail pat"].stdout.String(), `"seq"`)
+	testutil.WaitFor(t, 20*time.Second, "tail's first frames", func() bool {
+		return strings.Contains(consumers["tail pat"].Stdout.String(), `"seq"`)
 	})
 	alive := func(when string) {
 		t.Helper()
 		for what, p := range consumers {
-			if !p.running() {
-				t.Fatalf("%s: %s ended (exit %d):\n%s\nstdout:\n%s", when, what, p.code, p.stderr.String(), p.stdout.String())
+			if !p.Running() {
+				t.Fatalf("%s: %s ended (exit %d):\n%s\nstdout:\n%s", when, what, p.Code, p.Stderr.String(), p.Stdout.String())
 			}
 		}
 		for _, b := range buses {
-			if !b.capt.running() {
-				t.Fatalf("%s: capture of %s ended (exit %d):\n%s", when, b.name, b.capt.code, b.capt.stderr.String())
+			if !b.capt.Running() {
+				t.Fatalf("%s: capture of %s ended (exit %d):\n%s", when, b.name, b.capt.Code, b.capt.Stderr.String())
 			}
 		}
 	}
@@ -151,27 +153,40 @@ func TestTruncationUnderEveryCommand(t *testing.T) {
 		if err := os.Truncate(path, size); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "the new generation of "+b.name, func() bool {
+		testutil.WaitFor(t, 10*time.Second, "the new generation of "+b.name, func() bool {
 			ino := inode(path)
 			return ino != 0 && ino != before
 		})
 		alive(fmt.Sprintf("after round %d", i))
 	}
-	time.Sleep(500 * time.Millisecond) // the consumers follow the last generation
+	// The consumers follow the last generation: every tail prints frames
+	// again.
+	printed := map[string]int{}
+	for _, b := range buses {
+		printed[b.name] = len(consumers["tail "+b.name].Stdout.String())
+	}
+	testutil.WaitFor(t, 10*time.Second, "frames at every tail after the last round", func() bool {
+		for _, b := range buses {
+			if !strings.Contains(consumers["tail "+b.name].Stdout.String()[printed[b.name]:], `"seq"`) {
+				return false
+			}
+		}
+		return true
+	})
 	alive("at the end")
 	for what, p := range consumers {
-		p.signal(t, syscall.SIGTERM)
-		if code := p.wait(t, 20*time.Second); code != 0 {
-			t.Errorf("%s: exit %d:\n%s", what, code, p.stderr.String())
+		p.Signal(t, syscall.SIGTERM)
+		if code := p.Wait(t, 20*time.Second); code != 0 {
+			t.Errorf("%s: exit %d:\n%s", what, code, p.Stderr.String())
 		}
 	}
 	for _, b := range buses {
-		if strings.Count(consumers["tail "+b.name].stdout.String(), `"new_generation":true`) == 0 {
-			t.Errorf("tail of %s followed no new generation:\n%s", b.name, consumers["tail "+b.name].stderr.String())
+		if strings.Count(consumers["tail "+b.name].Stdout.String(), `"new_generation":true`) == 0 {
+			t.Errorf("tail of %s followed no new generation:\n%s", b.name, consumers["tail "+b.name].Stderr.String())
 		}
-		b.capt.signal(t, syscall.SIGTERM)
-		if code := b.capt.wait(t, 20*time.Second); code != 0 {
-			t.Errorf("capture of %s: exit %d:\n%s", b.name, code, b.capt.stderr.String())
+		b.capt.Signal(t, syscall.SIGTERM)
+		if code := b.capt.Wait(t, 20*time.Second); code != 0 {
+			t.Errorf("capture of %s: exit %d:\n%s", b.name, code, b.capt.Stderr.String())
 		}
 	}
 }
@@ -189,7 +204,7 @@ func TestForgedWordsUnderTailAndView(t *testing.T) {
 	if hasOpenCV {
 		_, url = startViewHTTP(t, dir, "forge")
 	}
-	waitFor(t, 10*time.Second, "tail's frames", func() bool { return strings.Contains(tail.stdout.String(), `"seq"`) })
+	testutil.WaitFor(t, 10*time.Second, "tail's frames", func() bool { return strings.Contains(tail.Stdout.String(), `"seq"`) })
 	s, err := framebus.Inspect("forge", dir)
 	if err != nil {
 		t.Fatal(err)
@@ -228,21 +243,21 @@ func TestForgedWordsUnderTailAndView(t *testing.T) {
 			fg.forge()
 			time.Sleep(500 * time.Microsecond)
 		}
-		lines, read := strings.Count(tail.stdout.String(), "\n"), framesRead()
+		lines, read := strings.Count(tail.Stdout.String(), "\n"), framesRead()
 		deadline := time.Now().Add(3 * hb)
-		for strings.Count(tail.stdout.String(), "\n") <= lines || (url != "" && framesRead() <= read) {
+		for strings.Count(tail.Stdout.String(), "\n") <= lines || (url != "" && framesRead() <= read) {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: tail or view --http delivered no frame within 3 heartbeat intervals (%v) of the burst's end\ntail:\n%s", fg.what, 3*hb, tail.stderr.String())
+				t.Fatalf("%s: tail or view --http delivered no frame within 3 heartbeat intervals (%v) of the burst's end\ntail:\n%s", fg.what, 3*hb, tail.Stderr.String())
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
-	if !strings.Contains(tail.stderr.String(), "refused") {
-		t.Errorf("tail did not say what it refused:\n%s", tail.stderr.String())
+	if !strings.Contains(tail.Stderr.String(), "refused") {
+		t.Errorf("tail did not say what it refused:\n%s", tail.Stderr.String())
 	}
-	capt.signal(t, syscall.SIGTERM)
-	capt.wait(t, 15*time.Second)
-	if code := tail.wait(t, 15*time.Second); code != 0 {
-		t.Errorf("tail: exit %d:\n%s", code, tail.stderr.String())
+	capt.Signal(t, syscall.SIGTERM)
+	capt.Wait(t, 15*time.Second)
+	if code := tail.Wait(t, 15*time.Second); code != 0 {
+		t.Errorf("tail: exit %d:\n%s", code, tail.Stderr.String())
 	}
 }

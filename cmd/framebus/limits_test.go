@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // procFDs and procRSS read a process's open descriptors and resident set.
@@ -50,7 +52,7 @@ func TestViewHTTPIdleConnections(t *testing.T) {
 	startCapture(t, dir, "lim")
 	v, url := startViewHTTP(t, dir, "lim", "--http-max-conns", strconv.Itoa(maxConns), "--http-idle", idle.String())
 	get(t, url+"viewer.json")
-	fds0, rss0 := procFDs(t, v.pid()), procRSS(t, v.pid())
+	fds0, rss0 := procFDs(t, v.Pid()), procRSS(t, v.Pid())
 	addr := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")
 
 	// Half of them ask for something and then stay idle (keep-alive), the
@@ -87,12 +89,12 @@ func TestViewHTTPIdleConnections(t *testing.T) {
 			t.Fatalf("connection %d: %s", i, r.Status)
 		}
 	}
-	peak := procFDs(t, v.pid())
+	peak := procFDs(t, v.Pid())
 	// The preview is full: its own stats come once an idle connection has
 	// been closed (a loaded machine opens the 5,000 faster than the first
 	// ones time out, and this request got the 503 of the rest).
 	var st viewerStatus
-	waitFor(t, idle+15*time.Second, "the preview's stats", func() bool {
+	testutil.WaitFor(t, idle+15*time.Second, "the preview's stats", func() bool {
 		r, err := httpClient.Get(url + "viewer.json")
 		if err != nil {
 			return false
@@ -101,7 +103,7 @@ func TestViewHTTPIdleConnections(t *testing.T) {
 		return r.StatusCode == http.StatusOK && json.NewDecoder(r.Body).Decode(&st) == nil
 	})
 	t.Logf("%d connections: %d served, %d refused; the preview had %d descriptors (%d before), %d connections, %d refused; RSS %.1f MB (%.1f before)",
-		conns, served, refused, peak, fds0, st.Connections, st.Refused, float64(procRSS(t, v.pid()))/1e6, float64(rss0)/1e6)
+		conns, served, refused, peak, fds0, st.Connections, st.Refused, float64(procRSS(t, v.Pid()))/1e6, float64(rss0)/1e6)
 	if peak > fds0+maxConns+5 {
 		t.Errorf("the preview held %d descriptors with %d connections open, want at most %d + %d", peak, conns, fds0, maxConns)
 	}
@@ -111,16 +113,16 @@ func TestViewHTTPIdleConnections(t *testing.T) {
 
 	// Within the idle timeout (and the 10 s allowed for a first request)
 	// everything is closed, though the clients keep their ends open.
-	waitFor(t, idle+15*time.Second, "the idle connections to be closed", func() bool {
-		return procFDs(t, v.pid()) <= fds0+2
+	testutil.WaitFor(t, idle+15*time.Second, "the idle connections to be closed", func() bool {
+		return procFDs(t, v.Pid()) <= fds0+2
 	})
-	if rss := procRSS(t, v.pid()); rss > rss0+32<<20 {
+	if rss := procRSS(t, v.Pid()); rss > rss0+32<<20 {
 		t.Errorf("RSS %.1f MB after the connections went, %.1f MB before", float64(rss)/1e6, float64(rss0)/1e6)
 	}
 	if r, _ := get(t, url+"viewer.json"); r.StatusCode != http.StatusOK {
 		t.Errorf("a new client afterwards: %s", r.Status)
 	}
-	if !v.running() {
-		t.Fatalf("the preview ended:\n%s", v.stderr.String())
+	if !v.Running() {
+		t.Fatalf("the preview ended:\n%s", v.Stderr.String())
 	}
 }

@@ -20,18 +20,18 @@ import (
 	"github.com/rs/zerolog"
 )
 
-var (
-	stdout  io.Writer = os.Stdout
-	logOpts cli.LogOptions
-	log     = zerolog.Nop()
-	logOK   bool // log is the logger the flags asked for
-)
+var stdout io.Writer = os.Stdout
 
 func main() {
 	os.Exit(newApp().Run(context.Background(), os.Args[1:]))
 }
 
+// newApp is the command line. Its logger is built from the flags in
+// Before and travels in the command's context (zerolog.Ctx(ctx); a context
+// without one is silent): every command's run takes it from there, and
+// hands the libraries cli.Slog of it.
 func newApp() *cli.App {
+	var logOpts cli.LogOptions
 	return &cli.App{
 		Name:     "framebus",
 		Summary:  "shared-memory transport for live video frames between processes",
@@ -39,13 +39,15 @@ func newApp() *cli.App {
 		Global:   logOpts.Register,
 		Version:  writeVersion,
 		Values:   completionValues(),
-		Before: func() error {
+		Before: func(ctx context.Context) (context.Context, error) {
 			l, err := logOpts.Logger(os.Stderr)
-			log, logOK = l, err == nil
-			return err
+			if err != nil {
+				return ctx, err
+			}
+			return l.WithContext(ctx), nil
 		},
-		Report: func(cmd string, err error) {
-			if logOK && logOpts.JSON() {
+		Report: func(ctx context.Context, cmd string, err error) {
+			if log := zerolog.Ctx(ctx); log.GetLevel() != zerolog.Disabled && logOpts.JSON() {
 				log.Error().Str("command", cmd).Int("exit_code", cli.ExitCode(err)).Msg(err.Error())
 				return
 			}

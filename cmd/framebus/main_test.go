@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // bin is the framebus binary, built once for all the tests.
@@ -63,8 +65,8 @@ func buildTags() string {
 }
 
 type result struct {
-	stdout, stderr string
-	code           int
+	Stdout, Stderr string
+	Code           int
 }
 
 // run runs the binary to its end, within 30 s.
@@ -83,33 +85,26 @@ func runExec(t *testing.T, prog string, args ...string) result {
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
-	r := result{stdout: so.String(), stderr: se.String()}
+	r := result{Stdout: so.String(), Stderr: se.String()}
 	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
+		r.Code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("framebus %q: %v", args, err)
 	}
 	if ctx.Err() != nil {
 		t.Fatalf("framebus %q did not end within 30 s", args)
 	}
-	checkNoPanic(t, args, r.stderr)
+	checkNoPanic(t, args, r.Stderr)
 	return r
 }
 
 func checkNoPanic(t *testing.T, args []string, stderr string) {
 	t.Helper()
-	if strings.Contains(stderr, "panic:") || strings.Contains(stderr, "goroutine ") {
-		t.Fatalf("framebus %q panicked:\n%s", args, stderr)
-	}
+	testutil.NoPanic(t, args, stderr)
 }
 
-// proc is a framebus process running in the background.
-type proc struct {
-	cmd            *exec.Cmd
-	stdout, stderr syncBuffer // readable while the process runs
-	done           chan struct{}
-	code           int
-}
+// proc is a framebus process running in the background: a testutil.Proc.
+type proc = testutil.Proc
 
 // start runs the binary in the background; Cleanup kills it by pid.
 func start(t *testing.T, args ...string) *proc {
@@ -120,78 +115,20 @@ func start(t *testing.T, args ...string) *proc {
 // startEnv is start with env added to the environment.
 func startEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	return startProg(t, env, bin, args...)
+	return testutil.Start(t, testutil.Command(env, bin, args...))
 }
 
 // startExec is start for a program that runs the binary (unshare, sh).
 func startExec(t *testing.T, prog string, args ...string) *proc {
 	t.Helper()
-	return startProg(t, nil, prog, args...)
+	return testutil.Start(t, testutil.Command(nil, prog, args...))
 }
 
+// startProg runs prog (another program than framebus: a server the test
+// talks to) in the background; Cleanup kills it by pid.
 func startProg(t *testing.T, env []string, prog string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(prog, args...), done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	if env != nil {
-		p.cmd.Env = append(os.Environ(), env...)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		err := p.cmd.Wait()
-		if ee, ok := err.(*exec.ExitError); ok {
-			p.code = ee.ExitCode()
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				p.code = -int(ws.Signal())
-			}
-		}
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-	})
-	return p
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// wait waits for the process to end, at most d.
-func (p *proc) wait(t *testing.T, d time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.done:
-		checkNoPanic(t, p.cmd.Args, p.stderr.String())
-		return p.code
-	case <-time.After(d):
-		t.Fatalf("%q still running after %v; stderr:\n%s", p.cmd.Args, d, p.stderr.String())
-		return 0
-	}
-}
-
-func (p *proc) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := syscall.Kill(p.pid(), sig); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// waitFor polls cond every 20 ms for at most d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testutil.Start(t, testutil.Command(env, prog, args...))
 }
 
 func segment(dir, name string) string { return filepath.Join(dir, "framebus."+name) }
@@ -201,10 +138,10 @@ func startCapture(t *testing.T, dir, name string, extra ...string) *proc {
 	t.Helper()
 	args := append([]string{"capture", "--name", name, "--source", "pattern", "--size", "64x48", "--fps", "100", "--dir", dir}, extra...)
 	p := start(t, args...)
-	waitFor(t, 10*time.Second, "the bus "+name, func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the bus "+name, func() bool {
 		select {
-		case <-p.done:
-			t.Fatalf("capture ended early (exit %d):\n%s", p.code, p.stderr.String())
+		case <-p.Done():
+			t.Fatalf("capture ended early (exit %d):\n%s", p.Code, p.Stderr.String())
 		default:
 		}
 		return exists(segment(dir, name))
@@ -245,13 +182,13 @@ func TestCaptureThenTailUntilClosed(t *testing.T) {
 	dir := t.TempDir()
 	tail := start(t, "tail", "cam", "--dir", dir, "--timeout", "20s")
 	capt := run(t, "capture", "--name", "cam", "--source", "pattern", "--size", "64x48", "--format", "RGBA", "--fps", "100", "--duration", "1500ms", "--dir", dir)
-	if capt.code != 0 {
-		t.Fatalf("capture exit %d:\n%s", capt.code, capt.stderr)
+	if capt.Code != 0 {
+		t.Fatalf("capture exit %d:\n%s", capt.Code, capt.Stderr)
 	}
-	if code := tail.wait(t, 15*time.Second); code != 0 {
-		t.Fatalf("tail exit %d:\n%s", code, tail.stderr.String())
+	if code := tail.Wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("tail exit %d:\n%s", code, tail.Stderr.String())
 	}
-	n := checkTailFrames(t, tail.stdout.String(), 64*48*4)
+	n := checkTailFrames(t, tail.Stdout.String(), 64*48*4)
 	// 1.5 s at 100 fps; the tail may join a little late.
 	if n < 50 {
 		t.Errorf("tail printed %d frames, want about 150", n)
@@ -275,14 +212,14 @@ func TestStatJSONShowsTheConsumer(t *testing.T) {
 	tail := start(t, "tail", "cam", "--duration", "30s", "--dir", dir) // flags after NAME
 
 	var st map[string]any
-	waitFor(t, 10*time.Second, "stat to show the consumer", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "stat to show the consumer", func() bool {
 		r := run(t, "stat", "cam", "--json", "--dir", dir)
-		if r.code != 0 {
-			t.Fatalf("stat exit %d: %s", r.code, r.stderr)
+		if r.Code != 0 {
+			t.Fatalf("stat exit %d: %s", r.Code, r.Stderr)
 		}
 		st = nil
-		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
-			t.Fatalf("stat --json: %v\n%s", err, r.stdout)
+		if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+			t.Fatalf("stat --json: %v\n%s", err, r.Stdout)
 		}
 		c, _ := st["consumers"].([]any)
 		return len(c) > 0
@@ -295,8 +232,8 @@ func TestStatJSONShowsTheConsumer(t *testing.T) {
 	if st["magic"] != float64(0x53554246) || st["state"] != float64(1) || st["flags"] != float64(framebus.FlagChecksum|framebus.FlagSharedWake|framebus.FlagHolds) {
 		t.Errorf("magic %v, state %v, flags %v", st["magic"], st["state"], st["flags"])
 	}
-	if st["producer_pid"] != float64(capt.pid()) || st["producer_alive"] != true {
-		t.Errorf("producer_pid %v alive %v, want %d alive", st["producer_pid"], st["producer_alive"], capt.pid())
+	if st["producer_pid"] != float64(capt.Pid()) || st["producer_alive"] != true {
+		t.Errorf("producer_pid %v alive %v, want %d alive", st["producer_pid"], st["producer_alive"], capt.Pid())
 	}
 	c := st["consumers"].([]any)[0].(map[string]any)
 	for _, k := range consumerKeys {
@@ -304,27 +241,27 @@ func TestStatJSONShowsTheConsumer(t *testing.T) {
 			t.Errorf("consumer entry has no %q", k)
 		}
 	}
-	if c["pid"] != float64(tail.pid()) || c["alive"] != true {
-		t.Errorf("consumer pid %v alive %v, want the tail's %d", c["pid"], c["alive"], tail.pid())
+	if c["pid"] != float64(tail.Pid()) || c["alive"] != true {
+		t.Errorf("consumer pid %v alive %v, want the tail's %d", c["pid"], c["alive"], tail.Pid())
 	}
 
 	// The text form names the producer and the consumer.
 	r := run(t, "stat", "--dir", dir, "cam")
-	for _, want := range []string{fmt.Sprintf("pid %d, alive", capt.pid()), "64x48 RGBA (AB24) @ 100 fps", "checksums on", strconv.Itoa(tail.pid())} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("stat does not say %q:\n%s", want, r.stdout)
+	for _, want := range []string{fmt.Sprintf("pid %d, alive", capt.Pid()), "64x48 RGBA (AB24) @ 100 fps", "checksums on", strconv.Itoa(tail.Pid())} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("stat does not say %q:\n%s", want, r.Stdout)
 		}
 	}
 
 	// SIGTERM ends the capture cleanly: the tail sees the end of the stream.
-	capt.signal(t, syscall.SIGTERM)
-	if code := capt.wait(t, 10*time.Second); code != 0 {
-		t.Errorf("capture exit %d after SIGTERM:\n%s", code, capt.stderr.String())
+	capt.Signal(t, syscall.SIGTERM)
+	if code := capt.Wait(t, 10*time.Second); code != 0 {
+		t.Errorf("capture exit %d after SIGTERM:\n%s", code, capt.Stderr.String())
 	}
-	if code := tail.wait(t, 10*time.Second); code != 0 {
-		t.Errorf("tail exit %d:\n%s", code, tail.stderr.String())
+	if code := tail.Wait(t, 10*time.Second); code != 0 {
+		t.Errorf("tail exit %d:\n%s", code, tail.Stderr.String())
 	}
-	if out := strings.TrimSpace(tail.stdout.String()); !strings.HasSuffix(out, "\nclosed") {
+	if out := strings.TrimSpace(tail.Stdout.String()); !strings.HasSuffix(out, "\nclosed") {
 		t.Errorf("tail did not end with closed:\n...%s", out[max(0, len(out)-200):])
 	}
 }
@@ -332,54 +269,54 @@ func TestStatJSONShowsTheConsumer(t *testing.T) {
 func TestGCRemovesAKilledCapture(t *testing.T) {
 	dir := t.TempDir()
 	capt := startCapture(t, dir, "cam")
-	capt.signal(t, syscall.SIGKILL)
-	capt.wait(t, 10*time.Second)
+	capt.Signal(t, syscall.SIGKILL)
+	capt.Wait(t, 10*time.Second)
 	seg, lock := segment(dir, "cam"), segment(dir, "cam")+".lock"
 	if !exists(seg) || !exists(lock) {
 		t.Fatalf("a SIGKILLed capture should leave its segment and lock file")
 	}
-	if r := run(t, "ls", "--dir", dir); r.code != 0 || !strings.Contains(r.stdout, "gone (stale)") {
-		t.Errorf("ls exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	if r := run(t, "ls", "--dir", dir); r.Code != 0 || !strings.Contains(r.Stdout, "gone (stale)") {
+		t.Errorf("ls exit %d:\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	if r := run(t, "stat", "cam", "--dir", dir); r.code != 0 || !strings.Contains(r.stdout, "gone") {
-		t.Errorf("stat exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	if r := run(t, "stat", "cam", "--dir", dir); r.Code != 0 || !strings.Contains(r.Stdout, "gone") {
+		t.Errorf("stat exit %d:\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	r := run(t, "gc", "--dir", dir)
-	if r.code != 0 {
-		t.Fatalf("gc exit %d: %s", r.code, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("gc exit %d: %s", r.Code, r.Stderr)
 	}
 	for _, p := range []string{seg, lock} {
-		if !strings.Contains(r.stdout, "removed "+p+"\n") {
-			t.Errorf("gc did not report removing %s:\n%s", p, r.stdout)
+		if !strings.Contains(r.Stdout, "removed "+p+"\n") {
+			t.Errorf("gc did not report removing %s:\n%s", p, r.Stdout)
 		}
 		if exists(p) {
 			t.Errorf("%s is still there", p)
 		}
 	}
-	if r := run(t, "gc", "--dir", dir); r.code != 0 || r.stdout != "" {
-		t.Errorf("second gc: exit %d, %q", r.code, r.stdout)
+	if r := run(t, "gc", "--dir", dir); r.Code != 0 || r.Stdout != "" {
+		t.Errorf("second gc: exit %d, %q", r.Code, r.Stdout)
 	}
 }
 
 func TestGCLeavesALiveBus(t *testing.T) {
 	dir := t.TempDir()
 	startCapture(t, dir, "live")
-	if r := run(t, "gc", "--dir", dir); r.code != 0 || r.stdout != "" {
-		t.Errorf("gc exit %d removed %q", r.code, r.stdout)
+	if r := run(t, "gc", "--dir", dir); r.Code != 0 || r.Stdout != "" {
+		t.Errorf("gc exit %d removed %q", r.Code, r.Stdout)
 	}
 	if !exists(segment(dir, "live")) {
 		t.Errorf("gc removed a live bus")
 	}
 	r := run(t, "rm", "live", "--dir", dir)
-	if r.code != 1 || !strings.Contains(r.stderr, "live producer") || !strings.Contains(r.stderr, "--force") {
-		t.Errorf("rm of a live bus: exit %d: %s", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "live producer") || !strings.Contains(r.Stderr, "--force") {
+		t.Errorf("rm of a live bus: exit %d: %s", r.Code, r.Stderr)
 	}
 	r = run(t, "capture", "--name", "live", "--size", "64x48", "--dir", dir)
-	if r.code != 1 || !strings.Contains(r.stderr, "live producer") {
-		t.Errorf("a second capture on the bus: exit %d: %s", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "live producer") {
+		t.Errorf("a second capture on the bus: exit %d: %s", r.Code, r.Stderr)
 	}
-	if r := run(t, "rm", "--force", "live", "--dir", dir); r.code != 0 || !strings.Contains(r.stdout, "removed bus live") {
-		t.Errorf("rm --force: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	if r := run(t, "rm", "--force", "live", "--dir", dir); r.Code != 0 || !strings.Contains(r.Stdout, "removed bus live") {
+		t.Errorf("rm --force: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
 	}
 }
 
@@ -390,17 +327,17 @@ func TestRmForceSaysTheProducerRepublishes(t *testing.T) {
 	dir := t.TempDir()
 	p := startCapture(t, dir, "live")
 	r := run(t, "rm", "--force", "live", "--dir", dir)
-	want := fmt.Sprintf("its producer (pid %d) is alive: it publishes bus live again, as generation 2, within its heartbeat interval", p.cmd.Process.Pid)
-	if r.code != 0 || !strings.Contains(r.stdout, "removed bus live\n") || !strings.Contains(r.stdout, want) ||
-		!strings.Contains(r.stdout, "to end the bus, stop the producer") {
-		t.Fatalf("rm --force of a live bus: exit %d, stdout %q, stderr %q; want %q", r.code, r.stdout, r.stderr, want)
+	want := fmt.Sprintf("its producer (pid %d) is alive: it publishes bus live again, as generation 2, within its heartbeat interval", p.Cmd.Process.Pid)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "removed bus live\n") || !strings.Contains(r.Stdout, want) ||
+		!strings.Contains(r.Stdout, "to end the bus, stop the producer") {
+		t.Fatalf("rm --force of a live bus: exit %d, stdout %q, stderr %q; want %q", r.Code, r.Stdout, r.Stderr, want)
 	}
-	waitFor(t, 5*time.Second, "the bus back as generation 2", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the bus back as generation 2", func() bool {
 		s, err := framebus.Inspect("live", dir)
 		return err == nil && s.Header.Generation == 2 && s.OwnerAlive
 	})
 	// Stopping the producer is what ends the bus.
-	if code := p.stop(t); code != 0 {
+	if code := p.Stop(t); code != 0 {
 		t.Fatalf("capture exit %d", code)
 	}
 	if exists(segment(dir, "live")) {
@@ -442,12 +379,12 @@ func TestBadInputs(t *testing.T) {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			dir := t.TempDir()
 			r := run(t, append(c.args, "--dir", dir)...)
-			if r.code != 2 {
-				t.Errorf("exit %d, want 2; stderr: %s", r.code, r.stderr)
+			if r.Code != 2 {
+				t.Errorf("exit %d, want 2; stderr: %s", r.Code, r.Stderr)
 			}
-			msg := strings.TrimRight(r.stderr, "\n")
+			msg := strings.TrimRight(r.Stderr, "\n")
 			if strings.Contains(msg, "\n") || !strings.Contains(msg, c.want) {
-				t.Errorf("stderr %q: want one line saying %q", r.stderr, c.want)
+				t.Errorf("stderr %q: want one line saying %q", r.Stderr, c.want)
 			}
 			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 				t.Errorf("a usage error left %d files in the bus directory", len(ents))
@@ -500,15 +437,15 @@ func TestMissingBus(t *testing.T) {
 		{"stat", "nobus"}, {"dump", "nobus"}, {"rm", "nobus"}, {"tail", "nobus", "--timeout", "0"}, {"tail", "nobus", "--timeout", "200ms"},
 	} {
 		r := run(t, append(args, "--dir", dir)...)
-		if r.code != 1 || !strings.Contains(r.stderr, `no bus "nobus"`) || strings.Count(r.stderr, "\n") != 1 {
-			t.Errorf("%q: exit %d, stderr %q; want exit 1 and one line", args, r.code, r.stderr)
+		if r.Code != 1 || !strings.Contains(r.Stderr, `no bus "nobus"`) || strings.Count(r.Stderr, "\n") != 1 {
+			t.Errorf("%q: exit %d, stderr %q; want exit 1 and one line", args, r.Code, r.Stderr)
 		}
 	}
-	if r := run(t, "ls", "--dir", filepath.Join(dir, "missing")); r.code != 1 {
-		t.Errorf("ls of a missing directory: exit %d", r.code)
+	if r := run(t, "ls", "--dir", filepath.Join(dir, "missing")); r.Code != 1 {
+		t.Errorf("ls of a missing directory: exit %d", r.Code)
 	}
-	if r := run(t, "ls", "--dir", dir, "--json"); r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
-		t.Errorf("ls --json of an empty directory: exit %d %q", r.code, r.stdout)
+	if r := run(t, "ls", "--dir", dir, "--json"); r.Code != 0 || strings.TrimSpace(r.Stdout) != "[]" {
+		t.Errorf("ls --json of an empty directory: exit %d %q", r.Code, r.Stdout)
 	}
 }
 
@@ -520,8 +457,8 @@ func TestCorruptSegment(t *testing.T) {
 	}
 	// A real segment (left by a killed capture) with slot_count 99.
 	capt := startCapture(t, dir, "bad")
-	capt.signal(t, syscall.SIGKILL)
-	capt.wait(t, 10*time.Second)
+	capt.Signal(t, syscall.SIGKILL)
+	capt.Wait(t, 10*time.Second)
 	b, err := os.ReadFile(segment(dir, "bad"))
 	if err != nil {
 		t.Fatal(err)
@@ -533,26 +470,26 @@ func TestCorruptSegment(t *testing.T) {
 	for name, want := range map[string]string{"junk": "magic", "bad": "slot_count"} {
 		for _, args := range [][]string{{"stat", name}, {"tail", name, "--timeout", "0"}, {"stat", name, "--json"}} {
 			r := run(t, append(args, "--dir", dir)...)
-			if r.code != 1 || !strings.Contains(r.stderr, want) || strings.Count(r.stderr, "\n") != 1 {
-				t.Errorf("%q: exit %d, stderr %q; want exit 1 and one line about %s", args, r.code, r.stderr, want)
+			if r.Code != 1 || !strings.Contains(r.Stderr, want) || strings.Count(r.Stderr, "\n") != 1 {
+				t.Errorf("%q: exit %d, stderr %q; want exit 1 and one line about %s", args, r.Code, r.Stderr, want)
 			}
 		}
 		r := run(t, "dump", name, "--dir", dir)
-		if r.code != 1 || !strings.Contains(r.stderr, want) {
-			t.Errorf("dump %s: exit %d, stderr %q", name, r.code, r.stderr)
+		if r.Code != 1 || !strings.Contains(r.Stderr, want) {
+			t.Errorf("dump %s: exit %d, stderr %q", name, r.Code, r.Stderr)
 		}
 		for _, field := range []string{"magic", "slot_count", "consumers_reclaimed", "INVALID"} {
-			if !strings.Contains(r.stdout, field) {
-				t.Errorf("dump %s does not print %s:\n%s", name, field, r.stdout)
+			if !strings.Contains(r.Stdout, field) {
+				t.Errorf("dump %s does not print %s:\n%s", name, field, r.Stdout)
 			}
 		}
 	}
-	if r := run(t, "dump", "bad", "--dir", dir); !strings.Contains(r.stdout, "132  slot_count              99") {
-		t.Errorf("dump does not show the raw slot_count:\n%s", r.stdout)
+	if r := run(t, "dump", "bad", "--dir", dir); !strings.Contains(r.Stdout, "132  slot_count              99") {
+		t.Errorf("dump does not show the raw slot_count:\n%s", r.Stdout)
 	}
 	r := run(t, "ls", "--dir", dir)
-	if r.code != 0 || !strings.Contains(r.stdout, "junk") || !strings.Contains(r.stdout, "error:") {
-		t.Errorf("ls: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "junk") || !strings.Contains(r.Stdout, "error:") {
+		t.Errorf("ls: exit %d:\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 }
 
@@ -560,12 +497,12 @@ func TestDumpOfALiveBus(t *testing.T) {
 	dir := t.TempDir()
 	startCapture(t, dir, "cam", "--format", "I420")
 	r := run(t, "dump", "cam", "--dir", dir)
-	if r.code != 0 {
-		t.Fatalf("dump exit %d: %s", r.code, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("dump exit %d: %s", r.Code, r.Stderr)
 	}
 	for _, want := range []string{"0    magic                   0x53554246", `"FBUS", ok`, "I420 (YU12)", "slots (section 3.4)", "alive (holds the lock)"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("dump does not say %q:\n%s", want, r.stdout)
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("dump does not say %q:\n%s", want, r.Stdout)
 		}
 	}
 }
@@ -581,15 +518,15 @@ func TestFlagsAnywhere(t *testing.T) {
 	} {
 		r := run(t, args...)
 		var st map[string]any
-		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil || st["name"] != "cam" {
-			t.Errorf("%q: exit %d, %s%s", args, r.code, r.stdout, r.stderr)
+		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &st) != nil || st["name"] != "cam" {
+			t.Errorf("%q: exit %d, %s%s", args, r.Code, r.Stdout, r.Stderr)
 		}
 	}
 	r := run(t, "tail", "cam", "--duration", "300ms", "--json", "--dir", dir)
-	if r.code != 0 {
-		t.Fatalf("tail exit %d: %s", r.code, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("tail exit %d: %s", r.Code, r.Stderr)
 	}
-	sc := bufio.NewScanner(strings.NewReader(r.stdout))
+	sc := bufio.NewScanner(strings.NewReader(r.Stdout))
 	n := 0
 	for sc.Scan() {
 		var l map[string]any
@@ -605,34 +542,34 @@ func TestFlagsAnywhere(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	r := run(t, "--help")
-	if r.code != 0 {
-		t.Fatalf("--help exit %d", r.code)
+	if r.Code != 0 {
+		t.Fatalf("--help exit %d", r.Code)
 	}
 	cmds := []string{"capture", "tail", "stat", "ls", "rm", "gc", "dump"}
 	for _, c := range cmds {
-		if !strings.Contains(r.stdout, "\n  "+c+" ") {
-			t.Errorf("--help does not list %s:\n%s", c, r.stdout)
+		if !strings.Contains(r.Stdout, "\n  "+c+" ") {
+			t.Errorf("--help does not list %s:\n%s", c, r.Stdout)
 		}
 		h := run(t, c, "--help")
-		if h.code != 0 || !strings.Contains(h.stdout, "Usage: framebus "+c) || !strings.Contains(h.stdout, "Examples:\n  framebus "+c) {
-			t.Errorf("%s --help: exit %d:\n%s", c, h.code, h.stdout)
+		if h.Code != 0 || !strings.Contains(h.Stdout, "Usage: framebus "+c) || !strings.Contains(h.Stdout, "Examples:\n  framebus "+c) {
+			t.Errorf("%s --help: exit %d:\n%s", c, h.Code, h.Stdout)
 		}
 	}
-	if r := run(t, "help", "stat"); r.code != 0 || !strings.Contains(r.stdout, "Usage: framebus stat") {
-		t.Errorf("help stat: exit %d", r.code)
+	if r := run(t, "help", "stat"); r.Code != 0 || !strings.Contains(r.Stdout, "Usage: framebus stat") {
+		t.Errorf("help stat: exit %d", r.Code)
 	}
-	if r := run(t); r.code != 2 || !strings.Contains(r.stderr, "Commands:") {
-		t.Errorf("no arguments: exit %d", r.code)
+	if r := run(t); r.Code != 2 || !strings.Contains(r.Stderr, "Commands:") {
+		t.Errorf("no arguments: exit %d", r.Code)
 	}
 }
 
 func TestJSONLogs(t *testing.T) {
 	dir := t.TempDir()
 	r := run(t, "capture", "--name", "j", "--size", "64x48", "--duration", "300ms", "--log-format", "json", "--dir", dir)
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
 	}
-	sc := bufio.NewScanner(strings.NewReader(r.stderr))
+	sc := bufio.NewScanner(strings.NewReader(r.Stderr))
 	msgs := map[string]bool{}
 	for sc.Scan() {
 		var l map[string]any
@@ -647,8 +584,8 @@ func TestJSONLogs(t *testing.T) {
 	// An error is a JSON line too.
 	r = run(t, "stat", "nobus", "--log-format", "json", "--dir", dir)
 	var l map[string]any
-	if r.code != 1 || json.Unmarshal([]byte(r.stderr), &l) != nil || l["level"] != "error" {
-		t.Errorf("stat error with JSON logs: exit %d, %q", r.code, r.stderr)
+	if r.Code != 1 || json.Unmarshal([]byte(r.Stderr), &l) != nil || l["level"] != "error" {
+		t.Errorf("stat error with JSON logs: exit %d, %q", r.Code, r.Stderr)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/internal/metrics"
 	"github.com/framebus/framebus/internal/sdnotify"
+
+	"github.com/rs/zerolog"
 )
 
 var metricsCmd = &cli.Command{
@@ -79,6 +81,7 @@ func listenAddr(flagName, addr string) (string, error) {
 }
 
 func (o *metricsOpts) run(ctx context.Context, args []string) error {
+	log := zerolog.Ctx(ctx)
 	if err := noArgs(args); err != nil {
 		return err
 	}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 var metricsURL = regexp.MustCompile(`metrics of the buses in .*: (http://\S+/metrics)`)
@@ -25,11 +27,11 @@ func startMetrics(t *testing.T, dir string) (*live, string) {
 	t.Helper()
 	m := startLive(t, nil, "metrics", "--listen", "127.0.0.1:0", "--dir", dir)
 	var u string
-	waitFor(t, 10*time.Second, "the metrics URL", func() bool {
-		if !m.running() {
-			t.Fatalf("metrics ended (exit %d):\n%s", m.code, m.stderr.String())
+	testutil.WaitFor(t, 10*time.Second, "the metrics URL", func() bool {
+		if !m.Running() {
+			t.Fatalf("metrics ended (exit %d):\n%s", m.Code, m.Stderr.String())
 		}
-		if mm := metricsURL.FindStringSubmatch(m.stdout.String()); mm != nil {
+		if mm := metricsURL.FindStringSubmatch(m.Stdout.String()); mm != nil {
 			u = mm[1]
 			return true
 		}
@@ -106,7 +108,7 @@ scrape_configs:
 	api := "http://127.0.0.1:" + port
 	prom := exec.Command("prometheus", "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(tmp, "data"),
 		"--web.listen-address=127.0.0.1:"+port, "--log.level=warn")
-	var pe syncBuffer
+	var pe testutil.Buffer
 	prom.Stdout, prom.Stderr = &pe, &pe
 	if err := prom.Start(); err != nil {
 		t.Fatal(err)
@@ -125,7 +127,7 @@ scrape_configs:
 	until := func(what, q string, ok func(float64) bool) float64 {
 		t.Helper()
 		var v float64
-		waitFor(t, 40*time.Second, what+" ("+q+")", func() bool {
+		testutil.WaitFor(t, 40*time.Second, what+" ("+q+")", func() bool {
 			select {
 			case <-done:
 				t.Fatalf("prometheus ended:\n%s", pe.String())
@@ -141,7 +143,7 @@ scrape_configs:
 	until("the producer up", `framebus_producer_up{bus="cam"}`, func(v float64) bool { return v == 1 })
 	until("frames published", `framebus_frames_published_total{bus="cam"}`, func(v float64) bool { return v >= 10 })
 	until("one consumer", `framebus_consumers{bus="cam"}`, func(v float64) bool { return v == 1 })
-	pid := strconv.Itoa(tail.pid())
+	pid := strconv.Itoa(tail.Pid())
 	until("the tail's frames", `framebus_consumer_frames_delivered_total{bus="cam",pid="`+pid+`",entry="0"}`, func(v float64) bool { return v >= 10 })
 	until("the tail's lag", `framebus_consumer_lag_frames{bus="cam",pid="`+pid+`"}`, func(v float64) bool { return v <= 5 })
 	until("a fresh heartbeat", `framebus_heartbeat_age_seconds{bus="cam"}`, func(v float64) bool { return v < 1 })
@@ -156,10 +158,10 @@ scrape_configs:
 		t.Errorf("publish rate %v fps, the bus runs at 50", v)
 	}
 
-	tail.signal(t, syscall.SIGKILL)
+	tail.Signal(t, syscall.SIGKILL)
 	until("the killed consumer reclaimed", `framebus_consumers_reclaimed_total{bus="cam"}`, func(v float64) bool { return v == 1 })
 	until("no consumer", `framebus_consumers{bus="cam"}`, func(v float64) bool { return v == 0 })
-	capt.signal(t, syscall.SIGKILL)
+	capt.Signal(t, syscall.SIGKILL)
 	until("the producer down", `framebus_producer_up{bus="cam"}`, func(v float64) bool { return v == 0 })
 }
 
@@ -184,7 +186,7 @@ func TestMetricsEndpoints(t *testing.T) {
 		}
 		for _, want := range []string{`framebus_producer_up{bus="cam"} 1`, `framebus_bus_valid{bus="junk"} 0`, `framebus_bus_valid{bus="cam"} 1`,
 			`framebus_bus_info{bus="cam",format="64x48 RGBA (AB24) @ 100 fps",state="READY"} 1`, "# TYPE framebus_frames_published_total counter",
-			fmt.Sprintf(`framebus_producer_info{bus="cam",pid="%d",pidns="%s"} 1`, capt.pid(), ns),
+			fmt.Sprintf(`framebus_producer_info{bus="cam",pid="%d",pidns="%s"} 1`, capt.Pid(), ns),
 			"process_resident_memory_bytes"} {
 			if !strings.Contains(string(body), want) {
 				t.Errorf("%s does not say %q", u, want)
@@ -192,8 +194,8 @@ func TestMetricsEndpoints(t *testing.T) {
 		}
 	}
 	for _, args := range [][]string{{"metrics", "--listen", "nope"}, {"metrics", "--listen", ":99999"}, {"metrics", "extra"}, {"metrics", "--dir", filepath.Join(dir, "missing")}} {
-		if r := run(t, args...); r.code != 2 || strings.Count(r.stderr, "\n") != 1 {
-			t.Errorf("%q: exit %d %q", args, r.code, r.stderr)
+		if r := run(t, args...); r.Code != 2 || strings.Count(r.Stderr, "\n") != 1 {
+			t.Errorf("%q: exit %d %q", args, r.Code, r.Stderr)
 		}
 	}
 }

@@ -42,11 +42,11 @@ func asNobody(t *testing.T, args ...string) result {
 		cmd.Process.Kill()
 		t.Fatalf("framebus %q as nobody did not end within 30 s", args)
 	}
-	r := result{stdout: so.String(), stderr: se.String()}
+	r := result{Stdout: so.String(), Stderr: se.String()}
 	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
+		r.Code = ee.ExitCode()
 	}
-	checkNoPanic(t, args, r.stderr)
+	checkNoPanic(t, args, r.Stderr)
 	return r
 }
 
@@ -85,17 +85,17 @@ func TestListOtherUsersBus(t *testing.T) {
 	}
 	capt := startCapture(t, dir, "private")
 	r := asNobody(t, "ls", "--dir", dir)
-	t.Logf("ls as nobody:\n%s%s", r.stdout, r.stderr)
-	if !strings.Contains(r.stdout, "private") || !strings.Contains(r.stdout, "no permission to check") || strings.Contains(r.stdout, "stale") {
-		t.Errorf("ls as nobody of another user's live bus: want \"no permission to check\", not stale:\n%s%s", r.stdout, r.stderr)
+	t.Logf("ls as nobody:\n%s%s", r.Stdout, r.Stderr)
+	if !strings.Contains(r.Stdout, "private") || !strings.Contains(r.Stdout, "no permission to check") || strings.Contains(r.Stdout, "stale") {
+		t.Errorf("ls as nobody of another user's live bus: want \"no permission to check\", not stale:\n%s%s", r.Stdout, r.Stderr)
 	}
-	if r := asNobody(t, "ls", "--json", "--dir", dir); !strings.Contains(r.stdout, `"owner_unknown": true`) {
-		t.Errorf("ls --json as nobody: want owner_unknown true:\n%s%s", r.stdout, r.stderr)
+	if r := asNobody(t, "ls", "--json", "--dir", dir); !strings.Contains(r.Stdout, `"owner_unknown": true`) {
+		t.Errorf("ls --json as nobody: want owner_unknown true:\n%s%s", r.Stdout, r.Stderr)
 	}
 	// The owner sees the producer.
-	if r := run(t, "ls", "--dir", dir); strings.Contains(r.stdout, "no permission") || strings.Contains(r.stdout, "stale") {
-		t.Errorf("ls as the owner:\n%s", r.stdout)
+	if r := run(t, "ls", "--dir", dir); strings.Contains(r.Stdout, "no permission") || strings.Contains(r.Stdout, "stale") {
+		t.Errorf("ls as the owner:\n%s", r.Stdout)
 	}
-	capt.signal(t, syscall.SIGTERM)
-	capt.wait(t, 15*time.Second)
+	capt.Signal(t, syscall.SIGTERM)
+	capt.Wait(t, 15*time.Second)
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // Containers sharing a bus directory have PID namespaces of their own
@@ -41,7 +43,7 @@ func inNS(t *testing.T, args ...string) *proc {
 // forwards no signal but the SIGKILL of --kill-child).
 func signalChild(t *testing.T, p *proc, sig syscall.Signal) {
 	t.Helper()
-	if err := syscall.Kill(childOf(t, p.pid()), sig); err != nil {
+	if err := syscall.Kill(childOf(t, p.Pid()), sig); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -79,12 +81,12 @@ func TestCreationUnderGCInAnotherNamespace(t *testing.T) {
 	dir := shmDir(t)
 	gc := startExec(t, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c",
 		`while :; do "$0" gc --dir "$1" >/dev/null 2>&1; done`, bin, dir)
-	defer gc.signal(t, syscall.SIGKILL)
+	defer gc.Signal(t, syscall.SIGKILL)
 	for i := 0; i < 6; i++ { // before amendment 8, 7 to 10 of 12 failed
 		r := runExec(t, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child", bin, "capture", "--name", "big",
 			"--size", "3840x2160", "--format", "RGBA", "--slots", "8", "--fps", "30", "--duration", "50ms", "--dir", dir)
-		if r.code != 0 {
-			t.Fatalf("creation %d under a gc loop in another namespace: exit %d:\n%s", i, r.code, r.stderr)
+		if r.Code != 0 {
+			t.Fatalf("creation %d under a gc loop in another namespace: exit %d:\n%s", i, r.Code, r.Stderr)
 		}
 	}
 }
@@ -99,33 +101,33 @@ func TestKilledPID1Creator(t *testing.T) {
 	killMidCreation := func() {
 		t.Helper()
 		p := inNS(t, "capture", "--name", "k", "--size", "3840x2160", "--format", "RGBA", "--slots", "8", "--dir", dir)
-		waitFor(t, 20*time.Second, "the temporary file", func() bool { return len(tempFiles(t, dir)) > 0 || !p.running() })
-		p.signal(t, syscall.SIGKILL)
-		p.wait(t, 10*time.Second)
+		testutil.WaitFor(t, 20*time.Second, "the temporary file", func() bool { return len(tempFiles(t, dir)) > 0 || !p.Running() })
+		p.Signal(t, syscall.SIGKILL)
+		p.Wait(t, 10*time.Second)
 		if tmps := tempFiles(t, dir); len(tmps) != 1 || tmps[0] != "framebus.k.tmp-1" {
 			t.Fatalf("after the kill: temporary files %q, want framebus.k.tmp-1 (the creation finished first?)", tmps)
 		}
 	}
 	killMidCreation()
-	if r := run(t, "gc", "--dir", dir); r.code != 0 || len(tempFiles(t, dir)) != 0 {
-		t.Fatalf("gc on the host: exit %d, left %q:\n%s", r.code, tempFiles(t, dir), r.stderr)
+	if r := run(t, "gc", "--dir", dir); r.Code != 0 || len(tempFiles(t, dir)) != 0 {
+		t.Fatalf("gc on the host: exit %d, left %q:\n%s", r.Code, tempFiles(t, dir), r.Stderr)
 	}
 	killMidCreation()
-	if r := runExec(t, "unshare", "--pid", "--fork", "--mount-proc", bin, "gc", "--dir", dir); r.code != 0 || len(tempFiles(t, dir)) != 0 {
-		t.Fatalf("gc in a fresh namespace: exit %d, left %q:\n%s", r.code, tempFiles(t, dir), r.stderr)
+	if r := runExec(t, "unshare", "--pid", "--fork", "--mount-proc", bin, "gc", "--dir", dir); r.Code != 0 || len(tempFiles(t, dir)) != 0 {
+		t.Fatalf("gc in a fresh namespace: exit %d, left %q:\n%s", r.Code, tempFiles(t, dir), r.Stderr)
 	}
 	killMidCreation()
 	p := inNS(t, "capture", "--name", "k", "--size", "3840x2160", "--format", "RGBA", "--slots", "8", "--dir", dir)
-	waitFor(t, 30*time.Second, "the restarted producer's bus", func() bool { return exists(segment(dir, "k")) || !p.running() })
-	if !p.running() {
-		t.Fatalf("the restarted producer ended (exit %d):\n%s", p.code, p.stderr.String())
+	testutil.WaitFor(t, 30*time.Second, "the restarted producer's bus", func() bool { return exists(segment(dir, "k")) || !p.Running() })
+	if !p.Running() {
+		t.Fatalf("the restarted producer ended (exit %d):\n%s", p.Code, p.Stderr.String())
 	}
 	if tmps := tempFiles(t, dir); len(tmps) != 0 {
 		t.Errorf("the restarted producer left %q", tmps)
 	}
 	signalChild(t, p, syscall.SIGTERM)
-	if code := p.wait(t, 15*time.Second); code != 0 {
-		t.Errorf("the restarted producer: exit %d:\n%s", code, p.stderr.String())
+	if code := p.Wait(t, 15*time.Second); code != 0 {
+		t.Errorf("the restarted producer: exit %d:\n%s", code, p.Stderr.String())
 	}
 }
 
@@ -137,9 +139,9 @@ func TestConsumerInAnotherNamespace(t *testing.T) {
 	needUnshare(t)
 	dir := shmDir(t)
 	prod := inNS(t, "capture", "--name", "ns", "--size", "320x240", "--fps", "50", "--dir", dir)
-	waitFor(t, 10*time.Second, "the bus", func() bool { return exists(segment(dir, "ns")) })
+	testutil.WaitFor(t, 10*time.Second, "the bus", func() bool { return exists(segment(dir, "ns")) })
 	tail := inNS(t, "tail", "ns", "--json", "--dir", dir, "--timeout", "30s")
-	waitFor(t, 10*time.Second, "tail's frames", func() bool { return strings.Contains(tail.stdout.String(), `"seq"`) })
+	testutil.WaitFor(t, 10*time.Second, "tail's frames", func() bool { return strings.Contains(tail.Stdout.String(), `"seq"`) })
 
 	var st struct {
 		Producer struct {
@@ -155,40 +157,40 @@ func TestConsumerInAnotherNamespace(t *testing.T) {
 		} `json:"consumers"`
 	}
 	fromB := runExec(t, "unshare", "--pid", "--fork", "--mount-proc", bin, "stat", "ns", "--json", "--dir", dir)
-	if err := json.Unmarshal([]byte(fromB.stdout), &st); err != nil {
-		t.Fatalf("stat from another namespace: %v\n%s%s", err, fromB.stdout, fromB.stderr)
+	if err := json.Unmarshal([]byte(fromB.Stdout), &st); err != nil {
+		t.Fatalf("stat from another namespace: %v\n%s%s", err, fromB.Stdout, fromB.Stderr)
 	}
 	if st.Producer.PID != 1 || !st.Producer.Foreign || st.Producer.Here != 0 {
 		t.Errorf("stat from another namespace says the producer is %+v, want pid 1 of another namespace", st.Producer)
 	}
 	text := runExec(t, "unshare", "--pid", "--fork", "--mount-proc", bin, "stat", "ns", "--dir", dir)
-	if !strings.Contains(text.stdout, "pid 1 in another PID namespace") {
-		t.Errorf("stat from another namespace:\n%s", text.stdout)
+	if !strings.Contains(text.Stdout, "pid 1 in another PID namespace") {
+		t.Errorf("stat from another namespace:\n%s", text.Stdout)
 	}
 	host := run(t, "stat", "ns", "--json", "--dir", dir)
-	if err := json.Unmarshal([]byte(host.stdout), &st); err != nil {
+	if err := json.Unmarshal([]byte(host.Stdout), &st); err != nil {
 		t.Fatal(err)
 	}
-	if want := uint32(childOf(t, prod.pid())); !st.Producer.Foreign || st.Producer.Here != want {
+	if want := uint32(childOf(t, prod.Pid())); !st.Producer.Foreign || st.Producer.Here != want {
 		t.Errorf("stat on the host says the producer is %+v, want pid 1 of another namespace, %d here", st.Producer, want)
 	}
 	if len(st.Consumers) != 1 || !st.Consumers[0].Process.Foreign || st.Consumers[0].Process.PID != 1 {
 		t.Errorf("stat on the host: consumers %+v, want tail as pid 1 of another namespace", st.Consumers)
 	}
 
-	prod.signal(t, syscall.SIGKILL)
-	prod.wait(t, 10*time.Second)
+	prod.Signal(t, syscall.SIGKILL)
+	prod.Wait(t, 10*time.Second)
 	time.Sleep(300 * time.Millisecond) // gone, for a while
 	prod2 := inNS(t, "capture", "--name", "ns", "--size", "320x240", "--fps", "50", "--dir", dir)
-	waitFor(t, 20*time.Second, "tail to follow the restarted producer", func() bool {
-		return strings.Contains(tail.stdout.String(), `"new_generation":true`)
+	testutil.WaitFor(t, 20*time.Second, "tail to follow the restarted producer", func() bool {
+		return strings.Contains(tail.Stdout.String(), `"new_generation":true`)
 	})
 	signalChild(t, prod2, syscall.SIGTERM)
-	if code := prod2.wait(t, 15*time.Second); code != 0 {
-		t.Errorf("the restarted producer: exit %d:\n%s", code, prod2.stderr.String())
+	if code := prod2.Wait(t, 15*time.Second); code != 0 {
+		t.Errorf("the restarted producer: exit %d:\n%s", code, prod2.Stderr.String())
 	}
-	if code := tail.wait(t, 15*time.Second); code != 0 || !strings.Contains(tail.stdout.String(), `"event":"closed"`) {
-		t.Errorf("tail: exit %d:\n%s", code, tail.stderr.String())
+	if code := tail.Wait(t, 15*time.Second); code != 0 || !strings.Contains(tail.Stdout.String(), `"event":"closed"`) {
+		t.Errorf("tail: exit %d:\n%s", code, tail.Stderr.String())
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // needInterop finds the programs a test talks to (ffmpeg, gst-launch-1.0,
@@ -33,75 +35,40 @@ func needInterop(t *testing.T, names ...string) {
 	}
 }
 
-// tool is a process of a pipeline (ffmpeg, gst-launch, framebus) with its
-// stderr kept; Cleanup kills it by pid.
+// tool is a process of a pipeline (ffmpeg, gst-launch, framebus), made
+// before it starts (pipe connects two) and then a testutil.Proc.
 type tool struct {
-	cmd    *exec.Cmd
-	stderr syncBuffer
-	done   chan struct{}
-	err    error
+	Cmd *exec.Cmd
+	*testutil.Proc
 }
 
 func newTool(name string, args ...string) *tool {
-	t := &tool{cmd: exec.Command(name, args...), done: make(chan struct{})}
-	t.cmd.Stderr = &t.stderr
-	return t
+	return &tool{Cmd: exec.Command(name, args...)}
 }
 
 func (p *tool) start(t *testing.T) *tool {
 	t.Helper()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("%q: %v", p.cmd.Args, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	p.Proc = testutil.Start(t, p.Cmd)
 	return p
 }
 
-// wait waits for the end, at most d, and fails the test on a non-zero
+// waitOK waits for the end, at most d, and fails the test on a non-zero
 // exit.
-func (p *tool) wait(t *testing.T, d time.Duration) {
+func (p *tool) waitOK(t *testing.T, d time.Duration) {
 	t.Helper()
-	if code := p.waitCode(t, d); code != 0 {
-		t.Fatalf("%q: exit %d:\n%s", p.cmd.Args, code, p.stderr.String())
+	if code := p.Wait(t, d); code != 0 {
+		t.Fatalf("%q: exit %d:\n%s", p.Cmd.Args, code, p.Stderr.String())
 	}
-}
-
-func (p *tool) waitCode(t *testing.T, d time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(d):
-		t.Fatalf("%q still running after %v:\n%s", p.cmd.Args, d, p.stderr.String())
-	}
-	checkNoPanic(t, p.cmd.Args, p.stderr.String())
-	if ee, ok := p.err.(*exec.ExitError); ok {
-		return ee.ExitCode()
-	}
-	if p.err != nil {
-		t.Fatalf("%q: %v", p.cmd.Args, p.err)
-	}
-	return 0
 }
 
 // pipe connects a's stdout to b's stdin.
 func pipe(t *testing.T, a, b *tool) {
 	t.Helper()
-	r, err := a.cmd.StdoutPipe()
+	r, err := a.Cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.cmd.Stdin = r
+	b.Cmd.Stdin = r
 }
 
 var catEnded = regexp.MustCompile(`cat ended .*dropped=(\d+) frames=(\d+)`)
@@ -165,14 +132,14 @@ func TestPipeFFmpegThroughTheBus(t *testing.T) {
 	pipe(t, src, capt)
 	capt.start(t)
 	src.start(t)
-	src.wait(t, 30*time.Second)
-	capt.wait(t, 30*time.Second)
-	if m := closedFrames.FindStringSubmatch(capt.stderr.String()); m == nil || m[1] != "75" {
-		t.Fatalf("capture did not publish the 75 frames ffmpeg wrote:\n%s", capt.stderr.String())
+	src.waitOK(t, 30*time.Second)
+	capt.waitOK(t, 30*time.Second)
+	if m := closedFrames.FindStringSubmatch(capt.Stderr.String()); m == nil || m[1] != "75" {
+		t.Fatalf("capture did not publish the 75 frames ffmpeg wrote:\n%s", capt.Stderr.String())
 	}
-	cat.wait(t, 20*time.Second)
-	enc.wait(t, 30*time.Second)
-	frames, dropped := catCounts(t, cat.stderr.String())
+	cat.waitOK(t, 20*time.Second)
+	enc.waitOK(t, 30*time.Second)
+	frames, dropped := catCounts(t, cat.Stderr.String())
 	if frames < 40 || frames+dropped > 75 { // it may join a few frames late; a loaded machine drops some
 		t.Errorf("cat wrote %d frames and dropped %d of 75", frames, dropped)
 	}
@@ -198,8 +165,8 @@ func TestPipeGStreamerThroughTheBus(t *testing.T) {
 	// The frames GStreamer makes (the same again in the pipeline).
 	ref := gstSrc()
 	var refOut bytes.Buffer
-	ref.cmd.Stdout = &refOut
-	ref.start(t).wait(t, 30*time.Second)
+	ref.Cmd.Stdout = &refOut
+	ref.start(t).waitOK(t, 30*time.Second)
 	if refOut.Len() != n*frameSize {
 		t.Fatalf("videotestsrc wrote %d bytes, want %d frames of %d", refOut.Len(), n, frameSize)
 	}
@@ -220,14 +187,14 @@ func TestPipeGStreamerThroughTheBus(t *testing.T) {
 	pipe(t, src, capt)
 	capt.start(t)
 	src.start(t)
-	src.wait(t, 30*time.Second)
-	capt.wait(t, 30*time.Second)
-	cat.wait(t, 20*time.Second)
-	sink.wait(t, 20*time.Second)
-	if !strings.Contains(cat.stderr.String(), "rawvideoparse width=160 height=120 format=i420 framerate=30/1") {
-		t.Errorf("cat's log does not say how GStreamer reads the stream:\n%s", cat.stderr.String())
+	src.waitOK(t, 30*time.Second)
+	capt.waitOK(t, 30*time.Second)
+	cat.waitOK(t, 20*time.Second)
+	sink.waitOK(t, 20*time.Second)
+	if !strings.Contains(cat.Stderr.String(), "rawvideoparse width=160 height=120 format=i420 framerate=30/1") {
+		t.Errorf("cat's log does not say how GStreamer reads the stream:\n%s", cat.Stderr.String())
 	}
-	frames, _ := catCounts(t, cat.stderr.String())
+	frames, _ := catCounts(t, cat.Stderr.String())
 	got, err := os.ReadFile(outPath)
 	if err != nil {
 		t.Fatal(err)
@@ -263,9 +230,9 @@ func TestCaptureY4MOnAnFD(t *testing.T) {
 	}
 	defer f.Close()
 	capt := newTool(bin, "capture", "--name", "y4m", "--source", "fd:3", "--fps", "0", "--dir", dir)
-	capt.cmd.ExtraFiles = []*os.File{f}
-	capt.start(t).wait(t, 30*time.Second)
-	se := capt.stderr.String()
+	capt.Cmd.ExtraFiles = []*os.File{f}
+	capt.start(t).waitOK(t, 30*time.Second)
+	se := capt.Stderr.String()
 	// --fps 0 asks for as fast as possible: the format says no rate.
 	if !strings.Contains(se, `format="96x64 GREY"`) {
 		t.Errorf("the bus does not have the stream's size and format:\n%s", se)
@@ -276,14 +243,14 @@ func TestCaptureY4MOnAnFD(t *testing.T) {
 	// At the stream's own rate when --fps is not given.
 	f.Seek(0, io.SeekStart)
 	capt = newTool(bin, "capture", "--name", "y4m", "--source", "fd:3", "--dir", dir)
-	capt.cmd.ExtraFiles = []*os.File{f}
+	capt.Cmd.ExtraFiles = []*os.File{f}
 	start := time.Now()
-	capt.start(t).wait(t, 30*time.Second)
+	capt.start(t).waitOK(t, 30*time.Second)
 	if el := time.Since(start); el < time.Second { // 12 frames at 10 fps: 1.1 s at least
 		t.Errorf("12 frames at the stream's 10 fps took %v", el)
 	}
-	if !strings.Contains(capt.stderr.String(), `format="96x64 GREY @ 10 fps"`) {
-		t.Errorf("capture log:\n%s", capt.stderr.String())
+	if !strings.Contains(capt.Stderr.String(), `format="96x64 GREY @ 10 fps"`) {
+		t.Errorf("capture log:\n%s", capt.Stderr.String())
 	}
 }
 
@@ -315,15 +282,15 @@ func TestCaptureStdinBadInput(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			capt := newTool(bin, append([]string{"capture", "--name", "bad", "--source", "stdin", "--fps", "0", "--dir", dir}, c.args...)...)
-			capt.cmd.Stdin = bytes.NewReader(c.stdin)
-			code := capt.start(t).waitCode(t, 20*time.Second)
-			lines := strings.Split(strings.TrimSpace(capt.stderr.String()), "\n")
+			capt.Cmd.Stdin = bytes.NewReader(c.stdin)
+			code := capt.start(t).Wait(t, 20*time.Second)
+			lines := strings.Split(strings.TrimSpace(capt.Stderr.String()), "\n")
 			last := lines[len(lines)-1]
 			if code != c.code || !strings.Contains(last, c.want) || !strings.HasPrefix(last, "framebus capture: ") {
 				t.Errorf("exit %d (want %d), last line %q, want it to say %q", code, c.code, last, c.want)
 			}
 			if code == 2 && len(lines) != 1 {
-				t.Errorf("a usage error printed more than its line:\n%s", capt.stderr.String())
+				t.Errorf("a usage error printed more than its line:\n%s", capt.Stderr.String())
 			}
 			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 				t.Errorf("left %d files in the bus directory", len(ents))
@@ -333,8 +300,8 @@ func TestCaptureStdinBadInput(t *testing.T) {
 	for _, args := range [][]string{{"--source", "fd:9"}, {"--source", "fd:x"}, {"--source", "fd:1"}, {"--source", "stdin:y4m"}} {
 		dir := t.TempDir()
 		r := run(t, append([]string{"capture", "--name", "bad", "--dir", dir}, args...)...)
-		if r.code != 2 || strings.Count(r.stderr, "\n") != 1 {
-			t.Errorf("%q: exit %d, %q", args, r.code, r.stderr)
+		if r.Code != 2 || strings.Count(r.Stderr, "\n") != 1 {
+			t.Errorf("%q: exit %d, %q", args, r.Code, r.Stderr)
 		}
 	}
 }
@@ -355,15 +322,15 @@ func TestCatBadInput(t *testing.T) {
 		{[]string{"cat", "nobus", "--raw", "--timeout", "0"}, 1, `no bus "nobus"`},
 	} {
 		r := run(t, append(c.args, "--dir", dir)...)
-		if r.code != c.code || !strings.Contains(r.stderr, c.want) || r.stdout != "" {
-			t.Errorf("%q: exit %d, stdout %d bytes, stderr %q", c.args, r.code, len(r.stdout), r.stderr)
+		if r.Code != c.code || !strings.Contains(r.Stderr, c.want) || r.Stdout != "" {
+			t.Errorf("%q: exit %d, stdout %d bytes, stderr %q", c.args, r.Code, len(r.Stdout), r.Stderr)
 		}
 	}
 
 	// A format change: the frames before it, then an error.
 	cat := newTool(bin, "cat", "change", "--raw", "--dir", dir, "--timeout", "20s")
-	var out syncBuffer
-	cat.cmd.Stdout = &out
+	var out testutil.Buffer
+	cat.Cmd.Stdout = &out
 	cat.start(t)
 	a, _ := framebus.Format{Width: 32, Height: 16, PixelFormat: framebus.FormatI420, FPSNum: 50, FPSDen: 1}.Complete()
 	p, err := framebus.Create("change", framebus.ProducerOptions{Format: a, Dir: dir})
@@ -371,7 +338,7 @@ func TestCatBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	waitFor(t, 10*time.Second, "cat to join", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "cat to join", func() bool {
 		s, err := framebus.Inspect("change", dir)
 		return err == nil && len(s.Consumers) == 1
 	})
@@ -380,14 +347,14 @@ func TestCatBadInput(t *testing.T) {
 		p.Publish(frame, framebus.Meta{})
 		time.Sleep(20 * time.Millisecond)
 	}
-	waitFor(t, 10*time.Second, "cat to write the 5 frames", func() bool { return len(out.String()) == 5*int(a.FrameSize) })
+	testutil.WaitFor(t, 10*time.Second, "cat to write the 5 frames", func() bool { return len(out.String()) == 5*int(a.FrameSize) })
 	b, _ := framebus.Format{Width: 64, Height: 32, PixelFormat: framebus.FormatI420, FPSNum: 50, FPSDen: 1}.Complete()
 	if err := p.Reconfigure(b); err != nil {
 		t.Fatal(err)
 	}
 	p.Publish(make([]byte, b.FrameSize), framebus.Meta{})
-	if code := cat.waitCode(t, 15*time.Second); code != 1 || !strings.Contains(cat.stderr.String(), "changed format from 32x16") {
-		t.Errorf("cat at a format change: exit %d:\n%s", code, cat.stderr.String())
+	if code := cat.Wait(t, 15*time.Second); code != 1 || !strings.Contains(cat.Stderr.String(), "changed format from 32x16") {
+		t.Errorf("cat at a format change: exit %d:\n%s", code, cat.Stderr.String())
 	}
 	if len(out.String()) != 5*int(a.FrameSize) {
 		t.Errorf("cat wrote %d bytes, want the 5 frames of the old format", len(out.String()))
@@ -399,7 +366,7 @@ func TestCatReaderGoesAway(t *testing.T) {
 	dir := t.TempDir()
 	startCapture(t, dir, "cam")
 	cat := newTool(bin, "cat", "cam", "--raw", "--dir", dir)
-	r, err := cat.cmd.StdoutPipe()
+	r, err := cat.Cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,8 +376,8 @@ func TestCatReaderGoesAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
-	if code := cat.waitCode(t, 10*time.Second); code != 0 || !strings.Contains(cat.stderr.String(), `why="the reader closed the pipe"`) {
-		t.Errorf("exit %d:\n%s", code, cat.stderr.String())
+	if code := cat.Wait(t, 10*time.Second); code != 0 || !strings.Contains(cat.Stderr.String(), `why="the reader closed the pipe"`) {
+		t.Errorf("exit %d:\n%s", code, cat.Stderr.String())
 	}
 }
 
@@ -425,9 +392,9 @@ func TestCaptureStdinLargeFrames(t *testing.T) {
 	dir := t.TempDir()
 	const frame = 1920 * 1080 * 4
 	capt := newTool(bin, "capture", "--name", "big", "--source", "stdin", "--size", "1920x1080", "--fps", "0", "--dir", dir)
-	capt.cmd.Stdin = io.LimitReader(zeros{}, 20*frame)
-	capt.start(t).wait(t, 60*time.Second)
-	if m := closedSeq.FindStringSubmatch(capt.stderr.String()); m == nil || m[1] != "20" {
-		t.Errorf("20 frames of 1080p RGBA on stdin:\n%s", capt.stderr.String())
+	capt.Cmd.Stdin = io.LimitReader(zeros{}, 20*frame)
+	capt.start(t).waitOK(t, 60*time.Second)
+	if m := closedSeq.FindStringSubmatch(capt.Stderr.String()); m == nil || m[1] != "20" {
+		t.Errorf("20 frames of 1080p RGBA on stdin:\n%s", capt.Stderr.String())
 	}
 }

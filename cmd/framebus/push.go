@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/viewer"
 )
@@ -81,6 +83,7 @@ type pushOpts struct {
 }
 
 func (o *pushOpts) run(ctx context.Context, args []string) error {
+	log := zerolog.Ctx(ctx)
 	name, err := oneName(args)
 	if err != nil {
 		return err
@@ -114,7 +117,7 @@ func (o *pushOpts) run(ctx context.Context, args []string) error {
 	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
 	log.Info().Str("bus", name).Str("url", o.url).Bool("token", token != "").Msg("push: sending the bus over WHIP")
-	err = viewer.Push(ctx, name, viewer.PushOptions{Dir: o.dir, Timeout: o.timeout, URL: o.url, Token: token, Retries: o.retries, WebRTC: wo, Log: &log})
+	err = viewer.Push(ctx, name, viewer.PushOptions{Dir: o.dir, Timeout: o.timeout, URL: o.url, Token: token, Retries: o.retries, WebRTC: wo, Log: cli.Slog(log)})
 	var pe *viewer.PushError
 	if errors.As(err, &pe) {
 		return err

@@ -21,6 +21,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 
+	"github.com/framebus/framebus/internal/testutil"
 	"github.com/framebus/framebus/internal/vpx"
 )
 
@@ -72,19 +73,19 @@ func startJanus(t *testing.T) *janus {
 	os.Symlink(filepath.Join(sws, "node_modules"), filepath.Join(j.sws, "node_modules"))
 	j.startJanus()
 	j.front = startProg(t, nil, "node", filepath.Join(j.sws, "server.js"))
-	waitFor(t, 20*time.Second, "simple-whip-server", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "simple-whip-server", func() bool {
 		resp, err := http.Get(j.whipURL("/endpoints"))
 		if err == nil {
 			resp.Body.Close()
 		}
-		return err == nil && resp.StatusCode == 200 && strings.Contains(j.front.stdout.String()+j.front.stderr.String(), "Janus OK")
+		return err == nil && resp.StatusCode == 200 && strings.Contains(j.front.Stdout.String()+j.front.Stderr.String(), "Janus OK")
 	})
 	return j
 }
 
 func (j *janus) startJanus() {
 	j.proc = startProg(j.t, nil, "janus", "-F", j.cfg, "-C", filepath.Join(j.cfg, "janus.jcfg"))
-	waitFor(j.t, 20*time.Second, "Janus's HTTP API", func() bool {
+	testutil.WaitFor(j.t, 20*time.Second, "Janus's HTTP API", func() bool {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/janus/info", j.http))
 		if err == nil {
 			resp.Body.Close()
@@ -223,9 +224,9 @@ func TestPushThroughJanus(t *testing.T) {
 	resp.Body.Close()
 	dir := t.TempDir()
 	startLive(t, nil, "capture", "--name", "src", "--source", "pattern", "--size", "1280x720", "--fps", "30", "--dir", dir)
-	waitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "src")) })
+	testutil.WaitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "src")) })
 	push := startLive(t, []string{"FRAMEBUS_WHIP_TOKEN=" + token}, "push", "src", "--whip", j.whipURL("/endpoint/cam"), "--dir", dir)
-	waitFor(t, 20*time.Second, "frames through Janus", func() bool { return sink.decoded.Load() > 10 })
+	testutil.WaitFor(t, 20*time.Second, "frames through Janus", func() bool { return sink.decoded.Load() > 10 })
 	if !j.endpoints()["cam"] {
 		t.Errorf("simple-whip-server does not show the endpoint enabled")
 	}
@@ -238,27 +239,27 @@ func TestPushThroughJanus(t *testing.T) {
 	}
 
 	// Janus dies and comes back (its rooms with it: made again).
-	j.proc.signal(t, syscall.SIGKILL)
-	j.proc.wait(t, 5*time.Second)
+	j.proc.Signal(t, syscall.SIGKILL)
+	j.proc.Wait(t, 5*time.Second)
 	down := time.Now()
 	time.Sleep(time.Second)
 	j.startJanus()
 	j.room(4242)
 	n1 := sink.decoded.Load()
-	waitFor(t, 45*time.Second, "frames through the restarted Janus", func() bool { return sink.decoded.Load() > n1+30 })
+	testutil.WaitFor(t, 45*time.Second, "frames through the restarted Janus", func() bool { return sink.decoded.Load() > n1+30 })
 	t.Logf("frames again %v after Janus was killed", time.Since(down).Round(100*time.Millisecond))
-	if s := push.stderr.String(); !strings.Contains(s, "session=2") {
+	if s := push.Stderr.String(); !strings.Contains(s, "session=2") {
 		t.Errorf("push did not make a second session:\n%s", s)
 	}
 
-	push.signal(t, syscall.SIGINT)
-	if code := push.wait(t, 10*time.Second); code != 0 {
-		t.Errorf("push exit %d:\n%s", code, push.stderr.String())
+	push.Signal(t, syscall.SIGINT)
+	if code := push.Wait(t, 10*time.Second); code != 0 {
+		t.Errorf("push exit %d:\n%s", code, push.Stderr.String())
 	}
 	if j.endpoints()["cam"] {
 		t.Errorf("the endpoint is still enabled after push ended")
 	}
-	if strings.Contains(push.stderr.String(), token) {
+	if strings.Contains(push.Stderr.String(), token) {
 		t.Errorf("the token is in push's log")
 	}
 }

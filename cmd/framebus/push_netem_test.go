@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // push over an impaired link: the far framebus (capture --source whip:)
@@ -52,9 +54,9 @@ func TestPushOverImpairedLink(t *testing.T) {
 	startLive(t, nil, "capture", "--name", "src", "--source", "pattern", "--size", "640x360", "--fps", "30", "--dir", dir)
 	far := startProg(t, nil, "ip", "netns", "exec", ns, bin, "capture", "--name", "far", "--source", "whip:"+sub+".2:8090",
 		"--size", "640x360", "--fps", "30", "--format", "I420", "--dir", dir)
-	waitFor(t, 15*time.Second, "the far bus", func() bool { return exists(segment(dir, "far")) })
+	testutil.WaitFor(t, 15*time.Second, "the far bus", func() bool { return exists(segment(dir, "far")) })
 	push := startLive(t, nil, "push", "src", "--whip", "http://"+sub+".2:8090/whip", "--dir", dir)
-	waitFor(t, 30*time.Second, "push connected", func() bool { return strings.Contains(push.stderr.String(), "push: connected") })
+	testutil.WaitFor(t, 30*time.Second, "push connected", func() bool { return strings.Contains(push.Stderr.String(), "push: connected") })
 	r := readFar(t, dir, "far", 12*time.Second)
 	t.Logf("far bus over 40 ms and 5%% loss: %v", r)
 	if fps := r.fps(); fps < 20 {
@@ -62,16 +64,16 @@ func TestPushOverImpairedLink(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	targets := map[int]bool{}
-	for _, m := range regexp.MustCompile(`push progress .*target_bitrate=(\d+)`).FindAllStringSubmatch(push.stderr.String(), -1) {
+	for _, m := range regexp.MustCompile(`push progress .*target_bitrate=(\d+)`).FindAllStringSubmatch(push.Stderr.String(), -1) {
 		v, _ := strconv.Atoi(m[1])
 		targets[v] = true
 	}
-	t.Logf("push's progress:\n%s", grepLines(push.stderr.String(), "push progress"))
+	t.Logf("push's progress:\n%s", grepLines(push.Stderr.String(), "push progress"))
 	if len(targets) < 2 {
 		t.Errorf("the target bitrate did not move: %v", targets)
 	}
-	if !far.running() {
-		t.Errorf("the far capture ended: %s", far.stderr.String())
+	if !far.Running() {
+		t.Errorf("the far capture ended: %s", far.Stderr.String())
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // bus -> framebus push -> WHIP -> framebus capture --source whip: -> bus,
@@ -30,7 +31,7 @@ func TestPushToWHIP(t *testing.T) {
 	port := fmt.Sprint(freePort(t))
 	farArgs := []string{"capture", "--name", "far", "--source", "whip:127.0.0.1:" + port, "--size", "1280x720", "--fps", "30", "--format", "I420", "--dir", dir}
 	far := startLive(t, nil, farArgs...)
-	waitFor(t, 15*time.Second, "the far bus", func() bool { return exists(segment(dir, "far")) })
+	testutil.WaitFor(t, 15*time.Second, "the far bus", func() bool { return exists(segment(dir, "far")) })
 	push := startLive(t, nil, "push", "src", "--whip", "http://127.0.0.1:"+port+"/whip", "--dir", dir)
 	r := readFar(t, dir, "far", 6*time.Second)
 	t.Logf("far bus: %v", r)
@@ -41,36 +42,36 @@ func TestPushToWHIP(t *testing.T) {
 		t.Errorf("capture to wake p50 %.1f ms, p99 %.1f ms: the capture time did not cross", p50, p99)
 	}
 	res := run(t, "tail", "far", "--json", "--duration", "2s", "--dir", dir)
-	if n := strings.Count(res.stdout, `"capture_to_wake_us"`); n < 30 {
+	if n := strings.Count(res.Stdout, `"capture_to_wake_us"`); n < 30 {
 		t.Errorf("tail on the far bus: %d lines", n)
 	}
 
 	// The far end dies and comes back.
-	far.signal(t, syscall.SIGKILL)
-	far.wait(t, 5*time.Second)
+	far.Signal(t, syscall.SIGKILL)
+	far.Wait(t, 5*time.Second)
 	t0 := time.Now()
 	time.Sleep(time.Second)
 	far = startLive(t, nil, farArgs...)
-	waitFor(t, 30*time.Second, "push's second session", func() bool {
-		return strings.Contains(push.stderr.String(), "session=2")
+	testutil.WaitFor(t, 30*time.Second, "push's second session", func() bool {
+		return strings.Contains(push.Stderr.String(), "session=2")
 	})
 	r = readFar(t, dir, "far", 3*time.Second)
 	t.Logf("after the far end came back (%v): %v", time.Since(t0).Round(100*time.Millisecond), r)
 	if r.frames < 30 {
 		t.Errorf("%d frames after the far end came back", r.frames)
 	}
-	if !strings.Contains(push.stderr.String(), "push: the WHIP session ended; reconnecting") {
-		t.Errorf("push did not say it reconnects:\n%s", push.stderr.String())
+	if !strings.Contains(push.Stderr.String(), "push: the WHIP session ended; reconnecting") {
+		t.Errorf("push did not say it reconnects:\n%s", push.Stderr.String())
 	}
-	push.signal(t, syscall.SIGINT)
-	if code := push.wait(t, 10*time.Second); code != 0 {
+	push.Signal(t, syscall.SIGINT)
+	if code := push.Wait(t, 10*time.Second); code != 0 {
 		t.Errorf("push exit %d", code)
 	}
-	if s := push.stderr.String(); !strings.Contains(s, "the WHIP session is deleted") || strings.Contains(s, "delete=") {
+	if s := push.Stderr.String(); !strings.Contains(s, "the WHIP session is deleted") || strings.Contains(s, "delete=") {
 		t.Errorf("push's end:\n%s", s)
 	}
-	if !far.running() {
-		t.Errorf("the far capture ended: %s", far.stderr.String())
+	if !far.Running() {
+		t.Errorf("the far capture ended: %s", far.Stderr.String())
 	}
 }
 
@@ -82,11 +83,11 @@ func TestWHEPReconnects(t *testing.T) {
 	needWebRTC(t)
 	dir := t.TempDir()
 	startLive(t, nil, "capture", "--name", "src", "--source", "pattern", "--size", "640x480", "--fps", "30", "--dir", dir)
-	waitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "src")) })
+	testutil.WaitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "src")) })
 	port := fmt.Sprint(freePort(t))
 	viewArgs := []string{"view", "src", "--http", "127.0.0.1:" + port, "--dir", dir}
 	view := startLive(t, nil, viewArgs...)
-	waitFor(t, 15*time.Second, "the preview", func() bool { return strings.Contains(view.stdout.String(), "http://") })
+	testutil.WaitFor(t, 15*time.Second, "the preview", func() bool { return strings.Contains(view.Stdout.String(), "http://") })
 	far := startLive(t, nil, "capture", "--name", "far", "--source", "whep:http://127.0.0.1:"+port+"/whep", "--format", "I420", "--dir", dir)
 
 	c, err := framebus.Open("far", framebus.ConsumerOptions{Dir: dir, Wait: 20 * time.Second})
@@ -113,14 +114,14 @@ func TestWHEPReconnects(t *testing.T) {
 			frames.Add(1)
 		}
 	}()
-	waitFor(t, 15*time.Second, "frames on the far bus", func() bool { return frames.Load() > 30 })
-	view.signal(t, syscall.SIGKILL)
-	view.wait(t, 5*time.Second)
+	testutil.WaitFor(t, 15*time.Second, "frames on the far bus", func() bool { return frames.Load() > 30 })
+	view.Signal(t, syscall.SIGKILL)
+	view.Wait(t, 5*time.Second)
 	down := time.Now()
 	time.Sleep(2 * time.Second)
 	view = startLive(t, nil, viewArgs...)
 	before := frames.Load()
-	waitFor(t, 30*time.Second, "frames again on the far bus", func() bool { return frames.Load() > before+30 })
+	testutil.WaitFor(t, 30*time.Second, "frames again on the far bus", func() bool { return frames.Load() > before+30 })
 	t.Logf("frames again %v after the server was killed", time.Since(down).Round(100*time.Millisecond))
 	cancel()
 	<-done
@@ -132,15 +133,15 @@ func TestWHEPReconnects(t *testing.T) {
 	if n != 1 {
 		t.Errorf("the far bus changed generation (%d generations)", n)
 	}
-	if !far.running() {
-		t.Fatalf("the whep: capture ended: %s", far.stderr.String())
+	if !far.Running() {
+		t.Fatalf("the whep: capture ended: %s", far.Stderr.String())
 	}
-	s := far.stderr.String()
+	s := far.Stderr.String()
 	if !strings.Contains(s, "reconnecting") || !strings.Contains(s, "the stream is back as 640x480") {
 		t.Errorf("the capture's log:\n%s", s)
 	}
-	waitFor(t, 8*time.Second, "a progress line with source_reconnects=1", func() bool {
-		return strings.Contains(far.stderr.String(), "source_reconnects=1")
+	testutil.WaitFor(t, 8*time.Second, "a progress line with source_reconnects=1", func() bool {
+		return strings.Contains(far.Stderr.String(), "source_reconnects=1")
 	})
 }
 
@@ -190,9 +191,9 @@ func TestPushRefusals(t *testing.T) {
 	for _, c := range cases {
 		t0 := time.Now()
 		p := startLive(t, env, append([]string{"push", "src", "--whip", srv.URL + c.path, "--dir", dir}, c.extra...)...)
-		code := p.wait(t, 30*time.Second)
+		code := p.Wait(t, 30*time.Second)
 		took := time.Since(t0)
-		s := p.stderr.String()
+		s := p.Stderr.String()
 		mu.Lock()
 		h := hits[c.path]
 		mu.Unlock()
@@ -220,8 +221,8 @@ func TestPushRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startLive(t, nil, "push", "src", "--whip", srv.URL+"/401", "--token-file", tf, "--dir", dir)
-	if code := p.wait(t, 30*time.Second); code != 1 || strings.Contains(p.stderr.String(), "from-file-token") {
-		t.Errorf("--token-file: exit %d:\n%s", code, p.stderr.String())
+	if code := p.Wait(t, 30*time.Second); code != 1 || strings.Contains(p.Stderr.String(), "from-file-token") {
+		t.Errorf("--token-file: exit %d:\n%s", code, p.Stderr.String())
 	}
 	mu.Lock()
 	if last := auths[len(auths)-1]; last != "Bearer from-file-token" {
@@ -230,8 +231,8 @@ func TestPushRefusals(t *testing.T) {
 	mu.Unlock()
 	// Usage errors: exit 2.
 	for _, args := range [][]string{{"push", "src"}, {"push", "src", "--whip", "ftp://x"}, {"push", "src", "--whip", srv.URL, "--token-file", dir + "/none"}} {
-		if res := run(t, args...); res.code != 2 {
-			t.Errorf("%q: exit %d, want 2:\n%s", args, res.code, res.stderr)
+		if res := run(t, args...); res.Code != 2 {
+			t.Errorf("%q: exit %d, want 2:\n%s", args, res.Code, res.Stderr)
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/viewer"
+
+	"github.com/rs/zerolog"
 )
 
 var recordCmd = &cli.Command{
@@ -69,6 +71,7 @@ type recordOpts struct {
 }
 
 func (o *recordOpts) run(ctx context.Context, args []string) error {
+	log := zerolog.Ctx(ctx)
 	name, err := oneName(args)
 	if err != nil {
 		return err
@@ -81,7 +84,7 @@ func (o *recordOpts) run(ctx context.Context, args []string) error {
 	}
 	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
-	sum, err := viewer.Record(ctx, name, viewer.RecordOptions{Dir: o.dir, Timeout: o.timeout, Out: o.out, FPS: o.fps, Lossless: o.lossless, Spin: o.spin.D, Log: &log})
+	sum, err := viewer.Record(ctx, name, viewer.RecordOptions{Dir: o.dir, Timeout: o.timeout, Out: o.out, FPS: o.fps, Lossless: o.lossless, Spin: o.spin.D, Log: cli.Slog(log)})
 	switch {
 	case sum.Frames > 0 && sum.Lossless:
 		fmt.Fprintf(stdout, "recorded %d frames (%d dropped) to %s: lossless %s, %s", sum.Frames, sum.Dropped, sum.Path, sum.Format, cli.Bytes(uint64(sum.Bytes)))

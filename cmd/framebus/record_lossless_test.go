@@ -18,6 +18,8 @@ import (
 
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/recording"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 var recordedLossless = regexp.MustCompile(`^recorded (\d+) frames \((\d+) dropped\) to (.+): lossless (.+), ([\d.]+ [KMG]?i?B)(, (\d) formats)?\n$`)
@@ -54,6 +56,25 @@ func publishFrames(t *testing.T, p *framebus.Producer, f framebus.Format, n int,
 	}
 }
 
+// waitGrown waits until the one file that pattern matches has grown by more
+// than n bytes from its size now: the recorder wrote frames.
+func waitGrown(t *testing.T, pattern string, n int64) {
+	t.Helper()
+	size := func() int64 {
+		m, _ := filepath.Glob(pattern)
+		if len(m) != 1 {
+			return -1
+		}
+		st, err := os.Stat(m[0])
+		if err != nil {
+			return -1
+		}
+		return st.Size()
+	}
+	from := max(size(), 0)
+	testutil.WaitFor(t, 15*time.Second, fmt.Sprintf("%s to grow by %d bytes", pattern, n), func() bool { return size() > from+n })
+}
+
 // readRecording reads every frame of a recording.
 func readRecording(t *testing.T, path string) ([]recording.Frame, *recording.Reader, error) {
 	t.Helper()
@@ -82,7 +103,7 @@ func readRecording(t *testing.T, path string) ([]recording.Frame, *recording.Rea
 
 func waitConsumers(t *testing.T, dir, name string, n int) {
 	t.Helper()
-	waitFor(t, 15*time.Second, fmt.Sprintf("%d consumers on %s", n, name), func() bool {
+	testutil.WaitFor(t, 15*time.Second, fmt.Sprintf("%d consumers on %s", n, name), func() bool {
 		s, err := framebus.Inspect(name, dir)
 		return err == nil && len(s.Consumers) == n
 	})
@@ -109,12 +130,12 @@ func TestRecordLosslessAndReplay(t *testing.T) {
 	}
 	publishFrames(t, p, b, 15, 20*time.Millisecond, sent)
 	p.Close()
-	if code := rec.wait(t, 20*time.Second); code != 0 {
-		t.Fatalf("record exit %d:\n%s", code, rec.stderr.String())
+	if code := rec.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("record exit %d:\n%s", code, rec.Stderr.String())
 	}
-	m := recordedLossless.FindStringSubmatch(rec.stdout.String())
+	m := recordedLossless.FindStringSubmatch(rec.Stdout.String())
 	if m == nil || m[3] != out || m[4] != "64x48 I420 (YU12) @ 50 fps" || m[7] != "2" {
-		t.Fatalf("record printed %q", rec.stdout.String())
+		t.Fatalf("record printed %q", rec.Stdout.String())
 	}
 	n, _ := strconv.Atoi(m[1])
 	dropped, _ := strconv.Atoi(m[2])
@@ -169,8 +190,8 @@ func TestRecordLosslessAndReplay(t *testing.T) {
 
 	// As fast as possible: every frame.
 	capt := run(t, "capture", "--name", "again", "--source", "replay:"+out, "--fps", "0", "--dir", dir)
-	if mm := closedSeq.FindStringSubmatch(capt.stderr); capt.code != 0 || mm == nil || mm[1] != strconv.Itoa(n) || !strings.Contains(capt.stderr, "the source changed format") {
-		t.Errorf("replay --fps 0: exit %d:\n%s", capt.code, capt.stderr)
+	if mm := closedSeq.FindStringSubmatch(capt.Stderr); capt.Code != 0 || mm == nil || mm[1] != strconv.Itoa(n) || !strings.Contains(capt.Stderr, "the source changed format") {
+		t.Errorf("replay --fps 0: exit %d:\n%s", capt.Code, capt.Stderr)
 	}
 
 	// At the recorded pace, to a consumer that checks every frame.
@@ -224,8 +245,8 @@ func TestRecordLosslessAndReplay(t *testing.T) {
 	capt = run(t, "capture", "--name", "paced", "--source", "replay:"+out, "--dir", dir)
 	took := time.Since(began)
 	g := <-res
-	if capt.code != 0 || g.err != nil || g.n < n-3 {
-		t.Errorf("replay at the recorded pace: exit %d, the consumer got %d of %d frames: %v\n%s", capt.code, g.n, n, g.err, capt.stderr)
+	if capt.Code != 0 || g.err != nil || g.n < n-3 {
+		t.Errorf("replay at the recorded pace: exit %d, the consumer got %d of %d frames: %v\n%s", capt.Code, g.n, n, g.err, capt.Stderr)
 	}
 	if took < span-50*time.Millisecond { // never early; a loaded machine may be late
 		t.Errorf("the replay took %v, the recording spans %v", took, span)
@@ -233,8 +254,8 @@ func TestRecordLosslessAndReplay(t *testing.T) {
 
 	// --loop goes on past the end.
 	capt = run(t, "capture", "--name", "loop", "--source", "replay:"+out, "--fps", "0", "--loop", "--duration", "1s", "--dir", dir)
-	if mm := closedSeq.FindStringSubmatch(capt.stderr); capt.code != 0 || mm == nil {
-		t.Errorf("replay --loop: exit %d:\n%s", capt.code, capt.stderr)
+	if mm := closedSeq.FindStringSubmatch(capt.Stderr); capt.Code != 0 || mm == nil {
+		t.Errorf("replay --loop: exit %d:\n%s", capt.Code, capt.Stderr)
 	} else if k, _ := strconv.Atoi(mm[1]); k <= n {
 		t.Errorf("replay --loop published %d frames in 1 s, the recording has %d", k, n)
 	}
@@ -252,14 +273,14 @@ func TestRecordTemporaryFile(t *testing.T) {
 		return m
 	}
 	rec := start(t, "record", "cam", "--out", out, "--lossless", "--dir", dir)
-	waitFor(t, 15*time.Second, "the temporary file", func() bool { return len(partials()) == 1 })
+	testutil.WaitFor(t, 15*time.Second, "the temporary file", func() bool { return len(partials()) == 1 })
 	if exists(out) {
 		t.Fatalf("%s exists while the recording runs", out)
 	}
-	time.Sleep(300 * time.Millisecond)
-	rec.signal(t, syscall.SIGHUP)
-	if code := rec.wait(t, 15*time.Second); code != 0 || !exists(out) || len(partials()) != 0 {
-		t.Fatalf("after SIGHUP: exit %d, %s exists %v, temporary %v\n%s", code, out, exists(out), partials(), rec.stderr.String())
+	waitGrown(t, filepath.Join(outDir, "cam.partial-*.mkv"), 3*64*48*4) // a few frames recorded
+	rec.Signal(t, syscall.SIGHUP)
+	if code := rec.Wait(t, 15*time.Second); code != 0 || !exists(out) || len(partials()) != 0 {
+		t.Fatalf("after SIGHUP: exit %d, %s exists %v, temporary %v\n%s", code, out, exists(out), partials(), rec.Stderr.String())
 	}
 	if _, r, err := readRecording(t, out); err != nil {
 		t.Fatal(err)
@@ -269,10 +290,10 @@ func TestRecordTemporaryFile(t *testing.T) {
 
 	os.Remove(out)
 	rec = start(t, "record", "cam", "--out", out, "--lossless", "--dir", dir)
-	waitFor(t, 15*time.Second, "the temporary file", func() bool { return len(partials()) == 1 })
-	time.Sleep(500 * time.Millisecond)
-	rec.signal(t, syscall.SIGKILL)
-	rec.wait(t, 10*time.Second)
+	testutil.WaitFor(t, 15*time.Second, "the temporary file", func() bool { return len(partials()) == 1 })
+	waitGrown(t, filepath.Join(outDir, "cam.partial-*.mkv"), 3*64*48*4)
+	rec.Signal(t, syscall.SIGKILL)
+	rec.Wait(t, 10*time.Second)
 	if exists(out) || len(partials()) != 1 {
 		t.Fatalf("after SIGKILL: %s exists %v, temporary %v", out, exists(out), partials())
 	}
@@ -286,14 +307,14 @@ func TestRecordTemporaryFile(t *testing.T) {
 		t.Errorf("the killed recording has an end mark")
 	}
 	capt := run(t, "capture", "--name", "again", "--source", "replay:"+part, "--fps", "0", "--dir", dir)
-	mm := closedSeq.FindStringSubmatch(capt.stderr)
+	mm := closedSeq.FindStringSubmatch(capt.Stderr)
 	switch {
 	case mm == nil || mm[1] != strconv.Itoa(len(frames)):
-		t.Errorf("replay of the killed recording (%d whole frames):\n%s", len(frames), capt.stderr)
-	case te != nil && (capt.code != 1 || !strings.Contains(capt.stderr, "cut short")):
-		t.Errorf("replay of a recording cut inside a frame: exit %d\n%s", capt.code, capt.stderr)
-	case te == nil && (capt.code != 0 || !strings.Contains(capt.stderr, "no end mark")):
-		t.Errorf("replay of a recording cut between frames: exit %d\n%s", capt.code, capt.stderr)
+		t.Errorf("replay of the killed recording (%d whole frames):\n%s", len(frames), capt.Stderr)
+	case te != nil && (capt.Code != 1 || !strings.Contains(capt.Stderr, "cut short")):
+		t.Errorf("replay of a recording cut inside a frame: exit %d\n%s", capt.Code, capt.Stderr)
+	case te == nil && (capt.Code != 0 || !strings.Contains(capt.Stderr, "no end mark")):
+		t.Errorf("replay of a recording cut between frames: exit %d\n%s", capt.Code, capt.Stderr)
 	}
 }
 
@@ -363,8 +384,8 @@ ls -A "$small" > "$keep/ls"; cp "$small"/* "$keep"/ 2>/dev/null; exit $rc`
 					t.Errorf("the partial recording reads %d frames (%v), the error says %s", len(frames), err, m[1])
 				}
 				capt := run(t, "capture", "--name", "again", "--source", "replay:"+part, "--fps", "0", "--dir", t.TempDir())
-				if mm := closedSeq.FindStringSubmatch(capt.stderr); capt.code != 0 || mm == nil || mm[1] != m[1] {
-					t.Errorf("replay of the partial recording: exit %d\n%s", capt.code, capt.stderr)
+				if mm := closedSeq.FindStringSubmatch(capt.Stderr); capt.Code != 0 || mm == nil || mm[1] != m[1] {
+					t.Errorf("replay of the partial recording: exit %d\n%s", capt.Code, capt.Stderr)
 				}
 			}
 			if _, err := exec.LookPath("ffprobe"); err == nil {
@@ -391,8 +412,8 @@ func TestReplayBadInput(t *testing.T) {
 		{"", "use replay:FILE"},
 	} {
 		r := run(t, "capture", "--name", "r", "--source", "replay:"+c.file, "--dir", t.TempDir())
-		if r.code != 2 || !strings.Contains(r.stderr, c.want) || strings.Count(r.stderr, "\n") != 1 {
-			t.Errorf("replay:%s: exit %d, %q", c.file, r.code, r.stderr)
+		if r.Code != 2 || !strings.Contains(r.Stderr, c.want) || strings.Count(r.Stderr, "\n") != 1 {
+			t.Errorf("replay:%s: exit %d, %q", c.file, r.Code, r.Stderr)
 		}
 	}
 
@@ -401,8 +422,8 @@ func TestReplayBadInput(t *testing.T) {
 	dir := t.TempDir()
 	rec := filepath.Join(tmp, "rec.mkv")
 	startCapture(t, dir, "cam", "--size", "64x48", "--fps", "100")
-	if r := run(t, "record", "cam", "--out", rec, "--lossless", "--duration", "1s", "--dir", dir); r.code != 0 {
-		t.Fatalf("record: %d %s", r.code, r.stderr)
+	if r := run(t, "record", "cam", "--out", rec, "--lossless", "--duration", "1s", "--dir", dir); r.Code != 0 {
+		t.Fatalf("record: %d %s", r.Code, r.Stderr)
 	}
 	frames, _, err := readRecording(t, rec)
 	if err != nil || len(frames) < 10 {
@@ -412,8 +433,8 @@ func TestReplayBadInput(t *testing.T) {
 	cut := filepath.Join(tmp, "cut.mkv")
 	os.WriteFile(cut, whole[:len(whole)-64*48*4/2], 0o600) // inside the last frame
 	r := run(t, "capture", "--name", "r", "--source", "replay:"+cut, "--fps", "0", "--dir", dir)
-	if mm := closedSeq.FindStringSubmatch(r.stderr); r.code != 1 || mm == nil || mm[1] != strconv.Itoa(len(frames)-1) || !strings.Contains(r.stderr, "is cut short") {
-		t.Errorf("a cut recording: exit %d:\n%s", r.code, r.stderr)
+	if mm := closedSeq.FindStringSubmatch(r.Stderr); r.Code != 1 || mm == nil || mm[1] != strconv.Itoa(len(frames)-1) || !strings.Contains(r.Stderr, "is cut short") {
+		t.Errorf("a cut recording: exit %d:\n%s", r.Code, r.Stderr)
 	}
 	bad := bytes.Clone(whole)
 	i := bytes.LastIndex(bad, frames[5].Data[:64]) // inside frame 5 (the pattern's first row)
@@ -427,8 +448,8 @@ func TestReplayBadInput(t *testing.T) {
 	corrupt := filepath.Join(tmp, "corrupt.mkv")
 	os.WriteFile(corrupt, bad, 0o600)
 	r = run(t, "capture", "--name", "r", "--source", "replay:"+corrupt, "--fps", "0", "--dir", dir)
-	if r.code != 1 || !strings.Contains(r.stderr, "fails its CRC-32") {
-		t.Errorf("a corrupt recording: exit %d:\n%s", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "fails its CRC-32") {
+		t.Errorf("a corrupt recording: exit %d:\n%s", r.Code, r.Stderr)
 	}
 }
 
@@ -460,17 +481,17 @@ func TestRecordLosslessHolds(t *testing.T) {
 			sent := map[uint64]published{}
 			publishFrames(t, p, fm, 40, 25*time.Millisecond, sent)
 			p.Close()
-			if code := rec.wait(t, 20*time.Second); code != 0 {
-				t.Fatalf("record exit %d:\n%s", code, rec.stderr.String())
+			if code := rec.Wait(t, 20*time.Second); code != 0 {
+				t.Fatalf("record exit %d:\n%s", code, rec.Stderr.String())
 			}
-			m := recordedLossless.FindStringSubmatch(rec.stdout.String())
+			m := recordedLossless.FindStringSubmatch(rec.Stdout.String())
 			if m == nil {
-				t.Fatalf("record printed %q", rec.stdout.String())
+				t.Fatalf("record printed %q", rec.Stdout.String())
 			}
 			n, _ := strconv.Atoi(m[1])
-			cm := recordedCopies.FindStringSubmatch(rec.stderr.String())
+			cm := recordedCopies.FindStringSubmatch(rec.Stderr.String())
 			if cm == nil {
-				t.Fatalf("no copies in the log:\n%s", rec.stderr.String())
+				t.Fatalf("no copies in the log:\n%s", rec.Stderr.String())
 			}
 			copied, _ := strconv.Atoi(cm[1])
 			frames, _ := strconv.Atoi(cm[3])
@@ -507,10 +528,12 @@ func TestRecordLosslessHolds(t *testing.T) {
 func TestRecordLosslessHoldsTruncated(t *testing.T) {
 	dir, out := t.TempDir(), filepath.Join(t.TempDir(), "rec.mkv")
 	capt := startCapture(t, dir, "ht", "--size", "1280x720", "--fps", "30", "--slots", "4")
-	waitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "ht")) })
+	testutil.WaitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "ht")) })
 	rec := start(t, "record", "ht", "--out", out, "--lossless", "--dir", dir, "--timeout", "30s")
 	waitConsumers(t, dir, "ht", 1)
-	time.Sleep(300 * time.Millisecond)
+	partial := filepath.Join(filepath.Dir(out), "rec.partial-*.mkv")
+	const frame = 1280 * 720 * 4
+	waitGrown(t, partial, 2*frame)
 	for i, size := range []int64{0, 4096, -2, -1, 4096, -2} {
 		path := segment(dir, "ht")
 		before := inode(path)
@@ -523,26 +546,26 @@ func TestRecordLosslessHoldsTruncated(t *testing.T) {
 		if err := os.Truncate(path, size); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "the new generation", func() bool {
+		testutil.WaitFor(t, 10*time.Second, "the new generation", func() bool {
 			ino := inode(path)
 			return ino != 0 && ino != before
 		})
-		if !rec.running() {
-			t.Fatalf("round %d: record ended (exit %d):\n%s", i, rec.code, rec.stderr.String())
+		if !rec.Running() {
+			t.Fatalf("round %d: record ended (exit %d):\n%s", i, rec.Code, rec.Stderr.String())
 		}
-		time.Sleep(time.Duration(150+50*i) * time.Millisecond)
+		waitGrown(t, partial, int64(1+i%3)*frame) // frames of the new generation recorded
 	}
-	time.Sleep(300 * time.Millisecond)
-	rec.signal(t, syscall.SIGTERM)
-	if code := rec.wait(t, 20*time.Second); code != 0 {
-		t.Fatalf("record exit %d:\n%s", code, rec.stderr.String())
+	waitGrown(t, partial, 2*frame)
+	rec.Signal(t, syscall.SIGTERM)
+	if code := rec.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("record exit %d:\n%s", code, rec.Stderr.String())
 	}
-	capt.signal(t, syscall.SIGTERM)
-	capt.wait(t, 20*time.Second)
-	m := recordedLossless.FindStringSubmatch(rec.stdout.String())
-	cm := recordedCopies.FindStringSubmatch(rec.stderr.String())
+	capt.Signal(t, syscall.SIGTERM)
+	capt.Wait(t, 20*time.Second)
+	m := recordedLossless.FindStringSubmatch(rec.Stdout.String())
+	cm := recordedCopies.FindStringSubmatch(rec.Stderr.String())
 	if m == nil || cm == nil {
-		t.Fatalf("record printed %q\n%s", rec.stdout.String(), rec.stderr.String())
+		t.Fatalf("record printed %q\n%s", rec.Stdout.String(), rec.Stderr.String())
 	}
 	n, _ := strconv.Atoi(m[1])
 	held, _ := strconv.Atoi(cm[4])

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"gocv.io/x/gocv"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 var recorded = regexp.MustCompile(`^recorded (\d+) frames \((\d+) dropped\) to (.+): (\d+)x(\d+) MJPEG at ([\d.]+) fps\n$`)
@@ -25,14 +27,14 @@ func TestRecord(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(t.TempDir(), "rec.avi")
 	rec := startLive(t, nil, "record", "rec", "--out", out, "--dir", dir, "--timeout", "20s")
-	time.Sleep(300 * time.Millisecond)
+	testutil.WaitFor(t, 10*time.Second, "the wait for a producer", func() bool { return strings.Contains(rec.Stderr.String(), "waiting for producer") })
 	startCapture(t, dir, "rec", "--size", "320x240", "--fps", "25", "--duration", "2s")
-	if code := rec.stop0(t, 20*time.Second); code != 0 {
-		t.Fatalf("record exit %d:\n%s", code, rec.stderr.String())
+	if code := rec.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("record exit %d:\n%s", code, rec.Stderr.String())
 	}
-	m := recorded.FindStringSubmatch(rec.stdout.String())
+	m := recorded.FindStringSubmatch(rec.Stdout.String())
 	if m == nil {
-		t.Fatalf("record printed %q", rec.stdout.String())
+		t.Fatalf("record printed %q", rec.Stdout.String())
 	}
 	written, _ := strconv.Atoi(m[1])
 	if written < 10 || // 50 published; a loaded machine records fewer, each counted
@@ -70,8 +72,8 @@ func TestRecord(t *testing.T) {
 
 	// The file plays back through capture's file: source.
 	capt := run(t, "capture", "--name", "replay", "--source", "file:"+out, "--duration", "1s", "--dir", dir)
-	if capt.code != 0 || !strings.Contains(capt.stderr, `format="320x240 RGBA (AB24) @ 25 fps"`) {
-		t.Errorf("capture --source file:%s: exit %d\n%s", out, capt.code, capt.stderr)
+	if capt.Code != 0 || !strings.Contains(capt.Stderr, `format="320x240 RGBA (AB24) @ 25 fps"`) {
+		t.Errorf("capture --source file:%s: exit %d\n%s", out, capt.Code, capt.Stderr)
 	}
 	if fi, err := os.Stat(out); err != nil || fi.Size() == 0 {
 		t.Errorf("%s: %v", out, err)

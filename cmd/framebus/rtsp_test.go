@@ -10,14 +10,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // rtspServer is testdata/rtsp_server.py: gst-rtsp-server serving a live
 // videotestsrc as RTP/JPEG on 127.0.0.1.
 type rtspServer struct {
-	cmd  *exec.Cmd
+	*testutil.Proc
 	port string
-	done chan struct{}
 }
 
 // needRTSPServer checks for Debian's python3-gi and gst-rtsp-server.
@@ -37,18 +38,12 @@ func needRTSPServer(t *testing.T) {
 // listens. Cleanup kills it by pid.
 func startRTSP(t *testing.T, port string, w, h, fps int) *rtspServer {
 	t.Helper()
-	s := &rtspServer{cmd: exec.Command("/usr/bin/python3", "../../testdata/rtsp_server.py", port, fmt.Sprint(w), fmt.Sprint(h), fmt.Sprint(fps)), done: make(chan struct{})}
-	out, err := s.cmd.StdoutPipe()
+	cmd := exec.Command("/usr/bin/python3", "../../testdata/rtsp_server.py", port, fmt.Sprint(w), fmt.Sprint(h), fmt.Sprint(fps))
+	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var se syncBuffer
-	s.cmd.Stderr = &se
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(s.kill)
+	s := &rtspServer{Proc: testutil.Start(t, cmd)}
 	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -60,22 +55,12 @@ func startRTSP(t *testing.T, port string, w, h, fps int) *rtspServer {
 	}()
 	select {
 	case s.port = <-ready:
-	case <-s.done:
-		t.Fatalf("the RTSP server ended:\n%s", se.String())
+	case <-s.Done():
+		t.Fatalf("the RTSP server ended:\n%s", s.Stderr.String())
 	case <-time.After(20 * time.Second):
-		t.Fatalf("the RTSP server did not start within 20 s:\n%s", se.String())
+		t.Fatalf("the RTSP server did not start within 20 s:\n%s", s.Stderr.String())
 	}
 	return s
-}
-
-// kill ends the server at once (the camera drops).
-func (s *rtspServer) kill() {
-	select {
-	case <-s.done:
-	default:
-		s.cmd.Process.Signal(syscall.SIGKILL)
-		<-s.done
-	}
 }
 
 type busStat struct {
@@ -92,8 +77,8 @@ func statBus(t *testing.T, dir, name string) busStat {
 	t.Helper()
 	r := run(t, "stat", name, "--json", "--dir", dir)
 	var st busStat
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
-		t.Fatalf("stat %s: exit %d: %s%s", name, r.code, r.stdout, r.stderr)
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &st) != nil {
+		t.Fatalf("stat %s: exit %d: %s%s", name, r.Code, r.Stdout, r.Stderr)
 	}
 	return st
 }
@@ -108,9 +93,9 @@ func TestRTSPCameraDropsAndComesBack(t *testing.T) {
 	url := "rtsp://127.0.0.1:" + srv.port + "/cam"
 	dir := t.TempDir()
 	capt := start(t, "capture", "--name", "door", "--source", url, "--format", "I420", "--dir", dir)
-	waitFor(t, 30*time.Second, "the bus", func() bool {
-		if !capt.running() {
-			t.Fatalf("capture ended (exit %d):\n%s", capt.code, capt.stderr.String())
+	testutil.WaitFor(t, 30*time.Second, "the bus", func() bool {
+		if !capt.Running() {
+			t.Fatalf("capture ended (exit %d):\n%s", capt.Code, capt.Stderr.String())
 		}
 		return exists(segment(dir, "door"))
 	})
@@ -119,36 +104,36 @@ func TestRTSPCameraDropsAndComesBack(t *testing.T) {
 	if st.Width != 320 || st.Height != 240 || st.FPSNum != 25 || st.FPSDen != 1 {
 		t.Fatalf("the bus is %dx%d at %d/%d fps, the camera 320x240 at 25", st.Width, st.Height, st.FPSNum, st.FPSDen)
 	}
-	waitFor(t, 20*time.Second, "frames", func() bool { return statBus(t, dir, "door").FramesPublished >= 10 })
+	testutil.WaitFor(t, 20*time.Second, "frames", func() bool { return statBus(t, dir, "door").FramesPublished >= 10 })
 
-	srv.kill()
-	waitFor(t, 20*time.Second, "capture to notice", func() bool { return strings.Contains(capt.stderr.String(), "the stream was lost") })
+	srv.Kill() // the camera drops
+	testutil.WaitFor(t, 20*time.Second, "capture to notice", func() bool { return strings.Contains(capt.Stderr.String(), "the stream was lost") })
 	before := statBus(t, dir, "door")
 	time.Sleep(1500 * time.Millisecond)
 	down := statBus(t, dir, "door")
-	if !down.ProducerAlive || down.HeartbeatAgeNS > int64(time.Second) || !capt.running() {
-		t.Fatalf("the camera down blocked the bus: producer alive %v, heartbeat %v ago, capture running %v", down.ProducerAlive, time.Duration(down.HeartbeatAgeNS), capt.running())
+	if !down.ProducerAlive || down.HeartbeatAgeNS > int64(time.Second) || !capt.Running() {
+		t.Fatalf("the camera down blocked the bus: producer alive %v, heartbeat %v ago, capture running %v", down.ProducerAlive, time.Duration(down.HeartbeatAgeNS), capt.Running())
 	}
 	if down.FramesPublished != before.FramesPublished {
 		t.Errorf("frames published with no camera: %d, then %d", before.FramesPublished, down.FramesPublished)
 	}
 
 	startRTSP(t, srv.port, 320, 240, 25) // the camera comes back
-	waitFor(t, 30*time.Second, "frames again", func() bool { return statBus(t, dir, "door").FramesPublished >= down.FramesPublished+10 })
+	testutil.WaitFor(t, 30*time.Second, "frames again", func() bool { return statBus(t, dir, "door").FramesPublished >= down.FramesPublished+10 })
 	if back := statBus(t, dir, "door"); back.Generation != st.Generation {
 		t.Errorf("generation %d after the camera came back, was %d", back.Generation, st.Generation)
 	}
-	if !strings.Contains(capt.stderr.String(), "frames again") {
-		t.Errorf("capture did not say the frames came back:\n%s", capt.stderr.String())
+	if !strings.Contains(capt.Stderr.String(), "frames again") {
+		t.Errorf("capture did not say the frames came back:\n%s", capt.Stderr.String())
 	}
-	capt.signal(t, syscall.SIGTERM)
-	if code := capt.wait(t, 15*time.Second); code != 0 {
-		t.Errorf("capture exit %d:\n%s", code, capt.stderr.String())
+	capt.Signal(t, syscall.SIGTERM)
+	if code := capt.Wait(t, 15*time.Second); code != 0 {
+		t.Errorf("capture exit %d:\n%s", code, capt.Stderr.String())
 	}
-	if code := tail.wait(t, 15*time.Second); code != 0 || !strings.HasSuffix(strings.TrimSpace(tail.stdout.String()), "closed") {
+	if code := tail.Wait(t, 15*time.Second); code != 0 || !strings.HasSuffix(strings.TrimSpace(tail.Stdout.String()), "closed") {
 		t.Errorf("tail exit %d, did not end with closed", code)
 	}
-	if n := strings.Count(tail.stdout.String(), "\n"); uint64(n) < down.FramesPublished/2 {
+	if n := strings.Count(tail.Stdout.String(), "\n"); uint64(n) < down.FramesPublished/2 {
 		t.Errorf("tail printed %d lines", n)
 	}
 }
@@ -173,8 +158,8 @@ func TestRTSPBadCamera(t *testing.T) {
 			args = append(args, "--format", "MJPEG")
 		}
 		r := run(t, args...)
-		if r.code != c.code || !strings.Contains(r.stderr, c.want) || strings.Count(r.stderr, "\n") != 1 || strings.Contains(r.stderr, "secret") {
-			t.Errorf("%s: exit %d, %q", c.source, r.code, r.stderr)
+		if r.Code != c.code || !strings.Contains(r.Stderr, c.want) || strings.Count(r.Stderr, "\n") != 1 || strings.Contains(r.Stderr, "secret") {
+			t.Errorf("%s: exit %d, %q", c.source, r.Code, r.Stderr)
 		}
 		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 			t.Errorf("%s: left %d files", c.source, len(ents))

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // listDir is what is left in a bus directory.
@@ -33,29 +35,29 @@ func TestSIGHUPEndsEveryCommandCleanly(t *testing.T) {
 	dir := t.TempDir()
 	capt := startCapture(t, dir, "hup")
 	tail := start(t, "tail", "hup", "--dir", dir)
-	waitFor(t, 10*time.Second, "tail's frames", func() bool { return strings.Contains(tail.stdout.String(), "seq=") })
+	testutil.WaitFor(t, 10*time.Second, "tail's frames", func() bool { return strings.Contains(tail.Stdout.String(), "seq=") })
 	watch := start(t, "stat", "hup", "--watch", "--dir", dir)
-	waitFor(t, 10*time.Second, "stat --watch's output", func() bool { return strings.Contains(watch.stdout.String(), "generation") })
+	testutil.WaitFor(t, 10*time.Second, "stat --watch's output", func() bool { return strings.Contains(watch.Stdout.String(), "generation") })
 	procs := map[string]*proc{"stat --watch": watch}
 	if hasOpenCV {
 		v, _ := startViewHTTP(t, dir, "hup")
 		procs["view --http"] = v
 		an := start(t, "analyze", "hup", "--detect", "motion", "--dir", dir)
-		waitFor(t, 20*time.Second, "analyze's results", func() bool { return strings.Contains(an.stdout.String(), `"seq"`) })
+		testutil.WaitFor(t, 20*time.Second, "analyze's results", func() bool { return strings.Contains(an.Stdout.String(), `"seq"`) })
 		procs["analyze"] = an
 	}
 	for what, p := range procs {
-		p.signal(t, syscall.SIGHUP)
-		if code := p.wait(t, 15*time.Second); code != 0 {
-			t.Errorf("%s after SIGHUP: exit %d:\n%s", what, code, p.stderr.String())
+		p.Signal(t, syscall.SIGHUP)
+		if code := p.Wait(t, 15*time.Second); code != 0 {
+			t.Errorf("%s after SIGHUP: exit %d:\n%s", what, code, p.Stderr.String())
 		}
 	}
-	capt.signal(t, syscall.SIGHUP)
-	if code := capt.wait(t, 15*time.Second); code != 0 {
-		t.Fatalf("capture after SIGHUP: exit %d:\n%s", code, capt.stderr.String())
+	capt.Signal(t, syscall.SIGHUP)
+	if code := capt.Wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("capture after SIGHUP: exit %d:\n%s", code, capt.Stderr.String())
 	}
-	if code := tail.wait(t, 15*time.Second); code != 0 || !strings.HasSuffix(tail.stdout.String(), "closed\n") {
-		t.Errorf("tail after the capture's SIGHUP: exit %d, output ends %q: want the end of the stream", code, lastLine(tail.stdout.String()))
+	if code := tail.Wait(t, 15*time.Second); code != 0 || !strings.HasSuffix(tail.Stdout.String(), "closed\n") {
+		t.Errorf("tail after the capture's SIGHUP: exit %d, output ends %q: want the end of the stream", code, lastLine(tail.Stdout.String()))
 	}
 	if left := listDir(t, dir); len(left) != 0 {
 		t.Errorf("left in the bus directory after SIGHUP: %q", left)
@@ -63,12 +65,12 @@ func TestSIGHUPEndsEveryCommandCleanly(t *testing.T) {
 	t2 := start(t, "tail", "hup", "--dir", dir, "--timeout", "10s")
 	// Its handlers are in place once it says it waits (before that the Go
 	// runtime would die of the SIGHUP as any program does).
-	waitFor(t, 10*time.Second, "tail to wait for a producer", func() bool {
-		return strings.Contains(t2.stderr.String(), "waiting for producer")
+	testutil.WaitFor(t, 10*time.Second, "tail to wait for a producer", func() bool {
+		return strings.Contains(t2.Stderr.String(), "waiting for producer")
 	})
-	t2.signal(t, syscall.SIGHUP)
-	if code := t2.wait(t, 15*time.Second); code != 0 {
-		t.Errorf("tail waiting for a producer, after SIGHUP: exit %d:\n%s", code, t2.stderr.String())
+	t2.Signal(t, syscall.SIGHUP)
+	if code := t2.Wait(t, 15*time.Second); code != 0 {
+		t.Errorf("tail waiting for a producer, after SIGHUP: exit %d:\n%s", code, t2.Stderr.String())
 	}
 }
 
@@ -89,19 +91,19 @@ func TestSignalDuringCreation(t *testing.T) {
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		p := start(t, "capture", "--name", "big", "--size", "3840x2160", "--format", "RGBA", "--slots", "8", "--dir", dir)
-		waitFor(t, 20*time.Second, "the temporary file", func() bool {
+		testutil.WaitFor(t, 20*time.Second, "the temporary file", func() bool {
 			for _, n := range listDir(t, dir) {
 				if strings.Contains(n, ".tmp-") {
 					return true
 				}
 			}
-			return !p.running()
+			return !p.Running()
 		})
-		p.signal(t, sig)
-		if code := p.wait(t, 20*time.Second); code != 0 {
-			t.Errorf("%v during creation: exit %d:\n%s", sig, code, p.stderr.String())
+		p.Signal(t, sig)
+		if code := p.Wait(t, 20*time.Second); code != 0 {
+			t.Errorf("%v during creation: exit %d:\n%s", sig, code, p.Stderr.String())
 		}
-		if strings.Contains(p.stderr.String(), "interrupted while creating") {
+		if strings.Contains(p.Stderr.String(), "interrupted while creating") {
 			hit++
 		}
 		if left := listDir(t, dir); len(left) != 0 {
@@ -127,9 +129,9 @@ func TestFullDirectoryCarriesOn(t *testing.T) {
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
 	// 1280x720 RGBA: 3.7 MB a frame, two slots in a 7.5 MB segment (and 64 KiB of control block).
 	capt := start(t, "capture", "--name", "full", "--size", "1280x720", "--fps", "50", "--dir", dir)
-	waitFor(t, 10*time.Second, "the bus", func() bool { return exists(segment(dir, "full")) })
+	testutil.WaitFor(t, 10*time.Second, "the bus", func() bool { return exists(segment(dir, "full")) })
 	tail := start(t, "tail", "full", "--json", "--dir", dir)
-	waitFor(t, 10*time.Second, "tail's frames", func() bool { return strings.Count(tail.stdout.String(), "\n") >= 5 })
+	testutil.WaitFor(t, 10*time.Second, "tail's frames", func() bool { return strings.Count(tail.Stdout.String(), "\n") >= 5 })
 	filler := filepath.Join(dir, "filler")
 	if err := os.WriteFile(filler, make([]byte, 10<<20), 0o600); err != nil {
 		t.Fatal(err)
@@ -137,25 +139,25 @@ func TestFullDirectoryCarriesOn(t *testing.T) {
 	if err := os.Remove(segment(dir, "full")); err != nil { // 24 - 10 - 7.6 MB: no room for another
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "capture to say it cannot make the new generation", func() bool {
-		return strings.Contains(capt.stderr.String(), "not enough space")
+	testutil.WaitFor(t, 10*time.Second, "capture to say it cannot make the new generation", func() bool {
+		return strings.Contains(capt.Stderr.String(), "not enough space")
 	})
-	before := strings.Count(tail.stdout.String(), "\n")
-	waitFor(t, 10*time.Second, "frames in the old segment meanwhile", func() bool {
-		return strings.Count(tail.stdout.String(), "\n") >= before+10
+	before := strings.Count(tail.Stdout.String(), "\n")
+	testutil.WaitFor(t, 10*time.Second, "frames in the old segment meanwhile", func() bool {
+		return strings.Count(tail.Stdout.String(), "\n") >= before+10
 	})
-	if !capt.running() {
-		t.Fatalf("capture ended:\n%s", capt.stderr.String())
+	if !capt.Running() {
+		t.Fatalf("capture ended:\n%s", capt.Stderr.String())
 	}
 	os.Remove(filler)
-	waitFor(t, 10*time.Second, "the new generation, followed by tail", func() bool {
-		return exists(segment(dir, "full")) && strings.Contains(tail.stdout.String(), `"new_generation":true`)
+	testutil.WaitFor(t, 10*time.Second, "the new generation, followed by tail", func() bool {
+		return exists(segment(dir, "full")) && strings.Contains(tail.Stdout.String(), `"new_generation":true`)
 	})
-	capt.signal(t, syscall.SIGTERM)
-	if code := capt.wait(t, 15*time.Second); code != 0 {
-		t.Fatalf("capture: exit %d:\n%s", code, capt.stderr.String())
+	capt.Signal(t, syscall.SIGTERM)
+	if code := capt.Wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("capture: exit %d:\n%s", code, capt.Stderr.String())
 	}
-	if code := tail.wait(t, 15*time.Second); code != 0 {
-		t.Fatalf("tail: exit %d:\n%s", code, tail.stderr.String())
+	if code := tail.Wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("tail: exit %d:\n%s", code, tail.Stderr.String())
 	}
 }

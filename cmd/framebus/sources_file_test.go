@@ -52,23 +52,23 @@ func TestCaptureFileThenTail(t *testing.T) {
 			tail := start(t, "tail", "clip", "--dir", dir, "--timeout", "20s")
 			args := append([]string{"capture", "--name", "clip", "--source", "file:" + testClip, "--duration", c.duration, "--dir", dir}, c.extra...)
 			capt := run(t, args...)
-			if capt.code != 0 {
-				t.Fatalf("capture exit %d:\n%s", capt.code, capt.stderr)
+			if capt.Code != 0 {
+				t.Fatalf("capture exit %d:\n%s", capt.Code, capt.Stderr)
 			}
-			if !strings.Contains(capt.stderr, `format="`+c.format+`"`) {
-				t.Errorf("capture did not publish %s:\n%s", c.format, capt.stderr)
+			if !strings.Contains(capt.Stderr, `format="`+c.format+`"`) {
+				t.Errorf("capture did not publish %s:\n%s", c.format, capt.Stderr)
 			}
-			m := framesClosed.FindStringSubmatch(capt.stderr)
+			m := framesClosed.FindStringSubmatch(capt.Stderr)
 			if m == nil {
-				t.Fatalf("no frame count in the capture's log:\n%s", capt.stderr)
+				t.Fatalf("no frame count in the capture's log:\n%s", capt.Stderr)
 			}
 			if n, _ := strconv.Atoi(m[1]); n < c.published[0] || n > c.published[1] {
 				t.Errorf("published %d frames in %s, want %d to %d", n, c.duration, c.published[0], c.published[1])
 			}
-			if code := tail.wait(t, 15*time.Second); code != 0 {
-				t.Fatalf("tail exit %d:\n%s", code, tail.stderr.String())
+			if code := tail.Wait(t, 15*time.Second); code != 0 {
+				t.Fatalf("tail exit %d:\n%s", code, tail.Stderr.String())
 			}
-			n := checkTailFrames(t, tail.stdout.String(), c.bytes)
+			n := checkTailFrames(t, tail.Stdout.String(), c.bytes)
 			if n < c.minTailed {
 				t.Errorf("tail printed %d frames, want at least %d", n, c.minTailed)
 			}
@@ -99,12 +99,12 @@ func TestCaptureFileErrors(t *testing.T) {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			dir := t.TempDir()
 			r := run(t, append([]string{"capture", "--name", "x", "--dir", dir}, c.args...)...)
-			if r.code != 2 {
-				t.Errorf("exit %d, want 2; stderr: %s", r.code, r.stderr)
+			if r.Code != 2 {
+				t.Errorf("exit %d, want 2; stderr: %s", r.Code, r.Stderr)
 			}
-			msg := strings.TrimRight(r.stderr, "\n")
+			msg := strings.TrimRight(r.Stderr, "\n")
 			if strings.Contains(msg, "\n") || !strings.Contains(msg, c.want) {
-				t.Errorf("stderr %q: want one line saying %q", r.stderr, c.want)
+				t.Errorf("stderr %q: want one line saying %q", r.Stderr, c.want)
 			}
 			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 				t.Errorf("a usage error left %d files in the bus directory", len(ents))

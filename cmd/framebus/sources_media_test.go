@@ -28,13 +28,13 @@ func captureThenTail(t *testing.T, bytes int, args ...string) (stderr string, fr
 	dir := t.TempDir()
 	tail := start(t, "tail", "m", "--dir", dir, "--timeout", "20s")
 	capt := run(t, append([]string{"capture", "--name", "m", "--dir", dir}, args...)...)
-	if capt.code != 0 {
-		t.Fatalf("capture exit %d:\n%s", capt.code, capt.stderr)
+	if capt.Code != 0 {
+		t.Fatalf("capture exit %d:\n%s", capt.Code, capt.Stderr)
 	}
-	if code := tail.wait(t, 15*time.Second); code != 0 {
-		t.Fatalf("tail exit %d:\n%s", code, tail.stderr.String())
+	if code := tail.Wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("tail exit %d:\n%s", code, tail.Stderr.String())
 	}
-	return capt.stderr, checkTailFrames(t, tail.stdout.String(), bytes)
+	return capt.Stderr, checkTailFrames(t, tail.Stdout.String(), bytes)
 }
 
 func TestCaptureVideotestThenTail(t *testing.T) {
@@ -85,9 +85,9 @@ func usageError(t *testing.T, want string, args ...string) {
 	t.Helper()
 	dir := t.TempDir()
 	r := run(t, append([]string{"capture", "--name", "x", "--dir", dir}, args...)...)
-	msg := strings.TrimRight(r.stderr, "\n")
-	if r.code != 2 || strings.Contains(msg, "\n") || !strings.Contains(msg, want) {
-		t.Errorf("capture %q: exit %d, stderr %q; want exit 2 and one line saying %q", args, r.code, r.stderr, want)
+	msg := strings.TrimRight(r.Stderr, "\n")
+	if r.Code != 2 || strings.Contains(msg, "\n") || !strings.Contains(msg, want) {
+		t.Errorf("capture %q: exit %d, stderr %q; want exit 2 and one line saying %q", args, r.Code, r.Stderr, want)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("capture %q left %d files in the bus directory", args, len(ents))
@@ -127,8 +127,8 @@ func TestCaptureCameraNotThere(t *testing.T) {
 func TestCaptureHelpNamesMediaSources(t *testing.T) {
 	r := run(t, "capture", "--help")
 	for _, want := range []string{"videotest", "screen", "camera[:/dev/videoN]", "-tags\nframebus_media", "xvfb-run"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("capture --help does not say %q:\n%s", want, r.stdout)
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("capture --help does not say %q:\n%s", want, r.Stdout)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -122,6 +123,7 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 func (o *tailOpts) run(ctx context.Context, args []string) error {
+	log := zerolog.Ctx(ctx)
 	name, err := oneName(args)
 	if err != nil {
 		return err
@@ -131,60 +133,26 @@ func (o *tailOpts) run(ctx context.Context, args []string) error {
 	}
 	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
-	in := feed.New(name, feed.Options{Dir: o.dir, Timeout: o.timeout, Spin: o.spin.D, Logf: cli.Logf(&log, zerolog.WarnLevel)})
+	in := feed.New(name, feed.Options{Dir: o.dir, Timeout: o.timeout, Spin: o.spin.D, Log: cli.Slog(log)})
 	defer in.Close()
 
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	enc := json.NewEncoder(out)
-	var sum struct {
-		frames, dropped, torn uint64
-		latSum, latMax        int64
-	}
-	var holds holdSum
+	var sum tailSum
 	var copyBuf []byte
-	defer func() {
-		if sum.frames > 0 {
-			ev := log.Info().Str("bus", name).Uint64("frames", sum.frames).Uint64("dropped", sum.dropped).Uint64("torn_retries", sum.torn).
-				Str("commit_to_wake_mean", (time.Duration(sum.latSum/int64(sum.frames))).String()).
-				Str("commit_to_wake_max", time.Duration(sum.latMax).String())
-			if o.hold > 0 {
-				ev = ev.Uint64("held_ok", holds.ok).Uint64("held_overwritten", holds.overwritten).Uint64("hold_refused", holds.refused).
-					Uint64("copied", holds.copied)
-			}
-			ev.Msg("tail summary")
-		}
-	}()
+	defer sum.log(log, name, o.hold > 0)
 	end, err := in.Run(ctx, func(f *framebus.Frame) error {
 		if sum.frames == 0 {
 			c := in.Consumer()
 			log.Debug().Str("bus", name).Uint64("generation", c.Generation()).Int("entry", c.Entry()).
 				Str("format", report.FormatString(c.Format())).Msg("joined")
 		}
-		lat := f.WakeNS - f.CommitNS
-		sum.frames++
-		sum.dropped += f.Dropped
-		sum.torn += f.TornRetries
-		sum.latSum += lat
-		sum.latMax = max(sum.latMax, lat)
-		l := tailLine{Seq: f.Seq, Bytes: len(f.Data), CommitToWakeUS: us(lat), CaptureToWake: us(f.WakeNS - f.CaptureNS),
-			Dropped: f.Dropped, TornRetries: f.TornRetries, Generation: f.Generation, NewGeneration: f.GenerationChanged}
+		l := sum.add(f)
 		if o.hold > 0 {
-			l.Held = holdFor(ctx, f, o.hold, &holds, &copyBuf)
+			l.Held = holdFor(ctx, f, o.hold, &sum.holds, &copyBuf)
 		}
-		if o.json {
-			enc.Encode(l)
-		} else {
-			fmt.Fprintf(out, "seq=%d bytes=%d commit_to_wake=%.1fµs capture_to_wake=%.1fµs dropped=%d torn=%d",
-				l.Seq, l.Bytes, l.CommitToWakeUS, l.CaptureToWake, l.Dropped, l.TornRetries)
-			if l.NewGeneration {
-				fmt.Fprintf(out, " new_generation=%d", l.Generation)
-			}
-			if l.Held != "" {
-				fmt.Fprintf(out, " held=%s", l.Held)
-			}
-			fmt.Fprintln(out)
-		}
+		l.write(out, enc, o.json)
 		if err := out.Flush(); err != nil {
 			return feed.ErrStop // stdout closed (tail | head): done
 		}
@@ -208,3 +176,54 @@ func (o *tailOpts) run(ctx context.Context, args []string) error {
 }
 
 func us(ns int64) float64 { return float64(ns) / 1e3 }
+
+// tailSum is what tail counts for its summary.
+type tailSum struct {
+	frames, dropped, torn uint64
+	latSum, latMax        int64
+	holds                 holdSum
+}
+
+// add counts f and returns its line.
+func (s *tailSum) add(f *framebus.Frame) tailLine {
+	lat := f.WakeNS - f.CommitNS
+	s.frames++
+	s.dropped += f.Dropped
+	s.torn += f.TornRetries
+	s.latSum += lat
+	s.latMax = max(s.latMax, lat)
+	return tailLine{Seq: f.Seq, Bytes: len(f.Data), CommitToWakeUS: us(lat), CaptureToWake: us(f.WakeNS - f.CaptureNS),
+		Dropped: f.Dropped, TornRetries: f.TornRetries, Generation: f.Generation, NewGeneration: f.GenerationChanged}
+}
+
+// log logs the summary (with the holds' counts when tail held frames).
+func (s *tailSum) log(log *zerolog.Logger, name string, held bool) {
+	if s.frames == 0 {
+		return
+	}
+	ev := log.Info().Str("bus", name).Uint64("frames", s.frames).Uint64("dropped", s.dropped).Uint64("torn_retries", s.torn).
+		Str("commit_to_wake_mean", (time.Duration(s.latSum/int64(s.frames))).String()).
+		Str("commit_to_wake_max", time.Duration(s.latMax).String())
+	if held {
+		ev = ev.Uint64("held_ok", s.holds.ok).Uint64("held_overwritten", s.holds.overwritten).Uint64("hold_refused", s.holds.refused).
+			Uint64("copied", s.holds.copied)
+	}
+	ev.Msg("tail summary")
+}
+
+// write writes the line as JSON or as text.
+func (l *tailLine) write(out io.Writer, enc *json.Encoder, asJSON bool) {
+	if asJSON {
+		enc.Encode(l)
+		return
+	}
+	fmt.Fprintf(out, "seq=%d bytes=%d commit_to_wake=%.1fµs capture_to_wake=%.1fµs dropped=%d torn=%d",
+		l.Seq, l.Bytes, l.CommitToWakeUS, l.CaptureToWake, l.Dropped, l.TornRetries)
+	if l.NewGeneration {
+		fmt.Fprintf(out, " new_generation=%d", l.Generation)
+	}
+	if l.Held != "" {
+		fmt.Fprintf(out, " held=%s", l.Held)
+	}
+	fmt.Fprintln(out)
+}

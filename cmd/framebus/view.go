@@ -12,6 +12,8 @@ import (
 	"github.com/framebus/framebus/framebus/feed"
 	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/viewer"
+
+	"github.com/rs/zerolog"
 )
 
 var viewCmd = &cli.Command{
@@ -89,6 +91,7 @@ type viewOpts struct {
 }
 
 func (o *viewOpts) run(ctx context.Context, args []string) error {
+	log := zerolog.Ctx(ctx)
 	name, err := oneName(args)
 	if err != nil {
 		return err
@@ -109,7 +112,7 @@ func (o *viewOpts) run(ctx context.Context, args []string) error {
 	ctx, stop := runContext(ctx, o.duration)
 	defer stop()
 	if o.http == "" {
-		err = viewer.RunWindow(ctx, name, viewer.WindowOptions{Dir: o.dir, Timeout: o.timeout, SnapshotDir: o.snapDir, Spin: o.spin.D, Log: &log})
+		err = viewer.RunWindow(ctx, name, viewer.WindowOptions{Dir: o.dir, Timeout: o.timeout, SnapshotDir: o.snapDir, Spin: o.spin.D, Log: cli.Slog(log)})
 		return consumerError(name, o.dir, err)
 	}
 	addr, err := viewer.ListenAddr(o.http)
@@ -129,7 +132,7 @@ func (o *viewOpts) run(ctx context.Context, args []string) error {
 		f.Sync()
 	}
 	log.Info().Str("bus", name).Str("url", url).Msg("serving the web preview")
-	err = viewer.ServeHTTP(ctx, name, ln, viewer.HTTPOptions{Dir: o.dir, Timeout: o.timeout, Quality: o.quality, Spin: o.spin.D, Log: &log,
+	err = viewer.ServeHTTP(ctx, name, ln, viewer.HTTPOptions{Dir: o.dir, Timeout: o.timeout, Quality: o.quality, Spin: o.spin.D, Log: cli.Slog(log),
 		MaxConns: o.maxConns, IdleTimeout: o.idle, WebRTC: rtcOpts})
 	return consumerError(name, o.dir, err)
 }

@@ -17,29 +17,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer that a test may read while a process writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // live is a framebus process whose output the test reads while it runs.
 type live = proc
@@ -51,29 +33,6 @@ func startLive(t *testing.T, env []string, args ...string) *live {
 	return startEnv(t, env, args...)
 }
 
-func (p *live) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (p *live) stop(t *testing.T) int {
-	t.Helper()
-	if p.running() {
-		syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		t.Fatalf("%q did not end within 15 s of SIGTERM; stderr:\n%s", p.cmd.Args, p.stderr.String())
-	}
-	checkNoPanic(t, p.cmd.Args, p.stderr.String())
-	return p.code
-}
-
 // startViewHTTP starts 'framebus view NAME --http 127.0.0.1:0' and returns
 // it and the URL it prints.
 func startViewHTTP(t *testing.T, dir, name string, extra ...string) (*live, string) {
@@ -81,18 +40,18 @@ func startViewHTTP(t *testing.T, dir, name string, extra ...string) (*live, stri
 	args := append([]string{"view", name, "--http", "127.0.0.1:0", "--dir", dir}, extra...)
 	v := startLive(t, nil, args...)
 	var url string
-	waitFor(t, 15*time.Second, "the web preview's URL", func() bool {
-		if !v.running() {
-			t.Fatalf("view ended (exit %d):\n%s", v.code, v.stderr.String())
+	testutil.WaitFor(t, 15*time.Second, "the web preview's URL", func() bool {
+		if !v.Running() {
+			t.Fatalf("view ended (exit %d):\n%s", v.Code, v.Stderr.String())
 		}
-		line, _, ok := strings.Cut(v.stdout.String(), "\n")
+		line, _, ok := strings.Cut(v.Stdout.String(), "\n")
 		if ok {
 			url = line[strings.LastIndex(line, " ")+1:]
 		}
 		return ok
 	})
 	if !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/") {
-		t.Fatalf("view printed %q", v.stdout.String())
+		t.Fatalf("view printed %q", v.Stdout.String())
 	}
 	return v, url
 }
@@ -179,7 +138,7 @@ func TestViewHTTP(t *testing.T) {
 	if r, b := get(t, url); r.StatusCode != 200 || !bytes.Contains(b, []byte(`<img id="live"`)) || !bytes.Contains(b, []byte(`"stream.mjpg"`)) {
 		t.Fatalf("GET / = %d:\n%s", r.StatusCode, b)
 	}
-	waitFor(t, 10*time.Second, "viewer.json to say waiting", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "viewer.json to say waiting", func() bool {
 		s := viewerJSON(t, url)
 		return s.State == "waiting" && s.Waiting == "not started"
 	})
@@ -188,7 +147,7 @@ func TestViewHTTP(t *testing.T) {
 	}
 
 	capt := startLive(t, nil, "capture", "--name", "web", "--source", "pattern", "--size", "320x240", "--fps", "50", "--dir", dir)
-	waitFor(t, 15*time.Second, "the viewer to stream", func() bool { return viewerJSON(t, url).State == "streaming" })
+	testutil.WaitFor(t, 15*time.Second, "the viewer to stream", func() bool { return viewerJSON(t, url).State == "streaming" })
 
 	// /frame.jpg: the pattern at the bus's size.
 	r, b := get(t, url+"frame.jpg")
@@ -217,8 +176,8 @@ func TestViewHTTP(t *testing.T) {
 	delete(web, "webrtc")
 	st := run(t, "stat", "web", "--json", "--dir", dir)
 	var cli map[string]any
-	if err := json.Unmarshal([]byte(st.stdout), &cli); err != nil {
-		t.Fatalf("stat --json: %v\n%s", err, st.stdout)
+	if err := json.Unmarshal([]byte(st.Stdout), &cli); err != nil {
+		t.Fatalf("stat --json: %v\n%s", err, st.Stdout)
 	}
 	if k1, k2 := keys(web), keys(cli); k1 != k2 {
 		t.Errorf("/stats keys:\n%s\nstat --json keys:\n%s", k1, k2)
@@ -232,15 +191,15 @@ func TestViewHTTP(t *testing.T) {
 
 	// The producer goes: the viewer waits (and stays up), then follows a
 	// new one with another size and format.
-	if code := capt.stop(t); code != 0 {
+	if code := capt.Stop(t); code != 0 {
 		t.Fatalf("capture exit %d", code)
 	}
-	waitFor(t, 10*time.Second, "viewer.json to say waiting", func() bool { return viewerJSON(t, url).State == "waiting" })
-	if !v.running() {
-		t.Fatalf("view ended when the producer left:\n%s", v.stderr.String())
+	testutil.WaitFor(t, 10*time.Second, "viewer.json to say waiting", func() bool { return viewerJSON(t, url).State == "waiting" })
+	if !v.Running() {
+		t.Fatalf("view ended when the producer left:\n%s", v.Stderr.String())
 	}
 	startLive(t, nil, "capture", "--name", "web", "--source", "pattern", "--size", "160x120", "--format", "NV12", "--fps", "50", "--dir", dir)
-	waitFor(t, 15*time.Second, "the viewer to stream the new producer", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the viewer to stream the new producer", func() bool {
 		s := viewerJSON(t, url)
 		return s.State == "streaming" && s.Width == 160
 	})
@@ -249,8 +208,8 @@ func TestViewHTTP(t *testing.T) {
 		t.Fatalf("frame.jpg after the new producer: %v, %v; want 160x120", err, img.Bounds())
 	}
 	checkPattern(t, img, 40)
-	if code := v.stop(t); code != 0 {
-		t.Fatalf("view exit %d:\n%s", code, v.stderr.String())
+	if code := v.Stop(t); code != 0 {
+		t.Fatalf("view exit %d:\n%s", code, v.Stderr.String())
 	}
 }
 
@@ -301,8 +260,8 @@ func checkStream(t *testing.T, url string, n, w, h int) {
 func TestViewNoProducer(t *testing.T) {
 	needOpenCV(t)
 	r := run(t, "view", "nobody", "--http", "127.0.0.1:0", "--timeout", "500ms", "--dir", t.TempDir())
-	if r.code != 1 || !strings.Contains(r.stderr, `no bus "nobody"`) || !strings.Contains(r.stderr, "after waiting 500ms") {
-		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, `no bus "nobody"`) || !strings.Contains(r.Stderr, "after waiting 500ms") {
+		t.Fatalf("exit %d, stderr:\n%s", r.Code, r.Stderr)
 	}
 }
 

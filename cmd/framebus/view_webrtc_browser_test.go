@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 func needWebRTC(t *testing.T) {
@@ -149,7 +151,7 @@ func TestViewWebRTCInChromium(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "the session to end", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the session to end", func() bool {
 		getJSON(t, url+"viewer.json", &vs)
 		return vs.WebRTC.Viewers == 0
 	})

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // needTools finds the commands a test needs. A missing one skips the test,
@@ -119,17 +121,17 @@ func TestViewWindow(t *testing.T) {
 	dir, snaps, art := t.TempDir(), t.TempDir(), artifactDir(t)
 	capt := startLive(t, nil, "capture", "--name", "win", "--source", "pattern", "--size", "640x480", "--fps", "30", "--dir", dir)
 	v := startLive(t, []string{"DISPLAY=" + display}, "view", "win", "--dir", dir, "--timeout", "20s", "--snapshot-dir", snaps)
-	waitFor(t, 20*time.Second, "the window to show frames", func() bool {
-		if !v.running() {
-			t.Fatalf("view ended (exit %d):\n%s", v.code, v.stderr.String())
+	testutil.WaitFor(t, 20*time.Second, "the window to show frames", func() bool {
+		if !v.Running() {
+			t.Fatalf("view ended (exit %d):\n%s", v.Code, v.Stderr.String())
 		}
-		return strings.Contains(v.stderr.String(), "showing")
+		return strings.Contains(v.Stderr.String(), "showing")
 	})
 
 	// The screenshot: the bars, each at least 60 of its 80 pixels wide.
 	var img image.Image
 	shot := filepath.Join(art, "view-window.png")
-	waitFor(t, 10*time.Second, "the pattern on the X display", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the pattern on the X display", func() bool {
 		img = screenshot(t, display, shot)
 		_, _, ok := findBars(img, 60)
 		return ok
@@ -143,7 +145,7 @@ func TestViewWindow(t *testing.T) {
 	xdo(t, display, "windowfocus", "--sync", wid)
 	xdo(t, display, "key", "s")
 	var saved []string
-	waitFor(t, 10*time.Second, "a snapshot", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "a snapshot", func() bool {
 		saved, _ = filepath.Glob(filepath.Join(snaps, "win-*.png"))
 		return len(saved) > 0
 	})
@@ -155,20 +157,20 @@ func TestViewWindow(t *testing.T) {
 
 	// The producer leaves: the window stays and waits; a new producer of
 	// another size is followed.
-	if code := capt.stop(t); code != 0 {
+	if code := capt.Stop(t); code != 0 {
 		t.Fatalf("capture exit %d", code)
 	}
-	waitFor(t, 10*time.Second, "waiting for producer", func() bool { return strings.Contains(v.stderr.String(), "waiting for producer") })
+	testutil.WaitFor(t, 10*time.Second, "waiting for producer", func() bool { return strings.Contains(v.Stderr.String(), "waiting for producer") })
 	time.Sleep(500 * time.Millisecond)
-	if !v.running() {
-		t.Fatalf("view ended when the producer left:\n%s", v.stderr.String())
+	if !v.Running() {
+		t.Fatalf("view ended when the producer left:\n%s", v.Stderr.String())
 	}
 	screenshot(t, display, filepath.Join(art, "view-window-waiting.png"))
 	startLive(t, nil, "capture", "--name", "win", "--source", "pattern", "--size", "320x240", "--format", "YUYV", "--fps", "30", "--dir", dir)
-	waitFor(t, 20*time.Second, "the new producer on the window", func() bool {
-		return strings.Contains(v.stderr.String(), `format="320x240 YUYV @ 30 fps"`)
+	testutil.WaitFor(t, 20*time.Second, "the new producer on the window", func() bool {
+		return strings.Contains(v.Stderr.String(), `format="320x240 YUYV @ 30 fps"`)
 	})
-	waitFor(t, 10*time.Second, "the smaller pattern on the X display", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the smaller pattern on the X display", func() bool {
 		img = screenshot(t, display, filepath.Join(art, "view-window-320.png"))
 		_, _, ok := findBars(img, 30)
 		_, _, big := findBars(img, 60)
@@ -179,12 +181,12 @@ func TestViewWindow(t *testing.T) {
 	xdo(t, display, "windowfocus", "--sync", wid)
 	xdo(t, display, "key", "q")
 	select {
-	case <-v.done:
+	case <-v.Done():
 	case <-time.After(10 * time.Second):
-		t.Fatalf("q did not end the view:\n%s", v.stderr.String())
+		t.Fatalf("q did not end the view:\n%s", v.Stderr.String())
 	}
-	if v.code != 0 {
-		t.Fatalf("view exit %d:\n%s", v.code, v.stderr.String())
+	if v.Code != 0 {
+		t.Fatalf("view exit %d:\n%s", v.Code, v.Stderr.String())
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"github.com/framebus/framebus/framebus"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // A tail (a Go consumer) of a 30 fps bus whose waiters word is forged, to
@@ -75,8 +77,8 @@ func TestWakeWordsHeal(t *testing.T) {
 				args = append(args, "--spin")
 			}
 			tail := start(t, args...)
-			lines := func() int { return strings.Count(tail.stdout.String(), "\n") }
-			waitFor(t, 10*time.Second, "tail's frames", func() bool { return lines() > 10 })
+			lines := func() int { return strings.Count(tail.Stdout.String(), "\n") }
+			testutil.WaitFor(t, 10*time.Second, "tail's frames", func() bool { return lines() > 10 })
 			s, err := framebus.Inspect(name, dir)
 			if err != nil || len(s.Consumers) != 1 {
 				t.Fatalf("inspect: %v, %d consumers", err, len(s.Consumers))

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // post sends body to url with the content type and returns the status and
@@ -55,7 +57,7 @@ func TestWHEPBadInput(t *testing.T) {
 	src := startLive(t, nil, "capture", "--name", "bad", "--source", "pattern", "--size", "320x240", "--fps", "30", "--dir", dir)
 	// The offers below must meet a bus: on a loaded machine the capture
 	// could still be starting (404 "bus bad does not exist" instead of 400).
-	waitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "bad")) })
+	testutil.WaitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "bad")) })
 	_, url := startViewHTTP(t, dir, "bad", "--timeout", "30s", "--webrtc-max-viewers", "2")
 	whep := url + "whep"
 
@@ -87,13 +89,13 @@ func TestWHEPBadInput(t *testing.T) {
 	// Two viewers; a third is refused.
 	keep := startLive(t, nil, "capture", "--name", "keep", "--source", "whep:"+whep, "--format", "GREY", "--dir", dir)
 	gone := startLive(t, nil, "capture", "--name", "gone", "--source", "whep:"+whep, "--format", "GREY", "--dir", dir)
-	waitFor(t, 20*time.Second, "two viewers", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "two viewers", func() bool {
 		getJSON(t, url+"viewer.json", &vs)
 		return vs.WebRTC.Viewers == 2
 	})
 	res := run(t, "capture", "--name", "third", "--source", "whep:"+whep, "--dir", dir)
-	if res.code != 2 || !strings.Contains(res.stderr, "Service Unavailable") || !strings.Contains(res.stderr, "2 WebRTC viewers already") {
-		t.Errorf("a third viewer: exit %d, %s", res.code, res.stderr)
+	if res.Code != 2 || !strings.Contains(res.Stderr, "Service Unavailable") || !strings.Contains(res.Stderr, "2 WebRTC viewers already") {
+		t.Errorf("a third viewer: exit %d, %s", res.Code, res.Stderr)
 	}
 
 	// One vanishes without DELETE; the other keeps receiving.
@@ -110,10 +112,10 @@ func TestWHEPBadInput(t *testing.T) {
 		return s.Header.LastSeq
 	}
 	before := lastSeq()
-	gone.signal(t, syscall.SIGKILL)
-	gone.wait(t, 5*time.Second)
+	gone.Signal(t, syscall.SIGKILL)
+	gone.Wait(t, 5*time.Second)
 	t0 := time.Now()
-	waitFor(t, 30*time.Second, "the vanished viewer's session to end", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the vanished viewer's session to end", func() bool {
 		getJSON(t, url+"viewer.json", &vs)
 		return vs.WebRTC.Viewers == 1
 	})
@@ -126,16 +128,16 @@ func TestWHEPBadInput(t *testing.T) {
 	if float64(mid-before) < 15*ended.Seconds() || after-mid < 10 {
 		t.Errorf("the other viewer's bus: seq %d before the kill, %d when the session ended, %d a second later", before, mid, after)
 	}
-	if !keep.running() {
-		t.Fatalf("the other viewer ended: %s", keep.stderr.String())
+	if !keep.Running() {
+		t.Fatalf("the other viewer ended: %s", keep.Stderr.String())
 	}
 	if len(vs.WebRTC.Sessions) != 1 || vs.WebRTC.Sessions[0].State != "connected" {
 		t.Errorf("sessions %+v, want the one connected", vs.WebRTC.Sessions)
 	}
 
 	// The bus goes: its producer ends and the bus is removed.
-	src.signal(t, syscall.SIGTERM)
-	src.wait(t, 10*time.Second)
+	src.Signal(t, syscall.SIGTERM)
+	src.Wait(t, 10*time.Second)
 	run(t, "rm", "bad", "--dir", dir)
 	code, msg := post(t, "POST", whep, "application/sdp", "v=0\r\n")
 	if code != 404 || !strings.Contains(msg, "bus bad does not exist") {

@@ -13,6 +13,8 @@ import (
 	"github.com/framebus/framebus/capture"
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/report"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // farFrames is what a consumer of the far bus saw.
@@ -92,13 +94,13 @@ func TestWebRTCLoop(t *testing.T) {
 	needWebRTC(t)
 	dir := t.TempDir()
 	startLive(t, nil, "capture", "--name", "src", "--source", "pattern", "--size", "1280x720", "--fps", "30", "--dir", dir)
-	waitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "src")) }) // or the offer gets a 404
+	testutil.WaitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "src")) }) // or the offer gets a 404
 	_, url := startViewHTTP(t, dir, "src", "--timeout", "30s")
 	far := startLive(t, nil, "capture", "--name", "far", "--source", "whep:"+url+"whep", "--format", "I420", "--dir", dir)
 	r := readFar(t, dir, "far", 6*time.Second)
 	t.Logf("far bus: %v", r)
-	if !far.running() {
-		t.Fatalf("the far capture ended: %s", far.stderr.String())
+	if !far.Running() {
+		t.Fatalf("the far capture ended: %s", far.Stderr.String())
 	}
 	f := r.format
 	if f.Width != 1280 || f.Height != 720 || f.PixelFormat != framebus.FormatI420 || f.FPSNum != 30 || f.FPSDen != 1 {
@@ -122,7 +124,7 @@ func TestWebRTCLoop(t *testing.T) {
 	// framebus tail on the far bus reports the same latency.
 	res := run(t, "tail", "far", "--json", "--duration", "2s", "--dir", dir)
 	var lines, sane int
-	for _, line := range strings.Split(strings.TrimSpace(res.stdout), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
 		var tl struct {
 			CaptureToWake float64 `json:"capture_to_wake_us"`
 		}
@@ -134,25 +136,25 @@ func TestWebRTCLoop(t *testing.T) {
 		}
 	}
 	if lines < 20 || sane < lines*9/10 {
-		t.Errorf("tail: %d lines, %d with a capture to wake within (0, 1 s):\n%s", lines, sane, res.stdout)
+		t.Errorf("tail: %d lines, %d with a capture to wake within (0, 1 s):\n%s", lines, sane, res.Stdout)
 	}
 	// The bridge is a consumer of the source bus, like the preview's own.
 	res = run(t, "stat", "src", "--json", "--dir", dir)
 	var st struct {
 		Consumers []json.RawMessage `json:"consumers"`
 	}
-	if err := json.Unmarshal([]byte(res.stdout), &st); err != nil || len(st.Consumers) < 2 {
-		t.Errorf("stat src: %d consumers (%v), want the preview and the WebRTC bridge:\n%s", len(st.Consumers), err, res.stdout)
+	if err := json.Unmarshal([]byte(res.Stdout), &st); err != nil || len(st.Consumers) < 2 {
+		t.Errorf("stat src: %d consumers (%v), want the preview and the WebRTC bridge:\n%s", len(st.Consumers), err, res.Stdout)
 	}
 	// Ending the far capture DELETEs its session.
-	far.signal(t, 2)
-	if code := far.wait(t, 15*time.Second); code != 0 {
-		t.Errorf("the far capture exited %d: %s", code, far.stderr.String())
+	far.Signal(t, 2)
+	if code := far.Wait(t, 15*time.Second); code != 0 {
+		t.Errorf("the far capture exited %d: %s", code, far.Stderr.String())
 	}
 	var vs struct {
 		WebRTC struct{ Viewers int } `json:"webrtc"`
 	}
-	waitFor(t, 10*time.Second, "the session to end", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the session to end", func() bool {
 		getJSON(t, url+"viewer.json", &vs)
 		return vs.WebRTC.Viewers == 0
 	})

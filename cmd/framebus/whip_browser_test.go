@@ -11,6 +11,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/framebus/framebus/framebus"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // freePort is a TCP port on 127.0.0.1 that was free a moment ago.
@@ -39,9 +41,9 @@ func TestWHIPFromChromium(t *testing.T) {
 	ctx := newBrowser(t, 90*time.Second, chromedp.Flag("use-fake-device-for-media-stream", true),
 		chromedp.Flag("use-fake-ui-for-media-stream", true))
 	url := "http://127.0.0.1:" + port + "/"
-	waitFor(t, 15*time.Second, "the WHIP server", func() bool {
-		if !capt.running() {
-			t.Fatalf("capture ended: %s", capt.stderr.String())
+	testutil.WaitFor(t, 15*time.Second, "the WHIP server", func() bool {
+		if !capt.Running() {
+			t.Fatalf("capture ended: %s", capt.Stderr.String())
 		}
 		c, err := net.Dial("tcp", "127.0.0.1:"+port)
 		if err == nil {
@@ -100,11 +102,11 @@ func TestWHIPFromChromium(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "the session to end", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the session to end", func() bool {
 		code, _ := post(t, "POST", url+"whip", "application/sdp", "v=0\r\n")
 		return code == 400 // no publisher: the offer itself is refused
 	})
-	if !capt.running() {
-		t.Errorf("the capture ended with its publisher: %s", capt.stderr.String())
+	if !capt.Running() {
+		t.Errorf("the capture ended with its publisher: %s", capt.Stderr.String())
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // whipOffer is the SDP offer of a pion peer with one transceiver of kind
@@ -98,7 +100,7 @@ func TestWHIPOffersThatCannotSend(t *testing.T) {
 	port := strconv.Itoa(freePort(t))
 	capt := start(t, "capture", "--name", "whipbad", "--source", "whip:127.0.0.1:"+port, "--size", "64x48", "--fps", "30",
 		"--format", "I420", "--dir", dir)
-	waitFor(t, 15*time.Second, "the WHIP server", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the WHIP server", func() bool {
 		c, err := net.Dial("tcp", "127.0.0.1:"+port)
 		if err == nil {
 			c.Close()
@@ -136,7 +138,7 @@ func TestWHIPOffersThatCannotSend(t *testing.T) {
 	var code int
 	for code != http.StatusCreated {
 		if time.Since(at) > 13*time.Second {
-			t.Fatalf("the place of a publisher that never connected was not freed within 13 s (last answer %d); capture:\n%s", code, capt.stderr.String())
+			t.Fatalf("the place of a publisher that never connected was not freed within 13 s (last answer %d); capture:\n%s", code, capt.Stderr.String())
 		}
 		time.Sleep(500 * time.Millisecond)
 		code, _ = postOffer(t, url, whipOffer(t, webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverDirectionSendonly, false))

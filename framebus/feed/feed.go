@@ -3,9 +3,9 @@
 // the newest frame each time, follows new generations, rides out a producer
 // that is gone or stalled for a while, and, for previews, rejoins after the
 // stream was closed. It is pure Go, like the transport, and never logs by
-// itself: what it notices goes to Options.Logf.
+// itself: what it notices goes to Options.Log.
 //
-//	f := feed.New("cam0", feed.Options{Timeout: 10 * time.Second, Logf: logf})
+//	f := feed.New("cam0", feed.Options{Timeout: 10 * time.Second, Log: logger})
 //	defer f.Close()
 //	end, err := f.Run(ctx, func(fr *framebus.Frame) error {
 //		use(fr.Data)
@@ -23,51 +23,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/logx"
 )
-
-// Sentinels of Next, tested with errors.Is.
-var (
-	// ErrWaiting: there is no producer right now (not started yet, gone,
-	// stalled, or it closed the stream and the feed waits for the next one).
-	// The error is a *WaitingError; call Next again.
-	ErrWaiting = errors.New("waiting for producer")
-	// ErrIdle: no new frame within Options.Poll; call Next again.
-	ErrIdle = errors.New("no new frame yet")
-	// ErrNoProducer: the wait for a producer (Options.Timeout) ran out.
-	ErrNoProducer = errors.New("no producer")
-	// ErrStop ends Run without an error when fn returns it.
-	ErrStop = errors.New("stop")
-)
-
-// WaitingError says why a Feed has no frame to give and since when.
-type WaitingError struct {
-	Name   string
-	Since  time.Time
-	Reason string // "not started", "gone", "stalled", "closed the stream", or a transient bus error
-}
-
-func (e *WaitingError) Error() string {
-	return fmt.Sprintf("waiting for producer of %s (%s, %v)", e.Name, e.Reason, time.Since(e.Since).Round(100*time.Millisecond))
-}
-func (e *WaitingError) Unwrap() error { return ErrWaiting }
-
-// NoProducerError is the end of a bounded wait for a producer.
-type NoProducerError struct {
-	Name, Dir string
-	Waited    time.Duration
-	Gone      bool // the producer was there and left; else it never came
-}
-
-func (e *NoProducerError) Error() string {
-	if e.Gone {
-		return fmt.Sprintf("bus %s: the producer is gone and did not come back within %v", e.Name, e.Waited)
-	}
-	return fmt.Sprintf("no bus %q in %s after waiting %v for a producer ('framebus ls' lists the buses)", e.Name, framebus.Dir(e.Dir), e.Waited)
-}
-func (e *NoProducerError) Unwrap() error { return ErrNoProducer }
 
 // Options configures a Feed. The zero value reads the bus in the default
 // directory, gives up at once when there is no producer, and is silent.
@@ -117,9 +78,11 @@ type Options struct {
 	// default, negative off).
 	Hold time.Duration
 
-	// Logf receives what the feed notices (waits for a producer, the
-	// producer back, transient bus errors it rides out). nil: silent.
-	Logf func(format string, args ...any)
+	// Log receives what the feed notices: waits for a producer and
+	// transient bus errors it rides out (Warn, each said once, a transient
+	// error again every 10 s while it goes on), the producer back (Info).
+	// nil: silent.
+	Log *slog.Logger
 }
 
 // Stats are a Feed's counters since it was made.
@@ -159,18 +122,17 @@ type Feed struct {
 	started  time.Time // when the feed started waiting for its first producer
 	joined   bool      // a bus was joined at least once
 	wait     *WaitingError
-	logged   string // the reason of the wait (or the transient error) last logged
-	lastErr  time.Time
-	buf      []byte // copy mode buffer
-	copyLeft int    // frames still to read in copy mode
-	copied   bool   // the last frame came from ReadInto
-	discard  uint64 // discarded frames not yet reported in a Frame's drops
+	said     logx.Repeats // the reason of the wait (or the transient error) last logged
+	buf      []byte       // copy mode buffer
+	copyLeft int          // frames still to read in copy mode
+	copied   bool         // the last frame came from ReadInto
+	discard  uint64       // discarded frames not yet reported in a Frame's drops
 	st       Stats
 
 	lastStats framebus.ConsumerStats // of the consumer that left
 
 	refused, resyncs uint64 // the current consumer's, as last seen
-	lastRefusalLog   time.Time
+	refusals         logx.Repeats
 
 	hold    framebus.Hold // Options.HoldFrames: the last frame delivered, held
 	holding bool
@@ -182,6 +144,7 @@ const copyFrames = 64
 
 // New makes a feed of the bus name. It joins nothing until Next.
 func New(name string, o Options) *Feed {
+	o.Log = logx.Or(o.Log)
 	return &Feed{name: name, o: o}
 }
 
@@ -233,19 +196,6 @@ func (f *Feed) closeConsumer() error {
 	return err
 }
 
-func (f *Feed) logf(format string, args ...any) {
-	if f.o.Logf != nil {
-		f.o.Logf(format, args...)
-	}
-}
-
-// pollWait is how often Next reports a wait that goes on.
-const pollWait = 250 * time.Millisecond
-
-// transientPause is how long Next lets a transient bus error rest before it
-// tries again, so that a persistent one costs no CPU.
-const transientPause = 20 * time.Millisecond
-
 // Next returns the newest frame not yet delivered (a feed that has just
 // joined a bus waits for the next frame published, or, with Persist, gives
 // the one on the bus). Its Dropped counts every frame skipped since the
@@ -286,9 +236,9 @@ func (f *Feed) Next(ctx context.Context) (*framebus.Frame, error) {
 	}
 	f.noteRefusals()
 	if err == nil {
-		if f.wait != nil || f.logged != "" {
-			f.logf("bus %s: frames again (generation %d)", f.name, fr.Generation)
-			f.logged = ""
+		if f.wait != nil || f.said.Said() != "" {
+			f.o.Log.Info(fmt.Sprintf("bus %s: frames again (generation %d)", f.name, fr.Generation))
+			f.said.Reset()
 		}
 		f.wait = nil
 		if f.o.HoldFrames && !f.copied {
@@ -347,187 +297,6 @@ func (f *Feed) failed(ctx context.Context, err error) error {
 		return f.rideOut(ctx, err)
 	}
 	return err
-}
-
-// Kind is what an error of framebus.Consumer's Next or ReadInto means to a
-// consumer loop. Every loop over a bus decides by it: Feed does, and so does
-// a loop that must see each event (a test's instrumented consumer).
-type Kind int
-
-const (
-	// Fatal: give up (a permission error, a bad name, a closed consumer,
-	// a buffer too small).
-	Fatal Kind = iota
-	// Waiting: no producer now, it is gone or stalled (reported once per
-	// episode); calling Next again waits for it to come back.
-	Waiting
-	// EndOfStream: the producer closed the stream (ErrEndOfStream, or the
-	// segment RETIRED with nobody to replace it).
-	EndOfStream
-	// Transient: a bus error that passes by itself while the producer
-	// lives: a segment truncated or replaced under us (the producer
-	// publishes a new generation), a frame that failed its checksum (it is
-	// consumed; the next is read), a new generation not readable yet.
-	Transient
-	// Deadline: the context's deadline passed or it was cancelled.
-	Deadline
-)
-
-// Classify says what kind of error err is.
-func Classify(err error) Kind {
-	switch {
-	case errors.Is(err, framebus.ErrEndOfStream), errors.Is(err, framebus.ErrRetired):
-		return EndOfStream
-	case errors.Is(err, framebus.ErrProducerGone), errors.Is(err, framebus.ErrStalled):
-		return Waiting
-	case errors.Is(err, framebus.ErrDeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return Deadline
-	case errors.Is(err, framebus.ErrCorrupt), errors.Is(err, framebus.ErrChecksum),
-		errors.Is(err, framebus.ErrBadMagic), errors.Is(err, framebus.ErrVersionMismatch):
-		return Transient
-	}
-	return Fatal
-}
-
-// noteRefusals reports the reads the consumer refused since the last call
-// (forged or torn words: PROTOCOL.md amendment 9; it goes on by itself),
-// at most once a second while they go on.
-func (f *Feed) noteRefusals() {
-	if f.c == nil {
-		return
-	}
-	refused, resyncs, last := f.c.Refusals()
-	if refused == f.refused && resyncs == f.resyncs {
-		return
-	}
-	f.st.Refused += refused - f.refused
-	f.st.Resyncs += resyncs - f.resyncs
-	f.refused, f.resyncs = refused, resyncs
-	if time.Since(f.lastRefusalLog) >= time.Second {
-		f.lastRefusalLog = time.Now()
-		f.logf("bus %s: refused a read of words no producer writes (%d refused, %d re-synchronisations so far): %v", f.name, f.st.Refused, f.st.Resyncs, last)
-	}
-}
-
-// noteTransient counts a transient error and reports it once per kind (and
-// again every 10 s while it goes on).
-func (f *Feed) noteTransient(err error) {
-	f.st.Transient++
-	if msg := err.Error(); msg != f.logged || time.Since(f.lastErr) > 10*time.Second {
-		f.logf("bus %s: %v (going on)", f.name, err)
-		f.logged, f.lastErr = msg, time.Now()
-	}
-}
-
-// rideOut reports a transient error, lets it rest a moment (a checksum
-// mismatch needs no rest: its frame is consumed) and says the feed is idle,
-// or waiting, so that the caller calls Next again.
-func (f *Feed) rideOut(ctx context.Context, err error) error {
-	f.noteTransient(err)
-	if !errors.Is(err, framebus.ErrChecksum) {
-		if err := pause(ctx); err != nil {
-			return err
-		}
-	}
-	if f.wait != nil {
-		return f.wait
-	}
-	return ErrIdle
-}
-
-// pause waits transientPause, or until ctx ends (its error).
-func pause(ctx context.Context) error {
-	t := time.NewTimer(transientPause)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// setWait starts (or goes on with) a wait for a producer, and says so once
-// per reason.
-func (f *Feed) setWait(reason string) {
-	if f.wait == nil {
-		f.wait = &WaitingError{Name: f.name, Since: time.Now(), Reason: reason}
-	} else {
-		f.wait.Reason = reason
-	}
-	if f.logged != reason {
-		f.logged = reason
-		f.logf("bus %s: waiting for producer (%s)", f.name, reason)
-	}
-}
-
-// join opens the bus, waiting for its producer: bounded by Timeout before the
-// first join (and without Persist), for ever after with Persist. It returns a
-// *WaitingError every pollWait (or Poll) while it waits.
-func (f *Feed) join(ctx context.Context) error {
-	if f.started.IsZero() {
-		f.started = time.Now()
-	}
-	bounded := !f.joined || !f.o.Persist
-	var deadline time.Time
-	if bounded {
-		since := f.started
-		if f.wait != nil {
-			since = f.wait.Since
-		}
-		deadline = since.Add(f.o.Timeout)
-	}
-	step := pollWait
-	if f.o.Poll > 0 && f.o.Poll < step {
-		step = f.o.Poll
-	}
-	wait := step
-	if bounded {
-		wait = min(step, max(0, time.Until(deadline)))
-	}
-	c, err := framebus.OpenContext(ctx, f.name, framebus.ConsumerOptions{Dir: f.o.Dir, Wait: wait, Newest: f.o.Persist, Spin: f.o.Spin, Hold: f.o.Hold})
-	if err == nil {
-		f.c = c
-		f.joined = true
-		f.st.Joins++
-		return nil
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	switch {
-	case errors.Is(err, framebus.ErrNotFound), errors.Is(err, framebus.ErrProducerGone):
-	case Classify(err) == Transient && (f.joined || f.ownerAlive()):
-		// A replaced, truncated or corrupt file behind the name of a bus
-		// that has a live producer: it publishes a new generation.
-		f.noteTransient(err)
-		if err := pause(ctx); err != nil {
-			return err
-		}
-	default:
-		return err
-	}
-	if bounded && !time.Now().Before(deadline) {
-		return &NoProducerError{Name: f.name, Dir: f.o.Dir, Waited: f.o.Timeout, Gone: f.joined}
-	}
-	if f.wait == nil {
-		reason := "not started"
-		if f.joined {
-			reason = "gone"
-		}
-		f.setWait(reason)
-		if !f.joined {
-			f.wait.Since = f.started
-		}
-	}
-	return f.wait
-}
-
-// ownerAlive says whether the bus has a live producer (its lock is held),
-// whatever the state of its segment.
-func (f *Feed) ownerAlive() bool {
-	s, _ := framebus.Inspect(f.name, f.o.Dir)
-	return s != nil && s.OwnerAlive
 }
 
 // readCopy reads the next frame with ReadInto into the feed's buffer,
@@ -597,7 +366,7 @@ type End struct {
 // or fn returns ErrStop (all three a nil error and the End that says which),
 // fn returns another error (returned as is), or the feed gives up (a
 // *NoProducerError, or a bus error that is not transient). Waits for a
-// producer are ridden out (and reported through Options.Logf).
+// producer are ridden out (and reported through Options.Log).
 func (f *Feed) Run(ctx context.Context, fn func(*framebus.Frame) error) (End, error) {
 	for {
 		fr, err := f.Next(ctx)

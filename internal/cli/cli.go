@@ -115,11 +115,13 @@ type App struct {
 	// once on different flag sets; it must register the current values as
 	// the defaults, so that a flag given before the name survives.
 	Global func(fs *flag.FlagSet)
-	// Before runs after the flags are parsed, before the command (to set up
-	// logging). An error is a usage error.
-	Before func() error
-	// Report prints a command's error; nil prints "NAME CMD: error" to Stderr.
-	Report func(cmd string, err error)
+	// Before runs after the flags are parsed, before the command: it sets
+	// up logging, and the context it returns (with the logger: see
+	// zerolog.Ctx) is the command's. An error is a usage error.
+	Before func(ctx context.Context) (context.Context, error)
+	// Report prints a command's error, ctx being the command's context;
+	// nil prints "NAME CMD: error" to Stderr.
+	Report func(ctx context.Context, cmd string, err error)
 
 	// Version, when set, writes what the build is (as JSON with json):
 	// "NAME --version" and the built-in "NAME version [--json]".
@@ -187,6 +189,12 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		fmt.Fprintf(a.Stderr, "%s: unknown command %q (commands: %s; see %s --help)\n", a.Name, name, strings.Join(a.names(), ", "), a.Name)
 		return ExitUsage
 	}
+	return a.runCommand(ctx, cmd, args)
+}
+
+// runCommand parses the command's flags, runs Before and the command, and
+// reports its error; the exit code.
+func (a *App) runCommand(ctx context.Context, cmd *Command, args []string) int {
 	fs := flag.NewFlagSet(a.Name+" "+cmd.Name, flag.ContinueOnError)
 	run := cmd.Setup(fs)
 	if a.Global != nil {
@@ -198,7 +206,11 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		return ExitOK
 	}
 	if err == nil && a.Before != nil {
-		err = Usage(a.Before())
+		var bctx context.Context
+		if bctx, err = a.Before(ctx); bctx != nil {
+			ctx = bctx
+		}
+		err = Usage(err)
 	}
 	if err == nil {
 		err = run(ctx, pos)
@@ -208,7 +220,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 			err = &UsageError{Err: fmt.Errorf("%v (see %s %s --help)", err, a.Name, cmd.Name)}
 		}
 		if a.Report != nil {
-			a.Report(cmd.Name, err)
+			a.Report(ctx, cmd.Name, err)
 		} else {
 			fmt.Fprintf(a.Stderr, "%s %s: %v\n", a.Name, cmd.Name, err)
 		}

@@ -175,19 +175,29 @@ func writeBash(w io.Writer, name string, global []compFlag, cmds []compCmd) erro
   done
   case $cmd in
 `, flagWords(global), strings.Join(names, " "), fn)
+	bashCommands(&b, fn, cmds)
+	fmt.Fprintf(&b, "\ncomplete -F %s %s\n", fn, name)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// bashCommands writes the cases of each command (its flags' values, its
+// flags, its first argument) and the function fn_valued that names the
+// flags of a command that take a value.
+func bashCommands(b *strings.Builder, fn string, cmds []compCmd) {
 	for _, c := range cmds {
-		fmt.Fprintf(&b, "    %s)\n      case $prev in\n", c.name)
-		bashValueCase(&b, c.flags)
-		fmt.Fprintf(&b, "      esac\n      if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W %q -- \"$cur\")); return; fi\n", flagWords(c.flags))
+		fmt.Fprintf(b, "    %s)\n      case $prev in\n", c.name)
+		bashValueCase(b, c.flags)
+		fmt.Fprintf(b, "      esac\n      if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W %q -- \"$cur\")); return; fi\n", flagWords(c.flags))
 		switch {
 		case len(c.words) > 0:
-			fmt.Fprintf(&b, "      ((nargs == 0)) && COMPREPLY=($(compgen -W %q -- \"$cur\"))\n", strings.Join(c.words, " "))
+			fmt.Fprintf(b, "      ((nargs == 0)) && COMPREPLY=($(compgen -W %q -- \"$cur\"))\n", strings.Join(c.words, " "))
 		case c.busName:
-			fmt.Fprintf(&b, "      ((nargs == 0)) && COMPREPLY=($(compgen -W \"$(%s_buses)\" -- \"$cur\"))\n", fn)
+			fmt.Fprintf(b, "      ((nargs == 0)) && COMPREPLY=($(compgen -W \"$(%s_buses)\" -- \"$cur\"))\n", fn)
 		}
 		b.WriteString("      ;;\n")
 	}
-	fmt.Fprintf(&b, "  esac\n}\n\n# The flags of a command that take a value.\n%s_valued() {\n  case $1 in\n", fn)
+	fmt.Fprintf(b, "  esac\n}\n\n# The flags of a command that take a value.\n%s_valued() {\n  case $1 in\n", fn)
 	for _, c := range cmds {
 		var v []string
 		for _, f := range c.flags {
@@ -195,11 +205,9 @@ func writeBash(w io.Writer, name string, global []compFlag, cmds []compCmd) erro
 				v = append(v, "--"+f.name)
 			}
 		}
-		fmt.Fprintf(&b, "    %s) echo %q;;\n", c.name, strings.Join(v, " "))
+		fmt.Fprintf(b, "    %s) echo %q;;\n", c.name, strings.Join(v, " "))
 	}
-	fmt.Fprintf(&b, "  esac\n}\n\ncomplete -F %s %s\n", fn, name)
-	_, err := io.WriteString(w, b.String())
-	return err
+	b.WriteString("  esac\n}\n")
 }
 
 // zshQuote makes s safe inside the single-quoted specs of _arguments and

@@ -58,12 +58,3 @@ func (o *LogOptions) Logger(w *os.File) (zerolog.Logger, error) {
 func Colour(f *os.File) bool {
 	return os.Getenv("NO_COLOR") == "" && IsTerminal(f)
 }
-
-// Logf adapts l to the func(format, args...) logger that libraries take
-// (framebus/feed.Options.Logf): every message at level lvl.
-func Logf(l *zerolog.Logger, lvl zerolog.Level) func(format string, args ...any) {
-	if l == nil {
-		return nil
-	}
-	return func(format string, args ...any) { l.WithLevel(lvl).Msgf(format, args...) }
-}

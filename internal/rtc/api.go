@@ -1,11 +1,14 @@
 package rtc
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
 
+	"github.com/framebus/framebus/internal/logx"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
@@ -29,10 +32,10 @@ const PayloadType = 96
 // Config is what both ends configure; the zero value works on one machine
 // and on a LAN (host candidates, loopback included).
 type Config struct {
-	// Logf receives pion's errors, Debugf its warnings (mostly benign:
-	// a ping before any candidate pair, a packet for a stream just
-	// closed); nil drops them.
-	Logf, Debugf func(format string, args ...any)
+	// Log receives pion's errors at Warn, its warnings at Debug (mostly
+	// benign: a ping before any candidate pair, a packet for a stream
+	// just closed); nil drops them.
+	Log *slog.Logger
 
 	// ICEServers are STUN or TURN URLs (stun:host:port) for peers behind NAT.
 	ICEServers []string
@@ -127,7 +130,7 @@ var VP8Codec = webrtc.RTPCodecParameters{
 // queue); the frames themselves follow the estimate.
 func NewSendAPI(c Config, onEstimator func(cc.BandwidthEstimator)) (*webrtc.API, error) {
 	c = c.withDefaults()
-	lf := loggerFactory(c.Logf, c.Debugf)
+	lf := loggerFactory(c.Log)
 	me, reg, err := mediaEngine(lf)
 	if err != nil {
 		return nil, err
@@ -156,7 +159,7 @@ func NewSendAPI(c Config, onEstimator func(cc.BandwidthEstimator)) (*webrtc.API,
 // every 20 ms for missing packets, receiver reports, transport-cc feedback.
 func NewRecvAPI(c Config) (*webrtc.API, error) {
 	c = c.withDefaults()
-	lf := loggerFactory(c.Logf, c.Debugf)
+	lf := loggerFactory(c.Log)
 	me, reg, err := mediaEngine(lf)
 	if err != nil {
 		return nil, err
@@ -209,12 +212,13 @@ func newAPI(c Config, me *webrtc.MediaEngine, reg *interceptor.Registry, lf logg
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
 }
 
-// loggerFactory routes pion's errors to errf and its warnings to warnf.
-func loggerFactory(errf, warnf func(string, ...any)) logging.LoggerFactory {
-	return logAdapter{errf: errf, warnf: warnf}
+// loggerFactory routes pion's errors to l at Warn and its warnings at
+// Debug.
+func loggerFactory(l *slog.Logger) logging.LoggerFactory {
+	return logAdapter{l: logx.Or(l)}
 }
 
-type logAdapter struct{ errf, warnf func(string, ...any) }
+type logAdapter struct{ l *slog.Logger }
 
 func (l logAdapter) NewLogger(scope string) logging.LeveledLogger { return scoped{l, scope} }
 
@@ -223,10 +227,8 @@ type scoped struct {
 	scope string
 }
 
-func (s scoped) out(f func(string, ...any), level, msg string) {
-	if f != nil {
-		f("pion %s %s: %s", s.scope, level, strings.TrimSpace(msg))
-	}
+func (s scoped) out(lvl slog.Level, level, msg string) {
+	s.l.l.Log(context.Background(), lvl, fmt.Sprintf("pion %s %s: %s", s.scope, level, strings.TrimSpace(msg)))
 }
 func (s scoped) Trace(string)              {}
 func (s scoped) Tracef(string, ...any)     {}
@@ -234,7 +236,7 @@ func (s scoped) Debug(string)              {}
 func (s scoped) Debugf(string, ...any)     {}
 func (s scoped) Info(string)               {}
 func (s scoped) Infof(string, ...any)      {}
-func (s scoped) Warn(m string)             { s.out(s.l.warnf, "warning", m) }
-func (s scoped) Warnf(f string, a ...any)  { s.out(s.l.warnf, "warning", fmt.Sprintf(f, a...)) }
-func (s scoped) Error(m string)            { s.out(s.l.errf, "error", m) }
-func (s scoped) Errorf(f string, a ...any) { s.out(s.l.errf, "error", fmt.Sprintf(f, a...)) }
+func (s scoped) Warn(m string)             { s.out(slog.LevelDebug, "warning", m) }
+func (s scoped) Warnf(f string, a ...any)  { s.out(slog.LevelDebug, "warning", fmt.Sprintf(f, a...)) }
+func (s scoped) Error(m string)            { s.out(slog.LevelWarn, "error", m) }
+func (s scoped) Errorf(f string, a ...any) { s.out(slog.LevelWarn, "error", fmt.Sprintf(f, a...)) }
