@@ -44,8 +44,9 @@ func TestPushOverImpairedLink(t *testing.T) {
 	sh("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up")
 	sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
 	if out, err := exec.Command("tc", "qdisc", "add", "dev", host, "root", "netem", "delay", "40ms", "loss", "5%").CombinedOutput(); err != nil {
-		// A kernel without sch_netem (and no module loading): the bridge's
-		// behaviour under loss is TestWHEPOverImpairedNetwork's (pion's vnet).
+		// A kernel without sch_netem (and no module loading): push under
+		// delay and loss is viewer's TestPushOverImpairedNetwork (pion's
+		// vnet, in one process); this is its kernel-level variant.
 		t.Skipf("no netem here: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", peer, "root", "netem", "delay", "40ms", "loss", "5%")
