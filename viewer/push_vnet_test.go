@@ -19,6 +19,7 @@ import (
 
 	"github.com/framebus/framebus/capture"
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/cli"
 	"github.com/framebus/framebus/internal/rtc"
 )
 
@@ -149,7 +150,7 @@ func TestPushOverImpairedNetwork(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := Push(ctx, "vpush", PushOptions{Dir: dir, Timeout: 10 * time.Second, URL: "http://" + far.Addr() + "/whip", Log: &zl})
+		err := Push(ctx, "vpush", PushOptions{Dir: dir, Timeout: 10 * time.Second, URL: "http://" + far.Addr() + "/whip", Log: cli.Slog(&zl)})
 		if err != nil && ctx.Err() == nil {
 			t.Errorf("Push: %v", err)
 		}

@@ -15,12 +15,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/framebus/framebus/capture"
 	"github.com/framebus/framebus/framebus"
 	"github.com/framebus/framebus/internal/rtc"
+	"github.com/framebus/framebus/internal/testutil"
 	"github.com/framebus/framebus/internal/vpx"
 )
 
@@ -53,15 +55,15 @@ func TestMeasurePushFanout(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	src := startLive(t, nil, "capture", "--name", "src", "--source", "pattern", "--size", "1280x720", "--fps", "30", "--dir", dir)
-	waitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "src")) })
+	src := start(t, "capture", "--name", "src", "--source", "pattern", "--size", "1280x720", "--fps", "30", "--dir", dir)
+	testutil.WaitFor(t, 15*time.Second, "the bus", func() bool { return exists(segment(dir, "src")) })
 	times := watchNumbers(t, dir, "src")
 
 	// Directly: view --http's WHEP.
 	port := freePort(t)
-	view := startLive(t, nil, "view", "src", "--http", fmt.Sprintf("127.0.0.1:%d", port), "--webrtc-max-viewers", "200", "--dir", dir)
+	view := start(t, "view", "src", "--http", fmt.Sprintf("127.0.0.1:%d", port), "--webrtc-max-viewers", "200", "--dir", dir)
 	whep := fmt.Sprintf("http://127.0.0.1:%d/whep", port)
-	waitFor(t, 15*time.Second, "view --http", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "view --http", func() bool {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
 		if err == nil {
 			resp.Body.Close()
@@ -69,7 +71,7 @@ func TestMeasurePushFanout(t *testing.T) {
 		return err == nil
 	})
 	for _, n := range counts {
-		fanout(t, fmt.Sprintf("direct (view --http), %2d viewers", n), n, times, map[string]int{"capture": src.pid(), "view": view.pid()},
+		fanout(t, fmt.Sprintf("direct (view --http), %2d viewers", n), n, times, map[string]int{"capture": src.Pid(), "view": view.Pid()},
 			func(ctx context.Context) (*rtc.Receiver, func(), error) {
 				s, err := rtc.DialWHEP(ctx, whep, rtc.Config{})
 				if err != nil {
@@ -79,8 +81,8 @@ func TestMeasurePushFanout(t *testing.T) {
 				return r, func() { s.Close() }, err
 			})
 	}
-	view.signal(t, 2)
-	view.wait(t, 10*time.Second)
+	view.Signal(t, syscall.SIGINT)
+	view.Wait(t, 10*time.Second)
 
 	// Through Janus: push to simple-whip-server's endpoint in room 4242,
 	// subscribers of the VideoRoom's publisher.
@@ -91,20 +93,20 @@ func TestMeasurePushFanout(t *testing.T) {
 		t.Fatalf("POST /whip/create: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	push := startLive(t, nil, "push", "src", "--whip", j.whipURL("/endpoint/cam"), "--max-bitrate", "4000000", "--dir", dir)
+	push := start(t, "push", "src", "--whip", j.whipURL("/endpoint/cam"), "--max-bitrate", "4000000", "--dir", dir)
 	var feed float64
-	waitFor(t, 20*time.Second, "the publisher in the room", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the publisher in the room", func() bool {
 		feed = j.publisher(4242)
 		return feed != 0
 	})
 	time.Sleep(2 * time.Second)
 	for _, n := range counts {
 		fanout(t, fmt.Sprintf("through Janus (push),     %2d subscribers", n), n, times,
-			map[string]int{"capture": src.pid(), "push": push.pid(), "janus": j.proc.pid()},
+			map[string]int{"capture": src.Pid(), "push": push.Pid(), "janus": j.proc.Pid()},
 			func(ctx context.Context) (*rtc.Receiver, func(), error) { return j.subscribe(ctx, 4242, feed) })
 	}
-	push.signal(t, 2)
-	push.wait(t, 10*time.Second)
+	push.Signal(t, syscall.SIGINT)
+	push.Wait(t, 10*time.Second)
 }
 
 // busNumbers maps the pattern's frame numbers to their capture times.
