@@ -16,11 +16,13 @@ SYSDEPS   := pkgconf:opencv4:libopencv-dev pkgconf:x11:libx11-dev pkgconf:xext:l
              cmd:xvfb-run:xvfb cmd:xauth:xauth cmd:pkg-config:pkg-config \
              cmd:chromium:chromium cmd:import:imagemagick cmd:xdotool:xdotool \
              file:/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml:opencv-data
-# The tools the interoperability tests talk to (issue 16): ffmpeg and
+# The tools the interoperability tests talk to (docs/RECORDING.md,
+# docs/DEPLOY.md): ffmpeg and
 # GStreamer at both ends of a pipe, an RTSP camera (gst-rtsp-server through
 # Python), a Prometheus server, the shells of the completion scripts,
 # systemd-analyze and a YAML parser for docs/deploy; g++ for the C++ example over libframebus;
-# Janus (its VideoRoom) and npm for simple-whip-server in front of it (framebus push, issue 25).
+# Janus (its VideoRoom) and npm for simple-whip-server in front of it (framebus push over
+# WHIP, docs/VIEWER.md).
 INTEROPDEPS := cmd:ffmpeg:ffmpeg cmd:ffprobe:ffmpeg cmd:gst-launch-1.0:gstreamer1.0-tools \
              gst:videotestsrc:gstreamer1.0-plugins-base gst:jpegenc:gstreamer1.0-plugins-good \
              gst:rtpjpegpay:gstreamer1.0-plugins-good gst:rawvideoparse:gstreamer1.0-plugins-bad \

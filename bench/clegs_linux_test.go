@@ -154,7 +154,7 @@ func openC(t *testing.T, dir, name string) *framebus.Consumer {
 // TestCProducerGoConsumer: framebus's Go consumer reads the C producer's
 // frames intact (every 64-bit word of frame s is s<<32 | w, the CRC-32C
 // checked by Next), with its metadata, the format and the informational
-// fields of amendment 8, and sees the end of stream at its clean close.
+// fields of amendment 8 (creation and liveness across PID namespaces), and sees the end of stream at its clean close.
 func TestCProducerGoConsumer(t *testing.T) {
 	c := testC(t)
 	for _, tc := range []struct {

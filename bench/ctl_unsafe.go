@@ -122,7 +122,7 @@ func futexWake(w *atomic.Uint32, n int) {
 // at +12, non-zero while the consumer sleeps on its semaphore), so that a
 // lockstep producer can tell that its consumers sleep before it commits.
 // When the segment has the shared wake word (flags bit 1, PROTOCOL.md
-// amendment 7), consumers sleep on it and count themselves in wake_waiters
+// amendment 7, the shared wake word), consumers sleep on it and count themselves in wake_waiters
 // (byte 324) instead: then shared is that word and words is nil.
 // Every offset read from the file is checked against the mapping.
 func segWaiters(path string, entries []int) (words []*atomic.Uint32, shared *atomic.Uint32, unmap func(), err error) {

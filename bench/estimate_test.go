@@ -10,7 +10,7 @@ import (
 )
 
 // The full set's length is said in one place, docs/BENCHMARKS.md, and is
-// the estimate of its plan (issue 23: 11, 30 and 40 minutes in three
+// the estimate of its plan (once 11, 30 and 40 minutes in three
 // places); the Makefile and framebus bench --help refer to it and to
 // --plan instead of giving a figure.
 func TestFullSetEstimateInDocs(t *testing.T) {

@@ -74,7 +74,7 @@ type Result struct {
 	Read    *Percentiles `json:"read_us"`
 	Publish *Percentiles `json:"publish_us"`
 	// Begin is the producer's Begin call (framebus rows with a Go
-	// producer): the back slot chosen (around held slots, amendment 10)
+	// producer): the back slot chosen (around held slots, amendment 10, holds)
 	// and made odd. Publish is the Commit (plain) or the copy and Commit.
 	Begin *Percentiles `json:"begin_us,omitempty"`
 	// Commit is commit-to-wake: from the commit_ns the producer stamped in

@@ -229,7 +229,8 @@ func (sc scenarioRows) cFutexTargets() []Target {
 }
 
 // goFloorTargets judges the Go legs against the protocol's own C floor:
-// 1080p at 60 fps, checksums off, free and split (issue 13).
+// 1080p at 60 fps, checksums off, free and split (docs/BENCHMARKS.md,
+// "Targets").
 func (sc scenarioRows) goFloorTargets() []Target {
 	rs, key, name, r0 := sc.rs, sc.key, sc.name, sc.r0
 	var ts []Target

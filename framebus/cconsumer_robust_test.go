@@ -608,7 +608,7 @@ func TestCConsumerFaultOutsideBus(t *testing.T) {
 // ---- amendment 11: wake words heal ----
 
 // TestCConsumerWakeWordsHeal: a C consumer sleeping on its entry's sem
-// (section 5) or on the shared wake_seq (amendment 7) at 30 fps; its waiters
+// (section 5) or on the shared wake_seq (amendment 7, the shared wake word) at 30 fps; its waiters
 // word (entry waiters, or the header's wake_waiters) is forged: to 0 every
 // 2 ms for 300 ms (it sleeps counted, the producer sees nobody), or to
 // 0xFFFFFFFF once, at a moment the word is 0 (it is awake, not counted: its

@@ -2,7 +2,7 @@
 
 package framebus_test
 
-// Chaos tests (issue 6): repeated faults across real processes, under a
+// Chaos tests (docs/RELIABILITY.md): repeated faults across real processes, under a
 // 1080p RGBA load, with every consumer verifying every frame it is given
 // (the CRC-32C of the bus, checked by framebus inside the sequence-lock
 // window, and fbproc's position-dependent pattern, checked by the consumer).

@@ -73,7 +73,7 @@ type Consumer struct {
 	lastCheck  int64   // Now() of the last liveness check, kept across calls
 	spin       spinState
 
-	// Refused reads and re-synchronisations (PROTOCOL.md amendment 9).
+	// Refused reads and re-synchronisations (PROTOCOL.md amendment 9, forged words refused).
 	refused, resyncs uint64
 	lastRefusal      error
 	refusedSlot      uint32 // the slot and lock of the last frame refused
@@ -279,7 +279,7 @@ func mapSegment(f *sysFile) (*cseg, error) {
 }
 
 // perEntryWakeOnly makes consumers ignore the shared wake word (tests of a
-// reader that does not know amendment 7).
+// reader that does not know amendment 7, the shared wake word).
 var perEntryWakeOnly = false
 
 // countVersionMismatch bumps version_mismatch_count of a segment whose
@@ -349,7 +349,7 @@ func (s *cseg) leave(token uint64) {
 		return
 	}
 	if s.e.token.Load() == token {
-		s.e.pidns.Store(0) // amendment 8: a joiner that does not write it must not inherit ours
+		s.e.pidns.Store(0) // amendment 8 (creation and liveness across PID namespaces): a joiner that does not write it must not inherit ours
 		if s.holdsOK {
 			s.e.holdMask.Store(0) // amendment 10: every hold released, before the CAS
 		}

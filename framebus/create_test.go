@@ -15,7 +15,7 @@ import (
 )
 
 // writeLock takes an OFD write lock on byte 0 of path (as a creator does on
-// its temporary file, PROTOCOL.md amendment 8) and returns its release.
+// its temporary file, PROTOCOL.md amendment 8, creation and liveness across PID namespaces) and returns its release.
 func writeLock(t *testing.T, path string) func() {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_RDWR, 0)

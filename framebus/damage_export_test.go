@@ -18,5 +18,5 @@ func FixedFields() []FixedField {
 }
 
 // OffWakeWaiters is the offset of the shared wake word's waiters count
-// (amendment 7), for the tests that forge it.
+// (amendment 7, the shared wake word), for the tests that forge it.
 const OffWakeWaiters = offWakeWaiters

@@ -6,7 +6,7 @@
 // $FRAMEBUS_DIR) holding a control block and 2-8 frame slots. It writes each
 // frame into the back slot under a sequence lock, flips the active index and
 // wakes the consumers: with one FUTEX_WAKE on the bus's shared wake word
-// (amendment 7), which every consumer of this package sleeps on, and through
+// (amendment 7, the shared wake word), which every consumer of this package sleeps on, and through
 // the futex semaphore in each consumer's own table entry for readers that
 // do not know that word. Consumers sleep (never polling), read the newest
 // frame, and validate it with the sequence lock, so a torn frame is never
@@ -33,7 +33,7 @@
 // A zero-copy frame of Next lives until the producer comes back to its slot,
 // slot_count - 1 frames later: an analysis slower than the camera finds its
 // frames overwritten (Frame.Valid, Frame.Use say so). Frame.Hold keeps a
-// frame (PROTOCOL.md amendment 10), in the manner of iceoryx2's loans: the
+// frame (PROTOCOL.md amendment 10, holds), in the manner of iceoryx2's loans: the
 // producer writes around the held slot, never waits, and the Hold's Data
 // stays an intact view across later calls to Next until Release.
 //

@@ -151,7 +151,7 @@ func (p *Producer) buildGeneration(ctx context.Context, f Format, gen, lastSeq u
 }
 
 // createTemp makes the temporary file of a creation and takes the lock that
-// proves it alive (PROTOCOL.md amendment 8). An abandoned file of the same
+// proves it alive (PROTOCOL.md amendment 8, creation and liveness across PID namespaces). An abandoned file of the same
 // name (a dead creator that had our pid, say in another PID namespace) is
 // collected first; a file that a collector took before we locked it is
 // made again.

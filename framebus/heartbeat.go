@@ -220,7 +220,7 @@ func (s *pseg) reclaim() {
 			continue
 		}
 		if e.state.CompareAndSwap(st, EntryFree) {
-			e.pidns.Store(0)    // amendment 8: under the exclusive lock, before anyone joins
+			e.pidns.Store(0)    // amendment 8 (creation and liveness across PID namespaces): under the exclusive lock, before anyone joins
 			e.holdMask.Store(0) // amendment 10: a dead consumer's holds come back
 			s.reclaimed.Add(1)
 		}

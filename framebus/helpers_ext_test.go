@@ -194,7 +194,7 @@ func procCheckCallerAccounting(t *testing.T, label string, s event, join uint64)
 // procCheckEntryMatchesCaller asserts, for a consumer that ended "closed", that
 // its table entry in the current generation counted what the caller was told
 // in that generation: the entry also counted the end-of-stream frame as
-// delivered (section 7 amendment 3), and the frames missed just before it
+// delivered (section 7 amendment 3, end of stream in the accounting), and the frames missed just before it
 // are dropped in both (they reach the caller through *EndOfStreamError).
 func procCheckEntryMatchesCaller(t *testing.T, label string, s event, genDelivered, genDropped uint64) {
 	t.Helper()

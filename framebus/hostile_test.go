@@ -2,7 +2,7 @@
 
 package framebus_test
 
-// Hostile and broken segments (issue 6): a file truncated under live
+// Hostile and broken segments (docs/RELIABILITY.md): a file truncated under live
 // processes, files planted at the bus paths, the name removed from outside
 // (systemd RemoveIPC), and the read-only frame data of consumers; a writer
 // scribbling over the control block is scribble_fuzz_test.go.

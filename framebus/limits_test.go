@@ -2,7 +2,7 @@
 
 package framebus_test
 
-// Resource limits (issue 6): a bus directory too small for the segment (a
+// Resource limits (docs/RELIABILITY.md): a bus directory too small for the segment (a
 // 16 MB tmpfs stands in for Docker's 64 MB /dev/shm), and 10,000 open/close
 // cycles that must leak no descriptor, mapping or goroutine. The full
 // consumer table is TestBadInputTableFull (a *TableFullError naming the

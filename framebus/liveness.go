@@ -11,7 +11,8 @@ import (
 // on every wait timeout it keeps its entry, and looks at the state, the
 // owner's lock, the heartbeat and the file behind the name; a new file is a
 // new generation, which it follows (joins, and adopts with the gap
-// accounting of amendment 1); a file that faulted under it (truncated) is
+// accounting of amendment 1, gap accounting across a generation
+// change); a file that faulted under it (truncated) is
 // given up for the producer's next generation.
 
 // check is the look of every wait timeout. followed: the consumer is on a

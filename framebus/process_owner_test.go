@@ -247,7 +247,7 @@ func TestProcessBusyAndTakeover(t *testing.T) {
 				drop2 += e.u("dropped")
 			}
 		}
-		// The new entry counts from the consumer's own last_seq, 100 (section 7 amendment 1).
+		// The new entry counts from the consumer's own last_seq, 100 (section 7 amendment 1, gap accounting across a generation change).
 		procCheckEntryCounters(t, "consumer", s, 100)
 		procCheckCallerAccounting(t, "consumer", s, c.waitEvent("joined", time.Second).u("last_seq"))
 		_, atEOS := procPerFrameDropped(t, c, s)

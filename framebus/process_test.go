@@ -250,7 +250,7 @@ func TestProcessKillProducerAtEachStep(t *testing.T) {
 				_, atEOS := procPerFrameDropped(t, c, s)
 				// The generation-2 entry counts from the consumer's own
 				// last_seq, which is the old generation's last committed
-				// frame (PROTOCOL.md section 2 and section 7 amendment 1).
+				// frame (PROTOCOL.md section 2 and section 7 amendment 1, gap accounting across a generation change).
 				procCheckEntryCounters(t, c.label, s, oldLast)
 				if closed {
 					if eos := s.u("entry_last_seq"); eos != oldLast+restartN+1 {

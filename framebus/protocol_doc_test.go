@@ -578,7 +578,8 @@ func TestCHeaderMatchesProtocol(t *testing.T) {
 
 // TestDocsProtocolMatchesShared checks that docs/PROTOCOL.md is the contract as handed
 // over (../../shared/PROTOCOL.md, when that file exists). Today the two must be identical;
-// a deliberate change must be made in both places (and explained in the issue note).
+// a deliberate change must be made in both places (and explained in
+// its section 7, the amendments).
 func TestDocsProtocolMatchesShared(t *testing.T) {
 	shared, err := os.ReadFile(sharedProtocolPath)
 	if errors.Is(err, fs.ErrNotExist) {

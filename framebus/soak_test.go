@@ -2,7 +2,7 @@
 
 package framebus_test
 
-// The soak (issue 6): `make soak` (FRAMEBUS_SOAK=10m; any duration, e.g.
+// The soak (docs/RELIABILITY.md): `make soak` (FRAMEBUS_SOAK=10m; any duration, e.g.
 // FRAMEBUS_SOAK=2m make soak). Not part of make test.
 
 import (

@@ -294,7 +294,7 @@ func (f *sysFile) entryHeld(i int, off uint64) (bool, error) {
 }
 
 // holdCreation takes the creator's write lock on byte 0 of a temporary file
-// and checks that path still names it (PROTOCOL.md amendment 8): false
+// and checks that path still names it (PROTOCOL.md amendment 8, creation and liveness across PID namespaces): false
 // when a collector holds the lock or removed the file meanwhile.
 func (f *sysFile) holdCreation(path string) (bool, error) {
 	ok, err := f.tryLock(0, 1, true)

@@ -42,7 +42,7 @@ const (
 // Header flags and per-frame flags.
 const (
 	FlagChecksum     = 1 << 0 // header.flags: slots carry CRC-32C checksums
-	FlagSharedWake   = 1 << 1 // header.flags: the producer bumps and wakes wake_seq at every commit (amendment 7)
+	FlagSharedWake   = 1 << 1 // header.flags: the producer bumps and wakes wake_seq at every commit (amendment 7, the shared wake word)
 	FlagHolds        = 1 << 2 // header.flags: the producer honours holds (amendment 10)
 	FrameEndOfStream = 1 << 0 // slot.frame_flags: end of stream
 )
@@ -99,7 +99,7 @@ type Header struct {
 	SlotDescSize        uint32    `json:"slot_desc_size"`        // 232
 	ConsumerEntrySize   uint32    `json:"consumer_entry_size"`   // 236
 	CreatedNS           uint64    `json:"created_ns"`            // 240
-	ProducerPIDNS       uint64    `json:"producer_pidns"`        // 248, amendment 8
+	ProducerPIDNS       uint64    `json:"producer_pidns"`        // 248, amendment 8 (creation and liveness across PID namespaces)
 
 	// 3.3 publication and counters, bytes 256-511
 	Active             uint32   `json:"active"` // 256 atomic

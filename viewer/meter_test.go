@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// The WebRTC rate of the page (issue 23): real from the first second, from
+// The WebRTC rate of the page (it once showed 0.0 while WebRTC played): real from the first second, from
 // a counter sampled every half second; a counter that goes back (a new
 // encoder) starts again.
 func TestCounterRate(t *testing.T) {

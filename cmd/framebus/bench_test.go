@@ -190,7 +190,8 @@ func TestBenchUsage(t *testing.T) {
 }
 
 // bench --plan prints the plan and its estimated length and runs nothing:
-// the figure docs/BENCHMARKS.md gives for the full set (issue 23).
+// the figure docs/BENCHMARKS.md gives for the full set (it was once
+// given differently in three places: bench/estimate_test.go).
 func TestBenchPlan(t *testing.T) {
 	r := run(t, "bench", "--plan")
 	if r.Code != 0 || !regexp.MustCompile(`(?m)^24 scenarios, \d+ runs: about \d+ minutes \(\S+\) when every row runs`).MatchString(r.Stdout) {

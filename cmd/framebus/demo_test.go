@@ -12,8 +12,8 @@ import (
 
 // make run's job (scripts/run-demo.sh), shortened to 4 s, without a
 // display (the web preview): it exits 0, and a normal finish ends on the
-// capture closing the bus, with no warning or error on the way (issue 23:
-// it ended on the preview's "waiting for producer (closed the stream)").
+// capture closing the bus, with no warning or error on the way (it once
+// ended on the preview's "waiting for producer (closed the stream)").
 func TestRunDemoEndsCleanly(t *testing.T) {
 	needOpenCV(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -195,7 +195,7 @@ func TestTruncationUnderEveryCommand(t *testing.T) {
 // ahead, the header's last_seq far ahead, the active index out of range and
 // a slot's bytes past its capacity, under tail and view --http: both go on,
 // say what they refused, and deliver frames again within 3 heartbeat
-// intervals of the end of each burst (PROTOCOL.md amendment 9).
+// intervals of the end of each burst (PROTOCOL.md amendment 9, forged words refused).
 func TestForgedWordsUnderTailAndView(t *testing.T) {
 	dir := t.TempDir()
 	capt := startCapture(t, dir, "forge")

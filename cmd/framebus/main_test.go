@@ -320,7 +320,8 @@ func TestGCLeavesALiveBus(t *testing.T) {
 	}
 }
 
-// rm --force of a live bus says what happens next (issue 23): the producer
+// rm --force of a live bus says what happens next (it once left the
+// reader to guess): the producer
 // is alive and publishes the bus again, as the next generation, within its
 // heartbeat interval; stopping the producer ends the bus. And it does.
 func TestRmForceSaysTheProducerRepublishes(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 )
 
 // Containers sharing a bus directory have PID namespaces of their own
-// (PROTOCOL.md amendment 8). These tests run the command as pid 1 of new PID
+// (PROTOCOL.md amendment 8, creation and liveness across PID namespaces). These tests run the command as pid 1 of new PID
 // namespaces with unshare (root).
 
 // needUnshare skips without root or unshare.

@@ -75,7 +75,7 @@ func outputKey(line string) string {
 	return word[0]
 }
 
-// A newcomer's first minutes (issue 23): make install into a fresh prefix,
+// A newcomer's first minutes (README.md's 30-second tour): make install into a fresh prefix,
 // then every command of README.md's 30-second tour, as written there, in
 // one shell whose PATH has only that prefix's bin/ for framebus. Each must
 // succeed and print what the README shows (by its keys), with no warning

@@ -31,7 +31,7 @@ type previewNumbers struct {
 var firstNumber = regexp.MustCompile(`[0-9]+(\.[0-9]+)?`)
 
 // checkPageNumbers checks, while video plays in mode ("webrtc" or
-// "mjpeg"), that the preview's numbers are real (issue 23: the page showed
+// "mjpeg"), that the preview's numbers are real (the page once showed
 // "preview fps 0.0", "capture to picture 0.0 ms" and "0.00 Mbit/s" while
 // WebRTC played): in /viewer.json, on the page (each figure a number above
 // zero, none left "measuring" or 0), and in the page's chart. It returns

@@ -1,5 +1,5 @@
 /*
- * framebus PROTOCOL.md, amendment 8: a generation being created, against a
+ * framebus PROTOCOL.md, amendment 8 (creation and liveness across PID namespaces): a generation being created, against a
  * collector (framebus gc, or the next producer cleaning up) that removes
  * abandoned temporary files. Both may be in different PID namespaces, so a
  * pid means nothing to the other: the proof of life is the creator's OFD

@@ -29,7 +29,7 @@
  *   MUT_SW_LATE_V      mutation: consumer reads wake_seq after its pending check
  *   MUT_SW_LATE_WAITERS mutation: consumer does wake_waiters += 1 only after the wait
  *   MUT_SW_NO_PENDING  mutation: consumer sleeps without re-checking the active slot
- *   HDR_SEQ            amendment 9: a reader takes a frame only when its frame_seq is
+ *   HDR_SEQ            amendment 9 (forged words refused): a reader takes a frame only when its frame_seq is
  *                      not newer than the header's last_seq, loaded after the frame
  *                      (a frame the producer has committed but not yet flipped is
  *                      "nothing new"; its flip and wake follow); pending() likewise
@@ -42,7 +42,7 @@
  *                      frame 1): with -DNP (./pan -l) every cycle must pass the
  *                      producer's progress label, so a consumer that loops without
  *                      sleeping on a dead producer's unflipped frame is found
- *   FORGE              amendment 11: a forger stores FVAL (0, or 255 with FORGE_MAX:
+ *   FORGE              amendment 11 (wake words heal): a forger stores FVAL (0, or 255 with FORGE_MAX:
  *                      2^32-1, byte arithmetic wraps) once, at any moment, into a
  *                      waiters word (gwaiters for a shared-word consumer, waiters[c]
  *                      otherwise); a sleeper's FUTEX_WAIT may time out (a spurious

@@ -2,7 +2,7 @@
  * framebus PROTOCOL.md amendment 10: holds (frames a consumer keeps).
  * One producer publishes frames 1..F into NS slots with FLAG_HOLDS (choice of
  * the back slot C1-C4); NC consumers read the newest frame under the sequence
- * lock (section 5 with amendment 9's header check), and may try a hold of the
+ * lock (section 5 with amendment 9's header check: forged words refused), and may try a hold of the
  * frame they have just delivered (grant G1-G5), keep it while they go on
  * reading, re-validate it and release it.
  *

@@ -27,7 +27,7 @@ $R sw_mut_no_pending  framebus.pml "-DFIX_MONO -DSHARED_WAKE -DMUT_SW_NO_PENDING
 $R reclaim_lit      reclaim.pml ""           "-DSAFETY -DBFS" ""
 $R reclaim_lit_p4b  reclaim.pml "-DONLY_P4B" "-DSAFETY -DBFS" ""
 $R reclaim_fix      reclaim.pml "-DFIX"      "-DSAFETY" ""
-# --- amendment 8: a creation in progress against a collector, proof of life by lock ---
+# --- amendment 8 (creation and liveness across PID namespaces): a creation in progress against a collector, proof of life by lock ---
 $R create_safety      create.pml ""                           "-DSAFETY" ""
 $R create_live        create.pml "-DLIVE"                     ""         "-a -f"
 $R create_mut_recheck create.pml "-DMUT_NO_RECHECK"           "-DSAFETY" ""

@@ -63,7 +63,7 @@ type Options struct {
 	Copy bool
 
 	// HoldFrames holds each zero-copy frame Next delivers (Frame.Hold,
-	// PROTOCOL.md amendment 10) until the next call to Next or Close: the
+	// PROTOCOL.md amendment 10, holds) until the next call to Next or Close: the
 	// producer leaves its slot alone meanwhile, so a caller slower than the
 	// producer's lap uses an intact frame (Keep says true) instead of one
 	// the producer overwrote. A refused hold (the bus's cap of slot_count -

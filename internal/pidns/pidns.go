@@ -1,5 +1,5 @@
 // Package pidns says what a pid recorded in a segment means to this process
-// (PROTOCOL.md amendment 8): a pid is only a process's number in its own PID
+// (PROTOCOL.md amendment 8, creation and liveness across PID namespaces): a pid is only a process's number in its own PID
 // namespace, and containers sharing a bus directory have namespaces of their
 // own. The segment records the namespace next to each pid; Describe compares
 // it with ours and, on Linux, finds the process's number here when it lives

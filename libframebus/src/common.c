@@ -61,7 +61,7 @@ void fbi_sleep_ns(uint64_t ns)
 	nanosleep(&ts, NULL);
 }
 
-/* Amendment 8: the inode number of /proc/self/ns/pid, 0 when unknown. */
+/* Amendment 8 (creation and liveness across PID namespaces): the inode number of /proc/self/ns/pid, 0 when unknown. */
 uint64_t fbi_pid_namespace(void)
 {
 	struct stat st;

@@ -37,7 +37,7 @@
  * Read protocol (any number of consumers, section 5):
  *   wait: n = exchange(sem, 0); if n > 0 return; waiters = 1;
  *         FUTEX_WAIT(&sem, 0, heartbeat_interval_ms); waiters = 0; repeat
- *         (amendment 11: the entry's waiters word is stored, not added to; see "Wake words
+ *         (amendment 11, wake words heal: the entry's waiters word is stored, not added to; see "Wake words
  *         heal" below)
  *         (refresh the entry's heartbeat_ns on every wake and timeout; on a timeout check
  *         producer liveness, header state and the generation)
@@ -96,7 +96,7 @@
  *      it is already past), from due + lo - 100 us - late (a vCPU back from a sleep
  *      reads slowly for a while) to due + hi + 20 us, at most SPIN (the caller's budget,
  *      e.g. 400 us) long.
- *   4. Wait as section 5 (or amendment 7) says, but with the futex timeout ending where
+ *   4. Wait as section 5 (or amendment 7, the shared wake word) says, but with the futex timeout ending where
  *      the window opens; that early timeout is not a heartbeat timeout. In the window,
  *      watch wake_seq (amendment 7; the producer writes it once per commit, right after
  *      the flip) and look at the active slot's frame_seq only when it changes; without
@@ -283,7 +283,7 @@ typedef struct framebus_header {
 	uint32_t slot_desc_size;         /* 232  == FRAMEBUS_SLOT_DESC_SIZE */
 	uint32_t consumer_entry_size;    /* 236  == FRAMEBUS_CONSUMER_ENTRY_SIZE */
 	uint64_t created_ns;             /* 240  CLOCK_MONOTONIC */
-	uint64_t producer_pidns;         /* 248  amendment 8: st_ino of the producer's /proc/self/ns/pid, 0 = unknown */
+	uint64_t producer_pidns;         /* 248  amendment 8 (creation and liveness across PID namespaces): st_ino of the producer's /proc/self/ns/pid, 0 = unknown */
 
 	/* 3.3 Publication and counters, bytes 256-511. */
 	uint32_t active;                 /* 256  atomic: slot of the newest committed frame */

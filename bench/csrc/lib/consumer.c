@@ -1,7 +1,7 @@
 /*
  * consumer.c - the consumer side of docs/PROTOCOL.md: open, validate and map a segment,
  * join its table (section 2), wait (section 5, amendments 7 and 11, the predictive spin of
- * framebus.h), read under the sequence lock (section 5, amendment 9), hold (amendment 10),
+ * framebus.h), read under the sequence lock (section 5, amendment 9, forged words refused), hold (amendment 10),
  * follow generations (section 2, amendments 1 and 4) and survive a truncated file (fbguard).
  *
  * This was framebus/testdata/c/consumer.c's protocol (the reference C consumer, an
@@ -479,7 +479,7 @@ static int join_table(fb_consumer *c)
 		uint64_t token = random_token();
 		__atomic_store_n(&e->token, token, SEQ_CST);
 		__atomic_store_n(&e->pid, (uint32_t)getpid(), SEQ_CST);
-		__atomic_store_n(&e->pidns, fbi_pid_namespace(), SEQ_CST); /* amendment 8 */
+		__atomic_store_n(&e->pidns, fbi_pid_namespace(), SEQ_CST); /* amendment 8 (creation and liveness across PID namespaces) */
 		__atomic_store_n(&e->heartbeat_ns, fbi_now_ns(), SEQ_CST);
 		uint64_t last = __atomic_load_n(&B->h->last_seq, SEQ_CST);
 		__atomic_store_n(&e->last_seq, last, SEQ_CST);
@@ -1000,8 +1000,8 @@ static int spin_for(fb_consumer *c, int64_t end)
 /* Sleeps until a wake. 1 when woken (a wake, a spin caught a frame, the mapping found
  * truncated), 0 when the deadline passed, FB_ERR_INTERRUPTED on a signal, <0 on an error.
  * The word and its expected value are read before the pending check, and the waiters word
- * written before the sleep, all seq_cst: the handshakes of section 5 and amendment 7.
- * Amendment 11: the entry's waiters is stored 1 before the sleep and 0 after it; on the
+ * written before the sleep, all seq_cst: the handshakes of section 5 and amendment 7 (the shared wake word).
+ * Amendment 11 (wake words heal): the entry's waiters is stored 1 before the sleep and 0 after it; on the
  * shared word, a wait that timed out while wake_seq moved counts us in wake_waiters once
  * more, for good. */
 static int wait_wake(fb_consumer *c, uint64_t deadline)
@@ -1123,7 +1123,7 @@ static int rejoin(fb_consumer *c, uint64_t deadline)
 	int r = join_table(c);
 	if (r < 0)
 		return r;
-	/* Amendment 1: when the new generation continued the numbering, keep our last_seq
+	/* Amendment 1 (gap accounting across a generation change): when the new generation continued the numbering, keep our last_seq
 	 * (frames committed before we joined, or lost to a truncation, count as dropped);
 	 * when it restarted, restart the gap accounting at its last_seq. */
 	if (c->last_seq >= keep) {
@@ -1343,7 +1343,7 @@ static void fill_frame(fb_consumer *c, const struct rframe *f, fb_frame *out)
 }
 
 /* The loop of framebus's Next: a read first (a frame committed between our last_seq
- * snapshot and state 2 woke nobody, amendment 2), then, with nothing new, the wait; the
+ * snapshot and state 2 woke nobody, amendment 2, read before the first wait), then, with nothing new, the wait; the
  * wake's heartbeat is stored after the read (the entry's line is the one the producer's
  * step 6 just wrote: fetching it back first would add its transfer to the latency). */
 static int next_loop(fb_consumer *c, uint8_t *buf, size_t len, int timeout_ms, fb_frame *out);

@@ -4,7 +4,7 @@
  *     byte 0 for the producer's whole life, its inode checked against the path after
  *     locking; a second producer gets FB_ERR_BUSY naming the owner's pid;
  *   - abandoned temporary files of its own name removed first, each only once its byte-0
- *     lock could be taken (amendment 8);
+ *     lock could be taken (amendment 8, creation and liveness across PID namespaces);
  *   - a generation (section 2, amendment 8): built under framebus.<name>.tmp-<pid>
  *     (O_CREAT|O_EXCL|O_NOFOLLOW), byte 0 of it write-locked at once and its path
  *     re-checked, the free space checked first (statfs), the pages pre-faulted, the header

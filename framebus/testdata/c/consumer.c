@@ -51,14 +51,14 @@
  *       counted here); dropped = sequence gaps; torn = torn reads retried.
  *       then " refused=<n> resyncs=<n>": reads refused for words no honest producer writes
  *       (a frame newer than the header's last_seq, active out of range, impossible sizes:
- *       amendment 9, counted, never an error of the stream) and re-synchronisations of a
+ *       amendment 9, forged words refused; counted, never an error of the stream) and re-synchronisations of a
  *       last_seq moved ahead by a forged word;
  *       then " holds=<n> hold_refused=<n> overwritten_while_held=<n>" (--hold: holds granted,
  *       refused, and granted holds whose data or lock changed while held: always 0 with an
  *       honest producer), " truncations=<n> generations=<n>" (the segment found truncated
  *       under our mapping, by a memory fault or its file size, and generations joined after
  *       the first), " retired_ignored=<n>" (RETIRED seen on the very file behind the name while
- *       its producer is alive: a forged word, ignored) and " wake_repairs=<n>" (amendment 11:
+ *       its producer is alive: a forged word, ignored) and " wake_repairs=<n>" (amendment 11, wake words heal:
  *       wake_waiters counted again after a missed wake); with --spin,
  *       " spin_hits=<n> spin_misses=<n>".
  * Diagnostics go to stderr.

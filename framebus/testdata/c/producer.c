@@ -14,7 +14,7 @@
  *     for the producer's whole life, the inode checked against the path after locking; a
  *     second producer gets "busy" naming the owner's pid (exit 3);
  *   - abandoned temporary files of its own name are removed first, each only once its
- *     byte-0 lock could be taken (amendment 8);
+ *     byte-0 lock could be taken (amendment 8, creation and liveness across PID namespaces);
  *   - a generation (2, amendment 8): built under framebus.<name>.tmp-<pid> (O_CREAT|O_EXCL|
  *     O_NOFOLLOW), byte 0 of it write-locked at once and its path re-checked, the free space
  *     checked first (statfs), the pages pre-faulted, the header filled (producer_pid and
@@ -22,7 +22,7 @@
  *     starts the creation again, three times at most), then the lock released; the previous
  *     generation's last_seq is continued and that generation RETIRED and woken;
  *   - every frame: the commit of section 4, steps 1-6, with the shared wake word of
- *     amendment 7 (flag bit 1; --per-entry-wake leaves it out) before the per-entry wakes;
+ *     amendment 7, the shared wake word (flag bit 1; --per-entry-wake leaves it out) before the per-entry wakes;
  *     holds (amendment 10, flag bit 2; --no-holds leaves them out): the back slot chosen by
  *     C1-C4 of framebus.h, never a held one, a hold past the lease (--hold-max) or one that
  *     cannot be avoided (forged words) taken back and counted;

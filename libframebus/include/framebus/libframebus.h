@@ -218,7 +218,7 @@ struct fb_consumer_stats {
 	uint64_t last_seq;
 	uint64_t delivered;              /* data frames delivered (this process) */
 	uint64_t dropped, torn_retries, crc_bad;
-	uint64_t refused, resyncs;       /* amendment 9: reads refused, re-synchronisations */
+	uint64_t refused, resyncs;       /* amendment 9 (forged words refused): reads refused, re-synchronisations */
 	uint64_t truncations, generations, retired_ignored, wake_repairs;
 	uint64_t spin_hits, spin_misses;
 	uint64_t holds_granted, holds_refused; /* this process */
