@@ -69,7 +69,7 @@ struct _GstFramebusSrc {
 	GstClockTime duration;
 	GstBufferPool *pool;
 	gboolean flushing; /* under the object lock */
-	gboolean warned_gone, warned_stalled;
+	gboolean lost, warned_stalled; /* the producer went away (until a frame comes again) */
 
 	/* statistics, under the object lock */
 	guint64 delivered, dropped, held_n, copied, torn, corrupt, generation, lag_ns, restarts;
@@ -211,14 +211,11 @@ static GstFlowReturn open_bus(GstFramebusSrc *self)
 		int r = fb_consumer_open(self->bus, &o, &c);
 		if (r == FB_OK) {
 			self->cn = conn_new(c);
-			if (!self->seen_bus)
-				GST_INFO_OBJECT(self, "joined bus %s", self->bus);
-			else
-				GST_ELEMENT_INFO(self, RESOURCE, OPEN_READ, ("Producer of bus \"%s\" is back", self->bus),
-						 (NULL));
+			GST_INFO_OBJECT(self, "joined bus %s", self->bus);
 			self->seen_bus = TRUE;
-			self->warned_gone = self->warned_stalled = FALSE;
-			set_producer_state(self, "live");
+			self->warned_stalled = FALSE;
+			if (!self->lost)
+				set_producer_state(self, "live");
 			return GST_FLOW_OK;
 		}
 		switch (r) {
@@ -422,6 +419,32 @@ static void post_qos(GstFramebusSrc *self, GstBuffer *b, guint64 lag)
 	gst_element_post_message(GST_ELEMENT(self), m);
 }
 
+/* The counters as an element message, "framebussrc-stats" (posted at EOS, whatever sent
+ * it: the producer's end of stream, num-buffers, gst-launch -e). */
+static GstStructure *stats_structure(GstFramebusSrc *self)
+{
+	GST_OBJECT_LOCK(self);
+	GstStructure *s = gst_structure_new(
+		"framebussrc-stats", "bus", G_TYPE_STRING, self->bus, "frames-delivered", G_TYPE_UINT64, self->delivered,
+		"frames-held", G_TYPE_UINT64, self->held_n, "frames-copied", G_TYPE_UINT64, self->copied,
+		"frames-dropped", G_TYPE_UINT64, self->dropped, "frames-torn", G_TYPE_UINT64, self->torn,
+		"frames-corrupt", G_TYPE_UINT64, self->corrupt, "producer-restarts", G_TYPE_UINT64, self->restarts,
+		"generation", G_TYPE_UINT64, self->generation, "last-copy-reason", G_TYPE_STRING, self->copy_reason,
+		NULL);
+	GST_OBJECT_UNLOCK(self);
+	return s;
+}
+
+static GstPadProbeReturn eos_probe(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+	GstFramebusSrc *self = data;
+	GstEvent *ev = GST_PAD_PROBE_INFO_EVENT(info);
+	if (ev != NULL && GST_EVENT_TYPE(ev) == GST_EVENT_EOS)
+		gst_element_post_message(GST_ELEMENT(self),
+					 gst_message_new_element(GST_OBJECT(self), stats_structure(self)));
+	return GST_PAD_PROBE_OK;
+}
+
 /* ---- GstPushSrc ---------------------------------------------------------------------- */
 
 static GstFlowReturn gst_framebus_src_create(GstPushSrc *psrc, GstBuffer **out)
@@ -469,21 +492,32 @@ static GstFlowReturn gst_framebus_src_create(GstPushSrc *psrc, GstBuffer **out)
 			g_usleep(POLL_MS * 1000);
 			continue;
 		case FB_ERR_PRODUCER_GONE:
-			GST_ELEMENT_WARNING(self, RESOURCE, READ,
-					    ("Producer of bus \"%s\" gone: waiting for it to come back", self->bus),
-					    ("%s", fb_consumer_errmsg(self->cn->c)));
-			GST_OBJECT_LOCK(self);
-			self->restarts++;
-			GST_OBJECT_UNLOCK(self);
+			/* Its file may stay behind (kill -9): the reopen may join it and find it gone
+			 * again, until a new producer takes the name over. Said once per loss. */
+			if (!self->lost) {
+				self->lost = TRUE;
+				GST_ELEMENT_WARNING(self, RESOURCE, READ,
+						    ("Producer of bus \"%s\" gone: waiting for it to come back", self->bus),
+						    ("%s", fb_consumer_errmsg(self->cn->c)));
+				GST_OBJECT_LOCK(self);
+				self->restarts++;
+				self->producer_state = "waiting";
+				GST_OBJECT_UNLOCK(self);
+			}
 			drop_conn(self);
+			g_usleep(POLL_MS * 1000);
 			continue; /* reopen, waiting for ever */
 		default:
 			GST_ELEMENT_ERROR(self, RESOURCE, READ, ("Could not read bus \"%s\": %s", self->bus, fb_strerror(r)),
 					  ("%s", fb_consumer_errmsg(self->cn->c)));
 			return GST_FLOW_ERROR;
 		}
-		if (self->warned_stalled) {
-			self->warned_stalled = FALSE;
+		if (self->warned_stalled || self->lost) {
+			if (self->lost)
+				GST_ELEMENT_INFO(self, RESOURCE, OPEN_READ, ("Producer of bus \"%s\" is back", self->bus),
+						 ("producer of bus %s is back: generation %" G_GUINT64_FORMAT, self->bus,
+						  f.generation));
+			self->warned_stalled = self->lost = FALSE;
 			set_producer_state(self, "live");
 		}
 		if (f.generation_changed || !self->have_caps) {
@@ -558,7 +592,7 @@ static gboolean gst_framebus_src_start(GstBaseSrc *bsrc)
 	self->copy_reason = "";
 	self->producer_state = "waiting";
 	GST_OBJECT_UNLOCK(self);
-	self->have_caps = self->seen_bus = FALSE;
+	self->have_caps = self->seen_bus = self->lost = self->warned_stalled = FALSE;
 	return TRUE;
 }
 
@@ -707,6 +741,7 @@ static void gst_framebus_src_init(GstFramebusSrc *self)
 	gst_base_src_set_live(GST_BASE_SRC(self), TRUE);
 	gst_base_src_set_format(GST_BASE_SRC(self), GST_FORMAT_TIME);
 	gst_base_src_set_do_timestamp(GST_BASE_SRC(self), FALSE);
+	gst_pad_add_probe(GST_BASE_SRC_PAD(self), GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, eos_probe, self, NULL);
 }
 
 static void stat_prop(GObjectClass *oc, guint id, const char *name, const char *nick, const char *blurb)
