@@ -33,12 +33,19 @@ struct _GstFramebusSink {
 	guint slots, hold_max_ms;
 	gboolean checksum;
 
-	/* streaming state */
+	gboolean offer_pool;
+
+	/* streaming state. plock guards the producer: the slot pool's acquire and release run
+	 * on upstream's threads, render on ours. */
+	GMutex plock;
 	fb_producer *p;
+	GstBuffer *slot_buf; /* the pool's buffer over the begun back slot, if any */
+	gboolean tight;      /* the caps' default layout is the bus's: the pool can be offered */
 	fb_format fmt;
 	GstVideoInfo vinfo; /* of the caps, raw formats */
 	gboolean have_fmt;
 	guint64 published, generation, reconfigures; /* under the object lock */
+	guint64 zero_copy, copied;                    /* under the object lock */
 };
 
 enum {
@@ -50,6 +57,9 @@ enum {
 	PROP_HOLD_MAX,
 	PROP_FRAMES_PUBLISHED,
 	PROP_GENERATION,
+	PROP_POOL,
+	PROP_ZERO_COPY,
+	PROP_COPIED,
 };
 
 #define DEFAULT_SLOTS 4
@@ -61,6 +71,112 @@ G_DEFINE_TYPE(GstFramebusSink, gst_framebus_sink, GST_TYPE_BASE_SINK);
 GST_ELEMENT_REGISTER_DEFINE_WITH_CODE(framebussink, "framebussink", GST_RANK_NONE, GST_TYPE_FRAMEBUS_SINK,
 				      GST_DEBUG_CATEGORY_INIT(framebussink_debug, "framebussink", 0,
 							      "framebus bus publisher"));
+
+
+/* ---- the slot pool ----------------------------------------------------------------------
+ * Offered upstream (propose_allocation) when the caps' default layout is the bus's tight
+ * one: acquire begins a frame and hands out the back slot itself as the buffer's memory, so
+ * an upstream element (videoconvert, videotestsrc, a decoder) writes the frame straight into
+ * the bus, and render commits it without a copy. One slot can be begun at a time: a second
+ * acquire before the first is rendered or released gets plain memory (then copied). A slot
+ * buffer released without being rendered aborts its frame. */
+
+typedef struct {
+	GstBufferPool parent;
+	GstFramebusSink *sink; /* not a reference: the sink outlives its pools' activity */
+	gsize size;
+} GstFramebusSlotPool;
+typedef struct {
+	GstBufferPoolClass parent_class;
+} GstFramebusSlotPoolClass;
+
+GType gst_framebus_slot_pool_get_type(void);
+G_DEFINE_TYPE(GstFramebusSlotPool, gst_framebus_slot_pool, GST_TYPE_BUFFER_POOL);
+
+static gboolean slot_pool_set_config(GstBufferPool *bp, GstStructure *config)
+{
+	GstFramebusSlotPool *pool = (GstFramebusSlotPool *)bp;
+	GstCaps *caps = NULL;
+	guint size = 0, min = 0, max = 0;
+	if (!gst_buffer_pool_config_get_params(config, &caps, &size, &min, &max))
+		return FALSE;
+	pool->size = size;
+	return GST_BUFFER_POOL_CLASS(gst_framebus_slot_pool_parent_class)->set_config(bp, config);
+}
+
+static GstFlowReturn slot_pool_acquire(GstBufferPool *bp, GstBuffer **out, GstBufferPoolAcquireParams *params)
+{
+	GstFramebusSlotPool *pool = (GstFramebusSlotPool *)bp;
+	GstFramebusSink *self = pool->sink;
+	if (self == NULL) { /* the sink is gone */
+		*out = gst_buffer_new_allocate(NULL, pool->size, NULL);
+		return GST_FLOW_OK;
+	}
+	g_mutex_lock(&self->plock);
+	void *data = NULL;
+	size_t cap = 0;
+	if (self->p != NULL && self->slot_buf == NULL && self->tight &&
+	    fb_producer_begin(self->p, &data, &cap) == FB_OK) {
+		if (cap >= pool->size) {
+			*out = gst_buffer_new_wrapped_full(0, data, cap, 0, pool->size, NULL, NULL);
+			self->slot_buf = *out;
+			g_mutex_unlock(&self->plock);
+			return GST_FLOW_OK;
+		}
+		fb_producer_abort(self->p);
+	}
+	g_mutex_unlock(&self->plock);
+	*out = gst_buffer_new_allocate(NULL, pool->size, NULL); /* plain memory: copied at render */
+	return *out != NULL ? GST_FLOW_OK : GST_FLOW_ERROR;
+}
+
+static void slot_pool_release(GstBufferPool *bp, GstBuffer *buf)
+{
+	GstFramebusSlotPool *pool = (GstFramebusSlotPool *)bp;
+	GstFramebusSink *self = pool->sink;
+	if (self == NULL) {
+		GST_BUFFER_POOL_CLASS(gst_framebus_slot_pool_parent_class)->free_buffer(bp, buf);
+		return;
+	}
+	g_mutex_lock(&self->plock);
+	if (buf == self->slot_buf) { /* never rendered: the frame is dropped */
+		if (self->p != NULL)
+			fb_producer_abort(self->p);
+		self->slot_buf = NULL;
+	}
+	g_mutex_unlock(&self->plock);
+	/* Every buffer is made for one frame: free it, never queue it. */
+	GST_BUFFER_POOL_CLASS(gst_framebus_slot_pool_parent_class)->free_buffer(bp, buf);
+}
+
+static void gst_framebus_slot_pool_init(GstFramebusSlotPool *pool) {}
+
+static void slot_pool_finalize(GObject *obj)
+{
+	GstFramebusSlotPool *pool = (GstFramebusSlotPool *)obj;
+	if (pool->sink != NULL)
+		g_object_remove_weak_pointer(G_OBJECT(pool->sink), (gpointer *)&pool->sink);
+	G_OBJECT_CLASS(gst_framebus_slot_pool_parent_class)->finalize(obj);
+}
+
+static void gst_framebus_slot_pool_class_init(GstFramebusSlotPoolClass *klass)
+{
+	GstBufferPoolClass *pc = GST_BUFFER_POOL_CLASS(klass);
+	G_OBJECT_CLASS(klass)->finalize = slot_pool_finalize;
+	pc->set_config = slot_pool_set_config;
+	pc->acquire_buffer = slot_pool_acquire;
+	pc->release_buffer = slot_pool_release;
+}
+
+/* Drops a begun slot (a caps change or a stop while upstream holds a slot buffer): the
+ * buffer stays valid memory of the old mapping until the generation goes, its frame is
+ * not published. Called with plock. */
+static void abort_slot_locked(GstFramebusSink *self)
+{
+	if (self->slot_buf != NULL && self->p != NULL)
+		fb_producer_abort(self->p);
+	self->slot_buf = NULL;
+}
 
 static void lib_log(void *arg, int level, const char *msg)
 {
@@ -152,6 +268,18 @@ static gboolean same_format(const fb_format *a, const fb_format *b)
 	       a->fps_num == b->fps_num && a->fps_den == b->fps_den && a->max_frame_bytes == b->max_frame_bytes;
 }
 
+/* The caps' default layout (what an upstream element writes without a video meta) is the
+ * bus's tight one: planes at the same offsets with the same strides. */
+static gboolean layout_is_tight(const GstVideoInfo *vi, const fb_format *f)
+{
+	if (GST_VIDEO_INFO_N_PLANES(vi) != f->plane_count || vi->size != f->max_frame_bytes)
+		return FALSE;
+	for (guint p = 0; p < f->plane_count; p++)
+		if ((guint)vi->stride[p] != f->plane_stride[p] || vi->offset[p] != f->plane_offset[p])
+			return FALSE;
+	return TRUE;
+}
+
 static gboolean gst_framebus_sink_set_caps(GstBaseSink *bsink, GstCaps *caps)
 {
 	GstFramebusSink *self = GST_FRAMEBUS_SINK(bsink);
@@ -164,13 +292,50 @@ static gboolean gst_framebus_sink_set_caps(GstBaseSink *bsink, GstCaps *caps)
 	GST_DEBUG_OBJECT(self, "caps %" GST_PTR_FORMAT, caps);
 	if (f.pixel_format != FRAMEBUS_FOURCC_MJPG && !gst_video_info_from_caps(&self->vinfo, caps))
 		return FALSE;
+	g_mutex_lock(&self->plock);
+	abort_slot_locked(self);
+	self->tight = f.pixel_format != FRAMEBUS_FOURCC_MJPG && layout_is_tight(&self->vinfo, &f);
+	gboolean ok;
 	if (self->p != NULL && self->have_fmt && same_format(&f, &self->fmt))
+		ok = TRUE;
+	else if (self->p != NULL)
+		ok = reconfigure(self, &f);
+	else {
+		self->fmt = f;
+		self->have_fmt = TRUE;
+		ok = create_producer(self);
+	}
+	g_mutex_unlock(&self->plock);
+	return ok;
+}
+
+static gboolean gst_framebus_sink_propose_allocation(GstBaseSink *bsink, GstQuery *query)
+{
+	GstFramebusSink *self = GST_FRAMEBUS_SINK(bsink);
+	GstCaps *caps = NULL;
+	gboolean need_pool = FALSE;
+	gst_query_parse_allocation(query, &caps, &need_pool);
+	GST_OBJECT_LOCK(self);
+	gboolean offer = self->offer_pool;
+	GST_OBJECT_UNLOCK(self);
+	fb_format f;
+	GstVideoInfo vi;
+	if (!offer || caps == NULL || !gst_framebus_format_from_caps(caps, &f) || f.pixel_format == FRAMEBUS_FOURCC_MJPG ||
+	    !gst_video_info_from_caps(&vi, caps) || !layout_is_tight(&vi, &f)) {
+		GST_DEBUG_OBJECT(self, "no slot pool for %" GST_PTR_FORMAT, caps);
 		return TRUE;
-	if (self->p != NULL)
-		return reconfigure(self, &f);
-	self->fmt = f;
-	self->have_fmt = TRUE;
-	return create_producer(self);
+	}
+	GstFramebusSlotPool *pool = g_object_new(gst_framebus_slot_pool_get_type(), NULL);
+	gst_object_ref_sink(pool);
+	pool->sink = self;
+	g_object_add_weak_pointer(G_OBJECT(self), (gpointer *)&pool->sink);
+	GstStructure *cfg = gst_buffer_pool_get_config(GST_BUFFER_POOL(pool));
+	gst_buffer_pool_config_set_params(cfg, caps, (guint)vi.size, 0, 0);
+	gst_buffer_pool_set_config(GST_BUFFER_POOL(pool), cfg);
+	gst_query_add_allocation_pool(query, GST_BUFFER_POOL(pool), (guint)vi.size, 0, 0);
+	gst_object_unref(pool);
+	GST_DEBUG_OBJECT(self, "offered the slot pool (%" G_GSIZE_FORMAT " bytes)", vi.size);
+	return TRUE;
 }
 
 /* Copies the buffer into the begun slot in the bus's layout; the bytes of the frame, or 0
@@ -228,6 +393,8 @@ static guint64 capture_time(GstFramebusSink *self, GstBuffer *buf)
 	return mono;
 }
 
+static GstFlowReturn render_locked(GstFramebusSink *self, GstBuffer *buf, const fb_meta *meta);
+
 static GstFlowReturn gst_framebus_sink_render(GstBaseSink *bsink, GstBuffer *buf)
 {
 	GstFramebusSink *self = GST_FRAMEBUS_SINK(bsink);
@@ -235,11 +402,42 @@ static GstFlowReturn gst_framebus_sink_render(GstBaseSink *bsink, GstBuffer *buf
 		GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("No caps before the first buffer"), (NULL));
 		return GST_FLOW_NOT_NEGOTIATED;
 	}
-	if (self->p == NULL && !create_producer(self)) /* after an EOS: a new stream */
-		return GST_FLOW_ERROR;
 	fb_meta meta;
 	memset(&meta, 0, sizeof meta);
 	meta.capture_ns = capture_time(self, buf);
+	g_mutex_lock(&self->plock);
+	GstFlowReturn ret = render_locked(self, buf, &meta);
+	g_mutex_unlock(&self->plock);
+	return ret;
+}
+
+static GstFlowReturn render_locked(GstFramebusSink *self, GstBuffer *buf, const fb_meta *meta)
+{
+	if (self->p == NULL && !create_producer(self)) /* after an EOS: a new stream */
+		return GST_FLOW_ERROR;
+	if (self->slot_buf != NULL && gst_buffer_n_memory(buf) == 1 &&
+	    gst_buffer_peek_memory(buf, 0) == gst_buffer_peek_memory(self->slot_buf, 0)) {
+		/* Written by upstream straight into the back slot: commit, no copy. */
+		self->slot_buf = NULL;
+		uint64_t seq = 0;
+		int r = fb_producer_commit(self->p, gst_buffer_get_size(buf), meta, &seq);
+		if (r == FB_ERR_TRUNCATED)
+			return GST_FLOW_OK;
+		if (r != FB_OK) {
+			GST_ELEMENT_ERROR(self, RESOURCE, WRITE, ("Could not publish on bus \"%s\"", self->bus),
+					  ("fb_producer_commit: %s: %s", fb_strerror(r), fb_producer_errmsg(self->p)));
+			return GST_FLOW_ERROR;
+		}
+		GST_LOG_OBJECT(self, "frame %" G_GUINT64_FORMAT ": zero-copy", seq);
+		GST_OBJECT_LOCK(self);
+		self->published++;
+		self->zero_copy++;
+		GST_OBJECT_UNLOCK(self);
+		return GST_FLOW_OK;
+	}
+	/* A slot begun for a buffer that is not this one (upstream pushed another): give it
+	 * up, this frame is copied. */
+	abort_slot_locked(self);
 	for (int attempt = 0;; attempt++) {
 		void *slot;
 		size_t cap;
@@ -267,7 +465,7 @@ static GstFlowReturn gst_framebus_sink_render(GstBaseSink *bsink, GstBuffer *buf
 			return GST_FLOW_OK;
 		}
 		uint64_t seq = 0;
-		r = fb_producer_commit(self->p, n, &meta, &seq);
+		r = fb_producer_commit(self->p, n, meta, &seq);
 		if (r == FB_ERR_TRUNCATED) {
 			GST_WARNING_OBJECT(self, "bus truncated under the frame: lost, new generation");
 			return GST_FLOW_OK;
@@ -278,9 +476,10 @@ static GstFlowReturn gst_framebus_sink_render(GstBaseSink *bsink, GstBuffer *buf
 			return GST_FLOW_ERROR;
 		}
 		GST_LOG_OBJECT(self, "frame %" G_GUINT64_FORMAT ": %" G_GSIZE_FORMAT " bytes, capture %" G_GUINT64_FORMAT,
-			       seq, n, meta.capture_ns);
+			       seq, n, meta->capture_ns);
 		GST_OBJECT_LOCK(self);
 		self->published++;
+		self->copied++;
 		GST_OBJECT_UNLOCK(self);
 		return GST_FLOW_OK;
 	}
@@ -288,10 +487,15 @@ static GstFlowReturn gst_framebus_sink_render(GstBaseSink *bsink, GstBuffer *buf
 
 static void close_producer(GstFramebusSink *self)
 {
-	if (self->p == NULL)
+	g_mutex_lock(&self->plock);
+	abort_slot_locked(self);
+	if (self->p == NULL) {
+		g_mutex_unlock(&self->plock);
 		return;
+	}
 	int r = fb_producer_close(self->p);
 	self->p = NULL;
+	g_mutex_unlock(&self->plock);
 	if (r != FB_OK)
 		GST_WARNING_OBJECT(self, "fb_producer_close: %s", fb_strerror(r));
 	else
@@ -301,8 +505,16 @@ static void close_producer(GstFramebusSink *self)
 static gboolean gst_framebus_sink_event(GstBaseSink *bsink, GstEvent *event)
 {
 	GstFramebusSink *self = GST_FRAMEBUS_SINK(bsink);
-	if (GST_EVENT_TYPE(event) == GST_EVENT_EOS)
+	if (GST_EVENT_TYPE(event) == GST_EVENT_EOS) {
 		close_producer(self); /* the end of stream on the bus, after the last frame */
+		GST_OBJECT_LOCK(self);
+		GstStructure *st = gst_structure_new("framebussink-stats", "bus", G_TYPE_STRING, self->bus,
+						     "frames-published", G_TYPE_UINT64, self->published, "frames-zero-copy",
+						     G_TYPE_UINT64, self->zero_copy, "frames-copied", G_TYPE_UINT64,
+						     self->copied, "generation", G_TYPE_UINT64, self->generation, NULL);
+		GST_OBJECT_UNLOCK(self);
+		gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), st));
+	}
 	return GST_BASE_SINK_CLASS(gst_framebus_sink_parent_class)->event(bsink, event);
 }
 
@@ -311,7 +523,7 @@ static gboolean gst_framebus_sink_start(GstBaseSink *bsink)
 	GstFramebusSink *self = GST_FRAMEBUS_SINK(bsink);
 	self->have_fmt = FALSE;
 	GST_OBJECT_LOCK(self);
-	self->published = 0;
+	self->published = self->zero_copy = self->copied = 0;
 	GST_OBJECT_UNLOCK(self);
 	return check_name(self);
 }
@@ -350,6 +562,9 @@ static void gst_framebus_sink_set_property(GObject *obj, guint id, const GValue 
 	case PROP_HOLD_MAX:
 		self->hold_max_ms = g_value_get_uint(v);
 		break;
+	case PROP_POOL:
+		self->offer_pool = g_value_get_boolean(v);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
 	}
@@ -382,6 +597,15 @@ static void gst_framebus_sink_get_property(GObject *obj, guint id, GValue *v, GP
 	case PROP_GENERATION:
 		g_value_set_uint64(v, self->generation);
 		break;
+	case PROP_POOL:
+		g_value_set_boolean(v, self->offer_pool);
+		break;
+	case PROP_ZERO_COPY:
+		g_value_set_uint64(v, self->zero_copy);
+		break;
+	case PROP_COPIED:
+		g_value_set_uint64(v, self->copied);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
 	}
@@ -392,6 +616,7 @@ static void gst_framebus_sink_finalize(GObject *obj)
 {
 	GstFramebusSink *self = GST_FRAMEBUS_SINK(obj);
 	close_producer(self);
+	g_mutex_clear(&self->plock);
 	g_free(self->bus);
 	g_free(self->dir);
 	G_OBJECT_CLASS(gst_framebus_sink_parent_class)->finalize(obj);
@@ -400,6 +625,8 @@ static void gst_framebus_sink_finalize(GObject *obj)
 static void gst_framebus_sink_init(GstFramebusSink *self)
 {
 	self->slots = DEFAULT_SLOTS;
+	self->offer_pool = TRUE;
+	g_mutex_init(&self->plock);
 	/* A publisher keeps no reference to the last frame (a pipeline holding it would pin
 	 * the upstream pool's buffer for nothing); sync stays on, so a file source plays at
 	 * its rate, a live one as it comes. */
@@ -448,8 +675,26 @@ static void gst_framebus_sink_class_init(GstFramebusSinkClass *klass)
 	g_object_class_install_property(
 		oc, PROP_FRAMES_PUBLISHED,
 		g_param_spec_uint64("frames-published", "Frames published",
-				    "Frames committed on the bus since the element started (each copied once from "
-				    "the buffer into the bus's back slot)",
+				    "Frames committed on the bus since the element started (frames-zero-copy + "
+				    "frames-copied)",
+				    0, G_MAXUINT64, 0, ro));
+	g_object_class_install_property(
+		oc, PROP_POOL,
+		g_param_spec_boolean("pool", "Offer the slot pool",
+				     "Offer upstream a buffer pool whose buffers are the bus's back slot, so that an "
+				     "upstream element that takes it writes frames straight into the bus (raw formats "
+				     "whose GStreamer layout is the bus's tight one; never JPEG). FALSE: copy every frame",
+				     TRUE, rw));
+	g_object_class_install_property(
+		oc, PROP_ZERO_COPY,
+		g_param_spec_uint64("frames-zero-copy", "Frames zero-copy",
+				    "Frames upstream wrote into the bus's back slot through the pool: committed without a copy",
+				    0, G_MAXUINT64, 0, ro));
+	g_object_class_install_property(
+		oc, PROP_COPIED,
+		g_param_spec_uint64("frames-copied", "Frames copied",
+				    "Frames copied once from the buffer into the back slot (upstream did not use the "
+				    "pool, or used plain memory)",
 				    0, G_MAXUINT64, 0, ro));
 	g_object_class_install_property(
 		oc, PROP_GENERATION,
@@ -459,13 +704,15 @@ static void gst_framebus_sink_class_init(GstFramebusSinkClass *klass)
 
 	gst_element_class_set_static_metadata(
 		ec, "framebus sink", "Sink/Video",
-		"Publishes video on a framebus shared-memory bus for other processes (one copy a frame, "
-		"from the buffer into the bus's back slot; caps changes are new generations; EOS ends the stream)",
+		"Publishes video on a framebus shared-memory bus for other processes: zero-copy when upstream "
+		"writes into the slot pool it offers (the bus's back slot), else one copy a frame from the buffer "
+		"into the back slot; caps changes are new generations; EOS ends the stream",
 		"framebus");
 	gst_element_class_add_static_pad_template(ec, &sink_template);
 
 	bc->set_caps = GST_DEBUG_FUNCPTR(gst_framebus_sink_set_caps);
 	bc->render = GST_DEBUG_FUNCPTR(gst_framebus_sink_render);
+	bc->propose_allocation = GST_DEBUG_FUNCPTR(gst_framebus_sink_propose_allocation);
 	bc->event = GST_DEBUG_FUNCPTR(gst_framebus_sink_event);
 	bc->start = GST_DEBUG_FUNCPTR(gst_framebus_sink_start);
 	bc->stop = GST_DEBUG_FUNCPTR(gst_framebus_sink_stop);

@@ -264,8 +264,11 @@ func published(name, dir string) uint64 {
 }
 
 // statsMessage parses gst-launch -m's framebussrc-stats message into its fields.
-func statsMessage(out string) map[string]string {
-	i := strings.LastIndex(out, "framebussrc-stats, ")
+func statsMessage(out string) map[string]string { return statsOf(out, "framebussrc-stats") }
+
+// statsOf parses the last element message named name (gst-launch -m) into its fields.
+func statsOf(out, name string) map[string]string {
+	i := strings.LastIndex(out, name+", ")
 	if i < 0 {
 		return nil
 	}
