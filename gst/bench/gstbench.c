@@ -73,6 +73,15 @@ static gboolean on_message(GstBus *bus, GstMessage *m, gpointer data)
 		g_main_loop_quit(loop);
 		break;
 	}
+	case GST_MESSAGE_ELEMENT: { /* framebussink-stats, framebussrc-stats: to stderr */
+		const GstStructure *st = gst_message_get_structure(m);
+		if (st != NULL && g_str_has_suffix(gst_structure_get_name(st), "-stats")) {
+			gchar *str = gst_structure_to_string(st);
+			fprintf(stderr, "gstbench: %s\n", str);
+			g_free(str);
+		}
+		break;
+	}
 	default:
 		break;
 	}
