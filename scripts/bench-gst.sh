@@ -8,6 +8,8 @@
 #
 #   scripts/bench-gst.sh [ROUNDS]        (make gst and make -C gst bench first; about 2 minutes)
 #
+# Modes: max (videotestsrc as fast as it draws), nofill (fakesrc's unfilled buffers: the
+# transports alone), 60fps (videotestsrc live at 60 fps).
 # The paths:
 #   framebus  videotestsrc ! framebussink (the slot pool: videotestsrc draws into the back slot)
 #             | framebussrc (the held slot wrapped) ! fakesink                 copies: 0
@@ -34,8 +36,13 @@ RAW="rawvideoparse width=1920 height=1080 format=rgba framerate=0/1"
 
 run() { # path mode N
 	path=$1 mode=$2 n=$3
-	if [ "$mode" = 60fps ]; then src="videotestsrc is-live=true num-buffers=$n pattern=black ! $CAPS,framerate=60/1"
-	else src="videotestsrc num-buffers=$n pattern=black ! $CAPS,framerate=0/1"; fi
+	case $mode in
+	60fps) src="videotestsrc is-live=true num-buffers=$n pattern=black ! $CAPS,framerate=60/1" ;;
+	max) src="videotestsrc num-buffers=$n pattern=black ! $CAPS,framerate=0/1" ;;
+	# The transport's own ceiling: fakesrc hands out buffers it never fills (its own memory:
+	# framebussink copies them once, shmsink too).
+	nofill) src="fakesrc num-buffers=$n sizetype=fixed sizemax=8294400 filltype=nothing ! $CAPS,framerate=0/1" ;;
+	esac
 	want=$((n - 30))
 	case $path in
 	framebus)
@@ -51,10 +58,10 @@ run() { # path mode N
 		kill $p 2>/dev/null || true; wait $p 2>/dev/null || true ;;
 	pipe)
 		$B produce "$src ! identity name=stamp ! fdsink fd=1 sync=false" 2>>"$T/err" |
-			$B consume $want "fdsrc fd=0 blocksize=8294400 ! $RAW ! $SINKEND" >"$T/out" 2>>"$T/err" || true ;;
+			$B consume $want "fdsrc fd=0 blocksize=65536 ! $RAW ! $SINKEND" >"$T/out" 2>>"$T/err" || true ;;
 	cat)
 		"$FB" cat c --raw --timeout 20s 2>>"$T/err" |
-			$B consume $want "fdsrc fd=0 blocksize=8294400 ! $RAW ! $SINKEND" >"$T/out" 2>>"$T/err" & c=$!
+			$B consume $want "fdsrc fd=0 blocksize=65536 ! $RAW ! $SINKEND" >"$T/out" 2>>"$T/err" & c=$!
 		sleep 0.5
 		$B produce "$src ! identity name=stamp ! framebussink bus=c sync=false" 2>>"$T/err"
 		wait $c || true ;;
@@ -65,6 +72,7 @@ run() { # path mode N
 
 uname -srm; grep -m1 'model name' /proc/cpuinfo; nproc; gst-launch-1.0 --version | head -1; uptime
 for r in $(seq 1 "$ROUNDS"); do
-	for path in framebus shm pipe cat; do run $path max 1000; done
-	for path in framebus shm pipe cat; do run $path 60fps 360; done
+	for path in framebus shm pipe cat; do run $path max 400; done
+	for path in framebus shm; do run $path nofill 400; done
+	for path in framebus shm pipe cat; do run $path 60fps 300; done
 done
