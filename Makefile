@@ -35,7 +35,7 @@ VCS_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
 VCS_DIRTY  := $(shell git status --porcelain 2>/dev/null | grep -q . && echo true)
 LDFLAGS    := -X main.buildCommit=$(VCS_COMMIT) -X main.buildModified=$(VCS_DIRTY)
 
-.PHONY: all build lib test-lib install install-bin install-lib test test-python test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
+.PHONY: all build lib gst gst-deps test-gst test-lib install install-bin install-lib install-gst test test-python test-arm64 test-windows litmus litmus-arm64 bench-quick run bench fuzz check deps sysdeps vet fmt clean model chaos soak
 
 all: build
 
@@ -68,6 +68,8 @@ build: deps
 	@mkdir -p $(BIN)
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/framebus ./cmd/framebus
 	@if command -v $(CC) >/dev/null 2>&1; then $(MAKE) -s lib; else echo "no C compiler ($(CC)): libframebus not built"; fi
+	@if command -v $(CC) >/dev/null 2>&1 && pkg-config --exists $(GSTPKGS) 2>/dev/null; then $(MAKE) -s gst; \
+	else echo "no GStreamer development files ($(GSTPKGS)): the GStreamer plugin (gst/) not built; make gst installs them"; fi
 
 # libframebus, the C library (docs/LIBFRAMEBUS.md): libframebus/build/libframebus.so.1.0.0,
 # libframebus.a and framebus.pc. make install puts them, libframebus.h and the wire contract
@@ -77,6 +79,31 @@ lib:
 	$(MAKE) -C libframebus
 install-lib: lib
 	$(MAKE) -C libframebus install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+install-gst:
+	@if pkg-config --exists $(GSTPKGS) 2>/dev/null; then $(MAKE) -C gst install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR); \
+	else echo "no GStreamer development files: the GStreamer plugin not installed (make gst, then make install)"; fi
+
+# The GStreamer plugin (gst/, docs/GSTREAMER.md): gst/build/libgstframebus.so with framebussink
+# and framebussrc, libframebus compiled in; make install puts it in $(PREFIX)/lib/gstreamer-1.0.
+# Debian's development packages are installed when missing (as root), like sysdeps.
+GSTPKGS      := gstreamer-1.0 gstreamer-base-1.0 gstreamer-video-1.0
+GSTBUILDDEPS := pkgconf:gstreamer-1.0:libgstreamer1.0-dev pkgconf:gstreamer-video-1.0:libgstreamer-plugins-base1.0-dev \
+                cmd:pkg-config:pkg-config
+# What its tests (gst/test) run: gst-launch-1.0, videotestsrc, videoconvert, x264enc (ugly),
+# mp4mux (good), rawvideoparse (bad), ffprobe.
+GSTTESTDEPS  := cmd:gst-launch-1.0:gstreamer1.0-tools gst:videotestsrc:gstreamer1.0-plugins-base \
+                gst:x264enc:gstreamer1.0-plugins-ugly gst:mp4mux:gstreamer1.0-plugins-good \
+                gst:rawvideoparse:gstreamer1.0-plugins-bad gst:shmsink:gstreamer1.0-plugins-bad cmd:ffprobe:ffmpeg
+gst-deps:
+	@$(MAKE) -s sysdeps SYSDEPS="$(GSTBUILDDEPS)"
+gst: gst-deps
+	$(MAKE) -C gst
+
+# The plugin's tests alone (make test runs them with the rest): real gst-launch-1.0 pipelines
+# against framebus tail, the C consumer, framebus capture, ffprobe (gst/test/gst_test.go).
+test-gst: gst
+	@$(MAKE) -s sysdeps SYSDEPS="$(GSTTESTDEPS)"
+	FRAMEBUS_REQUIRE_TOOLS=1 $(GO) test -count=1 -v -timeout 15m ./gst/...
 
 # libframebus's API tests (real processes: a producer killed with SIGKILL, a bus truncated
 # under a zero-copy view). The C++ OpenCV example (examples/cpp) is built and run against
@@ -93,7 +120,7 @@ test-lib:
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 DATADIR ?= $(PREFIX)/share
-install: install-bin install-lib
+install: install-bin install-lib install-gst
 install-bin: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/site-functions
 	install -m 0755 $(BIN)/framebus $(DESTDIR)$(BINDIR)/framebus
@@ -109,8 +136,8 @@ install-bin: build
 # lines as they come, each failed test's output, then the skipped tests and
 # why, PASS or FAIL, and "N passed, N failed, N skipped" last; every test's
 # output is kept in $(BIN)/test.json.
-test: deps vet test-python test-lib
-	@$(MAKE) -s sysdeps SYSDEPS="$(INTEROPDEPS)"
+test: deps vet test-python test-lib gst
+	@$(MAKE) -s sysdeps SYSDEPS="$(INTEROPDEPS) $(GSTTESTDEPS)"
 	@# simple-whip-server (a WHIP front end for Janus, push's tests) from its .deb's files and npm, into bin/
 	./scripts/setup-whip-server.sh $(BIN)/simple-whip-server
 	CGO_ENABLED=0 $(GO) build ./framebus/... ./capture/... ./cmd/...
@@ -268,3 +295,4 @@ model:
 clean:
 	rm -rf $(BIN)
 	$(MAKE) -C libframebus clean
+	$(MAKE) -C gst clean
