@@ -19,7 +19,7 @@ import (
 var errTimedOut = errors.New("wait timed out")
 
 // sleepWord is what a consumer sleeps on: the shared wake word of
-// amendment 7 (the shared wake word) when the bus has it, else its entry's semaphore; the value
+// amendment 7 when the bus has it, else its entry's semaphore; the value
 // the word must still have for the sleep to begin; and where the consumer
 // counts itself as sleeping.
 type sleepWord struct {
@@ -198,7 +198,8 @@ func (c *Consumer) tryHold(timeout time.Duration) (held bool, d time.Duration, s
 // sleep is the FUTEX_WAIT of the handshake. On the shared word: waiters
 // += 1, one more look at the active slot, the sleep, waiters -= 1; on the
 // entry's semaphore: waiters = 1, the sleep, waiters = 0 (the word is the
-// entry's alone: amendment 11 (wake words heal), so a forged value lasts one sleep at most).
+// entry's alone: amendment 11, wake words heal, so a forged value lasts one
+// sleep at most).
 // woken: the word moved or a frame is pending (the shared word's only; on
 // the semaphore the next word() takes it); timedOut: the time ran out.
 // held: the wait of tryHold, which keeps the thread (sleepHeld).

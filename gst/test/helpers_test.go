@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/framebus/framebus/framebus"
+	"github.com/framebus/framebus/internal/testutil"
 )
 
 // tools is what every test runs, built once per test binary.
@@ -110,100 +111,49 @@ func (tl *tools) env(dir string) []string {
 		"FRAMEBUS_DIR="+dir, "GST_DEBUG_NO_COLOR=1")
 }
 
-// proc is a child process whose output is collected.
+// proc is a child process of a test: a testutil.Proc (killed by pid when
+// the test ends, its end waited for with a bound), with cmd for the
+// signals the tests send.
 type proc struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  strings.Builder
-	done chan struct{}
-	err  error
+	*testutil.Proc
+	cmd *exec.Cmd
 }
 
 func start(t *testing.T, env []string, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(name, args...), done: make(chan struct{})}
-	p.cmd.Env = env
-	w := &lockedWriter{p: p}
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	return p
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
+	return &proc{Proc: testutil.Start(t, cmd), cmd: cmd}
 }
 
 // startWithStdin is start with a pipe to the child's stdin.
 func startWithStdin(t *testing.T, env []string, name string, args ...string) (*proc, io.WriteCloser) {
 	t.Helper()
-	p := &proc{cmd: exec.Command(name, args...), done: make(chan struct{})}
-	p.cmd.Env = env
-	w := &lockedWriter{p: p}
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	in, err := p.cmd.StdinPipe()
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
+	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	return p, in
+	return &proc{Proc: testutil.Start(t, cmd), cmd: cmd}, in
 }
 
-type lockedWriter struct{ p *proc }
+// output is what the process wrote, stdout then stderr (gst-launch's
+// messages, the C consumer's frame lines and summary, framebus's log).
+func (p *proc) output() string { return p.Stdout.String() + p.Stderr.String() }
 
-func (w *lockedWriter) Write(b []byte) (int, error) {
-	w.p.mu.Lock()
-	defer w.p.mu.Unlock()
-	return w.p.out.Write(b)
-}
-
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-// wait waits for the process to end, up to d; the test fails past it.
+// wait waits for the process to end, up to d (the test fails past it), and
+// returns how it ended: nil for exit 0.
 func (p *proc) wait(t *testing.T, d time.Duration) error {
 	t.Helper()
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(d):
-		p.cmd.Process.Kill()
-		<-p.done
-		t.Fatalf("%s did not end within %v; output:\n%s", p.cmd.Path, d, p.output())
-		return nil
-	}
+	p.Wait(t, d)
+	return p.Err
 }
 
-// waitFor polls cond every 10 ms up to d.
+// waitFor polls cond up to d; the test fails past it.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, d, what, cond)
 }
 
 // consumers is the number of active consumer entries on the bus (0 when absent).
