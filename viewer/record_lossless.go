@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync/atomic"
@@ -211,12 +210,11 @@ func (r *lossless) fromHold(fr *framebus.Frame) (done bool, err error) {
 // WriteFrame from the held bytes under framebus.Guard before anything is
 // written; a fault there (the bus file truncated), write(2) returning
 // EFAULT (the same, while the kernel copied the bytes), or a hold taken
-// back meanwhile (a producer's lease: the bytes written may be torn) cuts
-// the file back to the previous record's end and puts the writer back as
-// it was: the frame is dropped, never a corrupt record. It says whether the
-// frame was written; a write error of the disk is herr.
+// back meanwhile (a producer's lease: the bytes written may be torn) undoes
+// the frame (recording.Writer.Undo): it is dropped, never a corrupt record.
+// It says whether the frame was written; a write error of the disk is herr.
 func (r *lossless) writeHeld(fr *framebus.Frame, h framebus.Hold) bool {
-	start, saved := r.w.Size(), *r.w
+	mark := r.w.Mark()
 	rf := r.record(fr, h.Data(), fr.UserMeta)
 	var err error
 	gerr := framebus.Guard(func() { err = r.w.WriteFrame(&rf) })
@@ -228,17 +226,9 @@ func (r *lossless) writeHeld(fr *framebus.Frame, h framebus.Hold) bool {
 		r.herr = err // the disk's (full, ...): the recording ends, as from the writer
 		return false
 	}
-	// (The writer cut the file back already on EFAULT; not on a fault in
-	// Go, nor after a whole write of a frame taken back.)
-	if terr := r.f.Truncate(start); terr != nil {
-		r.herr = terr
-		return false
+	if uerr := r.w.Undo(mark); uerr != nil {
+		r.herr = uerr
 	}
-	if _, serr := r.f.Seek(start, io.SeekStart); serr != nil {
-		r.herr = serr
-		return false
-	}
-	*r.w = saved
 	return false
 }
 

@@ -383,3 +383,61 @@ func TestNoAllocationPerFrame(t *testing.T) {
 		t.Errorf("Next and ReadData: %v allocations per frame", a)
 	}
 }
+
+// A frame undone after it was written (its bytes went bad under the
+// writer: record --lossless writing from a hold) leaves no trace: the
+// file reads back as if it had never been written, and the writer goes
+// on, even after the write error it caused.
+func TestUndo(t *testing.T) {
+	frames := testFrames(t)[:6]
+	path := filepath.Join(t.TempDir(), "undo.mkv")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := NewWriter(f, "cam0", "test")
+	for i := range 3 {
+		if err := w.WriteFrame(&frames[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !w.Continues(frames[3].Format) {
+		t.Fatal("frame 3 should continue the track")
+	}
+	m := w.Mark()
+	bad := frames[3]
+	if err := w.WriteFrame(&bad); err != nil { // written whole, then found bad
+		t.Fatal(err)
+	}
+	if err := w.Undo(m); err != nil {
+		t.Fatal(err)
+	}
+	m = w.Mark()
+	w.err = &WriteError{Err: syscall.EFAULT} // a write that faulted mid-frame
+	if err := w.Undo(m); err != nil {
+		t.Fatal(err)
+	}
+	for i := 4; i < 6; i++ {
+		if err := w.WriteFrame(&frames[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(End{Why: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	got, r, err := readAll(t, path)
+	if err != io.EOF {
+		t.Fatalf("read: %v", err)
+	}
+	want := append(append([]Frame{}, frames[:3]...), frames[4:6]...)
+	if len(got) != len(want) {
+		t.Fatalf("%d frames read back, want %d", len(got), len(want))
+	}
+	for i := range want {
+		sameFrame(t, i, got[i], want[i])
+	}
+	if e, ok := r.End(); !ok || e.Frames != 5 {
+		t.Fatalf("end %+v (%v), want 5 frames", e, ok)
+	}
+}

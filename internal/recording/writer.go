@@ -72,6 +72,33 @@ func (w *Writer) Formats() int { return w.end.Formats }
 // track: writing it changes nothing before the file's end but the frame.
 func (w *Writer) Continues(f framebus.Format) bool { return w.cur != nil && w.cur.format == f }
 
+// Mark is the end of the file after a whole frame, to go back to with Undo.
+type Mark struct {
+	off  int64
+	end  End
+	last uint64
+}
+
+// Mark returns where the file ends now.
+func (w *Writer) Mark() Mark { return Mark{off: w.off, end: w.end, last: w.last} }
+
+// Undo cuts the file back to m and forgets what was written since,
+// including a write error it caused: for a frame whose bytes turned out bad
+// only after WriteFrame read them (they were a view into memory that
+// faulted, or that changed while written). Only frames of the current track
+// (Continues) may be undone: a new track rewrote the header region, which
+// Undo does not restore.
+func (w *Writer) Undo(m Mark) error {
+	if err := w.f.Truncate(m.off); err != nil {
+		return err
+	}
+	if _, err := w.f.Seek(m.off, io.SeekStart); err != nil {
+		return err
+	}
+	w.off, w.end, w.last, w.err = m.off, m.end, m.last, nil
+	return nil
+}
+
 // Size returns the bytes of whole elements written.
 func (w *Writer) Size() int64 { return w.off }
 
