@@ -385,7 +385,10 @@ func TestHoldForgedWords(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
-	time.Sleep(60 * time.Millisecond) // heartbeats
+	// The heartbeat's scan counts the ignored bits: wait for one (bounded).
+	for end := time.Now().Add(5 * time.Second); p.Stats().HoldsIgnored == 0 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	st := p.Stats()
 	t.Logf("%d frames published and read under forged hold words; holds_ignored %d, holds_taken_back %d", n, st.HoldsIgnored, st.HoldsTakenBack)
 	if n < 100 {
